@@ -1,0 +1,324 @@
+"""Wire formats of changes, bundles and saved documents (CBOR via cbor2).
+
+A **change** is one actor's batch of ops from one transaction::
+
+    [1, actors, seq, lamport, deps, ops]
+
+``actors`` is the change's actor table: ``actors[0]`` is the author, the
+rest are the other actors the ops and deps refer to (by index), so a 32-byte
+key appears once per change rather than once per op. ``deps`` is a flat
+list ``[actor_index, seq, ...]`` of what the author had seen from others
+since its previous change (its own previous change is implied by ``seq``).
+Ops consume consecutive lamports starting at ``lamport``: an insert one
+per element, a delete one per element deleted, everything else one.
+
+Ops (``obj`` is the root's key, ``"<type>:<name>"``)::
+
+    [INS, obj, origin_lamport, origin_actor, content]   origin_actor -1: the head
+    [DEL, obj, target_actor, target_lamport, count]     ascending id range
+    [SET, obj, key, value] [DELKEY, obj, key] [INC, obj, amount]
+    [APPEND, obj, value]   [CELL, obj, row_lam, row_act, col_lam, col_act, value]
+    [REDACT, obj, target_actor, target_lamport]          hide a log message
+
+A **bundle** carries many consecutive changes of one actor compactly: ops
+carry their lamport explicitly and are merged across change boundaries
+(typing runs become one insert, backspace runs one delete with ``dir=-1``);
+change boundaries are the run-length-encoded lamport starts::
+
+    [2, actors, first_seq, starts_rle, end, deps, ops]
+    ops: [INS, obj, lam, olam, oact, content] | [DEL, obj, lam, tact, tlam, n, dir] | ...
+
+``Doc.save()`` is ``zlib`` over ``[3, [bundle, ...]]``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, NamedTuple
+
+import cbor2
+
+from .errors import DecodeError
+
+INS, DEL, SET, DELKEY, INC, APPEND, CELL, REDACT = range(8)
+OP_KINDS = frozenset(range(8))
+CHANGE, BUNDLE, SAVED = 1, 2, 3
+MAX_ACTOR = 32
+TYPE_CODES = frozenset("tlmngsrc")  # text list map counter log sheet-cells rows cols
+
+
+class ChangeInfo(NamedTuple):
+    actor: bytes
+    seq: int
+    lamport: int
+    deps: dict[bytes, int]
+    nseq: int
+
+
+class Change(NamedTuple):
+    actors: list[bytes]
+    seq: int
+    lamport: int
+    deps: list[tuple[int, int]]
+    ops: list[list[Any]]
+
+
+class Bundle(NamedTuple):
+    actors: list[bytes]
+    seq: int
+    starts: list[int]
+    end: int
+    deps: dict[int, list[tuple[int, int]]]  # seq -> [(actor index, seq)]
+    ops: list[list[Any]]
+
+
+def encode_change(actors: list[bytes], seq: int, lamport: int, deps: list[int], ops: list) -> bytes:
+    return cbor2.dumps([CHANGE, actors, seq, lamport, deps, ops])
+
+
+def op_width(op: list[Any]) -> int:
+    """Lamports an op consumes (change form)."""
+    k = op[0]
+    if k == INS:
+        return len(op[4])
+    if k == DEL:
+        return op[4]
+    return 1
+
+
+def _fail(msg: str) -> DecodeError:
+    return DecodeError(f"malformed change: {msg}")
+
+
+def _check_actors(actors: Any) -> None:
+    if not isinstance(actors, list) or not actors:
+        raise _fail("actor table must be a non-empty list")
+    for a in actors:
+        if not isinstance(a, bytes) or not 1 <= len(a) <= MAX_ACTOR:
+            raise _fail("actor ids must be 1-32 bytes")
+    if len(set(actors)) != len(actors):
+        raise _fail("duplicate actor in actor table")
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int
+
+
+def _check_obj(obj: Any) -> None:
+    if not isinstance(obj, str) or len(obj) < 2 or obj[1] != ":" or obj[0] not in TYPE_CODES:
+        raise _fail(f"bad object key {obj!r}")
+
+
+def _check_op(op: Any, nact: int, lamported: bool) -> None:
+    """Validate one op's shape; ``lamported``: bundle form (explicit lamport)."""
+    if not isinstance(op, list) or len(op) < 3 or op[0] not in OP_KINDS or not _is_int(op[0]):
+        raise _fail(f"bad op {op!r:.80}")
+    _check_obj(op[1])
+    a = op[3:] if lamported else op[2:]
+    if lamported and (not _is_int(op[2]) or op[2] < 1):
+        raise _fail("bad op lamport")
+    k = op[0]
+    t = op[1][0]
+
+    def actor(i: Any, head_ok: bool = False) -> None:
+        if not _is_int(i) or not (-1 if head_ok else 0) <= i < nact:
+            raise _fail("op refers to an actor outside the actor table")
+
+    if k == INS:
+        if len(a) != 3 or not _is_int(a[0]) or a[0] < 0:
+            raise _fail("bad insert")
+        actor(a[1], head_ok=True)
+        if (a[1] < 0) != (a[0] == 0):
+            raise _fail("bad insert origin")
+        c = a[2]
+        if t == "t":
+            if not isinstance(c, str) or not c:
+                raise _fail("text insert needs a non-empty string")
+        elif t in "lrc":
+            if not isinstance(c, list) or not c:
+                raise _fail("list insert needs a non-empty list")
+        else:
+            raise _fail("insert into a non-sequence object")
+    elif k == DEL:
+        if len(a) != (4 if lamported else 3) or t not in "tlrc":
+            raise _fail("bad delete")
+        actor(a[0])
+        if not _is_int(a[1]) or a[1] < 1 or not _is_int(a[2]) or a[2] < 1:
+            raise _fail("bad delete range")
+        if lamported and a[3] not in (1, -1):
+            raise _fail("bad delete direction")
+    elif k in (SET, DELKEY):
+        if t != "m" or len(a) != (2 if k == SET else 1) or not isinstance(a[0], str):
+            raise _fail("bad map op")
+    elif k == INC:
+        if t != "n" or len(a) != 1 or not isinstance(a[0], (int, float)) or isinstance(a[0], bool):
+            raise _fail("bad counter op")
+    elif k == APPEND:
+        if t != "g" or len(a) != 1:
+            raise _fail("bad log append")
+    elif k == REDACT:
+        if t != "g" or len(a) != 2 or not _is_int(a[1]) or a[1] < 1:
+            raise _fail("bad log redact")
+        actor(a[0])
+    elif k == CELL:
+        if t != "s" or len(a) != 5:
+            raise _fail("bad cell op")
+        for j in (0, 2):
+            if not _is_int(a[j]) or a[j] < 1:
+                raise _fail("bad cell id")
+            actor(a[j + 1])
+
+
+def _check_deps(deps: Any, nact: int) -> list[tuple[int, int]]:
+    if not isinstance(deps, list) or len(deps) % 2:
+        raise _fail("deps must be a flat list of actor/seq pairs")
+    out = []
+    for i in range(0, len(deps), 2):
+        a, s = deps[i], deps[i + 1]
+        if not _is_int(a) or not 1 <= a < nact or not _is_int(s) or s < 1:
+            raise _fail("bad dependency")
+        out.append((a, s))
+    return out
+
+
+def _loads(data: Any) -> Any:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    try:
+        return cbor2.loads(data)
+    except Exception as e:  # cbor2 raises several types for bad input
+        raise DecodeError(f"not valid CBOR: {e}") from None
+
+
+def decode(data: bytes) -> Change | Bundle:
+    """Decode and validate a change or bundle; raises DecodeError."""
+    v = _loads(data)
+    if not isinstance(v, list) or not v or v[0] not in (CHANGE, BUNDLE):
+        raise DecodeError("not an ownkernel change or bundle")
+    if v[0] == CHANGE:
+        if len(v) != 6:
+            raise _fail("wrong number of fields")
+        _, actors, seq, lamport, deps, ops = v
+        _check_actors(actors)
+        if not _is_int(seq) or seq < 1 or not _is_int(lamport) or lamport < 1:
+            raise _fail("bad seq or lamport")
+        dl = _check_deps(deps, len(actors))
+        if not isinstance(ops, list) or not ops:
+            raise _fail("a change needs at least one op")
+        for op in ops:
+            _check_op(op, len(actors), False)
+        return Change(actors, seq, lamport, dl, ops)
+    if len(v) != 7:
+        raise _fail("wrong number of bundle fields")
+    _, actors, seq, starts_rle, end, deps, ops = v
+    _check_actors(actors)
+    if not _is_int(seq) or seq < 1 or not _is_int(end):
+        raise _fail("bad bundle seq")
+    starts = rle_decode(starts_rle)
+    if not starts or any(b <= a for a, b in zip(starts, starts[1:])) or starts[0] < 1:
+        raise _fail("bundle change starts must increase")
+    if end <= starts[-1]:
+        raise _fail("bundle end before its last change")
+    if not isinstance(deps, list):
+        raise _fail("bad bundle deps")
+    dmap: dict[int, list[tuple[int, int]]] = {}
+    for item in deps:
+        if not isinstance(item, list) or len(item) != 2 or not _is_int(item[0]):
+            raise _fail("bad bundle deps")
+        if not seq <= item[0] < seq + len(starts):
+            raise _fail("bundle deps for a change it does not hold")
+        dmap[item[0]] = _check_deps(item[1], len(actors))
+    if not isinstance(ops, list):
+        raise _fail("bad bundle ops")
+    last = 0
+    for op in ops:
+        _check_op(op, len(actors), True)
+        if op[2] < last or op[2] < starts[0] or op[2] >= end:
+            raise _fail("bundle ops out of order or outside its changes")
+        last = op[2]
+    return Bundle(actors, seq, starts, end, dmap, ops)
+
+
+def change_info(data: bytes) -> ChangeInfo:
+    """Header of an encoded change or bundle, validated, without integrating it."""
+    c = decode(data)
+    if isinstance(c, Change):
+        deps = {c.actors[a]: s for a, s in c.deps}
+        return ChangeInfo(c.actors[0], c.seq, c.lamport, deps, 1)
+    deps = {}
+    for lst in c.deps.values():
+        for a, s in lst:
+            deps[c.actors[a]] = max(deps.get(c.actors[a], 0), s)
+    return ChangeInfo(c.actors[0], c.seq, c.starts[0], deps, len(c.starts))
+
+
+def rle_encode(starts: list[int]) -> list[int]:
+    """[s0, delta, count, delta, count, ...] of consecutive differences."""
+    out = [starts[0]]
+    prev = starts[0]
+    d = c = 0
+    for s in starts[1:]:
+        x = s - prev
+        prev = s
+        if x == d:
+            c += 1
+        else:
+            if c:
+                out += (d, c)
+            d, c = x, 1
+    if c:
+        out += (d, c)
+    return out
+
+
+def rle_decode(v: Any) -> list[int]:
+    if not isinstance(v, list) or not v or len(v) % 2 != 1 or not all(_is_int(x) for x in v):
+        raise _fail("bad change starts")
+    if sum(v[2::2]) > 50_000_000:
+        raise _fail("too many changes in one bundle")
+    out = [v[0]]
+    s = v[0]
+    for i in range(1, len(v), 2):
+        d, c = v[i], v[i + 1]
+        if c < 1:
+            raise _fail("bad change starts")
+        for _ in range(c):
+            s += d
+            out.append(s)
+    return out
+
+
+def encode_bundle(
+    actors: list[bytes],
+    seq: int,
+    starts: list[int],
+    end: int,
+    deps: dict[int, list[int]],
+    ops: list[list[Any]],
+) -> bytes:
+    return cbor2.dumps(
+        [BUNDLE, actors, seq, rle_encode(starts), end, [[s, d] for s, d in sorted(deps.items())], ops]
+    )
+
+
+def encode_saved(blobs: list[bytes]) -> bytes:
+    return zlib.compress(cbor2.dumps([SAVED, blobs]), 6)
+
+
+def decode_saved(data: bytes) -> list[bytes]:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error as e:
+        raise DecodeError(f"not a saved ownkernel document (zlib: {e})") from None
+    v = _loads(raw)
+    if (
+        not isinstance(v, list)
+        or len(v) != 2
+        or v[0] != SAVED
+        or not isinstance(v[1], list)
+        or not all(isinstance(b, bytes) for b in v[1])
+    ):
+        raise DecodeError("not a saved ownkernel document")
+    return v[1]

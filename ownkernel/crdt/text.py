@@ -1,0 +1,234 @@
+"""Text and List: the user-facing sequence types over :mod:`.rga`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .codec import DEL, INS
+from .rga import Sequence
+
+if TYPE_CHECKING:
+    from .doc import Doc
+
+
+class Delta(NamedTuple):
+    """One change of a sequence as seen by an observer.
+
+    ``deleted`` elements were removed at ``pos``, then ``inserted`` was
+    inserted there. ``local`` tells whether this replica made the edit.
+    """
+
+    pos: int
+    deleted: int
+    inserted: Any
+    local: bool
+
+
+class _SequenceRoot:
+    __slots__ = ("_doc", "_key", "_seq", "_observers")
+
+    def __init__(self, doc: Doc, key: str, empty: Any) -> None:
+        self._doc = doc
+        self._key = key
+        self._seq = Sequence(doc._actors, empty)
+        self._observers: list[Callable[[Delta], None]] = []
+
+    @property
+    def name(self) -> str:
+        return self._key[2:]
+
+    def __len__(self) -> int:
+        return self._seq.length
+
+    def observe(self, callback: Callable[[Delta], None]) -> Callable[[], None]:
+        """Call ``callback(Delta)`` after every local and remote edit; returns an unsubscribe."""
+        self._observers.append(callback)
+        self._seq.want_positions = True
+
+        def unsubscribe() -> None:
+            if callback in self._observers:
+                self._observers.remove(callback)
+            self._seq.want_positions = bool(self._observers)
+
+        return unsubscribe
+
+    def _emit(self, delta: Delta) -> None:
+        for cb in list(self._observers):
+            cb(delta)
+
+    def _insert(self, pos: int, content: Any) -> None:
+        if not isinstance(pos, int) or isinstance(pos, bool):
+            raise TypeError("position must be an int")
+        if not content:
+            return
+        doc = self._doc
+        lam = doc._lamport + 1
+        me = doc._me
+        olam, oact = self._seq.local_insert(pos, content, lam, me)
+        doc._lamport = lam + len(content) - 1
+        pending = doc._pending
+        if pending:
+            last = pending[-1]
+            # canonical form: an insert continuing the previous one is the same op
+            if (
+                last[0] == INS
+                and last[1] == self._key
+                and last[2] + len(last[5]) == lam
+                and olam == lam - 1
+                and oact == me
+            ):
+                last[5] = last[5] + content
+                if self._observers:
+                    self._emit(Delta(pos, 0, content, True))
+                return
+        else:
+            doc._begin()
+        pending.append([INS, self._key, lam, olam, oact, content])
+        if self._observers:
+            self._emit(Delta(pos, 0, content, True))
+
+    def delete(self, pos: int, n: int = 1) -> None:
+        """Delete ``n`` elements starting at ``pos``."""
+        if not isinstance(pos, int) or not isinstance(n, int):
+            raise TypeError("position and count must be ints")
+        if n < 0:
+            raise ValueError("count must be >= 0")
+        if n == 0:
+            return
+        if pos < 0 or pos + n > self._seq.length:
+            raise IndexError(f"delete {pos}..{pos + n} out of range for length {self._seq.length}")
+        doc = self._doc
+        ranges, _removed = self._seq.local_delete(pos, n)
+        pending = doc._pending
+        if not pending:
+            doc._begin()
+        for act, tlam, m in ranges:
+            lam = doc._lamport + 1
+            doc._lamport += m
+            if pending:
+                last = pending[-1]
+                if (
+                    last[0] == DEL
+                    and last[1] == self._key
+                    and last[3] == act
+                    and last[4] + last[5] == tlam
+                    and last[2] + last[5] == lam
+                ):
+                    last[5] += m
+                    continue
+            pending.append([DEL, self._key, lam, act, tlam, m, 1])
+        if self._observers:
+            self._emit(Delta(pos, n, self._seq.empty, True))
+
+    def _normalize(self, i: int) -> int:
+        n = self._seq.length
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("index out of range")
+        return i
+
+
+class Text(_SequenceRoot):
+    """Collaborative text: an RGA of Unicode code points."""
+
+    __slots__ = ()
+
+    def __init__(self, doc: Doc, key: str) -> None:
+        super().__init__(doc, key, "")
+
+    def insert(self, pos: int, text: str) -> None:
+        if not isinstance(text, str):
+            raise TypeError("Text.insert needs a str")
+        self._insert(pos, text)
+
+    def __str__(self) -> str:
+        return self._seq.value()
+
+    def __repr__(self) -> str:
+        s = str(self)
+        return f"Text({self.name!r}, {s[:60]!r}{'…' if len(s) > 60 else ''})"
+
+    def __getitem__(self, i: int | slice) -> str:
+        if isinstance(i, slice):
+            return str(self)[i]
+        r, k = self._seq._find(self._normalize(i))
+        return r.content[k]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return str(self) == other
+        if isinstance(other, Text):
+            return str(self) == str(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def replace(self, pos: int, n: int, text: str) -> None:
+        """Delete ``n`` characters at ``pos`` and insert ``text`` there."""
+        self.delete(pos, n)
+        self.insert(pos, text)
+
+    def set(self, text: str) -> None:
+        """Make the text equal to ``text`` with a minimal diff (common prefix/suffix)."""
+        old = str(self)
+        if old == text:
+            return
+        a = 0
+        m = min(len(old), len(text))
+        while a < m and old[a] == text[a]:
+            a += 1
+        b = 0
+        while b < m - a and old[len(old) - 1 - b] == text[len(text) - 1 - b]:
+            b += 1
+        self.delete(a, len(old) - a - b)
+        self.insert(a, text[a : len(text) - b])
+
+
+class List(_SequenceRoot):
+    """Collaborative list of CBOR-native values: an RGA of values."""
+
+    __slots__ = ()
+
+    def __init__(self, doc: Doc, key: str) -> None:
+        super().__init__(doc, key, [])
+
+    def insert(self, pos: int, value: Any) -> None:
+        self._insert(pos, [value])
+
+    def extend(self, values: list[Any]) -> None:
+        self._insert(self._seq.length, list(values))
+
+    def insert_many(self, pos: int, values: list[Any]) -> None:
+        self._insert(pos, list(values))
+
+    def append(self, value: Any) -> None:
+        self._insert(self._seq.length, [value])
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return self._seq.value()[i]
+        r, k = self._seq._find(self._normalize(i))
+        return r.content[k]
+
+    def __delitem__(self, i: int) -> None:
+        self.delete(self._normalize(i), 1)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._seq.value())
+
+    def to_list(self) -> list[Any]:
+        return self._seq.value()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return self.to_list() == other
+        if isinstance(other, List):
+            return self.to_list() == other.to_list()
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"List({self.name!r}, {self.to_list()!r:.80})"
