@@ -1,18 +1,22 @@
 """Wire formats of changes, bundles and saved documents (CBOR via cbor2).
 
-A **change** is one actor's batch of ops from one transaction::
+A **change** is one actor's batch of ops from one transaction, as one flat
+CBOR array (every nested array costs cbor2 about a microsecond, and a
+keystroke is one change)::
 
-    [1, actors, seq, lamport, deps, ops]
+    [1, actors, seq, lamport, deps, op, op, ...]   each op spread in place
 
-``actors`` is the change's actor table: ``actors[0]`` is the author, the
-rest are the other actors the ops and deps refer to (by index), so a 32-byte
-key appears once per change rather than once per op. ``deps`` is a flat
-list ``[actor_index, seq, ...]`` of what the author had seen from others
-since its previous change (its own previous change is implied by ``seq``).
-Ops consume consecutive lamports starting at ``lamport``: an insert one
-per element, a delete one per element deleted, everything else one.
+``actors`` is the change's actor table: the author's id (bytes) alone, or a
+list whose first item is the author and whose others are the actors the
+ops and deps refer to (by index), so a 32-byte key appears once per change
+rather than once per op. ``deps`` is ``0`` or a flat list ``[actor_index,
+seq, ...]`` of what the author had seen from others since its previous
+change (its own previous change is implied by ``seq``). Ops consume
+consecutive lamports starting at ``lamport``: an insert one per element, a
+delete one per element deleted, everything else one.
 
-Ops (``obj`` is the root's key, ``"<type>:<name>"``)::
+Ops (``obj`` is the root's key, ``"<type>:<name>"``), shown as lists but
+spread into the change array, the kind telling how many fields follow::
 
     [INS, obj, origin_lamport, origin_actor, content]   origin_actor -1: the head
     [DEL, obj, target_actor, target_lamport, count]     ascending id range
@@ -34,6 +38,7 @@ change boundaries are the run-length-encoded lamport starts::
 from __future__ import annotations
 
 import zlib
+from itertools import accumulate, chain, repeat
 from typing import Any, NamedTuple
 
 import cbor2
@@ -72,8 +77,14 @@ class Bundle(NamedTuple):
     ops: list[list[Any]]
 
 
+ARITY = (4, 4, 3, 2, 2, 2, 6, 3)  # fields after the kind, per op kind
+
+
 def encode_change(actors: list[bytes], seq: int, lamport: int, deps: list[int], ops: list) -> bytes:
-    return cbor2.dumps([CHANGE, actors, seq, lamport, deps, ops])
+    flat: list[Any] = [CHANGE, actors[0] if len(actors) == 1 else actors, seq, lamport, deps or 0]
+    for op in ops:
+        flat += op
+    return cbor2.dumps(flat)
 
 
 def op_width(op: list[Any]) -> int:
@@ -196,18 +207,7 @@ def decode(data: bytes) -> Change | Bundle:
     if not isinstance(v, list) or not v or v[0] not in (CHANGE, BUNDLE):
         raise DecodeError("not an ownkernel change or bundle")
     if v[0] == CHANGE:
-        if len(v) != 6:
-            raise _fail("wrong number of fields")
-        _, actors, seq, lamport, deps, ops = v
-        _check_actors(actors)
-        if not _is_int(seq) or seq < 1 or not _is_int(lamport) or lamport < 1:
-            raise _fail("bad seq or lamport")
-        dl = _check_deps(deps, len(actors))
-        if not isinstance(ops, list) or not ops:
-            raise _fail("a change needs at least one op")
-        for op in ops:
-            _check_op(op, len(actors), False)
-        return Change(actors, seq, lamport, dl, ops)
+        return _decode_change(v)
     if len(v) != 7:
         raise _fail("wrong number of bundle fields")
     _, actors, seq, starts_rle, end, deps, ops = v
@@ -215,8 +215,6 @@ def decode(data: bytes) -> Change | Bundle:
     if not _is_int(seq) or seq < 1 or not _is_int(end):
         raise _fail("bad bundle seq")
     starts = rle_decode(starts_rle)
-    if not starts or any(b <= a for a, b in zip(starts, starts[1:])) or starts[0] < 1:
-        raise _fail("bundle change starts must increase")
     if end <= starts[-1]:
         raise _fail("bundle end before its last change")
     if not isinstance(deps, list):
@@ -237,6 +235,38 @@ def decode(data: bytes) -> Change | Bundle:
             raise _fail("bundle ops out of order or outside its changes")
         last = op[2]
     return Bundle(actors, seq, starts, end, dmap, ops)
+
+
+def split_ops(flat: list[Any], i: int) -> list[list[Any]]:
+    """Cut the spread ops of a change (from index ``i``) back into op lists."""
+    ops = []
+    n = len(flat)
+    while i < n:
+        k = flat[i]
+        if not _is_int(k) or k not in OP_KINDS:
+            raise _fail(f"unknown op kind {k!r:.20}")
+        j = i + 1 + ARITY[k]
+        if j > n:
+            raise _fail("truncated op")
+        ops.append(flat[i:j])
+        i = j
+    return ops
+
+
+def _decode_change(v: list[Any]) -> Change:
+    if len(v) < 6:
+        raise _fail("wrong number of fields")
+    actors, seq, lamport, deps = v[1], v[2], v[3], v[4]
+    if isinstance(actors, bytes):
+        actors = [actors]
+    _check_actors(actors)
+    if not _is_int(seq) or seq < 1 or not _is_int(lamport) or lamport < 1:
+        raise _fail("bad seq or lamport")
+    dl = [] if deps == 0 and _is_int(deps) else _check_deps(deps, len(actors))
+    ops = split_ops(v, 5)
+    for op in ops:
+        _check_op(op, len(actors), False)
+    return Change(actors, seq, lamport, dl, ops)
 
 
 def change_info(data: bytes) -> ChangeInfo:
@@ -272,20 +302,15 @@ def rle_encode(starts: list[int]) -> list[int]:
 
 
 def rle_decode(v: Any) -> list[int]:
+    """Inverse of :func:`rle_encode`; deltas must be positive (starts increase)."""
     if not isinstance(v, list) or not v or len(v) % 2 != 1 or not all(_is_int(x) for x in v):
         raise _fail("bad change starts")
-    if sum(v[2::2]) > 50_000_000:
+    deltas, counts = v[1::2], v[2::2]
+    if (deltas and min(deltas) < 1) or (counts and min(counts) < 1) or v[0] < 1:
+        raise _fail("change starts must increase")
+    if sum(counts) > 50_000_000:
         raise _fail("too many changes in one bundle")
-    out = [v[0]]
-    s = v[0]
-    for i in range(1, len(v), 2):
-        d, c = v[i], v[i + 1]
-        if c < 1:
-            raise _fail("bad change starts")
-        for _ in range(c):
-            s += d
-            out.append(s)
-    return out
+    return list(accumulate(chain((v[0],), *map(repeat, deltas, counts))))
 
 
 def encode_bundle(

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import os
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import cbor2
+
 from . import codec
-from .codec import APPEND, CELL, DEL, DELKEY, INC, INS, REDACT, SET, Bundle, Change
+from .codec import APPEND, CELL, CHANGE, DEL, DELKEY, INC, INS, REDACT, SET, Bundle, Change
 from .errors import ConflictError, DecodeError, InvalidChangeError
 from .log import Log
 from .map import Counter, Map
@@ -184,6 +186,38 @@ class Doc:
         me = self._me
         seq = self._vv[me] + 1
         start = ops[0][2]
+        op = ops[0]
+        k = op[0]
+        if (
+            len(ops) == 1
+            and self._pending_vv is None
+            and ((k == INS and op[4] in (me, -1)) or (k == DEL and op[3] == me))
+        ):
+            # one keystroke: the common case, kept to a single cbor2 call
+            if k == INS:
+                flat = [CHANGE, self.actor, seq, start, 0, INS, op[1], op[3], op[4] and -1, op[5]]
+            else:
+                flat = [CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]]
+                _log_delete(self._oplog[me], op)
+            blob = cbor2.dumps(flat)
+        else:
+            blob = self._commit_general(ops, me, seq, start)
+        self._starts[me].append(start)
+        self._end[me] = _op_end(ops[-1])
+        self._vv[me] = seq
+        self._pending = []
+        if self._remote_since_commit:
+            # remote changes integrated while this transaction was open are
+            # not its deps, but the next transaction will have seen them
+            seen = self._seen
+            self._remote_since_commit = any(
+                v > seen[a] for a, v in enumerate(self._vv) if a != me
+            )
+        if self._observers:
+            self._notify(True, {op[1] for op in ops})
+        return blob
+
+    def _commit_general(self, ops: list[list[Any]], me: int, seq: int, start: int) -> bytes:
         actors = [self.actor]
         amap = {me: 0}
         deps_flat: list[int] = []
@@ -195,35 +229,22 @@ class Doc:
                 seen[a] = v
             if dl:
                 self._deps[(me, seq)] = dl
+            self._pending_vv = None
         wire = []
         log = self._oplog[me]
         for op in ops:
             k = op[0]
             if k == INS:
                 oact = op[4]
-                wire.append([INS, op[1], op[3], -1 if oact < 0 else _amap(amap, actors, self._actors, oact), op[5]])
+                oa = -1 if oact < 0 else _amap(amap, actors, self._actors, oact)
+                wire.append([INS, op[1], op[3], oa, op[5]])
             elif k == DEL:
                 wire.append([DEL, op[1], _amap(amap, actors, self._actors, op[3]), op[4], op[5]])
                 _log_delete(log, op)
             else:
                 wire.append(_to_wire(op, amap, actors, self._actors))
                 log.append(op)
-        blob = codec.encode_change(actors, seq, start, deps_flat, wire)
-        self._starts[me].append(start)
-        self._end[me] = _op_end(ops[-1])
-        self._vv[me] = seq
-        self._pending = []
-        self._pending_vv = None
-        if self._remote_since_commit:
-            # remote changes integrated while this transaction was open are
-            # not its deps, but the next transaction will have seen them
-            seen = self._seen
-            self._remote_since_commit = any(
-                v > seen[a] for a, v in enumerate(self._vv) if a != me
-            )
-        if self._observers:
-            self._notify(True, {op[1] for op in ops})
-        return blob
+        return codec.encode_change(actors, seq, start, deps_flat, wire)
 
     @contextmanager
     def transaction(self) -> Iterator[Doc]:
@@ -376,6 +397,9 @@ class Doc:
         early arrivals buffered. Atomic: on error nothing of this call is kept."""
         if isinstance(changes, (bytes, bytearray, memoryview)):
             raise TypeError("apply() takes an iterable of encoded changes, not bytes")
+        if type(changes) is list and len(changes) == 1 and not self._buffer:
+            if self._apply_keystroke(changes[0]):
+                return
         decoded = [codec.decode(b) for b in changes]
         self._calls += 1
         call = self._calls
@@ -397,6 +421,76 @@ class Doc:
         touched = self._execute(plan)
         if self._observers and touched:
             self._notify(False, touched)
+
+    def _apply_keystroke(self, blob: bytes) -> bool:
+        """Fast path for the live case: the next change of a known actor, one
+        insert or delete, no deps. Returns False, having changed nothing,
+        when the change is anything else (the general path then decides)."""
+        if type(blob) is not bytes:
+            return False
+        try:
+            v = cbor2.loads(blob)
+        except Exception:
+            return False
+        if type(v) is not list or len(v) != 10 or v[0] != CHANGE or v[4] != 0:
+            return False
+        actors, seq, lam, k, key, x, y, z = v[1], v[2], v[3], v[5], v[6], v[7], v[8], v[9]
+        aidx = self._aidx
+        if type(actors) is bytes:
+            a = aidx.get(actors)
+            other = None
+        elif type(actors) is list and len(actors) == 2 and type(actors[1]) is bytes:
+            a = aidx.get(actors[0]) if type(actors[0]) is bytes else None
+            other = aidx.get(actors[1])
+            if other is None or other == a:
+                return False
+        else:
+            return False
+        if a is None or seq != self._vv[a] + 1 or type(lam) is not int or lam < self._end[a]:
+            return False
+        root = self._objs.get(key) if type(key) is str else None
+        if root is None or key[0] not in "tl" or type(x) is not int:
+            return False
+        seq_ = root._seq
+        if k == INS and type(z) is (str if key[0] == "t" else list) and z:
+            if y == -1 and x == 0:
+                oact = -1
+            elif 0 < x < lam and (y == 0 or (y == 1 and other is not None)):
+                oact = a if y == 0 else other  # type: ignore[assignment]
+            else:
+                return False
+            try:
+                pos = seq_.integrate(lam, a, x, oact, z)
+            except KeyError:
+                raise InvalidChangeError(f"insert after unknown element {x} in {key}") from None
+            if pos is not None and root._observers:
+                root._emit(Delta(pos[0], 0, z, False))
+            end = lam + len(z)
+        elif k == DEL and type(y) is int and y > 0 and type(z) is int and z > 0:
+            if x == 0:
+                tact = a
+            elif x == 1 and other is not None:
+                tact = other
+            else:
+                return False
+            if not seq_.covers(tact, y, z):
+                raise InvalidChangeError(f"delete of unknown elements in {key}")
+            for p, m in seq_.remote_delete(tact, y, z):
+                if root._observers:
+                    root._emit(Delta(p, m, seq_.empty, False))
+            _log_delete(self._oplog[a], [DEL, key, lam, tact, y, z, 1])
+            end = lam + z
+        else:
+            return False
+        self._starts[a].append(lam)
+        self._end[a] = end
+        self._vv[a] = seq
+        if end - 1 > self._lamport:
+            self._lamport = end - 1
+        self._remote_since_commit = True
+        if self._observers:
+            self._notify(False, {key})
+        return True
 
     def _to_unit(self, c: Change | Bundle, call: int) -> _Unit:
         amap = [self._actor_index(x) for x in c.actors]
@@ -474,6 +568,8 @@ class Doc:
                     continue
                 i = j = known + 1 - u.seq
                 n = len(u.starts)
+                if not u.deps:
+                    j = n
                 while j < n:
                     d = u.deps.get(u.seq + j)
                     if d and any(vv[x] < s for x, s in d):
@@ -507,7 +603,7 @@ class Doc:
 
     def _validate(self, plan: list[tuple[_Unit, int, int]]) -> None:
         """Check every reference before touching anything (so apply is atomic)."""
-        virtual: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        virtual: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
         msgs: set[tuple[str, int, int]] = set()
         last_lam = list(self._end)
 
@@ -520,13 +616,13 @@ class Doc:
                 if r is not None:
                     lam = r.lam + r.n
                     continue
-                rngs = virtual.get((key, act), ())
-                for lo, hi in reversed(rngs):
-                    if lo <= lam < hi:
-                        lam = hi
-                        break
-                else:
+                rngs = virtual.get((key, act))
+                if rngs is None:
                     return False
+                i = bisect_right(rngs[0], lam) - 1
+                if i < 0 or lam >= rngs[1][i]:
+                    return False
+                lam = rngs[1][i]
             return True
 
         for u, i, j in plan:
@@ -538,7 +634,16 @@ class Doc:
                 if k == INS:
                     if op[4] >= 0 and (op[3] >= lam or not known(key, op[4], op[3], 1)):
                         raise InvalidChangeError(f"insert after unknown element {op[3]} in {key}")
-                    virtual.setdefault((key, a), []).append((lam, lam + len(op[5])))
+                    vr = virtual.get((key, a))
+                    if vr is None:
+                        vr = virtual[(key, a)] = ([], [])
+                    if vr[0] and lam < vr[0][-1]:  # keep sorted (rare: out-of-order units)
+                        i = bisect_right(vr[0], lam)
+                        vr[0].insert(i, lam)
+                        vr[1].insert(i, lam + len(op[5]))
+                    else:
+                        vr[0].append(lam)
+                        vr[1].append(lam + len(op[5]))
                 elif k == DEL:
                     if not known(key, op[3], op[4], op[5]):
                         raise InvalidChangeError(f"delete of unknown elements in {key}")
@@ -591,9 +696,8 @@ class Doc:
                     self._integrate_other(op, a, author)
                     log.append(op)
             self._starts[a].extend(u.starts[i:j])
-            for s in range(u.seq + i, u.seq + j):
-                d = u.deps.get(s)
-                if d:
+            for s, d in u.deps.items():
+                if u.seq + i <= s < u.seq + j and d:
                     self._deps[(a, s)] = d
             end = u.starts[j] if j < len(u.starts) else u.end
             if ops:
