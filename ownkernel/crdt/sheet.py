@@ -1,0 +1,197 @@
+"""Sheet: a grid whose rows and columns are RGA lists of stable ids.
+
+A cell is an LWW register keyed by ``(row id, column id)``, not by its A1
+position, so when two people insert rows concurrently every cell stays with
+the row it was typed into. A1 addresses are resolved against the current
+row and column order at the moment of reading or writing.
+
+Formulas (``"=..."``) are stored as text and evaluated by
+:mod:`.formula` over the current A1 grid; references are positional (they are
+not rewritten when rows move, unlike a desktop spreadsheet — a choice that
+keeps concurrent structural edits free of formula-rewrite conflicts).
+Evaluation is incremental for cell edits (only dependents recompute) and
+rebuilt after structural edits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .codec import CELL
+from .formula import Evaluator, parse_a1, to_a1
+from .text import List
+
+if TYPE_CHECKING:
+    from .doc import Doc
+
+CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col actor
+
+
+class Sheet:
+    __slots__ = ("_doc", "_key", "_rows", "_cols", "_cells", "_ev", "_observers")
+
+    def __init__(self, doc: Doc, key: str) -> None:
+        self._doc = doc
+        self._key = key
+        name = key[2:]
+        self._rows = List(doc, "r:" + name)
+        self._cols = List(doc, "c:" + name)
+        doc._objs["r:" + name] = self._rows
+        doc._objs["c:" + name] = self._cols
+        self._cells: dict[CellKey, tuple[int, bytes, Any]] = {}
+        self._ev: Evaluator | None = None
+        self._observers: list[Callable[[], None]] = []
+        self._rows.observe(self._structure_changed)
+        self._cols.observe(self._structure_changed)
+
+    @property
+    def name(self) -> str:
+        return self._key[2:]
+
+    # ------------------------------------------------------------ structure
+    @property
+    def nrows(self) -> int:
+        return len(self._rows)
+
+    @property
+    def ncols(self) -> int:
+        return len(self._cols)
+
+    def _structure_changed(self, _delta: Any) -> None:
+        self._ev = None
+        self._fire()
+
+    def observe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """``callback()`` after any change of cells, rows or columns."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback) if callback in self._observers else None
+
+    def _fire(self) -> None:
+        for cb in list(self._observers):
+            cb()
+
+    def insert_rows(self, index: int, count: int = 1) -> None:
+        self._rows.insert_many(index, [None] * count)
+
+    def delete_rows(self, index: int, count: int = 1) -> None:
+        self._rows.delete(index, count)
+
+    def insert_cols(self, index: int, count: int = 1) -> None:
+        self._cols.insert_many(index, [None] * count)
+
+    def delete_cols(self, index: int, count: int = 1) -> None:
+        self._cols.delete(index, count)
+
+    def resize(self, nrows: int, ncols: int) -> None:
+        """Grow to at least ``nrows`` x ``ncols`` (never shrinks: deleting is explicit)."""
+        if nrows > self.nrows:
+            self.insert_rows(self.nrows, nrows - self.nrows)
+        if ncols > self.ncols:
+            self.insert_cols(self.ncols, ncols - self.ncols)
+
+    # ---------------------------------------------------------------- cells
+    def _cell_key(self, row: int, col: int) -> CellKey:
+        rl, ra = self._rows._seq.element_id(row)
+        cl, ca = self._cols._seq.element_id(col)
+        return rl, ra, cl, ca
+
+    @staticmethod
+    def _address(ref: str | tuple[int, int]) -> tuple[int, int]:
+        if isinstance(ref, str):
+            return parse_a1(ref)
+        row, col = ref
+        if not isinstance(row, int) or not isinstance(col, int) or row < 0 or col < 0:
+            raise IndexError(f"bad cell address {ref!r}")
+        return row, col
+
+    def set(self, ref: str | tuple[int, int], value: Any) -> None:
+        """Write a value or formula; the sheet grows to hold the cell."""
+        row, col = self._address(ref)
+        self.resize(row + 1, col + 1)
+        rl, ra, cl, ca = self._cell_key(row, col)
+        doc = self._doc
+        lam = doc._local_op([CELL, self._key, 0, rl, ra, cl, ca, value])
+        self._write((rl, ra, cl, ca), lam, doc.actor, value)
+
+    __setitem__ = set
+
+    def _remote_cell(self, lam: int, author: bytes, op: list[Any]) -> None:
+        self._write((op[3], op[4], op[5], op[6]), lam, author, op[7])
+
+    def _write(self, key: CellKey, lam: int, actor: bytes, value: Any) -> None:
+        cur = self._cells.get(key)
+        if cur is not None and (cur[0], cur[1]) >= (lam, actor):
+            return
+        self._cells[key] = (lam, actor, value)
+        if self._ev is not None:
+            pos = self._position(key)
+            if pos is not None:
+                self._ev.set(pos[0], pos[1], value)
+        self._fire()
+
+    def _position(self, key: CellKey) -> tuple[int, int] | None:
+        r = self._rows._seq.position_of_id(key[0], key[1])
+        c = self._cols._seq.position_of_id(key[2], key[3])
+        return None if r is None or c is None else (r, c)
+
+    def raw(self, ref: str | tuple[int, int]) -> Any:
+        """The stored value or formula text of a cell (None when empty)."""
+        row, col = self._address(ref)
+        if row >= self.nrows or col >= self.ncols:
+            return None
+        e = self._cells.get(self._cell_key(row, col))
+        return None if e is None else e[2]
+
+    def _grid(self) -> dict[tuple[int, int], Any]:
+        rows = {}
+        for i, (lam, act) in enumerate(self._ids(self._rows)):
+            rows[(lam, act)] = i
+        cols = {}
+        for j, (lam, act) in enumerate(self._ids(self._cols)):
+            cols[(lam, act)] = j
+        grid = {}
+        for (rl, ra, cl, ca), (_, _, value) in self._cells.items():
+            r = rows.get((rl, ra))
+            c = cols.get((cl, ca))
+            if r is not None and c is not None and value is not None:
+                grid[(r, c)] = value
+        return grid
+
+    @staticmethod
+    def _ids(lst: List) -> list[tuple[int, int]]:
+        out = []
+        for r in lst._seq.runs():
+            if not r.dead:
+                out.extend((r.lam + k, r.act) for k in range(r.n))
+        return out
+
+    def _evaluator(self) -> Evaluator:
+        if self._ev is None:
+            self._ev = Evaluator(self.nrows, self.ncols, self._grid())
+        return self._ev
+
+    def value(self, ref: str | tuple[int, int]) -> Any:
+        """The evaluated value of a cell (formula errors as FormulaError values)."""
+        row, col = self._address(ref)
+        if row >= self.nrows or col >= self.ncols:
+            return None
+        return self._evaluator().value(row, col)
+
+    __getitem__ = value
+
+    def values(self) -> list[list[Any]]:
+        """Evaluated grid, rows of column values."""
+        ev = self._evaluator()
+        return [[ev.value(r, c) for c in range(self.ncols)] for r in range(self.nrows)]
+
+    def raws(self) -> list[list[Any]]:
+        grid = self._grid()
+        return [[grid.get((r, c)) for c in range(self.ncols)] for r in range(self.nrows)]
+
+    def __repr__(self) -> str:
+        return f"Sheet({self.name!r}, {self.nrows}x{self.ncols})"
+
+    @staticmethod
+    def a1(row: int, col: int) -> str:
+        return to_a1(row, col)

@@ -1,0 +1,306 @@
+"""Deterministic in-process network simulator for the sans-IO sync protocol.
+
+Many toy nodes, each running real :class:`PeerSession` objects against a tiny
+CRDT-like host (a set of change ids per actor with version vectors), talk over
+a simulated network with random topology, message loss and partitions. One
+seeded ``random.Random`` drives everything, so a run is reproducible.
+
+A *round* is one anti-entropy period: every node starts one push-pull
+exchange with a random peer from its partial view (``have`` → ``changes`` +
+``have`` → ``changes``), and the messages of the round are delivered hop by
+hop until the round is quiet. Peer exchange (``peers``) rides along with each
+exchange so partial views stay random.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import cbor2
+
+from .protocol import (
+    DocId,
+    LocalInfo,
+    PeerInfo,
+    PeerSession,
+    PeersReceived,
+    SessionConfig,
+)
+
+DOC = "doc"
+
+
+class SetHost:
+    """Minimal SyncHost: changes are CBOR ``[actor, seq]`` blobs; state is their set.
+
+    ``allowed`` maps peer id → docs that peer may see (None: every doc to everyone).
+    """
+
+    def __init__(self, node_id: bytes, docs: Iterable[DocId] = (DOC,),
+                 allowed: dict[bytes, set[DocId]] | None = None) -> None:
+        self.node_id = node_id
+        self.actor = node_id[:8]
+        self.docs = set(docs)
+        self.allowed = allowed
+        self.store: dict[DocId, dict[bytes, dict[int, bytes]]] = {d: {} for d in self.docs}
+        self.vv: dict[DocId, dict[bytes, int]] = {d: {} for d in self.docs}
+        self.ingested = 0
+
+    # SyncHost
+    def shared_docs(self, peer_id: bytes) -> Iterable[DocId]:
+        if self.allowed is None:
+            return self.docs
+        return self.docs & self.allowed.get(peer_id, set())
+
+    def version(self, doc: DocId) -> Mapping[bytes, int]:
+        return dict(self.vv.get(doc, {}))
+
+    def changes_since(self, doc: DocId, vv: Mapping[bytes, int]) -> list[bytes]:
+        out = []
+        for actor, seqs in self.store.get(doc, {}).items():
+            have = vv.get(actor, 0)
+            out += [blob for seq, blob in sorted(seqs.items()) if seq > have]
+        return out
+
+    def ingest(self, doc: DocId, blobs: list[bytes], source: bytes) -> None:
+        if doc not in self.docs:
+            raise ValueError("unknown doc")
+        parsed = []
+        for blob in blobs:  # validate all first so a bad batch changes nothing
+            try:
+                actor, seq = cbor2.loads(blob)
+            except Exception as e:
+                raise ValueError(f"bad change: {e}") from None
+            if not isinstance(actor, bytes) or not isinstance(seq, int) or seq < 1:
+                raise ValueError("bad change")
+            parsed.append((actor, seq, blob))
+        for actor, seq, blob in parsed:
+            self._add(doc, actor, seq, blob)
+            self.ingested += 1
+
+    # local edits
+    def make_change(self, doc: DocId = DOC) -> bytes:
+        seq = self.vv[doc].get(self.actor, 0) + 1
+        blob = cbor2.dumps([self.actor, seq])
+        self._add(doc, self.actor, seq, blob)
+        return blob
+
+    def _add(self, doc: DocId, actor: bytes, seq: int, blob: bytes) -> None:
+        seqs = self.store[doc].setdefault(actor, {})
+        seqs[seq] = blob
+        # version vector: highest *contiguous* seq, so a gap stays requested
+        top = self.vv[doc].get(actor, 0)
+        while top + 1 in seqs:
+            top += 1
+        self.vv[doc][actor] = top
+
+
+@dataclass
+class SimNode:
+    node_id: bytes
+    host: SetHost
+    view: list[bytes]
+    sessions: dict[bytes, PeerSession] = field(default_factory=dict)
+
+
+@dataclass
+class SimStats:
+    rounds: int = 0
+    messages: int = 0  # frames delivered or lost, handshakes excluded
+    bytes: int = 0
+    lost: int = 0
+    handshake_messages: int = 0
+    errors: int = 0
+
+
+class Simulation:
+    def __init__(self, n: int, *, seed: int = 0, degree: int = 4, view_size: int = 16,
+                 loss: float = 0.0, pex: bool = True) -> None:
+        self.rng = random.Random(seed)
+        self.loss = loss
+        self.pex = pex
+        self.view_size = view_size
+        self.stats = SimStats()
+        self.group: dict[bytes, int] | None = None  # partition: node → side
+        ids = [self.rng.randbytes(32) for _ in range(n)]
+        self.nodes: dict[bytes, SimNode] = {
+            i: SimNode(i, SetHost(i), []) for i in ids
+        }
+        # random topology: each node knows `degree` random others, links both ways
+        for i in ids:
+            for j in self.rng.sample(ids, min(degree + 1, n)):
+                if j != i:
+                    self._learn(i, j)
+                    self._learn(j, i)
+        self._config = SessionConfig(anti_entropy_interval=1e9, ping_interval=1e9,
+                                     peer_timeout=1e9, handshake_timeout=1e9)
+
+    # ---------------------------------------------------------------- topology
+    def _learn(self, i: bytes, j: bytes) -> None:
+        view = self.nodes[i].view
+        if j == i or j in view:
+            return
+        if len(view) >= self.view_size:
+            view[self.rng.randrange(len(view))] = j  # random eviction keeps views mixed
+        else:
+            view.append(j)
+
+    def partition(self, fraction: float = 0.5) -> None:
+        ids = sorted(self.nodes)
+        self.rng.shuffle(ids)
+        cut = int(len(ids) * fraction)
+        self.group = {i: int(k >= cut) for k, i in enumerate(ids)}
+
+    def heal(self) -> None:
+        self.group = None
+
+    def _reachable(self, a: bytes, b: bytes) -> bool:
+        return self.group is None or self.group[a] == self.group[b]
+
+    # ---------------------------------------------------------------- sessions
+    def _session(self, a: bytes, b: bytes) -> PeerSession | None:
+        """The session a→b, connecting (hello both ways, no loss) if needed."""
+        na, nb = self.nodes[a], self.nodes[b]
+        if b in na.sessions:
+            return na.sessions[b]
+        if not self._reachable(a, b):
+            return None
+        sa = PeerSession(LocalInfo(a), self.stats.rounds, host=na.host, config=self._config)
+        sb = PeerSession(LocalInfo(b), self.stats.rounds, host=nb.host, config=self._config)
+        na.sessions[b], nb.sessions[a] = sa, sb
+        sa.hello()
+        for f in sa.data_to_send():
+            sb.receive(f, self.stats.rounds)
+        for f in sb.data_to_send():  # hello back, and (opened) the first haves
+            self.stats.handshake_messages += 1
+            self._inflight.append((b, a, f))
+        self.stats.handshake_messages += 1
+        return sa
+
+    # ---------------------------------------------------------------- running
+    def _collect(self) -> None:
+        for node in self.nodes.values():
+            for peer, s in node.sessions.items():
+                for f in s.data_to_send():
+                    self._inflight.append((node.node_id, peer, f))
+
+    def _deliver(self, src: bytes, dst: bytes, frame: bytes) -> None:
+        self.stats.messages += 1
+        self.stats.bytes += len(frame)
+        if not self._reachable(src, dst) or (self.loss and self.rng.random() < self.loss):
+            self.stats.lost += 1
+            return
+        node = self.nodes[dst]
+        for ev in node.sessions[src].receive(frame, self.stats.rounds):
+            if isinstance(ev, PeersReceived):
+                for p in ev.peers:
+                    self._learn(dst, p.node_id)
+            elif type(ev).__name__ == "ProtocolError":
+                self.stats.errors += 1
+
+    def _sample(self, i: bytes, k: int = 4) -> list[PeerInfo]:
+        view = self.nodes[i].view
+        picks = [i, *self.rng.sample(view, min(k, len(view)))]
+        return [PeerInfo(p, "", (), float(self.stats.rounds)) for p in picks]
+
+    def step(self) -> None:
+        """One gossip round."""
+        self._inflight: list[tuple[bytes, bytes, bytes]] = []
+        order = list(self.nodes)
+        self.rng.shuffle(order)
+        for i in order:
+            node = self.nodes[i]
+            if not node.view:
+                continue
+            j = self.rng.choice(node.view)
+            s = self._session(i, j)
+            if s is None:
+                continue
+            s.sync_all(self.stats.rounds)
+            if self.pex:
+                s.send_peers(self._sample(i))
+                # the partner answers with its own sample (a shuffle, as in Cyclon)
+                self.nodes[j].sessions[i].send_peers(self._sample(j))
+        # deliver hop by hop until the round is quiet (an exchange is ≤ 3 hops)
+        for _hop in range(16):
+            self._collect()
+            if not self._inflight:
+                break
+            batch, self._inflight = self._inflight, []
+            self.rng.shuffle(batch)
+            for src, dst, f in batch:
+                self._deliver(src, dst, f)
+        self.stats.rounds += 1
+
+    def converged(self, doc: DocId = DOC) -> bool:
+        vvs = [n.host.vv[doc] for n in self.nodes.values()]
+        return all(v == vvs[0] for v in vvs)
+
+    def coverage(self, actor: bytes, seq: int, doc: DocId = DOC) -> int:
+        return sum(n.host.vv[doc].get(actor, 0) >= seq for n in self.nodes.values())
+
+    def run_until_converged(self, max_rounds: int = 200, doc: DocId = DOC) -> int:
+        """Rounds taken until every node has the same state (raises if never)."""
+        start = self.stats.rounds
+        while not self.converged(doc):
+            if self.stats.rounds - start >= max_rounds:
+                raise RuntimeError(f"no convergence in {max_rounds} rounds")
+            self.step()
+        return self.stats.rounds - start
+
+
+@dataclass
+class SpreadResult:
+    n: int
+    rounds: int
+    messages: int
+    bytes: int
+    lost: int
+    handshake_messages: int
+
+
+def spread(n: int, *, seed: int = 0, loss: float = 0.0, degree: int = 4,
+           pex: bool = True) -> SpreadResult:
+    """One node edits; rounds and messages until the change reaches every node."""
+    sim = Simulation(n, seed=seed, loss=loss, degree=degree, pex=pex)
+    sim.run_until_converged()  # the empty start is already converged; no-op
+    origin = sim.nodes[sorted(sim.nodes)[0]]
+    origin.host.make_change()
+    before = sim.stats.messages, sim.stats.bytes, sim.stats.lost
+    rounds = sim.run_until_converged()
+    return SpreadResult(n, rounds, sim.stats.messages - before[0], sim.stats.bytes - before[1],
+                        sim.stats.lost - before[2], sim.stats.handshake_messages)
+
+
+@dataclass
+class PartitionResult:
+    n: int
+    partitioned_rounds: int
+    rounds_to_converge: int
+    messages_after_heal: int
+
+
+def partition_heal(n: int, *, seed: int = 0, loss: float = 0.0, edits_per_side: int = 3,
+                   partitioned_rounds: int = 10) -> PartitionResult:
+    """Split in two, edit on both sides, heal, and count rounds until all converge."""
+    sim = Simulation(n, seed=seed, loss=loss)
+    for _ in range(3):  # warm up: sessions and views in place before the split
+        sim.step()
+    sim.partition()
+    assert sim.group is not None
+    for side in (0, 1):
+        members = sorted(i for i, g in sim.group.items() if g == side)
+        for i in sim.rng.sample(members, min(edits_per_side, len(members))):
+            sim.nodes[i].host.make_change()
+    for _ in range(partitioned_rounds):
+        sim.step()
+    sim.heal()
+    before = sim.stats.messages
+    rounds = sim.run_until_converged()
+    return PartitionResult(n, partitioned_rounds, rounds, sim.stats.messages - before)
+
+
+__all__ = ["PartitionResult", "SetHost", "SimNode", "SimStats", "Simulation", "SpreadResult",
+           "partition_heal", "spread"]

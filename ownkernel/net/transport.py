@@ -1,0 +1,458 @@
+"""ZeroMQ transport: ROUTER (in) + one DEALER per outgoing peer, CurveZMQ, ZAP.
+
+The Curve keys are the node's Ed25519 identity in Curve25519 form, so the
+key a socket authenticated with and the key that signs changes are the same
+fact. Our own ZAP handler (REP on ``inproc://zeromq.zap.01`` of this
+transport's private context) asks the policy hook and hands libzmq the
+client's Curve key (hex) as the ZAP user id; every incoming frame carries it
+in its ``User-Id`` property, so each frame is reported with the key that
+authenticated it. The peer's Ed25519 node id is only reported once
+:meth:`Transport.confirm_identity` saw a hello whose id maps to that key.
+
+Everything runs on one asyncio loop (zmq.asyncio): the node's own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+import zmq
+import zmq.asyncio
+from nacl.bindings import crypto_sign_ed25519_sk_to_curve25519
+from nacl.signing import SigningKey
+from zmq.utils.monitor import parse_monitor_message
+
+from .protocol import DEFAULT_MAX_FRAME, curve_key_of
+
+log = logging.getLogger(__name__)
+
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+ZAP_DOMAIN = "ownkernel"
+
+# ("in", ROUTER routing id) or ("out", connection number as bytes)
+ConnId = tuple[str, bytes]
+# policy(curve_key, peer_address) -> allowed? Address is "" when unknown.
+Policy = Callable[[bytes, str], bool]
+SigningKeyLike = Union[SigningKey, bytes]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    conn: ConnId
+    curve_key: bytes  # authenticated Curve25519 public key of the sender
+    node_id: bytes | None  # its Ed25519 id, once confirmed by a hello
+    frame: bytes
+
+
+@dataclass(frozen=True)
+class ConnEvent:
+    conn: ConnId
+    kind: str  # "connected", "handshake-ok", "refused", "disconnected"
+    detail: str = ""
+
+
+class KeyPolicy:
+    """Allow/deny by Curve key (block a node with ``curve_key_of(node_id)``).
+
+    Blocking the Curve key also blocks every Ed25519 alias of it.
+    """
+
+    def __init__(self, allow: set[bytes] | None = None, deny: set[bytes] | None = None) -> None:
+        self.allow = allow  # None: anyone not denied
+        self.deny: set[bytes] = deny if deny is not None else set()
+
+    def __call__(self, curve_key: bytes, address: str = "") -> bool:
+        if curve_key in self.deny:
+            return False
+        return self.allow is None or curve_key in self.allow
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, now
+
+    def take(self, now: float, n: float = 1.0) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+
+@dataclass
+class TransportConfig:
+    listen: Sequence[str] = ("tcp://127.0.0.1:0",)
+    max_frame_size: int = DEFAULT_MAX_FRAME
+    rate: float = 500.0  # frames per second per peer key
+    burst: float = 1000.0
+    queue_size: int = 10_000  # incoming frames buffered for recv()
+    sndhwm: int = 10_000
+
+
+def _keys(signing_key: SigningKeyLike) -> tuple[bytes, bytes, bytes]:
+    """(ed25519 pk, curve pk, curve sk) from a SigningKey, 32-byte seed or 64-byte sk."""
+    if isinstance(signing_key, SigningKey):
+        sk = signing_key
+    elif isinstance(signing_key, bytes) and len(signing_key) in (32, 64):
+        sk = SigningKey(signing_key[:32])
+    else:
+        raise TypeError("signing_key must be a SigningKey or a 32/64-byte key")
+    ed_pk = sk.verify_key.encode()
+    curve_sk = crypto_sign_ed25519_sk_to_curve25519(bytes(sk) + ed_pk)
+    return ed_pk, curve_key_of(ed_pk), curve_sk
+
+
+def format_address(endpoint: str, node_id: bytes) -> str:
+    """``tcp://host:port#<node id hex>``: Curve clients must know the server key."""
+    return f"{endpoint}#{node_id.hex()}"
+
+
+def parse_address(address: str) -> tuple[str, bytes | None]:
+    endpoint, _, key = address.partition("#")
+    if not key:
+        return endpoint, None
+    node_id = bytes.fromhex(key)
+    if len(node_id) != 32:
+        raise ValueError("node id must be 32 bytes")
+    return endpoint, node_id
+
+
+@dataclass
+class _Out:
+    sock: zmq.asyncio.Socket
+    monitor: zmq.asyncio.Socket
+    curve_key: bytes
+    node_id: bytes
+    endpoint: str
+    state: str = "connecting"
+    ready: asyncio.Future[str] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Transport:
+    """CurveZMQ transport. Create, ``await start()``, then send/recv; ``await close()``.
+
+    Incoming frames go to ``on_frame(Incoming)`` if given (called on the
+    loop), else to a bounded queue read with ``await recv()``. Drops are
+    counted in ``stats`` by reason: "oversize", "rate-limited", "denied",
+    "queue-full", "bad-multipart", "auth-denied", "send-failed".
+    """
+
+    def __init__(
+        self,
+        signing_key: SigningKeyLike,
+        config: TransportConfig | None = None,
+        *,
+        policy: Policy | None = None,
+        on_frame: Callable[[Incoming], None] | None = None,
+        on_event: Callable[[ConnEvent], None] | None = None,
+    ) -> None:
+        self.node_id, self.curve_public, self._curve_secret = _keys(signing_key)
+        self.config = config or TransportConfig()
+        self.policy = policy
+        self.on_frame = on_frame
+        self.on_event = on_event
+        self.stats: Counter[str] = Counter()
+        self.endpoints: list[str] = []
+        self._ctx: zmq.asyncio.Context | None = None
+        self._router: zmq.asyncio.Socket | None = None
+        self._zap: zmq.asyncio.Socket | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._out: dict[bytes, _Out] = {}
+        self._next_out = 0
+        self._identities: dict[bytes, bytes] = {}  # curve key -> confirmed ed25519 id
+        self._buckets: dict[bytes, TokenBucket] = {}
+        self._queue: asyncio.Queue[Incoming] = asyncio.Queue(self.config.queue_size)
+        # libzmq drops the *connection* past MAXMSGSIZE; keep that as a memory
+        # backstop well above the app limit so ordinary oversize frames are
+        # dropped one by one (and counted) instead.
+        self._hard_limit = max(2 * self.config.max_frame_size, self.config.max_frame_size + 65536)
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+    def _socket(self, kind: int) -> zmq.asyncio.Socket:
+        assert self._ctx is not None
+        s = self._ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, 0)
+        return s
+
+    async def start(self) -> list[str]:
+        """Bind the ZAP handler and the ROUTER; return the actual endpoints."""
+        self._ctx = zmq.asyncio.Context()  # private: one ZAP handler per context
+        self._zap = self._socket(zmq.REP)
+        self._zap.bind(ZAP_ENDPOINT)
+        self._tasks.append(asyncio.ensure_future(self._zap_loop()))
+        r = self._router = self._socket(zmq.ROUTER)
+        r.curve_server = True
+        r.curve_secretkey = self._curve_secret
+        r.curve_publickey = self.curve_public
+        r.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+        r.setsockopt(zmq.MAXMSGSIZE, self._hard_limit)
+        r.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        r.setsockopt(zmq.SNDHWM, self.config.sndhwm)
+        for ep in self.config.listen:
+            r.bind(ep)
+            self.endpoints.append(r.getsockopt_string(zmq.LAST_ENDPOINT))
+        self._tasks.append(asyncio.ensure_future(self._router_loop()))
+        return list(self.endpoints)
+
+    @property
+    def addresses(self) -> list[str]:
+        """Endpoints with our node id appended, ready for ``connect``."""
+        return [format_address(ep, self.node_id) for ep in self.endpoints]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for conn in list(self._out):
+            await self.disconnect(("out", conn))
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for s in (self._router, self._zap):
+            if s is not None:
+                s.close(linger=0)
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    async def __aenter__(self) -> Transport:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ identity
+    def confirm_identity(self, curve_key: bytes, node_id: bytes) -> bool:
+        """Bind an Ed25519 id to an authenticated Curve key, if it maps to it."""
+        try:
+            ok = curve_key_of(node_id) == curve_key
+        except Exception:
+            ok = False
+        if ok:
+            self._identities[curve_key] = node_id
+        else:
+            self.stats["identity-mismatch"] += 1
+        return ok
+
+    def node_id_of(self, curve_key: bytes) -> bytes | None:
+        return self._identities.get(curve_key)
+
+    def _allowed(self, curve_key: bytes, address: str = "") -> bool:
+        if self.policy is None:
+            return True
+        try:
+            return bool(self.policy(curve_key, address))
+        except Exception:
+            log.exception("policy hook failed; denying")
+            return False
+
+    # ------------------------------------------------------------ ZAP
+    async def _zap_loop(self) -> None:
+        assert self._zap is not None
+        while True:
+            msg = await self._zap.recv_multipart()
+            version, request_id, _domain, address, _ident, mechanism, *creds = (
+                msg + [b""] * 7)[:6] + msg[6:]
+            ok = False
+            key = b""
+            if mechanism == b"CURVE" and creds and len(creds[0]) == 32:
+                key = creds[0]
+                ok = self._allowed(key, address.decode("utf-8", "replace"))
+            if ok:
+                self.stats["auth-ok"] += 1
+                reply = [version, request_id, b"200", b"OK", key.hex().encode(), b""]
+            else:
+                self.stats["auth-denied"] += 1
+                reply = [version, request_id, b"400", b"denied", b"", b""]
+            await self._zap.send_multipart(reply)
+
+    # ------------------------------------------------------------ receiving
+    def _accept(self, conn: ConnId, curve_key: bytes, data: bytes) -> None:
+        """App-level checks shared by all sockets, then hand the frame up."""
+        if len(data) > self.config.max_frame_size:
+            self.stats["oversize"] += 1
+            return
+        if not self._allowed(curve_key):  # re-checked so a block applies mid-session
+            self.stats["denied"] += 1
+            return
+        now = time.monotonic()
+        bucket = self._buckets.get(curve_key)
+        if bucket is None:
+            bucket = self._buckets[curve_key] = TokenBucket(
+                self.config.rate, self.config.burst, now)
+        if not bucket.take(now):
+            self.stats["rate-limited"] += 1
+            return
+        self.stats["frames-in"] += 1
+        inc = Incoming(conn, curve_key, self._identities.get(curve_key), data)
+        if self.on_frame is not None:
+            try:
+                self.on_frame(inc)
+            except Exception:  # a handler bug must not kill the receive loop
+                log.exception("on_frame failed")
+                self.stats["handler-error"] += 1
+            return
+        try:
+            self._queue.put_nowait(inc)
+        except asyncio.QueueFull:
+            self.stats["queue-full"] += 1
+
+    async def recv(self) -> Incoming:
+        return await self._queue.get()
+
+    async def _router_loop(self) -> None:
+        assert self._router is not None
+        while True:
+            parts = await self._router.recv_multipart(copy=False)
+            if len(parts) != 2:
+                self.stats["bad-multipart"] += 1
+                continue
+            rid, frame = parts
+            try:
+                curve_key = bytes.fromhex(frame.get("User-Id"))
+            except (ValueError, TypeError, zmq.ZMQError):
+                self.stats["no-user-id"] += 1  # cannot happen with our ZAP handler
+                continue
+            self._accept(("in", rid.bytes), curve_key, frame.bytes)
+
+    async def _dealer_loop(self, num: bytes, out: _Out) -> None:
+        while True:
+            parts = await out.sock.recv_multipart()
+            if len(parts) != 1:
+                self.stats["bad-multipart"] += 1
+                continue
+            # the server key was pinned by us: Curve proved the peer holds it
+            self._accept(("out", num), out.curve_key, parts[0])
+
+    async def _monitor_loop(self, num: bytes, out: _Out) -> None:
+        while True:
+            evt = parse_monitor_message(await out.monitor.recv_multipart())
+            e = evt["event"]
+            kind = ""
+            if e == zmq.EVENT_CONNECTED:
+                kind = "connected"
+            elif e == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                kind = "handshake-ok"
+            elif e in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+                kind = "refused"
+            elif e == zmq.EVENT_DISCONNECTED:
+                kind = "disconnected"
+            if not kind:
+                continue
+            out.state = kind
+            if out.ready is not None and not out.ready.done() and kind in (
+                    "handshake-ok", "refused"):
+                out.ready.set_result(kind)
+            if self.on_event is not None:
+                self.on_event(ConnEvent(("out", num), kind, out.endpoint))
+
+    # ------------------------------------------------------------ connecting
+    async def connect(self, endpoint: str, node_id: bytes | None = None, *,
+                      timeout: float | None = None) -> ConnId:
+        """Open a DEALER to ``endpoint`` (``tcp://h:p`` + node_id, or ``tcp://h:p#<id>``).
+
+        With ``timeout``, wait for the Curve handshake: raises PermissionError
+        if refused, TimeoutError if it does not finish (the socket is closed).
+        Without, return at once; libzmq connects and reconnects in the background.
+        """
+        if self._ctx is None or self._closed:
+            raise RuntimeError("transport not started")
+        endpoint, embedded = parse_address(endpoint)
+        node_id = node_id or embedded
+        if node_id is None:
+            raise ValueError("connect needs the peer's node id (its Curve key)")
+        curve_key = curve_key_of(node_id)
+        if not self._allowed(curve_key, endpoint):
+            self.stats["denied"] += 1
+            raise PermissionError("peer key denied by policy")
+        s = self._socket(zmq.DEALER)
+        s.curve_secretkey = self._curve_secret
+        s.curve_publickey = self.curve_public
+        s.curve_serverkey = curve_key
+        s.setsockopt(zmq.MAXMSGSIZE, self._hard_limit)
+        s.setsockopt(zmq.SNDHWM, self.config.sndhwm)
+        mon = s.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        mon.setsockopt(zmq.LINGER, 0)
+        self._next_out += 1
+        num = str(self._next_out).encode()
+        out = _Out(s, mon, curve_key, node_id, endpoint)
+        out.ready = asyncio.get_running_loop().create_future()
+        self._out[num] = out
+        # we dialed this key and Curve authenticates the server: the id is known
+        self._identities[curve_key] = node_id
+        out.tasks = [asyncio.ensure_future(self._dealer_loop(num, out)),
+                     asyncio.ensure_future(self._monitor_loop(num, out))]
+        s.connect(endpoint)
+        conn: ConnId = ("out", num)
+        if timeout is None:
+            return conn
+        try:
+            result = await asyncio.wait_for(asyncio.shield(out.ready), timeout)
+        except asyncio.TimeoutError:
+            await self.disconnect(conn)
+            raise TimeoutError(f"no Curve handshake with {endpoint}") from None
+        if result == "refused":
+            await self.disconnect(conn)
+            raise PermissionError(f"{endpoint} refused our key")
+        return conn
+
+    def connection_state(self, conn: ConnId) -> str:
+        out = self._out.get(conn[1]) if conn[0] == "out" else None
+        return out.state if out else ("in" if conn[0] == "in" else "closed")
+
+    async def disconnect(self, conn: ConnId) -> None:
+        if conn[0] != "out":
+            return  # ROUTER peers cannot be kicked; stop answering them instead
+        out = self._out.pop(conn[1], None)
+        if out is None:
+            return
+        for t in out.tasks:
+            t.cancel()
+        await asyncio.gather(*out.tasks, return_exceptions=True)
+        if out.ready is not None and not out.ready.done():
+            out.ready.cancel()
+        with contextlib.suppress(zmq.ZMQError):
+            out.sock.disable_monitor()
+        out.monitor.close(linger=0)
+        out.sock.close(linger=0)
+
+    # ------------------------------------------------------------ sending
+    async def send(self, conn: ConnId, frame: bytes) -> bool:
+        """Send one frame without blocking the loop; False (counted) if it cannot go."""
+        if len(frame) > self.config.max_frame_size:
+            self.stats["send-oversize"] += 1
+            return False
+        try:
+            if conn[0] == "in":
+                assert self._router is not None
+                await self._router.send_multipart([conn[1], frame], flags=zmq.NOBLOCK)
+            else:
+                out = self._out.get(conn[1])
+                if out is None:
+                    self.stats["send-failed"] += 1
+                    return False
+                await out.sock.send(frame, flags=zmq.NOBLOCK)
+        except zmq.ZMQError:  # EHOSTUNREACH (peer gone) or EAGAIN (HWM full)
+            self.stats["send-failed"] += 1
+            return False
+        self.stats["frames-out"] += 1
+        return True
+
+
+__all__ = ["ConnEvent", "ConnId", "Incoming", "KeyPolicy", "Policy", "TokenBucket",
+           "Transport", "TransportConfig", "format_address", "parse_address"]

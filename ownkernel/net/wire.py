@@ -1,0 +1,181 @@
+"""Wire format of the sync protocol: CBOR frames, hardened decoding, field checks.
+
+Split out of ``protocol`` so the state machine reads on its own. Everything
+here is pure. ``decode`` raises ``_Bad(reason, detail)``; the session turns
+that into a counted ``ProtocolError`` event.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from typing import Any, Union
+
+import cbor2
+
+DocId = Union[str, bytes]
+VersionVector = dict[bytes, int]
+
+PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+
+MAX_DOC_ID = 256
+MAX_ACTOR = 64
+MAX_NAME = 256
+MAX_ADDRS = 16
+MAX_ADDR = 512
+MAX_PEERS = 1000
+MAX_TTL = 3600.0
+MAX_SEQ = 2**63 - 1
+_MAX_DEPTH = 32
+# Framing overhead allowance when splitting blobs into several `changes` frames.
+_FRAME_OVERHEAD = 512
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason, detail)
+        self.reason, self.detail = reason, detail
+
+
+def _reject_semantic(decoder: Any) -> Any:
+    raise _Bad("bad-cbor", "CBOR tags are not allowed")
+
+
+def _decoder_kwargs() -> dict[str, Any]:
+    # cbor2 >= 6 can refuse duplicate keys, deep nesting and exotic semantic
+    # tags (regex, datetime, shared refs ...) at decode time; 5.x cannot, and
+    # there the schema checks below still reject the resulting types.
+    kw: dict[str, Any] = {
+        "max_depth": _MAX_DEPTH,
+        "allow_duplicate_keys": False,
+        "strict_hashable_types": True,
+    }
+    try:
+        cbor2.CBORDecoder(io.BytesIO(b"\xa0"), **kw).decode()
+    except TypeError:
+        return {}
+    # Built-in semantic tags bypass tag_hook; override them so none decode.
+    tags = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 100, 256, 258, 260, 261, 1004, 55799)
+    try:
+        sem = {t: _reject_semantic for t in tags}
+        cbor2.CBORDecoder(io.BytesIO(b"\xa0"), semantic_decoders=sem, **kw).decode()
+        kw["semantic_decoders"] = sem
+    except TypeError:
+        pass
+    return kw
+
+
+_DECODE_KW = _decoder_kwargs()
+
+
+def _reject_tag(decoder: Any, tag: Any) -> Any:
+    raise _Bad("bad-cbor", "CBOR tags are not allowed")
+
+
+def encode(msg: Mapping[str, Any]) -> bytes:
+    return cbor2.dumps(dict(msg))
+
+
+def decode(frame: bytes) -> dict[str, Any]:
+    """Decode one frame into a message map (type checked later). Raises _Bad."""
+    fp = io.BytesIO(frame)
+    try:
+        msg = cbor2.CBORDecoder(fp, tag_hook=_reject_tag, **_DECODE_KW).decode()
+    except _Bad:
+        raise
+    except RecursionError:
+        raise _Bad("bad-cbor", "nesting too deep") from None
+    except Exception as e:  # the decoder raises many types on hostile input
+        raise _Bad("bad-cbor", f"{type(e).__name__}: {e}"[:200]) from None
+    if fp.tell() != len(frame):
+        raise _Bad("bad-cbor", "trailing bytes after the message")
+    _check_native(msg)
+    if not isinstance(msg, dict):
+        raise _Bad("bad-message", "frame is not a CBOR map")
+    return msg
+
+
+_SCALARS = (str, bytes, int, float, bool, type(None))
+
+
+def _check_native(root: Any) -> None:
+    """Only CBOR-native values (no tags, undefined, simple values), bounded depth.
+
+    cbor2 6 refuses most of this while decoding; 5.x does not, so check anyway.
+    """
+    stack = [(root, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, _SCALARS):
+            continue
+        if depth >= _MAX_DEPTH:
+            raise _Bad("bad-cbor", "nesting too deep")
+        if isinstance(v, list):
+            stack += [(x, depth + 1) for x in v if not isinstance(x, _SCALARS)]
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if not isinstance(k, (str, bytes, int)):
+                    raise _Bad("bad-cbor", "map keys must be str, bytes or int")
+                if not isinstance(x, _SCALARS):
+                    stack.append((x, depth + 1))
+        else:
+            raise _Bad("bad-cbor", f"non-native CBOR value {type(v).__name__}")
+
+
+def _doc(m: dict[str, Any]) -> DocId:
+    d = m.get("doc")
+    if not isinstance(d, (str, bytes)) or not 0 < len(d) <= MAX_DOC_ID:
+        raise _Bad("bad-field", "doc must be a non-empty str or bytes")
+    return d
+
+
+def _str(m: dict[str, Any], key: str, limit: int, *, required: bool = True) -> str:
+    v = m.get(key)
+    if v is None and not required:
+        return ""
+    if not isinstance(v, str) or len(v) > limit:
+        raise _Bad("bad-field", f"{key} must be a str of at most {limit}")
+    return v
+
+
+def _num(m: dict[str, Any], key: str) -> float:
+    v = m.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _Bad("bad-field", f"{key} must be a finite number")
+    return float(v)
+
+
+def _int(m: dict[str, Any], key: str) -> int:
+    v = m.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEQ:
+        raise _Bad("bad-field", f"{key} must be a non-negative int")
+    return v
+
+
+def _addrs(v: Any) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list) or len(v) > MAX_ADDRS:
+        raise _Bad("bad-field", "addrs must be a list")
+    if not all(isinstance(a, str) and 0 < len(a) <= MAX_ADDR for a in v):
+        raise _Bad("bad-field", "addrs must hold strings")
+    return tuple(v)
+
+
+def _node_id(v: Any) -> bytes:
+    if not isinstance(v, bytes) or len(v) != 32:
+        raise _Bad("bad-field", "node id must be 32 bytes")
+    return v
+
+
+def _vv(v: Any) -> VersionVector:
+    if not isinstance(v, dict):
+        raise _Bad("bad-field", "vv must be a map")
+    for actor, seq in v.items():
+        if not isinstance(actor, bytes) or not 0 < len(actor) <= MAX_ACTOR:
+            raise _Bad("bad-field", "vv actor must be 1..64 bytes")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            raise _Bad("bad-field", "vv seq must be a non-negative int")
+    return dict(v)

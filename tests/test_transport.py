@@ -1,0 +1,258 @@
+"""CurveZMQ transport over real sockets on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import pytest
+from nacl.signing import SigningKey
+
+from ownkernel.net.protocol import (
+    HelloReceived,
+    LocalInfo,
+    PeerSession,
+    SessionConfig,
+    curve_key_of,
+)
+from ownkernel.net.sim import SetHost
+from ownkernel.net.transport import (
+    ConnEvent,
+    Incoming,
+    KeyPolicy,
+    Transport,
+    TransportConfig,
+    format_address,
+    parse_address,
+)
+
+LOOPBACK = ("tcp://127.0.0.1:0",)
+
+
+def run(coro, timeout: float = 20.0):
+    async def bounded():
+        return await asyncio.wait_for(coro, timeout)
+    return asyncio.run(bounded())
+
+
+def cfg(**kw) -> TransportConfig:
+    return TransportConfig(listen=LOOPBACK, **kw)
+
+
+def node_id(k: SigningKey) -> bytes:
+    return k.verify_key.encode()
+
+
+async def recv(t: Transport, timeout: float = 5.0) -> Incoming:
+    return await asyncio.wait_for(t.recv(), timeout)
+
+
+async def settle(t: Transport, counter: str, want: int, timeout: float = 5.0) -> None:
+    """Wait until a stats counter reaches `want` (frames travel asynchronously)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while t.stats[counter] < want and loop.time() < end:
+        await asyncio.sleep(0.01)
+
+
+def test_addresses_round_trip():
+    nid = bytes(range(32))
+    addr = format_address("tcp://127.0.0.1:5555", nid)
+    assert parse_address(addr) == ("tcp://127.0.0.1:5555", nid)
+    assert parse_address("tcp://127.0.0.1:1") == ("tcp://127.0.0.1:1", None)
+
+
+def test_curve_handshake_and_authenticated_key():
+    ka, kb = SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        async with Transport(ka, cfg()) as server, Transport(kb, cfg()) as client:
+            [ep] = server.endpoints
+            assert ep.startswith("tcp://127.0.0.1:") and not ep.endswith(":0")
+            conn = await client.connect(server.addresses[0], timeout=5)
+            assert client.connection_state(conn) == "handshake-ok"
+            assert await client.send(conn, b"hi")
+            inc = await recv(server)
+            assert inc.frame == b"hi" and inc.conn[0] == "in"
+            # the key the server reports is the client's identity in Curve form
+            assert inc.curve_key == curve_key_of(node_id(kb)) == client.curve_public
+            assert inc.node_id is None  # not until a hello proves it
+            assert not server.confirm_identity(inc.curve_key, node_id(ka))
+            assert server.confirm_identity(inc.curve_key, node_id(kb))
+            assert await server.send(inc.conn, b"ho")
+            back = await recv(client)
+            assert back.frame == b"ho" and back.curve_key == server.curve_public
+            assert back.node_id == node_id(ka)  # dialed by id: Curve pinned it
+            assert await client.send(conn, b"again")
+            assert (await recv(server)).node_id == node_id(kb)
+            assert server.stats["auth-ok"] == 1
+    run(main())
+
+
+def test_denied_key_is_refused():
+    ka, kb, kc = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        policy = KeyPolicy(allow={curve_key_of(node_id(kb))})
+        async with Transport(ka, cfg(), policy=policy) as server, \
+                Transport(kb, cfg()) as friend, Transport(kc, cfg()) as stranger:
+            with pytest.raises(PermissionError):
+                await stranger.connect(server.addresses[0], timeout=5)
+            assert server.stats["auth-denied"] >= 1
+            # an allowed key still gets in afterwards
+            conn = await friend.connect(server.addresses[0], timeout=5)
+            await friend.send(conn, b"ok")
+            assert (await recv(server)).frame == b"ok"
+            # blocking mid-session drops its frames (ROUTER peers cannot be kicked)
+            policy.deny.add(friend.curve_public)
+            await friend.send(conn, b"late")
+            await settle(server, "denied", 1)
+            assert server.stats["denied"] == 1 and server._queue.empty()
+            # and we refuse to dial a denied key ourselves
+            with pytest.raises(PermissionError):
+                await server.connect(friend.addresses[0])
+    run(main())
+
+
+def test_wrong_server_key_never_connects():
+    ka, kb = SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        events: list[ConnEvent] = []
+        async with Transport(ka, cfg()) as server, \
+                Transport(kb, cfg(), on_event=events.append) as client:
+            impostor_id = node_id(SigningKey.generate())
+            with pytest.raises(TimeoutError):
+                await client.connect(server.endpoints[0], impostor_id, timeout=1.0)
+            assert server.stats["frames-in"] == 0
+            assert not any(e.kind == "handshake-ok" for e in events)
+    run(main())
+
+
+def test_oversize_frames_dropped_and_counted():
+    ka, kb = SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        async with Transport(ka, cfg(max_frame_size=1024)) as server, \
+                Transport(kb, cfg(max_frame_size=1 << 20)) as client:
+            conn = await client.connect(server.addresses[0], timeout=5)
+            for _ in range(3):
+                await client.send(conn, b"x" * 5000)
+            await client.send(conn, b"small")
+            assert (await recv(server)).frame == b"small"
+            assert server.stats["oversize"] == 3
+            # and we never send what the peer's (our own) limit forbids
+            assert not await server.send(("in", b"nobody"), b"y" * 2000)
+            assert server.stats["send-oversize"] == 1
+            assert not await server.send(("in", b"nobody"), b"y")  # unknown peer
+            assert server.stats["send-failed"] == 1
+    run(main())
+
+
+def test_rate_limit_per_peer():
+    ka, kb = SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        async with Transport(ka, cfg(rate=1.0, burst=5)) as server, \
+                Transport(kb, cfg()) as client:
+            conn = await client.connect(server.addresses[0], timeout=5)
+            for i in range(50):
+                await client.send(conn, b"%d" % i)
+            await settle(server, "rate-limited", 44)
+            got = server._queue.qsize()
+            assert 5 <= got <= 7  # the burst (plus whatever refilled meanwhile)
+            assert server.stats["rate-limited"] == 50 - got
+    run(main())
+
+
+def _sync_node(key: SigningKey, transport: Transport, host: SetHost, sessions: dict) -> None:
+    """The glue a node writes: a session per connection, identity bound by hello."""
+    loop = asyncio.get_running_loop()
+
+    def on_frame(inc: Incoming) -> None:
+        s = sessions.get(inc.conn)
+        if s is None:
+            s = sessions[inc.conn] = PeerSession(
+                LocalInfo(node_id(key), "n"), loop.time(), host=host,
+                transport_key=inc.curve_key, config=SessionConfig())
+        for ev in s.receive(inc.frame, loop.time()):
+            if isinstance(ev, HelloReceived):
+                assert transport.confirm_identity(inc.curve_key, ev.node_id)
+        for f in s.data_to_send():
+            loop.create_task(transport.send(inc.conn, f))
+
+    transport.on_frame = on_frame
+
+
+def test_sessions_sync_over_curve():
+    ka, kb = SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        ha, hb = SetHost(node_id(ka)), SetHost(node_id(kb))
+        for _ in range(5):
+            ha.make_change()
+        hb.make_change()
+        sa: dict = {}
+        sb: dict = {}
+        async with Transport(ka, cfg()) as ta, Transport(kb, cfg()) as tb:
+            _sync_node(ka, ta, ha, sa)
+            _sync_node(kb, tb, hb, sb)
+            conn = await tb.connect(ta.addresses[0], timeout=5)
+            loop = asyncio.get_running_loop()
+            s = sb[conn] = PeerSession(LocalInfo(node_id(kb)), loop.time(), host=hb,
+                                       transport_key=curve_key_of(node_id(ka)))
+            s.hello()
+            for f in s.data_to_send():
+                await tb.send(conn, f)
+            for _ in range(200):
+                if ha.vv == hb.vv:
+                    break
+                await asyncio.sleep(0.01)
+            assert ha.vv == hb.vv and len(ha.vv["doc"]) == 2
+            assert ta.node_id_of(tb.curve_public) == node_id(kb)
+    run(main())
+
+
+def _resources() -> tuple[int, int, int]:
+    return (len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task")),
+            threading.active_count())
+
+
+def test_clean_close_leaks_nothing():
+    keys = [SigningKey.generate() for _ in range(3)]
+
+    async def cycle():
+        ts = [Transport(k, cfg()) for k in keys]
+        for t in ts:
+            await t.start()
+        for t in ts[1:]:
+            conn = await t.connect(ts[0].addresses[0], timeout=5)
+            await t.send(conn, b"x")
+        await recv(ts[0])
+        await ts[1].connect(ts[2].addresses[0])  # left connecting on purpose
+        for t in ts:
+            await t.close()
+            await t.close()  # idempotent
+
+    run(cycle())  # warm up lazily created process-wide state
+    before = _resources()
+    for _ in range(3):
+        run(cycle())
+    assert _resources() == before
+
+
+def test_frame_past_hard_limit_drops_only_that_connection():
+    ka, kb, kc = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        async with Transport(ka, cfg(max_frame_size=1024)) as server, \
+                Transport(kb, cfg(max_frame_size=1 << 20)) as hostile, \
+                Transport(kc, cfg()) as friend:
+            bad = await hostile.connect(server.addresses[0], timeout=5)
+            await hostile.send(bad, b"z" * 200_000)  # past MAXMSGSIZE: libzmq hangs up
+            good = await friend.connect(server.addresses[0], timeout=5)
+            await friend.send(good, b"still here")
+            inc = await recv(server)
+            assert inc.frame == b"still here" and inc.curve_key == friend.curve_public
+    run(main())
