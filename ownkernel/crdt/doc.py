@@ -90,6 +90,7 @@ class Doc:
         self._lamport = 0
         self._vv: list[int] = [0]
         self._starts: list[array] = [array("q")]
+        self._my_starts = self._starts[0]
         self._end: list[int] = [0]
         self._deps: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._oplog: list[list[list[Any]]] = [[]]
@@ -183,41 +184,45 @@ class Doc:
         ops = self._pending
         if not ops:
             return None
-        me = self._me
-        seq = self._vv[me] + 1
-        start = ops[0][2]
+        # this replica's actor is always index 0 of the actor table
+        seq = self._vv[0] + 1
         op = ops[0]
+        start = op[2]
         k = op[0]
-        if (
-            len(ops) == 1
-            and self._pending_vv is None
-            and ((k == INS and op[4] in (me, -1)) or (k == DEL and op[3] == me))
-        ):
-            # one keystroke: the common case, kept to a single cbor2 call
+        if len(ops) == 1 and self._pending_vv is None and k <= DEL:
+            # one keystroke, the common case: a single cbor2 call
             if k == INS:
-                flat = [CHANGE, self.actor, seq, start, 0, INS, op[1], op[3], op[4] and -1, op[5]]
+                oact = op[4]
+                if oact > 0:
+                    blob = self._commit_general(ops, seq, start)
+                else:
+                    blob = cbor2.dumps([CHANGE, self.actor, seq, start, 0, INS, op[1], op[3], oact, op[5]])
+                end = start + len(op[5])
             else:
-                flat = [CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]]
-                _log_delete(self._oplog[me], op)
-            blob = cbor2.dumps(flat)
+                if op[3]:
+                    blob = self._commit_general(ops, seq, start)
+                else:
+                    blob = cbor2.dumps([CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]])
+                    _log_delete(self._oplog[0], op)
+                end = start + op[5]
         else:
-            blob = self._commit_general(ops, me, seq, start)
-        self._starts[me].append(start)
-        self._end[me] = _op_end(ops[-1])
-        self._vv[me] = seq
+            blob = self._commit_general(ops, seq, start)
+            end = _op_end(ops[-1])
+        self._my_starts.append(start)
+        self._end[0] = end
+        self._vv[0] = seq
         self._pending = []
         if self._remote_since_commit:
             # remote changes integrated while this transaction was open are
             # not its deps, but the next transaction will have seen them
             seen = self._seen
-            self._remote_since_commit = any(
-                v > seen[a] for a, v in enumerate(self._vv) if a != me
-            )
+            self._remote_since_commit = any(v > seen[a] for a, v in enumerate(self._vv) if a)
         if self._observers:
             self._notify(True, {op[1] for op in ops})
         return blob
 
-    def _commit_general(self, ops: list[list[Any]], me: int, seq: int, start: int) -> bytes:
+    def _commit_general(self, ops: list[list[Any]], seq: int, start: int) -> bytes:
+        me = 0
         actors = [self.actor]
         amap = {me: 0}
         deps_flat: list[int] = []

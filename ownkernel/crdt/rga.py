@@ -323,6 +323,26 @@ class Sequence:
             )
         self._tail = None
         r, k = self._find(pos)
+        if n == 1 and 0 < k == r.n - 1:
+            # backspace at the end of a run: grow the deleted fragment that
+            # follows it (the previous backspace's) instead of splitting
+            nx = r.nxt
+            if nx is not None and nx.dead:
+                runs = r.blk.runs
+                i = runs.index(r) + 1
+                if i < len(runs) and runs[i] is nx:
+                    ch = r.content[k:]
+                    r.content = r.content[:k]
+                    r.n = k
+                    nx.lam -= 1
+                    nx.olam = nx.lam - 1
+                    nx.content = ch + nx.content
+                    nx.n += 1
+                    r.blk.vis -= 1
+                    self.length -= 1
+                    if self._cb > r.blk.idx:
+                        self._cpos -= 1
+                    return [(r.act, nx.lam, 1)], ch
         if k:
             r = self._split(r, k)
         ranges: list[tuple[int, int, int]] = []

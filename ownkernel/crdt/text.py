@@ -58,14 +58,13 @@ class _SequenceRoot:
             cb(delta)
 
     def _insert(self, pos: int, content: Any) -> None:
-        if not isinstance(pos, int) or isinstance(pos, bool):
+        if type(pos) is not int and (not isinstance(pos, int) or isinstance(pos, bool)):
             raise TypeError("position must be an int")
         if not content:
             return
         doc = self._doc
         lam = doc._lamport + 1
-        me = doc._me
-        olam, oact = self._seq.local_insert(pos, content, lam, me)
+        olam, oact = self._seq.local_insert(pos, content, lam, 0)
         doc._lamport = lam + len(content) - 1
         pending = doc._pending
         if pending:
@@ -73,16 +72,16 @@ class _SequenceRoot:
             # canonical form: an insert continuing the previous one is the same op
             if (
                 last[0] == INS
-                and last[1] == self._key
-                and last[2] + len(last[5]) == lam
                 and olam == lam - 1
-                and oact == me
+                and oact == 0
+                and last[2] + len(last[5]) == lam
+                and last[1] == self._key
             ):
                 last[5] = last[5] + content
                 if self._observers:
                     self._emit(Delta(pos, 0, content, True))
                 return
-        else:
+        elif doc._remote_since_commit:
             doc._begin()
         pending.append([INS, self._key, lam, olam, oact, content])
         if self._observers:
@@ -101,7 +100,7 @@ class _SequenceRoot:
         doc = self._doc
         ranges, _removed = self._seq.local_delete(pos, n)
         pending = doc._pending
-        if not pending:
+        if not pending and doc._remote_since_commit:
             doc._begin()
         for act, tlam, m in ranges:
             lam = doc._lamport + 1
@@ -139,7 +138,7 @@ class Text(_SequenceRoot):
         super().__init__(doc, key, "")
 
     def insert(self, pos: int, text: str) -> None:
-        if not isinstance(text, str):
+        if type(text) is not str and not isinstance(text, str):
             raise TypeError("Text.insert needs a str")
         self._insert(pos, text)
 
