@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from . import codec
+from . import codec, snapshot
 from .codec import APPEND, CELL, CHANGE, DEL, DELKEY, INC, INS, REDACT, SET, Bundle, Change
 from .errors import ConflictError, DecodeError, InvalidChangeError
 from .log import Log
@@ -382,19 +382,17 @@ class Doc:
         return self._encode_change(a, seq)
 
     def save(self) -> bytes:
-        """The whole history as compact bytes (pending local ops are committed first)."""
-        self.commit()
-        blobs = [self._encode_bundle(a, 1, s) for a, s in enumerate(self._vv) if s]
-        return codec.encode_saved(blobs)
+        """State and whole history as compact bytes (see :mod:`.snapshot`).
+
+        Pending local ops are committed first. Changes still waiting for
+        their dependencies are not part of the document yet and not saved.
+        """
+        return snapshot.save(self)
 
     @classmethod
     def load(cls, data: bytes, actor: bytes | None = None) -> Doc:
-        blobs = codec.decode_saved(data)
-        d = cls(actor)
-        d.apply(blobs)
-        if d._buffer:
-            raise DecodeError("saved document is missing changes its other changes depend on")
-        return d
+        """A document from :meth:`save` bytes; ``actor`` continues as that actor."""
+        return snapshot.load(cls, data, actor)
 
     # --------------------------------------------------------------- apply
     def apply(self, changes: Iterable[bytes]) -> None:

@@ -1,0 +1,228 @@
+"""Saved documents: the state in document order plus the history around it.
+
+A saved document is ``zlib`` over one CBOR array::
+
+    [3, actors, histories, sequences, lamport]
+    histories: per actor, [version, starts_rle, end, deps, ops]
+        the change table (lamport start of every change, RLE) and the
+        actor's non-insert ops (deletes merged into runs), in columns
+    sequences: {key: [acts, lam_deltas, origin_offsets, oacts, dead, lens, content]}
+        every run of every text/list in document order, in columns; content
+        is one string (text) or one list (list) cut by ``lens``
+
+Columns of small deltas compress far better than rows of absolute values:
+about 40% smaller on the automerge-paper trace.
+
+Inserts are not stored twice: the runs hold every inserted element with its
+id and origin, which is everything an insert op says. Loading therefore
+rebuilds each sequence without integrating anything (no origin lookups, no
+scanning) and replays only the small non-insert log for maps, counters,
+logs and sheet cells. The order is trusted because this is the node's own
+file; zlib's checksum catches corruption. Bytes from peers never take this
+path: they arrive as changes and bundles and are integrated by the rules.
+"""
+
+from __future__ import annotations
+
+import zlib
+from array import array
+from typing import TYPE_CHECKING, Any
+
+import cbor2
+
+from .codec import CELL, DEL, INS, REDACT, SAVED, rle_decode, rle_encode
+from .errors import DecodeError
+from .rga import MAX_RUNS, Block, Run, Sequence
+
+if TYPE_CHECKING:
+    from .doc import Doc
+
+
+def save(doc: Doc) -> bytes:
+    doc.commit()
+    histories = []
+    for a, v in enumerate(doc._vv):
+        if not v:
+            histories.append(None)
+            continue
+        deps = sorted(
+            [s, [x for da, ds in d for x in (da, ds)]] for (da_, s), d in doc._deps.items() if da_ == a
+        )
+        histories.append(
+            [v, rle_encode(list(doc._starts[a])), doc._end[a], deps, _ops_to_columns(doc._oplog[a])]
+        )
+    seqs = {}
+    for key, obj in doc._objs.items():
+        if key[0] in "tlrc":
+            seqs[key] = _runs_to_columns(obj._seq)
+    body = [SAVED, doc._actors, histories, seqs, doc._lamport]
+    return zlib.compress(cbor2.dumps(body), 9)
+
+
+def _runs_to_columns(seq: Sequence) -> list[Any]:
+    acts, dlams, offs, oacts, dead, lens, parts = [], [], [], [], [], [], []
+    prev = 0
+    for r in seq.runs():
+        acts.append(r.act)
+        dlams.append(r.lam - prev)
+        prev = r.lam
+        offs.append(r.lam - r.olam)
+        oacts.append(r.oact)
+        dead.append(1 if r.dead else 0)
+        lens.append(r.n)
+        parts.append(r.content)
+    if isinstance(seq.empty, str):
+        content: Any = "".join(parts)
+    else:
+        content = [x for p in parts for x in p]
+    return [acts, dlams, offs, oacts, dead, lens, content]
+
+
+def _ops_to_columns(ops: list[list[Any]]) -> list[Any]:
+    keys: dict[str, int] = {}
+    kinds, kidx, dlams, rest = [], [], [], []
+    d_tact, d_trel, d_n, d_dir = [], [], [], []
+    prev = 0
+    for op in ops:
+        kinds.append(op[0])
+        kidx.append(keys.setdefault(op[1], len(keys)))
+        dlams.append(op[2] - prev)
+        prev = op[2]
+        if op[0] == DEL:
+            d_tact.append(op[3])
+            d_trel.append(op[4] - op[2])
+            d_n.append(op[5])
+            d_dir.append(op[6])
+        else:
+            rest.append(op[3:])
+    return [list(keys), kinds, kidx, dlams, d_tact, d_trel, d_n, d_dir, rest]
+
+
+def _ops_from_columns(cols: list[Any]) -> list[list[Any]]:
+    keys, kinds, kidx, dlams, d_tact, d_trel, d_n, d_dir, rest = cols
+    ops = []
+    lam = 0
+    di = ri = 0
+    for k, ki, dl in zip(kinds, kidx, dlams):
+        lam += dl
+        if k == DEL:
+            ops.append([DEL, keys[ki], lam, d_tact[di], lam + d_trel[di], d_n[di], d_dir[di]])
+            di += 1
+        else:
+            ops.append([k, keys[ki], lam, *rest[ri]])
+            ri += 1
+    if len(ops) != len(kinds) or di != len(d_tact) or ri != len(rest):
+        raise DecodeError("corrupt saved document: op log columns")
+    return ops
+
+
+def load(cls: type[Doc], data: bytes, actor: bytes | None) -> Doc:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    try:
+        body = cbor2.loads(zlib.decompress(data))
+    except zlib.error as e:
+        raise DecodeError(f"not a saved ownkernel document (zlib: {e})") from None
+    except Exception as e:
+        raise DecodeError(f"not a saved ownkernel document: {e}") from None
+    if not isinstance(body, list) or len(body) != 5 or body[0] != SAVED:
+        raise DecodeError("not a saved ownkernel document")
+    try:
+        return _restore(cls, body, actor)
+    except DecodeError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        raise DecodeError(f"corrupt saved ownkernel document: {type(e).__name__}: {e}") from None
+
+
+def _restore(cls: type[Doc], body: list[Any], actor: bytes | None) -> Doc:
+    _, actors, histories, seqs, lamport = body
+    if not isinstance(actors, list) or not all(isinstance(x, bytes) for x in actors):
+        raise DecodeError("corrupt saved document: actor table")
+    if len(histories) != len(actors):
+        raise DecodeError("corrupt saved document: histories do not match actors")
+    d = cls(actor)
+    amap = [d._actor_index(x) for x in actors]
+    for saved_a, h in enumerate(histories):
+        if h is None:
+            continue
+        a = amap[saved_a]
+        v, starts_rle, end, deps, ops = h
+        starts = rle_decode(starts_rle)
+        if len(starts) != v or not isinstance(end, int):
+            raise DecodeError("corrupt saved document: change table")
+        d._vv[a] = v
+        d._starts[a] = array("q", starts)
+        d._end[a] = end
+        for s, flat in deps:
+            d._deps[(a, s)] = [(amap[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)]
+        log = d._oplog[a]
+        for op in _ops_from_columns(ops):
+            k = op[0]
+            if k == DEL or k == REDACT:
+                op[3] = amap[op[3]]
+            elif k == CELL:
+                op[4], op[6] = amap[op[4]], amap[op[6]]
+            elif k == INS:
+                raise DecodeError("corrupt saved document: insert in the op log")
+            log.append(op)
+    d._my_starts = d._starts[0]
+    for key in sorted(seqs, key=lambda k: k[0] not in "rc"):
+        if not isinstance(key, str) or len(key) < 3 or key[0] not in "tlrc" or key[1] != ":":
+            raise DecodeError(f"corrupt saved document: object {key!r}")
+        root = d._seqroot(key)
+        _fill(root._seq, seqs[key], amap)
+    for a, log in enumerate(d._oplog):
+        author = d._actors[a]
+        for op in log:
+            if op[0] != DEL:
+                d._integrate_other(op, a, author)
+    d._lamport = max(lamport, max(d._end) - 1 if d._end else 0)
+    d._remote_since_commit = True  # the first commit after loading lists its deps in full
+    return d
+
+
+def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
+    acts, dlams, offs, oacts, dead, lens, content = cols
+    n = len(acts)
+    if not (len(dlams) == len(offs) == len(oacts) == len(dead) == len(lens) == n):
+        raise DecodeError("corrupt saved document: sequence columns differ in length")
+    if type(content) is not type(seq.empty) or sum(lens) != len(content):
+        raise DecodeError("corrupt saved document: run content")
+    runs = []
+    lam = pos = 0
+    for i in range(n):
+        lam += dlams[i]
+        m = lens[i]
+        oa = oacts[i]
+        r = Run(lam, amap[acts[i]], content[pos : pos + m], lam - offs[i],
+                amap[oa] if oa >= 0 else -1, bool(dead[i]))
+        if m < 1:
+            raise DecodeError("corrupt saved document: empty run")
+        pos += m
+        runs.append(r)
+    # entries: per actor, runs in lamport order; a run continuing the previous
+    # one (next lamport, implicit origin) is a fragment of the same entry
+    by_act: dict[int, list[Run]] = {}
+    for r in runs:
+        by_act.setdefault(r.act, []).append(r)
+    entries = {}
+    for act, lst in by_act.items():
+        lst.sort(key=lambda r: r.lam)
+        starts, firsts = [], []
+        prev = None
+        for r in lst:
+            if prev is not None and prev.lam + prev.n == r.lam and r.olam == r.lam - 1 and r.oact == act:
+                prev.nxt = r
+            else:
+                if prev is not None and r.lam < prev.lam + prev.n:
+                    raise DecodeError("corrupt saved document: overlapping runs")
+                starts.append(r.lam)
+                firsts.append(r)
+            prev = r
+        entries[act] = (starts, firsts)
+    half = MAX_RUNS // 2
+    seq.blocks = [Block(runs[i : i + half], i // half) for i in range(0, n, half)] or [Block([], 0)]
+    seq.length = sum(b.vis for b in seq.blocks)
+    seq.entries = entries
+    seq._cb, seq._cpos, seq._tail = 0, 0, None
