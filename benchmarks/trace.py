@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = Path(os.environ.get("OWNKERNEL_TRACES", ROOT.parent / "shared" / "data" / "editing-traces"))
+TRACES = Path(
+    os.environ.get("OWNKERNEL_TRACES", ROOT.parent / "shared" / "data" / "editing-traces")
+)
 
 
 def load_trace(name: str) -> dict[str, Any]:
@@ -250,12 +252,23 @@ def run_loro(trace: dict[str, Any]) -> dict[str, Any]:
 
 
 RUNNERS = {"ownkernel": run_ownkernel, "pycrdt": run_pycrdt, "loro": run_loro}
-KEYS = ["a_local_s", "b_remote_s", "c_merge_s", "d_load_s", "e_heap_MB", "e_heap_peak_MB",
-        "e_rss_growth_MB", "f_saved_bytes", "g_correct"]
+KEYS = [
+    "a_local_s",
+    "b_remote_s",
+    "c_merge_s",
+    "d_load_s",
+    "e_heap_MB",
+    "e_heap_peak_MB",
+    "e_rss_growth_MB",
+    "f_saved_bytes",
+    "g_correct",
+]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("trace", nargs="?", default="automerge-paper")
     ap.add_argument("--libs", default="ownkernel,pycrdt,loro")
     ap.add_argument("--repeat", type=int, default=3)
@@ -266,14 +279,19 @@ def main() -> None:
         print(json.dumps(RUNNERS[args.child](trace)))
         return
     libs = [x for x in args.libs.split(",") if x]
-    print(f"trace={args.trace} repeat={args.repeat} python={platform.python_version()} "
-          f"machine={platform.machine()} cpus={os.cpu_count()} date={time.strftime('%Y-%m-%d')}")
+    print(
+        f"trace={args.trace} repeat={args.repeat} python={platform.python_version()} "
+        f"machine={platform.machine()} cpus={os.cpu_count()} date={time.strftime('%Y-%m-%d')}"
+    )
     results: dict[str, dict[str, Any]] = {}
     for lib in libs:
         runs = []
         for _ in range(args.repeat):
-            p = subprocess.run([sys.executable, __file__, args.trace, "--child", lib],
-                               capture_output=True, text=True)
+            p = subprocess.run(
+                [sys.executable, __file__, args.trace, "--child", lib],
+                capture_output=True,
+                text=True,
+            )
             if p.returncode:
                 print(f"{lib}: failed: {p.stderr.strip().splitlines()[-1:]}")
                 break
@@ -291,7 +309,11 @@ def main() -> None:
         row = f"{k:18s}"
         for lib in results:
             v = results[lib][k]
-            row += f"{v!s:>14s}" if isinstance(v, bool) else (f"{v:14,.0f}" if k == "f_saved_bytes" else f"{v:14.4f}")
+            row += (
+                f"{v!s:>14s}"
+                if isinstance(v, bool)
+                else (f"{v:14,.0f}" if k == "f_saved_bytes" else f"{v:14.4f}")
+            )
         print(row)
 
 

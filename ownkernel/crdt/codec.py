@@ -322,7 +322,15 @@ def encode_bundle(
     ops: list[list[Any]],
 ) -> bytes:
     return cbor2.dumps(
-        [BUNDLE, actors, seq, rle_encode(starts), end, [[s, d] for s, d in sorted(deps.items())], ops]
+        [
+            BUNDLE,
+            actors,
+            seq,
+            rle_encode(starts),
+            end,
+            [[s, d] for s, d in sorted(deps.items())],
+            ops,
+        ]
     )
 
 

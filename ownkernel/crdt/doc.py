@@ -40,8 +40,16 @@ class _Unit:
 
     __slots__ = ("actor", "seq", "starts", "end", "deps", "ops", "call")
 
-    def __init__(self, actor: int, seq: int, starts: list[int], end: int,
-                 deps: dict[int, list[tuple[int, int]]], ops: list[list[Any]], call: int) -> None:
+    def __init__(
+        self,
+        actor: int,
+        seq: int,
+        starts: list[int],
+        end: int,
+        deps: dict[int, list[tuple[int, int]]],
+        ops: list[list[Any]],
+        call: int,
+    ) -> None:
         self.actor, self.seq, self.starts, self.end = actor, seq, starts, end
         self.deps, self.ops, self.call = deps, ops, call
 
@@ -196,13 +204,17 @@ class Doc:
                 if oact > 0:
                     blob = self._commit_general(ops, seq, start)
                 else:
-                    blob = cbor2.dumps([CHANGE, self.actor, seq, start, 0, INS, op[1], op[3], oact, op[5]])
+                    blob = cbor2.dumps(
+                        [CHANGE, self.actor, seq, start, 0, INS, op[1], op[3], oact, op[5]]
+                    )
                 end = start + len(op[5])
             else:
                 if op[3]:
                     blob = self._commit_general(ops, seq, start)
                 else:
-                    blob = cbor2.dumps([CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]])
+                    blob = cbor2.dumps(
+                        [CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]]
+                    )
                     _log_delete(self._oplog[0], op)
                 end = start + op[5]
         else:
@@ -314,7 +326,15 @@ class Doc:
             k = op[0]
             if k == INS:
                 oact = a if op[4] == -2 else op[4]
-                wire.append([INS, op[1], op[3], -1 if oact < 0 else _amap(amap, actors, self._actors, oact), op[5]])
+                wire.append(
+                    [
+                        INS,
+                        op[1],
+                        op[3],
+                        -1 if oact < 0 else _amap(amap, actors, self._actors, oact),
+                        op[5],
+                    ]
+                )
             elif k == DEL:
                 ta = _amap(amap, actors, self._actors, op[3])
                 if op[6] == 1 or op[5] == 1:
@@ -400,9 +420,13 @@ class Doc:
         early arrivals buffered. Atomic: on error nothing of this call is kept."""
         if isinstance(changes, (bytes, bytearray, memoryview)):
             raise TypeError("apply() takes an iterable of encoded changes, not bytes")
-        if type(changes) is list and len(changes) == 1 and not self._buffer:
-            if self._apply_keystroke(changes[0]):
-                return
+        if (
+            type(changes) is list
+            and len(changes) == 1
+            and not self._buffer
+            and self._apply_keystroke(changes[0])
+        ):
+            return
         decoded = [codec.decode(b) for b in changes]
         self._calls += 1
         call = self._calls
@@ -520,7 +544,7 @@ class Doc:
             k = op[0]
             if k == INS and op[4] >= 0:
                 op[4] = amap[op[4]]
-            elif k == DEL or k == REDACT:
+            elif k in (DEL, REDACT):
                 op[3] = amap[op[3]]
             elif k == CELL:
                 op[4], op[6] = amap[op[4]], amap[op[6]]
@@ -548,9 +572,8 @@ class Doc:
             lo, hi = self._change_range(a, u.seq)
             mine = self._ops_in(a, lo, hi)
             if _canon(mine, a) != _canon(u.ops, a):
-                raise ConflictError(
-                    f"change {u.seq} of actor {self._actors[a].hex()[:12]} contradicts the one known"
-                )
+                who = self._actors[a].hex()[:12]
+                raise ConflictError(f"change {u.seq} of actor {who} contradicts the one known")
 
     def _plan(self) -> list[tuple[_Unit, int, int]]:
         """Ready slices (unit, first index, end index) in a causal order."""
@@ -775,8 +798,15 @@ def _amap(amap: dict[int, int], actors: list[bytes], table: list[bytes], a: int)
 def _to_wire(op: list[Any], amap: dict[int, int], actors: list[bytes], table: list[bytes]) -> list:
     k = op[0]
     if k == CELL:
-        return [CELL, op[1], op[3], _amap(amap, actors, table, op[4]), op[5],
-                _amap(amap, actors, table, op[6]), op[7]]
+        return [
+            CELL,
+            op[1],
+            op[3],
+            _amap(amap, actors, table, op[4]),
+            op[5],
+            _amap(amap, actors, table, op[6]),
+            op[7],
+        ]
     if k == REDACT:
         return [REDACT, op[1], _amap(amap, actors, table, op[3]), op[4]]
     return [k, op[1], *op[3:]]

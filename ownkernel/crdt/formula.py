@@ -95,6 +95,7 @@ _VALUE, _CYCLE, _NUM = ERRORS["#VALUE!"], ERRORS["#CYCLE!"], ERRORS["#NUM!"]
 
 # --- addresses -----------------------------------------------------------------------------
 
+
 def col_to_index(col: str) -> int:
     """``"A"`` -> 0, ``"Z"`` -> 25, ``"AA"`` -> 26 (case-insensitive)."""
     if not isinstance(col, str) or not col or not (col.isascii() and col.isalpha()):
@@ -136,6 +137,7 @@ def to_a1(row: int, col: int) -> str:
 
 
 # --- AST -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Num:
@@ -223,10 +225,30 @@ _TOKEN = re.compile(
 )
 _REF_WORD = re.compile(r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]{1,7})", re.ASCII)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*", re.ASCII)
-_BINARY = {"=": 1, "<>": 1, "<": 1, ">": 1, "<=": 1, ">=": 1, "&": 2,
-           "+": 3, "-": 3, "*": 4, "/": 4, "^": 5}
-_ARITY = {"SUM": (1, 255), "AVERAGE": (1, 255), "MIN": (1, 255), "MAX": (1, 255),
-          "COUNT": (1, 255), "IF": (2, 3), "ROUND": (2, 2), "ABS": (1, 1)}
+_BINARY = {
+    "=": 1,
+    "<>": 1,
+    "<": 1,
+    ">": 1,
+    "<=": 1,
+    ">=": 1,
+    "&": 2,
+    "+": 3,
+    "-": 3,
+    "*": 4,
+    "/": 4,
+    "^": 5,
+}
+_ARITY = {
+    "SUM": (1, 255),
+    "AVERAGE": (1, 255),
+    "MIN": (1, 255),
+    "MAX": (1, 255),
+    "COUNT": (1, 255),
+    "IF": (2, 3),
+    "ROUND": (2, 2),
+    "ABS": (1, 1),
+}
 
 
 class _ParseError(Exception):
@@ -507,12 +529,19 @@ def _first_error(*values: Any) -> FormulaError | None:
 
 
 _COMPARE: dict[str, Callable[[int], bool]] = {
-    "=": lambda c: c == 0, "<>": lambda c: c != 0, "<": lambda c: c < 0,
-    ">": lambda c: c > 0, "<=": lambda c: c <= 0, ">=": lambda c: c >= 0,
+    "=": lambda c: c == 0,
+    "<>": lambda c: c != 0,
+    "<": lambda c: c < 0,
+    ">": lambda c: c > 0,
+    "<=": lambda c: c <= 0,
+    ">=": lambda c: c >= 0,
 }
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
-    "+": lambda x, y: _num(x + y), "-": lambda x, y: _num(x - y),
-    "*": lambda x, y: _num(x * y), "/": _divide, "^": _power,
+    "+": lambda x, y: _num(x + y),
+    "-": lambda x, y: _num(x - y),
+    "*": lambda x, y: _num(x * y),
+    "/": _divide,
+    "^": _power,
 }
 
 
@@ -671,6 +700,7 @@ def evaluate(ast: Node, get: Getter) -> Any:
 
 # --- whole sheets ----------------------------------------------------------------------------
 
+
 def is_formula(raw: Any) -> bool:
     return isinstance(raw, str) and raw.startswith("=")
 
@@ -717,8 +747,14 @@ def _sccs(nodes: Iterable[Cell], edges: Callable[[Cell], Iterable[Cell]]) -> lis
     return out
 
 
-def _compute(nodes: Iterable[Cell], asts: Mapping[Cell, Node], deps: Mapping[Cell, set[Cell]],
-             values: dict[Cell, Any], nrows: int, ncols: int) -> None:
+def _compute(
+    nodes: Iterable[Cell],
+    asts: Mapping[Cell, Node],
+    deps: Mapping[Cell, set[Cell]],
+    values: dict[Cell, Any],
+    nrows: int,
+    ncols: int,
+) -> None:
     """Evaluate formula cells ``nodes`` into ``values``; other cells' values must be there."""
     todo = set(nodes)
 

@@ -62,7 +62,7 @@ class Log:
         self._hidden.add(mid)
 
     def _ids(self) -> list[tuple[int, bytes]]:
-        return [k for k in self._msgs.keys() if k not in self._hidden]
+        return [k for k in self._msgs if k not in self._hidden]
 
     def ids(self) -> list[tuple[int, bytes]]:
         return self._ids()

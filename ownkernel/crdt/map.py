@@ -38,7 +38,9 @@ class Map:
         self._observers.append(callback)
         return lambda: self._observers.remove(callback) if callback in self._observers else None
 
-    def _write(self, lam: int, actor: bytes, k: str, value: Any, present: bool, local: bool) -> None:
+    def _write(
+        self, lam: int, actor: bytes, k: str, value: Any, present: bool, local: bool
+    ) -> None:
         cur = self._entries.get(k)
         if cur is not None and (cur[0], cur[1]) >= (lam, actor):
             return

@@ -318,9 +318,7 @@ class Sequence:
         if n <= 0:
             return [], self.empty
         if pos < 0 or pos + n > self.length:
-            raise IndexError(
-                f"delete range {pos}..{pos + n} out of range for length {self.length}"
-            )
+            raise IndexError(f"delete range {pos}..{pos + n} out of range for length {self.length}")
         self._tail = None
         r, k = self._find(pos)
         if n == 1 and 0 < k == r.n - 1:
@@ -506,7 +504,12 @@ class Sequence:
                     else:
                         olam, oact = lam - 1, act
                     piece = r.content[a:b]
-                    if out and out[-1][0] + len(out[-1][3]) == lam and olam == lam - 1 and oact == act:
+                    if (
+                        out
+                        and out[-1][0] + len(out[-1][3]) == lam
+                        and olam == lam - 1
+                        and oact == act
+                    ):
                         p = out[-1]
                         out[-1] = (p[0], p[1], p[2], p[3] + piece)
                     else:
@@ -570,7 +573,7 @@ def build(
         if e[0] < lam < e[0] + len(e[3]):
             cuts.setdefault((act, i), set()).add(lam - e[0])
 
-    for act, lst in per.items():
+    for lst in per.values():
         for _lam, olam, oact, _c in lst:
             if oact >= 0:
                 cut(oact, olam + 1)

@@ -46,7 +46,9 @@ def save(doc: Doc) -> bytes:
             histories.append(None)
             continue
         deps = sorted(
-            [s, [x for da, ds in d for x in (da, ds)]] for (da_, s), d in doc._deps.items() if da_ == a
+            [s, [x for da, ds in d for x in (da, ds)]]
+            for (da_, s), d in doc._deps.items()
+            if da_ == a
         )
         histories.append(
             [v, rle_encode(list(doc._starts[a])), doc._end[a], deps, _ops_to_columns(doc._oplog[a])]
@@ -159,7 +161,7 @@ def _restore(cls: type[Doc], body: list[Any], actor: bytes | None) -> Doc:
         log = d._oplog[a]
         for op in _ops_from_columns(ops):
             k = op[0]
-            if k == DEL or k == REDACT:
+            if k in (DEL, REDACT):
                 op[3] = amap[op[3]]
             elif k == CELL:
                 op[4], op[6] = amap[op[4]], amap[op[6]]
@@ -195,8 +197,14 @@ def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
         lam += dlams[i]
         m = lens[i]
         oa = oacts[i]
-        r = Run(lam, amap[acts[i]], content[pos : pos + m], lam - offs[i],
-                amap[oa] if oa >= 0 else -1, bool(dead[i]))
+        r = Run(
+            lam,
+            amap[acts[i]],
+            content[pos : pos + m],
+            lam - offs[i],
+            amap[oa] if oa >= 0 else -1,
+            bool(dead[i]),
+        )
         if m < 1:
             raise DecodeError("corrupt saved document: empty run")
         pos += m
@@ -212,7 +220,12 @@ def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
         starts, firsts = [], []
         prev = None
         for r in lst:
-            if prev is not None and prev.lam + prev.n == r.lam and r.olam == r.lam - 1 and r.oact == act:
+            if (
+                prev is not None
+                and prev.lam + prev.n == r.lam
+                and r.olam == r.lam - 1
+                and r.oact == act
+            ):
                 prev.nxt = r
             else:
                 if prev is not None and r.lam < prev.lam + prev.n:
