@@ -365,10 +365,9 @@ class Sequence:
             else:
                 ranges.append((r.act, r.lam, m))
             left -= m
-            nxt = self._next_run(r) if left else None
-            self._merge_dead(r)
+            r = self._merge_dead(r)
             if left:
-                r = nxt  # type: ignore[assignment]
+                r = self._next_run(r)  # type: ignore[assignment]
         if isinstance(self.empty, str):
             return ranges, "".join(removed)
         out: list[Any] = []
@@ -376,8 +375,9 @@ class Sequence:
             out.extend(c)
         return ranges, out
 
-    def _merge_dead(self, r: Run) -> None:
-        """Fuse a deleted fragment with deleted neighbours of the same entry."""
+    def _merge_dead(self, r: Run) -> Run:
+        """Fuse a deleted fragment with deleted neighbours of the same entry;
+        returns the run that now holds r's elements."""
         runs = r.blk.runs
         i = runs.index(r)
         if i + 1 < len(runs):
@@ -394,6 +394,8 @@ class Sequence:
                 pv.n += r.n
                 pv.nxt = r.nxt
                 del runs[i]
+                return pv
+        return r
 
     # --------------------------------------------------------------- remote ops
     def integrate(

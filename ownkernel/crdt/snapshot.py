@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def save(doc: Doc) -> bytes:
-    doc.commit()
+    doc._autocommit()
     histories = []
     for a, v in enumerate(doc._vv):
         if not v:

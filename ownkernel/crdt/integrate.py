@@ -1,0 +1,452 @@
+"""Integrating remote changes: buffering, causal planning, validation, execution.
+
+``apply()`` is atomic per call: every blob is decoded and every reference
+checked against the current state plus what earlier changes of the same
+call create, before anything is touched. Large batches rebuild whole
+sequences at once (:func:`.rga.build`); single keystrokes take a fast path
+that skips the planning machinery.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cbor2
+
+from . import codec
+from .codec import APPEND, CELL, CHANGE, DEL, DELKEY, INC, INS, REDACT, SET, Bundle, Change
+from .errors import ConflictError, DecodeError, InvalidChangeError
+from .history import _canon, _from_wire, _log_delete, _op_end, _slice_op
+from .rga import Sequence, build
+from .text import Delta
+
+BATCH_THRESHOLD = 256  # sequence ops in one apply() above which sequences are rebuilt at once
+
+
+class _Unit:
+    """Consecutive changes of one actor in doc actor space, ops with lamports."""
+
+    __slots__ = ("actor", "seq", "starts", "end", "deps", "ops", "call")
+
+    def __init__(
+        self,
+        actor: int,
+        seq: int,
+        starts: list[int],
+        end: int,
+        deps: dict[int, list[tuple[int, int]]],
+        ops: list[list[Any]],
+        call: int,
+    ) -> None:
+        self.actor, self.seq, self.starts, self.end = actor, seq, starts, end
+        self.deps, self.ops, self.call = deps, ops, call
+
+    @property
+    def last(self) -> int:
+        return self.seq + len(self.starts) - 1
+
+
+class Integrator:
+    """Mixin of :class:`~ownkernel.crdt.doc.Doc`: the remote side of sync."""
+
+    _actors: list[bytes]
+    _aidx: dict[bytes, int]
+    _vv: list[int]
+    _end: list[int]
+    _starts: list[Any]
+    _deps: dict[tuple[int, int], list[tuple[int, int]]]
+    _oplog: list[list[list[Any]]]
+    _objs: dict[str, Any]
+    _buffer: list[_Unit]
+    _calls: int
+    _lamport: int
+    _remote_since_commit: bool
+    _observers: list[Callable[..., None]]
+    _actor_index: Callable[[bytes], int]
+    _seqroot: Callable[[str], Any]
+    _notify: Callable[[bool, set[str]], None]
+    _ops_in: Callable[[int, int, int], list[list[Any]]]
+    _change_range: Callable[[int, int], tuple[int, int]]
+    map: Callable[[str], Any]
+    counter: Callable[[str], Any]
+    log: Callable[[str], Any]
+    sheet: Callable[[str], Any]
+
+    def apply(self, changes: Iterable[bytes]) -> None:
+        """Integrate encoded changes or bundles: any order, duplicates ignored,
+        early arrivals buffered. Atomic: on error nothing of this call is kept."""
+        if isinstance(changes, (bytes, bytearray, memoryview)):
+            raise TypeError("apply() takes an iterable of encoded changes, not bytes")
+        if (
+            type(changes) is list
+            and len(changes) == 1
+            and not self._buffer
+            and self._apply_keystroke(changes[0])
+        ):
+            return
+        decoded = [codec.decode(b) for b in changes]
+        self._calls += 1
+        call = self._calls
+        units = [self._to_unit(c, call) for c in decoded]
+        for u in units:
+            self._check_duplicate(u)
+        units = [u for u in units if u.last > self._vv[u.actor]]
+        if not units:
+            return
+        self._buffer.extend(units)
+        try:
+            plan = self._plan()
+            self._validate(plan)
+        except InvalidChangeError:
+            self._buffer = [u for u in self._buffer if u.call != call]
+            raise
+        if not plan:
+            return
+        touched = self._execute(plan)
+        if self._observers and touched:
+            self._notify(False, touched)
+
+    def _apply_keystroke(self, blob: bytes) -> bool:
+        """Fast path for the live case: the next change of a known actor, one
+        insert or delete, no deps. Returns False, having changed nothing,
+        when the change is anything else (the general path then decides)."""
+        if type(blob) is not bytes:
+            return False
+        try:
+            v = cbor2.loads(blob)
+        except Exception:
+            return False
+        if type(v) is not list or len(v) != 10 or v[0] != CHANGE or v[4] != 0:
+            return False
+        actors, seq, lam, k, key, x, y, z = v[1], v[2], v[3], v[5], v[6], v[7], v[8], v[9]
+        aidx = self._aidx
+        if type(actors) is bytes:
+            a = aidx.get(actors)
+            other = None
+        elif type(actors) is list and len(actors) == 2 and type(actors[1]) is bytes:
+            a = aidx.get(actors[0]) if type(actors[0]) is bytes else None
+            other = aidx.get(actors[1])
+            if other is None or other == a:
+                return False
+        else:
+            return False
+        if a is None or seq != self._vv[a] + 1 or type(lam) is not int or lam < self._end[a]:
+            return False
+        root = self._objs.get(key) if type(key) is str else None
+        if root is None or key[0] not in "tl" or type(x) is not int:
+            return False
+        seq_ = root._seq
+        if k == INS and type(z) is (str if key[0] == "t" else list) and z:
+            if y == -1 and x == 0:
+                oact = -1
+            elif 0 < x < lam and (y == 0 or (y == 1 and other is not None)):
+                oact = a if y == 0 else other  # type: ignore[assignment]
+            else:
+                return False
+            try:
+                pos = seq_.integrate(lam, a, x, oact, z)
+            except KeyError:
+                raise InvalidChangeError(f"insert after unknown element {x} in {key}") from None
+            if pos is not None and root._observers:
+                root._emit(Delta(pos[0], 0, z, False))
+            end = lam + len(z)
+        elif k == DEL and type(y) is int and y > 0 and type(z) is int and z > 0:
+            if x == 0:
+                tact = a
+            elif x == 1 and other is not None:
+                tact = other
+            else:
+                return False
+            if not seq_.covers(tact, y, z):
+                raise InvalidChangeError(f"delete of unknown elements in {key}")
+            for p, m in seq_.remote_delete(tact, y, z):
+                if root._observers:
+                    root._emit(Delta(p, m, seq_.empty, False))
+            _log_delete(self._oplog[a], [DEL, key, lam, tact, y, z, 1])
+            end = lam + z
+        else:
+            return False
+        self._starts[a].append(lam)
+        self._end[a] = end
+        self._vv[a] = seq
+        if end - 1 > self._lamport:
+            self._lamport = end - 1
+        self._remote_since_commit = True
+        if self._observers:
+            self._notify(False, {key})
+        return True
+
+    def _to_unit(self, c: Change | Bundle, call: int) -> _Unit:
+        amap = [self._actor_index(x) for x in c.actors]
+        a = amap[0]
+        if isinstance(c, Change):
+            ops = []
+            lam = c.lamport
+            for op in c.ops:
+                k = op[0]
+                if k == INS:
+                    ops.append([INS, op[1], lam, op[2], amap[op[3]] if op[3] >= 0 else -1, op[4]])
+                    lam += len(op[4])
+                elif k == DEL:
+                    ops.append([DEL, op[1], lam, amap[op[2]], op[3], op[4], 1])
+                    lam += op[4]
+                else:
+                    ops.append(_from_wire(op, lam, amap))
+                    lam += 1
+            deps = {c.seq: [(amap[x], s) for x, s in c.deps]} if c.deps else {}
+            return _Unit(a, c.seq, [c.lamport], lam, deps, ops, call)
+        ops = []
+        for op in c.ops:
+            op = list(op)
+            k = op[0]
+            if k == INS and op[4] >= 0:
+                op[4] = amap[op[4]]
+            elif k in (DEL, REDACT):
+                op[3] = amap[op[3]]
+            elif k == CELL:
+                op[4], op[6] = amap[op[4]], amap[op[6]]
+            ops.append(op)
+        if ops and _op_end(ops[-1]) > c.end:
+            raise DecodeError("malformed change: bundle ops run past its end")
+        deps = {s: [(amap[x], v) for x, v in d] for s, d in c.deps.items()}
+        return _Unit(a, c.seq, list(c.starts), c.end, deps, ops, call)
+
+    def _check_duplicate(self, u: _Unit) -> None:
+        a = u.actor
+        known = self._vv[a]
+        if u.seq > known:
+            return
+        starts = self._starts[a]
+        for i, s in enumerate(u.starts):
+            seq = u.seq + i
+            if seq > known:
+                break
+            if starts[seq - 1] != s:
+                raise ConflictError(
+                    f"change {seq} of actor {self._actors[a].hex()[:12]} contradicts the one known"
+                )
+        if len(u.starts) == 1:  # a single change: compare it whole
+            lo, hi = self._change_range(a, u.seq)
+            mine = self._ops_in(a, lo, hi)
+            if _canon(mine, a) != _canon(u.ops, a):
+                who = self._actors[a].hex()[:12]
+                raise ConflictError(f"change {u.seq} of actor {who} contradicts the one known")
+
+    def _plan(self) -> list[tuple[_Unit, int, int]]:
+        """Ready slices (unit, first index, end index) in a causal order."""
+        vv = list(self._vv)
+        plan = []
+        progress = True
+        done: set[int] = set()
+        while progress:
+            progress = False
+            for ui, u in enumerate(self._buffer):
+                if ui in done:
+                    continue
+                known = vv[u.actor]
+                if u.last <= known:
+                    done.add(ui)
+                    continue
+                if u.seq > known + 1:
+                    continue
+                i = j = known + 1 - u.seq
+                n = len(u.starts)
+                if not u.deps:
+                    j = n
+                while j < n:
+                    d = u.deps.get(u.seq + j)
+                    if d and any(vv[x] < s for x, s in d):
+                        break
+                    j += 1
+                if j > i:
+                    plan.append((u, i, j))
+                    vv[u.actor] = u.seq + j - 1
+                    progress = True
+                    if j == n:
+                        done.add(ui)
+        return plan
+
+    def _slice_ops(self, u: _Unit, i: int, j: int) -> list[list[Any]]:
+        lo = u.starts[i]
+        hi = u.starts[j] if j < len(u.starts) else u.end
+        ops = u.ops
+        if i == 0 and j == len(u.starts):
+            return ops
+        k = bisect_left(ops, lo, key=lambda op: op[2])
+        if k > 0 and _op_end(ops[k - 1]) > lo:
+            k -= 1
+        out = []
+        while k < len(ops) and ops[k][2] < hi:
+            op = _slice_op(ops[k], lo, hi)
+            if op[0] == INS and op[4] == -2:
+                op[4] = u.actor
+            out.append(op)
+            k += 1
+        return out
+
+    def _validate(self, plan: list[tuple[_Unit, int, int]]) -> None:
+        """Check every reference before touching anything (so apply is atomic)."""
+        virtual: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
+        msgs: set[tuple[str, int, int]] = set()
+        last_lam = list(self._end)
+
+        def known(key: str, act: int, lam: int, n: int) -> bool:
+            end = lam + n
+            obj = self._objs.get(key)
+            seq = obj._seq if obj is not None else None
+            while lam < end:
+                r = seq.find_id(lam, act) if seq is not None else None
+                if r is not None:
+                    lam = r.lam + r.n
+                    continue
+                rngs = virtual.get((key, act))
+                if rngs is None:
+                    return False
+                i = bisect_right(rngs[0], lam) - 1
+                if i < 0 or lam >= rngs[1][i]:
+                    return False
+                lam = rngs[1][i]
+            return True
+
+        for u, i, j in plan:
+            a = u.actor
+            if u.starts[i] < last_lam[a]:
+                raise InvalidChangeError("change lamport does not increase along its actor's chain")
+            for op in self._slice_ops(u, i, j):
+                k, key, lam = op[0], op[1], op[2]
+                if k == INS:
+                    if op[4] >= 0 and (op[3] >= lam or not known(key, op[4], op[3], 1)):
+                        raise InvalidChangeError(f"insert after unknown element {op[3]} in {key}")
+                    vr = virtual.get((key, a))
+                    if vr is None:
+                        vr = virtual[(key, a)] = ([], [])
+                    if vr[0] and lam < vr[0][-1]:  # keep sorted (rare: out-of-order units)
+                        i = bisect_right(vr[0], lam)
+                        vr[0].insert(i, lam)
+                        vr[1].insert(i, lam + len(op[5]))
+                    else:
+                        vr[0].append(lam)
+                        vr[1].append(lam + len(op[5]))
+                elif k == DEL:
+                    if not known(key, op[3], op[4], op[5]):
+                        raise InvalidChangeError(f"delete of unknown elements in {key}")
+                elif k == CELL:
+                    rk, ck = "r:" + key[2:], "c:" + key[2:]
+                    if not known(rk, op[4], op[3], 1) or not known(ck, op[6], op[5], 1):
+                        raise InvalidChangeError(f"cell in unknown row or column of {key}")
+                elif k == APPEND:
+                    msgs.add((key, a, lam))
+                elif k == REDACT:
+                    lg = self._objs.get(key)
+                    tid = (op[4], self._actors[op[3]])
+                    if (key, op[3], op[4]) not in msgs and (lg is None or not lg.has(tid)):
+                        raise InvalidChangeError(f"redact of unknown message in {key}")
+            last_lam[a] = u.starts[j] if j < len(u.starts) else u.end
+
+    def _execute(self, plan: list[tuple[_Unit, int, int]]) -> set[str]:
+        touched: set[str] = set()
+        slices = [(u, self._slice_ops(u, i, j)) for u, i, j in plan]
+        nseq = sum(1 for _, ops in slices for op in ops if op[0] in (INS, DEL))
+        batch_keys: set[str] = set()
+        if nseq >= BATCH_THRESHOLD:
+            for _, ops in slices:
+                for op in ops:
+                    if op[0] in (INS, DEL):
+                        batch_keys.add(op[1])
+            self._rebuild(batch_keys, slices)
+            touched |= batch_keys
+        for (u, i, j), (_, ops) in zip(plan, slices):
+            a = u.actor
+            author = self._actors[a]
+            log = self._oplog[a]
+            for op in ops:
+                k, key = op[0], op[1]
+                touched.add(key)
+                if k == INS:
+                    if key not in batch_keys:
+                        root = self._seqroot(key)
+                        pos = root._seq.integrate(op[2], a, op[3], op[4], op[5])
+                        if pos is not None and root._observers:
+                            root._emit(Delta(pos[0], 0, op[5], False))
+                elif k == DEL:
+                    if key not in batch_keys:
+                        root = self._seqroot(key)
+                        for p, m in root._seq.remote_delete(op[3], op[4], op[5]):
+                            if root._observers:
+                                root._emit(Delta(p, m, root._seq.empty, False))
+                    _log_delete(log, op)
+                else:
+                    self._integrate_other(op, a, author)
+                    log.append(op)
+            self._starts[a].extend(u.starts[i:j])
+            for s, d in u.deps.items():
+                if u.seq + i <= s < u.seq + j and d:
+                    self._deps[(a, s)] = d
+            end = u.starts[j] if j < len(u.starts) else u.end
+            if ops:
+                end = _op_end(ops[-1])
+            self._end[a] = end
+            self._vv[a] = u.seq + j - 1
+            if end - 1 > self._lamport:
+                self._lamport = end - 1
+        self._buffer = [u for u in self._buffer if u.last > self._vv[u.actor]]
+        self._remote_since_commit = True
+        return touched
+
+    def _integrate_other(self, op: list[Any], a: int, author: bytes) -> None:
+        k, key, lam = op[0], op[1], op[2]
+        if k == SET:
+            self.map(key[2:])._write(lam, author, op[3], op[4], True, False)
+        elif k == DELKEY:
+            self.map(key[2:])._write(lam, author, op[3], None, False, False)
+        elif k == INC:
+            self.counter(key[2:]).value += op[3]
+        elif k == APPEND:
+            self.log(key[2:])._add((lam, author), op[3], False)
+        elif k == REDACT:
+            self.log(key[2:])._hidden.add((op[4], self._actors[op[3]]))
+        elif k == CELL:
+            self.sheet(key[2:])._remote_cell(lam, author, op)
+
+    def _rebuild(self, keys: set[str], slices: list[tuple[_Unit, list[list[Any]]]]) -> None:
+        """Rebuild whole sequences from old state plus many new ops (see rga.build)."""
+        for key in keys:
+            root = self._seqroot(key)
+            seq = root._seq
+            old_len = seq.length
+            old_value = seq.value() if root._observers else None
+            inserts = list(seq.all_inserts())
+            dead: dict[int, list[tuple[int, int]]] = {}
+            for r in seq.runs():
+                if r.dead:
+                    dead.setdefault(r.act, []).append((r.lam, r.lam + r.n))
+            for u, ops in slices:
+                for op in ops:
+                    if op[1] != key:
+                        continue
+                    if op[0] == INS:
+                        inserts.append((u.actor, op[2], op[3], op[4], op[5]))
+                    elif op[0] == DEL:
+                        dead.setdefault(op[3], []).append((op[4], op[4] + op[5]))
+            merged = {a: _merge_ranges(r) for a, r in dead.items()}
+            fresh = Sequence(self._actors, seq.empty)
+            build(fresh, inserts, merged, self._actors.__getitem__)
+            fresh.want_positions = seq.want_positions
+            root._seq = fresh
+            if root._observers:
+                root._emit(Delta(0, old_len, fresh.value(), False))
+                del old_value
+
+
+def _merge_ranges(rs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    rs.sort()
+    out: list[tuple[int, int]] = []
+    for lo, hi in rs:
+        if out and lo <= out[-1][1]:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
