@@ -142,8 +142,11 @@ class History:
         """Encoded changes that a replica at version ``since`` lacks.
 
         One blob per actor: a single change, or a bundle when several are
-        missing. Uncommitted ops are not changes yet and are not included.
+        missing. Ops made outside a ``transaction()`` block are committed
+        first (as ``save()`` does), so what was edited is what is sent; ops
+        of an open transaction are not included until it closes.
         """
+        self._autocommit()
         since = since or {}
         out = []
         for a, actor in enumerate(self._actors):
@@ -227,6 +230,6 @@ def _canon(ops: list[list[Any]], author: int) -> list[tuple]:
                 t = op[4] + i if op[6] == 1 else op[4] + op[5] - 1 - i
                 out.append((DEL, op[1], op[2] + i, op[3], t))
         else:
-            out.append(tuple(repr(x) for x in op))
+            out.append((op[0], op[1], op[2], repr(op[3:])))
     out.sort(key=lambda t: t[2])
     return out

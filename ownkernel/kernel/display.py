@@ -1,0 +1,152 @@
+"""Small display objects the `%own` magics return.
+
+Each object renders twice: `_repr_html_` for notebooks (a compact table that
+reads at a glance) and `__repr__` for terminals (`jupyter console`, plain
+text logs). The Node owner provides reprs for `Node` and document handles;
+these cover what the kernel itself assembles (status, tables of docs, peers,
+cells, events).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = ["Fields", "Message", "Table", "ago", "fmt"]
+
+# Inline styles only: notebooks strip <style> in some front-ends (GitHub,
+# nbviewer in safe mode), and we want the same look everywhere.
+_TABLE = "border-collapse:collapse;font-size:90%;margin:2px 0"
+_TH = "text-align:left;padding:2px 10px 2px 0;border-bottom:1px solid #ccc"
+_TD = "text-align:left;padding:2px 10px 2px 0;vertical-align:top;font-family:monospace"
+_CAPTION = "text-align:left;font-weight:bold;padding:2px 0"
+
+
+def fmt(value: Any) -> str:
+    """A short human string for a value shown in a table cell."""
+    if value is None:
+        return "-"
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(fmt(v) for v in value) or "-"
+    return str(value)
+
+
+def ago(timestamp: float | None, now: float | None = None) -> str:
+    """'12 s ago' style age of a unix timestamp (None → '-')."""
+    if timestamp is None:
+        return "-"
+    delta = max(0.0, (time.time() if now is None else now) - float(timestamp))
+    if delta < 60:
+        return f"{delta:.0f} s ago"
+    if delta < 3600:
+        return f"{delta / 60:.0f} min ago"
+    if delta < 86400:
+        return f"{delta / 3600:.0f} h ago"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(timestamp)))
+
+
+class Table:
+    """Rows under named columns, with an optional title and footnote."""
+
+    def __init__(
+        self,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        title: str = "",
+        empty: str = "(none)",
+    ) -> None:
+        self.columns = list(columns)
+        self.rows = [[fmt(c) for c in row] for row in rows]
+        self.title = title
+        self.empty = empty
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        lines = [self.title] if self.title else []
+        if not self.rows:
+            lines.append(self.empty)
+            return "\n".join(lines)
+        widths = [len(c) for c in self.columns]
+        for row in self.rows:
+            for i, cell in enumerate(row):
+                widths[i] = max(widths[i], len(cell))
+        lines.append("  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip())
+        for row in self.rows:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        parts = [f'<table style="{_TABLE}">']
+        if self.title:
+            parts.append(f'<caption style="{_CAPTION}">{esc(self.title)}</caption>')
+        if not self.rows:
+            parts.append(f'<tr><td style="{_TD}">{esc(self.empty)}</td></tr></table>')
+            return "".join(parts)
+        parts.append("<tr>" + "".join(f'<th style="{_TH}">{esc(c)}</th>' for c in self.columns))
+        parts.append("</tr>")
+        for row in self.rows:
+            cells = "".join(f'<td style="{_TD}">{esc(c)}</td>' for c in row)
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</table>")
+        return "".join(parts)
+
+
+class Fields:
+    """Key/value pairs (a status panel): one per line in text, a 2-column table in HTML."""
+
+    def __init__(self, pairs: Iterable[tuple[str, Any]], title: str = "") -> None:
+        self.pairs = [(k, fmt(v)) for k, v in pairs]
+        self.title = title
+
+    def __getitem__(self, key: str) -> str:
+        for k, v in self.pairs:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __repr__(self) -> str:
+        width = max((len(k) for k, _ in self.pairs), default=0)
+        lines = [self.title] if self.title else []
+        lines += [f"{k.ljust(width)}  {v}" for k, v in self.pairs]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        parts = [f'<table style="{_TABLE}">']
+        if self.title:
+            parts.append(f'<caption style="{_CAPTION}">{esc(self.title)}</caption>')
+        for k, v in self.pairs:
+            parts.append(
+                f'<tr><th style="{_TH};border:none">{esc(k)}</th>'
+                f'<td style="{_TD}">{esc(v)}</td></tr>'
+            )
+        parts.append("</table>")
+        return "".join(parts)
+
+
+class Message:
+    """One line of text worth copying (an invite token, an id)."""
+
+    def __init__(self, text: str, label: str = "") -> None:
+        self.text = text
+        self.label = label
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"{self.label}{self.text}"
+
+    def _repr_html_(self) -> str:
+        label = html.escape(self.label)
+        # user-select:all so one click selects the whole token for copying.
+        return f'{label}<code style="user-select:all">{html.escape(self.text)}</code>'

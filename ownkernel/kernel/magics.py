@@ -1,0 +1,417 @@
+"""`%own …` and `%%shared NAME`: the node from inside a notebook.
+
+Every subcommand either returns something that displays well (HTML in a
+notebook, aligned text in a terminal) or raises `UsageError` with one line
+saying what went wrong — IPython shows that as a single `UsageError: …` line,
+never a traceback, and stops a "run all" there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.utils.capture import capture_output
+
+from ownkernel.kernel import cells
+from ownkernel.kernel.display import Fields, Message, Table, ago, fmt
+from ownkernel.kernel.nodehost import NodeHost, NodeUnavailable
+
+__all__ = ["HELP", "OwnMagics"]
+
+# (usage, one-line description) per subcommand; the single source for help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "status": ("", "node state, profile, id, address, peers and docs at a glance"),
+    "whoami": ("", "this node's id, name and profile"),
+    "peers": ("", "known peers: name, id, addresses, online, latency, last seen"),
+    "connect": ("ADDR|TOKEN", "connect to a node address (tcp://host:port) or an invite"),
+    "docs": ("", "documents in this node"),
+    "new": ("TITLE", "create a document (returns it)"),
+    "open": ("DOC", "open a document by id, id prefix or title (returns it)"),
+    "invite": ("DOC [--read]", "an invite token for DOC (write access unless --read)"),
+    "join": ("TOKEN", "join a document from an invite token (returns it)"),
+    "export": ("DOC FORMAT PATH", "write DOC to PATH as md, txt, csv or json"),
+    "log": ("[N]", "the last N (default 20) node and network events"),
+    "cells": ("", "shared cells: who changed them last and when"),
+    "pull": ("NAME", "put the latest source of shared cell NAME into the next cell"),
+    "help": ("[COMMAND]", "this help, or one command's"),
+}
+
+HELP = "\n".join(
+    [
+        "Your node, from the notebook. `node` is the Node object itself.",
+        "",
+        "Usage: %own COMMAND [ARGS]",
+        "",
+        *[f"  %own {(k + ' ' + u).strip():<26} {d}" for k, (u, d) in COMMANDS.items()],
+        "",
+        "Collaborative cells:",
+        "  %%shared NAME [--with-output]   store this cell's source in the shared cell NAME",
+        "                                  (its own document; share it with %own invite NAME),",
+        "                                  then run it. Output is shared only with --with-output.",
+        "",
+        "DOC is a document id, a unique id prefix (4+ characters) or a unique title.",
+    ]
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one UsageError line instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (usage: {self.format_usage().strip()[7:]})")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise UsageError(message.strip() if message else f"{self.prog}: stopped")
+
+
+def _parser(cmd: str, *args: tuple[str, dict[str, Any]]) -> _Parser:
+    p = _Parser(prog=f"%own {cmd}", add_help=False, description=COMMANDS[cmd][1])
+    for name, kw in args:
+        p.add_argument(name, **kw)
+    return p
+
+
+def _field(obj: Any, *names: str) -> Any:
+    for n in names:
+        if isinstance(obj, dict) and n in obj:
+            return obj[n]
+        value = getattr(obj, n, None)
+        if value is not None:
+            return value() if callable(value) and n in ("online",) else value
+    return None
+
+
+@magics_class
+class OwnMagics(Magics):
+    def __init__(self, shell: Any = None, host: NodeHost | None = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.host = host
+        self._pending: dict[int, tuple[str, str]] = {}
+        self._pending_id = 0
+        if shell is not None:
+            shell.input_transformers_cleanup.append(self._make_transformer())
+
+    # -- helpers ----------------------------------------------------------------
+    def _node(self) -> Any:
+        if self.host is None:
+            raise UsageError("this kernel has no node (the %own magics need OwnKernel)")
+        try:
+            return self.host.wait()
+        except NodeUnavailable as exc:
+            raise UsageError(str(exc)) from None
+
+    def _doc(self, ref: str) -> Any:
+        try:
+            return cells.find_doc(self._node(), ref)
+        except cells.DocNotFound as exc:
+            raise UsageError(str(exc)) from None
+
+    # -- %own -------------------------------------------------------------------
+    @line_magic
+    def own(self, line: str) -> Any:
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%own: cannot parse arguments: {exc}") from None
+        if not argv:
+            return Message(HELP)
+        cmd, rest = argv[0], argv[1:]
+        if cmd == "--store-pending" and len(rest) == 1:  # written by the %%shared transformer
+            return self._store_pending(rest[0])
+        handler: Callable[[list[str]], Any] | None = getattr(self, f"_cmd_{cmd}", None)
+        if cmd not in COMMANDS or handler is None:
+            raise UsageError(f"%own: unknown command {cmd!r}; try %own help")
+        try:
+            return handler(rest)
+        except (UsageError, KeyboardInterrupt):
+            raise
+        except NodeUnavailable as exc:
+            raise UsageError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise UsageError(f"%own {cmd}: {text}") from None
+
+    own.__doc__ = HELP
+
+    def _cmd_help(self, args: list[str]) -> Message:
+        if args and args[0] in COMMANDS:
+            usage, desc = COMMANDS[args[0]]
+            return Message(f"%own {args[0]} {usage}".rstrip() + f"\n    {desc}")
+        if args:
+            raise UsageError(f"%own help: unknown command {args[0]!r}")
+        return Message(HELP)
+
+    def _cmd_status(self, args: list[str]) -> Fields:
+        _parser("status").parse_args(args)
+        host = self.host
+        if host is None:
+            raise UsageError("this kernel has no node (the %own magics need OwnKernel)")
+        s = host.settings
+        pairs: list[tuple[str, Any]] = [("state", host.state)]
+        if host.error:
+            pairs.append(("problem", host.error))
+        pairs.append(("profile", host.profile or s.profile))
+        pairs.append(("profile dir", host.profile_dir or s.profile_dir()))
+        node = host.node
+        if node is not None:
+            pairs += [("id", _field(node, "id")), ("name", _field(node, "name"))]
+            addr = _field(node, "address")
+            pairs.append(("address", addr if addr is not None else "not listening"))
+            peers = _peer_list(node)
+            if peers is None:
+                pairs.append(("peers", "networking not available in this version"))
+            else:
+                online = sum(1 for p in peers if _field(p, "online"))
+                pairs.append(("peers", f"{online} online, {len(peers)} known"))
+            pairs.append(("docs", sum(1 for _ in cells.iter_docs(node))))
+            stats = node.stats() if callable(getattr(node, "stats", None)) else {}
+            if stats:
+                pairs.append(("changes", f"{stats.get('commits', 0)} committed here, "
+                              f"{stats.get('accepted', 0)} accepted, "
+                              f"{stats.get('rejected_total', 0)} rejected"))
+        if host.ready_at and host.started_at:
+            pairs.append(("start time", f"{host.ready_at - host.started_at:.2f} s"))
+        if s.bootstrap:
+            pairs.append(("bootstrap", s.bootstrap))
+        pairs.append(("config", list(s.sources) or "none (defaults and OWNKERNEL_* only)"))
+        return Fields(pairs, title="ownkernel node")
+
+    def _cmd_whoami(self, args: list[str]) -> Fields:
+        _parser("whoami").parse_args(args)
+        node = self._node()
+        assert self.host is not None
+        return Fields(
+            [
+                ("id", _field(node, "id")),
+                ("short id", _field(node, "short_id")),
+                ("name", _field(node, "name")),
+                ("profile", self.host.profile),
+            ]
+        )
+
+    def _cmd_peers(self, args: list[str]) -> Table:
+        _parser("peers").parse_args(args)
+        peers = _peer_list(self._node())
+        if peers is None:
+            raise UsageError("%own peers: networking is not available in this version of Node")
+        rows = []
+        for p in peers:
+            latency = _field(p, "latency")
+            rows.append(
+                [
+                    _field(p, "name"),
+                    str(fmt(_field(p, "short_id", "id")))[:12],
+                    _field(p, "addresses", "address"),
+                    "yes" if _field(p, "online") else "no",
+                    f"{latency * 1000:.1f} ms" if isinstance(latency, (int, float)) else "-",
+                    ago(_field(p, "last_seen")),
+                ]
+            )
+        cols = ["name", "id", "addresses", "online", "latency", "last seen"]
+        return Table(cols, rows, title="peers", empty="no peers yet (%own connect ADDR|TOKEN)")
+
+    def _cmd_connect(self, args: list[str]) -> Any:
+        ns = _parser("connect", ("target", {"metavar": "ADDR|TOKEN"})).parse_args(args)
+        node = self._node()
+        if not hasattr(node, "connect"):
+            raise UsageError("%own connect: networking is not available in this version of Node")
+        result = node.connect(ns.target)
+        return result if result is not None else Message(ns.target, "connecting to ")
+
+    def _cmd_docs(self, args: list[str]) -> Table:
+        _parser("docs").parse_args(args)
+        node = self._node()
+        rows = []
+        for d in cells.iter_docs(node):
+            rows.append([cells.doc_title(d) or "(untitled)", cells.doc_id(d)[:12]])
+        return Table(["title", "id"], rows, title="documents",
+                     empty="no documents (%own new TITLE)")
+
+    def _cmd_new(self, args: list[str]) -> Any:
+        if not args:
+            raise UsageError("%own new: a TITLE is required (usage: %own new TITLE)")
+        return self._node().new_doc(title=" ".join(args))
+
+    def _cmd_open(self, args: list[str]) -> Any:
+        ns = _parser("open", ("doc", {"metavar": "DOC"})).parse_args(args)
+        return self._doc(ns.doc)
+
+    def _cmd_invite(self, args: list[str]) -> Message:
+        p = _parser("invite", ("doc", {"metavar": "DOC"}))
+        p.add_argument("--read", action="store_true", help="read-only access")
+        ns = p.parse_args(args)
+        doc = self._doc(ns.doc)
+        token = self._node().invite(doc, write=not ns.read)
+        return Message(str(token), "invite (read-only): " if ns.read else "invite: ")
+
+    def _cmd_join(self, args: list[str]) -> Any:
+        ns = _parser("join", ("token", {"metavar": "TOKEN"})).parse_args(args)
+        return self._node().join(ns.token)
+
+    def _cmd_export(self, args: list[str]) -> Message:
+        p = _parser("export", ("doc", {"metavar": "DOC"}), ("format", {"metavar": "FORMAT"}),
+                    ("path", {"metavar": "PATH"}))
+        ns = p.parse_args(args)
+        doc = self._doc(ns.doc)
+        data = doc.export(ns.format)
+        path = Path(ns.path).expanduser()
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+            size = len(data.encode("utf-8"))
+        else:
+            path.write_bytes(bytes(data))
+            size = len(data)
+        return Message(str(path), f"wrote {size} bytes ({ns.format}) to ")
+
+    def _cmd_log(self, args: list[str]) -> Table:
+        p = _parser("log")
+        p.add_argument("n", nargs="?", type=int, default=20, metavar="N")
+        ns = p.parse_args(args)
+        assert self.host is not None
+        events = list(self.host.events)
+        node = self.host.node
+        # The networked Node keeps its own recent events; merge them in when it does.
+        recent = getattr(node, "events", None) if node is not None else None
+        if callable(recent):
+            recent = recent()
+        for e in recent or []:
+            ts = _field(e, "time", "at", "ts")
+            events.append((ts or 0.0, str(_field(e, "text", "message", "event") or e)))
+        events.sort(key=lambda e: e[0])
+        rows = [[ago(ts), text] for ts, text in events[-ns.n:]] if ns.n > 0 else []
+        return Table(["when", "event"], rows, title="recent events", empty="no events yet")
+
+    def _cmd_cells(self, args: list[str]) -> Table:
+        _parser("cells").parse_args(args)
+        rows = [
+            [c["name"], c["id"][:12], c["lines"], c["by"], ago(c["at"]),
+             "yes" if c["output"] else "no"]
+            for c in cells.list_cells(self._node())
+        ]
+        return Table(["name", "doc", "lines", "last changed by", "when", "output"], rows,
+                     title="shared cells", empty="no shared cells (%%shared NAME)")
+
+    def _cmd_pull(self, args: list[str]) -> None:
+        ns = _parser("pull", ("name", {"metavar": "NAME"})).parse_args(args)
+        doc = cells.find_cell(self._node(), ns.name)
+        if doc is None:
+            raise UsageError(f"%own pull: no shared cell named {ns.name!r} (see %own cells)")
+        source = cells.cell_source(doc)
+        # The front-end puts this in a new cell below (or replaces the prompt
+        # in a terminal); %%shared first, so running it stores edits again.
+        header = f"%%shared {shlex.quote(ns.name)}"
+        if cells.cell_output(doc) is not None:
+            header += " --with-output"
+            print(f"shared output of {ns.name}:\n{cells.cell_output(doc)}")
+        assert self.shell is not None
+        self.shell.set_next_input(f"{header}\n{source}", replace=False)
+
+    # -- %%shared ---------------------------------------------------------------
+    # The common case (no --with-output) does not go through the cell magic at
+    # run time: an input transformer rewrites the `%%shared NAME` header line
+    # into a call that stores the source, and the body then runs as an
+    # ordinary top-level cell: same line numbers in tracebacks, `Out[n]`,
+    # error status and "run all" stopping on errors, exactly as without it.
+    def _make_transformer(self) -> Callable[[list[str]], list[str]]:
+        def transform_shared(lines: list[str]) -> list[str]:
+            if not lines or not lines[0].startswith("%%shared"):
+                return lines
+            try:
+                ns = _shared_parser().parse_args(shlex.split(lines[0][len("%%shared"):]))
+            except (UsageError, ValueError):
+                return lines  # the cell magic below reports the error
+            if ns.with_output or len(lines) < 2:
+                return lines
+            self._pending_id += 1
+            self._pending[self._pending_id] = (ns.name, "".join(lines[1:]))
+            # Something may transform cells without running them; don't hoard.
+            for stale in [k for k in self._pending if k <= self._pending_id - 50]:
+                del self._pending[stale]
+            call = f"get_ipython().run_line_magic('own', '--store-pending {self._pending_id}')\n"
+            return [call, *lines[1:]]
+
+        # Tells IPython's check_complete not to run us (we register state), so
+        # a `%%shared` cell still counts as a cell magic while being typed.
+        transform_shared.has_side_effects = True  # type: ignore[attr-defined]
+        return transform_shared
+
+    def _store_pending(self, key: str) -> None:
+        try:
+            name, source = self._pending.pop(int(key))
+        except (KeyError, ValueError):
+            raise UsageError("%%shared: no pending source (internal)") from None
+        self._store(name, source)
+
+    @cell_magic
+    def shared(self, line: str, cell: str) -> Any:
+        """%%shared NAME [--with-output]: store the cell in the shared cell NAME, then run it.
+
+        The source is diffed into character edits of the shared text, so edits
+        made concurrently in other notebooks merge. The cell's output is shared
+        only with --with-output. Other notebooks get the source with
+        `%own pull NAME` once the cell's document is shared (`%own invite NAME`).
+        """
+        try:
+            ns = _shared_parser().parse_args(shlex.split(line))
+        except ValueError as exc:
+            raise UsageError(f"%%shared: cannot parse arguments: {exc}") from None
+        stored = self._store(ns.name, cell)
+        assert self.shell is not None
+        if not ns.with_output:
+            result = self.shell.run_cell(cell, store_history=False)
+        else:
+            with capture_output() as captured:
+                result = self.shell.run_cell(cell, store_history=False)
+            captured.show()
+            parts = [captured.stdout, captured.stderr]
+            parts += [o.data.get("text/plain", "") for o in captured.outputs]
+            if result.result is not None:
+                parts.append(repr(result.result))
+            output = "".join(p if not p or p.endswith("\n") else p + "\n" for p in parts)
+            if stored:
+                self._store(ns.name, cell, output=output)
+        if not result.success:
+            # The traceback is already shown; make this cell fail too so a
+            # "run all" stops here as it would without %%shared.
+            raise UsageError(f"%%shared {ns.name}: the cell raised an error (above)")
+        return None
+
+    def _store(self, name: str, source: str, output: str | None = None) -> bool:
+        # IPython appends a newline to every cell before transforming it; store
+        # the cell as the user typed it, so a pull gives back the same text.
+        if source.endswith("\n"):
+            source = source[:-1]
+        # A node problem must not stop the user's code from running: say it
+        # once on stderr and run the cell anyway.
+        try:
+            cells.store_cell(self._node(), name, source, output)
+        except (UsageError, NodeUnavailable, cells.DocNotFound) as exc:
+            print(f"%%shared {name}: not stored: {exc}", file=sys.stderr)
+            return False
+        except Exception as exc:  # noqa: BLE001
+            print(f"%%shared {name}: not stored: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return False
+        return True
+
+
+def _shared_parser() -> _Parser:
+    p = _Parser(prog="%%shared", add_help=False)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--with-output", action="store_true")
+    return p
+
+
+def _peer_list(node: Any) -> list[Any] | None:
+    peers = getattr(node, "peers", None)
+    if peers is None:
+        return None
+    if callable(peers):
+        peers = peers()
+    return list(peers.values()) if isinstance(peers, dict) else list(peers)

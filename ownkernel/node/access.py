@@ -1,0 +1,91 @@
+"""A document's access list, kept inside the document itself.
+
+It is the reserved map root ``_access`` (an LWW map) with flat keys, so that
+concurrent grants of different people never overwrite each other:
+
+    "owner"                 -> owner id (informational; the root of trust is the
+                               owner recorded when the doc was created or joined)
+    "role:<id hex>"         -> "admin" | "writer" | "reader"
+    "revoked:<token hex>"   -> True
+    "token:<token hex>"     -> {"c": capability, "n": inviter id}   (issued invites)
+
+Rules (checked on every change that arrives, before anything is stored):
+- only the owner and admins may change ``_access``; only the owner names admins;
+- the owner, admins and writers may change anything else;
+- an author may also write by presenting a valid invite capability (see
+  invite.py) whose issuer is the owner or an admin and which is not revoked.
+
+Access is judged against the receiving node's current view (documented
+limitation: a change made concurrently with a revocation may be accepted by
+nodes that have not yet seen the revocation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ownkernel.node.invite import Invite
+
+__all__ = ["ACCESS_KEY", "ACCESS_ROOT", "RANK", "AccessView", "role_key", "revoked_key"]
+
+ACCESS_ROOT = "_access"
+ACCESS_KEY = "m:" + ACCESS_ROOT
+META_ROOT = "_meta"
+RANK = {None: 0, "reader": 1, "writer": 2, "admin": 3, "owner": 4}
+
+
+def role_key(actor: bytes) -> str:
+    return "role:" + actor.hex()
+
+
+def revoked_key(token_id: bytes) -> str:
+    return "revoked:" + token_id.hex()
+
+
+def token_key(token_id: bytes) -> str:
+    return "token:" + token_id.hex()
+
+
+class AccessView:
+    """Roles in one doc, from its owner, its ``_access`` map and presented capabilities."""
+
+    def __init__(self, owner: bytes, amap: Any, grants: dict[bytes, Invite]) -> None:
+        self.owner = owner
+        self.amap = amap  # anything with .get(key, default): the crdt Map or a dict
+        self.grants = grants
+
+    def explicit_role(self, actor: bytes) -> str | None:
+        if actor == self.owner:
+            return "owner"
+        r = self.amap.get(role_key(actor))
+        return r if r in ("admin", "writer", "reader") else None
+
+    def cap_problem(self, inv: Invite, doc: bytes) -> str | None:
+        """Why a presented capability is not valid here (None: it is valid)."""
+        if inv.doc != doc or inv.owner != self.owner:
+            return "bad_capability"
+        if RANK[self.explicit_role(inv.inviter)] < RANK["admin"]:
+            return "bad_capability"
+        if self.amap.get(revoked_key(inv.token_id)):
+            return "revoked"
+        return None
+
+    def role(self, actor: bytes, doc: bytes) -> str | None:
+        best = self.explicit_role(actor)
+        g = self.grants.get(actor)
+        if g is not None and self.cap_problem(g, doc) is None:
+            granted = "writer" if g.capability == "write" else "reader"
+            if RANK[granted] > RANK[best]:
+                best = granted
+        return best
+
+    def can_write(self, actor: bytes, doc: bytes) -> bool:
+        return RANK[self.role(actor, doc)] >= RANK["writer"]
+
+    def can_admin(self, actor: bytes, doc: bytes) -> bool:
+        return RANK[self.role(actor, doc)] >= RANK["admin"]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain dict of the access list (stored in the documents table for listings)."""
+        items = self.amap.items() if hasattr(self.amap, "items") else []
+        return {"owner": self.owner, **{k: v for k, v in items if k != "owner"}}
