@@ -52,7 +52,6 @@ class Doc(History, Integrator):
         self._pending: list[list[Any]] = []
         self._seen: list[int] = [0]  # versions of others at our last commit
         self._remote_since_commit = False
-        self._pending_vv: list[int] | None = None
         self._buffer: list[_Unit] = []
         self._calls = 0
         self._observers: list[Callable[[DocEvent], None]] = []
@@ -115,15 +114,8 @@ class Doc(History, Integrator):
         return self._objs[key]
 
     # --------------------------------------------------------- local ops
-    def _begin(self) -> None:
-        """First op of a transaction: remember what we had seen (its deps)."""
-        if self._remote_since_commit:
-            self._pending_vv = list(self._vv)
-
     def _local_op(self, op: list[Any]) -> int:
         """Record a one-lamport op (op[2] is filled in); returns its lamport."""
-        if not self._pending:
-            self._begin()
         self._lamport += 1
         op[2] = self._lamport
         self._pending.append(op)
@@ -143,7 +135,7 @@ class Doc(History, Integrator):
         op = ops[0]
         start = op[2]
         k = op[0]
-        if len(ops) == 1 and self._pending_vv is None and k <= DEL:
+        if len(ops) == 1 and not self._remote_since_commit and k <= DEL:
             # one keystroke, the common case: a single cbor2 call
             if k == INS:
                 oact = op[4]
@@ -170,11 +162,7 @@ class Doc(History, Integrator):
         self._end[0] = end
         self._vv[0] = seq
         self._pending = []
-        if self._remote_since_commit:
-            # remote changes integrated while this transaction was open are
-            # not its deps, but the next transaction will have seen them
-            seen = self._seen
-            self._remote_since_commit = any(v > seen[a] for a, v in enumerate(self._vv) if a)
+        self._remote_since_commit = False
         if self._observers:
             self._notify(True, {op[1] for op in ops})
         return blob
@@ -184,15 +172,16 @@ class Doc(History, Integrator):
         actors = [self.actor]
         amap = {me: 0}
         deps_flat: list[int] = []
-        if self._pending_vv is not None:
+        if self._remote_since_commit:
+            # deps: what we saw of others since our previous change; ops of
+            # this transaction may refer to anything seen up to now
             seen = self._seen
-            dl = [(a, v) for a, v in enumerate(self._pending_vv) if a != me and v > seen[a]]
+            dl = [(a, v) for a, v in enumerate(self._vv) if a != me and v > seen[a]]
             for a, v in dl:
                 deps_flat += (_amap(amap, actors, self._actors, a), v)
                 seen[a] = v
             if dl:
                 self._deps[(me, seq)] = dl
-            self._pending_vv = None
         wire = []
         log = self._oplog[me]
         for op in ops:
@@ -220,9 +209,11 @@ class Doc(History, Integrator):
         try:
             yield self
         finally:
+            # ops already applied stay applied even if the block raised, so
+            # they are committed rather than left dangling
             self._txn_depth -= 1
-        if self._txn_depth == 0:
-            self.commit()
+            if self._txn_depth == 0:
+                self.commit()
 
     # ------------------------------------------------------------ reading
     @property

@@ -92,7 +92,14 @@ class Integrator:
         units = [self._to_unit(c, call) for c in decoded]
         for u in units:
             self._check_duplicate(u)
-        units = [u for u in units if u.last > self._vv[u.actor]]
+        held = {(u.actor, u.seq, len(u.starts)) for u in self._buffer}
+        fresh = []
+        for u in units:
+            key = (u.actor, u.seq, len(u.starts))
+            if u.last > self._vv[u.actor] and key not in held:
+                held.add(key)
+                fresh.append(u)
+        units = fresh
         if not units:
             return
         self._buffer.extend(units)

@@ -81,8 +81,6 @@ class _SequenceRoot:
                 if self._observers:
                     self._emit(Delta(pos, 0, content, True))
                 return
-        elif doc._remote_since_commit:
-            doc._begin()
         pending.append([INS, self._key, lam, olam, oact, content])
         if self._observers:
             self._emit(Delta(pos, 0, content, True))
@@ -100,8 +98,6 @@ class _SequenceRoot:
         doc = self._doc
         ranges, _removed = self._seq.local_delete(pos, n)
         pending = doc._pending
-        if not pending and doc._remote_since_commit:
-            doc._begin()
         for act, tlam, m in ranges:
             lam = doc._lamport + 1
             doc._lamport += m
