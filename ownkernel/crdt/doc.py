@@ -23,6 +23,8 @@ from .log import Log
 from .map import Counter, Map
 from .text import List, Text
 
+_dumps = cbor2.dumps
+
 
 class DocEvent(NamedTuple):
     local: bool
@@ -142,7 +144,7 @@ class Doc(History, Integrator):
                 if oact > 0:
                     blob = self._commit_general(ops, seq, start)
                 else:
-                    blob = cbor2.dumps(
+                    blob = _dumps(
                         [CHANGE, self.actor, seq, start, 0, INS, op[1], op[3], oact, op[5]]
                     )
                 end = start + len(op[5])
@@ -150,9 +152,7 @@ class Doc(History, Integrator):
                 if op[3]:
                     blob = self._commit_general(ops, seq, start)
                 else:
-                    blob = cbor2.dumps(
-                        [CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]]
-                    )
+                    blob = _dumps([CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]])
                     _log_delete(self._oplog[0], op)
                 end = start + op[5]
         else:
@@ -161,10 +161,10 @@ class Doc(History, Integrator):
         self._my_starts.append(start)
         self._end[0] = end
         self._vv[0] = seq
-        self._pending = []
         self._remote_since_commit = False
         if self._observers:
             self._notify(True, {op[1] for op in ops})
+        ops.clear()
         return blob
 
     def _commit_general(self, ops: list[list[Any]], seq: int, start: int) -> bytes:
