@@ -56,6 +56,7 @@ class Doc(History, Integrator):
         self._remote_since_commit = False
         self._buffer: list[_Unit] = []
         self._calls = 0
+        self._deferred_from = 0  # first apply() call held by an open transaction
         self._observers: list[Callable[[DocEvent], None]] = []
         self._txn_depth = 0
 
@@ -214,6 +215,9 @@ class Doc(History, Integrator):
             self._txn_depth -= 1
             if self._txn_depth == 0:
                 self.commit()
+                if self._deferred_from:  # remote changes that arrived meanwhile
+                    first, self._deferred_from = self._deferred_from, 0
+                    self._drain(first)
 
     # ------------------------------------------------------------ reading
     @property

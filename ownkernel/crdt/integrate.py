@@ -22,6 +22,7 @@ from .history import _canon, _from_wire, _log_delete, _op_end, _slice_op
 from .rga import Sequence, build
 from .text import Delta
 
+_loads = cbor2.loads
 BATCH_THRESHOLD = 256  # sequence ops in one apply() above which sequences are rebuilt at once
 
 
@@ -61,6 +62,9 @@ class Integrator:
     _objs: dict[str, Any]
     _buffer: list[_Unit]
     _calls: int
+    _deferred_from: int
+    _pending: list[list[Any]]
+    _txn_depth: int
     _lamport: int
     _remote_since_commit: bool
     _observers: list[Callable[..., None]]
@@ -79,10 +83,16 @@ class Integrator:
         early arrivals buffered. Atomic: on error nothing of this call is kept."""
         if isinstance(changes, (bytes, bytearray, memoryview)):
             raise TypeError("apply() takes an iterable of encoded changes, not bytes")
+        if self._pending and not self._txn_depth:
+            # Local ops outside a transaction block are closed into their own
+            # change first: a change's ops take consecutive lamports, and
+            # remote ops integrated now would push the clock past them.
+            self.commit()
         if (
             type(changes) is list
             and len(changes) == 1
             and not self._buffer
+            and not self._pending
             and self._apply_keystroke(changes[0])
         ):
             return
@@ -103,11 +113,21 @@ class Integrator:
         if not units:
             return
         self._buffer.extend(units)
+        if self._pending:
+            # inside an open transaction block: held until it closes (see
+            # Doc.transaction), so the transaction stays one change
+            if not self._deferred_from:
+                self._deferred_from = call
+            return
+        self._drain(call)
+
+    def _drain(self, call: int) -> None:
+        """Integrate whatever in the buffer has become ready."""
         try:
             plan = self._plan()
             self._validate(plan)
         except InvalidChangeError:
-            self._buffer = [u for u in self._buffer if u.call != call]
+            self._buffer = [u for u in self._buffer if u.call < call]
             raise
         if not plan:
             return
@@ -119,30 +139,26 @@ class Integrator:
         """Fast path for the live case: the next change of a known actor, one
         insert or delete, no deps. Returns False, having changed nothing,
         when the change is anything else (the general path then decides)."""
-        if type(blob) is not bytes:
-            return False
         try:
-            v = cbor2.loads(blob)
-        except Exception:
+            c, actors, seq, lam, deps, k, key, x, y, z = _loads(blob)
+        except Exception:  # not 10 fields, not CBOR, not bytes: the general path decides
             return False
-        if type(v) is not list or len(v) != 10 or v[0] != CHANGE or v[4] != 0:
+        if c != CHANGE or deps != 0 or type(seq) is not int or type(lam) is not int:
             return False
-        actors, seq, lam, k, key, x, y, z = v[1], v[2], v[3], v[5], v[6], v[7], v[8], v[9]
-        aidx = self._aidx
         if type(actors) is bytes:
-            a = aidx.get(actors)
+            a = self._aidx.get(actors)
             other = None
         elif type(actors) is list and len(actors) == 2 and type(actors[1]) is bytes:
-            a = aidx.get(actors[0]) if type(actors[0]) is bytes else None
-            other = aidx.get(actors[1])
+            a = self._aidx.get(actors[0]) if type(actors[0]) is bytes else None
+            other = self._aidx.get(actors[1])
             if other is None or other == a:
                 return False
         else:
             return False
-        if a is None or seq != self._vv[a] + 1 or type(lam) is not int or lam < self._end[a]:
+        if a is None or seq != self._vv[a] + 1 or lam < self._end[a] or type(x) is not int:
             return False
         root = self._objs.get(key) if type(key) is str else None
-        if root is None or key[0] not in "tl" or type(x) is not int:
+        if root is None or key[0] not in "tl":
             return False
         seq_ = root._seq
         if k == INS and type(z) is (str if key[0] == "t" else list) and z:

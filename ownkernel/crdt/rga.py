@@ -88,6 +88,7 @@ class Sequence:
         self._cb = 0  # cursor: index of a block ...
         self._cpos = 0  # ... and the number of visible elements before it
         self._tail: Run | None = None  # run of the last local insert, for typing
+        self._rtail: Run | None = None  # run of the last remote insert, for replay
         self._tail_end = -1
 
     # ------------------------------------------------------------------ reading
@@ -321,26 +322,8 @@ class Sequence:
             raise IndexError(f"delete range {pos}..{pos + n} out of range for length {self.length}")
         self._tail = None
         r, k = self._find(pos)
-        if n == 1 and 0 < k == r.n - 1:
-            # backspace at the end of a run: grow the deleted fragment that
-            # follows it (the previous backspace's) instead of splitting
-            nx = r.nxt
-            if nx is not None and nx.dead:
-                runs = r.blk.runs
-                i = runs.index(r) + 1
-                if i < len(runs) and runs[i] is nx:
-                    ch = r.content[k:]
-                    r.content = r.content[:k]
-                    r.n = k
-                    nx.lam -= 1
-                    nx.olam = nx.lam - 1
-                    nx.content = ch + nx.content
-                    nx.n += 1
-                    r.blk.vis -= 1
-                    self.length -= 1
-                    if self._cb > r.blk.idx:
-                        self._cpos -= 1
-                    return [(r.act, nx.lam, 1)], ch
+        if n == 1 and 0 < k == r.n - 1 and self._shift_last_into_dead(r):
+            return [(r.act, r.lam + r.n, 1)], r.nxt.content[:1]  # type: ignore[union-attr]
         if k:
             r = self._split(r, k)
         ranges: list[tuple[int, int, int]] = []
@@ -375,6 +358,34 @@ class Sequence:
             out.extend(c)
         return ranges, out
 
+    def _shift_last_into_dead(self, r: Run) -> bool:
+        """Delete the last element of live run ``r`` by growing the deleted
+        fragment right after it (the previous backspace's), when there is
+        one: the common backspace needs no split and no new run."""
+        nx = r.nxt
+        if nx is None or not nx.dead:
+            return False
+        runs = r.blk.runs
+        i = runs.index(r) + 1
+        if i >= len(runs) or runs[i] is not nx:
+            return False
+        k = r.n - 1
+        ch = r.content[k:]
+        r.content = r.content[:k]
+        r.n = k
+        nx.lam -= 1
+        nx.olam = nx.lam - 1
+        nx.content = ch + nx.content
+        nx.n += 1
+        blk = r.blk
+        blk.vis -= 1
+        self.length -= 1
+        if self._cb > blk.idx:
+            self._cpos -= 1
+        if self._rtail is r:
+            self._rtail = None
+        return True
+
     def _merge_dead(self, r: Run) -> Run:
         """Fuse a deleted fragment with deleted neighbours of the same entry;
         returns the run that now holds r's elements."""
@@ -406,6 +417,27 @@ class Sequence:
         self._tail = None
         actors = self.actors
         key = (lam, actors[act])
+        r = self._rtail
+        if (
+            r is not None
+            and olam == r.lam + r.n - 1
+            and lam == olam + 1
+            and oact == act == r.act
+            and r.nxt is None
+            and not r.dead
+        ):
+            # a remote typist continuing the run we integrated last
+            nxt = self._next_run(r)
+            if nxt is None or (nxt.lam, actors[nxt.act]) < key:
+                n = len(content)
+                r.content = r.content + content
+                r.n += n
+                blk = r.blk
+                blk.vis += n
+                self.length += n
+                if self._cb > blk.idx:
+                    self._cpos += n
+                return (self._pos_of_run(r) + r.n - n, n) if self.want_positions else None
         if oact < 0:
             prev = None
             nxt = self._first_run()
@@ -427,6 +459,7 @@ class Sequence:
                 prev.content = prev.content + content
                 n = len(content)
                 prev.n += n
+                self._rtail = prev
                 blk = prev.blk
                 blk.vis += n
                 self.length += n
@@ -439,6 +472,7 @@ class Sequence:
         run = Run(lam, act, content, olam, oact)
         self._insert_after(prev, run)
         self._add_entry(run)
+        self._rtail = run
         return (self._pos_of_run(run), run.n) if self.want_positions else None
 
     want_positions = False
@@ -452,6 +486,16 @@ class Sequence:
         """
         self._tail = None
         spans: list[tuple[int, int]] = []
+        if n == 1 and not self.want_positions:
+            r = self.find_id(lam, act)
+            if (
+                r is not None
+                and not r.dead
+                and r.n > 1
+                and lam == r.lam + r.n - 1
+                and self._shift_last_into_dead(r)
+            ):
+                return spans
         end = lam + n
         while lam < end:
             r = self.find_id(lam, act)
@@ -639,4 +683,4 @@ def build(
     ]
     seq.length = sum(b.vis for b in seq.blocks)
     seq.entries = {act: ([r.lam for r in fs], fs) for act, fs in firsts_by_act.items()}
-    seq._cb, seq._cpos, seq._tail = 0, 0, None
+    seq._cb, seq._cpos, seq._tail, seq._rtail = 0, 0, None, None

@@ -238,4 +238,4 @@ def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
     seq.blocks = [Block(runs[i : i + half], i // half) for i in range(0, n, half)] or [Block([], 0)]
     seq.length = sum(b.vis for b in seq.blocks)
     seq.entries = entries
-    seq._cb, seq._cpos, seq._tail = 0, 0, None
+    seq._cb, seq._cpos, seq._tail, seq._rtail = 0, 0, None, None
