@@ -228,12 +228,49 @@ def decode(data: bytes) -> Change | Bundle:
         dmap[item[0]] = _check_deps(item[1], len(actors))
     if not isinstance(ops, list):
         raise _fail("bad bundle ops")
-    last = 0
+    nact = len(actors)
+    keys: set[str] = set()
+    last = starts[0]
     for op in ops:
-        _check_op(op, len(actors), True)
-        if op[2] < last or op[2] < starts[0] or op[2] >= end:
+        # the two shapes that make up typing histories, checked inline;
+        # everything else through the general checker
+        if type(op) is list and len(op) == 7 and op[0] == DEL:
+            _, key, lam, tact, tlam, n, d = op
+            if (
+                type(lam) is not int
+                or type(tact) is not int
+                or not 0 <= tact < nact
+                or type(tlam) is not int
+                or tlam < 1
+                or type(n) is not int
+                or n < 1
+                or d not in (1, -1)
+                or type(key) is not str
+                or key[:1] not in ("t", "l", "r", "c")
+            ):
+                raise _fail("bad delete")
+        elif type(op) is list and len(op) == 6 and op[0] == INS and type(op[5]) is str and op[5]:
+            _, key, lam, olam, oact, _c = op
+            if (
+                type(lam) is not int
+                or type(olam) is not int
+                or type(oact) is not int
+                or not -1 <= oact < nact
+                or (oact < 0) != (olam == 0)
+                or olam < 0
+                or type(key) is not str
+                or key[:2] != "t:"
+            ):
+                raise _fail("bad insert")
+        else:
+            _check_op(op, nact, True)
+            key, lam = op[1], op[2]
+        if key not in keys:
+            _check_obj(key)
+            keys.add(key)
+        if lam < last or lam >= end:
             raise _fail("bundle ops out of order or outside its changes")
-        last = op[2]
+        last = lam
     return Bundle(actors, seq, starts, end, dmap, ops)
 
 

@@ -32,6 +32,7 @@ import cbor2
 
 from .codec import CELL, DEL, INS, REDACT, SAVED, rle_decode, rle_encode
 from .errors import DecodeError
+from .integrate import BIG_BATCH, _gc_paused
 from .rga import MAX_RUNS, Block, Run, Sequence
 
 if TYPE_CHECKING:
@@ -121,6 +122,11 @@ def _ops_from_columns(cols: list[Any]) -> list[list[Any]]:
 def load(cls: type[Doc], data: bytes, actor: bytes | None) -> Doc:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    with _gc_paused(len(data) > BIG_BATCH // 4):
+        return _load(cls, data, actor)
+
+
+def _load(cls: type[Doc], data: bytes, actor: bytes | None) -> Doc:
     try:
         body = cbor2.loads(zlib.decompress(data))
     except zlib.error as e:
