@@ -103,6 +103,14 @@ class Integrator:
     def apply(self, changes: Iterable[bytes]) -> None:
         """Integrate encoded changes or bundles: any order, duplicates ignored,
         early arrivals buffered. Atomic: on error nothing of this call is kept."""
+        if (
+            type(changes) is list
+            and len(changes) == 1
+            and not self._pending
+            and not self._buffer
+            and self._apply_keystroke(changes[0])
+        ):
+            return
         if isinstance(changes, (bytes, bytearray, memoryview)):
             raise TypeError("apply() takes an iterable of encoded changes, not bytes")
         if self._pending and not self._txn_depth:
@@ -110,14 +118,6 @@ class Integrator:
             # change first: a change's ops take consecutive lamports, and
             # remote ops integrated now would push the clock past them.
             self.commit()
-        if (
-            type(changes) is list
-            and len(changes) == 1
-            and not self._buffer
-            and not self._pending
-            and self._apply_keystroke(changes[0])
-        ):
-            return
         if not isinstance(changes, (list, tuple)):
             changes = list(changes)
         big = sum(len(b) for b in changes if isinstance(b, (bytes, bytearray))) > BIG_BATCH
