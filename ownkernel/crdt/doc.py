@@ -21,7 +21,7 @@ from .history import History, _amap, _log_delete, _op_end, _to_wire
 from .integrate import Integrator, _Unit
 from .log import Log
 from .map import Counter, Map
-from .text import List, Text
+from .text import List, PendingRun, Text
 
 _dumps = cbor2.dumps
 
@@ -59,6 +59,7 @@ class Doc(History, Integrator):
         self._deferred_from = 0  # first apply() call held by an open transaction
         self._observers: list[Callable[[DocEvent], None]] = []
         self._txn_depth = 0
+        self._pending_runs = False  # some pending insert holds a PendingRun
 
     # ------------------------------------------------------------- actors
     def _actor_index(self, actor: bytes) -> int:
@@ -133,6 +134,11 @@ class Doc(History, Integrator):
         ops = self._pending
         if not ops:
             return None
+        if self._pending_runs:
+            for op in ops:
+                if op[0] == INS and type(op[5]) is PendingRun:
+                    op[5] = op[5].joined()
+            self._pending_runs = False
         # this replica's actor is always index 0 of the actor table
         seq = self._vv[0] + 1
         op = ops[0]

@@ -34,6 +34,9 @@ from typing import Any
 
 HEAD = (0, -1)
 MAX_RUNS = 64  # a block splits in two when it holds more runs than this
+# Runs stop growing at this many elements: extending a run copies its
+# content, so unbounded runs would make typing a long paragraph quadratic.
+RUN_CAP = 512
 
 
 class Run:
@@ -271,7 +274,12 @@ class Sequence:
         """
         n = len(content)
         tail = self._tail
-        if tail is not None and pos == self._tail_end and tail.lam + tail.n == lam:
+        if (
+            tail is not None
+            and pos == self._tail_end
+            and tail.lam + tail.n == lam
+            and tail.n + n <= RUN_CAP
+        ):
             # typing: extend the run we just typed into
             origin = (lam - 1, act)
             tail.content = tail.content + content
@@ -293,7 +301,12 @@ class Sequence:
             if k < prev.n - 1:
                 self._split(prev, k + 1)
             origin = (prev.lam + k, prev.act)
-            if prev.act == act and prev.lam + prev.n == lam and prev.nxt is None:
+            if (
+                prev.act == act
+                and prev.lam + prev.n == lam
+                and prev.nxt is None
+                and prev.n + n <= RUN_CAP
+            ):
                 prev.content = prev.content + content
                 prev.n += n
                 blk = prev.blk
@@ -363,7 +376,7 @@ class Sequence:
         fragment right after it (the previous backspace's), when there is
         one: the common backspace needs no split and no new run."""
         nx = r.nxt
-        if nx is None or not nx.dead:
+        if nx is None or not nx.dead or nx.n >= RUN_CAP:
             return False
         runs = r.blk.runs
         i = runs.index(r) + 1
@@ -393,14 +406,14 @@ class Sequence:
         i = runs.index(r)
         if i + 1 < len(runs):
             nx = runs[i + 1]
-            if nx.dead and r.nxt is nx:
+            if nx.dead and r.nxt is nx and r.n + nx.n <= RUN_CAP:
                 r.content = r.content + nx.content
                 r.n += nx.n
                 r.nxt = nx.nxt
                 del runs[i + 1]
         if i > 0:
             pv = runs[i - 1]
-            if pv.dead and pv.nxt is r:
+            if pv.dead and pv.nxt is r and pv.n + r.n <= RUN_CAP:
                 pv.content = pv.content + r.content
                 pv.n += r.n
                 pv.nxt = r.nxt
@@ -425,6 +438,7 @@ class Sequence:
             and oact == act == r.act
             and r.nxt is None
             and not r.dead
+            and r.n + len(content) <= RUN_CAP
         ):
             # a remote typist continuing the run we integrated last
             nxt = self._next_run(r)
@@ -454,6 +468,7 @@ class Sequence:
                 and prev.lam + prev.n == lam
                 and prev.nxt is None
                 and not prev.dead
+                and prev.n + len(content) <= RUN_CAP
                 and (nxt is None or (nxt.lam, actors[nxt.act]) < key)
             ):
                 prev.content = prev.content + content
@@ -668,7 +683,7 @@ def build(
         # fuse with the previous fragment when it is the same entry, adjacent
         if order:
             p = order[-1]
-            if p.nxt is r and p.dead == r.dead:
+            if p.nxt is r and p.dead == r.dead and p.n + r.n <= RUN_CAP:
                 p.content = p.content + r.content
                 p.n += r.n
                 p.nxt = r.nxt

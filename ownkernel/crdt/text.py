@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codec import DEL, INS
-from .rga import Sequence
+from .rga import RUN_CAP, Sequence
 
 if TYPE_CHECKING:
     from .doc import Doc
@@ -23,6 +23,19 @@ class Delta(NamedTuple):
     deleted: int
     inserted: Any
     local: bool
+
+
+class PendingRun(list):
+    """Pieces of an insert still being typed in an open transaction, joined
+    at commit (concatenating each keystroke would be quadratic)."""
+
+    __slots__ = ()
+
+    def joined(self) -> Any:
+        first = self[0]
+        if isinstance(first, str):
+            return "".join(self)
+        return [x for piece in self for x in piece]
 
 
 class _SequenceRoot:
@@ -74,10 +87,14 @@ class _SequenceRoot:
                 last[0] == INS
                 and olam == lam - 1
                 and oact == 0
-                and last[2] + len(last[5]) == lam
                 and last[1] == self._key
             ):
-                last[5] = last[5] + content
+                # lam - 1 is the last lamport taken, so it ends this insert
+                buf = last[5]
+                if type(buf) is not PendingRun:
+                    buf = last[5] = PendingRun([buf])
+                    doc._pending_runs = True
+                buf.append(content)
                 if self._observers:
                     self._emit(Delta(pos, 0, content, True))
                 return
@@ -141,7 +158,12 @@ class Text(_SequenceRoot):
         if tail is not None and pos == seq._tail_end and type(text) is str and text:
             doc = self._doc
             lam = doc._lamport + 1
-            if tail.lam + tail.n == lam and not doc._pending and not self._observers:
+            if (
+                tail.lam + tail.n == lam
+                and tail.n < RUN_CAP
+                and not doc._pending
+                and not self._observers
+            ):
                 n = len(text)
                 tail.content += text
                 tail.n += n
