@@ -38,6 +38,7 @@ change boundaries are the run-length-encoded lamport starts::
 from __future__ import annotations
 
 import zlib
+from bisect import bisect_left
 from itertools import accumulate, chain, repeat
 from typing import Any, NamedTuple
 
@@ -271,7 +272,44 @@ def decode(data: bytes) -> Change | Bundle:
         if lam < last or lam >= end:
             raise _fail("bundle ops out of order or outside its changes")
         last = lam
+    _check_coverage(starts, end, ops)
     return Bundle(actors, seq, starts, end, dmap, ops)
+
+
+def _bundle_op_end(op: list[Any]) -> int:
+    k = op[0]
+    if k == INS:
+        return op[2] + len(op[5])
+    if k == DEL:
+        return op[2] + op[5]
+    return op[2] + 1
+
+
+def _check_coverage(starts: list[int], end: int, ops: list[list[Any]]) -> None:
+    """Every change of a bundle has ops, and they end at its end.
+
+    A change's ops take consecutive lamports from its start, so each start
+    must fall inside an op; counting the starts inside each maximal run of
+    adjacent ops checks that in O(runs · log changes) rather than per change
+    (an empty change would corrupt the receiver's view of the actor).
+    """
+    if not ops:
+        raise _fail("bundle without ops")
+    covered = 0
+    seg_lo = prev_end = ops[0][2]
+    for op in ops:
+        lam = op[2]
+        if lam < prev_end:
+            raise _fail("bundle ops overlap")
+        if lam > prev_end:
+            covered += bisect_left(starts, prev_end) - bisect_left(starts, seg_lo)
+            seg_lo = lam
+        prev_end = _bundle_op_end(op)
+    covered += bisect_left(starts, prev_end) - bisect_left(starts, seg_lo)
+    if covered != len(starts):
+        raise _fail("a change of the bundle has no ops")
+    if prev_end != end:
+        raise _fail("bundle end does not match its last op")
 
 
 def split_ops(flat: list[Any], i: int) -> list[list[Any]]:
