@@ -276,7 +276,7 @@ def decode(data: bytes) -> Change | Bundle:
     return Bundle(actors, seq, starts, end, dmap, ops)
 
 
-def _bundle_op_end(op: list[Any]) -> int:
+def bundle_op_end(op: list[Any]) -> int:
     k = op[0]
     if k == INS:
         return op[2] + len(op[5])
@@ -304,7 +304,7 @@ def _check_coverage(starts: list[int], end: int, ops: list[list[Any]]) -> None:
         if lam > prev_end:
             covered += bisect_left(starts, prev_end) - bisect_left(starts, seg_lo)
             seg_lo = lam
-        prev_end = _bundle_op_end(op)
+        prev_end = bundle_op_end(op)
     covered += bisect_left(starts, prev_end) - bisect_left(starts, seg_lo)
     if covered != len(starts):
         raise _fail("a change of the bundle has no ops")

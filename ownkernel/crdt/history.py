@@ -16,13 +16,7 @@ from . import codec
 from .codec import CELL, DEL, INS, REDACT
 
 
-def _op_end(op: list[Any]) -> int:
-    k = op[0]
-    if k == INS:
-        return op[2] + len(op[5])
-    if k == DEL:
-        return op[2] + op[5]
-    return op[2] + 1
+_op_end = codec.bundle_op_end  # lamport after an op's last (bundle form)
 
 
 def _slice_op(op: list[Any], lo: int, hi: int) -> list[Any]:

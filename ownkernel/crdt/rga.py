@@ -166,6 +166,17 @@ class Sequence:
         raise AssertionError("run not in its block")
 
     # --------------------------------------------------------------- structure
+    def _extend(self, r: Run, content: Any) -> None:
+        """Append visible ``content`` to live run ``r`` (ids continue r's)."""
+        n = len(content)
+        r.content = r.content + content
+        r.n += n
+        blk = r.blk
+        blk.vis += n
+        self.length += n
+        if self._cb > blk.idx:
+            self._cpos += n
+
     def _split(self, r: Run, k: int) -> Run:
         """Split ``r`` before offset ``k`` (0 < k < n); returns the right part."""
         right = Run(r.lam + k, r.act, r.content[k:], r.lam + k - 1, r.act, r.dead)
@@ -281,16 +292,9 @@ class Sequence:
             and tail.n + n <= RUN_CAP
         ):
             # typing: extend the run we just typed into
-            origin = (lam - 1, act)
-            tail.content = tail.content + content
-            tail.n += n
-            blk = tail.blk
-            blk.vis += n
-            self.length += n
+            self._extend(tail, content)
             self._tail_end += n
-            if self._cb > blk.idx:
-                self._cpos += n
-            return origin
+            return (lam - 1, act)
         if not 0 <= pos <= self.length:
             raise IndexError(f"insert position {pos} out of range for length {self.length}")
         if pos == 0:
@@ -307,13 +311,7 @@ class Sequence:
                 and prev.nxt is None
                 and prev.n + n <= RUN_CAP
             ):
-                prev.content = prev.content + content
-                prev.n += n
-                blk = prev.blk
-                blk.vis += n
-                self.length += n
-                if self._cb > blk.idx:
-                    self._cpos += n
+                self._extend(prev, content)
                 self._tail, self._tail_end = prev, pos + n
                 return origin
         run = Run(lam, act, content, origin[0], origin[1])
@@ -443,14 +441,8 @@ class Sequence:
             # a remote typist continuing the run we integrated last
             nxt = self._next_run(r)
             if nxt is None or (nxt.lam, actors[nxt.act]) < key:
+                self._extend(r, content)
                 n = len(content)
-                r.content = r.content + content
-                r.n += n
-                blk = r.blk
-                blk.vis += n
-                self.length += n
-                if self._cb > blk.idx:
-                    self._cpos += n
                 return (self._pos_of_run(r) + r.n - n, n) if self.want_positions else None
         if oact < 0:
             prev = None
@@ -471,15 +463,9 @@ class Sequence:
                 and prev.n + len(content) <= RUN_CAP
                 and (nxt is None or (nxt.lam, actors[nxt.act]) < key)
             ):
-                prev.content = prev.content + content
-                n = len(content)
-                prev.n += n
+                self._extend(prev, content)
                 self._rtail = prev
-                blk = prev.blk
-                blk.vis += n
-                self.length += n
-                if self._cb > blk.idx:
-                    self._cpos += n
+                n = len(content)
                 return (self._pos_of_run(prev) + prev.n - n, n) if self.want_positions else None
         while nxt is not None and (nxt.lam, actors[nxt.act]) > key:
             prev = nxt
