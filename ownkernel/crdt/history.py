@@ -15,7 +15,6 @@ from typing import Any
 from . import codec
 from .codec import CELL, DEL, INS, REDACT
 
-
 _op_end = codec.bundle_op_end  # lamport after an op's last (bundle form)
 
 
