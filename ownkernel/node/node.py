@@ -39,6 +39,7 @@ from ownkernel.node.access import (
 from ownkernel.node.handle import DocHandle
 from ownkernel.node.ingest import SNAPSHOT_EVERY, IngestMixin
 from ownkernel.node.invite import Invite, InviteError, make_invite
+from ownkernel.node.network import _UNSET, NetConfig, NetworkMixin
 from ownkernel.store import (
     DB_FILE,
     ChangeRow,
@@ -103,7 +104,7 @@ class _OpenDoc:
         return AccessView(self.row.owner, amap, self.grants)
 
 
-class Node(IngestMixin):
+class Node(IngestMixin, NetworkMixin):
     """A node you own. ``Node(profile=None)`` uses a temporary profile, deleted on close.
 
     ``profile`` is a directory path or a bare profile name (``"default"``) under
@@ -114,10 +115,20 @@ class Node(IngestMixin):
     ``_outgoing``, ``_change_listeners``, ``_sign_live``, ``_listen_addresses``,
     ``_check_capability``, ``_role``, ``_track_doc``, ``identity`` (transport keys)
     and ``_lock`` (one RLock guards all node state).
+
+    Networking (network.py) runs in the node's own thread: ``listen`` (an
+    endpoint or a list; None: do not listen), ``bootstrap`` (addresses or invite
+    tokens to dial, plus ``$OWNKERNEL_BOOTSTRAP``), ``relay`` (carry docs for
+    peers that cannot reach each other), ``discovery`` (LAN beacons, off unless
+    given, e.g. ``{"interface": "127.0.0.1"}``), ``network`` (a ``NetConfig``
+    for timers and limits, or False for a purely local node).
     """
 
     def __init__(self, profile: str | os.PathLike[str] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, *, listen: str | list[str] | None = _UNSET,
+                 bootstrap: str | list[str] | None = None, relay: bool = False,
+                 discovery: dict[str, Any] | None = None,
+                 network: NetConfig | bool | None = None) -> None:
         self._lock = threading.RLock()
         self._closed = False
         self._temp = profile is None
@@ -144,6 +155,11 @@ class Node(IngestMixin):
             self._plock.release()
             if self._temp:
                 shutil.rmtree(self.profile, ignore_errors=True)
+            raise
+        try:
+            self._start_network(listen, bootstrap, relay, discovery, network)
+        except BaseException:
+            self.close()
             raise
 
     # -- opening ---------------------------------------------------------------
@@ -210,7 +226,8 @@ class Node(IngestMixin):
             raise RuntimeError(f"node {self.short_id} is closed")
 
     def close(self) -> None:
-        """Snapshot changed docs, close the database, release the profile."""
+        """Stop the network, snapshot changed docs, close the database, release the profile."""
+        self._stop_network()  # first, and outside the lock: its thread may be waiting on it
         with self._lock:
             if self._closed:
                 return
@@ -536,8 +553,8 @@ class Node(IngestMixin):
             else:
                 raise ValueError("role must be 'admin', 'writer', 'reader' or None")
 
-    def join(self, token: str) -> DocHandle:
-        """Record the doc, capability and key of an invite (the network fetches content)."""
+    def _join_local(self, token: str) -> DocHandle:
+        """Record the doc, capability and key of an invite (``join`` also fetches it)."""
         inv = Invite.parse(token)
         with self._lock:
             self._check_open()
@@ -581,7 +598,10 @@ class Node(IngestMixin):
             out["waiting"] = sum(len(od.waiting) for od in self._docs.values())
             out["docs"] = len(self.store.documents()) if not self._closed else 0
             out["docs_loaded"] = len(self._docs)
-            return out
+        net = getattr(self, "_net", None)
+        if net is not None:  # outside the lock: the network thread may need it to answer
+            out["net"] = net.stats()
+        return out
 
     def _reject(self, reason: str, n: int = 1) -> None:
         self._rejected[reason] += n

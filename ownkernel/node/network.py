@@ -1,0 +1,774 @@
+"""`NodeNetwork`: the node's networking, in its own thread with its own asyncio loop.
+
+Why a thread: a Jupyter kernel's loop stops while a cell runs, and sync must
+not. Everything below (the CurveZMQ :class:`Transport`, one sans-IO
+:class:`PeerSession` per connection, dialing, address book, presence) lives
+on that loop and is touched only from it; the public methods hop onto it
+(``call_soon_threadsafe``) and wait for the answer, so they are safe to call
+from any thread. Callbacks registered with :meth:`on` run on the network
+thread: keep them short.
+
+Data flow::
+
+    local commit (any thread) -> node listener -> loop: push to every session of that doc
+    frame in -> PeerSession.receive -> SyncHost.ingest -> Node._ingest (verify, store)
+             -> accepted envelopes forwarded to the other sessions of that doc
+
+The node implements :class:`ownkernel.net.protocol.SyncHost` through this
+class: ``shared_docs`` answers "may this peer see this doc" from the doc's
+access list, capabilities the peer presented, and relay requests (relay.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from ownkernel.net.protocol import (
+    ErrorReceived,
+    Event,
+    HaveReceived,
+    HelloReceived,
+    LocalInfo,
+    PeerSession,
+    PeerTimeout,
+    PresenceExpired,
+    PresenceReceived,
+    ProtocolError,
+    SessionClosed,
+    SessionConfig,
+    curve_key_of,
+)
+from ownkernel.net.transport import (
+    ConnId,
+    Incoming,
+    KeyPolicy,
+    Transport,
+    TransportConfig,
+    format_address,
+)
+from ownkernel.node.addressbook import (  # noqa: F401  (re-exported)
+    BOOK_DOC,
+    DEFAULT_LISTEN,
+    AddressBook,
+    Dialer,
+    DialMixin,
+    NetConfig,
+    Peer,
+    env_bootstrap,
+    sticky_listen,
+)
+from ownkernel.node.presence import Presence, PresenceMixin
+from ownkernel.node.relay import EXT_PREFIX, RelayMixin, RelayState
+from ownkernel.store import decode_envelope, encode_envelope
+
+if TYPE_CHECKING:
+    from ownkernel.node.node import Node
+
+__all__ = ["DEFAULT_LISTEN", "EVENTS", "NetConfig", "NetworkMixin", "NodeNetwork", "Peer"]
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("peer_joined", "peer_left", "doc_changed", "presence")
+MAX_LINKS = 1024
+
+
+@dataclass(eq=False)
+class Link:
+    """One connection and the protocol session running over it."""
+
+    conn: ConnId
+    session: PeerSession
+    curve_key: bytes
+    created: float
+    peer: bytes | None = None  # set by the peer's (verified) hello
+    synced: set[Any] = field(default_factory=set)  # docs a `have` went either way for
+    presence_sent: set[Any] = field(default_factory=set)
+
+
+def strip_signature(env: bytes) -> bytes:
+    """The envelope without its signature (a later one in the same frame covers it)."""
+    return encode_envelope(decode_envelope(env)._replace(sig=None))
+
+
+class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
+    """Networking of one :class:`Node`. ``start()`` it, ``close()`` it (≤ 1 s)."""
+
+    def __init__(self, node: Node, config: NetConfig | None = None) -> None:
+        self.node = node
+        self.config = config or NetConfig()
+        self.id = node.id
+        self.errors: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+        self._closed = False
+        self.transport: Transport | None = None
+        self.addresses: list[str] = []
+        self.book: AddressBook | None = None
+        self.relay = RelayState(node, self.config.relay)
+        self.presence = Presence(self.id, self.config.presence_ttl)
+        self.dialer = Dialer(self.id, self.config)
+        self._links: dict[ConnId, Link] = {}
+        self._by_peer: dict[bytes, Link] = {}
+        self._intro_ids: dict[bytes, bytes] = {}  # curve key -> node id proven by an intro
+        self._names: dict[bytes, tuple[str, tuple[str, ...]]] = {}
+        self._last_seen: dict[bytes, float] = {}
+        self._gen = 0  # bumps when what peers may see can have changed
+        self._shared: dict[bytes, tuple[int, frozenset[Any]]] = {}
+        self._doc_ids: set[bytes] | None = None
+        self._seen_docs: set[bytes] = set()
+        self._rows: dict[bytes, Any] = {}
+        self._sendq: deque[tuple[ConnId, bytes]] = deque()
+        self._sending = False
+        self._local: dict[bytes, list[bytes]] = {}
+        self._local_scheduled = False
+        self._discovery: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ================================================================ lifecycle
+    def start(self) -> NodeNetwork:
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"ownkernel-net-{self.node.short_id}")
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            self._thread.join(2.0)
+            raise self._start_error
+        self.node._change_listeners.append(self._on_commit)
+        self.node._listen_addresses = list(self.addresses)
+        return self
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self._startup()
+        except BaseException as e:  # reported to the thread that called start()
+            self._start_error = e
+            await self._teardown()
+            self._ready.set()
+            return
+        self._ready.set()
+        ticker = asyncio.ensure_future(self._ticker())
+        await self._stop.wait()
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
+        await self._shutdown()
+
+    async def _startup(self) -> None:
+        cfg, node = self.config, self.node
+        key = node.identity._sk  # the Ed25519 key: its Curve form is the transport key
+        policy = KeyPolicy(
+            allow=None if cfg.allow is None else {curve_key_of(i) for i in cfg.allow},
+            deny={curve_key_of(i) for i in cfg.deny})
+        listen = list(cfg.listen)
+        tries = [listen]
+        if cfg.sticky_port:
+            sticky = sticky_listen(listen, node.store.get_setting("net.endpoints") or [])
+            if sticky != listen:
+                tries.insert(0, sticky)
+        for i, attempt in enumerate(tries):
+            t = Transport(key, TransportConfig(
+                listen=attempt, max_frame_size=cfg.max_frame_size, rate=cfg.rate,
+                burst=cfg.burst), policy=policy, on_frame=self._on_frame,
+                on_event=self._on_conn_event)
+            try:
+                await t.start()
+            except zmq.ZMQError as e:
+                await t.close()
+                if i == len(tries) - 1:
+                    raise OSError(f"cannot listen on {', '.join(attempt)}: {e}") from None
+                continue
+            self.transport = t
+            break
+        assert self.transport is not None
+        node.store.set_setting("net.endpoints", list(self.transport.endpoints))
+        self._seen_docs = {r.id for r in node.store.documents()}
+        self.addresses = self._advertised()
+        self.book = AddressBook(node.identity, node.store)
+        self.book.announce(node.name, self.addresses, cfg.relay)
+        for p in node.store.peers():
+            if p["id"] != self.id and p.get("addresses"):
+                self.dialer.add(p["id"], p["addresses"], sticky=False)
+        self._dial_from_book()
+        for target in cfg.bootstrap:
+            self._add_target(target)
+        if cfg.discovery:
+            await self._start_discovery(cfg.discovery)
+
+    def _advertised(self) -> list[str]:
+        assert self.transport is not None
+        if self.config.advertise is not None:
+            return [a if "#" in a else format_address(a, self.id) for a in self.config.advertise]
+        out = []
+        for ep in self.transport.endpoints:
+            host = ep.split("://", 1)[-1].rsplit(":", 1)[0]
+            if host not in ("0.0.0.0", "*", "[::]", "::"):  # nobody can dial "anywhere"
+                out.append(format_address(ep, self.id))
+        return out[:16]
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop networking: say goodbye, close every socket, join the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.node._change_listeners.remove(self._on_commit)
+        except ValueError:
+            pass
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and self._thread is not None:
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:  # loop already gone
+                pass
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("network thread did not stop within %.1f s", timeout)
+
+    async def _shutdown(self) -> None:
+        for link in list(self._links.values()):
+            link.session.close("shutdown")
+            self._flush(link)
+        await self._drain()
+        await asyncio.sleep(0.02)  # let libzmq's I/O thread put the goodbyes on the wire
+        if self.book is not None:
+            try:
+                self.book.save()
+            except Exception:
+                log.exception("could not save the address book")
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        if self._discovery is not None:
+            try:
+                await self._discovery.stop()
+            except Exception:
+                log.exception("discovery stop failed")
+            self._discovery = None
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.transport is not None:
+            await self.transport.close()
+
+    # ================================================================ thread bridge
+    def _call(self, fn: Callable[..., Any], *args: Any, timeout: float = 10.0) -> Any:
+        """Run ``fn(*args)`` on the loop (coroutine functions awaited) and return its result."""
+        if self._loop is None or self._closed:
+            raise RuntimeError("the node's network is not running")
+        if threading.current_thread() is self._thread:
+            result = fn(*args)
+            if asyncio.iscoroutine(result):
+                raise RuntimeError("cannot wait for the network from its own thread")
+            return result
+
+        async def run() -> Any:
+            r = fn(*args)
+            return await r if asyncio.iscoroutine(r) else r
+
+        fut: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        return fut.result(timeout)
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # ================================================================ events
+    def on(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
+        """Register ``callback`` for ``event``; returns a function that unregisters it.
+
+        peer_joined(peer: Peer), peer_left(peer: Peer), doc_changed(doc_id: bytes,
+        source: bytes | None) (None: a local edit), presence(doc, peer_id, state | None).
+        Callbacks run on the network thread.
+        """
+        if event not in self._callbacks:
+            raise ValueError(f"unknown event {event!r}; one of {', '.join(EVENTS)}")
+        self._callbacks[event].append(callback)
+
+        def off() -> None:
+            try:
+                self._callbacks[event].remove(callback)
+            except ValueError:
+                pass
+        return off
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for cb in list(self._callbacks[event]):
+            try:
+                cb(*args)
+            except Exception:
+                self.counts["callback-errors"] += 1
+                log.exception("%s callback %r failed", event, cb)
+
+    # ================================================================ SyncHost
+    def shared_docs(self, peer_id: bytes) -> frozenset[Any]:
+        cached = self._shared.get(peer_id)
+        if cached is not None and cached[0] == self._gen:
+            return cached[1]
+        if self._doc_ids is None:
+            self._doc_ids = {r.id for r in self.node.store.documents()}
+        docs: set[Any] = {BOOK_DOC}
+        for d in self._doc_ids:
+            try:
+                if self.relay.may_see(peer_id, d):
+                    docs.add(d)
+            except (KeyError, RuntimeError):
+                pass
+        fs = frozenset(docs)
+        self._shared[peer_id] = (self._gen, fs)
+        return fs
+
+    def version(self, doc: Any) -> dict[bytes, int]:
+        if doc == BOOK_DOC:
+            assert self.book is not None
+            return self.book.version
+        node = self.node
+        with node._lock:
+            try:
+                return {a: h.seq for a, h in node._open_doc(doc).heads.items()}
+            except KeyError:
+                return {}
+
+    def changes_since(self, doc: Any, vv: Any) -> list[bytes]:
+        if doc == BOOK_DOC:
+            assert self.book is not None
+            return self.book.changes_since(dict(vv))
+        return self.node._outgoing(doc, dict(vv))
+
+    def ingest(self, doc: Any, blobs: list[bytes], source: bytes) -> None:
+        if doc == BOOK_DOC:
+            assert self.book is not None
+            if self.book.ingest(blobs):
+                self._dial_from_book()
+                self._forward(BOOK_DOC, [], source, book=True)
+            return
+        node = self.node
+        before = Counter(node._rejected)
+        od = node._docs.get(doc)
+        row = od.row if od is not None else None
+        accepted = node._ingest(doc, blobs, source)
+        for reason, n in (Counter(node._rejected) - before).items():
+            self._count(f"rejected:{reason}", n)
+        od = node._docs.get(doc)
+        if od is not None and od.row is not row:
+            self._invalidate()  # the access list changed
+        if accepted:
+            self.counts["accepted"] += len(accepted)
+            self._forward(doc, accepted, source)
+            self._emit("doc_changed", doc, source)
+
+    # ================================================================ sharing state
+    def _invalidate(self, docs_changed: bool = False) -> None:
+        self._gen += 1
+        if docs_changed:
+            self._doc_ids = None
+
+    def _forward(self, doc: Any, envs: list[bytes], source: bytes | None,
+                 book: bool = False) -> None:
+        """Send changes to every preferred open session that may see ``doc`` (but source)."""
+        for peer, link in list(self._by_peer.items()):
+            s = link.session
+            if peer == source or not s.is_open or doc not in self.shared_docs(peer):
+                continue
+            if book:
+                s.send_have(doc)  # small doc: let the version vectors decide
+            elif doc in link.synced:
+                s.send_changes(doc, envs)
+                self.counts["pushed"] += len(envs)
+            else:
+                s.send_have(doc)
+                link.synced.add(doc)
+
+    # ================================================================ local commits
+    def _on_commit(self, doc_id: bytes, env: bytes) -> None:
+        """Node change listener: called in the committing thread, after the fsync."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        try:
+            loop.call_soon_threadsafe(self._queue_local, doc_id, env)
+        except RuntimeError:  # loop closed under us: nothing to push to anyway
+            pass
+
+    def _queue_local(self, doc_id: bytes, env: bytes) -> None:
+        self._local.setdefault(doc_id, []).append(env)
+        if not self._local_scheduled:
+            self._local_scheduled = True
+            # call_soon runs after the commits already queued: they go in one frame
+            asyncio.get_running_loop().call_soon(self._push_local)
+
+    def _push_local(self) -> None:
+        self._local_scheduled = False
+        pending, self._local = self._local, {}
+        for doc, envs in pending.items():
+            od = self.node._docs.get(doc)
+            row = od.row if od is not None else None
+            if doc not in self._seen_docs:  # a new doc: offer it, ask relays to carry it
+                self._seen_docs.add(doc)
+                self._invalidate(docs_changed=True)
+                self._ask_relays([doc])
+            elif row is not self._rows.get(doc):
+                self._invalidate()
+            self._rows[doc] = row
+            if len(envs) > 1:  # one signature per frame is enough: it covers the chain
+                envs = [strip_signature(e) for e in envs[:-1]] + envs[-1:]
+            self._forward(doc, envs, None)
+            self._emit("doc_changed", doc, None)
+        self._flush_all()
+
+    # ================================================================ frames
+    def _on_frame(self, inc: Incoming) -> None:
+        if self._stop is None or self._stop.is_set():
+            return
+        if inc.frame[:1] == EXT_PREFIX[:1]:
+            self._on_ext(inc)
+            self._flush_all()
+            return
+        link = self._links.get(inc.conn)
+        if link is None:
+            if len(self._links) >= MAX_LINKS:
+                self._count("too-many-sessions")
+                return
+            link = self._new_link(inc.conn, inc.curve_key)
+        events = link.session.receive(inc.frame, time.monotonic())
+        self._handle(link, events)
+        self._flush_all()
+
+    def _new_link(self, conn: ConnId, curve_key: bytes) -> Link:
+        cfg = self.config
+        session = PeerSession(
+            LocalInfo(self.id, self.node.name[:256], tuple(self.addresses)), time.monotonic(),
+            host=self, transport_key=curve_key, config=SessionConfig(
+                max_frame_size=cfg.max_frame_size, anti_entropy_interval=cfg.anti_entropy,
+                ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
+                handshake_timeout=cfg.handshake_timeout))
+        link = self._links[conn] = Link(conn, session, curve_key, time.monotonic())
+        self._send_intro(link)
+        return link
+
+    def _handle(self, link: Link, events: Iterable[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, HelloReceived):
+                self._on_hello(link, ev)
+            elif isinstance(ev, HaveReceived):
+                link.synced.add(ev.doc)
+            elif isinstance(ev, PresenceReceived):
+                if link.peer is not None:
+                    trust = link.peer in self.relay.relays
+                    if self.presence.received(ev.doc, link.peer, ev.state, ev.expires_at, trust):
+                        self._emit("presence", ev.doc, link.peer, ev.state)
+                    else:
+                        self._count("bad-presence")
+            elif isinstance(ev, PresenceExpired):
+                if link.peer is not None:
+                    self.presence.expired(ev.doc, link.peer)
+                    self._emit("presence", ev.doc, link.peer, None)
+            elif isinstance(ev, ProtocolError):
+                self._count(ev.reason, detail=ev.detail)
+                if ev.reason == "before-hello" and link.peer is None:
+                    # the peer still runs a session we dropped (timeout, our restart):
+                    # tell it to start over rather than ignore it forever
+                    self._close_link(link, "resync")
+                    return
+            elif isinstance(ev, (SessionClosed, PeerTimeout)):
+                self._drop_link(link, getattr(ev, "reason", "timeout"))
+            elif isinstance(ev, ErrorReceived):
+                pass  # SessionClosed follows
+
+    def _on_hello(self, link: Link, ev: HelloReceived) -> None:
+        peer = ev.node_id
+        link.peer = peer
+        assert self.transport is not None
+        self.transport.confirm_identity(link.curve_key, peer)
+        link.synced.update(self.shared_docs(peer))  # sync_all just offered them all
+        addrs = tuple(a for a in ev.addresses if a.endswith("#" + peer.hex()))
+        self._names[peer] = (ev.name, addrs)
+        self._last_seen[peer] = time.time()
+        if addrs:
+            self.dialer.add(peer, list(addrs), sticky=False)
+        cur = self._by_peer.get(peer)
+        if cur is None or cur.conn not in self._links or not cur.session.is_open:
+            self._by_peer[peer] = link
+            joined = cur is None
+        else:
+            # Two live connections to one peer: both sides keep the one dialed by the
+            # smaller node id (the newest when both were dialed by the same side).
+            def rank(lk: Link) -> tuple[bytes, float]:
+                return (self.id if lk.conn[0] == "out" else peer, -lk.created)
+            keep = min(cur, link, key=rank)
+            other = link if keep is cur else cur
+            self._by_peer[peer] = keep
+            joined = False
+            if other.conn[0] == "out":
+                self._close_link(other, "duplicate")
+        try:
+            self.node.store.put_peer(peer, name=ev.name, addresses=addrs)
+        except Exception:
+            log.exception("could not store peer %s", peer.hex()[:12])
+        self._send_presence(link)
+        if joined:
+            self.counts["peers-joined"] += 1
+            self._emit("peer_joined", self._peer(peer))
+
+    def _drop_link(self, link: Link, reason: str) -> None:
+        if self._links.get(link.conn) is not link:
+            return
+        del self._links[link.conn]
+        peer = link.peer
+        if link.conn[0] == "out" and reason != "disconnected":
+            # the socket stays up after a protocol failure: close it, redial later
+            self._spawn(self._disconnect(link.conn, failed=True))
+        if peer is None or self._by_peer.get(peer) is not link:
+            return
+        del self._by_peer[peer]
+        self._last_seen[peer] = time.time()
+        for other in self._links.values():
+            if other.peer == peer and other.session.is_open:
+                self._by_peer[peer] = other
+                return
+        self.presence.drop_sender(peer)
+        self.counts["peers-left"] += 1
+        self._emit("peer_left", self._peer(peer))
+
+    def _close_link(self, link: Link, reason: str) -> None:
+        link.session.close(reason)
+        self._flush(link)
+        self._drop_link(link, reason)
+
+    async def _disconnect(self, conn: ConnId, failed: bool) -> None:
+        assert self.transport is not None
+        await self.transport.disconnect(conn)
+        self.dialer.conn_closed(conn, time.monotonic(), failed)
+
+    # ================================================================ connections
+
+    # ================================================================ timers
+    async def _ticker(self) -> None:
+        cfg = self.config
+        last_book = last_presence = 0.0
+        while True:
+            now = time.monotonic()
+            try:
+                for link in list(self._links.values()):
+                    self._handle(link, link.session.tick(now))
+                await self._dial_step(now)
+                if now - last_book >= 1.0:
+                    last_book = now
+                    assert self.book is not None
+                    blob = self.book.announce(self.node.name, self.addresses, cfg.relay)
+                    if blob is not None:
+                        self._forward(BOOK_DOC, [blob], None, book=True)
+                    self.book.save()
+                    self._dial_from_book()
+                if now - last_presence >= cfg.presence_ttl / 3:
+                    last_presence = now
+                    for link in list(self._by_peer.values()):
+                        self._send_presence(link)
+                self._flush_all()
+            except Exception:  # a bug in one round must not stop the node syncing
+                self._count("tick-error")
+                log.exception("network tick failed")
+            await asyncio.sleep(cfg.tick)
+
+    # ================================================================ presence
+
+    # ================================================================ sending
+    def _send_raw(self, conn: ConnId, frame: bytes) -> None:
+        self._sendq.append((conn, frame))
+        self._kick()
+
+    def _flush(self, link: Link) -> None:
+        for f in link.session.data_to_send():
+            self._sendq.append((link.conn, f))
+        self._kick()
+
+    def _flush_all(self) -> None:
+        for link in list(self._links.values()):
+            self._flush(link)
+
+    def _kick(self) -> None:
+        if self._sendq and not self._sending:
+            self._sending = True
+            self._spawn(self._drain())
+
+    async def _drain(self) -> None:
+        """The one writer: frames leave in the order they were queued."""
+        assert self.transport is not None
+        try:
+            while self._sendq:
+                conn, frame = self._sendq.popleft()
+                await self.transport.send(conn, frame)
+        finally:
+            self._sending = False
+
+    # ================================================================ counting
+    def _count(self, reason: str, n: int = 1, detail: str = "") -> None:
+        self.errors[reason] += n
+        if self.errors[reason] == n:  # log once per reason
+            log.info("network: %s %s", reason, detail[:200])
+
+    # ================================================================ public (any thread)
+
+    def sync_now(self) -> None:
+        """Anti-entropy with every peer right away (normally periodic)."""
+        def run() -> None:
+            for link in list(self._links.values()):
+                link.session.sync_all(time.monotonic())
+            self._flush_all()
+        self._call(run)
+
+    def stats(self) -> dict[str, Any]:
+        def snap() -> dict[str, Any]:
+            sess = Counter[str]()
+            for link in self._links.values():
+                for k, v in vars(link.session.stats).items():
+                    sess[k] += v
+            errors = Counter(self.errors)
+            assert self.book is not None
+            errors.update(self.book.rejected)
+            errors.update(self.relay.rejected)
+            return {"sessions": len(self._links), "peers_online": len(self._by_peer),
+                    "errors": dict(errors), "errors_total": sum(errors.values()),
+                    "transport": dict(self.transport.stats) if self.transport else {},
+                    "sessions_now": dict(sess), **dict(self.counts)}
+        if self._closed:
+            return {"closed": True}
+        return self._call(snap)
+
+
+# ============================================================ the Node's side
+_UNSET: Any = object()
+
+
+class NetworkMixin:
+    """What ``Node`` gains from its network (``Node`` inherits this).
+
+    Methods raise ``RuntimeError`` on a node made with ``network=False``;
+    ``peers`` is then empty and ``address`` None.
+    """
+
+    _net: NodeNetwork | None
+
+    def _start_network(self: Any, listen: Any, bootstrap: Any, relay: bool,
+                       discovery: dict[str, Any] | None, network: Any) -> None:
+        self._net = None
+        if network is False:
+            return
+        base = network if isinstance(network, NetConfig) else NetConfig()
+        cfg = dataclasses.replace(base)
+        if listen is not _UNSET:
+            cfg.listen = [] if listen is None else [listen] if isinstance(listen, str) else list(
+                listen)
+        if bootstrap is not None:
+            cfg.bootstrap = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
+        cfg.bootstrap = list(dict.fromkeys([*cfg.bootstrap, *env_bootstrap()]))
+        cfg.relay = cfg.relay or relay
+        if discovery is not None:
+            cfg.discovery = discovery
+        self._net = NodeNetwork(self, cfg).start()
+
+    def _stop_network(self) -> None:
+        net, self._net = getattr(self, "_net", None), None
+        if net is not None:
+            net.close()
+
+    def _network(self) -> NodeNetwork:
+        if self._net is None:
+            raise RuntimeError("this node has no network (it was made with network=False "
+                               "or is closed)")
+        return self._net
+
+    @property
+    def network(self) -> NodeNetwork | None:
+        return self._net
+
+    @property
+    def address(self) -> str | None:
+        """Where peers reach this node: ``tcp://host:port#<node id hex>`` (None: not listening)."""
+        return self._net.addresses[0] if self._net and self._net.addresses else None
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self._net.addresses) if self._net else []
+
+    @property
+    def peers(self) -> list[Peer]:
+        """Known peers (id, name, addresses, online, latency, last_seen), online first."""
+        return self._net.peers() if self._net else []
+
+    def connect(self: Any, target: str, timeout: float | None = 5.0) -> Peer | None:
+        """Connect to an address (``node.address`` of a peer) or an invite token.
+
+        A token is joined first (its doc gets fetched). Waits up to ``timeout``
+        seconds for the session (``None``/0: do not wait); keeps trying in the
+        background after a ``TimeoutError``.
+        """
+        from ownkernel.node.invite import TOKEN_PREFIX
+
+        if target.strip().startswith(TOKEN_PREFIX):
+            self._join_local(target)
+        return self._network().connect(target, timeout)
+
+    def join(self: Any, token: str, timeout: float | None = None) -> Any:
+        """Join the doc an invite token grants, connect to its inviter, fetch the doc.
+
+        Returns the DocHandle at once (content arrives in the background); with
+        ``timeout``, waits until the content has arrived (TimeoutError if not).
+        """
+        handle = self._join_local(token)
+        if self._net is not None:
+            self._net.connect(token, timeout=None)
+        if timeout:
+            end = time.monotonic() + timeout
+            while not self._net or not self._has_content(handle.id):
+                if time.monotonic() > end:
+                    raise TimeoutError(f"document {handle.short_id} not received within "
+                                       f"{timeout:.1f} s; still trying in the background")
+                time.sleep(0.01)
+        return handle
+
+    def _has_content(self: Any, doc_id: bytes) -> bool:
+        with self._lock:
+            return any(a != self.id for a in self._open_doc(doc_id).heads)
+
+    def on(self, event: str, callback: Callable[..., Any]) -> Callable[[], None]:
+        """Call ``callback`` on ``event`` (see ``NodeNetwork.on``); returns an unsubscriber."""
+        return self._network().on(event, callback)
+
+    def set_presence(self, doc: Any, state: Any) -> None:
+        """Announce our presence in ``doc`` (a DocHandle or id) to its peers; None: left."""
+        self._network().set_presence(getattr(doc, "id", doc), state)
+
+    def presence(self, doc: Any) -> dict[bytes, Any]:
+        """``{peer id: state}`` of the peers present in ``doc`` right now."""
+        return self._network().get_presence(getattr(doc, "id", doc)) if self._net else {}
+
+    def sync(self) -> None:
+        """Run anti-entropy with every peer now (it also runs periodically)."""
+        self._network().sync_now()

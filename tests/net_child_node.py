@@ -1,0 +1,159 @@
+"""A node in its own OS process, driven by tests/test_net_processes.py and benchmarks/net.py.
+
+Commands arrive as JSON lines on stdin; each gets one JSON line on stdout. The
+first line out is ``{"ready": true, "id": ..., "address": ...}``. Networking is on
+127.0.0.1 only. ``--fast`` shortens timers so faults are noticed within seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ownkernel.node import Node  # noqa: E402
+from ownkernel.node.network import NetConfig, NodeNetwork  # noqa: E402
+from ownkernel.store import DB_FILE  # noqa: E402
+
+
+def config(args: argparse.Namespace) -> NetConfig:
+    cfg = NetConfig(listen=args.listen or ["tcp://127.0.0.1:0"], bootstrap=args.bootstrap,
+                    relay=args.relay)
+    if args.discovery:  # LAN beacons: only ever inside a test's network namespace
+        cfg.discovery = {"interface": args.discovery, "port": args.beacon_port,
+                         "interval": 0.2, "expiry": 3.0}
+    if args.allow:
+        cfg.allow = {bytes.fromhex(x) for x in args.allow}
+    if args.fast:
+        cfg.ping_interval, cfg.peer_timeout, cfg.anti_entropy = 0.5, 3.0, 2.0
+        cfg.backoff_min, cfg.backoff_max, cfg.connect_timeout = 0.1, 1.0, 1.5
+    return cfg
+
+
+def open_node(args: argparse.Namespace) -> tuple[Node, NodeNetwork]:
+    node = Node(args.profile, name=args.name, network=config(args))
+    assert node.network is not None
+    return node, node.network
+
+
+def wait(pred: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.005)
+    return bool(pred())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--name", default="child")
+    ap.add_argument("--listen", action="append", default=[])
+    ap.add_argument("--bootstrap", action="append", default=[])
+    ap.add_argument("--allow", action="append", default=[])
+    ap.add_argument("--relay", action="store_true")
+    ap.add_argument("--fast", action="store_true")
+    ap.add_argument("--discovery", default=None, help="interface address for ZRE beacons")
+    ap.add_argument("--beacon-port", type=int, default=5670)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {args.name} %(name)s %(message)s")
+    node, net = open_node(args)
+    changed: list[float] = []
+    net.on("doc_changed", lambda doc, src: changed.append(time.perf_counter()))
+
+    def reply(**kw: Any) -> None:
+        print(json.dumps(kw), flush=True)
+
+    reply(ready=True, id=node.id.hex(), address=net.addresses[0] if net.addresses else None)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            out = handle(node, net, args, changed, cmd)
+        except Exception as e:  # report, keep serving
+            out = {"error": f"{type(e).__name__}: {e}"}
+        reply(**out)
+        if cmd["op"] == "quit":
+            return
+
+
+def text(node: Node, doc: str, root: str = "body") -> str:
+    return str(node.open(doc).text(root))
+
+
+def handle(node: Node, net: Any, args: argparse.Namespace, changed: list[float],
+           cmd: dict[str, Any]) -> dict[str, Any]:
+    op = cmd["op"]
+    if op == "quit":
+        t = time.monotonic()
+        net.close()
+        node.close()
+        return {"ok": True, "close_s": time.monotonic() - t}
+    if op == "new_doc":
+        h = node.new_doc(cmd.get("title", ""), encrypted=cmd.get("encrypted", False))
+        h.text("body")
+        return {"doc": h.hex}
+    if op == "invite":
+        return {"token": node.invite(cmd["doc"], write=cmd.get("write", True),
+                                     addresses=cmd.get("addresses"))}
+    if op == "join":
+        return {"doc": node.join(cmd["token"]).hex}
+    if op == "connect":
+        net.connect(cmd["address"], timeout=None)
+        return {"ok": True}
+    if op == "insert":
+        t = node.open(cmd["doc"]).text(cmd.get("root", "body"))
+        for ch in cmd["text"]:  # one durable change per character, like typing
+            t.insert(len(t) if cmd.get("pos", -1) < 0 else cmd["pos"], ch)
+        return {"ok": True}
+    if op == "text":
+        return {"text": text(node, cmd["doc"])}
+    if op == "wait_text":
+        def ok() -> bool:
+            try:
+                s = text(node, cmd["doc"])
+            except (KeyError, PermissionError):
+                return False
+            return all(x in s for x in cmd.get("contains", [])) and (
+                "length" not in cmd or len(s) == cmd["length"])
+        good = wait(ok, cmd.get("timeout", 10.0))
+        try:
+            return {"ok": good, "text": text(node, cmd["doc"])}
+        except (KeyError, PermissionError) as e:
+            return {"ok": False, "error": str(e)}
+    if op == "wait_peers":
+        good = wait(lambda: sum(p.online for p in net.peers()) >= cmd["n"],
+                    cmd.get("timeout", 10.0))
+        return {"ok": good, "peers": [[p.id.hex(), p.name, p.online] for p in net.peers()]}
+    if op == "stats":
+        return {"node": node.stats(), "net": net.stats()}
+    if op == "db_contains":
+        data = b"".join(p.read_bytes() for p in Path(args.profile).glob(DB_FILE + "*"))
+        return {"found": cmd["needle"].encode() in data}
+    if op == "readable":
+        try:
+            text(node, cmd["doc"])
+            return {"readable": True}
+        except PermissionError:
+            return {"readable": False}
+    if op == "edit":  # one keystroke; returns when it is durably stored here
+        t = node.open(cmd["doc"]).text("body")
+        t0 = time.perf_counter()
+        t.insert(len(t), cmd["ch"])
+        return {"t0": t0, "t1": time.perf_counter()}
+    if op == "changed_at":  # perf_counter of the n-th doc_changed event (same host clock)
+        n = cmd["n"]
+        wait(lambda: len(changed) >= n, cmd.get("timeout", 10.0))
+        return {"at": changed[n - 1] if len(changed) >= n else None, "count": len(changed)}
+    return {"error": f"unknown op {op}"}
+
+
+if __name__ == "__main__":
+    main()
