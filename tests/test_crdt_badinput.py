@@ -274,7 +274,6 @@ def test_byte_mutations_rejected_cleanly(history, which, muts, extra):
     x, y, commits = history
     blobs = pool(x, y, commits)
     bad = mutate(blobs[which % len(blobs)], muts)
-    assume(not has_huge_int(bad))  # tracked by test_huge_lamport_*
     d = victim(commits)
     batch = [commits[5], bad] if extra else [bad]  # a good change beside it
     if try_apply(d, batch):
@@ -287,8 +286,6 @@ def test_structural_mutations_rejected_cleanly(history, which, path, repl):
     x, y, commits = history
     blobs = pool(x, y, commits)
     bad = structural_mutate(blobs[which % len(blobs)], path, repl)
-    assume(not hits_op_kind_bug(bad))  # tracked by test_bundle_op_kind_unhashable
-    assume(not has_huge_int(bad))  # tracked by test_huge_lamport_*
     d = victim(commits)
     if try_apply(d, [bad]):
         check_consistent(d)
@@ -717,7 +714,7 @@ def test_still_syncs_after_bad_input(history):
     assert d.map("m")["peer"] is True
 
 
-# ------------------------------------------------------------ known bugs
+# ------------------------------------------ regressions: bugs found and fixed
 ACTOR_TABLE_BUG = (
     "bug: apply() adds the actors of a change to the document's actor table before it "
     "validates the change, and keeps them when the change is rejected: save() bytes "
@@ -725,7 +722,6 @@ ACTOR_TABLE_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=ACTOR_TABLE_BUG)
 def test_rejected_change_leaves_actor_table_untouched():
     d = Doc(actor=Z)
     d.text("t").insert(0, "z")
@@ -757,7 +753,6 @@ def test_decode_errors_leave_actor_table_untouched(history):
     assert d.save() == before
 
 
-@pytest.mark.xfail(strict=True, reason=ACTOR_TABLE_BUG)
 def test_conflicting_batch_leaves_actor_table_untouched(history):
     _, _, commits = history
     d = victim(commits)
@@ -778,7 +773,6 @@ OP_KIND_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=OP_KIND_BUG)
 @pytest.mark.parametrize("kind", [[], {}, [0]])
 def test_bundle_op_kind_unhashable(kind):
     d = Doc(actor=Z)
@@ -797,7 +791,6 @@ UNDECLARED_DEPS_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=UNDECLARED_DEPS_BUG)
 def test_change_with_undeclared_deps():
     x, y = Doc(actor=b"X"), Doc(actor=b"Y")
     x.text("t").insert(0, "a")
@@ -853,7 +846,6 @@ HUGE_LAMPORT_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=HUGE_LAMPORT_BUG)
 @pytest.mark.parametrize("lamport", [2**63, 2**64])
 def test_huge_lamport_rejected(lamport):
     d = Doc(actor=Z)
@@ -862,7 +854,6 @@ def test_huge_lamport_rejected(lamport):
     assert_rejected(d, [cbor2.dumps([1, b"x", 1, lamport, 0, 0, "t:t", 0, -1, "a"])])
 
 
-@pytest.mark.xfail(strict=True, reason=HUGE_LAMPORT_BUG)
 def test_huge_lamport_does_not_brick_local_edits():
     d = Doc(actor=Z)
     try:

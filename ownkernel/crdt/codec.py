@@ -112,8 +112,13 @@ def _check_actors(actors: Any) -> None:
         raise _fail("duplicate actor in actor table")
 
 
+# Integers on the wire stay below 2**53: lamports and seqs are stored in
+# 64-bit arrays and must have room to grow; anything larger is hostile.
+MAX_INT = 2**53
+
+
 def _is_int(x: Any) -> bool:
-    return type(x) is int
+    return type(x) is int and -MAX_INT < x < MAX_INT
 
 
 def _check_obj(obj: Any) -> None:
@@ -123,7 +128,7 @@ def _check_obj(obj: Any) -> None:
 
 def _check_op(op: Any, nact: int, lamported: bool) -> None:
     """Validate one op's shape; ``lamported``: bundle form (explicit lamport)."""
-    if not isinstance(op, list) or len(op) < 3 or op[0] not in OP_KINDS or not _is_int(op[0]):
+    if not isinstance(op, list) or len(op) < 3 or not _is_int(op[0]) or op[0] not in OP_KINDS:
         raise _fail(f"bad op {op!r:.80}")
     _check_obj(op[1])
     a = op[3:] if lamported else op[2:]
@@ -184,6 +189,8 @@ def _check_op(op: Any, nact: int, lamported: bool) -> None:
 def _check_deps(deps: Any, nact: int) -> list[tuple[int, int]]:
     if not isinstance(deps, list) or len(deps) % 2:
         raise _fail("deps must be a flat list of actor/seq pairs")
+    if len(deps) > 2 * nact:
+        raise _fail("more deps than actors")
     out = []
     for i in range(0, len(deps), 2):
         a, s = deps[i], deps[i + 1]
@@ -213,7 +220,7 @@ def decode(data: bytes) -> Change | Bundle:
         raise _fail("wrong number of bundle fields")
     _, actors, seq, starts_rle, end, deps, ops = v
     _check_actors(actors)
-    if not _is_int(seq) or seq < 1 or not _is_int(end):
+    if not _is_int(seq) or seq < 1 or not _is_int(end) or end < 1:
         raise _fail("bad bundle seq")
     starts = rle_decode(starts_rle)
     if end <= starts[-1]:
@@ -242,7 +249,7 @@ def decode(data: bytes) -> Change | Bundle:
                 or type(tact) is not int
                 or not 0 <= tact < nact
                 or type(tlam) is not int
-                or tlam < 1
+                or not 0 < tlam < MAX_INT
                 or type(n) is not int
                 or n < 1
                 or d not in (1, -1)
@@ -258,7 +265,7 @@ def decode(data: bytes) -> Change | Bundle:
                 or type(oact) is not int
                 or not -1 <= oact < nact
                 or (oact < 0) != (olam == 0)
-                or olam < 0
+                or not 0 <= olam < MAX_INT
                 or type(key) is not str
                 or key[:2] != "t:"
             ):
@@ -341,6 +348,8 @@ def _decode_change(v: list[Any]) -> Change:
     ops = split_ops(v, 5)
     for op in ops:
         _check_op(op, len(actors), False)
+    if lamport + sum(op_width(op) for op in ops) >= MAX_INT:
+        raise _fail("lamports out of range")
     return Change(actors, seq, lamport, dl, ops)
 
 

@@ -53,6 +53,8 @@ class Doc(History, Integrator):
         self._objs: dict[str, Any] = {}
         self._pending: list[list[Any]] = []
         self._seen: list[int] = [0]  # versions of others at our last commit
+        # per actor: the highest seq of each other actor it declared as seen
+        self._ctx: list[dict[int, int]] = [{}]
         self._remote_since_commit = False
         self._buffer: list[_Unit] = []
         self._calls = 0
@@ -73,7 +75,25 @@ class Doc(History, Integrator):
             self._end.append(0)
             self._oplog.append([])
             self._seen.append(0)
+            self._ctx.append({})
         return i
+
+    def _forget_actors_from(self, n: int) -> None:
+        """Drop actors from index ``n`` on, when nothing refers to them."""
+        if len(self._actors) <= n or any(u.actor >= n for u in self._buffer):
+            return
+        for a in self._actors[n:]:
+            del self._aidx[a]
+        for lst in (
+            self._actors,
+            self._vv,
+            self._starts,
+            self._end,
+            self._oplog,
+            self._seen,
+            self._ctx,
+        ):
+            del lst[n:]
 
     # -------------------------------------------------------------- roots
     def _root(self, key: str, cls: Callable[[Doc, str], Any]) -> Any:

@@ -18,8 +18,8 @@ from typing import Any
 import cbor2
 
 from . import codec
-from .codec import APPEND, CELL, CHANGE, DEL, DELKEY, INC, INS, REDACT, SET, Bundle, Change
-from .errors import ConflictError, DecodeError, InvalidChangeError
+from .codec import APPEND, CELL, CHANGE, DEL, DELKEY, INC, INS, MAX_INT, REDACT, SET, Bundle, Change
+from .errors import ConflictError, CRDTError, DecodeError, InvalidChangeError
 from .history import _canon, _from_wire, _log_delete, _op_end, _slice_op
 from .rga import Sequence, build
 from .text import Delta
@@ -84,6 +84,7 @@ class Integrator:
     _objs: dict[str, Any]
     _buffer: list[_Unit]
     _calls: int
+    _ctx: list[dict[int, int]]
     _deferred_from: int
     _pending: list[list[Any]]
     _txn_depth: int
@@ -91,6 +92,7 @@ class Integrator:
     _remote_since_commit: bool
     _observers: list[Callable[..., None]]
     _actor_index: Callable[[bytes], int]
+    _forget_actors_from: Callable[[int], None]
     _seqroot: Callable[[str], Any]
     _notify: Callable[[bool, set[str]], None]
     _ops_in: Callable[[int, int, int], list[list[Any]]]
@@ -126,6 +128,15 @@ class Integrator:
 
     def _apply_general(self, changes: list[bytes]) -> None:
         decoded = [codec.decode(b) for b in changes]
+        known_actors = len(self._actors)
+        try:
+            self._apply_decoded(decoded)
+        except CRDTError:
+            # a refused call leaves no trace, not even new actors in the table
+            self._forget_actors_from(known_actors)
+            raise
+
+    def _apply_decoded(self, decoded: list[Change | Bundle]) -> None:
         self._calls += 1
         call = self._calls
         units = [self._to_unit(c, call) for c in decoded]
@@ -172,7 +183,15 @@ class Integrator:
             c, actors, seq, lam, deps, k, key, x, y, z = _loads(blob)
         except Exception:  # not 10 fields, not CBOR, not bytes: the general path decides
             return False
-        if c != CHANGE or deps != 0 or type(seq) is not int or type(lam) is not int:
+        if (
+            c != CHANGE
+            or deps != 0
+            or type(seq) is not int
+            or type(lam) is not int
+            or not 0 < lam < MAX_INT
+            or type(z) is int
+            and not 0 < z < MAX_INT - lam
+        ):
             return False
         if type(actors) is bytes:
             a = self._aidx.get(actors)
@@ -193,8 +212,10 @@ class Integrator:
         if k == INS and type(z) is (str if key[0] == "t" else list) and z:
             if y == -1 and x == 0:
                 oact = -1
-            elif 0 < x < lam and (y == 0 or (y == 1 and other is not None)):
-                oact = a if y == 0 else other  # type: ignore[assignment]
+            elif 0 < x < lam and y == 0:
+                oact = a
+            elif 0 < x < lam and y == 1 and other is not None and self._seen_by(a, other, x):
+                oact = other
             else:
                 return False
             try:
@@ -207,7 +228,7 @@ class Integrator:
         elif k == DEL and type(y) is int and y > 0 and type(z) is int and z > 0:
             if x == 0:
                 tact = a
-            elif x == 1 and other is not None:
+            elif x == 1 and other is not None and self._seen_by(a, other, y + z - 1):
                 tact = other
             else:
                 return False
@@ -229,6 +250,11 @@ class Integrator:
         if self._observers:
             self._notify(False, {key})
         return True
+
+    def _seen_by(self, a: int, x: int, lam: int) -> bool:
+        """Had actor ``a`` declared (through its deps) the change of ``x``
+        holding element ``lam``? (See the check in :meth:`_validate`.)"""
+        return bisect_right(self._starts[x], lam) <= self._ctx[a].get(x, 0)
 
     def _to_unit(self, c: Change | Bundle, call: int) -> _Unit:
         amap = [self._actor_index(x) for x in c.actors]
@@ -362,40 +388,74 @@ class Integrator:
                 lam = rngs[1][i]
             return True
 
+        # A change may only refer to elements its author had seen: those of
+        # its own chain, or of changes within the deps it declared (merged
+        # along its chain). Otherwise a peer could forge deps away and leave
+        # a history that no replica can integrate in dependency order.
+        ctxs: dict[int, dict[int, int]] = {}
+        vstarts: dict[int, list[int]] = {}
+
+        def seen(a: int, x: int, lam: int) -> bool:
+            if x == a:
+                return True
+            st = self._starts[x]
+            s = bisect_right(st, lam)
+            if s == len(st) and x in vstarts:
+                s += bisect_right(vstarts[x], lam)
+            return s <= ctxs[a].get(x, 0)
+
         for u, i, j in plan:
             a = u.actor
             if u.starts[i] < last_lam[a]:
                 raise InvalidChangeError("change lamport does not increase along its actor's chain")
+            ctx = ctxs.get(a)
+            if ctx is None:
+                ctx = ctxs[a] = dict(self._ctx[a])
+            for s, d in u.deps.items():
+                if u.seq + i <= s < u.seq + j:
+                    for x, v in d:
+                        if v > ctx.get(x, 0):
+                            ctx[x] = v
             for op in self._slice_ops(u, i, j):
                 k, key, lam = op[0], op[1], op[2]
                 if k == INS:
-                    if op[4] >= 0 and (op[3] >= lam or not known(key, op[4], op[3], 1)):
+                    if op[4] >= 0 and (
+                        op[3] >= lam or not known(key, op[4], op[3], 1) or not seen(a, op[4], op[3])
+                    ):
                         raise InvalidChangeError(f"insert after unknown element {op[3]} in {key}")
                     vr = virtual.get((key, a))
                     if vr is None:
                         vr = virtual[(key, a)] = ([], [])
                     if vr[0] and lam < vr[0][-1]:  # keep sorted (rare: out-of-order units)
-                        i = bisect_right(vr[0], lam)
-                        vr[0].insert(i, lam)
-                        vr[1].insert(i, lam + len(op[5]))
+                        at = bisect_right(vr[0], lam)
+                        vr[0].insert(at, lam)
+                        vr[1].insert(at, lam + len(op[5]))
                     else:
                         vr[0].append(lam)
                         vr[1].append(lam + len(op[5]))
                 elif k == DEL:
-                    if not known(key, op[3], op[4], op[5]):
+                    if not known(key, op[3], op[4], op[5]) or not seen(a, op[3], op[4] + op[5] - 1):
                         raise InvalidChangeError(f"delete of unknown elements in {key}")
                 elif k == CELL:
                     rk, ck = "r:" + key[2:], "c:" + key[2:]
-                    if not known(rk, op[4], op[3], 1) or not known(ck, op[6], op[5], 1):
+                    if (
+                        not known(rk, op[4], op[3], 1)
+                        or not known(ck, op[6], op[5], 1)
+                        or not seen(a, op[4], op[3])
+                        or not seen(a, op[6], op[5])
+                    ):
                         raise InvalidChangeError(f"cell in unknown row or column of {key}")
                 elif k == APPEND:
                     msgs.add((key, a, lam))
                 elif k == REDACT:
                     lg = self._objs.get(key)
                     tid = (op[4], self._actors[op[3]])
-                    if (key, op[3], op[4]) not in msgs and (lg is None or not lg.has(tid)):
+                    if (
+                        (key, op[3], op[4]) not in msgs and (lg is None or not lg.has(tid))
+                    ) or not seen(a, op[3], op[4]):
                         raise InvalidChangeError(f"redact of unknown message in {key}")
             last_lam[a] = u.starts[j] if j < len(u.starts) else u.end
+            vstarts.setdefault(a, []).extend(u.starts[i:j])
 
     def _execute(self, plan: list[tuple[_Unit, int, int]]) -> set[str]:
         touched: set[str] = set()
@@ -433,9 +493,13 @@ class Integrator:
                     self._integrate_other(op, a, author)
                     log.append(op)
             self._starts[a].fromlist(u.starts[i:j])
+            ctx = self._ctx[a]
             for s, d in u.deps.items():
                 if u.seq + i <= s < u.seq + j and d:
                     self._deps[(a, s)] = d
+                    for x, v in d:
+                        if v > ctx.get(x, 0):
+                            ctx[x] = v
             end = u.starts[j] if j < len(u.starts) else u.end
             if ops:
                 end = _op_end(ops[-1])

@@ -162,8 +162,12 @@ def _restore(cls: type[Doc], body: list[Any], actor: bytes | None) -> Doc:
         d._vv[a] = v
         d._starts[a] = array("q", starts)
         d._end[a] = end
+        ctx = d._ctx[a]
         for s, flat in deps:
-            d._deps[(a, s)] = [(amap[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)]
+            dl = d._deps[(a, s)] = [(amap[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)]
+            for x, v in dl:
+                if v > ctx.get(x, 0):
+                    ctx[x] = v
         log = d._oplog[a]
         for op in _ops_from_columns(ops):
             k = op[0]

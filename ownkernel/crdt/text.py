@@ -83,12 +83,7 @@ class _SequenceRoot:
         if pending:
             last = pending[-1]
             # canonical form: an insert continuing the previous one is the same op
-            if (
-                last[0] == INS
-                and olam == lam - 1
-                and oact == 0
-                and last[1] == self._key
-            ):
+            if last[0] == INS and olam == lam - 1 and oact == 0 and last[1] == self._key:
                 # lam - 1 is the last lamport taken, so it ends this insert
                 buf = last[5]
                 if type(buf) is not PendingRun:
