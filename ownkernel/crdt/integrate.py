@@ -316,6 +316,9 @@ class Integrator:
         """Ready slices (unit, first index, end index) in a causal order."""
         vv = list(self._vv)
         plan = []
+        # Lamport order extends causal order, so visiting units by their first
+        # lamport readies most of a shuffled backlog in a single pass.
+        self._buffer.sort(key=lambda u: u.starts[0])
         progress = True
         done: set[int] = set()
         while progress:
