@@ -71,11 +71,12 @@ def _settings(args: argparse.Namespace, network: bool) -> Any:
     return settings
 
 
-def _open_node(settings: Any, strict: bool = False) -> Any:
+def _open_node(settings: Any, strict: bool = False, network: bool = True) -> Any:
     from ownkernel.kernel.nodehost import NodeUnavailable, make_node
 
     try:
-        node, notes = make_node(settings, settings.profile_dir(), strict=strict)
+        node, notes = make_node(settings, settings.profile_dir(), strict=strict,
+                                network=network)
     except ImportError as exc:
         raise CliError(f"the ownkernel Node is not available: {exc}") from None
     except NodeUnavailable as exc:
@@ -90,6 +91,43 @@ def _open_node(settings: Any, strict: bool = False) -> Any:
 def _ident(node: Any) -> str:
     value = getattr(node, "id", "?")
     return value.hex() if isinstance(value, bytes) else str(value)
+
+
+def _last_addresses(node: Any) -> list[str]:
+    """Where this profile's node listened last time it ran networked.
+
+    A node given `tcp://host:0` reuses that port next time when it is free
+    (sticky port), so an invite made offline with these addresses reaches the
+    profile's kernel or `ownkernel node` once it runs again.
+    """
+    from ownkernel.net.transport import format_address
+
+    try:
+        endpoints = node.store.get_setting("net.endpoints") or []
+    except Exception:  # noqa: BLE001 - an older store: invite without addresses
+        return []
+    out = []
+    for ep in endpoints:
+        host = str(ep).split("://", 1)[-1].rsplit(":", 1)[0]
+        if host not in ("0.0.0.0", "*", "[::]", "::"):  # nobody can dial "anywhere"
+            out.append(format_address(str(ep), node.id))
+    return out
+
+
+def _peer_line(peer: Any) -> str:
+    addrs = ", ".join(getattr(peer, "addresses", ()) or ()) or "no address"
+    return f"{peer.id.hex()[:12]} {peer.name or '-'} ({addrs})"
+
+
+def _log_network_events(node: Any) -> None:
+    # Callbacks run on the node's network thread; logging is thread-safe.
+    def changed(doc_id: bytes, source: bytes | None) -> None:
+        if source is not None:  # remote changes only (a headless node makes none)
+            log.debug("doc %s changed by %s", doc_id.hex()[:12], source.hex()[:12])
+
+    node.on("peer_joined", lambda p: log.info("peer joined: %s", _peer_line(p)))
+    node.on("peer_left", lambda p: log.info("peer left: %s", _peer_line(p)))
+    node.on("doc_changed", changed)
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -109,10 +147,13 @@ def cmd_node(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     node = _open_node(settings, strict=True)
     try:
-        addr = getattr(node, "address", None)
+        if getattr(node, "network", None) is not None:
+            _log_network_events(node)
+        addrs = list(getattr(node, "addresses", None) or [])
         log.info("node %s (%s) on profile %s%s", _ident(node)[:12], getattr(node, "name", ""),
-                 settings.profile_dir(), f", listening on {addr}" if addr else "")
-        print(f"ready {_ident(node)}", flush=True)  # one stdout line scripts can wait for
+                 settings.profile_dir(), f", listening on {', '.join(addrs)}" if addrs else "")
+        # One stdout line scripts can wait for: id, then the addresses to bootstrap from.
+        print(" ".join(["ready", _ident(node), *addrs]), flush=True)
         while not stop.wait(0.5):
             pass
     finally:
@@ -127,7 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"profile:     {settings.profile}")
     print(f"profile dir: {settings.profile_dir()}")
     try:
-        node = _open_node(settings)
+        node = _open_node(settings, network=False)
     except CliError as exc:
         if "in use" in str(exc):
             # A running kernel or node owns it: say so, that *is* the status.
@@ -138,39 +179,68 @@ def cmd_status(args: argparse.Namespace) -> int:
         from ownkernel.kernel import cells
 
         docs = list(cells.iter_docs(node))
-        peers = getattr(node, "peers", None)
-        peers = peers() if callable(peers) else peers
+        # Not networked (a status must not bind ports): peers as the store knows them.
+        peers = node.store.peers() if hasattr(node, "store") else []
         print(f"id:          {_ident(node)}")
         print(f"name:        {getattr(node, 'name', '') or '-'}")
+        print(f"addresses:   {', '.join(_last_addresses(node)) or '- (never listened)'}")
         print(f"docs:        {len(docs)}")
         for d in docs:
             print(f"  {cells.doc_id(d)[:12]}  {cells.doc_title(d) or '(untitled)'}")
-        print(f"peers known: {'-' if peers is None else len(peers)}")
+        print(f"peers known: {len(peers)}")
+        for peer in peers:
+            print(f"  {peer['id'].hex()[:12]}  {peer.get('name') or '-'}")
     return 0
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
     from ownkernel.kernel import cells
 
-    with _open_node(_settings(args, network=False)) as node:
+    with _open_node(_settings(args, network=False), network=False) as node:
         try:
             doc = cells.find_doc(node, args.doc)
         except cells.DocNotFound as exc:
             raise CliError(str(exc)) from None
-        print(node.invite(doc, write=not args.read))
+        # No network here, so the node has no live address: put in the ones
+        # it listens on when it runs (sticky port), so the token is dialable.
+        print(node.invite(doc, write=not args.read, addresses=_last_addresses(node)))
     return 0
 
 
 def cmd_join(args: argparse.Namespace) -> int:
     from ownkernel.kernel import cells
 
-    with _open_node(_settings(args, network=False)) as node:
+    # Networked with the profile's own settings (its usual listen address, so
+    # the sticky port recorded for it stays the same).
+    with _open_node(_settings(args, network=True)) as node:
         try:
             doc = node.join(args.token)
-        except ValueError as exc:
-            raise CliError(f"cannot join: {exc}") from None
+        except (ValueError, PermissionError) as exc:
+            raise CliError(f"cannot join: {' '.join(str(exc).split())}") from None
+        if args.timeout > 0 and getattr(node, "network", None) is not None:
+            try:
+                node.join(args.token, timeout=args.timeout)
+            except TimeoutError:
+                raise CliError(
+                    f"joined {cells.doc_id(doc)[:12]} but no peer sent its content within "
+                    f"{args.timeout:g} s (is the inviter online?)") from None
+            _settle(doc)
         print(cells.doc_id(doc))
     return 0
+
+
+def _settle(doc: Any, quiet: float = 0.3, limit: float = 3.0) -> None:
+    """Wait (bounded) until the doc's version stops moving: the fetch is complete."""
+    end = time.monotonic() + limit
+    last = dict(doc.version)
+    still = time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        now = dict(doc.version)
+        if now != last:
+            last, still = now, time.monotonic()
+        elif time.monotonic() - still >= quiet:
+            return
 
 
 # -- console --------------------------------------------------------------------
@@ -188,7 +258,10 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 # -- demo -----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Two replicas edit the same text at the same time, swap changes, converge."""
+    """Two replicas edit the same text at the same time, swap changes, converge.
+
+    Then two networked nodes do the same over loopback sockets.
+    """
     from ownkernel.crdt import Doc
 
     alice, bob = Doc(actor=b"alice"), Doc(actor=b"bob")
@@ -222,7 +295,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if a != b:
         raise CliError("the replicas did not converge (this is a bug)")
     print("converged: yes")
+    print()
+    _demo_network()
     return 0
+
+
+# Generous bounds: typically the whole network part takes well under a
+# second, but a loaded CI machine must not turn the README's demo into a flake.
+DEMO_TIMEOUT = 15.0
+
+
+def _wait_for(what: str, check: Any, timeout: float = DEMO_TIMEOUT) -> None:
+    end = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > end:
+            raise CliError(f"demo: {what} did not happen within {timeout:g} s")
+        time.sleep(0.01)
+
+
+def _demo_network() -> None:
+    """The same edit, for real: two nodes on 127.0.0.1 with temporary profiles."""
+    from ownkernel import Node
+
+    # The demo's nodes talk to each other only, whatever the environment says.
+    os.environ.pop("OWNKERNEL_BOOTSTRAP", None)
+    t0 = time.monotonic()
+    print("now over the network: two nodes on 127.0.0.1 (temporary profiles)")
+    # Temporary profiles (deleted on close) and fresh ports: nothing persists.
+    with Node(None, "alice", listen="tcp://127.0.0.1:0") as alice, \
+            Node(None, "bob", listen="tcp://127.0.0.1:0") as bob:
+        print(f"alice listens on      {alice.address.split('#')[0]}")
+        doc = alice.new_doc(title="demo")
+        doc.text("body").insert(0, "Hello world")
+        token = alice.invite(doc)  # carries alice's address: bob needs nothing else
+        print(f"alice invites bob:    {token[:24]}...")
+        try:
+            theirs = bob.join(token, timeout=DEMO_TIMEOUT)
+        except TimeoutError as exc:
+            raise CliError(f"demo: {exc}") from None
+        _wait_for("bob receiving the text",
+                  lambda: str(theirs.text("body")) == "Hello world")
+        print(f"bob joined and has:   {str(theirs.text('body'))!r}")
+        # Both edit at once. Positions are found by content inside a
+        # transaction (which holds the node's lock, so a change arriving from
+        # the network can't slip in between reading and editing): the result
+        # is the same whichever edit reaches the other side first.
+        with doc.transaction():
+            mine = doc.text("body")
+            mine.insert(str(mine).index("Hello") + 5, ", dear")
+        with theirs.transaction():
+            body = theirs.text("body")
+            at = str(body).index("world")
+            body.delete(at, 5)
+            body.insert(at, "everyone!")
+        want = "Hello, dear everyone!"
+        _wait_for("convergence", lambda: str(doc.text("body")) == want
+                  == str(theirs.text("body")))
+        print(f"alice now has:        {str(doc.text('body'))!r}")
+        print(f"bob now has:          {str(theirs.text('body'))!r}")
+    print(f"converged over the network: yes ({time.monotonic() - t0:.2f} s, nodes closed)")
 
 
 # -- parser ---------------------------------------------------------------------
@@ -247,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_install)
 
     s = sub.add_parser("node", help="run a headless node (bootstrap/relay)",
-                       description="Run a node without a kernel until SIGINT/SIGTERM. Logs go "
-                       "to stderr; stdout gets one 'ready <id>' line once it runs.")
+                       description="Run a node without a kernel until SIGINT/SIGTERM. Logs "
+                       "(peers joining and leaving) go to stderr; stdout gets one line "
+                       "'ready <id> <address>...' once it runs.")
     s.add_argument("--profile", help="profile name or directory (default: OWNKERNEL_PROFILE "
                    "or 'default')")
     s.add_argument("--listen", action="append", metavar="ADDR",
@@ -280,14 +412,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_invite)
 
     s = sub.add_parser("join", help="join a document from an invite token",
-                       description="Join the document of TOKEN; prints its id.")
+                       description="Join the document of TOKEN: connect to the inviter, "
+                       "fetch the document, print its id. Fails (exit 1) if nothing "
+                       "arrives within the timeout.")
     s.add_argument("token", metavar="TOKEN")
     s.add_argument("--profile", help="profile name or directory")
+    s.add_argument("--timeout", type=float, default=15.0, metavar="S",
+                   help="seconds to wait for the content (default 15; 0: record the "
+                   "invite only, fetch later)")
+    # Networking settings come from the profile's config and OWNKERNEL_* like a
+    # kernel's; these attributes keep _settings() uniform.
+    s.set_defaults(name=None, listen=None, bootstrap=None, relay=False)
     s.set_defaults(func=cmd_join)
 
-    s = sub.add_parser("demo", help="two CRDT replicas edit concurrently and converge",
+    s = sub.add_parser("demo", help="two replicas edit concurrently and converge",
                        description="A short scripted demo: two documents edit the same text "
-                       "concurrently, exchange changes, and converge.")
+                       "concurrently, exchange changes, and converge; then the same with "
+                       "two real nodes on 127.0.0.1 (temporary profiles, a few seconds).")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -79,6 +79,7 @@ class Bundle(NamedTuple):
 
 
 ARITY = (4, 4, 3, 2, 2, 2, 6, 3)  # fields after the kind, per op kind
+_SEQ_KEYS = frozenset(("t:", "l:", "r:", "c:"))
 
 
 def encode_change(actors: list[bytes], seq: int, lamport: int, deps: list[int], ops: list) -> bytes:
@@ -345,9 +346,49 @@ def _decode_change(v: list[Any]) -> Change:
     if not _is_int(seq) or seq < 1 or not _is_int(lamport) or lamport < 1:
         raise _fail("bad seq or lamport")
     dl = [] if deps == 0 and _is_int(deps) else _check_deps(deps, len(actors))
-    ops = split_ops(v, 5)
-    for op in ops:
-        _check_op(op, len(actors), False)
+    nact = len(actors)
+    ops: list[list[Any]] = []
+    keys: set[Any] = set()
+    i, n = 5, len(v)
+    while i < n:
+        k = v[i]
+        j = i + 5
+        # inserts of text and deletes, the bulk of every history, checked inline
+        if type(k) is int and j <= n and k in (INS, DEL):
+            key, a, b, c = v[i + 1 : j]
+            if type(key) is str and (key in keys or (key[:2] in _SEQ_KEYS and len(key) > 2)):
+                if k == INS:
+                    ok = (
+                        type(a) is int
+                        and type(b) is int
+                        and -1 <= b < nact
+                        and ((b < 0 and a == 0) or (b >= 0 and 0 < a < MAX_INT))
+                        and c
+                        and type(c) is (str if key[0] == "t" else list)
+                    )
+                else:
+                    ok = (
+                        type(a) is int
+                        and 0 <= a < nact
+                        and type(b) is int
+                        and 0 < b < MAX_INT
+                        and type(c) is int
+                        and 0 < c < MAX_INT
+                    )
+                if ok:
+                    keys.add(key)
+                    ops.append([k, key, a, b, c])
+                    i = j
+                    continue
+        if not _is_int(k) or k not in OP_KINDS:
+            raise _fail(f"unknown op kind {k!r:.20}")
+        j = i + 1 + ARITY[k]
+        if j > n:
+            raise _fail("truncated op")
+        op = v[i:j]
+        _check_op(op, nact, False)
+        ops.append(op)
+        i = j
     if lamport + sum(op_width(op) for op in ops) >= MAX_INT:
         raise _fail("lamports out of range")
     return Change(actors, seq, lamport, dl, ops)

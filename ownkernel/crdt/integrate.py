@@ -126,8 +126,18 @@ class Integrator:
         with _gc_paused(big):
             self._apply_general(changes)
 
+    def apply_decoded(self, decoded: list[Change | Bundle]) -> None:
+        """:meth:`apply` for changes already decoded with :func:`codec.decode`
+        (a caller that inspected them first need not decode twice)."""
+        if self._pending and not self._txn_depth:
+            self.commit()
+        with _gc_paused(len(decoded) > 256):
+            self._apply_checked(decoded)
+
     def _apply_general(self, changes: list[bytes]) -> None:
-        decoded = [codec.decode(b) for b in changes]
+        self._apply_checked([codec.decode(b) for b in changes])
+
+    def _apply_checked(self, decoded: list[Change | Bundle]) -> None:
         known_actors = len(self._actors)
         try:
             self._apply_decoded(decoded)

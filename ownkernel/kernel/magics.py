@@ -21,23 +21,30 @@ from IPython.utils.capture import capture_output
 
 from ownkernel.kernel import cells
 from ownkernel.kernel.display import Fields, Message, Table, ago, fmt
-from ownkernel.kernel.nodehost import NodeHost, NodeUnavailable
+from ownkernel.kernel.nodehost import NetEvent, NodeHost, NodeUnavailable
 
 __all__ = ["HELP", "OwnMagics"]
+
+# Seconds a cell waits for the network before answering. Bounded, so a cell
+# never hangs on an unreachable peer; both keep going in the background.
+CONNECT_TIMEOUT = 5.0
+JOIN_TIMEOUT = 15.0
 
 # (usage, one-line description) per subcommand; the single source for help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("", "node state, profile, id, address, peers and docs at a glance"),
     "whoami": ("", "this node's id, name and profile"),
     "peers": ("", "known peers: name, id, addresses, online, latency, last seen"),
-    "connect": ("ADDR|TOKEN", "connect to a node address (tcp://host:port) or an invite"),
+    "connect": ("ADDR|TOKEN [--timeout S]",
+                "connect to a peer's address (tcp://host:port#id) or an invite's inviter"),
     "docs": ("", "documents in this node"),
     "new": ("TITLE", "create a document (returns it)"),
     "open": ("DOC", "open a document by id, id prefix or title (returns it)"),
     "invite": ("DOC [--read]", "an invite token for DOC (write access unless --read)"),
-    "join": ("TOKEN", "join a document from an invite token (returns it)"),
+    "join": ("TOKEN [--timeout S | --no-wait]",
+             "join a document from an invite token and fetch it (returns it)"),
     "export": ("DOC FORMAT PATH", "write DOC to PATH as md, txt, csv or json"),
-    "log": ("[N]", "the last N (default 20) node and network events"),
+    "log": ("[N]", "the last N (default 20) events: peers joining and leaving, remote edits"),
     "cells": ("", "shared cells: who changed them last and when"),
     "pull": ("NAME", "put the latest source of shared cell NAME into the next cell"),
     "help": ("[COMMAND]", "this help, or one command's"),
@@ -49,7 +56,8 @@ HELP = "\n".join(
         "",
         "Usage: %own COMMAND [ARGS]",
         "",
-        *[f"  %own {(k + ' ' + u).strip():<26} {d}" for k, (u, d) in COMMANDS.items()],
+        *[f"  %own {(k + ' ' + u).strip():<26} {d}" if len(k + u) < 26
+          else f"  %own {k} {u}\n  {'':<31} {d}" for k, (u, d) in COMMANDS.items()],
         "",
         "Collaborative cells:",
         "  %%shared NAME [--with-output]   store this cell's source in the shared cell NAME",
@@ -57,6 +65,8 @@ HELP = "\n".join(
         "                                  then run it. Output is shared only with --with-output.",
         "",
         "DOC is a document id, a unique id prefix (4+ characters) or a unique title.",
+        "Sharing: `%own invite DOC` here, `%own join TOKEN` in the other notebook (a shared",
+        "cell is a DOC named like the cell). Peers: `%own connect ADDR`, `%own peers`.",
     ]
 )
 
@@ -162,14 +172,26 @@ class OwnMagics(Magics):
         node = host.node
         if node is not None:
             pairs += [("id", _field(node, "id")), ("name", _field(node, "name"))]
-            addr = _field(node, "address")
-            pairs.append(("address", addr if addr is not None else "not listening"))
-            peers = _peer_list(node)
+            networked = getattr(node, "network", None) is not None
+            addrs = list(getattr(node, "addresses", None) or [])
+            if not networked:
+                pairs.append(("listening", "no (networking off)"))
+            else:
+                pairs.append(("listening", addrs or "no (dials out only)"))
+            try:
+                peers = _peer_list(node)
+            except (RuntimeError, TimeoutError) as exc:
+                # The status panel must show even when the network thread is stuck.
+                peers = None
+                pairs.append(("peers", f"unavailable: {exc or type(exc).__name__}"))
             if peers is None:
-                pairs.append(("peers", "networking not available in this version"))
+                if not any(k == "peers" for k, _ in pairs):
+                    pairs.append(("peers", "networking not available in this version"))
             else:
                 online = sum(1 for p in peers if _field(p, "online"))
-                pairs.append(("peers", f"{online} online, {len(peers)} known"))
+                # No peers is a normal state, not a problem: say how to get some.
+                hint = "" if peers else " (%own connect ADDR, or %own join TOKEN)"
+                pairs.append(("peers", f"{online} online, {len(peers)} known{hint}"))
             pairs.append(("docs", sum(1 for _ in cells.iter_docs(node))))
             stats = node.stats() if callable(getattr(node, "stats", None)) else {}
             if stats:
@@ -206,24 +228,40 @@ class OwnMagics(Magics):
             latency = _field(p, "latency")
             rows.append(
                 [
-                    _field(p, "name"),
                     str(fmt(_field(p, "short_id", "id")))[:12],
+                    _field(p, "name"),
                     _field(p, "addresses", "address"),
                     "yes" if _field(p, "online") else "no",
                     f"{latency * 1000:.1f} ms" if isinstance(latency, (int, float)) else "-",
                     ago(_field(p, "last_seen")),
                 ]
             )
-        cols = ["name", "id", "addresses", "online", "latency", "last seen"]
+        cols = ["id", "name", "addresses", "online", "latency", "last seen"]
         return Table(cols, rows, title="peers", empty="no peers yet (%own connect ADDR|TOKEN)")
 
-    def _cmd_connect(self, args: list[str]) -> Any:
-        ns = _parser("connect", ("target", {"metavar": "ADDR|TOKEN"})).parse_args(args)
+    def _networked(self, cmd: str) -> Any:
         node = self._node()
-        if not hasattr(node, "connect"):
-            raise UsageError("%own connect: networking is not available in this version of Node")
-        result = node.connect(ns.target)
-        return result if result is not None else Message(ns.target, "connecting to ")
+        if not hasattr(node, "connect") or getattr(node, "network", None) is None:
+            raise UsageError(f"%own {cmd}: this node has no networking (see %own status)")
+        return node
+
+    def _cmd_connect(self, args: list[str]) -> Any:
+        p = _parser("connect", ("target", {"metavar": "ADDR|TOKEN"}))
+        p.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT, metavar="S")
+        ns = p.parse_args(args)
+        node = self._networked("connect")
+        try:
+            peer = node.connect(ns.target, timeout=ns.timeout)
+        except TimeoutError:
+            # Not an error: the node keeps dialing with back-off, and an
+            # unreachable peer is a normal offline-first state.
+            return Message(f"not reachable within {ns.timeout:g} s; still trying in the "
+                           "background (see %own peers, %own log)", "connect: ")
+        except ValueError as exc:
+            raise UsageError(f"%own connect: {exc}") from None
+        if peer is None:
+            return Message(ns.target, "connecting in the background to ")
+        return peer
 
     def _cmd_docs(self, args: list[str]) -> Table:
         _parser("docs").parse_args(args)
@@ -252,8 +290,32 @@ class OwnMagics(Magics):
         return Message(str(token), "invite (read-only): " if ns.read else "invite: ")
 
     def _cmd_join(self, args: list[str]) -> Any:
-        ns = _parser("join", ("token", {"metavar": "TOKEN"})).parse_args(args)
-        return self._node().join(ns.token)
+        p = _parser("join", ("token", {"metavar": "TOKEN"}))
+        p.add_argument("--timeout", type=float, default=JOIN_TIMEOUT, metavar="S")
+        p.add_argument("--no-wait", action="store_true")
+        ns = p.parse_args(args)
+        node = self._node()
+        networked = getattr(node, "network", None) is not None
+        try:
+            doc = node.join(ns.token)  # records the grant and starts fetching
+        except (ValueError, PermissionError) as exc:
+            raise UsageError(f"%own join: {' '.join(str(exc).split())}") from None
+        if networked and not ns.no_wait and not _has_content(node, doc):
+            # Wait for the content so the next cell (`%own pull`, reading the
+            # text) sees it; join() again is a no-op that does the waiting.
+            try:
+                node.join(ns.token, timeout=ns.timeout)
+            except TimeoutError:
+                raise UsageError(
+                    f"%own join: joined {cells.doc_id(doc)[:12]} but its content did not "
+                    f"arrive within {ns.timeout:g} s (is a peer that has it online?); it will "
+                    f"sync in the background: %own open {cells.doc_id(doc)[:12]} later"
+                ) from None
+        if cells.is_cell(doc):
+            name = cells.cell_info(doc)["name"]
+            print(f"shared cell {name!r}: `%own pull {shlex.quote(name)}` puts its source "
+                  "into the next cell")
+        return doc
 
     def _cmd_export(self, args: list[str]) -> Message:
         p = _parser("export", ("doc", {"metavar": "DOC"}), ("format", {"metavar": "FORMAT"}),
@@ -275,15 +337,12 @@ class OwnMagics(Magics):
         p.add_argument("n", nargs="?", type=int, default=20, metavar="N")
         ns = p.parse_args(args)
         assert self.host is not None
-        events = list(self.host.events)
+        notes, net = self.host.recent()
+        events = list(notes)
+        titles: dict[bytes, str] = {}
         node = self.host.node
-        # The networked Node keeps its own recent events; merge them in when it does.
-        recent = getattr(node, "events", None) if node is not None else None
-        if callable(recent):
-            recent = recent()
-        for e in recent or []:
-            ts = _field(e, "time", "at", "ts")
-            events.append((ts or 0.0, str(_field(e, "text", "message", "event") or e)))
+        for e in net:
+            events.append((e.at, _describe(e, node, titles)))
         events.sort(key=lambda e: e[0])
         rows = [[ago(ts), text] for ts, text in events[-ns.n:]] if ns.n > 0 else []
         return Table(["when", "event"], rows, title="recent events", empty="no events yet")
@@ -415,3 +474,36 @@ def _peer_list(node: Any) -> list[Any] | None:
     if callable(peers):
         peers = peers()
     return list(peers.values()) if isinstance(peers, dict) else list(peers)
+
+
+def _describe(e: NetEvent, node: Any, titles: dict[bytes, str]) -> str:
+    """One log line for a network event (doc titles resolved here, on the main thread)."""
+    short = e.peer.hex()[:8] if e.peer else "?"
+    who = f"{e.name} ({short})" if e.name else short
+    if e.kind == "peer_joined":
+        return f"peer joined: {who}"
+    if e.kind == "peer_left":
+        return f"peer left: {who}"
+    doc = e.doc.hex()[:12] if e.doc else "?"
+    if e.doc is not None and node is not None:
+        if e.doc not in titles:
+            try:
+                titles[e.doc] = str(node.open(e.doc).title or "")
+            except Exception:  # noqa: BLE001 - a doc we can't open still gets a line
+                titles[e.doc] = ""
+        if titles[e.doc]:
+            doc = f"{titles[e.doc]!r} ({doc})"
+    n = f"{e.count} changes" if e.count > 1 else "a change"
+    return f"{n} to {doc} from {who}"
+
+
+def _has_content(node: Any, doc: Any) -> bool:
+    """True if `doc` holds changes from another node, or is our own (nothing to fetch)."""
+    me = getattr(node, "id", None)
+    if getattr(doc, "owner", None) == me:
+        return True
+    try:
+        version = getattr(doc, "version", None) or {}
+    except PermissionError:  # content we hold no key for: waiting would not help
+        return True
+    return any(actor != me for actor in version)

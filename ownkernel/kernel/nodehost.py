@@ -17,24 +17,32 @@ after the node is ready, so `type(node)` is the real class in practice.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import html
 import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ownkernel.kernel.settings import Settings, SettingsError, profile_candidates
 
-__all__ = ["NodeHost", "NodeProxy", "NodeUnavailable", "make_node"]
+__all__ = ["NetEvent", "NodeHost", "NodeProxy", "NodeUnavailable", "make_node"]
 
 log = logging.getLogger("ownkernel.kernel")
 
 # How long a cell waits for a node that is still starting before giving up
 # with a clear error (the user can interrupt sooner).
 WAIT_TIMEOUT = 60.0
+# Recent events kept for `%own log`: enough to see what happened since the
+# notebook was last looked at, small enough to never matter for memory.
+MAX_EVENTS = 200
+# Remote changes to one doc from one peer within this many seconds are one
+# log line ("12 changes"), so a collaborator typing doesn't flood the log.
+COALESCE_S = 10.0
 
 
 class NodeUnavailable(RuntimeError):
@@ -49,24 +57,30 @@ def _is_locked(exc: BaseException) -> bool:
 
 
 def make_node(settings: Settings, profile_dir: Path, factory: Callable[..., Any] | None = None,
-              strict: bool = False) -> tuple[Any, list[str]]:
+              strict: bool = False, network: bool = True) -> tuple[Any, list[str]]:
     """Construct a Node for `profile_dir` with the settings its class supports.
 
     Returns (node, notes). With `strict`, a networking setting the Node class
     does not accept is an error (the headless `ownkernel node`); otherwise it is
-    noted and skipped, so a kernel still gets a local node.
+    noted and skipped, so a kernel still gets a local node. `network=False`
+    makes a purely local node (no sockets, no thread) for one-shot commands.
     """
     if factory is None:
         from ownkernel import Node as factory  # noqa: N813 - late: may not exist yet
     wanted: dict[str, Any] = {"profile": str(profile_dir)}
     if settings.name:
         wanted["name"] = settings.name
-    if settings.listen is not None:
-        wanted["listen"] = settings.listen[0] if len(settings.listen) == 1 else settings.listen
-    if settings.bootstrap:
-        wanted["bootstrap"] = list(settings.bootstrap)
-    if settings.relay:
-        wanted["relay"] = True
+    if not network:
+        wanted["network"] = False
+    else:
+        if settings.listen is not None:
+            # [] (config "none") means: dial out, but accept no connections.
+            wanted["listen"] = (settings.listen[0] if len(settings.listen) == 1
+                                else list(settings.listen))
+        if settings.bootstrap:
+            wanted["bootstrap"] = list(settings.bootstrap)
+        if settings.relay:
+            wanted["relay"] = True
     try:
         params = inspect.signature(factory).parameters
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -79,11 +93,31 @@ def make_node(settings: Settings, profile_dir: Path, factory: Callable[..., Any]
             kwargs[key] = value
         elif key == "profile":
             raise NodeUnavailable("this Node class takes no profile argument")
+        elif key == "network":
+            pass  # a Node without networking is local already
         elif strict:
             raise NodeUnavailable(f"this version of ownkernel's Node does not support {key!r}")
         else:
             notes.append(f"{key} setting ignored: this version of Node does not support it")
     return factory(**kwargs), notes
+
+
+@dataclass
+class NetEvent:
+    """One network event for `%own log` (peer joined/left, remote changes to a doc).
+
+    Plain data, recorded on the node's network thread: resolving a doc title
+    there could wait for the node's lock while the main thread, holding it,
+    waits for the network thread. Titles are looked up when the log is shown.
+    """
+
+    at: float
+    kind: str  # "peer_joined" | "peer_left" | "doc_changed"
+    peer: bytes | None
+    name: str = ""
+    doc: bytes | None = None
+    count: int = 1
+    addresses: tuple[str, ...] = ()
 
 
 class NodeHost:
@@ -98,7 +132,11 @@ class NodeHost:
         self.profile_dir: Path | None = None
         self.started_at: float | None = None
         self.ready_at: float | None = None
-        self.events: collections.deque[tuple[float, str]] = collections.deque(maxlen=200)
+        self.events: collections.deque[tuple[float, str]] = collections.deque(maxlen=MAX_EVENTS)
+        self.net_events: collections.deque[NetEvent] = collections.deque(maxlen=MAX_EVENTS)
+        # Guards both deques: the network thread appends while `%own log` reads.
+        self._events_lock = threading.Lock()
+        self._names: dict[bytes, str] = {}  # peer id -> name, from peer_joined
         self._node: Any = None
         self._ready = threading.Event()  # set when state leaves "starting"
         self._mutex = threading.Lock()
@@ -107,8 +145,60 @@ class NodeHost:
 
     # -- events ---------------------------------------------------------------
     def note(self, text: str, level: int = logging.INFO) -> None:
-        self.events.append((time.time(), text))
+        with self._events_lock:
+            self.events.append((time.time(), text))
         log.log(level, "%s", text)
+
+    def recent(self) -> tuple[list[tuple[float, str]], list[NetEvent]]:
+        """Copies of the kernel notes and the network events, oldest first."""
+        with self._events_lock:
+            return list(self.events), [dataclasses.replace(e) for e in self.net_events]
+
+    def _subscribe(self, node: Any) -> None:
+        """Record the node's network events; a Node without networking has none."""
+        on = getattr(node, "on", None)
+        if not callable(on) or getattr(node, "network", None) is None:
+            return
+        try:
+            on("peer_joined", self._on_peer_joined)
+            on("peer_left", self._on_peer_left)
+            on("doc_changed", self._on_doc_changed)
+        except (RuntimeError, ValueError) as exc:
+            self.note(f"network events not available: {exc}", logging.WARNING)
+
+    # The three callbacks run on the node's network thread: append and return.
+    def _on_peer_joined(self, peer: Any) -> None:
+        self._peer_event("peer_joined", peer)
+
+    def _on_peer_left(self, peer: Any) -> None:
+        self._peer_event("peer_left", peer)
+
+    def _peer_event(self, kind: str, peer: Any) -> None:
+        pid = getattr(peer, "id", None)
+        name = str(getattr(peer, "name", "") or "")
+        if pid is not None and name:
+            self._names[pid] = name
+        event = NetEvent(time.time(), kind, pid, name,
+                         addresses=tuple(getattr(peer, "addresses", ()) or ()))
+        with self._events_lock:
+            self.net_events.append(event)
+        log.info("%s %s %s", kind.replace("_", " "), _hex(pid)[:12], name)
+
+    def _on_doc_changed(self, doc_id: bytes, source: bytes | None) -> None:
+        if source is None:
+            return  # our own edit: not a network event
+        now = time.time()
+        with self._events_lock:
+            # Coalesce with a recent entry for the same doc and peer, wherever it
+            # is among the last few (changes to two docs may interleave).
+            for e in list(self.net_events)[-8:]:
+                if (e.kind == "doc_changed" and e.doc == doc_id and e.peer == source
+                        and now - e.at < COALESCE_S):
+                    e.count += 1
+                    e.at = now
+                    return
+            self.net_events.append(NetEvent(now, "doc_changed", source,
+                                            self._names.get(source, ""), doc_id))
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
@@ -148,8 +238,12 @@ class NodeHost:
         if closing:  # close() ran while we were opening: don't leak the node
             _close_quietly(node)
         else:
+            self._subscribe(node)
             elapsed = (self.ready_at or 0) - (self.started_at or 0)
-            self.note(f"node {_short(node)} ready on profile {self.profile} ({elapsed:.2f} s)")
+            addrs = list(getattr(node, "addresses", None) or [])
+            where = f", listening on {', '.join(a.split('#')[0] for a in addrs)}" if addrs else ""
+            self.note(f"node {_short(node)} ready on profile {self.profile}{where} "
+                      f"({elapsed:.2f} s)")
         self._ready.set()
 
     def _open(self) -> Any:
@@ -236,6 +330,12 @@ def _short(node: Any) -> str:
             text = value.hex() if isinstance(value, bytes) else str(value)
             return text[:12]
     return "?"
+
+
+def _hex(value: Any) -> str:
+    if value is None:
+        return "?"
+    return value.hex() if isinstance(value, (bytes, bytearray)) else str(value)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -36,10 +36,11 @@ from ownkernel.node.access import (
     role_key,
     token_key,
 )
+from ownkernel.node.addressbook import NetConfig
 from ownkernel.node.handle import DocHandle
 from ownkernel.node.ingest import SNAPSHOT_EVERY, IngestMixin
 from ownkernel.node.invite import Invite, InviteError, make_invite
-from ownkernel.node.network import _UNSET, NetConfig, NetworkMixin
+from ownkernel.node.netapi import _UNSET, NetworkMixin
 from ownkernel.store import (
     DB_FILE,
     ChangeRow,
