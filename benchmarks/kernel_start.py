@@ -7,7 +7,9 @@ For each start we measure, from `KernelManager.start_kernel()`:
 The two kernels are started alternately in the same run (after one warm-up
 start each, not counted) and the medians are compared. Everything runs with a
 temporary OWNKERNEL_HOME / JUPYTER_PATH / IPYTHONDIR; the node listens on
-loopback when the Node supports it (OWNKERNEL_LISTEN=tcp://127.0.0.1:0).
+loopback (OWNKERNEL_LISTEN=tcp://127.0.0.1:0), so "node ready" includes
+binding its CurveZMQ socket and starting its network thread. The benchmark
+fails if a node is not listening: the figure would measure the wrong thing.
 
     python benchmarks/kernel_start.py [--runs 7]
 """
@@ -62,7 +64,9 @@ def one_start(kernel_name: str) -> tuple[float, float | None, str]:
         ready = time.perf_counter() - t0
         expr = reply["content"]["user_expressions"]["a"]
         assert expr["status"] == "ok", expr
-        return first, ready, expr["data"]["text/plain"].strip("'")
+        address = expr["data"]["text/plain"].strip("'")
+        assert address.startswith("tcp://127.0.0.1:"), f"node not listening: {address!r}"
+        return first, ready, address
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
@@ -105,7 +109,7 @@ def main() -> None:
           f"({med(own_first) / med(stock):.2f}x python3)")
     print(f"  ownkernel node ready          : {med(own_ready) * 1000:7.0f} ms   "
           f"({med(own_ready) / med(stock):.2f}x python3)")
-    print(f"  node listening on             : {address or 'not listening (no networking yet)'}")
+    print(f"  node listening on             : {address}")
     print(f"  all python3   (ms): {[round(x * 1000) for x in stock]}")
     print(f"  all ownkernel (ms): {[round(x * 1000) for x in own_first]}")
 

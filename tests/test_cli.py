@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,11 +73,22 @@ def test_no_command_prints_help_and_fails(env: dict[str, str]) -> None:
 
 
 def test_demo_converges(env: dict[str, str]) -> None:
+    t0 = time.monotonic()
     r = own(env, "demo")
+    elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     assert "alice now has:        'Hello, dear everyone!'" in r.stdout
     assert "bob now has:          'Hello, dear everyone!'" in r.stdout
-    assert r.stdout.rstrip().endswith("converged: yes")
+    assert "converged: yes" in r.stdout
+    # The networked part: two real nodes on loopback, edits from both sides.
+    net = r.stdout.split("now over the network", 1)[1]
+    assert "alice listens on      tcp://127.0.0.1:" in net
+    assert "bob joined and has:   'Hello world'" in net
+    assert net.count("'Hello, dear everyone!'") == 2
+    assert r.stdout.rstrip().splitlines()[-1].startswith("converged over the network: yes")
+    assert elapsed < 30  # ~1 s normally; the bound only catches a hang
+    # Temporary profiles: the demo leaves nothing in OWNKERNEL_HOME.
+    assert not Path(env["OWNKERNEL_HOME"]).exists()
 
 
 def test_install_to_prefix(env: dict[str, str], tmp_path: Path) -> None:
@@ -96,11 +108,12 @@ def test_status_invite_join(env: dict[str, str], tmp_path: Path) -> None:
     from ownkernel import Node
 
     home = Path(env["OWNKERNEL_HOME"])
-    with Node(profile=str(home / "alice")) as node:
+    with Node(profile=str(home / "alice"), listen="tcp://127.0.0.1:0") as node:
         doc = node.new_doc(title="plan")
         doc.text("body").insert(0, "step one")
         doc_id = doc.id.hex()
         alice_id = node.id.hex()
+        alice_addr = node.address
         # While a process holds the profile, status says so instead of failing.
         busy = own(env, "status", "--profile", "alice")
         assert busy.returncode == 0 and "in use" in busy.stdout
@@ -108,12 +121,40 @@ def test_status_invite_join(env: dict[str, str], tmp_path: Path) -> None:
     assert status.returncode == 0, status.stderr
     assert f"id:          {alice_id}" in status.stdout
     assert f"{doc_id[:12]}  plan" in status.stdout
+    # The address where alice's node listened (and will again: sticky port).
+    assert f"addresses:   {alice_addr}" in status.stdout
     token = own(env, "invite", "plan", "--profile", "alice")
     assert token.returncode == 0, token.stderr
     assert token.stdout.startswith("own:")
-    joined = own(env, "join", token.stdout.strip(), "--profile", "bob")
-    assert joined.returncode == 0, joined.stderr
-    assert joined.stdout.strip() == doc_id
+    # Alice offline: join records the invite but cannot fetch; one line, exit 1.
+    lonely = own(env, "join", token.stdout.strip(), "--profile", "carol", "--timeout", "1")
+    assert lonely.returncode == 1
+    assert lonely.stderr.count("\n") == 1 and "no peer sent its content within 1 s" in (
+        lonely.stderr)
+    # Alice back online (same profile, so the same port): bob joins and fetches.
+    with Node(profile=str(home / "alice"), listen="tcp://127.0.0.1:0") as node:
+        assert node.address == alice_addr
+        joined = own(env, "join", token.stdout.strip(), "--profile", "bob")
+        assert joined.returncode == 0, joined.stderr
+        assert joined.stdout.strip() == doc_id
+    with Node(profile=str(home / "bob"), network=False) as bob:
+        assert str(bob.open(doc_id).text("body")) == "step one"
+
+
+def test_one_shot_commands_do_not_network(env: dict[str, str]) -> None:
+    """status and invite read the profile and leave: no sockets, no network thread."""
+    from ownkernel import Node
+
+    home = Path(env["OWNKERNEL_HOME"])
+    with Node(profile=str(home / "quiet"), network=False) as node:
+        node.new_doc(title="memo")
+    for args in (["status"], ["invite", "memo"]):
+        r = own(env, *args, "--profile", "quiet")
+        assert r.returncode == 0, r.stderr
+    assert "addresses:   - (never listened)" in own(env, "status", "--profile", "quiet").stdout
+    with Node(profile=str(home / "quiet"), network=False) as node:
+        # A networked start records the endpoints it bound; none were.
+        assert node.store.get_setting("net.endpoints") is None
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -144,3 +185,44 @@ def test_node_stops_cleanly_on_signal(env: dict[str, str], sig: signal.Signals) 
     with Node(profile=str(Path(env["OWNKERNEL_HOME"]) / "headless")) as node:
         assert ready.split()[1] == node.id.hex()
         assert node.name == "hl"
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """One stdout line, or fail after `timeout` s (a hung child must not hang the suite)."""
+    box: list[str] = []
+    t = threading.Thread(target=lambda: box.append(proc.stdout.readline()  # type: ignore
+                                                   ), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert box, f"no line from {proc.args} within {timeout} s"
+    return box[0]
+
+
+def test_node_is_a_bootstrap_and_logs_peers(env: dict[str, str]) -> None:
+    """`ownkernel node --listen`: peers bootstrap from it; it logs them joining and leaving."""
+    from ownkernel import Node
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ownkernel", "node", "--profile", "boot", "--name", "boot",
+         "--listen", "tcp://127.0.0.1:0"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        ready = _read_line(proc).split()
+        assert ready[0] == "ready" and ready[2].startswith("tcp://127.0.0.1:")
+        assert ready[2].endswith("#" + ready[1])
+        home = Path(env["OWNKERNEL_HOME"])
+        with Node(profile=str(home / "p1"), name="p1", bootstrap=[ready[2]]) as p1:
+            p1.connect(ready[2], timeout=15)
+            assert [p.name for p in p1.peers if p.online] == ["boot"]
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, stderr
+    assert "listening on tcp://127.0.0.1:" in stderr
+    assert "peer joined: " in stderr and " p1 (tcp://127.0.0.1:" in stderr
+    assert "peer left: " in stderr and "node closed" in stderr

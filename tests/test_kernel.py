@@ -2,16 +2,20 @@
 
 Every kernel here runs with a temporary OWNKERNEL_HOME, IPYTHONDIR and
 JUPYTER_PATH (the kernelspec is installed into a temporary prefix), so the
-real user's profiles and Jupyter data are never touched. Cross-kernel sync
-over the network is not tested here yet: it needs the networked Node.
+real user's profiles and Jupyter data are never touched. The networked tests
+give every kernel its own OWNKERNEL_HOME and let its node listen on
+127.0.0.1 only; every wait is bounded.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +94,19 @@ class Kernel:
     def stop(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=False)
+
+    def wait_for(self, cond: str, timeout: float = 20.0) -> None:
+        """Poll the Python expression `cond` inside the kernel until it is true (bounded)."""
+        code = (f"import time as _t\n_end = _t.monotonic() + {timeout}\n"
+                f"while not ({cond}) and _t.monotonic() < _end:\n    _t.sleep(0.05)\n"
+                f"print('WAITED', bool({cond}))")
+        out = self.run(code).stdout
+        assert "WAITED True" in out, f"not true within {timeout} s: {cond}"
+
+    def token(self, line: str) -> str:
+        """The invite token a `%own invite …` line prints."""
+        text = self.run(f"%own {line}").results[0]["text/plain"]
+        return str(text.split(": ", 1)[1].strip())
 
 
 @pytest.fixture(scope="module")
@@ -345,3 +362,154 @@ def test_pip_install_makes_kernelspec_appear(tmp_path: Path) -> None:
     demo = subprocess.run([str(bindir / "ownkernel"), "demo"], check=True, timeout=60, env=env,
                           capture_output=True, text=True, cwd=tmp_path)
     assert "converged: yes" in demo.stdout
+
+
+# -- two networked kernels ---------------------------------------------------------
+def net_kernel(root: Path, name: str, **env: str) -> Kernel:
+    """A kernel with a home of its own, its node listening on loopback only."""
+    return Kernel(OWNKERNEL_HOME=str(root / name), OWNKERNEL_NAME=name,
+                  OWNKERNEL_LISTEN="tcp://127.0.0.1:0", **env)
+
+
+@pytest.fixture(scope="module")
+def net_pair(home: Path) -> Iterator[tuple[Kernel, Kernel]]:
+    root = home.parent / "net"
+    a = net_kernel(root, "ann")
+    try:
+        b = net_kernel(root, "ben")
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+ONLINE = "any(p.name == {!r} and p.online for p in node.peers)"
+
+
+def test_doc_edited_in_one_kernel_shows_up_in_the_other(
+        net_pair: tuple[Kernel, Kernel]) -> None:
+    a, b = net_pair
+    a.run("d = %own new Plan\nd.text('body').insert(0, 'from A')")
+    token = a.token("invite Plan")
+    assert token.startswith("own:")
+    # join connects to the inviter (the token carries A's address) and waits
+    # for the content, so the very next cell sees it.
+    b.run(f"d = %own join {token}")
+    assert b.value("str(d.text('body'))") == "from A"
+    b.run("d.text('body').insert(6, ' + B')")
+    a.wait_for("str(d.text('body')) == 'from A + B'")
+    peers = a.run("%own peers").text
+    assert "ben" in peers and "yes" in peers and "tcp://127.0.0.1:" in peers
+    status = b.run("%own status").text
+    assert "listening    tcp://127.0.0.1:" in status
+    assert "peers        1 online, 1 known" in status
+    log = a.run("%own log").text
+    assert "peer joined: ben (" in log and "to 'Plan' (" in log and "from ben (" in log
+    # Reprs stay readable in a notebook.
+    html = a.run("%own peers").results[0]["text/html"]
+    assert "<table" in html and "ben" in html
+
+
+def test_shared_cell_pulled_in_the_other_kernel(net_pair: tuple[Kernel, Kernel]) -> None:
+    """A shares a cell; B joins its document by invite and pulls; B's edit reaches A."""
+    a, b = net_pair
+    a.run("%%shared greet\nmsg = 'hi from A'\nmsg")
+    token = a.token("invite greet")
+    joined = b.run(f"%own join {token}")
+    assert "shared cell 'greet': `%own pull greet`" in joined.stdout
+    assert b.run("%own pull greet").next_input() == "%%shared greet\nmsg = 'hi from A'\nmsg"
+    assert b.run("%%shared greet\nmsg = 'hi from B'\nmsg").text == "'hi from B'"
+    a.run("from ownkernel.kernel import cells")
+    a.wait_for("'hi from B' in cells.cell_source(cells.find_cell(node, 'greet'))")
+    assert a.run("%own pull greet").next_input() == "%%shared greet\nmsg = 'hi from B'\nmsg"
+    assert "ben" in a.run("%own cells").text  # last changed by B's node
+
+
+def test_restart_keeps_data_and_reconnects(net_pair: tuple[Kernel, Kernel]) -> None:
+    a, b = net_pair
+    b_id = b.value("node.id.hex()")
+    b.restart()
+    # A saw B leave (its node said goodbye on shutdown), then come back.
+    a.wait_for(ONLINE.format("ben"), timeout=30)
+    log = a.run("%own log 50").text
+    assert log.index("peer left: ben") < log.rindex("peer joined: ben")
+    assert b.value("node.id.hex()") == b_id
+    b.run("d = %own open Plan")
+    assert b.value("str(d.text('body'))") == "from A + B"  # kept across the restart
+    a.run("d.text('body').insert(0, '> ')")  # and syncing again
+    b.wait_for("str(d.text('body')) == '> from A + B'")
+
+
+def test_bootstrap_node_then_sigterm_kernels_keep_syncing(home: Path) -> None:
+    """`ownkernel node` introduces two kernels, then goes away; they carry on."""
+    root = home.parent / "boot"
+    env = {**os.environ, "OWNKERNEL_HOME": str(root / "boot")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ownkernel", "node", "--name", "boot",
+         "--listen", "tcp://127.0.0.1:0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    kernels: list[Kernel] = []
+    try:
+        box: list[str] = []
+        reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()),  # type: ignore
+                                  daemon=True)
+        reader.start()
+        reader.join(30)
+        assert box and box[0].startswith("ready "), "ownkernel node did not start"
+        boot_addr = box[0].split()[2]
+        for name in ("cat", "dan"):
+            kernels.append(net_kernel(root, name, OWNKERNEL_BOOTSTRAP=boot_addr))
+        c, d = kernels
+        # Each knows only the bootstrap; its address book introduces them.
+        c.wait_for(ONLINE.format("dan"), timeout=30)
+        # A token without addresses: D can only reach C through that introduction.
+        c.run("doc = node.new_doc(title='Via boot')\ndoc.text('body').insert(0, 'c1')\n"
+              "tok = node.invite(doc, addresses=[])")
+        token = c.value("tok")
+        d.run(f"doc = %own join {token}")
+        assert d.value("str(doc.text('body'))") == "c1"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 5
+        c.wait_for("not " + ONLINE.format("boot"))
+        assert "peer left: boot" in c.run("%own log 50").text
+        c.run("doc.text('body').insert(2, ' c2')")
+        d.wait_for("str(doc.text('body')) == 'c1 c2'")
+        d.run("doc.text('body').insert(0, 'd1 ')")
+        c.wait_for("str(doc.text('body')) == 'd1 c1 c2'")
+    finally:
+        for k in kernels:
+            k.stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "peer joined: " in stderr and " cat (tcp://127.0.0.1:" in stderr, stderr
+    assert " dan (tcp://127.0.0.1:" in stderr and "node closed" in stderr, stderr
+
+
+def test_unreachable_bootstrap_does_not_delay_or_fail(home: Path) -> None:
+    """No peer reachable is a normal state: the kernel and its node start as usual."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port that nobody listens on any more
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nobody = f"tcp://127.0.0.1:{port}#{'ab' * 32}"
+    k = net_kernel(home.parent / "lonely", "solo", OWNKERNEL_BOOTSTRAP=nobody)
+    try:
+        t0 = time.monotonic()
+        assert k.run("1 + 1").text == "2"
+        assert k.value("node.name") == "solo"
+        assert time.monotonic() - t0 < 10  # node start is not held up by the dial
+        status = k.run("%own status").text
+        assert "state        ready" in status and "peers        0 online" in status
+        assert "bootstrap    " + nobody in status
+        assert "no peers yet" in k.run("%own peers").text  # a peer is one that answered
+    finally:
+        k.stop()
