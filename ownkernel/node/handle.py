@@ -369,6 +369,11 @@ class DocHandle:
             title = "?"
         return f"<DocHandle {self.short_id} {title!r}>"
 
+    def _repr_html_(self) -> str:
+        from ownkernel.node.reprs import doc_html
+
+        return doc_html(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DocHandle) and other.id == self.id and other._node is self._node
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ownkernel.node.addressbook import NetConfig, Peer, env_bootstrap
 from ownkernel.node.network import NodeNetwork
+from ownkernel.node.reprs import PeerList
 
 _UNSET: Any = object()
 
@@ -79,7 +80,7 @@ class NetworkMixin:
     @property
     def peers(self) -> list[Peer]:
         """Known peers (id, name, addresses, online, latency, last_seen), online first."""
-        return self._net.peers() if self._net else []
+        return PeerList(self._net.peers() if self._net else [])
 
     def connect(self: Any, target: str, timeout: float | None = 5.0) -> Peer | None:
         """Connect to an address (``node.address`` of a peer) or an invite token.

@@ -215,6 +215,11 @@ class Node(IngestMixin, NetworkMixin):
         state = "closed" if self._closed else str(self.profile)
         return f"<Node {self.short_id} {self.name!r} {state}>"
 
+    def _repr_html_(self) -> str:
+        from ownkernel.node.reprs import node_html
+
+        return node_html(self)
+
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self) -> Node:
         return self
