@@ -1,0 +1,81 @@
+"""The teaching notebooks run top to bottom on the real ownkernel kernel (nbclient).
+
+The kernelspec goes into a temporary prefix on JUPYTER_PATH and the kernel's
+node lives under a temporary OWNKERNEL_HOME: nothing touches the user's data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from ownkernel.kernel.install import install
+
+    root = tmp_path_factory.mktemp("notebooks")
+    prefix = root / "prefix"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+        mp.setenv("OWNKERNEL_HOME", str(root / "home"))
+        mp.setenv("IPYTHONDIR", str(root / "ipython"))
+        mp.delenv("OWNKERNEL_PROFILE", raising=False)
+        mp.delenv("OWNKERNEL_BOOTSTRAP", raising=False)
+        install(prefix=str(prefix))
+        yield root
+
+
+def _text(output: dict) -> str:
+    if output.get("output_type") == "stream":
+        return output.get("text", "")
+    return output.get("data", {}).get("text/plain", "")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_on_ownkernel(path: Path, kernel_env: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "ownkernel"
+    client = NotebookClient(nb, timeout=120, kernel_name="ownkernel",
+                            resources={"metadata": {"path": str(kernel_env)}})
+    client.execute()  # raises CellExecutionError on the first failing cell
+    outputs = "\n".join(_text(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "Traceback" not in outputs
+    if path.name == "01-first-steps.ipynb":
+        # the neighbour's edit arrived, both texts merged, sheet and chat synced
+        assert "Neighbour was here. Hello from this notebook. And so was I." in outputs
+        assert "[['coffee', 12.5], ['cake', 20], ['total', 32.5]]" in outputs
+        assert "who brings the cake?" in outputs and "me!" in outputs
+        assert "hello from a shared cell" in outputs
+        html = [o for c in nb.cells for o in c.get("outputs", [])
+                if "text/html" in o.get("data", {})]
+        assert html, "rich reprs render as HTML in a notebook"
+
+
+def test_binder_postbuild_installs_the_kernel(tmp_path: Path) -> None:
+    """binder/postBuild's kernel registration works (the pip step is covered by
+    test_kernel's fresh-venv install)."""
+    import subprocess
+    import sys
+
+    script = (REPO / "binder" / "postBuild").read_text()
+    assert os.access(REPO / "binder" / "postBuild", os.X_OK)
+    assert subprocess.run(["bash", "-n", str(REPO / "binder" / "postBuild")]).returncode == 0
+    install_line = next(line for line in script.splitlines() if "ownkernel install" in line)
+    args = install_line.split("ownkernel install", 1)[1].split()
+    assert args == ["--sys-prefix"]
+    # the same command, pointed at a scratch prefix instead of the image's sys.prefix
+    p = subprocess.run([sys.executable, "-m", "ownkernel", "install", "--prefix", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    spec = tmp_path / "share" / "jupyter" / "kernels" / "ownkernel" / "kernel.json"
+    assert spec.exists() and "ownkernel.kernel" in spec.read_text()
