@@ -242,9 +242,14 @@ class Integrator:
                 tact = other
             else:
                 return False
-            if not seq_.covers(tact, y, z):
+            # one element: remote_delete finds it before touching anything
+            if z > 1 and not seq_.covers(tact, y, z):
                 raise InvalidChangeError(f"delete of unknown elements in {key}")
-            for p, m in seq_.remote_delete(tact, y, z):
+            try:
+                spans = seq_.remote_delete(tact, y, z)
+            except KeyError:
+                raise InvalidChangeError(f"delete of unknown elements in {key}") from None
+            for p, m in spans:
                 if root._observers:
                     root._emit(Delta(p, m, seq_.empty, False))
             _log_delete(self._oplog[a], [DEL, key, lam, tact, y, z, 1])

@@ -438,11 +438,20 @@ class Sequence:
             and not r.dead
             and r.n + len(content) <= RUN_CAP
         ):
-            # a remote typist continuing the run we integrated last
-            nxt = self._next_run(r)
+            # a remote typist continuing the run we integrated last (inlined:
+            # this is the whole cost of replaying someone's typing)
+            blk = r.blk
+            runs = blk.runs
+            i = runs.index(r) + 1
+            nxt = runs[i] if i < len(runs) else self._next_run(r)
             if nxt is None or (nxt.lam, actors[nxt.act]) < key:
-                self._extend(r, content)
                 n = len(content)
+                r.content = r.content + content
+                r.n += n
+                blk.vis += n
+                self.length += n
+                if self._cb > blk.idx:
+                    self._cpos += n
                 return (self._pos_of_run(r) + r.n - n, n) if self.want_positions else None
         if oact < 0:
             prev = None
