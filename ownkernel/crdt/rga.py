@@ -92,6 +92,7 @@ class Sequence:
         self._cpos = 0  # ... and the number of visible elements before it
         self._tail: Run | None = None  # run of the last local insert, for typing
         self._rtail: Run | None = None  # run of the last remote insert, for replay
+        self._rtail_at = 0  # its index in its block when last seen (checked before use)
         self._tail_end = -1
 
     # ------------------------------------------------------------------ reading
@@ -442,7 +443,10 @@ class Sequence:
             # this is the whole cost of replaying someone's typing)
             blk = r.blk
             runs = blk.runs
-            i = runs.index(r) + 1
+            i = self._rtail_at
+            if i >= len(runs) or runs[i] is not r:  # moved since: look it up again
+                i = self._rtail_at = runs.index(r)
+            i += 1
             nxt = runs[i] if i < len(runs) else self._next_run(r)
             if nxt is None or (nxt.lam, actors[nxt.act]) < key:
                 n = len(content)
