@@ -32,12 +32,11 @@ change boundaries are the run-length-encoded lamport starts::
     [2, actors, first_seq, starts_rle, end, deps, ops]
     ops: [INS, obj, lam, olam, oact, content] | [DEL, obj, lam, tact, tlam, n, dir] | ...
 
-``Doc.save()`` is ``zlib`` over ``[3, [bundle, ...]]``.
+``Doc.save()`` is described in :mod:`.snapshot`.
 """
 
 from __future__ import annotations
 
-import zlib
 from bisect import bisect_left
 from itertools import accumulate, chain, repeat
 from typing import Any, NamedTuple
@@ -76,6 +75,7 @@ class Bundle(NamedTuple):
     end: int
     deps: dict[int, list[tuple[int, int]]]  # seq -> [(actor index, seq)]
     ops: list[list[Any]]
+    starts_rle: list[int]  # the same starts as sent: [s0, delta, count, ...]
 
 
 ARITY = (4, 4, 3, 2, 2, 2, 6, 3)  # fields after the kind, per op kind
@@ -281,7 +281,7 @@ def decode(data: bytes) -> Change | Bundle:
             raise _fail("bundle ops out of order or outside its changes")
         last = lam
     _check_coverage(starts, end, ops)
-    return Bundle(actors, seq, starts, end, dmap, ops)
+    return Bundle(actors, seq, starts, end, dmap, ops, starts_rle)
 
 
 def bundle_op_end(op: list[Any]) -> int:
@@ -426,6 +426,18 @@ def rle_encode(starts: list[int]) -> list[int]:
     return out
 
 
+def rle_check(v: Any) -> list[int]:
+    """Validate :func:`rle_encode` form without expanding it; returns it."""
+    if not isinstance(v, list) or not v or len(v) % 2 != 1 or not all(_is_int(x) for x in v):
+        raise _fail("bad change starts")
+    deltas, counts = v[1::2], v[2::2]
+    if (deltas and min(deltas) < 1) or (counts and min(counts) < 1) or v[0] < 1:
+        raise _fail("change starts must increase")
+    if v[0] + sum(d * c for d, c in zip(deltas, counts)) >= MAX_INT:
+        raise _fail("change starts out of range")
+    return v
+
+
 def rle_decode(v: Any) -> list[int]:
     """Inverse of :func:`rle_encode`; deltas must be positive (starts increase)."""
     if not isinstance(v, list) or not v or len(v) % 2 != 1 or not all(_is_int(x) for x in v):
@@ -441,42 +453,11 @@ def rle_decode(v: Any) -> list[int]:
 def encode_bundle(
     actors: list[bytes],
     seq: int,
-    starts: list[int],
+    starts_rle: list[int],
     end: int,
     deps: dict[int, list[int]],
     ops: list[list[Any]],
 ) -> bytes:
-    return cbor2.dumps(
-        [
-            BUNDLE,
-            actors,
-            seq,
-            rle_encode(starts),
-            end,
-            [[s, d] for s, d in sorted(deps.items())],
-            ops,
-        ]
-    )
-
-
-def encode_saved(blobs: list[bytes]) -> bytes:
-    return zlib.compress(cbor2.dumps([SAVED, blobs]), 6)
-
-
-def decode_saved(data: bytes) -> list[bytes]:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    try:
-        raw = zlib.decompress(data)
-    except zlib.error as e:
-        raise DecodeError(f"not a saved ownkernel document (zlib: {e})") from None
-    v = _loads(raw)
-    if (
-        not isinstance(v, list)
-        or len(v) != 2
-        or v[0] != SAVED
-        or not isinstance(v[1], list)
-        or not all(isinstance(b, bytes) for b in v[1])
-    ):
-        raise DecodeError("not a saved ownkernel document")
-    return v[1]
+    """``starts_rle``: the changes' lamport starts as :func:`rle_encode` gives them."""
+    deps_list = [[s, d] for s, d in sorted(deps.items())]
+    return cbor2.dumps([BUNDLE, actors, seq, starts_rle, end, deps_list, ops])

@@ -8,7 +8,6 @@ ones, :mod:`.snapshot` saves and loads.
 from __future__ import annotations
 
 import os
-from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -21,6 +20,7 @@ from .history import History, _amap, _log_delete, _op_end, _to_wire
 from .integrate import Integrator, _Unit
 from .log import Log
 from .map import Counter, Map
+from .starts import Starts
 from .text import List, PendingRun, Text
 
 _dumps = cbor2.dumps
@@ -45,7 +45,7 @@ class Doc(History, Integrator):
         self._me = 0
         self._lamport = 0
         self._vv: list[int] = [0]
-        self._starts: list[array] = [array("q")]
+        self._starts: list[Starts] = [Starts()]
         self._my_starts = self._starts[0]
         self._end: list[int] = [0]
         self._deps: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -71,7 +71,7 @@ class Doc(History, Integrator):
             self._actors.append(actor)
             self._aidx[actor] = i
             self._vv.append(0)
-            self._starts.append(array("q"))
+            self._starts.append(Starts())
             self._end.append(0)
             self._oplog.append([])
             self._seen.append(0)

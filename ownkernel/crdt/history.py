@@ -103,8 +103,8 @@ class History:
         return codec.encode_change(actors, seq, lo, deps_flat, wire)
 
     def _encode_bundle(self, a: int, first: int, last: int) -> bytes:
-        starts = list(self._starts[a][first - 1 : last])
-        lo = starts[0]
+        starts_rle = self._starts[a].rle_range(first - 1, last)
+        lo = starts_rle[0]
         hi = self._change_range(a, last)[1]
         actors = [self._actors[a]]
         amap = {a: 0}
@@ -129,7 +129,7 @@ class History:
             d = self._deps.get((a, s))
             if d:
                 deps[s] = [x for da, ds in d for x in (_amap(amap, actors, self._actors, da), ds)]
-        return codec.encode_bundle(actors, first, starts, hi, deps, ops)
+        return codec.encode_bundle(actors, first, starts_rle, hi, deps, ops)
 
     def changes(self, since: dict[bytes, int] | None = None) -> list[bytes]:
         """Encoded changes that a replica at version ``since`` lacks.

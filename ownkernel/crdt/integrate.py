@@ -32,7 +32,7 @@ BATCH_THRESHOLD = 256  # sequence ops in one apply() above which sequences are r
 class _Unit:
     """Consecutive changes of one actor in doc actor space, ops with lamports."""
 
-    __slots__ = ("actor", "seq", "starts", "end", "deps", "ops", "call")
+    __slots__ = ("actor", "seq", "starts", "end", "deps", "ops", "call", "rle")
 
     def __init__(
         self,
@@ -46,6 +46,7 @@ class _Unit:
     ) -> None:
         self.actor, self.seq, self.starts, self.end = actor, seq, starts, end
         self.deps, self.ops, self.call = deps, ops, call
+        self.rle: list[int] | None = None  # starts as sent, when a bundle brought them
 
     @property
     def last(self) -> int:
@@ -269,7 +270,7 @@ class Integrator:
     def _seen_by(self, a: int, x: int, lam: int) -> bool:
         """Had actor ``a`` declared (through its deps) the change of ``x``
         holding element ``lam``? (See the check in :meth:`_validate`.)"""
-        return bisect_right(self._starts[x], lam) <= self._ctx[a].get(x, 0)
+        return self._starts[x].count_le(lam) <= self._ctx[a].get(x, 0)
 
     def _to_unit(self, c: Change | Bundle, call: int) -> _Unit:
         amap = [self._actor_index(x) for x in c.actors]
@@ -304,7 +305,9 @@ class Integrator:
         if ops and _op_end(ops[-1]) > c.end:
             raise DecodeError("malformed change: bundle ops run past its end")
         deps = {s: [(amap[x], v) for x, v in d] for s, d in c.deps.items()}
-        return _Unit(a, c.seq, list(c.starts), c.end, deps, ops, call)
+        u = _Unit(a, c.seq, c.starts, c.end, deps, ops, call)
+        u.rle = c.starts_rle
+        return u
 
     def _check_duplicate(self, u: _Unit) -> None:
         a = u.actor
@@ -417,7 +420,7 @@ class Integrator:
             if x == a:
                 return True
             st = self._starts[x]
-            s = bisect_right(st, lam)
+            s = st.count_le(lam)
             if s == len(st) and x in vstarts:
                 s += bisect_right(vstarts[x], lam)
             return s <= ctxs[a].get(x, 0)
@@ -510,7 +513,10 @@ class Integrator:
                 else:
                     self._integrate_other(op, a, author)
                     log.append(op)
-            self._starts[a].fromlist(u.starts[i:j])
+            if u.rle is not None and i == 0 and j == len(u.starts):
+                self._starts[a].extend_rle(u.rle)  # O(runs), not O(changes)
+            else:
+                self._starts[a].extend(u.starts[i:j])
             ctx = self._ctx[a]
             for s, d in u.deps.items():
                 if u.seq + i <= s < u.seq + j and d:

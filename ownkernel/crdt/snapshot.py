@@ -25,15 +25,15 @@ path: they arrive as changes and bundles and are integrated by the rules.
 from __future__ import annotations
 
 import zlib
-from array import array
 from typing import TYPE_CHECKING, Any
 
 import cbor2
 
-from .codec import CELL, DEL, INS, REDACT, SAVED, rle_decode, rle_encode
+from .codec import CELL, DEL, INS, REDACT, SAVED, rle_check
 from .errors import DecodeError
 from .integrate import BIG_BATCH, _gc_paused
 from .rga import MAX_RUNS, Block, Run, Sequence
+from .starts import Starts
 
 if TYPE_CHECKING:
     from .doc import Doc
@@ -52,7 +52,7 @@ def save(doc: Doc) -> bytes:
             if da_ == a
         )
         histories.append(
-            [v, rle_encode(list(doc._starts[a])), doc._end[a], deps, _ops_to_columns(doc._oplog[a])]
+            [v, doc._starts[a].to_rle(), doc._end[a], deps, _ops_to_columns(doc._oplog[a])]
         )
     seqs = {}
     for key, obj in doc._objs.items():
@@ -156,11 +156,12 @@ def _restore(cls: type[Doc], body: list[Any], actor: bytes | None) -> Doc:
             continue
         a = amap[saved_a]
         v, starts_rle, end, deps, ops = h
-        starts = rle_decode(starts_rle)
+        starts = Starts()
+        starts.extend_rle(rle_check(starts_rle))
         if len(starts) != v or not isinstance(end, int):
             raise DecodeError("corrupt saved document: change table")
         d._vv[a] = v
-        d._starts[a] = array("q", starts)
+        d._starts[a] = starts
         d._end[a] = end
         ctx = d._ctx[a]
         for s, flat in deps:
