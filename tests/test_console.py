@@ -1,0 +1,59 @@
+"""`ownkernel console`: a real terminal session on the ownkernel kernel (pexpect)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_console_runs_magics_and_exits(tmp_path: Path) -> None:
+    from ownkernel.kernel.install import install
+
+    prefix = tmp_path / "prefix"
+    install(prefix=str(prefix))
+    env = {
+        **os.environ,
+        "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
+        "OWNKERNEL_HOME": str(tmp_path / "home"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "TERM": "dumb",
+    }
+    env.pop("OWNKERNEL_PROFILE", None)
+    env.pop("OWNKERNEL_BOOTSTRAP", None)
+    child = pexpect.spawn(sys.executable, ["-m", "ownkernel", "console"], env=env,
+                          encoding="utf-8", timeout=60)
+    try:
+        child.expect(r"In \[1\]")
+        child.sendline("%own whoami")
+        child.expect(r"short id\s+([0-9a-f]{8})")
+        short = child.match.group(1)
+        child.expect(r"In \[2\]")
+        child.sendline("node.short_id")
+        child.expect(short)
+        child.expect(r"In \[3\]")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    child.close()
+    assert child.exitstatus == 0, child.before
+
+
+def test_console_without_kernelspec_is_one_clear_line(tmp_path: Path) -> None:
+    env = {**os.environ, "JUPYTER_PATH": str(tmp_path / "empty"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    out, status = pexpect.run(f"{sys.executable} -m ownkernel console", env=env,
+                              withexitstatus=True, encoding="utf-8", timeout=60)
+    if "no kernelspec" not in out:
+        pytest.skip("a system-wide ownkernel kernelspec is installed on this machine")
+    assert status != 0 and out.strip().count("\n") == 0
