@@ -409,3 +409,11 @@ def test_node_arguments_env_bootstrap_and_local_only(tmp_path, monkeypatch):
             local.close()
     finally:
         a.close()
+
+
+def test_a_stuck_network_thread_raises_the_builtin_timeout_error(nodes):
+    # Before 3.11 concurrent.futures.TimeoutError is not the builtin TimeoutError,
+    # which is what callers (%own status, connect, join) catch.
+    _, net = nodes("slow")
+    with pytest.raises(TimeoutError):
+        net._call(asyncio.sleep, 2.0, timeout=0.05)

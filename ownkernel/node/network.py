@@ -186,8 +186,9 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
             deny={curve_key_of(i) for i in cfg.deny})
         listen = list(cfg.listen)
         tries = [listen]
+        last = node.store.get_setting("net.endpoints")
         if cfg.sticky_port:
-            sticky = sticky_listen(listen, node.store.get_setting("net.endpoints") or [])
+            sticky = sticky_listen(listen, last or [])
             if sticky != listen:
                 tries.insert(0, sticky)
         for i, attempt in enumerate(tries):
@@ -205,7 +206,8 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
             self.transport = t
             break
         assert self.transport is not None
-        node.store.set_setting("net.endpoints", list(self.transport.endpoints))
+        if last != list(self.transport.endpoints):  # usually the same port again: no write
+            node.store.set_setting("net.endpoints", list(self.transport.endpoints))
         self._seen_docs = {r.id for r in node.store.documents()}
         self.addresses = self._advertised()
         self.book = AddressBook(node.identity, node.store)
@@ -291,7 +293,12 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
             return await r if asyncio.iscoroutine(r) else r
 
         fut: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(run(), self._loop)
-        return fut.result(timeout)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            if isinstance(exc, TimeoutError):  # 3.11+: the same class
+                raise
+            raise TimeoutError(*exc.args) from None  # 3.10: callers catch the builtin one
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)

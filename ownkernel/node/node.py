@@ -193,7 +193,8 @@ class Node(IngestMixin, NetworkMixin):
                 f"belong to database {self.store.path} (node {short_id(stored)}); restore the "
                 f"matching key file. Nothing was changed.")
         if name is not None:
-            self.store.set_setting("name", name)
+            if self.store.get_setting("name") != name:  # no fsync'd write when unchanged
+                self.store.set_setting("name", name)
             self.name = name
         else:
             self.name = self.store.get_setting("name") or f"node-{self.short_id}"
@@ -294,7 +295,7 @@ class Node(IngestMixin, NetworkMixin):
             return [self._handle(r.id) for r in self.store.documents()]
 
     def open(self, doc: bytes | str | DocHandle) -> DocHandle:
-        """A document by id (bytes), hex id, or unique hex prefix (like git)."""
+        """A document by id (bytes), hex id, unique hex prefix (like git), or unique title."""
         with self._lock:
             self._check_open()
             if isinstance(doc, DocHandle):
@@ -305,12 +306,15 @@ class Node(IngestMixin, NetworkMixin):
             prefix = doc.strip().lower()
             if prefix.startswith("own:"):
                 raise ValueError("that is an invite token: use node.join(token)")
-            matches = [r for r in self.store.documents() if r.id.hex().startswith(prefix)]
+            rows = self.store.documents()
+            matches = [r for r in rows if r.id.hex().startswith(prefix)] if prefix else []
+            if not matches:
+                matches = [r for r in rows if r.title == doc]
             if not prefix or not matches:
                 raise KeyError(f"no document matching {doc!r} on this node")
             if len(matches) > 1:
                 ids = ", ".join(f"{r.id.hex()[:12]} ({r.title!r})" for r in matches[:5])
-                raise KeyError(f"{doc!r} is ambiguous: {ids}; give more digits")
+                raise KeyError(f"{doc!r} is ambiguous: {ids}; give more digits or the id")
             return self._handle(matches[0].id)
 
     def _open_doc(self, doc_id: bytes) -> _OpenDoc:
