@@ -342,6 +342,16 @@ def test_pip_install_makes_kernelspec_appear(tmp_path: Path) -> None:
                    check=True, timeout=120)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     py = bindir / "python"
+    if sys.prefix != sys.base_prefix:
+        # Run from a venv, --system-site-packages exposes the base interpreter's
+        # packages, not ours: point the scratch venv at our dependencies too
+        # (it still imports its own pip-installed ownkernel, which comes first).
+        import sysconfig
+
+        probe = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        site = subprocess.run([str(py), "-c", probe], check=True, capture_output=True,
+                              text=True).stdout.strip()
+        Path(site, "_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items()
            if k not in ("JUPYTER_PATH", "PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(REPO)],

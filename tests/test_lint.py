@@ -19,6 +19,7 @@ def test_ruff_clean() -> None:
             "ownkernel",
             "tests",
             "benchmarks",
+            "notebooks",
         ],
         cwd=ROOT,
         capture_output=True,
