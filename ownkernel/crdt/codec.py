@@ -37,13 +37,13 @@ change boundaries are the run-length-encoded lamport starts::
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from itertools import accumulate, chain, repeat
 from typing import Any, NamedTuple
 
 import cbor2
 
 from .errors import DecodeError
+from .starts import Starts
 
 INS, DEL, SET, DELKEY, INC, APPEND, CELL, REDACT = range(8)
 OP_KINDS = frozenset(range(8))
@@ -71,7 +71,7 @@ class Change(NamedTuple):
 class Bundle(NamedTuple):
     actors: list[bytes]
     seq: int
-    starts: list[int]
+    starts: Starts  # lamport start of each change (run-length encoded)
     end: int
     deps: dict[int, list[tuple[int, int]]]  # seq -> [(actor index, seq)]
     ops: list[list[Any]]
@@ -223,7 +223,8 @@ def decode(data: bytes) -> Change | Bundle:
     _check_actors(actors)
     if not _is_int(seq) or seq < 1 or not _is_int(end) or end < 1:
         raise _fail("bad bundle seq")
-    starts = rle_decode(starts_rle)
+    starts = Starts()
+    starts.extend_rle(rle_check(starts_rle))  # O(runs): a typist's history is one run
     if end <= starts[-1]:
         raise _fail("bundle end before its last change")
     if not isinstance(deps, list):
@@ -293,7 +294,7 @@ def bundle_op_end(op: list[Any]) -> int:
     return op[2] + 1
 
 
-def _check_coverage(starts: list[int], end: int, ops: list[list[Any]]) -> None:
+def _check_coverage(starts: Starts, end: int, ops: list[list[Any]]) -> None:
     """Every change of a bundle has ops, and they end at its end.
 
     A change's ops take consecutive lamports from its start, so each start
@@ -310,10 +311,10 @@ def _check_coverage(starts: list[int], end: int, ops: list[list[Any]]) -> None:
         if lam < prev_end:
             raise _fail("bundle ops overlap")
         if lam > prev_end:
-            covered += bisect_left(starts, prev_end) - bisect_left(starts, seg_lo)
+            covered += starts.count_le(prev_end - 1) - starts.count_le(seg_lo - 1)
             seg_lo = lam
         prev_end = bundle_op_end(op)
-    covered += bisect_left(starts, prev_end) - bisect_left(starts, seg_lo)
+    covered += starts.count_le(prev_end - 1) - starts.count_le(seg_lo - 1)
     if covered != len(starts):
         raise _fail("a change of the bundle has no ops")
     if prev_end != end:

@@ -22,6 +22,7 @@ from .codec import APPEND, CELL, CHANGE, DEL, DELKEY, INC, INS, MAX_INT, REDACT,
 from .errors import ConflictError, CRDTError, DecodeError, InvalidChangeError
 from .history import _canon, _from_wire, _log_delete, _op_end, _slice_op
 from .rga import Sequence, build
+from .starts import Starts
 from .text import Delta
 
 _loads = cbor2.loads
@@ -38,7 +39,7 @@ class _Unit:
         self,
         actor: int,
         seq: int,
-        starts: list[int],
+        starts: Starts,
         end: int,
         deps: dict[int, list[tuple[int, int]]],
         ops: list[list[Any]],
@@ -290,7 +291,7 @@ class Integrator:
                     ops.append(_from_wire(op, lam, amap))
                     lam += 1
             deps = {c.seq: [(amap[x], s) for x, s in c.deps]} if c.deps else {}
-            return _Unit(a, c.seq, [c.lamport], lam, deps, ops, call)
+            return _Unit(a, c.seq, Starts((c.lamport,)), lam, deps, ops, call)
         ops = []
         for op in c.ops:
             op = list(op)
@@ -414,7 +415,7 @@ class Integrator:
         # along its chain). Otherwise a peer could forge deps away and leave
         # a history that no replica can integrate in dependency order.
         ctxs: dict[int, dict[int, int]] = {}
-        vstarts: dict[int, list[int]] = {}
+        vstarts: dict[int, Starts] = {}
 
         def seen(a: int, x: int, lam: int) -> bool:
             if x == a:
@@ -422,7 +423,7 @@ class Integrator:
             st = self._starts[x]
             s = st.count_le(lam)
             if s == len(st) and x in vstarts:
-                s += bisect_right(vstarts[x], lam)
+                s += vstarts[x].count_le(lam)
             return s <= ctxs[a].get(x, 0)
 
         for u, i, j in plan:
@@ -476,7 +477,13 @@ class Integrator:
                     ) or not seen(a, op[3], op[4]):
                         raise InvalidChangeError(f"redact of unknown message in {key}")
             last_lam[a] = u.starts[j] if j < len(u.starts) else u.end
-            vstarts.setdefault(a, []).extend(u.starts[i:j])
+            vs = vstarts.get(a)
+            if vs is None:
+                vs = vstarts[a] = Starts()
+            if u.rle is not None and i == 0 and j == len(u.starts):
+                vs.extend_rle(u.rle)
+            else:
+                vs.extend(u.starts.slice(i, j))
 
     def _execute(self, plan: list[tuple[_Unit, int, int]]) -> set[str]:
         touched: set[str] = set()
@@ -516,7 +523,7 @@ class Integrator:
             if u.rle is not None and i == 0 and j == len(u.starts):
                 self._starts[a].extend_rle(u.rle)  # O(runs), not O(changes)
             else:
-                self._starts[a].extend(u.starts[i:j])
+                self._starts[a].extend(u.starts.slice(i, j))
             ctx = self._ctx[a]
             for s, d in u.deps.items():
                 if u.seq + i <= s < u.seq + j and d:
