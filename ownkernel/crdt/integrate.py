@@ -441,10 +441,17 @@ class Integrator:
             for op in self._slice_ops(u, i, j):
                 k, key, lam = op[0], op[1], op[2]
                 if k == INS:
-                    if op[4] >= 0 and (
-                        op[3] >= lam or not known(key, op[4], op[3], 1) or not seen(a, op[4], op[3])
-                    ):
-                        raise InvalidChangeError(f"insert after unknown element {op[3]} in {key}")
+                    oa, ol = op[4], op[3]
+                    if oa >= 0:
+                        # most origins are the author's own recent elements: look in
+                        # what this call inserts first, then the full check
+                        vo = virtual.get((key, oa)) if oa == a else None
+                        at = bisect_right(vo[0], ol) - 1 if vo is not None else -1
+                        if ol >= lam or not (
+                            (at >= 0 and ol < vo[1][at])  # type: ignore[index]
+                            or (known(key, oa, ol, 1) and seen(a, oa, ol))
+                        ):
+                            raise InvalidChangeError(f"insert after unknown element {ol} in {key}")
                     vr = virtual.get((key, a))
                     if vr is None:
                         vr = virtual[(key, a)] = ([], [])
@@ -456,7 +463,13 @@ class Integrator:
                         vr[0].append(lam)
                         vr[1].append(lam + len(op[5]))
                 elif k == DEL:
-                    if not known(key, op[3], op[4], op[5]) or not seen(a, op[3], op[4] + op[5] - 1):
+                    ta, tl, tn = op[3], op[4], op[5]
+                    vo = virtual.get((key, ta)) if ta == a else None
+                    at = bisect_right(vo[0], tl) - 1 if vo is not None else -1
+                    if not (
+                        (at >= 0 and tl + tn <= vo[1][at])  # type: ignore[index]
+                        or (known(key, ta, tl, tn) and seen(a, ta, tl + tn - 1))
+                    ):
                         raise InvalidChangeError(f"delete of unknown elements in {key}")
                 elif k == CELL:
                     rk, ck = "r:" + key[2:], "c:" + key[2:]
