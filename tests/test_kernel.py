@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import kernel_sandbox
 from jupyter_client.manager import KernelManager
 
 from ownkernel.kernel.cells import apply_text_diff
-from ownkernel.kernel.install import install
 from ownkernel.kernel.settings import SettingsError, load_settings, profile_candidates
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,18 +111,8 @@ class Kernel:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("kernels")
-    prefix = root / "prefix"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-        mp.setenv("OWNKERNEL_HOME", str(root / "home"))
-        mp.setenv("IPYTHONDIR", str(root / "ipython"))
-        for var in ("OWNKERNEL_PROFILE", "OWNKERNEL_LISTEN", "OWNKERNEL_BOOTSTRAP",
-                    "OWNKERNEL_NAME"):
-            mp.delenv(var, raising=False)
-        install(prefix=str(prefix))
-        yield root / "home"
+    with kernel_sandbox(tmp_path_factory.mktemp("kernels")) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")

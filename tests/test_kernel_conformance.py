@@ -7,32 +7,21 @@ nothing here touches the real user's Jupyter data or ownkernel profiles.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import jupyter_kernel_test as jkt
 import pytest
+from conftest import kernel_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ownkernel_spec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from ownkernel.kernel.install import install
-
     root = tmp_path_factory.mktemp("conformance")
-    prefix = root / "prefix"
-    with pytest.MonkeyPatch.context() as mp:
-        # The kernel subprocess imports ownkernel from this checkout even when
-        # the package is not installed (an editable install works either way).
-        mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-        mp.setenv("OWNKERNEL_HOME", str(root / "home"))
-        mp.setenv("IPYTHONDIR", str(root / "ipython"))  # history DB of its own
-        mp.delenv("OWNKERNEL_PROFILE", raising=False)
-        install(prefix=str(prefix))
-        yield prefix
+    with kernel_sandbox(root):
+        yield root / "prefix"
 
 
 class TestOwnKernelConformance(jkt.KernelTests):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import kernel_sandbox
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,18 +21,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 @pytest.fixture(scope="module")
 def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from ownkernel.kernel.install import install
-
     root = tmp_path_factory.mktemp("notebooks")
-    prefix = root / "prefix"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-        mp.setenv("OWNKERNEL_HOME", str(root / "home"))
-        mp.setenv("IPYTHONDIR", str(root / "ipython"))
-        mp.delenv("OWNKERNEL_PROFILE", raising=False)
-        mp.delenv("OWNKERNEL_BOOTSTRAP", raising=False)
-        install(prefix=str(prefix))
+    with kernel_sandbox(root):
         yield root
 
 

@@ -14,14 +14,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ownkernel.node.reprs import fields_html, table_html
+
 __all__ = ["Fields", "Message", "Table", "ago", "fmt"]
 
-# Inline styles only: notebooks strip <style> in some front-ends (GitHub,
-# nbviewer in safe mode), and we want the same look everywhere.
-_TABLE = "border-collapse:collapse;font-size:90%;margin:2px 0"
-_TH = "text-align:left;padding:2px 10px 2px 0;border-bottom:1px solid #ccc"
-_TD = "text-align:left;padding:2px 10px 2px 0;vertical-align:top;font-family:monospace"
-_CAPTION = "text-align:left;font-weight:bold;padding:2px 0"
 
 
 def fmt(value: Any) -> str:
@@ -84,20 +80,7 @@ class Table:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        esc = html.escape
-        parts = [f'<table style="{_TABLE}">']
-        if self.title:
-            parts.append(f'<caption style="{_CAPTION}">{esc(self.title)}</caption>')
-        if not self.rows:
-            parts.append(f'<tr><td style="{_TD}">{esc(self.empty)}</td></tr></table>')
-            return "".join(parts)
-        parts.append("<tr>" + "".join(f'<th style="{_TH}">{esc(c)}</th>' for c in self.columns))
-        parts.append("</tr>")
-        for row in self.rows:
-            cells = "".join(f'<td style="{_TD}">{esc(c)}</td>' for c in row)
-            parts.append(f"<tr>{cells}</tr>")
-        parts.append("</table>")
-        return "".join(parts)
+        return table_html(self.title, self.columns, self.rows, self.empty)
 
 
 class Fields:
@@ -120,17 +103,7 @@ class Fields:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        esc = html.escape
-        parts = [f'<table style="{_TABLE}">']
-        if self.title:
-            parts.append(f'<caption style="{_CAPTION}">{esc(self.title)}</caption>')
-        for k, v in self.pairs:
-            parts.append(
-                f'<tr><th style="{_TH};border:none">{esc(k)}</th>'
-                f'<td style="{_TD}">{esc(v)}</td></tr>'
-            )
-        parts.append("</table>")
-        return "".join(parts)
+        return fields_html(self.title, self.pairs)
 
 
 class Message:

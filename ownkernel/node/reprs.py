@@ -32,32 +32,29 @@ def _ago(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
+def _caption(title: str) -> str:
+    return f'<caption style="{_CAPTION}">{html.escape(title)}</caption>' if title else ""
+
+
 def fields_html(title: str, pairs: list[tuple[str, Any]]) -> str:
+    """Key/value pairs as a two-column table (a status panel)."""
     esc = html.escape
     rows = "".join(
-        f'<tr><th style="{_TH};border:none">{esc(k)}</th>'
+        f'<tr><th style="{_TH};border:none">{esc(str(k))}</th>'
         f'<td style="{_TD}">{esc(str(v))}</td></tr>'
         for k, v in pairs
     )
-    return (
-        f'<table style="{_TABLE}"><caption style="{_CAPTION}">{esc(title)}</caption>{rows}</table>'
-    )
+    return f'<table style="{_TABLE}">{_caption(title)}{rows}</table>'
 
 
 def table_html(title: str, columns: list[str], rows: list[list[Any]], empty: str) -> str:
+    """Rows under named columns; ``empty`` shows when there are none."""
     esc = html.escape
     head = "".join(f'<th style="{_TH}">{esc(c)}</th>' for c in columns)
-    body = (
-        "".join(
-            "<tr>" + "".join(f'<td style="{_TD}">{esc(str(c))}</td>' for c in r) + "</tr>"
-            for r in rows
-        )
-        or f'<tr><td style="{_TD}" colspan="{len(columns)}">{esc(empty)}</td></tr>'
-    )
-    return (
-        f'<table style="{_TABLE}"><caption style="{_CAPTION}">{esc(title)}</caption>'
-        f"<tr>{head}</tr>{body}</table>"
-    )
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{_TD}">{esc(str(c))}</td>' for c in r) + "</tr>" for r in rows
+    ) or f'<tr><td style="{_TD}" colspan="{len(columns)}">{esc(empty)}</td></tr>'
+    return f'<table style="{_TABLE}">{_caption(title)}<tr>{head}</tr>{body}</table>'
 
 
 def node_html(node: Node) -> str:
