@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections import Counter
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = "ownkernel"
+# zmq.asyncio hands back an already-finished future when a message is waiting,
+# so ``await sock.recv_multipart()`` does not suspend while a peer keeps the
+# socket busy: a flood would starve every other task on the loop (the node's
+# writer, its timers, calls from other threads). Receive loops give the loop
+# a turn every this many frames.
+YIELD_EVERY = 32
 
 # ("in", ROUTER routing id) or ("out", connection number as bytes)
 ConnId = tuple[str, bytes]
@@ -315,7 +322,9 @@ class Transport:
 
     async def _router_loop(self) -> None:
         assert self._router is not None
-        while True:
+        for n in itertools.count(1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # see YIELD_EVERY
             parts = await self._router.recv_multipart(copy=False)
             if len(parts) != 2:
                 self.stats["bad-multipart"] += 1
@@ -329,7 +338,9 @@ class Transport:
             self._accept(("in", rid.bytes), curve_key, frame.bytes)
 
     async def _dealer_loop(self, num: bytes, out: _Out) -> None:
-        while True:
+        for n in itertools.count(1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # see YIELD_EVERY
             parts = await out.sock.recv_multipart()
             if len(parts) != 1:
                 self.stats["bad-multipart"] += 1
