@@ -321,22 +321,6 @@ def _check_coverage(starts: Starts, end: int, ops: list[list[Any]]) -> None:
         raise _fail("bundle end does not match its last op")
 
 
-def split_ops(flat: list[Any], i: int) -> list[list[Any]]:
-    """Cut the spread ops of a change (from index ``i``) back into op lists."""
-    ops = []
-    n = len(flat)
-    while i < n:
-        k = flat[i]
-        if not _is_int(k) or k not in OP_KINDS:
-            raise _fail(f"unknown op kind {k!r:.20}")
-        j = i + 1 + ARITY[k]
-        if j > n:
-            raise _fail("truncated op")
-        ops.append(flat[i:j])
-        i = j
-    return ops
-
-
 def _decode_change(v: list[Any]) -> Change:
     if len(v) < 6:
         raise _fail("wrong number of fields")

@@ -237,9 +237,6 @@ class Sequence:
             return None
         return r
 
-    def has_id(self, lam: int, act: int) -> bool:
-        return self.find_id(lam, act) is not None
-
     def _insert_after(self, prev: Run | None, run: Run) -> None:
         """Place ``run`` right after ``prev`` (None: at the very start)."""
         if prev is None:

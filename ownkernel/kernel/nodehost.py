@@ -211,16 +211,6 @@ class NodeHost:
         self._thread = threading.Thread(target=self._run, name="ownkernel-node-start", daemon=True)
         self._thread.start()
 
-    def start_sync(self) -> Any:
-        """Open the node in the calling thread (CLI use); raises NodeUnavailable."""
-        with self._mutex:
-            if self.state == "idle":
-                self.state = "starting"
-                self.started_at = time.time()
-        if self._thread is None and not self._ready.is_set():
-            self._run()
-        return self.wait(0)
-
     def _run(self) -> None:
         try:
             node = self._open()
