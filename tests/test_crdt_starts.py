@@ -25,6 +25,10 @@ def _starts(g: list[int]) -> list[int]:
 @given(gaps, st.data())
 def test_starts_match_the_plain_list(g: list[int], data: st.DataObject) -> None:
     lst = _starts(g)
+    s = Starts()
+    for x in lst:  # through the append buffer, read before it is folded
+        s.append(x)
+    assert len(s) == len(lst) and s[-1] == lst[-1] and s.to_rle() == rle_encode(lst)
     s = Starts(lst)
     assert len(s) == len(lst) and list(s) == lst
     assert [s[i] for i in range(len(lst))] == lst and s[-1] == lst[-1]
@@ -40,5 +44,10 @@ def test_starts_match_the_plain_list(g: list[int], data: st.DataObject) -> None:
 
 
 def test_a_typists_history_is_one_run() -> None:
-    s = Starts(range(1, 260_001))
+    s = Starts()
+    for lam in range(1, 260_001):
+        s.append(lam)
+        if lam == 5000:
+            assert s.count_le(4000) == 4000 and len(s) == 5000
     assert len(s) == 260_000 and s.to_rle() == [1, 1, 259_999] and len(s._lam) == 1
+    assert len(s.buf) == 0 and s[123_456] == 123_457

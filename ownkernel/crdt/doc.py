@@ -185,7 +185,10 @@ class Doc(History, Integrator):
         else:
             blob = self._commit_general(ops, seq, start)
             end = _op_end(ops[-1])
-        self._my_starts.append(start)
+        buf = self._my_starts.buf
+        buf.append(start)
+        if len(buf) >= 1024:
+            self._my_starts.fold()
         self._end[0] = end
         self._vv[0] = seq
         self._remote_since_commit = False

@@ -258,7 +258,10 @@ class Integrator:
             end = lam + z
         else:
             return False
-        self._starts[a].append(lam)
+        st = self._starts[a]
+        st.buf.append(lam)
+        if len(st.buf) >= 1024:
+            st.fold()
         self._end[a] = end
         self._vv[a] = seq
         if end - 1 > self._lamport:

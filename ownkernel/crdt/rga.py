@@ -425,7 +425,6 @@ class Sequence:
         positions are wanted by :attr:`want_positions`, else None."""
         self._tail = None
         actors = self.actors
-        key = (lam, actors[act])
         r = self._rtail
         if (
             r is not None
@@ -445,7 +444,11 @@ class Sequence:
                 i = self._rtail_at = runs.index(r)
             i += 1
             nxt = runs[i] if i < len(runs) else self._next_run(r)
-            if nxt is None or (nxt.lam, actors[nxt.act]) < key:
+            if (
+                nxt is None
+                or nxt.lam < lam
+                or (nxt.lam == lam and actors[nxt.act] < actors[act])
+            ):
                 n = len(content)
                 r.content = r.content + content
                 r.n += n
@@ -454,6 +457,7 @@ class Sequence:
                 if self._cb > blk.idx:
                     self._cpos += n
                 return (self._pos_of_run(r) + r.n - n, n) if self.want_positions else None
+        key = (lam, actors[act])
         if oact < 0:
             prev = None
             nxt = self._first_run()

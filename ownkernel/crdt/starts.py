@@ -16,22 +16,41 @@ from collections.abc import Iterable, Iterator
 
 
 class Starts:
-    __slots__ = ("_idx", "_lam", "_delta", "_count", "_n")
+    __slots__ = ("_idx", "_lam", "_delta", "_count", "_n", "buf")
 
     def __init__(self, starts: Iterable[int] = ()) -> None:
         self._idx: list[int] = []  # index of each run's first change
         self._lam: list[int] = []  # its lamport
         self._delta: list[int] = []
         self._count: list[int] = []
-        self._n = 0
+        self._n = 0  # changes folded into runs
+        # Recent starts not yet folded into runs: the hot paths (a commit per
+        # keystroke, a remote change per keystroke) append here at C speed;
+        # readers fold first. Callers may append to it directly.
+        self.buf: list[int] = []
         for s in starts:
-            self.append(s)
+            self._add(s)
 
     def __len__(self) -> int:
-        return self._n
+        return self._n + len(self.buf)
 
     def append(self, lam: int) -> None:
         """Add the start of the next change (must exceed the last one)."""
+        buf = self.buf
+        buf.append(lam)
+        if len(buf) >= 1024:
+            self.fold()
+
+    def fold(self) -> None:
+        """Fold the buffered starts into runs (readers call this)."""
+        buf = self.buf
+        if buf:
+            add = self._add
+            for lam in buf:
+                add(lam)
+            buf.clear()
+
+    def _add(self, lam: int) -> None:
         if self._n:
             c = self._count[-1]
             last = self._lam[-1] + self._delta[-1] * (c - 1)
@@ -55,7 +74,8 @@ class Starts:
         """Append starts given as :func:`codec.rle_encode` form ``[s0, d, c, …]``."""
         if not rle:
             return
-        self.append(rle[0])
+        self.fold()
+        self._add(rle[0])
         for i in range(1, len(rle), 2):
             d, c = rle[i], rle[i + 1]
             cnt = self._count[-1]
@@ -72,10 +92,13 @@ class Starts:
             self._n += c
 
     def extend(self, starts: Iterable[int]) -> None:
+        self.fold()
         for s in starts:
-            self.append(s)
+            self._add(s)
 
     def __getitem__(self, i: int) -> int:
+        if self.buf:
+            self.fold()
         if i < 0:
             i += self._n
         if not 0 <= i < self._n:
@@ -88,6 +111,8 @@ class Starts:
 
     def count_le(self, lam: int) -> int:
         """How many changes start at or before ``lam`` (``bisect_right`` semantics)."""
+        if self.buf:
+            self.fold()
         r = bisect_right(self._lam, lam) - 1
         if r < 0:
             return 0
@@ -95,15 +120,17 @@ class Starts:
         return self._idx[r] + min(k, self._count[r])
 
     def __iter__(self) -> Iterator[int]:
+        self.fold()
         for lam, d, c in zip(self._lam, self._delta, self._count):
             yield from range(lam, lam + d * c, d)
 
     def to_rle(self) -> list[int]:
         """``[s0, delta, count, …]``, exactly as :func:`codec.rle_encode` writes it."""
-        return self.rle_range(0, self._n)
+        return self.rle_range(0, len(self))
 
     def rle_range(self, i: int, j: int) -> list[int]:
         """:meth:`to_rle` of changes ``i..j-1`` only, in O(runs)."""
+        self.fold()
         if not 0 <= i < j <= self._n:
             return []
         out = [self[i]]
