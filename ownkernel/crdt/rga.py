@@ -501,19 +501,21 @@ class Sequence:
         """
         self._tail = None
         spans: list[tuple[int, int]] = []
-        if n == 1 and not self.want_positions:
-            r = self.find_id(lam, act)
-            if (
-                r is not None
-                and not r.dead
-                and r.n > 1
-                and lam == r.lam + r.n - 1
-                and self._shift_last_into_dead(r)
-            ):
-                return spans
+        found = self.find_id(lam, act)  # reused by the first step below
+        if (
+            n == 1
+            and found is not None
+            and not self.want_positions
+            and not found.dead
+            and found.n > 1
+            and lam == found.lam + found.n - 1
+            and self._shift_last_into_dead(found)
+        ):
+            return spans
         end = lam + n
         while lam < end:
-            r = self.find_id(lam, act)
+            r = found if found is not None else self.find_id(lam, act)
+            found = None
             if r is None:
                 raise KeyError((lam, act))
             k = lam - r.lam

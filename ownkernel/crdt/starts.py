@@ -44,11 +44,30 @@ class Starts:
     def fold(self) -> None:
         """Fold the buffered starts into runs (readers call this)."""
         buf = self.buf
-        if buf:
-            add = self._add
-            for lam in buf:
-                add(lam)
-            buf.clear()
+        if not buf:
+            return
+        idx, lams, deltas, counts = self._idx, self._lam, self._delta, self._count
+        n = self._n
+        for lam in buf:  # _add, inlined: this runs once per change
+            if n:
+                c = counts[-1]
+                d = lam - (lams[-1] + deltas[-1] * (c - 1))
+                if c == 1:
+                    deltas[-1] = d
+                    counts[-1] = 2
+                    n += 1
+                    continue
+                if d == deltas[-1]:
+                    counts[-1] = c + 1
+                    n += 1
+                    continue
+            idx.append(n)
+            lams.append(lam)
+            deltas.append(1)
+            counts.append(1)
+            n += 1
+        self._n = n
+        buf.clear()
 
     def _add(self, lam: int) -> None:
         if self._n:
