@@ -48,6 +48,17 @@ class Starts:
             return
         idx, lams, deltas, counts = self._idx, self._lam, self._delta, self._count
         n = self._n
+        if n:
+            # the usual case: the whole buffer continues the last run (checked in C)
+            c = counts[-1]
+            last = lams[-1] + deltas[-1] * (c - 1)
+            d = buf[0] - last if c == 1 else deltas[-1]
+            if d > 0 and buf == list(range(last + d, last + d * (len(buf) + 1), d)):
+                deltas[-1] = d
+                counts[-1] = c + len(buf)
+                self._n = n + len(buf)
+                buf.clear()
+                return
         for lam in buf:  # _add, inlined: this runs once per change
             if n:
                 c = counts[-1]
