@@ -160,7 +160,7 @@ class IngestMixin:
         envs = run.envelopes
         i, touched = 0, False
         while i < len(envs):
-            j = self._admit_stretch(od, run, i)
+            j = self._admit_stretch(od, run, i) if len(envs) - i > 1 else i
             if j > i:
                 i = j
                 continue
