@@ -3,7 +3,7 @@
 ``apply()`` is atomic per call: every blob is decoded and every reference
 checked against the current state plus what earlier changes of the same
 call create, before anything is touched. Large batches rebuild whole
-sequences at once (:func:`.rga.build`); single keystrokes take a fast path
+sequences at once (:func:`.batch.build`); single keystrokes take a fast path
 that skips the planning machinery.
 """
 
@@ -18,10 +18,11 @@ from typing import Any
 import cbor2
 
 from . import codec
+from .batch import build
 from .codec import APPEND, CELL, CHANGE, DEL, DELKEY, INC, INS, MAX_INT, REDACT, SET, Bundle, Change
 from .errors import ConflictError, CRDTError, DecodeError, InvalidChangeError
 from .history import _canon, _from_wire, _log_delete, _op_end, _slice_op
-from .rga import Sequence, build
+from .rga import Sequence
 from .starts import Starts
 from .text import Delta
 
@@ -574,7 +575,7 @@ class Integrator:
             self.sheet(key[2:])._remote_cell(lam, author, op)
 
     def _rebuild(self, keys: set[str], slices: list[tuple[_Unit, list[list[Any]]]]) -> None:
-        """Rebuild whole sequences from old state plus many new ops (see rga.build)."""
+        """Rebuild whole sequences from old state plus many new ops (see batch.build)."""
         for key in keys:
             root = self._seqroot(key)
             seq = root._seq

@@ -5,7 +5,7 @@ Order rule (RGA): every element has an id ``(lamport, actor)`` and an
 depth-first walk of the origin tree with siblings in *descending* id order;
 integrating one element means: start right after its origin, skip every
 element whose id is greater, insert. Both the one-at-a-time path
-(:meth:`Sequence.integrate`) and the whole-history path (:func:`build`)
+(:meth:`Sequence.integrate`) and the whole-history path (:func:`.batch.build`)
 compute that same order.
 
 Data layout (why it is fast in pure Python):
@@ -29,7 +29,7 @@ Data layout (why it is fast in pure Python):
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 HEAD = (0, -1)
@@ -599,105 +599,3 @@ def _concat(empty: Any, parts: list[Any]) -> Any:
     if isinstance(empty, str):
         return "".join(parts)
     return [x for p in parts for x in p]
-
-
-def build(
-    seq: Sequence,
-    inserts: list[tuple[int, int, int, int, Any]],
-    deleted: dict[int, list[tuple[int, int]]],
-    sort_key: Callable[[int], bytes],
-) -> None:
-    """Fill an empty ``seq`` from a whole history at once.
-
-    ``inserts``: (act, lam, olam, oact, content) with implicit origins inside
-    content; ``deleted``: per actor, sorted disjoint [lo, hi) lamport ranges.
-    Computes the RGA order as the depth-first walk of the origin tree with
-    children in descending id order, which is what one-at-a-time
-    integration yields, without any scanning.
-    """
-    # 1. entries per actor, sorted by start
-    per: dict[int, list[tuple[int, int, int, Any]]] = {}
-    for act, lam, olam, oact, content in inserts:
-        per.setdefault(act, []).append((lam, olam, oact, content))
-    starts: dict[int, list[int]] = {}
-    for act, lst in per.items():
-        lst.sort(key=lambda e: e[0])
-        starts[act] = [e[0] for e in lst]
-    # 2. cut points: after every origin, and at delete boundaries
-    cuts: dict[tuple[int, int], set[int]] = {}
-
-    def cut(act: int, lam: int) -> None:
-        # ids were validated by the caller; a bound outside any entry needs no cut
-        st = starts.get(act)
-        i = bisect_right(st, lam) - 1 if st else -1
-        if i < 0:
-            return
-        e = per[act][i]
-        if e[0] < lam < e[0] + len(e[3]):
-            cuts.setdefault((act, i), set()).add(lam - e[0])
-
-    for lst in per.values():
-        for _lam, olam, oact, _c in lst:
-            if oact >= 0:
-                cut(oact, olam + 1)
-    for act, ranges in deleted.items():
-        for lo, hi in ranges:
-            cut(act, lo)
-            cut(act, hi)
-    # 3. fragments; children lists keyed by the id of the origin element
-    children: dict[tuple[int, int], list[Run]] = {}
-    firsts_by_act: dict[int, list[Run]] = {}
-    for act, lst in per.items():
-        dl = deleted.get(act, [])
-        dstarts = [d[0] for d in dl]
-        firsts = firsts_by_act[act] = []
-        for i, (lam, olam, oact, content) in enumerate(lst):
-            offs = sorted(cuts.get((act, i), ()))
-            bounds = [0, *offs, len(content)]
-            prev: Run | None = None
-            for a, b in zip(bounds, bounds[1:]):
-                flam = lam + a
-                j = bisect_right(dstarts, flam) - 1
-                dead = j >= 0 and dl[j][1] > flam
-                if a == 0:
-                    r = Run(flam, act, content[a:b], olam, oact, dead)
-                    firsts.append(r)
-                    children.setdefault((olam, oact), []).append(r)
-                else:
-                    r = Run(flam, act, content[a:b], flam - 1, act, dead)
-                    prev.nxt = r  # type: ignore[union-attr]
-                    children.setdefault((flam - 1, act), []).append(r)
-                prev = r
-    # 4. depth-first walk, siblings in descending id order
-    order: list[Run] = []
-    stack: list[Run] = []
-
-    def push_children(key: tuple[int, int]) -> None:
-        ch = children.get(key)
-        if ch:
-            if len(ch) > 1:
-                ch.sort(key=lambda r: (r.lam, sort_key(r.act)))
-            stack.extend(ch)  # ascending, so the greatest id is popped first
-
-    push_children(HEAD)
-    while stack:
-        r = stack.pop()
-        # fuse with the previous fragment when it is the same entry, adjacent
-        if order:
-            p = order[-1]
-            if p.nxt is r and p.dead == r.dead and p.n + r.n <= RUN_CAP:
-                p.content = p.content + r.content
-                p.n += r.n
-                p.nxt = r.nxt
-                push_children((r.lam + r.n - 1, r.act))
-                continue
-        order.append(r)
-        push_children((r.lam + r.n - 1, r.act))
-    # 5. blocks and index
-    half = MAX_RUNS // 2
-    seq.blocks = [Block(order[i : i + half], i // half) for i in range(0, len(order), half)] or [
-        Block([], 0)
-    ]
-    seq.length = sum(b.vis for b in seq.blocks)
-    seq.entries = {act: ([r.lam for r in fs], fs) for act, fs in firsts_by_act.items()}
-    seq._cb, seq._cpos, seq._tail, seq._rtail = 0, 0, None, None
