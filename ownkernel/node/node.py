@@ -322,6 +322,16 @@ class Node(IngestMixin, NetworkMixin):
         od = self._docs.get(doc_id)
         if od is not None:
             return od
+        # Under the lock, even for callers that forgot it: two threads loading
+        # the same doc at once would leave two in-memory copies, one of them
+        # stale (its next commit would reuse a stored seq).
+        with self._lock:
+            od = self._docs.get(doc_id)
+            if od is not None:
+                return od
+            return self._load_doc(doc_id)
+
+    def _load_doc(self, doc_id: bytes) -> _OpenDoc:
         self._check_open()
         row = self._row(doc_id)
         heads = self.store.heads(doc_id)

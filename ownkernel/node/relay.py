@@ -178,13 +178,14 @@ class RelayState:
         node = self.node
         if doc in self.asked.get(peer, ()):
             return True  # we asked this relay to carry it
-        od = node._open_doc(doc)
-        if doc in self.wanted.get(peer, ()) and od.crdt is None:
-            return True  # ciphertext we cannot read: knowing the id is enough
-        if od.access().role(peer, doc) is not None:
-            return True
-        cap = self.caps.get(peer, {}).get(doc)
-        return cap is not None and node._check_capability(doc, cap) is None
+        with node._lock:  # the network thread reads state the user's thread writes
+            od = node._open_doc(doc)
+            if doc in self.wanted.get(peer, ()) and od.crdt is None:
+                return True  # ciphertext we cannot read: knowing the id is enough
+            if od.access().role(peer, doc) is not None:
+                return True
+            cap = self.caps.get(peer, {}).get(doc)
+            return cap is not None and node._check_capability(doc, cap) is None
 
     def forget(self, peer: bytes) -> None:
         self.relays.discard(peer)
