@@ -134,3 +134,15 @@ class NetworkMixin:
     def sync(self) -> None:
         """Run anti-entropy with every peer now (it also runs periodically)."""
         self._network().sync_now()
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the node thread (its network loop) soon; returns at once.
+
+        The one way for other threads (a kernel's comm handlers, widgets) to hand
+        work to the node thread. Without a network (``network=False``) ``fn`` runs
+        right away in the calling thread.
+        """
+        if self._net is None:
+            fn(*args)
+        else:
+            self._net.call_soon(fn, *args)

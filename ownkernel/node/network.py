@@ -300,6 +300,15 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
                 raise
             raise TimeoutError(*exc.args) from None  # 3.10: callers catch the builtin one
 
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Schedule ``fn(*args)`` on the network thread (from any thread)."""
+        if self._loop is None or self._closed:
+            raise RuntimeError("the node's network is not running")
+        if threading.current_thread() is self._thread:
+            self._loop.call_soon(fn, *args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
     def _spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
