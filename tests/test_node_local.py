@@ -16,6 +16,7 @@ import pytest
 from ownkernel import Node
 from ownkernel.crdt import Doc
 from ownkernel.node import DocHandle, Invite, InviteError
+from ownkernel.node.gate import Credentials
 from ownkernel.store import (
     DB_FILE,
     Envelope,
@@ -304,10 +305,19 @@ def test_token_forgery_and_damage():
         with pytest.raises(InviteError, match="signature"):
             Invite.parse(forged.to_token())
         # a token signed by someone with no authority joins locally but grants nothing
-        from ownkernel.node.invite import make_invite
-        fake = make_invite(m.identity, doc=doc.id, owner=a.id, capability="write")
-        assert a._check_capability(doc.id, fake.cap_bytes()) == "bad_capability"
-        assert a._check_capability(doc.id, inv.cap_bytes()) is None
+        from ownkernel.node.grants import make_invite
+        fake = make_invite(m.identity, descriptor=inv.descriptor, capability="write")
+        acc = a.gate.view(doc.id)
+        assert acc.grant_problem(fake.redeem(m.id), doc.id, m.id) == "bad_capability"
+        assert acc.grant_problem(inv.redeem(m.id), doc.id, m.id) is None
+        # a grant counts only for its holder
+        assert acc.grant_problem(inv.redeem(m.id), doc.id, a.id) == "foreign_grant"
+        # a descriptor cannot be re-owned: the doc id commits to the owner
+        from ownkernel.node.grants import Descriptor
+        d = Descriptor.from_bytes(inv.descriptor)
+        bad = Descriptor(d.doc, m.id, d.encrypted, d.nonce, m.identity.sign(b"x"))
+        with pytest.raises(InviteError, match="owner"):
+            Descriptor.from_bytes(bad.to_bytes())
 
 
 def _crafted(node: Node, doc_id: bytes, source: Node, mutate,
@@ -337,7 +347,7 @@ def test_reader_and_stranger_changes_are_rejected_and_not_stored(trio):
     assert str(bdoc.text("body")) == "x"  # the refused op was discarded in memory too
     n = alice.store.change_count(doc.id)
     env = _crafted(bob, doc.id, alice, lambda d: d.text("body").insert(0, "evil"),
-                   cap=Invite.from_cap(bob._row(doc.id).token).cap_bytes())
+                   cap=Credentials.from_bytes(bob._row(doc.id).token).grant)
     assert alice._ingest(doc.id, [env], bob.id) == []
     env2 = _crafted(carol, doc.id, alice, lambda d: d.text("body").insert(0, "evil"))
     assert alice._ingest(doc.id, [env2], carol.id) == []
@@ -458,7 +468,8 @@ def test_encrypted_doc_has_no_plaintext_on_disk_and_relays_verify(tmp_path: Path
         token = alice.invite(doc, write=True)
         assert Invite.parse(token).key is not None
         # the relay has no key: it verifies authorship and stores ciphertext only
-        relay._track_doc(doc.id, alice.id, encrypted=True)
+        from ownkernel.node.grants import Descriptor
+        relay.carry_doc(Descriptor.from_bytes(Invite.parse(token).descriptor))
         accepted = sync(alice, relay, doc.id)
         assert accepted and relay.stats()["rejected_total"] == 0
         with pytest.raises(PermissionError, match="no key"):

@@ -13,7 +13,8 @@ def test_network_thread_reading_docs_while_they_are_created() -> None:
     creating it, leaving a second, stale in-memory copy whose next commit
     reused a stored seq (sqlite IntegrityError)."""
     with Node(profile=None, name="a") as a:
-        relay = a.network.relay  # type: ignore[union-attr]
+        net = a.network
+        assert net is not None
         stop = threading.Event()
         failures: list[BaseException] = []
 
@@ -21,7 +22,7 @@ def test_network_thread_reading_docs_while_they_are_created() -> None:
             while not stop.is_set():
                 for row in a.store.documents():
                     try:
-                        relay.may_see(b"\x01" * 32, row.id)
+                        net.may_read(b"\x01" * 32, row.id)
                     except BaseException as e:  # noqa: BLE001 - reported below
                         failures.append(e)
                         return

@@ -12,8 +12,10 @@ concurrent grants of different people never overwrite each other:
 Rules (checked on every change that arrives, before anything is stored):
 - only the owner and admins may change ``_access``; only the owner names admins;
 - the owner, admins and writers may change anything else;
-- an author may also write by presenting a valid invite capability (see
-  invite.py) whose issuer is the owner or an admin and which is not revoked.
+- an author may also write (or read) by a holder-bound grant (grants.py): an
+  invite redeemed for the author's own key, issued by the owner or an admin,
+  whose token is not revoked. A grant names its holder, so it only ever counts
+  for that holder.
 
 Access is judged against the receiving node's current view (documented
 limitation: a change made concurrently with a revocation may be accepted by
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ownkernel.node.invite import Invite
+from ownkernel.node.grants import Grant
 
 __all__ = ["ACCESS_KEY", "ACCESS_ROOT", "RANK", "AccessView", "role_key", "revoked_key"]
 
@@ -49,7 +51,7 @@ def token_key(token_id: bytes) -> str:
 class AccessView:
     """Roles in one doc, from its owner, its ``_access`` map and presented capabilities."""
 
-    def __init__(self, owner: bytes, amap: Any, grants: dict[bytes, Invite]) -> None:
+    def __init__(self, owner: bytes, amap: Any, grants: dict[bytes, Grant]) -> None:
         self.owner = owner
         self.amap = amap  # anything with .get(key, default): the crdt Map or a dict
         self.grants = grants
@@ -60,23 +62,24 @@ class AccessView:
         r = self.amap.get(role_key(actor))
         return r if r in ("admin", "writer", "reader") else None
 
-    def cap_problem(self, inv: Invite, doc: bytes) -> str | None:
-        """Why a presented capability is not valid here (None: it is valid)."""
-        if inv.doc != doc or inv.owner != self.owner:
+    def grant_problem(self, g: Grant, doc: bytes, holder: bytes) -> str | None:
+        """Why grant ``g`` gives ``holder`` nothing here (None: it is valid)."""
+        if g.holder != holder:
+            return "foreign_grant"
+        if g.doc != doc or g.owner != self.owner:
             return "bad_capability"
-        if RANK[self.explicit_role(inv.inviter)] < RANK["admin"]:
+        if RANK[self.explicit_role(g.inviter)] < RANK["admin"]:
             return "bad_capability"
-        if self.amap.get(revoked_key(inv.token_id)):
+        if self.amap.get(revoked_key(g.token_id)):
             return "revoked"
         return None
 
     def role(self, actor: bytes, doc: bytes) -> str | None:
         best = self.explicit_role(actor)
         g = self.grants.get(actor)
-        if g is not None and self.cap_problem(g, doc) is None:
-            granted = "writer" if g.capability == "write" else "reader"
-            if RANK[granted] > RANK[best]:
-                best = granted
+        if (g is not None and self.grant_problem(g, doc, actor) is None
+                and RANK[g.role] > RANK[best]):
+            best = g.role
         return best
 
     def can_write(self, actor: bytes, doc: bytes) -> bool:

@@ -40,6 +40,7 @@ from ownkernel.crdt import codec as crdt_codec
 from ownkernel.crdt.codec import SET, Bundle
 from ownkernel.net.protocol import curve_key_of
 from ownkernel.net.transport import format_address
+from ownkernel.node.gate import BOOK_DOC
 from ownkernel.store.identity import Identity, verify
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ __all__ = ["BOOK_DOC", "DEFAULT_LISTEN", "AddressBook", "DialMixin", "Dialer", "
 
 log = logging.getLogger(__name__)
 
-BOOK_DOC = "_peers"  # doc id of the address book on the wire (node docs are 16 bytes)
 ROOT = "m:peers"
 SETTING = "net.addressbook"
 _DOMAIN = "ownkernel/addr/v1"
@@ -246,6 +246,7 @@ class NetConfig:
     use_relays: bool = True  # ask relay peers to carry our docs
     discovery: dict[str, Any] | None = None  # e.g. {"interface": "127.0.0.1"}; None: off
     advertise: list[str] | None = None  # addresses to announce instead of the bound ones
+    listed: bool = True  # put our addresses in the replicated address book
     allow: set[bytes] | None = None  # node ids allowed to connect (None: anyone not denied)
     deny: set[bytes] = field(default_factory=set)
     sticky_port: bool = True  # listen on ":0" reuses last run's port when free
@@ -253,6 +254,7 @@ class NetConfig:
     ping_interval: float = 5.0
     peer_timeout: float = 15.0
     anti_entropy: float = 10.0
+    announce: float = 0.25  # seconds between announcements of others' changes
     handshake_timeout: float = 10.0
     connect_timeout: float = 3.0
     backoff_min: float = 0.25
@@ -448,7 +450,7 @@ class DialMixin:
         A token's doc must already be joined (``node.join``); a token without
         addresses only announces the doc to the peers we have.
         """
-        from ownkernel.node.invite import TOKEN_PREFIX, Invite
+        from ownkernel.node.grants import TOKEN_PREFIX, Invite
 
         target = target.strip()
         if target.startswith(TOKEN_PREFIX):

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from ownkernel.crdt import codec as crdt_codec
 from ownkernel.crdt.codec import DELKEY, SET, Change
 from ownkernel.node.access import ACCESS_KEY
-from ownkernel.node.invite import Invite, InviteError
 from ownkernel.store import (
     ChangeRow,
     Envelope,
@@ -43,7 +42,6 @@ __all__ = ["IngestMixin"]
 # Rejections that another run in the same batch may cure (e.g. the owner's grant
 # arrives in the same batch as the new writer's first change): retried once more.
 _RETRYABLE = frozenset({"not_writer", "not_admin", "bad_capability", "revoked"})
-MAX_WAITING = 10_000  # unsigned/early envelopes held per doc, waiting for a signed head
 SNAPSHOT_EVERY = 1000  # changes since the last snapshot that trigger a new one
 
 
@@ -73,10 +71,17 @@ class IngestMixin:
                     self._reject("wrong_doc")
                     continue
                 envs.append(env)
-            pool = list(od.waiting.values()) + envs
-            od.waiting.clear()
-            if not pool:
+            if not envs:
                 return []
+            # Only the authors this batch touches are re-examined, together with what
+            # is held for them: a full pool costs nothing for unrelated frames.
+            pool: list[Envelope] = list(envs)
+            sources: dict[tuple[bytes, int], tuple[Any, int]] = {}
+            for actor in {e.actor for e in envs}:
+                for seq, (env, src, size) in od.waiting.pop(actor, {}).items():
+                    self.gate.release(src, doc_id, size)
+                    pool.append(env)
+                    sources[(actor, seq)] = (src, size)
 
             def stored(actor: bytes, seq: int) -> tuple[bytes, bytes | None] | None:
                 rows = self._bodies(od, actor, seq - 1, seq, verify=False)
@@ -87,12 +92,13 @@ class IngestMixin:
                 self._reject(reason)
             self._stats["duplicates"] += cc.duplicates
             for env in cc.waiting:
-                od.waiting[(env.actor, env.seq)] = env
-            if len(od.waiting) > MAX_WAITING:
-                # Bounded memory: a peer that never signs its tail loses it (it will
-                # be asked again by anti-entropy); counted so it can be noticed.
-                self._reject("dropped_unsigned", len(od.waiting))
-                od.waiting.clear()
+                src, size = sources.get((env.actor, env.seq), (source, len(env.body) + 200))
+                # Bounded memory: bytes held are budgeted per peer, per doc and in all.
+                # What does not fit is dropped (anti-entropy asks for it again later).
+                if not self.gate.hold(src, doc_id, size):
+                    self._reject("held_budget")
+                    continue
+                od.waiting.setdefault(env.actor, {})[env.seq] = (env, src, size)
             return self._admit_runs(od, cc.runs)
 
     def _admit_runs(self: Node, od: _OpenDoc, runs: list[Run]) -> list[bytes]:
@@ -216,32 +222,22 @@ class IngestMixin:
                 return i, "bad_change", touched
             if not isinstance(c, Change) or c.actors[0] != env.actor or c.seq != env.seq:
                 return i, "actor_mismatch", touched  # re-attributed or repackaged
-            acc = od.access()
-            inv = None
-            if env.cap is not None:
-                try:
-                    inv = Invite.from_cap(env.cap)
-                except InviteError:
-                    return i, "bad_capability", touched
-                problem = acc.cap_problem(inv, doc_id)
-                if problem:
-                    return i, problem, touched
-                acc.grants = {**acc.grants, env.actor: inv}
             roots = {op[1] for op in c.ops}
-            if ACCESS_KEY in roots:
-                if not acc.can_admin(env.actor, doc_id):
-                    return i, "not_admin", touched
-                if acc.role(env.actor, doc_id) != "owner" and _names_admin(c, acc.amap):
-                    return i, "not_admin", touched  # only the owner names/removes admins
-            elif not acc.can_write(env.actor, doc_id):
-                return i, "not_writer", touched
+            touches = ACCESS_KEY in roots
+            acc = od.access()
+            problem, grant = self.gate.change_problem(
+                doc_id, acc, env.actor, env.cap, touches,
+                touches and _names_admin(c, acc.amap))
+            if problem:
+                return i, problem, touched
             try:
                 od.crdt.apply([plain])
             except ValueError:
                 return i, "bad_change", touched
-            if inv is not None:
-                od.grants[env.actor] = inv
-            touched |= ACCESS_KEY in roots
+            if grant is not None:
+                od.grants[env.actor] = grant  # the gate's own dict: it sees it too
+                self.gate.grant_seen(doc_id, grant)
+            touched |= touches
         return stop, None, touched
 
     def _sign_head(self: Node, od: _OpenDoc) -> Head:

@@ -89,7 +89,7 @@ class NetworkMixin:
         seconds for the session (``None``/0: do not wait); keeps trying in the
         background after a ``TimeoutError``.
         """
-        from ownkernel.node.invite import TOKEN_PREFIX
+        from ownkernel.node.grants import TOKEN_PREFIX
 
         if target.strip().startswith(TOKEN_PREFIX):
             self._join_local(target)

@@ -15,8 +15,16 @@ Data flow::
              -> accepted envelopes forwarded to the other sessions of that doc
 
 The node implements :class:`ownkernel.net.protocol.SyncHost` through this
-class: ``shared_docs`` answers "may this peer see this doc" from the doc's
-access list, capabilities the peer presented, and relay requests (relay.py).
+class; every "may this peer see / send this" goes to the node's admission
+gate (gate.py). Parts: ``relay`` (extension frames after hello: grants, carry
+requests), ``presence`` (signed claims), ``dialer`` and ``book`` (addressbook.py).
+
+Forwarding: a node pushes its *own* changes to every peer that may read the
+doc. Changes it accepted from a peer are not pushed on (in a mesh every peer
+got them from the author already); instead, every ``announce`` seconds it sends
+a `have` for such docs to peers not known to be at its version, and those pull
+what they lack. A relay (whose peers usually cannot reach each other) forwards
+at once to peers not known to have the change.
 """
 
 from __future__ import annotations
@@ -67,8 +75,8 @@ from ownkernel.node.addressbook import (  # noqa: F401  (re-exported)
     env_bootstrap,
     sticky_listen,
 )
-from ownkernel.node.presence import Presence, PresenceMixin
-from ownkernel.node.relay import EXT_PREFIX, RelayMixin, RelayState
+from ownkernel.node.presence import Presence
+from ownkernel.node.relay import EXT_PREFIX, Relay, encode_ext
 from ownkernel.store import decode_envelope, encode_envelope
 
 if TYPE_CHECKING:
@@ -93,6 +101,7 @@ class Link:
     peer: bytes | None = None  # set by the peer's (verified) hello
     synced: set[Any] = field(default_factory=set)  # docs a `have` went either way for
     presence_sent: set[Any] = field(default_factory=set)
+    known: dict[Any, dict[bytes, int]] = field(default_factory=dict)  # doc -> peer's version
 
 
 def strip_signature(env: bytes) -> bytes:
@@ -100,7 +109,11 @@ def strip_signature(env: bytes) -> bytes:
     return encode_envelope(decode_envelope(env)._replace(sig=None))
 
 
-class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
+def _covers(have: dict[bytes, int] | None, want: dict[bytes, int]) -> bool:
+    return have is not None and all(have.get(a, 0) >= s for a, s in want.items())
+
+
+class NodeNetwork(DialMixin):
     """Networking of one :class:`Node`. ``start()`` it, ``close()`` it (≤ 1 s)."""
 
     def __init__(self, node: Node, config: NetConfig | None = None) -> None:
@@ -119,19 +132,16 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
         self.transport: Transport | None = None
         self.addresses: list[str] = []
         self.book: AddressBook | None = None
-        self.relay = RelayState(node, self.config.relay)
-        self.presence = Presence(self.id, self.config.presence_ttl)
+        node.gate.relay = self.config.relay
+        self.relay = Relay(self, self.config.relay, self.config.use_relays)
+        self.presence = Presence(self, self.config.presence_ttl)
         self.dialer = Dialer(self.id, self.config)
         self._links: dict[ConnId, Link] = {}
         self._by_peer: dict[bytes, Link] = {}
-        self._intro_ids: dict[bytes, bytes] = {}  # curve key -> node id proven by an intro
         self._names: dict[bytes, tuple[str, tuple[str, ...]]] = {}
         self._last_seen: dict[bytes, float] = {}
-        self._gen = 0  # bumps when what peers may see can have changed
-        self._shared: dict[bytes, tuple[int, frozenset[Any]]] = {}
-        self._doc_ids: set[bytes] | None = None
         self._seen_docs: set[bytes] = set()
-        self._rows: dict[bytes, Any] = {}
+        self._announce: set[Any] = set()  # docs changed by peers since the last announce
         self._sendq: deque[tuple[ConnId, bytes]] = deque()
         self._sending = False
         self._local: dict[bytes, list[bytes]] = {}
@@ -211,7 +221,7 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
         self._seen_docs = {r.id for r in node.store.documents()}
         self.addresses = self._advertised()
         self.book = AddressBook(node.identity, node.store)
-        self.book.announce(node.name, self.addresses, cfg.relay)
+        self.book.announce(node.name, self.addresses if cfg.listed else [], cfg.relay)
         for p in node.store.peers():
             if p["id"] != self.id and p.get("addresses"):
                 self.dialer.add(p["id"], p["addresses"], sticky=False)
@@ -343,21 +353,11 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
 
     # ================================================================ SyncHost
     def shared_docs(self, peer_id: bytes) -> frozenset[Any]:
-        cached = self._shared.get(peer_id)
-        if cached is not None and cached[0] == self._gen:
-            return cached[1]
-        if self._doc_ids is None:
-            self._doc_ids = {r.id for r in self.node.store.documents()}
-        docs: set[Any] = {BOOK_DOC}
-        for d in self._doc_ids:
-            try:
-                if self.relay.may_see(peer_id, d):
-                    docs.add(d)
-            except (KeyError, RuntimeError):
-                pass
-        fs = frozenset(docs)
-        self._shared[peer_id] = (self._gen, fs)
-        return fs
+        with self.node.lock:
+            return self.node.gate.shared_with(peer_id)
+
+    def may_read(self, peer_id: bytes, doc: Any) -> bool:
+        return doc in self.shared_docs(peer_id)
 
     def version(self, doc: Any) -> dict[bytes, int]:
         if doc == BOOK_DOC:
@@ -385,31 +385,37 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
             return
         node = self.node
         before = Counter(node._rejected)
-        od = node._docs.get(doc)
-        row = od.row if od is not None else None
         accepted = node._ingest(doc, blobs, source)
         for reason, n in (Counter(node._rejected) - before).items():
             self._count(f"rejected:{reason}", n)
-        od = node._docs.get(doc)
-        if od is not None and od.row is not row:
-            self._invalidate()  # the access list changed
         if accepted:
             self.counts["accepted"] += len(accepted)
             self._forward(doc, accepted, source)
             self._emit("doc_changed", doc, source)
 
     # ================================================================ sharing state
-    def _invalidate(self, docs_changed: bool = False) -> None:
-        self._gen += 1
-        if docs_changed:
-            self._doc_ids = None
+    def docs_changed(self) -> None:
+        """What peers may see can have changed (docs added, access lists, grants)."""
+        self.node.gate.changed()
+
+    def offer_new(self, link: Link) -> None:
+        """Offer ``link``'s peer the docs it may now read that were never offered."""
+        if link.peer is None or not link.session.is_open:
+            return
+        for doc in self.shared_docs(link.peer) - link.synced:
+            link.session.send_have(doc)
+            link.synced.add(doc)
 
     def _forward(self, doc: Any, envs: list[bytes], source: bytes | None,
                  book: bool = False) -> None:
-        """Send changes to every preferred open session that may see ``doc`` (but source)."""
+        """Our own changes go to every peer that may read ``doc``; others' changes are
+        announced later (``_announce_round``), or forwarded at once by a relay."""
+        if source is not None and not book and not self.config.relay:
+            self._announce.add(doc)
+            return
         for peer, link in list(self._by_peer.items()):
             s = link.session
-            if peer == source or not s.is_open or doc not in self.shared_docs(peer):
+            if peer == source or not s.is_open or not self.may_read(peer, doc):
                 continue
             if book:
                 s.send_have(doc)  # small doc: let the version vectors decide
@@ -419,6 +425,20 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
             else:
                 s.send_have(doc)
                 link.synced.add(doc)
+
+    def _announce_round(self) -> None:
+        """Tell peers our version of docs others changed, unless they are known to have it."""
+        docs, self._announce = self._announce, set()
+        for doc in docs:
+            vv = self.version(doc)
+            for peer, link in list(self._by_peer.items()):
+                if not link.session.is_open or not self.may_read(peer, doc):
+                    continue
+                if _covers(link.known.get(doc), vv):
+                    continue
+                link.session.send_have(doc, vv)
+                link.known[doc] = dict(vv)  # they answer if they have more
+                self.counts["announced"] += 1
 
     # ================================================================ local commits
     def _on_commit(self, doc_id: bytes, env: bytes) -> None:
@@ -442,15 +462,9 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
         self._local_scheduled = False
         pending, self._local = self._local, {}
         for doc, envs in pending.items():
-            od = self.node._docs.get(doc)
-            row = od.row if od is not None else None
-            if doc not in self._seen_docs:  # a new doc: offer it, ask relays to carry it
+            if doc not in self._seen_docs:  # a new doc: ask relays to carry it
                 self._seen_docs.add(doc)
-                self._invalidate(docs_changed=True)
-                self._ask_relays([doc])
-            elif row is not self._rows.get(doc):
-                self._invalidate()
-            self._rows[doc] = row
+                self.relay.ask_all_relays([doc])
             if len(envs) > 1:  # one signature per frame is enough: it covers the chain
                 envs = [strip_signature(e) for e in envs[:-1]] + envs[-1:]
             self._forward(doc, envs, None)
@@ -461,11 +475,15 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
     def _on_frame(self, inc: Incoming) -> None:
         if self._stop is None or self._stop.is_set():
             return
+        link = self._links.get(inc.conn)
         if inc.frame[:1] == EXT_PREFIX[:1]:
-            self._on_ext(inc)
+            # Extension frames only on a connection whose hello was verified.
+            if link is None or link.peer is None or link.curve_key != inc.curve_key:
+                self._count("ext-before-hello")
+                return
+            self.relay.on_frame(link, inc.frame)
             self._flush_all()
             return
-        link = self._links.get(inc.conn)
         if link is None:
             if len(self._links) >= MAX_LINKS:
                 self._count("too-many-sessions")
@@ -476,6 +494,8 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
         self._flush_all()
 
     def _new_link(self, conn: ConnId, curve_key: bytes) -> Link:
+        """A session for a new connection. Nothing is sent until the peer's hello
+        is verified (the dialer's hello goes first; see Dialer)."""
         cfg = self.config
         session = PeerSession(
             LocalInfo(self.id, self.node.name[:256], tuple(self.addresses)), time.monotonic(),
@@ -484,7 +504,6 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
                 ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
                 handshake_timeout=cfg.handshake_timeout))
         link = self._links[conn] = Link(conn, session, curve_key, time.monotonic())
-        self._send_intro(link)
         return link
 
     def _handle(self, link: Link, events: Iterable[Event]) -> None:
@@ -493,16 +512,17 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
                 self._on_hello(link, ev)
             elif isinstance(ev, HaveReceived):
                 link.synced.add(ev.doc)
+                known = link.known.setdefault(ev.doc, {})
+                for a, seq in ev.vv.items():
+                    if seq > known.get(a, 0):
+                        known[a] = seq
             elif isinstance(ev, PresenceReceived):
                 if link.peer is not None:
-                    trust = link.peer in self.relay.relays
-                    if self.presence.received(ev.doc, link.peer, ev.state, ev.expires_at, trust):
-                        self._emit("presence", ev.doc, link.peer, ev.state)
-                    else:
+                    if not self.presence.received(link, ev.doc, ev.state):
                         self._count("bad-presence")
+                    self._emit("presence", ev.doc, link.peer, ev.state)
             elif isinstance(ev, PresenceExpired):
                 if link.peer is not None:
-                    self.presence.expired(ev.doc, link.peer)
                     self._emit("presence", ev.doc, link.peer, None)
             elif isinstance(ev, ProtocolError):
                 self._count(ev.reason, detail=ev.detail)
@@ -546,7 +566,8 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
             self.node.store.put_peer(peer, name=ev.name, addresses=addrs)
         except Exception:
             log.exception("could not store peer %s", peer.hex()[:12])
-        self._send_presence(link)
+        self.relay.greet(link)
+        self.presence.send(link)
         if joined:
             self.counts["peers-joined"] += 1
             self._emit("peer_joined", self._peer(peer))
@@ -568,6 +589,9 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
                 self._by_peer[peer] = other
                 return
         self.presence.drop_sender(peer)
+        self.relay.forget(peer)
+        with self.node.lock:
+            self.node.gate.forget_peer(peer)
         self.counts["peers-left"] += 1
         self._emit("peer_left", self._peer(peer))
 
@@ -586,7 +610,7 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
     # ================================================================ timers
     async def _ticker(self) -> None:
         cfg = self.config
-        last_book = last_presence = 0.0
+        last_book = last_presence = last_announce = 0.0
         while True:
             now = time.monotonic()
             try:
@@ -596,15 +620,20 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
                 if now - last_book >= 1.0:
                     last_book = now
                     assert self.book is not None
-                    blob = self.book.announce(self.node.name, self.addresses, cfg.relay)
+                    blob = self.book.announce(
+                        self.node.name, self.addresses if cfg.listed else [], cfg.relay)
                     if blob is not None:
                         self._forward(BOOK_DOC, [blob], None, book=True)
                     self.book.save()
                     self._dial_from_book()
                 if now - last_presence >= cfg.presence_ttl / 3:
                     last_presence = now
+                    self.presence.reseal()
                     for link in list(self._by_peer.values()):
-                        self._send_presence(link)
+                        self.presence.send(link)
+                if now - last_announce >= cfg.announce:
+                    last_announce = now
+                    self._announce_round()
                 self._flush_all()
             except Exception:  # a bug in one round must not stop the node syncing
                 self._count("tick-error")
@@ -617,6 +646,14 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
     def _send_raw(self, conn: ConnId, frame: bytes) -> None:
         self._sendq.append((conn, frame))
         self._kick()
+
+    def send_ext(self, link: Link, msg: dict[str, Any]) -> None:
+        """Queue an extension frame (relay.py) after what the session already queued."""
+        self._flush(link)
+        self._send_raw(link.conn, encode_ext(msg))
+
+    def link_of(self, peer: bytes) -> Link | None:
+        return self._by_peer.get(peer)
 
     def _flush(self, link: Link) -> None:
         for f in link.session.data_to_send():
@@ -643,6 +680,9 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
             self._sending = False
 
     # ================================================================ counting
+    def count(self, reason: str, n: int = 1, detail: str = "") -> None:
+        self._count(reason, n, detail)
+
     def _count(self, reason: str, n: int = 1, detail: str = "") -> None:
         self.errors[reason] += n
         if self.errors[reason] == n:  # log once per reason
@@ -667,7 +707,6 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
             errors = Counter(self.errors)
             assert self.book is not None
             errors.update(self.book.rejected)
-            errors.update(self.relay.rejected)
             return {"sessions": len(self._links), "peers_online": len(self._by_peer),
                     "errors": dict(errors), "errors_total": sum(errors.values()),
                     "transport": dict(self.transport.stats) if self.transport else {},
@@ -675,3 +714,35 @@ class NodeNetwork(DialMixin, RelayMixin, PresenceMixin):
         if self._closed:
             return {"closed": True}
         return self._call(snap)
+
+    # ================================================================ presence, joins
+    def _set_presence(self, doc: Any, state: Any) -> None:
+        self.presence.set_local(doc, state)
+        for link in list(self._by_peer.values()):
+            self.presence.send(link, [doc])
+        self._flush_all()
+
+    def set_presence(self, doc: Any, state: Any) -> None:
+        self._call(self._set_presence, doc, state)
+
+    def get_presence(self, doc: Any) -> dict[bytes, Any]:
+        return self._call(lambda: self.presence.merged(doc))
+
+    def _announce_doc(self, doc: bytes) -> None:
+        """A doc appeared here (joined): show our grant to whom it concerns, offer it."""
+        self._seen_docs.add(doc)
+        self.docs_changed()
+        for link in list(self._by_peer.values()):
+            if link.peer is None or not link.session.is_open:
+                continue
+            with self.node.lock:
+                grants = self.node.gate.grants_for(link.peer)
+            if grants:
+                self.send_ext(link, {"type": "grants", "grants": grants[:1000]})
+        self.relay.ask_all_relays([doc])
+        for link in list(self._by_peer.values()):
+            self.offer_new(link)
+        self._flush_all()
+
+    def announce_doc(self, doc: bytes) -> None:
+        self._call(self._announce_doc, doc)

@@ -37,9 +37,10 @@ from ownkernel.node.access import (
     token_key,
 )
 from ownkernel.node.addressbook import NetConfig
+from ownkernel.node.gate import Credentials, Gate
+from ownkernel.node.grants import Descriptor, Grant, Invite, make_descriptor, make_invite
 from ownkernel.node.handle import DocHandle
 from ownkernel.node.ingest import SNAPSHOT_EVERY, IngestMixin
-from ownkernel.node.invite import Invite, InviteError, make_invite
 from ownkernel.node.netapi import _UNSET, NetworkMixin
 from ownkernel.store import (
     DB_FILE,
@@ -76,12 +77,14 @@ class _OpenDoc:
     """In-memory state of one loaded document."""
 
     def __init__(self, row: DocRow, crdt: Doc | None, heads: dict[bytes, Head],
-                 grants: dict[bytes, Invite]) -> None:
+                 grants: dict[bytes, Grant]) -> None:
         self.row = row
         self.crdt = crdt
         self.heads = heads
         self.grants = grants
-        self.waiting: dict[tuple[bytes, int], Envelope] = {}
+        # envelopes that cannot be verified yet (gap, unsigned tail), per author:
+        # actor -> seq -> (envelope, the peer it came from, its size in bytes)
+        self.waiting: dict[bytes, dict[int, tuple[Envelope, Any, int]]] = {}
         self.since_snapshot = 0
         self.txn = 0
         self.compacted: dict[bytes, tuple[int, bytes]] = {}  # actor -> (seq, chain hash)
@@ -152,6 +155,8 @@ class Node(IngestMixin, NetworkMixin):
             except BaseException:
                 self.store.close()
                 raise
+            self.gate = Gate(self.id, self.store.documents, self.store.document,
+                             self.store.caps)
         except BaseException:
             self._plock.release()
             if self._temp:
@@ -211,6 +216,11 @@ class Node(IngestMixin, NetworkMixin):
     @property
     def identity(self) -> Identity:
         return self._identity
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The one lock over all node state (documents, store, gate)."""
+        return self._lock
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else str(self.profile)
@@ -272,10 +282,13 @@ class Node(IngestMixin, NetworkMixin):
         """A new document owned by this node (``encrypted``: end-to-end, see crypto.py)."""
         with self._lock:
             self._check_open()
-            doc_id = os.urandom(16)
+            desc = make_descriptor(self._identity, encrypted)
+            doc_id = desc.doc
             key = new_key() if encrypted else None
             self.store.add_document(doc_id, title=title, owner=self.id, capability="owner",
-                                    encrypted=encrypted, key=key, access={"owner": self.id})
+                                    encrypted=encrypted, key=key, access={"owner": self.id},
+                                    token=Credentials(None, desc.to_bytes()).to_bytes())
+            self.gate.refresh(doc_id)
             od = self._open_doc(doc_id)
             crdt = od.require_crdt()
             # The first change states owner and title inside the doc, for joiners.
@@ -355,16 +368,7 @@ class Node(IngestMixin, NetworkMixin):
                     blobs.append(self._open_body(row, ch.blob))
             if blobs:
                 crdt.apply(blobs)
-        for actor, cap in self.store.caps(doc_id):
-            try:
-                grants[actor] = Invite.from_cap(cap)
-            except InviteError:
-                pass
-        if row.token is not None and self.id not in grants:
-            try:
-                grants[self.id] = Invite.from_cap(row.token)
-            except InviteError:
-                pass
+        grants = self.gate.doc_grants(doc_id)
         od = self._docs[doc_id] = _OpenDoc(row, crdt, heads, grants)
         od.compacted = self.store.compacted(doc_id)
         return od
@@ -375,6 +379,7 @@ class Node(IngestMixin, NetworkMixin):
         self._docs.pop(od.row.id, None)
         new = self._open_doc(od.row.id)
         new.txn = txn
+        new.waiting = od.waiting  # still unverified, still budgeted: keep holding them
 
     @staticmethod
     def _open_body(row: DocRow, body: bytes) -> bytes:
@@ -430,9 +435,9 @@ class Node(IngestMixin, NetworkMixin):
                     f"internal error: change seq {info.seq} does not follow stored head "
                     f"{head.seq} in doc {doc_id.hex()[:8]}; the document was reloaded")
             cap = None
-            mine = od.grants.get(self.id)
-            if mine is not None and od.row.token is not None and not self._cap_presented(od):
-                cap = od.row.token  # first write after joining: show the grant once
+            mine = Credentials.from_bytes(od.row.token).grant
+            if mine is not None and not self._cap_presented(od):
+                cap = mine  # first write after joining: show our grant, once, in the chain
             body = self._seal_body(od.row, blob)
             h = chain_hash(head.hash, doc_id, self.id, info.seq, body, cap)
             sig = None
@@ -504,6 +509,7 @@ class Node(IngestMixin, NetworkMixin):
             od.access_before = dict(od.crdt.map(ACCESS_ROOT).items())
         self.store.update_document(od.row.id, access=od.access().snapshot())
         self._refresh_row(od)
+        self.gate.refresh(od.row.id)
 
     # -- access, invites ----------------------------------------------------------
     def _role(self, doc_id: bytes, actor: bytes) -> str | None:
@@ -527,8 +533,13 @@ class Node(IngestMixin, NetworkMixin):
             h = self.open(doc)
             od = self._open_doc(h.id)
             self._require_admin(od, "invite")
+            desc = Credentials.from_bytes(od.row.token).descriptor
+            if desc is None:
+                raise RuntimeError(
+                    f"document {h.short_id} has no owner-signed descriptor (made by an older "
+                    f"version?): it cannot be shared; copy its content into a new document")
             inv = make_invite(
-                self._identity, doc=h.id, owner=od.row.owner,
+                self._identity, descriptor=desc,
                 capability="write" if write else "read",
                 addresses=tuple(self._listen_addresses if addresses is None else addresses),
                 title=h.title, key=od.row.key if od.row.encrypted else None)
@@ -537,7 +548,7 @@ class Node(IngestMixin, NetworkMixin):
             return inv.to_token()
 
     def revoke(self, token: str | bytes) -> None:
-        """Revoke an invite token (or its 16-byte id): it no longer grants anything."""
+        """Revoke an invite token (or its 32-byte id): no grant made from it counts any more."""
         with self._lock:
             self._check_open()
             if isinstance(token, bytes):
@@ -583,28 +594,41 @@ class Node(IngestMixin, NetworkMixin):
                 od = self._open_doc(inv.doc)
                 if od.crdt is not None and od.access().amap.get(revoked_key(inv.token_id)):
                     raise PermissionError("this invite token has been revoked")
+                fields: dict[str, Any] = {}
                 if row.encrypted and row.key is None and inv.key is not None:
-                    self.store.update_document(inv.doc, key=inv.key)
+                    fields["key"] = inv.key
+                if Credentials.from_bytes(row.token).grant is None and inv.owner != self.id:
+                    fields["token"] = Credentials(inv.redeem(self.id).to_bytes(),
+                                                  inv.descriptor).to_bytes()
+                    fields["capability"] = inv.capability
+                if fields:
+                    self.store.update_document(inv.doc, **fields)
                     self._docs.pop(inv.doc, None)
+                    self.gate.refresh(inv.doc)
                 return self._handle(inv.doc)
             cap = "owner" if inv.owner == self.id else inv.capability
+            # Redeem the token for our own key: the grant is useless to anyone else.
+            creds = Credentials(inv.redeem(self.id).to_bytes(), inv.descriptor)
             self.store.add_document(
                 inv.doc, title=inv.title, owner=inv.owner, capability=cap,
                 encrypted=inv.key is not None, key=inv.key, access={"owner": inv.owner},
-                inviter=inv.inviter, addresses=inv.addresses, token=inv.cap_bytes())
+                inviter=inv.inviter, addresses=inv.addresses, token=creds.to_bytes())
+            self.gate.refresh(inv.doc)
             self.store.put_peer(inv.inviter, addresses=inv.addresses)
             return self._handle(inv.doc)
 
-    def _track_doc(self, doc_id: bytes, owner: bytes, *, encrypted: bool = True,
-                   title: str = "") -> DocHandle:
-        """Hold a doc without a token (relay / bootstrap role): verify authorship, store
-        and forward. For an encrypted doc this node never sees the content."""
+    def carry_doc(self, desc: Descriptor) -> None:
+        """Hold a doc for others (relay role): verify authorship, store and forward.
+        What it is (owner, encrypted) comes only from the owner-signed descriptor; for
+        an encrypted doc this node never sees the content."""
         with self._lock:
             self._check_open()
-            if self.store.document(doc_id) is None:
-                self.store.add_document(doc_id, title=title, owner=owner, capability="relay",
-                                        encrypted=encrypted, key=None, access={"owner": owner})
-            return self._handle(doc_id)
+            if self.store.document(desc.doc) is None:
+                self.store.add_document(
+                    desc.doc, title="", owner=desc.owner, capability="relay",
+                    encrypted=desc.encrypted, key=None, access={"owner": desc.owner},
+                    token=Credentials(None, desc.to_bytes()).to_bytes())
+                self.gate.refresh(desc.doc)
 
     # -- stats ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -613,9 +637,10 @@ class Node(IngestMixin, NetworkMixin):
             out: dict[str, Any] = {k: self._stats.get(k, 0) for k in (
                 "commits", "accepted", "duplicates", "signatures", "snapshots",
                 "caps_presented", "listener_errors")}
-            out["rejected"] = dict(self._rejected)
-            out["rejected_total"] = sum(self._rejected.values())
-            out["waiting"] = sum(len(od.waiting) for od in self._docs.values())
+            out["rejected"] = dict(self._rejected + self.gate.rejected)
+            out["rejected_total"] = sum(out["rejected"].values())
+            out["waiting"] = sum(len(w) for od in self._docs.values() for w in od.waiting.values())
+            out["held_bytes"] = self.gate.held.total
             out["docs"] = len(self.store.documents()) if not self._closed else 0
             out["docs_loaded"] = len(self._docs)
         net = getattr(self, "_net", None)
@@ -626,12 +651,3 @@ class Node(IngestMixin, NetworkMixin):
     def _reject(self, reason: str, n: int = 1) -> None:
         self._rejected[reason] += n
 
-    def _check_capability(self, doc_id: bytes, cap: bytes) -> str | None:
-        """None if ``cap`` (capability bytes) is valid for ``doc_id`` here, else the reason."""
-        with self._lock:
-            try:
-                inv = Invite.from_cap(cap)
-            except InviteError:
-                return "bad_capability"
-            od = self._open_doc(doc_id)
-            return od.access().cap_problem(inv, doc_id)

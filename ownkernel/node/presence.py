@@ -2,135 +2,135 @@
 
 Never stored. Each node announces, per document it has open, a small
 CBOR-native state (by convention ``{"name": ..., "cursors": {text name:
-[anchor, head]}}``) to the peers that share that doc, with a time to live;
-it re-announces before the TTL runs out and sends ``None`` when it closes the
-doc. What peers announce disappears when its TTL passes or the session ends.
+[anchor, head]}}``) to the peers that share that doc. The state travels as a
+**claim signed by its origin** (gate.seal_presence: doc, origin, state, wall-clock
+expiry, counter), so a relay can pass claims on but nobody can post presence under
+another member's id; every receiver checks the signature, that the origin may read
+the doc, and the expiry (Gate.open_presence). A node re-signs its claims before
+they expire, and sends an empty list when it closes the doc.
 
-On the wire (the protocol's ``presence`` message carries one state per doc
-per session) the state is a map ``{origin node id: state}``: a node sends its
-own entry, and a relay also the entries of peers it heard from, so presence
-crosses a relay like changes do. Entries about other origins are only taken
-from peers whose intro said they relay.
+On the wire the protocol's ``presence`` message carries, per doc, a list of
+signed claims: a node sends its own, and a relay also those it heard from others.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ownkernel.net.wire import DocId
+from ownkernel.node.gate import PresenceClaim, seal_presence
 
 if TYPE_CHECKING:
-    from ownkernel.node.network import Link
+    from ownkernel.node.network import Link, NodeNetwork
 
-__all__ = ["Presence", "PresenceMixin"]
+__all__ = ["Presence"]
 
-MAX_ORIGINS = 64
+MAX_CLAIMS = 64  # claims per doc per message
 
 
 class Presence:
-    """Local states to announce and remote states heard. Use from the net loop only."""
+    """Local claims to announce and remote claims heard. Use from the net loop only."""
 
-    def __init__(self, node_id: bytes, ttl: float = 30.0) -> None:
-        self.node_id = node_id
+    def __init__(self, net: NodeNetwork, ttl: float = 30.0) -> None:
+        self.net = net
         self.ttl = ttl
-        self.local: dict[DocId, Any] = {}
-        # doc -> sender -> ({origin: state}, expires_at)
-        self.remote: dict[DocId, dict[bytes, tuple[dict[bytes, Any], float]]] = {}
-        self.last_sent = 0.0
+        self.local_state: dict[bytes, Any] = {}
+        self.local: dict[bytes, bytes] = {}  # doc -> our signed claim
+        self.remote: dict[bytes, dict[bytes, tuple[PresenceClaim, bytes, bytes]]] = {}
+        self._counter = 0
 
     # -- local --------------------------------------------------------------------
-    def set_local(self, doc: DocId, state: Any) -> None:
+    def set_local(self, doc: bytes, state: Any) -> None:
         if state is None:
+            self.local_state.pop(doc, None)
             self.local.pop(doc, None)
         else:
-            self.local[doc] = state
+            self.local_state[doc] = state
+            self._seal(doc)
 
-    def wire_state(self, doc: DocId, relay: bool, exclude: bytes) -> dict[bytes, Any] | None:
-        """The map to send about ``doc`` to peer ``exclude`` (None: nothing to say)."""
-        out: dict[bytes, Any] = {}
-        if doc in self.local:
-            out[self.node_id] = self.local[doc]
-        if relay:
-            for origin, state in self.merged(doc).items():
-                if origin not in (exclude, self.node_id) and len(out) < MAX_ORIGINS:
-                    out[origin] = state
-        return out or None
+    def _seal(self, doc: bytes) -> None:
+        self._counter += 1
+        self.local[doc] = seal_presence(self.net.node.identity, doc, self.local_state[doc],
+                                        time.time() + self.ttl, self._counter)
+
+    def reseal(self) -> None:
+        """New expiries for our claims (called every ttl/3)."""
+        for doc in list(self.local_state):
+            self._seal(doc)
+
+    def wire_state(self, doc: bytes, exclude: bytes) -> list[bytes]:
+        """The claims to send about ``doc`` to peer ``exclude``."""
+        out = [self.local[doc]] if doc in self.local else []
+        if self.net.relay.enabled:
+            now = time.time()
+            for origin, (claim, blob, _sender) in self.remote.get(doc, {}).items():
+                if origin != exclude and claim.expires > now and len(out) < MAX_CLAIMS:
+                    out.append(blob)
+        return out
+
+    def docs(self) -> set[bytes]:
+        return set(self.local) | set(self.remote)
 
     # -- remote -------------------------------------------------------------------
-    def received(self, doc: DocId, sender: bytes, state: Any, expires_at: float,
-                 trust_others: bool) -> bool:
-        """Record what ``sender`` said about ``doc``; True if it looked well-formed."""
-        if not isinstance(state, dict):
+    def received(self, link: Link, doc: bytes, state: Any) -> bool:
+        """Take the claims ``link.peer`` sent about ``doc``; False if any was refused."""
+        sender = link.peer
+        assert sender is not None
+        if not isinstance(state, list):
             return False
-        kept: dict[bytes, Any] = {}
-        for origin, s in list(state.items())[:MAX_ORIGINS]:
-            if not isinstance(origin, bytes) or len(origin) != 32 or origin == self.node_id:
+        node = self.net.node
+        ok = True
+        now = time.time()
+        heard = self.remote.setdefault(doc, {})
+        # what this sender told us before and no longer says is gone
+        said: set[bytes] = set()
+        for blob in state[:MAX_CLAIMS]:
+            with node.lock:
+                claim = node.gate.open_presence(sender, blob, now)
+            if isinstance(claim, str):
+                node.gate.reject(claim)
+                ok = False
                 continue
-            if origin == sender or trust_others:
-                kept[origin] = s
-        senders = self.remote.setdefault(doc, {})
-        if kept:
-            senders[sender] = (kept, expires_at)
-        else:
-            senders.pop(sender, None)
-        return True
-
-    def expired(self, doc: DocId, sender: bytes) -> None:
-        senders = self.remote.get(doc)
-        if senders is not None:
-            senders.pop(sender, None)
-            if not senders:
-                del self.remote[doc]
+            if claim.doc != doc or claim.origin == node.id:
+                continue
+            old = heard.get(claim.origin)
+            if old is None or old[0].counter <= claim.counter or old[0].expires < now:
+                heard[claim.origin] = (claim, blob, sender)
+                said.add(claim.origin)
+        for origin, (_c, _b, s) in list(heard.items()):
+            if s == sender and origin not in said:
+                del heard[origin]
+        if not heard:
+            self.remote.pop(doc, None)
+        return ok
 
     def drop_sender(self, sender: bytes) -> None:
         for doc in list(self.remote):
-            self.expired(doc, sender)
+            heard = self.remote[doc]
+            for origin, (_c, _b, s) in list(heard.items()):
+                if s == sender:
+                    del heard[origin]
+            if not heard:
+                del self.remote[doc]
 
-    def merged(self, doc: DocId, now: float | None = None) -> dict[bytes, Any]:
-        """``{origin: state}`` for a doc; a node's own word beats what relays say of it."""
-        out: dict[bytes, Any] = {}
-        for sender, (states, exp) in self.remote.get(doc, {}).items():
-            if now is not None and exp <= now:
-                continue
-            for origin, s in states.items():
-                if origin == sender or origin not in out:
-                    out[origin] = s
-        return out
+    def merged(self, doc: bytes) -> dict[bytes, Any]:
+        """``{origin: state}`` for a doc, unexpired claims only."""
+        now = time.time()
+        return {origin: c.state for origin, (c, _b, _s) in self.remote.get(doc, {}).items()
+                if c.expires > now}
 
-    def docs(self) -> Iterable[DocId]:
-        return list(self.remote)
-
-
-class PresenceMixin:
-    """NodeNetwork's presence sending and public presence API."""
-
-    def _send_presence(self, link: Link, docs: Iterable[Any] | None = None) -> None:
+    # -- sending ------------------------------------------------------------------
+    def send(self, link: Link, docs: Any = None) -> None:
         if link.peer is None or not link.session.is_open:
             return
-        shared = self.shared_docs(link.peer)
-        wanted = set(self.presence.local) | set(self.presence.docs()) if docs is None else docs
+        wanted = self.docs() if docs is None else docs
         for doc in wanted:
-            if doc not in shared:
+            if not self.net.may_read(link.peer, doc):
                 continue
-            state = self.presence.wire_state(doc, self.config.relay, link.peer)
-            if state is not None or doc in link.presence_sent:
-                link.session.send_presence(doc, state if state is not None else {},
-                                           self.presence.ttl)
-                if state is None:
-                    link.presence_sent.discard(doc)
-                else:
+            claims = self.wire_state(doc, link.peer)
+            if claims or doc in link.presence_sent:
+                link.session.send_presence(doc, claims, self.ttl)
+                if claims:
                     link.presence_sent.add(doc)
-
-    def _set_presence(self, doc: Any, state: Any) -> None:
-        self.presence.set_local(doc, state)
-        for link in list(self._by_peer.values()):
-            self._send_presence(link, [doc])
-        self._flush_all()
-
-    def set_presence(self, doc: Any, state: Any) -> None:
-        self._call(self._set_presence, doc, state)
-
-    def get_presence(self, doc: Any) -> dict[bytes, Any]:
-        return self._call(lambda: self.presence.merged(doc, time.monotonic()))
+                else:
+                    link.presence_sent.discard(doc)
