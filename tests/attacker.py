@@ -1,0 +1,167 @@
+"""An attacker in its own process, with its own key, speaking through the real transport.
+
+    python tests/attacker.py '<json plan>'      -> prints one JSON result line
+
+The plan: ``{"address": node address, "seed": hex Ed25519 seed or null (fresh key),
+"steps": [...], "listen": seconds to collect frames after the last step}``.
+Steps (bytes as hex strings):
+
+    {"raw": hex}                         any bytes as one frame
+    {"hello": true}                      a well-formed hello under our key
+    {"have": doc, "vv": {actor: seq}}    ask for a doc
+    {"ext": {...}}                       an extension frame (relay.py); bytes fields as
+                                         {"hex": ...}
+    {"change": doc, "text": str, "grant": hex|null, "seq": n}
+                                         a change by *our* key inserting ``text`` at 0,
+                                         validly signed and chained from seq 1
+    {"flood_have": doc, "n": count}      ``n`` `have {}` frames
+    {"held": doc, "n": count, "size": bytes}
+                                         ``n`` validly shaped envelopes beyond a gap
+                                         (they can never verify: held, then dropped)
+    {"sleep": seconds}
+    {"connections": n}                   open ``n`` extra connections under our key, each
+                                         saying hello (session-table exhaustion)
+
+The result lists what came back: every frame's kind, and for protocol frames
+their type and doc; ext frames their type and how many grants they carried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cbor2  # noqa: E402
+from nacl.signing import SigningKey  # noqa: E402
+
+from ownkernel.crdt import Doc  # noqa: E402
+from ownkernel.net.protocol import PROTOCOL_VERSIONS, decode, encode  # noqa: E402
+from ownkernel.net.transport import Transport, TransportConfig  # noqa: E402
+from ownkernel.node.relay import EXT_PREFIX, encode_ext  # noqa: E402
+from ownkernel.store import Envelope, encode_envelope  # noqa: E402
+from ownkernel.store.auth import ZERO_HASH, chain_hash, head_message  # noqa: E402
+
+
+def _unhex(v: Any) -> Any:
+    if isinstance(v, dict):
+        if set(v) == {"hex"}:
+            return bytes.fromhex(v["hex"])
+        return {k: _unhex(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_unhex(x) for x in v]
+    return v
+
+
+def _hello(key: SigningKey) -> bytes:
+    return encode({"type": "hello", "id": bytes(key.verify_key), "name": "mallory",
+                   "addrs": [], "versions": list(PROTOCOL_VERSIONS), "max_frame": 1 << 20})
+
+
+def _change(key: SigningKey, doc: bytes, text: str, grant: bytes | None, seq: int) -> bytes:
+    me = bytes(key.verify_key)
+    d = Doc(actor=me)
+    prev = ZERO_HASH
+    envs = []
+    for s in range(1, seq + 1):
+        d.text("body").insert(0, text if s == seq else ".")
+        blob = d.commit()
+        assert blob is not None
+        cap = grant if s == 1 else None
+        h = chain_hash(prev, doc, me, s, blob, cap)
+        prev = h
+        sig = key.sign(head_message(h)).signature if s == seq else None
+        envs.append(encode_envelope(Envelope(doc, me, s, blob, sig, cap)))
+    return encode({"type": "changes", "doc": doc, "blobs": envs})
+
+
+def _summary(frame: bytes) -> dict[str, Any]:
+    if frame[:len(EXT_PREFIX)] == EXT_PREFIX:
+        try:
+            msg = cbor2.loads(frame[len(EXT_PREFIX):])
+        except Exception:
+            return {"kind": "ext", "type": "?"}
+        return {"kind": "ext", "type": msg.get("type"), "grants": len(msg.get("grants", [])),
+                "docs": len(msg.get("docs", []))}
+    try:
+        msg = decode(frame)
+    except Exception:
+        return {"kind": "garbage", "len": len(frame)}
+    out: dict[str, Any] = {"kind": "proto", "type": msg.get("type"), "len": len(frame)}
+    if isinstance(msg.get("doc"), bytes):
+        out["doc"] = msg["doc"].hex()
+    elif isinstance(msg.get("doc"), str):
+        out["doc"] = msg["doc"]
+    if msg.get("type") == "changes":
+        out["blobs"] = len(msg.get("blobs", []))
+    return out
+
+
+async def run(plan: dict[str, Any]) -> dict[str, Any]:
+    seed = plan.get("seed")
+    key = SigningKey(bytes.fromhex(seed)) if seed else SigningKey.generate()
+    got: list[dict[str, Any]] = []
+    extra: list[Transport] = []
+    async with Transport(key, TransportConfig(listen=(), max_frame_size=8 << 20)) as t:
+        conn = await t.connect(plan["address"], timeout=5)
+
+        async def drain(seconds: float) -> None:
+            end = asyncio.get_running_loop().time() + seconds
+            while asyncio.get_running_loop().time() < end:
+                try:
+                    inc = await asyncio.wait_for(t.recv(), 0.05)
+                except asyncio.TimeoutError:
+                    continue
+                got.append(_summary(inc.frame))
+
+        for step in plan["steps"]:
+            if "raw" in step:
+                await t.send(conn, bytes.fromhex(step["raw"]))
+            elif "hello" in step:
+                await t.send(conn, _hello(key))
+            elif "have" in step:
+                await t.send(conn, encode({"type": "have", "doc": bytes.fromhex(step["have"]),
+                                           "vv": {bytes.fromhex(a): s for a, s in
+                                                  step.get("vv", {}).items()}}))
+            elif "ext" in step:
+                await t.send(conn, encode_ext(_unhex(step["ext"])))
+            elif "change" in step:
+                grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
+                await t.send(conn, _change(key, bytes.fromhex(step["change"]), step["text"],
+                                           grant, step.get("seq", 1)))
+            elif "flood_have" in step:
+                frame = encode({"type": "have", "doc": bytes.fromhex(step["flood_have"]),
+                                "vv": {}})
+                for _ in range(step["n"]):
+                    await t.send(conn, frame)
+                    await asyncio.sleep(0)
+            elif "held" in step:
+                doc, me = bytes.fromhex(step["held"]), bytes(key.verify_key)
+                body = os.urandom(step["size"])
+                for i in range(step["n"]):
+                    env = encode_envelope(Envelope(doc, me, 10 + i, body, None, None))
+                    await t.send(conn, encode({"type": "changes", "doc": doc, "blobs": [env]}))
+                    if i % 16 == 0:
+                        await asyncio.sleep(0.001)
+            elif "connections" in step:
+                for _ in range(step["connections"]):
+                    x = Transport(key, TransportConfig(listen=()))
+                    await x.start()
+                    extra.append(x)
+                    c = await x.connect(plan["address"], timeout=5)
+                    await x.send(c, _hello(key))
+            elif "sleep" in step:
+                await drain(step["sleep"])
+        await drain(plan.get("listen", 0.5))
+        for x in extra:
+            await x.close()
+    return {"id": bytes(key.verify_key).hex(), "frames": got}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(run(json.loads(sys.argv[1])))), flush=True)
