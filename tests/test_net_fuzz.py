@@ -176,10 +176,10 @@ def run_fuzz(tmp_path: Any, n: int, seed: int) -> None:
         private.text().insert(0, "secret")
         for node in (b, m):
             node.join(a.invite(doc))
-            node._ingest(doc.id, a._outgoing(doc.id, {}), a.id)
+            node.replica.ingest(doc.id, a.replica.outgoing(doc.id, {}), a.id)
         m.open(doc.id).text().insert(0, "m")
-        a._ingest(doc.id, m._outgoing(doc.id, {a.id: 2}), m.id)
-        genuine = m._outgoing(doc.id, {})
+        a.replica.ingest(doc.id, m.replica.outgoing(doc.id, {a.id: 2}), m.id)
+        genuine = m.replica.outgoing(doc.id, {})
         env = decode_envelope(genuine[-1])
         forged = encode_envelope(env._replace(seq=env.seq + 1, body=env.body + b"x"))
         hello = encode({"type": "hello", "id": m.id, "name": "m", "addrs": [],

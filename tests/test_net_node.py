@@ -227,7 +227,7 @@ def test_hostile_frames_are_rejected_counted_and_the_node_keeps_serving(nodes):
     doc_b = b.open(doc.id)
     doc_b.text().insert(2, "!")
     until(lambda: text_of(a, doc.id) == "ok!")
-    genuine = b._outgoing(doc.id, {a.id: 2})
+    genuine = b.replica.outgoing(doc.id, {a.id: 2})
     env = decode_envelope(genuine[-1])
     thief = Identity.generate()
     forged = encode_envelope(env._replace(seq=env.seq + 1, sig=thief.sign(b"x" * 32)))

@@ -158,8 +158,7 @@ class NodeNetwork(DialMixin):
         if self._start_error is not None:
             self._thread.join(2.0)
             raise self._start_error
-        self.node._change_listeners.append(self._on_commit)
-        self.node._listen_addresses = list(self.addresses)
+        self.node.replica.listeners.append(self._on_commit)
         return self
 
     def _run(self) -> None:
@@ -248,7 +247,7 @@ class NodeNetwork(DialMixin):
             return
         self._closed = True
         try:
-            self.node._change_listeners.remove(self._on_commit)
+            self.node.replica.listeners.remove(self._on_commit)
         except ValueError:
             pass
         loop, stop = self._loop, self._stop
@@ -364,9 +363,9 @@ class NodeNetwork(DialMixin):
             assert self.book is not None
             return self.book.version
         node = self.node
-        with node._lock:
+        with node.lock:
             try:
-                return {a: h.seq for a, h in node._open_doc(doc).heads.items()}
+                return {a: h.seq for a, h in node.replica.open(doc).heads.items()}
             except KeyError:
                 return {}
 
@@ -374,7 +373,7 @@ class NodeNetwork(DialMixin):
         if doc == BOOK_DOC:
             assert self.book is not None
             return self.book.changes_since(dict(vv))
-        return self.node._outgoing(doc, dict(vv))
+        return self.node.replica.outgoing(doc, dict(vv))
 
     def ingest(self, doc: Any, blobs: list[bytes], source: bytes) -> None:
         if doc == BOOK_DOC:
@@ -384,9 +383,9 @@ class NodeNetwork(DialMixin):
                 self._forward(BOOK_DOC, [], source, book=True)
             return
         node = self.node
-        before = Counter(node._rejected)
-        accepted = node._ingest(doc, blobs, source)
-        for reason, n in (Counter(node._rejected) - before).items():
+        before = Counter(node.replica.rejected)
+        accepted = node.replica.ingest(doc, blobs, source)
+        for reason, n in (Counter(node.replica.rejected) - before).items():
             self._count(f"rejected:{reason}", n)
         if accepted:
             self.counts["accepted"] += len(accepted)
