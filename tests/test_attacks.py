@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ownkernel.node import Node
-from ownkernel.node.addressbook import NetConfig
+from ownkernel.node.config import NetConfig
 from ownkernel.node.gate import HELD_PER_PEER, Credentials, seal_presence
 from ownkernel.node.grants import Descriptor, Invite
 

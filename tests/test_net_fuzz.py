@@ -22,7 +22,7 @@ import pytest
 from ownkernel.net.protocol import PROTOCOL_VERSIONS, encode
 from ownkernel.net.transport import Transport, TransportConfig
 from ownkernel.node import Node
-from ownkernel.node.addressbook import NetConfig
+from ownkernel.node.config import NetConfig
 from ownkernel.node.network import NodeNetwork
 from ownkernel.node.relay import encode_ext
 from ownkernel.store import audit, decode_envelope, encode_envelope

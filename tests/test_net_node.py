@@ -21,7 +21,9 @@ from ownkernel.crdt import Doc
 from ownkernel.net.protocol import PROTOCOL_VERSIONS, encode
 from ownkernel.net.transport import Transport, TransportConfig
 from ownkernel.node import Node
-from ownkernel.node.addressbook import AddressBook, Dialer, NetConfig, sticky_listen
+from ownkernel.node.addressbook import AddressBook
+from ownkernel.node.config import NetConfig, sticky_listen
+from ownkernel.node.dialing import Dialer
 from ownkernel.node.network import NodeNetwork
 from ownkernel.node.relay import EXT_PREFIX, encode_ext
 from ownkernel.store import Identity, decode_envelope, encode_envelope
@@ -379,7 +381,7 @@ def test_presence_is_shared_expires_and_is_never_stored(nodes):
 
 def test_discovery_is_off_unless_asked(nodes):
     _, na = nodes("a")
-    assert na._discovery is None and na.config.discovery is None
+    assert na.dialing.discovery is None and na.config.discovery is None
     with pytest.raises(ValueError, match="interface"):
         Node(discovery={"port": 5670})
 

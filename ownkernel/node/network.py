@@ -64,17 +64,9 @@ from ownkernel.net.transport import (
     TransportConfig,
     format_address,
 )
-from ownkernel.node.addressbook import (  # noqa: F401  (re-exported)
-    BOOK_DOC,
-    DEFAULT_LISTEN,
-    AddressBook,
-    Dialer,
-    DialMixin,
-    NetConfig,
-    Peer,
-    env_bootstrap,
-    sticky_listen,
-)
+from ownkernel.node.addressbook import BOOK_DOC, AddressBook
+from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, sticky_listen
+from ownkernel.node.dialing import Dialing
 from ownkernel.node.presence import Presence
 from ownkernel.node.relay import EXT_PREFIX, Relay, encode_ext
 from ownkernel.store import decode_envelope, encode_envelope
@@ -113,7 +105,7 @@ def _covers(have: dict[bytes, int] | None, want: dict[bytes, int]) -> bool:
     return have is not None and all(have.get(a, 0) >= s for a, s in want.items())
 
 
-class NodeNetwork(DialMixin):
+class NodeNetwork:
     """Networking of one :class:`Node`. ``start()`` it, ``close()`` it (≤ 1 s)."""
 
     def __init__(self, node: Node, config: NetConfig | None = None) -> None:
@@ -135,9 +127,9 @@ class NodeNetwork(DialMixin):
         node.gate.relay = self.config.relay
         self.relay = Relay(self, self.config.relay, self.config.use_relays)
         self.presence = Presence(self, self.config.presence_ttl)
-        self.dialer = Dialer(self.id, self.config)
-        self._links: dict[ConnId, Link] = {}
-        self._by_peer: dict[bytes, Link] = {}
+        self.dialing = Dialing(self)
+        self.links: dict[ConnId, Link] = {}
+        self.by_peer: dict[bytes, Link] = {}
         self._names: dict[bytes, tuple[str, tuple[str, ...]]] = {}
         self._last_seen: dict[bytes, float] = {}
         self._seen_docs: set[bytes] = set()
@@ -146,7 +138,6 @@ class NodeNetwork(DialMixin):
         self._sending = False
         self._local: dict[bytes, list[bytes]] = {}
         self._local_scheduled = False
-        self._discovery: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ================================================================ lifecycle
@@ -204,7 +195,7 @@ class NodeNetwork(DialMixin):
             t = Transport(key, TransportConfig(
                 listen=attempt, max_frame_size=cfg.max_frame_size, rate=cfg.rate,
                 burst=cfg.burst), policy=policy, on_frame=self._on_frame,
-                on_event=self._on_conn_event)
+                on_event=self.dialing.on_conn_event)
             try:
                 await t.start()
             except zmq.ZMQError as e:
@@ -223,12 +214,12 @@ class NodeNetwork(DialMixin):
         self.book.announce(node.name, self.addresses if cfg.listed else [], cfg.relay)
         for p in node.store.peers():
             if p["id"] != self.id and p.get("addresses"):
-                self.dialer.add(p["id"], p["addresses"], sticky=False)
-        self._dial_from_book()
+                self.dialing.planner.add(p["id"], p["addresses"], sticky=False)
+        self.dialing.dial_from_book()
         for target in cfg.bootstrap:
-            self._add_target(target)
+            self.dialing.add_target(target)
         if cfg.discovery:
-            await self._start_discovery(cfg.discovery)
+            await self.dialing.start_discovery(cfg.discovery)
 
     def _advertised(self) -> list[str]:
         assert self.transport is not None
@@ -261,9 +252,9 @@ class NodeNetwork(DialMixin):
                 log.warning("network thread did not stop within %.1f s", timeout)
 
     async def _shutdown(self) -> None:
-        for link in list(self._links.values()):
+        for link in list(self.links.values()):
             link.session.close("shutdown")
-            self._flush(link)
+            self.flush(link)
         await self._drain()
         await asyncio.sleep(0.02)  # let libzmq's I/O thread put the goodbyes on the wire
         if self.book is not None:
@@ -274,12 +265,12 @@ class NodeNetwork(DialMixin):
         await self._teardown()
 
     async def _teardown(self) -> None:
-        if self._discovery is not None:
+        if self.dialing.discovery is not None:
             try:
-                await self._discovery.stop()
+                await self.dialing.discovery.stop()
             except Exception:
                 log.exception("discovery stop failed")
-            self._discovery = None
+            self.dialing.discovery = None
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -318,7 +309,7 @@ class NodeNetwork(DialMixin):
         else:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
@@ -379,7 +370,7 @@ class NodeNetwork(DialMixin):
         if doc == BOOK_DOC:
             assert self.book is not None
             if self.book.ingest(blobs):
-                self._dial_from_book()
+                self.dialing.dial_from_book()
                 self._forward(BOOK_DOC, [], source, book=True)
             return
         node = self.node
@@ -412,7 +403,7 @@ class NodeNetwork(DialMixin):
         if source is not None and not book and not self.config.relay:
             self._announce.add(doc)
             return
-        for peer, link in list(self._by_peer.items()):
+        for peer, link in list(self.by_peer.items()):
             s = link.session
             if peer == source or not s.is_open or not self.may_read(peer, doc):
                 continue
@@ -430,7 +421,7 @@ class NodeNetwork(DialMixin):
         docs, self._announce = self._announce, set()
         for doc in docs:
             vv = self.version(doc)
-            for peer, link in list(self._by_peer.items()):
+            for peer, link in list(self.by_peer.items()):
                 if not link.session.is_open or not self.may_read(peer, doc):
                     continue
                 if _covers(link.known.get(doc), vv):
@@ -474,7 +465,7 @@ class NodeNetwork(DialMixin):
     def _on_frame(self, inc: Incoming) -> None:
         if self._stop is None or self._stop.is_set():
             return
-        link = self._links.get(inc.conn)
+        link = self.links.get(inc.conn)
         if inc.frame[:1] == EXT_PREFIX[:1]:
             # Extension frames only on a connection whose hello was verified.
             if link is None or link.peer is None or link.curve_key != inc.curve_key:
@@ -484,15 +475,15 @@ class NodeNetwork(DialMixin):
             self._flush_all()
             return
         if link is None:
-            if len(self._links) >= MAX_LINKS:
+            if len(self.links) >= MAX_LINKS:
                 self._count("too-many-sessions")
                 return
-            link = self._new_link(inc.conn, inc.curve_key)
+            link = self.new_link(inc.conn, inc.curve_key)
         events = link.session.receive(inc.frame, time.monotonic())
         self._handle(link, events)
         self._flush_all()
 
-    def _new_link(self, conn: ConnId, curve_key: bytes) -> Link:
+    def new_link(self, conn: ConnId, curve_key: bytes) -> Link:
         """A session for a new connection. Nothing is sent until the peer's hello
         is verified (the dialer's hello goes first; see Dialer)."""
         cfg = self.config
@@ -502,7 +493,7 @@ class NodeNetwork(DialMixin):
                 max_frame_size=cfg.max_frame_size, anti_entropy_interval=cfg.anti_entropy,
                 ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
                 handshake_timeout=cfg.handshake_timeout))
-        link = self._links[conn] = Link(conn, session, curve_key, time.monotonic())
+        link = self.links[conn] = Link(conn, session, curve_key, time.monotonic())
         return link
 
     def _handle(self, link: Link, events: Iterable[Event]) -> None:
@@ -531,7 +522,7 @@ class NodeNetwork(DialMixin):
                     self._close_link(link, "resync")
                     return
             elif isinstance(ev, (SessionClosed, PeerTimeout)):
-                self._drop_link(link, getattr(ev, "reason", "timeout"))
+                self.drop_link(link, getattr(ev, "reason", "timeout"))
             elif isinstance(ev, ErrorReceived):
                 pass  # SessionClosed follows
 
@@ -545,10 +536,10 @@ class NodeNetwork(DialMixin):
         self._names[peer] = (ev.name, addrs)
         self._last_seen[peer] = time.time()
         if addrs:
-            self.dialer.add(peer, list(addrs), sticky=False)
-        cur = self._by_peer.get(peer)
-        if cur is None or cur.conn not in self._links or not cur.session.is_open:
-            self._by_peer[peer] = link
+            self.dialing.planner.add(peer, list(addrs), sticky=False)
+        cur = self.by_peer.get(peer)
+        if cur is None or cur.conn not in self.links or not cur.session.is_open:
+            self.by_peer[peer] = link
             joined = cur is None
         else:
             # Two live connections to one peer: both sides keep the one dialed by the
@@ -557,7 +548,7 @@ class NodeNetwork(DialMixin):
                 return (self.id if lk.conn[0] == "out" else peer, -lk.created)
             keep = min(cur, link, key=rank)
             other = link if keep is cur else cur
-            self._by_peer[peer] = keep
+            self.by_peer[peer] = keep
             joined = False
             if other.conn[0] == "out":
                 self._close_link(other, "duplicate")
@@ -571,21 +562,21 @@ class NodeNetwork(DialMixin):
             self.counts["peers-joined"] += 1
             self._emit("peer_joined", self._peer(peer))
 
-    def _drop_link(self, link: Link, reason: str) -> None:
-        if self._links.get(link.conn) is not link:
+    def drop_link(self, link: Link, reason: str) -> None:
+        if self.links.get(link.conn) is not link:
             return
-        del self._links[link.conn]
+        del self.links[link.conn]
         peer = link.peer
         if link.conn[0] == "out" and reason != "disconnected":
             # the socket stays up after a protocol failure: close it, redial later
-            self._spawn(self._disconnect(link.conn, failed=True))
-        if peer is None or self._by_peer.get(peer) is not link:
+            self.spawn(self.disconnect(link.conn, failed=True))
+        if peer is None or self.by_peer.get(peer) is not link:
             return
-        del self._by_peer[peer]
+        del self.by_peer[peer]
         self._last_seen[peer] = time.time()
-        for other in self._links.values():
+        for other in self.links.values():
             if other.peer == peer and other.session.is_open:
-                self._by_peer[peer] = other
+                self.by_peer[peer] = other
                 return
         self.presence.drop_sender(peer)
         self.relay.forget(peer)
@@ -596,13 +587,13 @@ class NodeNetwork(DialMixin):
 
     def _close_link(self, link: Link, reason: str) -> None:
         link.session.close(reason)
-        self._flush(link)
-        self._drop_link(link, reason)
+        self.flush(link)
+        self.drop_link(link, reason)
 
-    async def _disconnect(self, conn: ConnId, failed: bool) -> None:
+    async def disconnect(self, conn: ConnId, failed: bool) -> None:
         assert self.transport is not None
         await self.transport.disconnect(conn)
-        self.dialer.conn_closed(conn, time.monotonic(), failed)
+        self.dialing.planner.conn_closed(conn, time.monotonic(), failed)
 
     # ================================================================ connections
 
@@ -613,9 +604,9 @@ class NodeNetwork(DialMixin):
         while True:
             now = time.monotonic()
             try:
-                for link in list(self._links.values()):
+                for link in list(self.links.values()):
                     self._handle(link, link.session.tick(now))
-                await self._dial_step(now)
+                await self.dialing.step(now)
                 if now - last_book >= 1.0:
                     last_book = now
                     assert self.book is not None
@@ -624,11 +615,11 @@ class NodeNetwork(DialMixin):
                     if blob is not None:
                         self._forward(BOOK_DOC, [blob], None, book=True)
                     self.book.save()
-                    self._dial_from_book()
+                    self.dialing.dial_from_book()
                 if now - last_presence >= cfg.presence_ttl / 3:
                     last_presence = now
                     self.presence.reseal()
-                    for link in list(self._by_peer.values()):
+                    for link in list(self.by_peer.values()):
                         self.presence.send(link)
                 if now - last_announce >= cfg.announce:
                     last_announce = now
@@ -648,25 +639,25 @@ class NodeNetwork(DialMixin):
 
     def send_ext(self, link: Link, msg: dict[str, Any]) -> None:
         """Queue an extension frame (relay.py) after what the session already queued."""
-        self._flush(link)
+        self.flush(link)
         self._send_raw(link.conn, encode_ext(msg))
 
     def link_of(self, peer: bytes) -> Link | None:
-        return self._by_peer.get(peer)
+        return self.by_peer.get(peer)
 
-    def _flush(self, link: Link) -> None:
+    def flush(self, link: Link) -> None:
         for f in link.session.data_to_send():
             self._sendq.append((link.conn, f))
         self._kick()
 
     def _flush_all(self) -> None:
-        for link in list(self._links.values()):
-            self._flush(link)
+        for link in list(self.links.values()):
+            self.flush(link)
 
     def _kick(self) -> None:
         if self._sendq and not self._sending:
             self._sending = True
-            self._spawn(self._drain())
+            self.spawn(self._drain())
 
     async def _drain(self) -> None:
         """The one writer: frames leave in the order they were queued."""
@@ -692,7 +683,7 @@ class NodeNetwork(DialMixin):
     def sync_now(self) -> None:
         """Anti-entropy with every peer right away (normally periodic)."""
         def run() -> None:
-            for link in list(self._links.values()):
+            for link in list(self.links.values()):
                 link.session.sync_all(time.monotonic())
             self._flush_all()
         self._call(run)
@@ -700,13 +691,13 @@ class NodeNetwork(DialMixin):
     def stats(self) -> dict[str, Any]:
         def snap() -> dict[str, Any]:
             sess = Counter[str]()
-            for link in self._links.values():
+            for link in self.links.values():
                 for k, v in vars(link.session.stats).items():
                     sess[k] += v
             errors = Counter(self.errors)
             assert self.book is not None
             errors.update(self.book.rejected)
-            return {"sessions": len(self._links), "peers_online": len(self._by_peer),
+            return {"sessions": len(self.links), "peers_online": len(self.by_peer),
                     "errors": dict(errors), "errors_total": sum(errors.values()),
                     "transport": dict(self.transport.stats) if self.transport else {},
                     "sessions_now": dict(sess), **dict(self.counts)}
@@ -717,7 +708,7 @@ class NodeNetwork(DialMixin):
     # ================================================================ presence, joins
     def _set_presence(self, doc: Any, state: Any) -> None:
         self.presence.set_local(doc, state)
-        for link in list(self._by_peer.values()):
+        for link in list(self.by_peer.values()):
             self.presence.send(link, [doc])
         self._flush_all()
 
@@ -727,11 +718,11 @@ class NodeNetwork(DialMixin):
     def get_presence(self, doc: Any) -> dict[bytes, Any]:
         return self._call(lambda: self.presence.merged(doc))
 
-    def _announce_doc(self, doc: bytes) -> None:
+    def offer_doc(self, doc: bytes) -> None:
         """A doc appeared here (joined): show our grant to whom it concerns, offer it."""
         self._seen_docs.add(doc)
         self.docs_changed()
-        for link in list(self._by_peer.values()):
+        for link in list(self.by_peer.values()):
             if link.peer is None or not link.session.is_open:
                 continue
             with self.node.lock:
@@ -739,9 +730,59 @@ class NodeNetwork(DialMixin):
             if grants:
                 self.send_ext(link, {"type": "grants", "grants": grants[:1000]})
         self.relay.ask_all_relays([doc])
-        for link in list(self._by_peer.values()):
+        for link in list(self.by_peer.values()):
             self.offer_new(link)
         self._flush_all()
 
     def announce_doc(self, doc: bytes) -> None:
-        self._call(self._announce_doc, doc)
+        self._call(self.offer_doc, doc)
+
+    # ================================================================ peers
+    def online(self, peer: bytes) -> bool:
+        link = self.by_peer.get(peer)
+        return link is not None and link.session.is_open
+
+    def _peer(self, peer: bytes) -> Peer:
+        link = self.by_peer.get(peer)
+        name, addrs = self._names.get(peer, ("", ()))
+        if self.book is not None and (not name or not addrs):
+            e = self.book.get(peer)
+            if e is not None:
+                name, addrs = name or e.name, addrs or e.addresses
+        online = link is not None and link.session.is_open
+        return Peer(peer, name, tuple(addrs), online,
+                    link.session.latency if online and link else None,
+                    time.time() if online else self._last_seen.get(peer),
+                    peer in self.relay.relays)
+
+    def _peers(self) -> list[Peer]:
+        ids: dict[bytes, None] = {}
+        for p in self.node.store.peers():
+            ids[p["id"]] = None
+            if p["id"] not in self._names and p.get("name") is not None:
+                self._names[p["id"]] = (p["name"], tuple(p.get("addresses") or ()))
+            self._last_seen.setdefault(p["id"], p.get("last_seen"))
+        assert self.book is not None
+        ids.update(dict.fromkeys(self.book.entries()))
+        ids.update(dict.fromkeys(self.by_peer))
+        ids.pop(self.id, None)
+        out = [self._peer(p) for p in ids]
+        out.sort(key=lambda p: (not p.online, p.name, p.id))
+        return out
+
+    def peers(self) -> list[Peer]:
+        return self._call(self._peers)
+
+    def connect(self, target: str, timeout: float | None = 5.0) -> Peer | None:
+        """Dial an address or a token's inviter; wait up to ``timeout`` s for the session."""
+        peer = self._call(self.dialing.add_target, target)
+        if not timeout or peer is None or threading.current_thread() is self._thread:
+            return None  # (never block the network thread waiting for itself)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            p = self._call(self._peer, peer)
+            if p.online:
+                return p
+            time.sleep(0.01)
+        raise TimeoutError(f"no session with {peer.hex()[:12]} after {timeout:.1f} s; "
+                           f"still trying in the background")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ownkernel.node.access import ACCESS_ROOT, META_ROOT, revoked_key, role_key, token_key
-from ownkernel.node.addressbook import NetConfig, Peer, env_bootstrap
+from ownkernel.node.config import NetConfig, Peer, env_bootstrap
 from ownkernel.node.gate import Credentials, Gate
 from ownkernel.node.grants import (
     TOKEN_PREFIX,
