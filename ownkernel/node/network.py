@@ -94,6 +94,7 @@ class Link:
     synced: set[Any] = field(default_factory=set)  # docs a `have` went either way for
     presence_sent: set[Any] = field(default_factory=set)
     known: dict[Any, dict[bytes, int]] = field(default_factory=dict)  # doc -> peer's version
+    greeted: bool = False  # our `hi` went out (relay.py)
 
 
 def strip_signature(env: bytes) -> bytes:

@@ -107,10 +107,17 @@ class Relay:
         self.relays: set[bytes] = set()  # peers whose hi says they relay
 
     # -- after a verified hello --------------------------------------------------
-    def greet(self, link: Link) -> None:
-        assert link.peer is not None
+    def greet(self, link: Link, peer: bytes | None = None) -> None:
+        """Say ``hi`` once per connection: to a peer whose hello we verified, or, on a
+        connection we dialed, right after our own hello (``peer``: the key we pinned —
+        the Curve handshake proved the other side holds it), so our grants arrive
+        before the `have`s they make answerable."""
+        peer = peer or link.peer
+        if link.greeted or peer is None:
+            return
+        link.greeted = True
         with self.net.node.lock:
-            grants = self.gate.grants_for(link.peer)
+            grants = self.gate.grants_for(peer)
         chunks = _chunks(grants) or [[]]
         self.net.send_ext(link, {"type": "hi", "relay": self.enabled, "grants": chunks[0]})
         for c in chunks[1:]:
