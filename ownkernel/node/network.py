@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("peer_joined", "peer_left", "doc_changed", "presence")
 MAX_LINKS = 1024
+INBOX_BURST = 64  # frames handled under one store transaction
 
 
 @dataclass(eq=False)
@@ -135,6 +136,9 @@ class NodeNetwork:
         self._last_seen: dict[bytes, float] = {}
         self._seen_docs: set[bytes] = set()
         self._announce: set[Any] = set()  # docs changed by peers since the last announce
+        self._inbox: list[Incoming] = []
+        self._inbox_scheduled = False
+        self._held_events: list[tuple[str, tuple[Any, ...]]] | None = None
         self._sendq: deque[tuple[ConnId, bytes]] = deque()
         self._sending = False
         self._local: dict[bytes, list[bytes]] = {}
@@ -335,6 +339,9 @@ class NodeNetwork:
         return off
 
     def _emit(self, event: str, *args: Any) -> None:
+        if self._held_events is not None:  # inside a batch: fire once it is durable
+            self._held_events.append((event, args))
+            return
         for cb in list(self._callbacks[event]):
             try:
                 cb(*args)
@@ -345,10 +352,11 @@ class NodeNetwork:
     # ================================================================ SyncHost
     def shared_docs(self, peer_id: bytes) -> frozenset[Any]:
         with self.node.lock:
-            return self.node.gate.shared_with(peer_id)
+            return frozenset(self.node.gate.shared_with(peer_id))
 
     def may_read(self, peer_id: bytes, doc: Any) -> bool:
-        return doc in self.shared_docs(peer_id)
+        with self.node.lock:
+            return doc in self.node.gate.shared_with(peer_id)
 
     def version(self, doc: Any) -> dict[bytes, int]:
         if doc == BOOK_DOC:
@@ -385,15 +393,13 @@ class NodeNetwork:
             self._emit("doc_changed", doc, source)
 
     # ================================================================ sharing state
-    def docs_changed(self) -> None:
-        """What peers may see can have changed (docs added, access lists, grants)."""
-        self.node.gate.changed()
-
     def offer_new(self, link: Link) -> None:
         """Offer ``link``'s peer the docs it may now read that were never offered."""
         if link.peer is None or not link.session.is_open:
             return
-        for doc in self.shared_docs(link.peer) - link.synced:
+        with self.node.lock:
+            new = self.node.gate.shared_with(link.peer) - link.synced
+        for doc in new:
             link.session.send_have(doc)
             link.synced.add(doc)
 
@@ -464,8 +470,43 @@ class NodeNetwork:
 
     # ================================================================ frames
     def _on_frame(self, inc: Incoming) -> None:
+        """Transport callback, once per frame: queue it; a burst is handled in one go."""
         if self._stop is None or self._stop.is_set():
             return
+        self._inbox.append(inc)
+        if not self._inbox_scheduled:
+            self._inbox_scheduled = True
+            asyncio.get_running_loop().call_soon(self._process_inbox)
+
+    def _process_inbox(self) -> None:
+        """Handle the queued frames under one store transaction (one fsync for the
+        burst), then fire events and send. Nothing received is acknowledged or
+        passed on before it is durable: sends leave after the batch commits."""
+        self._inbox_scheduled = False
+        burst, self._inbox = self._inbox[:INBOX_BURST], self._inbox[INBOX_BURST:]
+        if self._inbox:  # the rest on the next turn: the loop stays responsive
+            self._inbox_scheduled = True
+            asyncio.get_running_loop().call_soon(self._process_inbox)
+        node = self.node
+        self._held_events = []
+        try:
+            with node.lock, node.store.batch():
+                for inc in burst:
+                    try:
+                        self._receive(inc)
+                    except Exception:  # one frame's bug must not undo the others
+                        self._count("handler-error")
+                        log.exception("handling a frame failed")
+        except Exception:
+            self._count("batch-error")
+            log.exception("storing a burst of frames failed")
+        finally:
+            held, self._held_events = self._held_events, None
+        for event, args in held:
+            self._emit(event, *args)
+        self._flush_all()
+
+    def _receive(self, inc: Incoming) -> None:
         link = self.links.get(inc.conn)
         if inc.frame[:1] == EXT_PREFIX[:1]:
             # Extension frames only on a connection whose hello was verified.
@@ -473,7 +514,6 @@ class NodeNetwork:
                 self._count("ext-before-hello")
                 return
             self.relay.on_frame(link, inc.frame)
-            self._flush_all()
             return
         if link is None:
             if len(self.links) >= MAX_LINKS:
@@ -482,7 +522,6 @@ class NodeNetwork:
             link = self.new_link(inc.conn, inc.curve_key)
         events = link.session.receive(inc.frame, time.monotonic())
         self._handle(link, events)
-        self._flush_all()
 
     def new_link(self, conn: ConnId, curve_key: bytes) -> Link:
         """A session for a new connection. Nothing is sent until the peer's hello
@@ -722,7 +761,6 @@ class NodeNetwork:
     def offer_doc(self, doc: bytes) -> None:
         """A doc appeared here (joined): show our grant to whom it concerns, offer it."""
         self._seen_docs.add(doc)
-        self.docs_changed()
         for link in list(self.by_peer.values()):
             if link.peer is None or not link.session.is_open:
                 continue

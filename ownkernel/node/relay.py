@@ -154,8 +154,7 @@ class Relay:
                     continue
                 node.carry_doc(desc)
             added.append(desc.doc)
-        if added:
-            self.net.docs_changed()
+        if added:  # (carry_doc told the gate about each new doc)
             self.net.offer_new(link)
 
     def ask(self, link: Link, docs: list[bytes] | None = None) -> None:

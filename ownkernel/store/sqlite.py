@@ -28,6 +28,7 @@ Schema (version 1; see ``MIGRATIONS`` for how later versions are added):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -197,6 +198,7 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], *, check: bool = True) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._batch = False  # inside batch(): writes are savepoints of one transaction
         self._doc_n: dict[bytes, int] = {}
         self._actor_n: dict[bytes, int] = {}
         existed = self.path.exists() and self.path.stat().st_size > 0
@@ -322,12 +324,55 @@ class Store:
                 self._db = None  # type: ignore[assignment]
 
     # -- transactions --------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes made inside into one transaction: one fsync for all.
+
+        Each write still succeeds or fails on its own (a SAVEPOINT each); what was
+        written becomes durable at the end of the block, so nothing written inside
+        may be acknowledged or sent before the block ends (the network layer
+        ingests a burst of frames inside one batch and sends after it).
+        """
+        with self._lock:
+            if self._batch:
+                yield
+                return
+            db = self._db
+            if db is None:
+                raise DatabaseError(f"database {self.path} is closed")
+            db.execute("BEGIN IMMEDIATE")
+            self._batch = True
+            try:
+                yield
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._doc_n.clear()
+                self._actor_n.clear()
+                raise
+            finally:
+                self._batch = False
+
     def _write(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn(db, *args)`` in one IMMEDIATE transaction; returns after COMMIT."""
+        """Run ``fn(db, *args)`` in one IMMEDIATE transaction; returns after COMMIT
+        (inside ``batch()``: in a savepoint, durable when the batch ends)."""
         with self._lock:
             db = self._db
             if db is None:
                 raise DatabaseError(f"database {self.path} is closed")
+            if self._batch:
+                db.execute("SAVEPOINT w")
+                try:
+                    out = fn(db, *args)
+                    db.execute("RELEASE w")
+                except BaseException:
+                    db.execute("ROLLBACK TO w")
+                    db.execute("RELEASE w")
+                    self._doc_n.clear()
+                    self._actor_n.clear()
+                    raise
+                return out
             db.execute("BEGIN IMMEDIATE")
             try:
                 out = fn(db, *args)
