@@ -41,7 +41,7 @@ def _sync_many(tmp_path: Path, n_docs: int, timeout: float) -> None:
             while done() < n_docs and time.monotonic() < end:
                 time.sleep(0.05)
             assert done() == n_docs, f"only {done()} of {n_docs} docs synced"
-            for i, d in enumerate(ids[:5] + ids[-5:]):
+            for d in ids[:5] + ids[-5:]:
                 assert str(b.open(d).text()).startswith("content of doc ")
             st = b.stats()
             # each document's history arrived about once
