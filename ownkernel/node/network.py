@@ -364,10 +364,9 @@ class NodeNetwork:
             return self.book.version
         node = self.node
         with node.lock:
-            try:
-                return {a: h.seq for a, h in node.replica.open(doc).heads.items()}
-            except KeyError:
+            if not node.gate.knows(doc):
                 return {}
+            return node.replica.version(doc)
 
     def changes_since(self, doc: Any, vv: Any) -> list[bytes]:
         if doc == BOOK_DOC:

@@ -113,6 +113,21 @@ class Replica:
         self.stats: Tally[str] = Tally()
         self.rejected: Tally[str] = Tally()
         self.closed = False
+        self._versions: dict[bytes, dict[bytes, int]] = {}  # of docs not loaded
+
+    def version(self, doc_id: bytes) -> dict[bytes, int]:
+        """``{author: newest seq}`` of a doc, without loading it when it is not loaded
+        (heads only ever move through a loaded doc, so the stored ones are current)."""
+        od = self.docs.get(doc_id)
+        if od is not None:
+            return {a: h.seq for a, h in od.heads.items()}
+        v = self._versions.get(doc_id)
+        if v is None:
+            v = {a: h.seq for a, h in self.store.heads(doc_id).items()}
+            if len(self._versions) > 100_000:
+                self._versions.clear()
+            self._versions[doc_id] = v
+        return dict(v)
 
     def check_open(self) -> None:
         if self.closed:
@@ -161,6 +176,7 @@ class Replica:
 
     def _load(self, doc_id: bytes) -> OpenDoc:
         self.check_open()
+        self._versions.pop(doc_id, None)
         row = self.row(doc_id)
         heads = self.store.heads(doc_id)
         crdt: Doc | None = None
