@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -245,14 +244,19 @@ def _settle(doc: Any, quiet: float = 0.3, limit: float = 3.0) -> None:
 
 # -- console --------------------------------------------------------------------
 def cmd_console(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from jupyter_client.kernelspec import KernelSpecManager
 
-    if shutil.which("jupyter-console") is None:
-        raise CliError("jupyter console is not installed: pip install jupyter-console")
+    # Run the console module with *this* interpreter, not `jupyter-console` from PATH:
+    # outside an activated venv PATH has no (or another env's) script.
+    if importlib.util.find_spec("jupyter_console") is None:
+        raise CliError(f"jupyter console is not installed for {sys.executable}: "
+                       f"{sys.executable} -m pip install jupyter-console")
     if args.kernel not in KernelSpecManager().find_kernel_specs():
         raise CliError(f"no kernelspec {args.kernel!r}: run `ownkernel install` first")
-    argv = ["jupyter-console", "--kernel", args.kernel, *args.extra]
-    os.execvp(argv[0], argv)  # replaces this process; returns only on failure
+    argv = [sys.executable, "-m", "jupyter_console", "--kernel", args.kernel, *args.extra]
+    os.execv(sys.executable, argv)  # replaces this process; returns only on failure
     return 1  # pragma: no cover
 
 
