@@ -33,85 +33,22 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cbor2
 
-from ownkernel.store.errors import DatabaseError
+from ownkernel.store import dbfile
+from ownkernel.store.dbfile import APPLICATION_ID
+from ownkernel.store.errors import CorruptRowError, DatabaseError, StoreFullError
+from ownkernel.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["DB_FILE", "SCHEMA_VERSION", "ChangeRow", "DocRow", "Head", "Store"]
 
 DB_FILE = "ownkernel.sqlite3"
-APPLICATION_ID = 0x6F776E6B  # "ownk": lets us tell our file from any other SQLite file
 
-_V1 = """
-CREATE TABLE schema_version (version INTEGER NOT NULL);
-CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
-CREATE TABLE documents (
-    n          INTEGER PRIMARY KEY,
-    id         BLOB NOT NULL UNIQUE,
-    title      TEXT NOT NULL DEFAULT '',
-    created    REAL NOT NULL,
-    owner      BLOB NOT NULL,
-    capability TEXT NOT NULL,          -- what this node may do: owner | admin | write | read
-    encrypted  INTEGER NOT NULL DEFAULT 0,
-    key        BLOB,                   -- SecretBox key of an encrypted doc (NULL: we lack it)
-    access     BLOB,                   -- CBOR snapshot of the access list, for listing only
-    inviter    BLOB,
-    addresses  BLOB,                   -- CBOR list of where the inviter said it listens
-    token      BLOB                    -- capability token we joined with (presented once)
-);
-CREATE TABLE actors (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
-CREATE TABLE changes (
-    doc   INTEGER NOT NULL,
-    actor INTEGER NOT NULL,
-    seq   INTEGER NOT NULL,
-    blob  BLOB NOT NULL,
-    auth  BLOB,
-    PRIMARY KEY (doc, actor, seq)
-) WITHOUT ROWID;
--- capabilities presented with changes are rare: a partial index finds them fast
-CREATE INDEX changes_auth ON changes (doc) WHERE auth IS NOT NULL;
-CREATE TABLE heads (
-    doc     INTEGER NOT NULL,
-    actor   INTEGER NOT NULL,
-    seq     INTEGER NOT NULL,
-    hash    BLOB NOT NULL,
-    sig     BLOB,
-    sig_seq INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (doc, actor)
-) WITHOUT ROWID;
--- per (doc, actor): changes up to seq are compacted into the snapshot (regenerated from
--- it byte for byte when needed), hash is the chain hash at that seq to verify them
-CREATE TABLE compacted (
-    doc   INTEGER NOT NULL,
-    actor INTEGER NOT NULL,
-    seq   INTEGER NOT NULL,
-    hash  BLOB NOT NULL,
-    PRIMARY KEY (doc, actor)
-) WITHOUT ROWID;
-CREATE TABLE snapshots (
-    doc      INTEGER PRIMARY KEY,
-    version  BLOB NOT NULL,
-    data     BLOB NOT NULL,
-    nchanges INTEGER NOT NULL,
-    created  REAL NOT NULL
-);
-CREATE TABLE peers (
-    id        BLOB PRIMARY KEY,
-    name      TEXT,
-    addresses BLOB,
-    last_seen REAL
-) WITHOUT ROWID;
-"""
-
-# MIGRATIONS[v] upgrades a database from version v-1 to v. Version 1 is the first
-# release; a later release appends e.g. ``2: "ALTER TABLE peers ADD COLUMN ..."``.
-MIGRATIONS: dict[int, str] = {1: _V1}
-SCHEMA_VERSION = max(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -175,6 +112,26 @@ def unpack_body(actor: bytes, stored: bytes) -> bytes:
     raise DatabaseError("a stored change has an unknown encoding")
 
 
+def _decode_version(raw: bytes) -> dict[bytes, int]:
+    try:
+        v = cbor2.loads(raw)
+    except Exception as e:  # cbor2 raises many types on garbage
+        raise ValueError(f"its version vector is not CBOR ({e})") from None
+    if not isinstance(v, dict) or not all(
+            isinstance(k, bytes) and len(k) == 32 and type(n) is int and n >= 0
+            for k, n in v.items()):
+        raise ValueError("its version vector is not a map of 32-byte author ids to seqs")
+    return v
+
+
+def _is_full(e: sqlite3.Error) -> bool:
+    """SQLITE_FULL: disk full, or the database reached ``max_page_count``."""
+    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return (code & 0xFF) == 13
+    return "full" in str(e).lower()  # 3.10: "database or disk is full"
+
+
 _DOC_COLS = (
     "id, title, created, owner, capability, encrypted, key, access, inviter, addresses, token"
 )
@@ -192,19 +149,31 @@ def _doc_row(r: Sequence[Any]) -> DocRow:
 
 
 class Store:
-    """One profile's SQLite database. Thread-safe (one internal lock)."""
+    """One profile's SQLite database. Thread-safe (one internal lock).
 
-    def __init__(self, path: str | os.PathLike[str], *, check: bool = True) -> None:
+    ``check``: run ``PRAGMA quick_check`` (reads every page) at open. ``None`` (the
+    default): only if the last close was not clean (see dbfile.py); True: always;
+    False: never. ``self.checked`` says whether it ran.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, check: bool | None = None) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._doc_n: dict[bytes, int] = {}
         self._actor_n: dict[bytes, int] = {}
-        existed = self.path.exists() and self.path.stat().st_size > 0
-        if existed and not os.access(self.path, os.R_OK | os.W_OK):
-            raise DatabaseError(
-                f"database {self.path} is not readable and writable by this user; "
-                f"fix its permissions (chmod u+rw)."
-            )
+        self.checked = False
+        if self.path.exists():
+            if not os.access(self.path, os.R_OK | os.W_OK):
+                raise DatabaseError(
+                    f"database {self.path} is not readable and writable by this user; "
+                    f"fix its permissions (chmod u+rw)."
+                )
+            # Decide "ours?" before any statement that could write the file.
+            dbfile.identify(self.path)
+            clean = dbfile.read_clean_marker(self.path)
+        else:
+            dbfile.create(self.path, lambda db: self._migrate(0, db))
+            clean = True
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves so that "returned"
             # means "committed". check_same_thread=False: the node's network thread
@@ -214,13 +183,8 @@ class Store:
             )
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open database {self.path}: {e}") from e
-        if not existed:
-            try:
-                os.chmod(self.path, 0o600)
-            except OSError:
-                pass
         try:
-            self._setup(existed, check)
+            self._setup(not clean if check is None else check)
         except DatabaseError:
             self._db.close()
             raise
@@ -233,28 +197,21 @@ class Store:
             ) from e
 
     # -- opening -------------------------------------------------------------
-    def _setup(self, existed: bool, check: bool) -> None:
+    def _setup(self, check: bool) -> None:
         db = self._db
-        if existed:
-            app = db.execute("PRAGMA application_id").fetchone()[0]
-            if app not in (0, APPLICATION_ID):
+        if check:
+            # After an unclean shutdown (or when asked): quick_check reads every page,
+            # finds truncation and torn pages now, with a clear message, rather than
+            # as a random failure later. Read-only, so a damaged file stays untouched.
+            self.checked = True
+            res = [r[0] for r in db.execute("PRAGMA quick_check")]
+            if res != ["ok"]:
                 raise DatabaseError(
-                    f"{self.path} is a SQLite database of another application "
-                    f"(application_id {app:#x}); refusing to touch it."
+                    f"database {self.path} is damaged ({'; '.join(res[:3])}). It was "
+                    f"left untouched: run `ownkernel doctor` on the profile to see what is "
+                    f"affected, restore it from a backup, or move the profile directory "
+                    f"away to start afresh."
                 )
-            if check:
-                # quick_check reads every page: finds truncation and torn pages now,
-                # with a clear message, rather than as a random failure later.
-                res = [r[0] for r in db.execute("PRAGMA quick_check")]
-                if res != ["ok"]:
-                    raise DatabaseError(
-                        f"database {self.path} is damaged ({'; '.join(res[:3])}). It was "
-                        f"left untouched: restore it from a backup, or move the profile "
-                        f"directory away to start afresh."
-                    )
-        if not existed:
-            # Lets Node.compact() give dropped rows' pages back to the file system.
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DatabaseError(f"cannot put {self.path} in WAL mode (got {mode})")
@@ -262,12 +219,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "schema_version" not in tables:
-            if tables:
-                raise DatabaseError(
-                    f"{self.path} is a SQLite database without an ownkernel schema "
-                    f"(tables: {', '.join(sorted(tables))}); refusing to touch it."
-                )
-            version = 0
+            version = 0  # identify() let only an empty SQLite file through
         else:
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
@@ -280,10 +232,9 @@ class Store:
                 f"ownkernel) to open it; it was left untouched."
             )
         if version < SCHEMA_VERSION:
-            self._migrate(version)
+            self._migrate(version, db)
 
-    def _migrate(self, version: int) -> None:
-        db = self._db
+    def _migrate(self, version: int, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             for v in range(version + 1, SCHEMA_VERSION + 1):
@@ -310,6 +261,12 @@ class Store:
     def schema_version(self) -> int:
         return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
@@ -320,6 +277,7 @@ class Store:
                     pass
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
+                dbfile.write_clean_marker(self.path)
 
     # -- transactions --------------------------------------------------------
     def _write(self, fn: Any, *args: Any) -> Any:
@@ -332,12 +290,17 @@ class Store:
             try:
                 out = fn(db, *args)
                 db.execute("COMMIT")
-            except BaseException:
+            except BaseException as e:
                 if db.in_transaction:
-                    db.execute("ROLLBACK")
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
                 # Interned ids may refer to rolled-back rows.
                 self._doc_n.clear()
                 self._actor_n.clear()
+                if isinstance(e, sqlite3.OperationalError) and _is_full(e):
+                    raise StoreFullError(self.path, str(e)) from e
                 raise
             return out
 
@@ -449,8 +412,31 @@ class Store:
                 for r in rows}
 
     def changes(self, doc_id: bytes, actor: bytes, after: int = 0,
-                upto: int | None = None) -> list[ChangeRow]:
-        """One author's changes with ``after < seq <= upto``, in seq order."""
+                upto: int | None = None, *,
+                on_damaged: Callable[[CorruptRowError], None] | None = None,
+                ) -> list[ChangeRow]:
+        """One author's changes with ``after < seq <= upto``, in seq order.
+
+        A row that cannot be read back raises CorruptRowError; with ``on_damaged``
+        it is passed there instead and the result stops before it (this author's
+        later changes build on it), so a caller can load everything else.
+        """
+        out = []
+        for seq, stored, auth in self.raw_changes(doc_id, actor, after, upto):
+            try:
+                body = unpack_body(actor, stored)
+            except DatabaseError as e:
+                err = CorruptRowError(self.path, doc_id, actor, seq, "change", str(e))
+                if on_damaged is None:
+                    raise err from e
+                on_damaged(err)
+                break
+            out.append(ChangeRow(actor, seq, body, auth))
+        return out
+
+    def raw_changes(self, doc_id: bytes, actor: bytes, after: int = 0,
+                    upto: int | None = None) -> list[tuple[int, bytes, bytes | None]]:
+        """``(seq, stored form, auth)`` rows as on disk (see ``unpack_body``)."""
         with self._lock:
             a = self._actor(self._db, actor, create=False)
             if a is None:
@@ -459,8 +445,7 @@ class Store:
                 "SELECT seq, blob, auth FROM changes WHERE doc = ? AND actor = ? AND seq > ? "
                 "AND seq <= ? ORDER BY seq",
                 (self._doc(doc_id), a, after, upto if upto is not None else 2**62))
-        return [ChangeRow(actor, r[0], unpack_body(actor, bytes(r[1])),
-                          bytes(r[2]) if r[2] else None) for r in rows]
+        return [(r[0], bytes(r[1]), bytes(r[2]) if r[2] else None) for r in rows]
 
     def caps(self, doc_id: bytes) -> list[tuple[bytes, bytes]]:
         """``(actor, auth)`` of every stored change that carries authentication data."""
@@ -525,13 +510,25 @@ class Store:
             "VALUES (?,?,?,?,?)",
             (self._doc(doc_id), cbor2.dumps(version), data, nchanges, time.time())))
 
-    def snapshot(self, doc_id: bytes) -> tuple[dict[bytes, int], bytes, int] | None:
+    def snapshot(self, doc_id: bytes, *,
+                 on_damaged: Callable[[CorruptRowError], None] | None = None,
+                 ) -> tuple[dict[bytes, int], bytes, int] | None:
+        """Newest snapshot: ``(version, data, nchanges)``. A damaged one raises
+        CorruptRowError, or with ``on_damaged`` is reported there and None returned."""
         with self._lock:
             rows = self._read("SELECT version, data, nchanges FROM snapshots WHERE doc = ?",
                               (self._doc(doc_id),))
         if not rows:
             return None
-        return cbor2.loads(rows[0][0]), bytes(rows[0][1]), rows[0][2]
+        try:
+            version = _decode_version(bytes(rows[0][0]))
+        except ValueError as e:
+            err = CorruptRowError(self.path, doc_id, None, None, "snapshot", str(e))
+            if on_damaged is None:
+                raise err from e
+            on_damaged(err)
+            return None
+        return version, bytes(rows[0][1]), rows[0][2]
 
     # -- peers ---------------------------------------------------------------
     def put_peer(self, peer_id: bytes, *, name: str | None = None,

@@ -1,0 +1,251 @@
+"""Store damage, refusal and disk full (issue #8 hole 9): real SQLite files, no mocks.
+
+- a 0-byte or foreign database is refused *untouched* (bytes and mtime compared);
+- a damaged change row or snapshot raises CorruptRowError naming file, doc, author,
+  seq, and affects only what depends on it;
+- a full disk raises StoreFullError and loses nothing acknowledged (SQLite's
+  max_page_count, and a real tmpfs when the test may mount one);
+- reopen skips the integrity check after a clean close and runs it otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ownkernel import Node
+from ownkernel.store import (
+    DB_FILE,
+    ChangeRow,
+    CorruptRowError,
+    DatabaseError,
+    Head,
+    Store,
+    StoreFullError,
+)
+from ownkernel.store.identity import KEY_FILE
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = b"D" * 16
+A, B = b"a" * 32, b"b" * 32
+
+
+def fingerprint(path: Path) -> tuple[bytes, int, list[str]]:
+    """Bytes, mtime and the sibling files: all must be unchanged by a refusal."""
+    return (path.read_bytes(), path.stat().st_mtime_ns,
+            sorted(p.name for p in path.parent.iterdir()))
+
+
+def filled(path: Path, n: int = 3) -> Store:
+    st = Store(path)
+    st.add_document(DOC, title="t", owner=A, capability="owner")
+    for actor in (A, B):
+        st.append(DOC, [ChangeRow(actor, i, f"{actor[:1].decode()}{i}".encode() * 20)
+                        for i in range(1, n + 1)], {actor: Head(n, b"h" * 32)})
+    return st
+
+
+def spoil_change(path: Path, actor: bytes, seq: int, stored: bytes) -> None:
+    db = sqlite3.connect(path)
+    db.execute("UPDATE changes SET blob = ? WHERE seq = ? AND actor = "
+               "(SELECT n FROM actors WHERE id = ?)", (stored, seq, actor))
+    db.commit()
+    db.close()
+
+
+# --- refused untouched ---------------------------------------------------------------
+
+def test_empty_database_beside_a_valid_key_is_refused_untouched(tmp_path: Path):
+    p = tmp_path / "p"
+    with Node(profile=p, network=False) as node:
+        node.new_doc("mine")
+    (p / DB_FILE).write_bytes(b"")
+    before = fingerprint(p / DB_FILE)
+    assert (p / KEY_FILE).exists()
+    with pytest.raises(DatabaseError, match=r"empty \(0 bytes\).*untouched.*backup") as e:
+        Node(profile=p, network=False)
+    assert str(p / DB_FILE) in str(e.value)
+    assert fingerprint(p / DB_FILE) == before
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_foreign_sqlite_database_is_refused_byte_for_byte(tmp_path: Path, journal: str):
+    path = tmp_path / DB_FILE
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA journal_mode={journal}")
+    db.execute("CREATE TABLE notes (x)")
+    db.execute("INSERT INTO notes VALUES ('keep me')")
+    db.commit()
+    db.close()
+    before = fingerprint(path)
+    with pytest.raises(DatabaseError, match="without an ownkernel schema.*untouched") as e:
+        Store(path)
+    assert str(path) in str(e.value)
+    assert fingerprint(path) == before
+
+
+def test_other_applications_database_is_refused_byte_for_byte(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA application_id = 1234")
+    db.execute("CREATE TABLE schema_version (version INTEGER)")  # even with our table name
+    db.commit()
+    db.close()
+    before = fingerprint(path)
+    with pytest.raises(DatabaseError, match="another application.*0x4d2"):
+        Store(path)
+    assert fingerprint(path) == before
+
+
+def test_truncated_after_clean_close_is_refused_though_the_check_is_skipped(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    st = filled(path, 200)
+    st.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 4096])
+    with pytest.raises(DatabaseError, match="truncated"):
+        Store(path)
+
+
+def test_new_database_is_created_whole(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    Store(path).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DB_FILE, DB_FILE + "-clean"]
+    assert path.read_bytes()[68:72] == b"ownk"  # application_id in the file itself
+
+
+# --- clean marker: integrity check only after an unclean shutdown -------------------
+
+def test_integrity_check_runs_only_after_unclean_shutdown(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    filled(path).close()
+    st = Store(path)
+    assert not st.checked  # clean close: no full read
+    st.close()
+    # A process that dies without close() (as after SIGKILL: the WAL stays).
+    code = textwrap.dedent(f"""
+        import os
+        from ownkernel.store import Store, ChangeRow, Head
+        st = Store({str(path)!r})
+        st.append({DOC!r}, [ChangeRow({A!r}, 4, b"four")], {{{A!r}: Head(4, b"h" * 32)}})
+        os._exit(0)
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    st = Store(path)
+    assert st.checked
+    assert [c.seq for c in st.changes(DOC, A)] == [1, 2, 3, 4]
+    st.close()
+    # Changed behind our back after a clean close (another tool wrote it): check again.
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO settings VALUES ('x', x'00')")
+    db.commit()
+    db.close()
+    st = Store(path)
+    assert st.checked
+    st.close()
+    with Store(path, check=True) as st:
+        assert st.checked
+
+
+# --- damaged rows are scoped -----------------------------------------------------------
+
+def test_damaged_change_names_file_doc_actor_seq_and_spares_the_rest(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    filled(path).close()
+    spoil_change(path, A, 2, b"\x01not deflate at all")
+    st = Store(path)
+    with pytest.raises(CorruptRowError) as e:
+        st.changes(DOC, A)
+    err = e.value
+    assert isinstance(err, DatabaseError)
+    assert (err.path, err.doc, err.actor, err.seq, err.what) == (str(path), DOC, A, 2, "change")
+    for part in (str(path), DOC.hex(), A.hex(), "seq 2", "ownkernel doctor"):
+        assert part in str(err)
+    seen: list[CorruptRowError] = []
+    assert [c.seq for c in st.changes(DOC, A, on_damaged=seen.append)] == [1]
+    assert [(x.actor, x.seq) for x in seen] == [(A, 2)]
+    assert [c.seq for c in st.changes(DOC, B)] == [1, 2, 3]  # the other author is fine
+    assert st.changes(DOC, A, after=2)[0].seq == 3  # rows after it still readable
+    spoil_change(path, A, 3, b"\x07unknown encoding")
+    with pytest.raises(CorruptRowError, match="seq 3.*unknown encoding"):
+        st.changes(DOC, A, after=2)
+    st.close()
+
+
+def test_damaged_snapshot_version_is_reported_not_raised_raw(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    st = filled(path)
+    st.put_snapshot(DOC, {A: 3, B: 3}, b"snap", 6)
+    st.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE snapshots SET version = x'ff00ff'")
+    db.commit()
+    db.close()
+    st = Store(path)
+    with pytest.raises(CorruptRowError, match=f"damaged snapshot.*{DOC.hex()}"):
+        st.snapshot(DOC)
+    seen: list[CorruptRowError] = []
+    assert st.snapshot(DOC, on_damaged=seen.append) is None
+    assert seen[0].what == "snapshot" and seen[0].seq is None
+    assert len(st.changes(DOC, A)) == 3
+    st.close()
+
+
+# --- disk full -------------------------------------------------------------------------
+
+def fill_until_full(st: Store, start: int) -> int:
+    """Append 8 KiB changes until the store refuses; returns the last acknowledged seq."""
+    seq = start
+    with pytest.raises(StoreFullError) as e:
+        for seq in range(start + 1, start + 100_000):
+            st.append(DOC, [ChangeRow(A, seq, os.urandom(8192))],
+                      {A: Head(seq, seq.to_bytes(32, "big"))})
+    assert "disk full" in str(e.value) and str(st.path) in str(e.value)
+    assert "nothing acknowledged was lost" in str(e.value)
+    return seq - 1
+
+
+def test_max_page_count_full_loses_nothing_acknowledged(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    st = filled(path)
+    pages = st._db.execute("PRAGMA page_count").fetchone()[0]
+    st._db.execute(f"PRAGMA max_page_count = {pages + 40}")
+    last = fill_until_full(st, 3)
+    assert last > 3
+    assert [c.seq for c in st.changes(DOC, A)] == list(range(1, last + 1))
+    assert st.heads(DOC)[A].seq == last
+    # Space freed (here: limit raised): writing works again without reopening.
+    st._db.execute("PRAGMA max_page_count = 1000000")
+    st.append(DOC, [ChangeRow(A, last + 1, b"after")], {A: Head(last + 1, b"x" * 32)})
+    st.close()
+    st = Store(path)
+    assert [c.seq for c in st.changes(DOC, A)] == list(range(1, last + 2))
+    st.close()
+
+
+def test_real_full_file_system_loses_nothing_acknowledged(tmp_path: Path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True, timeout=30)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        path = mnt / DB_FILE
+        st = filled(path)
+        last = fill_until_full(st, 3)
+        assert last > 3
+        st.close()  # may fail to fold the WAL back: nothing is lost either way
+        st = Store(path)
+        assert [c.seq for c in st.changes(DOC, A)] == list(range(1, last + 1))
+        assert st.heads(DOC)[A].seq == last
+        st.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], timeout=30)
