@@ -137,14 +137,18 @@ _DOC_COLS = (
 )
 
 
-def _doc_row(r: Sequence[Any]) -> DocRow:
+def _doc_row(r: Sequence[Any], path: Path) -> DocRow:
+    try:
+        access = cbor2.loads(r[7]) if r[7] else None
+        addresses = cbor2.loads(r[9]) if r[9] else []
+    except Exception as e:  # cbor2 raises many types on garbage
+        raise CorruptRowError(path, bytes(r[0]), None, None, "document",
+                              f"its access list or addresses are not CBOR ({e})") from e
     return DocRow(
         id=bytes(r[0]), title=r[1], created=r[2], owner=bytes(r[3]), capability=r[4],
         encrypted=bool(r[5]), key=bytes(r[6]) if r[6] is not None else None,
-        access=cbor2.loads(r[7]) if r[7] else None,
-        inviter=bytes(r[8]) if r[8] is not None else None,
-        addresses=cbor2.loads(r[9]) if r[9] else [],
-        token=bytes(r[10]) if r[10] is not None else None,
+        access=access, inviter=bytes(r[8]) if r[8] is not None else None,
+        addresses=addresses, token=bytes(r[10]) if r[10] is not None else None,
     )
 
 
@@ -304,6 +308,16 @@ class Store:
                 raise
             return out
 
+    def transact(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(connection)`` in one durable transaction (for doctor.py's repairs)."""
+        return self._write(fn)
+
+    def row_keys(self, doc_id: bytes, actor: bytes | None = None) -> tuple[int, int | None]:
+        """The interned row numbers of a doc and an author, as the tables store them."""
+        with self._lock:
+            return self._doc(doc_id), (None if actor is None else
+                                       self._actor(self._db, actor, create=False))
+
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             if self._db is None:
@@ -368,11 +382,16 @@ class Store:
 
     def document(self, doc_id: bytes) -> DocRow | None:
         rows = self._read(f"SELECT {_DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
-        return _doc_row(rows[0]) if rows else None
+        return _doc_row(rows[0], self.path) if rows else None
 
     def documents(self) -> list[DocRow]:
-        return [_doc_row(r) for r in
+        return [_doc_row(r, self.path) for r in
                 self._read(f"SELECT {_DOC_COLS} FROM documents ORDER BY created, n")]
+
+    def doc_ids(self) -> list[tuple[bytes, str]]:
+        """``(id, title)`` of every doc, without decoding anything (for ``doctor``)."""
+        return [(bytes(r[0]), r[1]) for r in
+                self._read("SELECT id, title FROM documents ORDER BY created, n")]
 
     # -- changes -------------------------------------------------------------
     def append(self, doc_id: bytes, rows: Sequence[ChangeRow], heads: dict[bytes, Head]) -> None:
@@ -572,6 +591,10 @@ class Store:
         except sqlite3.OperationalError:
             return {}
         return {r[0]: r[1] for r in rows}
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's full ``integrity_check`` (every page and index): ``["ok"]`` if sound."""
+        return [str(r[0]) for r in self._read("PRAGMA integrity_check")]
 
     def checkpoint(self) -> None:
         with self._lock:
