@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-__all__ = ["CliError", "main"]
+__all__ = ["CliError", "body_decoders", "main"]
 
 log = logging.getLogger("ownkernel")
 
@@ -243,7 +243,7 @@ def _settle(doc: Any, quiet: float = 0.3, limit: float = 3.0) -> None:
 
 
 # -- doctor ---------------------------------------------------------------------
-def _body_decoders() -> tuple[Any, Any]:
+def body_decoders() -> tuple[Any, Any]:
     """Decode a stored change / snapshot as the node would (after unsealing)."""
     from ownkernel.crdt import Doc
     from ownkernel.crdt.codec import decode
@@ -280,7 +280,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"database {db_path}: cannot be opened: {' '.join(str(exc).split())}")
             return 1
         with store:
-            decode_change, decode_snapshot = _body_decoders()
+            decode_change, decode_snapshot = body_decoders()
             report = audit_store(store, decode_change=decode_change,
                                  decode_snapshot=decode_snapshot)
             if args.quarantine:

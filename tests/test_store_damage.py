@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ownkernel import Node
+from ownkernel.cli import body_decoders
 from ownkernel.store import (
     DB_FILE,
     ChangeRow,
@@ -29,6 +30,7 @@ from ownkernel.store import (
     Store,
     StoreFullError,
 )
+from ownkernel.store.doctor import Report, audit_store, quarantine
 from ownkernel.store.identity import KEY_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,3 +251,102 @@ def test_real_full_file_system_loses_nothing_acknowledged(tmp_path: Path):
         st.close()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], timeout=30)
+
+
+# --- doctor: the store-level audit and quarantine ------------------------------------
+
+def node_profile(tmp_path: Path, words: str = "abc") -> tuple[Path, bytes, bytes]:
+    """A closed profile: doc "hurt" (creation + one change per word, then a snapshot
+    at close) and doc "fine"."""
+    p = tmp_path / "p"
+    with Node(profile=p, network=False) as node:
+        hurt, fine = node.new_doc("hurt"), node.new_doc("fine")
+        for w in words:
+            hurt.text("body").insert(len(hurt.text("body")), w)
+        fine.text("body").insert(0, "fine")
+        return p, hurt.id, fine.id
+
+
+def doctor(p: Path, fix: bool = False) -> Report:
+    with Store(p / DB_FILE, check=False) as st:
+        dc, ds = body_decoders()
+        report = audit_store(st, decode_change=dc, decode_snapshot=ds)
+        if fix:
+            quarantine(st, report)
+    return report
+
+
+def problems(report: Report) -> dict[bytes, list[tuple[str, int | None, bool]]]:
+    return {d.doc: [(x.what, x.seq, x.quarantined) for x in d.problems]
+            for d in report.docs if d.problems}
+
+
+def test_damaged_snapshot_is_quarantined_and_the_doc_loads_from_its_changes(tmp_path: Path):
+    p, hurt, fine = node_profile(tmp_path)
+    assert doctor(p).ok
+    spoil_sql(p, "UPDATE snapshots SET data = x'a1a2a3' WHERE doc = "
+              "(SELECT n FROM documents WHERE id = ?)", hurt)
+    report = doctor(p, fix=True)
+    assert problems(report) == {hurt: [("snapshot", None, True)]}
+    assert report.quarantined == 1 and "[quarantined]" in "\n".join(report.lines())
+    assert doctor(p).ok
+    with Node(profile=p, network=False) as node:
+        assert str(node.open(hurt).text("body")) == "abc"
+        assert str(node.open(fine).text("body")) == "fine"
+
+
+def test_damage_inside_a_sound_snapshot_is_reported_but_left_in_place(tmp_path: Path):
+    p, hurt, _ = node_profile(tmp_path)
+    spoil_sql(p, "UPDATE changes SET blob = x'00ff' WHERE seq = 2 AND doc = "
+              "(SELECT n FROM documents WHERE id = ?)", hurt)
+    report = doctor(p, fix=True)
+    assert problems(report) == {hurt: [("change", 2, False)]}
+    assert not report.ok and report.quarantined == 0
+    assert "inside the snapshot" in "\n".join(report.lines())
+    with Node(profile=p, network=False) as node:  # loads: the snapshot holds it
+        assert str(node.open(hurt).text("body")) == "abc"
+
+
+def test_chain_mismatch_is_reported_not_guessed_at(tmp_path: Path):
+    p, hurt, _ = node_profile(tmp_path)
+    spoil_sql(p, "UPDATE heads SET hash = zeroblob(32) WHERE doc = "
+              "(SELECT n FROM documents WHERE id = ?)", hurt)
+    report = doctor(p, fix=True)
+    assert problems(report) == {hurt: [("chain", None, False)]}
+    assert "chain hash does not match" in report.docs[0].problems[0].reason
+    assert report.quarantined == 0
+
+
+def test_damaged_document_row_names_the_doc_and_is_repaired(tmp_path: Path):
+    p, hurt, fine = node_profile(tmp_path)
+    spoil_sql(p, "UPDATE documents SET access = x'ff' WHERE id = ?", fine)
+    with Store(p / DB_FILE) as st, pytest.raises(CorruptRowError, match=fine.hex()):
+        st.documents()
+    report = doctor(p, fix=True)
+    assert problems(report) == {fine: [("document", None, True)]}
+    with Node(profile=p, network=False) as node:
+        assert {d.id for d in node.docs()} == {hurt, fine}
+        assert str(node.open(fine).text("body")) == "fine"
+    assert doctor(p).ok
+
+
+def test_damaged_pages_fail_the_integrity_check(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    st = filled(path, 300)
+    st.close()
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for i in range(3 * page, 6 * page, 7):  # scribble over a few interior pages
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    with Store(path, check=False) as st:
+        report = audit_store(st)
+    assert not report.ok and report.integrity != ["ok"]
+    assert "integrity ok" not in report.lines()[0]
+
+
+def spoil_sql(p: Path, sql: str, *args: object) -> None:
+    db = sqlite3.connect(p / DB_FILE)
+    db.execute(sql, args)
+    db.commit()
+    db.close()

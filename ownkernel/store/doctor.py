@@ -142,8 +142,8 @@ def audit_store(store: Store, *, decode_change: DecodeFn | None = None,
         d = DocReport(doc_id, title)
         try:
             _audit_doc(store, d, decode_change, decode_snapshot)
-        except sqlite3.DatabaseError as e:  # pages of this doc unreadable
-            d.problems.append(Damage("read", None, None, f"cannot read its rows: {e}"))
+        except Exception as e:  # noqa: BLE001 - damaged pages surface as many errors
+            d.problems.append(Damage("read", None, None, f"cannot read its rows: {_why(e)}"))
         report.docs.append(d)
     return report
 
