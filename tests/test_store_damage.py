@@ -345,6 +345,28 @@ def test_damaged_pages_fail_the_integrity_check(tmp_path: Path):
     assert "integrity ok" not in report.lines()[0]
 
 
+def test_pages_damaged_while_closed_give_a_store_error_not_a_bare_sqlite_one(tmp_path: Path):
+    path = tmp_path / DB_FILE
+    st = filled(path, 300)
+    st.close()
+    mtime = path.stat().st_mtime_ns
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for i in range(3 * page, len(data), 5):  # bit rot: same size, same mtime
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(mtime, mtime))
+    try:
+        st = Store(path)  # the clean marker matches: no check at open
+    except DatabaseError as e:
+        assert "damaged" in str(e) or "corrupt" in str(e)
+        return
+    with st, pytest.raises(DatabaseError, match="damaged.*ownkernel doctor") as e:
+        for actor in (A, B):
+            st.changes(DOC, actor)
+    assert str(path) in str(e.value) and not isinstance(e.value, sqlite3.Error)
+
+
 def spoil_sql(p: Path, sql: str, *args: object) -> None:
     db = sqlite3.connect(p / DB_FILE)
     db.execute(sql, args)

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 import cbor2
 
 from ownkernel.store.auth import ZERO_HASH, audit, chain_hash
-from ownkernel.store.errors import CorruptRowError
-from ownkernel.store.sqlite import DocRow, Store, unpack_body
+from ownkernel.store.errors import CorruptRowError, DatabaseError
+from ownkernel.store.rows import unpack_body
+from ownkernel.store.sqlite import DocRow, Store
 
 __all__ = ["Damage", "DocReport", "Report", "audit_store", "quarantine"]
 
@@ -130,12 +131,12 @@ def audit_store(store: Store, *, decode_change: DecodeFn | None = None,
     """Check the whole database; reads everything, so run it on demand only."""
     try:
         integrity = store.integrity_check()
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, DatabaseError) as e:
         integrity = [f"integrity_check failed: {e}"]
     report = Report(str(store.path), integrity)
     try:
         ids = store.doc_ids()
-    except sqlite3.DatabaseError as e:
+    except (sqlite3.DatabaseError, DatabaseError) as e:
         report.integrity.append(f"cannot list documents: {e}")
         return report
     for doc_id, title in ids:

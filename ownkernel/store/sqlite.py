@@ -32,7 +32,6 @@ import os
 import sqlite3
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +42,11 @@ import cbor2
 from ownkernel.store import dbfile
 from ownkernel.store.dbfile import APPLICATION_ID
 from ownkernel.store.errors import CorruptRowError, DatabaseError, StoreFullError
+from ownkernel.store.rows import decode_version, is_corrupt, is_full, pack_body, unpack_body
 from ownkernel.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["DB_FILE", "SCHEMA_VERSION", "ChangeRow", "DocRow", "Head", "Store"]
+__all__ = ["DB_FILE", "SCHEMA_VERSION", "ChangeRow", "DocRow", "Head", "Store", "pack_body",
+           "unpack_body"]
 
 DB_FILE = "ownkernel.sqlite3"
 
@@ -84,54 +85,6 @@ class ChangeRow:
     seq: int
     blob: bytes
     auth: bytes | None = None
-
-
-_RAW, _DEFLATE = b"\x00", b"\x01"
-_ZDICT_COMMON = b"t:bodym:_accessm:_metatitleownerrole:revoked:token:g:chatl:m:n:s:r:c:"
-
-
-def _zdict(actor: bytes) -> bytes:
-    return _ZDICT_COMMON + actor
-
-
-def pack_body(actor: bytes, body: bytes) -> bytes:
-    """Stored form of a change body: deflated with the author as dictionary, if smaller."""
-    co = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _zdict(actor))
-    z = co.compress(body) + co.flush()
-    return _DEFLATE + z if len(z) < len(body) else _RAW + body
-
-
-def unpack_body(actor: bytes, stored: bytes) -> bytes:
-    kind, data = stored[:1], stored[1:]
-    if kind == _RAW:
-        return data
-    if kind == _DEFLATE:
-        try:
-            do = zlib.decompressobj(-15, _zdict(actor))
-            return do.decompress(data) + do.flush()
-        except zlib.error as e:
-            raise DatabaseError(f"a stored change is damaged ({e})") from e
-    raise DatabaseError("a stored change has an unknown encoding")
-
-
-def _decode_version(raw: bytes) -> dict[bytes, int]:
-    try:
-        v = cbor2.loads(raw)
-    except Exception as e:  # cbor2 raises many types on garbage
-        raise ValueError(f"its version vector is not CBOR ({e})") from None
-    if not isinstance(v, dict) or not all(
-            isinstance(k, bytes) and len(k) == 32 and type(n) is int and n >= 0
-            for k, n in v.items()):
-        raise ValueError("its version vector is not a map of 32-byte author ids to seqs")
-    return v
-
-
-def _is_full(e: sqlite3.Error) -> bool:
-    """SQLITE_FULL: disk full, or the database reached ``max_page_count``."""
-    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
-    if code is not None:
-        return (code & 0xFF) == 13
-    return "full" in str(e).lower()  # 3.10: "database or disk is full"
 
 
 _DOC_COLS = (
@@ -308,8 +261,10 @@ class Store:
                 # Interned ids may refer to rolled-back rows.
                 self._doc_n.clear()
                 self._actor_n.clear()
-                if isinstance(e, sqlite3.OperationalError) and _is_full(e):
+                if isinstance(e, sqlite3.OperationalError) and is_full(e):
                     raise StoreFullError(self.path, str(e)) from e
+                if isinstance(e, sqlite3.DatabaseError) and is_corrupt(e):
+                    raise self._damaged(e) from e
                 raise
             return out
 
@@ -327,13 +282,34 @@ class Store:
         with self._lock:
             if self._db is None:
                 raise DatabaseError(f"database {self.path} is closed")
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as e:
+                if is_corrupt(e):
+                    raise self._damaged(e) from e
+                raise
+
+    def _one(self, db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+        try:
+            return db.execute(sql, args).fetchone()
+        except sqlite3.DatabaseError as e:
+            if is_corrupt(e):
+                raise self._damaged(e) from e
+            raise
+
+    def _damaged(self, e: sqlite3.Error) -> DatabaseError:
+        # Pages damaged while the file was closed (the open-time check runs only
+        # after an unclean shutdown): say which file and what to do.
+        return DatabaseError(
+            f"database {self.path} is damaged ({e}). Stop the node and run `ownkernel "
+            f"doctor` on the profile to see what is affected; restore it from a backup "
+            f"or move the profile directory away to start afresh.")
 
     # -- interning -----------------------------------------------------------
     def _doc(self, doc_id: bytes) -> int:
         n = self._doc_n.get(doc_id)
         if n is None:
-            row = self._db.execute("SELECT n FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            row = self._one(self._db, "SELECT n FROM documents WHERE id = ?", (doc_id,))
             if row is None:
                 raise KeyError(f"unknown document {doc_id.hex()}")
             n = self._doc_n[doc_id] = row[0]
@@ -342,7 +318,7 @@ class Store:
     def _actor(self, db: sqlite3.Connection, actor: bytes, create: bool = True) -> int | None:
         n = self._actor_n.get(actor)
         if n is None:
-            row = db.execute("SELECT n FROM actors WHERE id = ?", (actor,)).fetchone()
+            row = self._one(db, "SELECT n FROM actors WHERE id = ?", (actor,))
             if row is None:
                 if not create:
                     return None
@@ -516,8 +492,13 @@ class Store:
         with self._lock:
             # executescript runs to completion (sqlite3_exec); execute() would free
             # only one page, as the pragma frees a page per step and yields no rows.
-            self._db.executescript("PRAGMA incremental_vacuum;")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._db.executescript("PRAGMA incremental_vacuum;")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as e:
+                if is_full(e):
+                    raise StoreFullError(self.path, str(e)) from e
+                raise
 
     def compacted(self, doc_id: bytes) -> dict[bytes, tuple[int, bytes]]:
         with self._lock:
@@ -545,7 +526,7 @@ class Store:
         if not rows:
             return None
         try:
-            version = _decode_version(bytes(rows[0][0]))
+            version = decode_version(bytes(rows[0][0]))
         except ValueError as e:
             err = CorruptRowError(self.path, doc_id, None, None, "snapshot", str(e))
             if on_damaged is None:
