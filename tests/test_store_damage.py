@@ -372,3 +372,12 @@ def spoil_sql(p: Path, sql: str, *args: object) -> None:
     db.execute(sql, args)
     db.commit()
     db.close()
+
+
+def test_doc_ids_and_count_list_without_decoding(tmp_path: Path):
+    with Store(tmp_path / DB_FILE) as st:
+        assert st.doc_count() == 0 and st.doc_ids() == []
+        st.add_document(DOC, title="one", owner=A, capability="owner")
+        st.add_document(b"E" * 16, title="two", owner=A, capability="read")
+        assert st.doc_count() == 2
+        assert st.doc_ids() == [(DOC, "one"), (b"E" * 16, "two")]
