@@ -5,7 +5,8 @@
 
 For each profile it prints the median of ``--repeat`` reopens of:
 
-- Store alone: ``Store(path)`` + ``documents()`` (open and list every doc), after a
+- Store alone: ``Store(path)`` + ``documents()`` (open and list every doc; also with
+  ``doc_ids()``, which lists without decoding each row), after a
   clean close (the normal case: no integrity check) and with ``check=True`` (what
   every open did before: ``PRAGMA quick_check`` reads the whole file);
 - ``Node(profile, network=False)`` construction, and construction + ``node.docs()``.
@@ -60,9 +61,12 @@ def median_ms(fn: Callable[[], Callable[[], None]], repeat: int) -> str:
     return f"{statistics.median(times) * 1000:.2f} ({min(times) * 1000:.2f})"
 
 
-def store_open(path: Path, check: bool | None) -> Callable[[], None]:
+def store_open(path: Path, check: bool | None, ids_only: bool = False) -> Callable[[], None]:
     st = Store(path, check=check)
-    st.documents()
+    if ids_only:
+        st.doc_ids()
+    else:
+        st.documents()
     return st.close
 
 
@@ -83,7 +87,8 @@ def main() -> None:
     sizes = [1, 100] if args.quick else [1, 1000]
     print(f"python {sys.version.split()[0]}, median (min) of {args.repeat} reopens, ms; "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'docs':>6} {'MB':>6} {'Store+list':>14} {'Store+list check=True':>22} "
+    print(f"{'docs':>6} {'MB':>6} {'Store+list':>14} {'Store+doc_ids':>14} "
+          f"{'Store+list check=True':>22} "
           f"{'Node()':>14} {'Node()+docs()':>14}")
     with tempfile.TemporaryDirectory(prefix="ownkernel-scale-store-") as tmp:
         for n in sizes:
@@ -93,10 +98,11 @@ def main() -> None:
             built = time.perf_counter() - t
             path = profile / DB_FILE
             fast = median_ms(partial(store_open, path, None), args.repeat)
+            ids = median_ms(partial(store_open, path, None, True), args.repeat)
             checked = median_ms(partial(store_open, path, True), args.repeat)
             node = median_ms(partial(node_open, profile, False), args.repeat)
             node_docs = median_ms(partial(node_open, profile, True), args.repeat)
-            print(f"{n:>6} {mb:>6.1f} {fast:>14} {checked:>22} {node:>14} "
+            print(f"{n:>6} {mb:>6.1f} {fast:>14} {ids:>14} {checked:>22} {node:>14} "
                   f"{node_docs:>14}   (built in {built:.0f} s)")
 
 
