@@ -381,3 +381,28 @@ def test_doc_ids_and_count_list_without_decoding(tmp_path: Path):
         st.add_document(b"E" * 16, title="two", owner=A, capability="read")
         assert st.doc_count() == 2
         assert st.doc_ids() == [(DOC, "one"), (b"E" * 16, "two")]
+
+
+# --- the node: damage is scoped without running doctor ---------------------------------
+
+def test_node_loads_around_a_damaged_snapshot_and_a_damaged_change(tmp_path: Path):
+    p, hurt, fine = node_profile(tmp_path, words="abcd")
+    # the snapshot no longer decodes: the doc loads from its changes instead
+    spoil_sql(p, "UPDATE snapshots SET data = x'a1a2a3' WHERE doc = "
+              "(SELECT n FROM documents WHERE id = ?)", hurt)
+    with Node(profile=p, network=False) as node:
+        assert str(node.open(hurt).text("body")) == "abcd"
+        assert node.stats()["damaged_rows"] == 1
+        # and the third word's change does not decode either: the author's chain stops
+        # just before it; the other doc is untouched
+    spoil_sql(p, "DELETE FROM snapshots WHERE doc = (SELECT n FROM documents WHERE id = ?)",
+              hurt)
+    spoil_sql(p, "UPDATE changes SET blob = x'00ff' WHERE seq = 4 AND doc = "
+              "(SELECT n FROM documents WHERE id = ?)", hurt)
+    with Node(profile=p, network=False) as node:
+        assert str(node.open(hurt).text("body")) == "ab"
+        assert node.stats()["damaged_rows"] == 1
+        assert str(node.open(fine).text("body")) == "fine"
+        node.open(fine).text("body").insert(0, "still ")  # the node keeps working
+        with pytest.raises(DatabaseError, match="doctor"):  # its own chain is damaged here
+            node.open(hurt).text("body").insert(0, "x")

@@ -213,7 +213,7 @@ class NodeNetwork:
         assert self.transport is not None
         if last != list(self.transport.endpoints):  # usually the same port again: no write
             node.store.set_setting("net.endpoints", list(self.transport.endpoints))
-        self._seen_docs = {r.id for r in node.store.documents()}
+        self._seen_docs = {d for d, _ in node.store.doc_ids()}
         self.addresses = self._advertised()
         self.book = AddressBook(node.identity, node.store)
         self.book.announce(node.name, self.addresses if cfg.listed else [], cfg.relay)

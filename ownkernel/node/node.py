@@ -233,7 +233,7 @@ class Node:
         """Handles of every document in this profile (loaded lazily)."""
         with self._lock:
             self._check_open()
-            return [self._handle(r.id) for r in self.store.documents()]
+            return [self._handle(d) for d, _ in self.store.doc_ids()]
 
     def open(self, doc: bytes | str | DocHandle) -> DocHandle:
         """A document by id (bytes), hex id, unique hex prefix (like git), or unique title."""
@@ -317,7 +317,7 @@ class Node:
             self._check_open()
             if isinstance(token, bytes):
                 tid = token
-                docs = [r.id for r in self.store.documents()]
+                docs = [d for d, _ in self.store.doc_ids()]
                 found = [d for d in docs
                          if self.replica.open(d).crdt is not None
                          and token_key(tid) in self.replica.open(d).crdt.map(ACCESS_ROOT)]
@@ -400,13 +400,13 @@ class Node:
         with self._lock:
             out: dict[str, Any] = {k: self.replica.stats.get(k, 0) for k in (
                 "commits", "accepted", "duplicates", "signatures", "snapshots",
-                "caps_presented", "listener_errors")}
+                "caps_presented", "listener_errors", "damaged_rows")}
             out["rejected"] = dict(self.replica.rejected + self.gate.rejected)
             out["rejected_total"] = sum(out["rejected"].values())
             out["waiting"] = sum(len(w) for od in self.replica.docs.values()
                                  for w in od.waiting.values())
             out["held_bytes"] = self.gate.held.total
-            out["docs"] = len(self.store.documents()) if not self._closed else 0
+            out["docs"] = self.store.doc_count() if not self._closed else 0
             out["docs_loaded"] = len(self.replica.docs)
         net = self._net
         if net is not None:  # outside the lock: the network thread may need it to answer
@@ -423,7 +423,7 @@ class Node:
         with self._lock:
             self._check_open()
             ids = [self.open(doc).id] if doc is not None else [
-                r.id for r in self.store.documents()]
+                d for d, _ in self.store.doc_ids()]
             return self.replica.compact(ids)
 
     # -- network ----------------------------------------------------------------

@@ -35,6 +35,7 @@ from ownkernel.node.gate import Credentials, Gate
 from ownkernel.node.grants import Grant
 from ownkernel.store import (
     ChangeRow,
+    CorruptRowError,
     DatabaseError,
     DocRow,
     Envelope,
@@ -79,6 +80,7 @@ class OpenDoc:
         self.txn = 0
         self.compacted: dict[bytes, tuple[int, bytes]] = {}  # actor -> (seq, chain hash)
         self.verified: set[bytes] = set()  # actors whose compacted history re-verified
+        self.damaged: dict[bytes, int] = {}  # author -> first seq that could not be read
         # The access map as of the last stored change. Local ops show up in the CRDT
         # at once, so a local edit must be judged against this, not the live map
         # (or a writer's own "make me admin" would authorise itself).
@@ -180,28 +182,66 @@ class Replica:
         row = self.row(doc_id)
         heads = self.store.heads(doc_id)
         crdt: Doc | None = None
+        damaged: list[CorruptRowError] = []
         if not row.encrypted or row.key is not None:
-            snap = self.store.snapshot(doc_id)
-            version: dict[bytes, int] = {}
-            if snap is not None:
-                version, data, _ = snap
-                crdt = Doc.load(self.open_body(row, data), actor=self.id)
-            elif self.store.compacted(doc_id):
-                raise DatabaseError(
-                    f"document {doc_id.hex()[:8]} in {self.store.path} has compacted history "
-                    f"but no snapshot; restore the database from a backup")
-            else:
-                crdt = Doc(actor=self.id)
-            blobs = []
-            for actor in heads:
-                for ch in self.store.changes(doc_id, actor, version.get(actor, 0)):
-                    blobs.append(self.open_body(row, ch.blob))
-            if blobs:
-                crdt.apply(blobs)
+            crdt = self._load_crdt(row, heads, damaged)
         grants = self.gate.doc_grants(doc_id)
         od = self.docs[doc_id] = OpenDoc(row, crdt, heads, grants)
         od.compacted = self.store.compacted(doc_id)
+        for e in damaged:  # loaded what does not depend on it; counted and named
+            log.error("%s", e)
+            self.stats["damaged_rows"] += 1
+            if e.actor is not None:
+                od.damaged[e.actor] = min(od.damaged.get(e.actor, e.seq or 0), e.seq or 0)
         return od
+
+    def _load_crdt(self, row: DocRow, heads: dict[bytes, Head],
+                   damaged: list[CorruptRowError]) -> Doc:
+        """Newest snapshot + the changes after it. A damaged row or snapshot affects only
+        what depends on it: a bad snapshot falls back to the full history (unless it was
+        compacted away), a bad change stops its author's chain just before it."""
+        doc_id = row.id
+        snap = self.store.snapshot(doc_id, on_damaged=damaged.append)
+        version: dict[bytes, int] = {}
+        crdt: Doc | None = None
+        if snap is not None:
+            try:
+                crdt = Doc.load(self.open_body(row, snap[1]), actor=self.id)
+                version = snap[0]
+            except (ValueError, SealError) as e:
+                damaged.append(CorruptRowError(self.store.path, doc_id, None, None,
+                                               "snapshot", f"does not decode: {e}"))
+        if crdt is None:
+            if self.store.compacted(doc_id):
+                raise DatabaseError(
+                    f"document {doc_id.hex()[:8]} in {self.store.path} has compacted "
+                    f"history but no readable snapshot; run `ownkernel doctor` and restore "
+                    f"the database from a backup")
+            crdt = Doc(actor=self.id)
+        blobs: list[tuple[bytes, int, bytes]] = []
+        for actor in heads:
+            for ch in self.store.changes(doc_id, actor, version.get(actor, 0),
+                                         on_damaged=damaged.append):
+                try:
+                    blobs.append((actor, ch.seq, self.open_body(row, ch.blob)))
+                except SealError as e:
+                    damaged.append(CorruptRowError(self.store.path, doc_id, actor, ch.seq,
+                                                   "change", f"does not decrypt: {e}"))
+                    break
+        try:
+            crdt.apply([b for _a, _s, b in blobs])
+        except ValueError:  # one by one: a bad change stops its author there
+            stopped: set[bytes] = set()
+            for actor, seq, b in blobs:
+                if actor in stopped:
+                    continue
+                try:
+                    crdt.apply([b])
+                except ValueError as e:
+                    stopped.add(actor)
+                    damaged.append(CorruptRowError(self.store.path, doc_id, actor, seq,
+                                                   "change", f"does not decode: {e}"))
+        return crdt
 
     def reload(self, od: OpenDoc) -> None:
         """Drop the in-memory doc and load it again from the store (after a failure)."""
@@ -236,6 +276,12 @@ class Replica:
             if blob is None:
                 return None
             doc_id = od.row.id
+            if self.id in od.damaged:
+                self.reload(od)
+                raise DatabaseError(
+                    f"this node's own history of document {doc_id.hex()[:8]} is damaged on "
+                    f"disk (from seq {od.damaged[self.id]}) in {self.store.path}; run "
+                    f"`ownkernel doctor --quarantine` with the node stopped, then edit again")
             problem = self._local_problem(od, blob)
             if problem is not None:
                 self.reload(od)  # forget the refused ops: memory must equal disk

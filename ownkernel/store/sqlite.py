@@ -265,11 +265,16 @@ class Store:
             try:
                 yield
                 db.execute("COMMIT")
-            except BaseException:
+            except BaseException as e:
                 if db.in_transaction:
-                    db.execute("ROLLBACK")
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
                 self._doc_n.clear()
                 self._actor_n.clear()
+                if isinstance(e, sqlite3.OperationalError) and is_full(e):
+                    raise StoreFullError(self.path, str(e)) from e
                 raise
             finally:
                 self._batch = False
