@@ -256,3 +256,146 @@ def test_frame_past_hard_limit_drops_only_that_connection():
             inc = await recv(server)
             assert inc.frame == b"still here" and inc.curve_key == friend.curve_public
     run(main())
+
+
+# ------------------------------------------------------------------ attacks, counted
+# Each attack is done for real against a Transport on 127.0.0.1; afterwards
+# its own counter has moved (and no other attack's) and an honest client is
+# still served.
+
+ATTACK_COUNTERS = ("in-garbage", "in-no-curve", "in-bad-curve", "in-hard-limit",
+                   "in-auth-failed")
+
+
+async def until_counter(t: Transport, counter: str, want: int = 1, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while t.stats[counter] < want:
+        assert loop.time() < end, f"{counter} stayed at {t.stats[counter]}: {dict(t.stats)}"
+        await asyncio.sleep(0.01)
+
+
+async def still_serves(server: Transport, client: Transport, conn, tag: bytes) -> None:
+    assert await client.send(conn, tag)
+    inc = await recv(server)
+    assert inc.frame == tag and inc.curve_key == client.curve_public
+    assert await server.send(inc.conn, b"re:" + tag)
+    assert (await recv(client)).frame == b"re:" + tag
+
+
+def host_port(endpoint: str) -> tuple[str, int]:
+    host, port = endpoint.split("://", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
+def test_attacks_each_leave_their_own_counter():
+    import random
+    import socket
+
+    import zmq
+    import zmq.asyncio
+
+    ka, kb, kh = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        ctx = zmq.asyncio.Context()
+        try:
+            async with Transport(ka, cfg(max_frame_size=1024)) as server, \
+                    Transport(kb, cfg()) as honest, \
+                    Transport(kh, cfg(max_frame_size=1 << 20)) as hostile:
+                conn = await honest.connect(server.addresses[0], timeout=5)
+                await still_serves(server, honest, conn, b"before")
+
+                def moved() -> set[str]:
+                    return {c for c in ATTACK_COUNTERS if server.stats[c]}
+
+                # 1. raw TCP garbage (an HTTP request and random bytes)
+                s = socket.create_connection(host_port(server.endpoints[0]))
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + random.Random(7).randbytes(4096))
+                await until_counter(server, "in-garbage")
+                s.close()
+                assert moved() == {"in-garbage"}
+                await still_serves(server, honest, conn, b"after garbage")
+
+                # 2. a client without Curve (NULL mechanism). A zmq DEALER: when it
+                # sees our CURVE greeting first it hangs up (libzmq: "no detail"),
+                # else libzmq reports the mechanism mismatch.
+                d = ctx.socket(zmq.DEALER)
+                d.linger = 0
+                d.connect(server.endpoints[0])
+                await d.send(b"let me in")
+                await until_counter(server, "in-accepted", 3)
+                loop = asyncio.get_running_loop()
+                end = loop.time() + 10
+                while not (server.stats["in-no-curve"] or server.stats["in-handshake-aborted"]):
+                    assert loop.time() < end, dict(server.stats)
+                    await asyncio.sleep(0.01)
+                d.close()
+                assert moved() <= {"in-garbage", "in-no-curve"}
+                # the same client speaking ZMTP by hand, staying connected: the
+                # mismatch is always libzmq's to see
+                s = socket.create_connection(host_port(server.endpoints[0]))
+                s.sendall(b"\xff" + bytes(8) + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\x00")
+                          + bytes(32))
+                await until_counter(server, "in-no-curve")
+                s.close()
+                assert moved() == {"in-garbage", "in-no-curve"}
+                await still_serves(server, honest, conn, b"after null")
+
+                # 3. a Curve client that does not know the server's key
+                d = ctx.socket(zmq.DEALER)
+                d.linger = 0
+                d.curve_publickey, d.curve_secretkey = zmq.curve_keypair()
+                d.curve_serverkey = zmq.curve_keypair()[0]
+                d.connect(server.endpoints[0])
+                await d.send(b"hello?")
+                await until_counter(server, "in-bad-curve")
+                d.close()
+                assert moved() == {"in-garbage", "in-no-curve", "in-bad-curve"}
+                await still_serves(server, honest, conn, b"after wrong key")
+
+                # 4. an authenticated peer sending a frame past the hard limit
+                bad = await hostile.connect(server.addresses[0], timeout=5)
+                assert await hostile.send(bad, b"z" * 200_000)
+                await until_counter(server, "in-hard-limit")
+                assert moved() == {"in-garbage", "in-no-curve", "in-bad-curve", "in-hard-limit"}
+                await still_serves(server, honest, conn, b"after oversize")
+                assert server.stats["frames-in"] == 5  # only the honest frames got through
+                assert server.stats["in-disconnected"] == 0  # nobody hung up by themselves
+        finally:
+            ctx.destroy(linger=0)
+    run(main(), timeout=60)
+
+
+def test_refused_key_and_honest_close_are_told_apart():
+    ka, kb, kc = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        events: list[ConnEvent] = []
+        policy = KeyPolicy(deny={curve_key_of(node_id(kc))})
+        async with Transport(ka, cfg(), policy=policy, on_event=events.append) as server, \
+                Transport(kc, cfg()) as denied:
+            with pytest.raises(PermissionError):
+                await denied.connect(server.addresses[0], timeout=5)
+            await until_counter(server, "in-auth-failed")
+            client = Transport(kb, cfg())
+            await client.start()
+            conn = await client.connect(server.addresses[0], timeout=5)
+            await client.send(conn, b"hi")
+            inc = await recv(server)
+            # the sender's network address travels with each frame, both ways
+            assert inc.address == "127.0.0.1"
+            await server.send(inc.conn, b"back")
+            assert (await recv(client)).address == "127.0.0.1"
+            await client.close()
+            await until_counter(server, "in-disconnected")
+            # the node learns that this ROUTER peer is gone (to free its session)
+            for _ in range(100):
+                if ConnEvent(inc.conn, "disconnected") in events:
+                    break
+                await asyncio.sleep(0.01)
+            assert ConnEvent(inc.conn, "disconnected") in events
+            assert server.stats["in-hard-limit"] == server.stats["in-garbage"] == 0
+            assert server.stats["in-handshake-ok"] == 1
+            assert not server._fds and not server._in  # nothing kept for the gone peer
+    run(main())

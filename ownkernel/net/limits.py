@@ -222,4 +222,61 @@ class SessionTable:
             self._evicted.popitem(last=False)
 
 
-__all__ = ["PEER", "PENDING", "PRIVILEGED", "Admission", "SessionLimits", "SessionTable"]
+# ------------------------------------------------------------------ sending
+
+
+def wire_size(n: int) -> int:
+    """Bytes one n-byte frame takes on a CurveZMQ connection.
+
+    MESSAGE command: "\\x07MESSAGE" (8) + short nonce (8) + box (16 MAC + 1
+    flags byte + payload); ZMTP framing: flags byte + 1- or 8-byte length.
+    Exact, so accounting against TCP's acked-byte counter does not drift.
+    """
+    body = n + 33
+    return body + (2 if body <= 255 else 9)
+
+
+class SendAccount:
+    """Bytes handed to libzmq for one connection that the peer has not yet acked.
+
+    ``acked`` is the kernel's count of bytes the peer's TCP acknowledged
+    (TCP_INFO), when known: then ``in_flight`` = libzmq's queue plus our
+    kernel send buffer, exactly. Without it (no probe of the socket), bytes
+    are assumed to drain at ``fallback_rate`` bytes/s, an approximation.
+    """
+
+    def __init__(self, now: float, acked: int | None = None,
+                 fallback_rate: float = 8 * 1024 * 1024) -> None:
+        self.handed = 0
+        self.base = acked or 0
+        self.has_acked = acked is not None
+        self.fallback_rate = fallback_rate
+        self.stamp = now
+        self.in_flight = 0  # last computed value (stale values only overestimate)
+
+    def rebase(self, acked: int | None, now: float) -> None:
+        """A new TCP connection under the same conn (libzmq reconnected)."""
+        self.handed, self.in_flight, self.stamp = 0, 0, now
+        self.base, self.has_acked = acked or 0, acked is not None
+
+    def update(self, now: float, acked: int | None) -> int:
+        if acked is not None and self.has_acked:
+            delivered = acked - self.base
+            if delivered > self.handed:  # under-counted overhead: never go negative
+                self.base = acked - self.handed
+                delivered = self.handed
+            self.in_flight = self.handed - delivered
+        else:
+            drained = int((now - self.stamp) * self.fallback_rate)
+            self.handed = max(0, self.handed - drained)
+            self.stamp = now
+            self.in_flight = self.handed
+        return self.in_flight
+
+    def add(self, nbytes: int) -> None:
+        self.handed += nbytes
+        self.in_flight += nbytes
+
+
+__all__ = ["PEER", "PENDING", "PRIVILEGED", "Admission", "SendAccount", "SessionLimits",
+           "SessionTable", "wire_size"]

@@ -10,6 +10,13 @@ authenticated it. The peer's Ed25519 node id is only reported once
 :meth:`Transport.confirm_identity` saw a hello whose id maps to that key.
 
 Everything runs on one asyncio loop (zmq.asyncio): the node's own thread.
+
+Counting what never becomes a frame: the ROUTER is monitored, so a client
+without Curve, raw TCP garbage, a wrong server key, a refused key and a frame
+past the hard size limit each leave their own counter in ``stats`` (see
+:meth:`Transport._router_monitor_loop`). Sending is budgeted in bytes per
+connection and in total (see :meth:`Transport.send`), so a peer that never
+reads costs bounded memory.
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
+import socket
+import struct
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
@@ -30,6 +40,7 @@ from nacl.bindings import crypto_sign_ed25519_sk_to_curve25519
 from nacl.signing import SigningKey
 from zmq.utils.monitor import parse_monitor_message
 
+from .limits import SendAccount, wire_size
 from .protocol import DEFAULT_MAX_FRAME, curve_key_of
 
 log = logging.getLogger(__name__)
@@ -42,6 +53,18 @@ ZAP_DOMAIN = "ownkernel"
 # writer, its timers, calls from other threads). Receive loops give the loop
 # a turn every this many frames.
 YIELD_EVERY = 32
+# A full ZMTP greeting is 64 bytes: a server that sent no more than that never
+# got to the Curve handshake (the peer's greeting was garbage).
+GREETING = 64
+MAX_IN_PEERS = 65536  # routing ids remembered (backstop; entries leave on disconnect)
+
+_PROTOCOL_ERRORS = {
+    zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "in-no-curve",  # NULL/PLAIN client
+    zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "in-bad-curve",  # wrong server key, bad box
+}
+_FAILED = {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "in-handshake-aborted",
+           zmq.EVENT_HANDSHAKE_FAILED_AUTH: "in-auth-failed",
+           zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "in-protocol-error"}
 
 # ("in", ROUTER routing id) or ("out", connection number as bytes)
 ConnId = tuple[str, bytes]
@@ -56,6 +79,9 @@ class Incoming:
     curve_key: bytes  # authenticated Curve25519 public key of the sender
     node_id: bytes | None  # its Ed25519 id, once confirmed by a hello
     frame: bytes
+    # sender's IP for incoming conns (ROUTER "Peer-Address"), the dialed
+    # endpoint's host for outgoing ones; "" if unknown
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,7 +128,13 @@ class TransportConfig:
     rate: float = 500.0  # frames per second per peer key
     burst: float = 1000.0
     queue_size: int = 10_000  # incoming frames buffered for recv()
-    sndhwm: int = 10_000
+    sndhwm: int = 10_000  # libzmq's per-connection cap in messages (bytes: below)
+    # bytes handed to libzmq and not yet acked by the peer's TCP, per
+    # connection and in total: past them send() returns False ("send-budget")
+    send_budget: int = 8 * 1024 * 1024
+    send_budget_total: int = 64 * 1024 * 1024
+    congested_at: float = 0.5  # congested() once this share of a budget is in flight
+    probe_limit: int = 4096  # TCP sockets watched at once (a dup'ed fd each)
 
 
 def _keys(signing_key: SigningKeyLike) -> tuple[bytes, bytes, bytes]:
@@ -133,6 +165,84 @@ def parse_address(address: str) -> tuple[str, bytes | None]:
     return endpoint, node_id
 
 
+def endpoint_host(endpoint: str) -> str:
+    """``tcp://[::1]:5555`` -> ``::1``; ``tcp://127.0.0.1:5`` -> ``127.0.0.1``."""
+    return endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+
+
+# ---------------------------------------------------------------- TCP probes
+# libzmq does not say *why* it closed a connection, nor how much of what we
+# handed it is still queued. A dup of its TCP socket (a "probe") answers both
+# from the kernel: TCP_INFO's bytes_acked counts what the peer received, and a
+# peek at close time tells "peer hung up" (EOF) from "libzmq hung up on a peer
+# still sending" (data pending or socket open), e.g. a frame past MAXMSGSIZE.
+# The dup keeps the connection open until we close it, which we do as soon as
+# libzmq reports the disconnect.
+
+def _probe(fd: int, port_ok: Callable[[socket.socket], bool]) -> socket.socket | None:
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return None  # libzmq closed it already
+    try:
+        p = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return None
+    try:  # the fd may have been reused by another socket meanwhile: check it is ours
+        if p.type == socket.SOCK_STREAM and port_ok(p):
+            return p
+    except (OSError, IndexError, TypeError, ValueError):
+        pass
+    p.close()
+    return None
+
+
+def _acked(p: socket.socket | None) -> int | None:
+    """Bytes of ours the peer's TCP acknowledged (Linux TCP_INFO), or None."""
+    if p is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = p.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except OSError:
+        return None
+    if len(info) < 128:
+        return None
+    return int(struct.unpack_from("=Q", info, 120)[0])  # struct tcp_info.tcpi_bytes_acked
+
+
+def _peer_still_there(p: socket.socket) -> bool:
+    """After libzmq closed: True if the peer had not hung up (unread data or no EOF)."""
+    try:
+        return bool(p.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return True  # open, nothing pending: libzmq hung up, not the peer
+    except OSError:
+        return False  # reset by the peer
+
+
+def _close_probe(p: socket.socket | None) -> None:
+    if p is not None:
+        with contextlib.suppress(OSError):
+            p.close()
+
+
+@dataclass
+class _Accepted:
+    """A TCP connection the ROUTER accepted, by libzmq's fd."""
+    probe: socket.socket | None
+    rids: set[bytes] = field(default_factory=set)
+
+
+@dataclass
+class _InPeer:
+    """A ROUTER peer (routing id), learned from its first frame."""
+    address: str
+    fd: int | None
+    probe: socket.socket | None
+    acct: SendAccount
+
+
 @dataclass
 class _Out:
     sock: zmq.asyncio.Socket
@@ -140,9 +250,11 @@ class _Out:
     curve_key: bytes
     node_id: bytes
     endpoint: str
+    acct: SendAccount
     state: str = "connecting"
     ready: asyncio.Future[str] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    probe: socket.socket | None = None
 
 
 class Transport:
@@ -151,7 +263,14 @@ class Transport:
     Incoming frames go to ``on_frame(Incoming)`` if given (called on the
     loop), else to a bounded queue read with ``await recv()``. Drops are
     counted in ``stats`` by reason: "oversize", "rate-limited", "denied",
-    "queue-full", "bad-multipart", "auth-denied", "send-failed".
+    "queue-full", "bad-multipart", "auth-denied", "send-failed",
+    "send-budget", "send-budget-total". Incoming TCP connections (ROUTER
+    monitor): "in-accepted", "in-handshake-ok", "in-no-curve" (client without
+    Curve), "in-bad-curve" (wrong server key or a bad box), "in-auth-failed"
+    (key refused), "in-handshake-aborted" (closed mid-handshake),
+    "in-protocol-error" (other), "in-garbage" (not ZMTP at all),
+    "in-hard-limit" (libzmq dropped a peer still sending: a frame past the
+    hard size limit), "in-disconnected" (peer hung up).
     """
 
     def __init__(
@@ -184,6 +303,12 @@ class Transport:
         # dropped one by one (and counted) instead.
         self._hard_limit = max(2 * self.config.max_frame_size, self.config.max_frame_size + 65536)
         self._closed = False
+        self._router_mon: zmq.asyncio.Socket | None = None
+        self._ports: set[int] = set()  # our listening ports (to recognise our sockets)
+        self._fds: dict[int, _Accepted] = {}  # libzmq fd -> accepted connection
+        self._in: OrderedDict[bytes, _InPeer] = OrderedDict()  # routing id -> peer
+        self._in_flight = 0  # sum of the accounts' last in_flight (stale: over-estimates)
+        self._refreshed = 0.0
 
     # ------------------------------------------------------------ lifecycle
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
@@ -206,9 +331,17 @@ class Transport:
         r.setsockopt(zmq.MAXMSGSIZE, self._hard_limit)
         r.setsockopt(zmq.ROUTER_MANDATORY, 1)
         r.setsockopt(zmq.SNDHWM, self.config.sndhwm)
+        self._router_mon = r.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        self._router_mon.setsockopt(zmq.LINGER, 0)
+        self._tasks.append(asyncio.ensure_future(self._router_monitor_loop()))
         for ep in self.config.listen:
             r.bind(ep)
             self.endpoints.append(r.getsockopt_string(zmq.LAST_ENDPOINT))
+            with contextlib.suppress(ValueError):
+                self._ports.add(int(self.endpoints[-1].rsplit(":", 1)[1]))
         self._tasks.append(asyncio.ensure_future(self._router_loop()))
         return list(self.endpoints)
 
@@ -227,7 +360,14 @@ class Transport:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        for s in (self._router, self._zap):
+        for rec in self._fds.values():
+            _close_probe(rec.probe)
+        self._fds.clear()
+        self._in.clear()
+        if self._router is not None and self._router_mon is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._router.disable_monitor()
+        for s in (self._router_mon, self._router, self._zap):
             if s is not None:
                 s.close(linger=0)
         if self._ctx is not None:
@@ -287,7 +427,7 @@ class Transport:
             await self._zap.send_multipart(reply)
 
     # ------------------------------------------------------------ receiving
-    def _accept(self, conn: ConnId, curve_key: bytes, data: bytes) -> None:
+    def _accept(self, conn: ConnId, curve_key: bytes, data: bytes, address: str) -> None:
         """App-level checks shared by all sockets, then hand the frame up."""
         if len(data) > self.config.max_frame_size:
             self.stats["oversize"] += 1
@@ -304,7 +444,7 @@ class Transport:
             self.stats["rate-limited"] += 1
             return
         self.stats["frames-in"] += 1
-        inc = Incoming(conn, curve_key, self._identities.get(curve_key), data)
+        inc = Incoming(conn, curve_key, self._identities.get(curve_key), data, address)
         if self.on_frame is not None:
             try:
                 self.on_frame(inc)
@@ -335,7 +475,111 @@ class Transport:
             except (ValueError, TypeError, zmq.ZMQError):
                 self.stats["no-user-id"] += 1  # cannot happen with our ZAP handler
                 continue
-            self._accept(("in", rid.bytes), curve_key, frame.bytes)
+            rid_b = rid.bytes
+            peer = self._in.get(rid_b)
+            if peer is None:
+                peer = self._new_in_peer(rid_b, frame)
+            self._accept(("in", rid_b), curve_key, frame.bytes, peer.address)
+
+    def _new_in_peer(self, rid: bytes, frame: zmq.Frame) -> _InPeer:
+        """First frame of a routing id: note its address and TCP socket (once per peer)."""
+        try:
+            address = frame.get("Peer-Address")
+        except (zmq.ZMQError, TypeError, UnicodeDecodeError):
+            address = ""
+        try:
+            fd: int | None = int(frame.get(zmq.SRCFD))
+        except (zmq.ZMQError, TypeError, ValueError, AttributeError):
+            fd = None
+        rec = self._fds.get(fd) if fd is not None else None
+        probe = rec.probe if rec is not None else None
+        if rec is not None:
+            rec.rids.add(rid)
+        peer = self._in[rid] = _InPeer(address or "", fd, probe,
+                                       SendAccount(time.monotonic(), _acked(probe)))
+        while len(self._in) > MAX_IN_PEERS:
+            self._forget_in(next(iter(self._in)))
+        return peer
+
+    def _forget_in(self, rid: bytes) -> None:
+        peer = self._in.pop(rid, None)
+        if peer is not None:
+            self._in_flight -= peer.acct.in_flight
+
+    # ------------------------------------------------------------ ROUTER monitor
+    async def _router_monitor_loop(self) -> None:
+        """Count every incoming TCP connection's fate, by reason (see class doc).
+
+        libzmq reports a handshake failure and then, in the same call on its
+        I/O thread, the DISCONNECTED of that connection: so a DISCONNECTED right
+        after a failure is that failure's (already counted). Any other
+        DISCONNECTED is classified with the connection's probe. Events are
+        read in batches so that a connection both accepted and closed before
+        we look is never probed (its fd may already belong to someone else).
+        """
+        assert self._router_mon is not None
+        mon = self._router_mon
+        after_failure = False
+        while True:
+            batch = [parse_monitor_message(await mon.recv_multipart())]
+            while len(batch) < 256:
+                try:
+                    batch.append(parse_monitor_message(
+                        await mon.recv_multipart(flags=zmq.NOBLOCK)))
+                except zmq.Again:
+                    break
+            closing = Counter(e["value"] for e in batch if e["event"] == zmq.EVENT_DISCONNECTED)
+            for e in batch:
+                ev, value = e["event"], e["value"]
+                if ev == zmq.EVENT_ACCEPTED:
+                    self._in_accepted(value, probe=closing[value] == 0)
+                elif ev == zmq.EVENT_DISCONNECTED:
+                    closing[value] -= 1
+                    self._in_disconnected(value, counted=after_failure)
+                elif ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self.stats["in-handshake-ok"] += 1
+                elif ev == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                    self.stats[_PROTOCOL_ERRORS.get(value, "in-protocol-error")] += 1
+                elif ev in _FAILED:
+                    self.stats[_FAILED[ev]] += 1
+                after_failure = ev in _FAILED
+
+    def _in_accepted(self, fd: int, probe: bool) -> None:
+        self.stats["in-accepted"] += 1
+        old = self._fds.pop(fd, None)
+        if old is not None:  # its DISCONNECTED went missing: the fd was reused
+            self._in_closed(old)
+        p = None
+        if probe and len(self._fds) < self.config.probe_limit:
+            p = _probe(fd, lambda s: s.getsockname()[1] in self._ports)
+        self._fds[fd] = _Accepted(p)
+
+    def _in_disconnected(self, fd: int, counted: bool) -> None:
+        rec = self._fds.pop(fd, None)
+        if not counted:
+            self.stats[self._why_closed(rec)] += 1
+        if rec is not None:
+            self._in_closed(rec)
+
+    def _why_closed(self, rec: _Accepted | None) -> str:
+        if rec is None:
+            return "in-disconnected"
+        acked = _acked(rec.probe)
+        if not rec.rids and (acked is None or acked <= GREETING):
+            # a peer closing mid-handshake gets "handshake failed" events; a
+            # bare close before any handshake is libzmq refusing the greeting
+            return "in-garbage"
+        if rec.probe is not None and _peer_still_there(rec.probe):
+            return "in-hard-limit"
+        return "in-disconnected"
+
+    def _in_closed(self, rec: _Accepted) -> None:
+        _close_probe(rec.probe)
+        rec.probe = None
+        for rid in rec.rids:
+            self._forget_in(rid)
+            if self.on_event is not None:
+                self.on_event(ConnEvent(("in", rid), "disconnected"))
 
     async def _dealer_loop(self, num: bytes, out: _Out) -> None:
         for n in itertools.count(1):
@@ -346,7 +590,7 @@ class Transport:
                 self.stats["bad-multipart"] += 1
                 continue
             # the server key was pinned by us: Curve proved the peer holds it
-            self._accept(("out", num), out.curve_key, parts[0])
+            self._accept(("out", num), out.curve_key, parts[0], endpoint_host(out.endpoint))
 
     async def _monitor_loop(self, num: bytes, out: _Out) -> None:
         while True:
@@ -355,12 +599,21 @@ class Transport:
             kind = ""
             if e == zmq.EVENT_CONNECTED:
                 kind = "connected"
+                # a new TCP connection: watch it; what libzmq still queues carries over
+                _close_probe(out.probe)
+                port = out.endpoint.rsplit(":", 1)[-1]
+                out.probe = _probe(evt["value"], lambda s, p=port: str(s.getpeername()[1]) == p)
+                carried = out.acct.in_flight
+                out.acct.rebase(_acked(out.probe), time.monotonic())
+                out.acct.add(carried)
+            elif e == zmq.EVENT_DISCONNECTED:
+                kind = "disconnected"
+                _close_probe(out.probe)
+                out.probe = None
             elif e == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 kind = "handshake-ok"
             elif e in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
                 kind = "refused"
-            elif e == zmq.EVENT_DISCONNECTED:
-                kind = "disconnected"
             if not kind:
                 continue
             out.state = kind
@@ -401,7 +654,7 @@ class Transport:
         mon.setsockopt(zmq.LINGER, 0)
         self._next_out += 1
         num = str(self._next_out).encode()
-        out = _Out(s, mon, curve_key, node_id, endpoint)
+        out = _Out(s, mon, curve_key, node_id, endpoint, SendAccount(time.monotonic()))
         out.ready = asyncio.get_running_loop().create_future()
         self._out[num] = out
         # we dialed this key and Curve authenticates the server: the id is known
@@ -441,13 +694,76 @@ class Transport:
             out.sock.disable_monitor()
         out.monitor.close(linger=0)
         out.sock.close(linger=0)
+        _close_probe(out.probe)
+        out.probe = None
+        self._in_flight -= out.acct.in_flight
 
     # ------------------------------------------------------------ sending
+    def _account(self, conn: ConnId) -> tuple[SendAccount, socket.socket | None] | None:
+        if conn[0] == "in":
+            peer = self._in.get(conn[1])
+            return (peer.acct, peer.probe) if peer is not None else None
+        out = self._out.get(conn[1])
+        return (out.acct, out.probe) if out is not None else None
+
+    def _refresh(self, acct: SendAccount, probe: socket.socket | None, now: float) -> int:
+        before = acct.in_flight
+        acct.update(now, _acked(probe))
+        self._in_flight += acct.in_flight - before
+        return acct.in_flight
+
+    def _refresh_all(self, now: float) -> None:
+        """Re-read every connection's in-flight bytes (when the total looks full)."""
+        if now - self._refreshed < 0.01:  # at most 100 times a second under overload
+            return
+        self._refreshed = now
+        total = 0
+        for acct, probe in [(p.acct, p.probe) for p in self._in.values()] + [
+                (o.acct, o.probe) for o in self._out.values()]:
+            total += acct.update(now, _acked(probe))
+        self._in_flight = total
+
+    def in_flight(self, conn: ConnId) -> int:
+        """Bytes handed to libzmq for ``conn`` that its peer has not received yet."""
+        a = self._account(conn)
+        return self._refresh(*a, time.monotonic()) if a is not None else 0
+
+    def congested(self, conn: ConnId) -> bool:
+        """True while ``conn`` (or the node as a whole) has much unread data in flight.
+
+        A producer should stop generating frames for a congested conn (they
+        would be refused by ``send`` anyway) and try again on a later round.
+        """
+        cfg = self.config
+        return (self.in_flight(conn) >= cfg.congested_at * cfg.send_budget
+                or self._in_flight >= cfg.congested_at * cfg.send_budget_total)
+
     async def send(self, conn: ConnId, frame: bytes) -> bool:
-        """Send one frame without blocking the loop; False (counted) if it cannot go."""
+        """Send one frame without blocking the loop; False (counted) if it cannot go.
+
+        Refused ("send-budget") when the bytes in flight to this conn (handed
+        to libzmq, not yet acked by the peer's TCP) would pass
+        ``send_budget`` — one frame always goes to an idle conn — or those to
+        all conns ``send_budget_total`` ("send-budget-total"). So a peer that
+        never reads holds at most ``send_budget`` bytes of our memory; the
+        protocol resends what was refused on a later anti-entropy round.
+        """
         if len(frame) > self.config.max_frame_size:
             self.stats["send-oversize"] += 1
             return False
+        cost = wire_size(len(frame))
+        a = self._account(conn)
+        if a is not None:
+            now = time.monotonic()
+            mine = self._refresh(*a, now)
+            if mine > 0 and mine + cost > self.config.send_budget:
+                self.stats["send-budget"] += 1
+                return False
+            if self._in_flight + cost > self.config.send_budget_total:
+                self._refresh_all(now)
+                if mine > 0 and self._in_flight + cost > self.config.send_budget_total:
+                    self.stats["send-budget-total"] += 1
+                    return False
         try:
             if conn[0] == "in":
                 assert self._router is not None
@@ -461,9 +777,12 @@ class Transport:
         except zmq.ZMQError:  # EHOSTUNREACH (peer gone) or EAGAIN (HWM full)
             self.stats["send-failed"] += 1
             return False
+        if a is not None:
+            a[0].add(cost)
+            self._in_flight += cost
         self.stats["frames-out"] += 1
         return True
 
 
 __all__ = ["ConnEvent", "ConnId", "Incoming", "KeyPolicy", "Policy", "TokenBucket",
-           "Transport", "TransportConfig", "format_address", "parse_address"]
+           "Transport", "TransportConfig", "endpoint_host", "format_address", "parse_address"]
