@@ -399,3 +399,108 @@ def test_refused_key_and_honest_close_are_told_apart():
             assert server.stats["in-handshake-ok"] == 1
             assert not server._fds and not server._in  # nothing kept for the gone peer
     run(main())
+
+
+# ------------------------------------------------------------------ send budgets
+
+_SLOW_READER = r"""
+import sys, time, zmq
+pub, sec, server = (bytes.fromhex(a) for a in sys.argv[1:4])
+ctx = zmq.Context()
+d = ctx.socket(zmq.DEALER)
+d.linger = 0
+d.rcvhwm = 1  # bounded here too: this process is not the one measured
+d.curve_publickey, d.curve_secretkey, d.curve_serverkey = pub, sec, server
+d.connect(sys.argv[4])
+d.send(b"hello, then I never read")
+print("sent", flush=True)
+time.sleep(120)
+"""
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+RSS_BOUND = 64 * 1024 * 1024
+
+
+def test_peer_that_never_reads_costs_bounded_memory():
+    """Hole 6: 1 MiB frames to a peer that never reads; RSS growth stays < 64 MB."""
+    import subprocess
+    import sys
+
+    from nacl.bindings import crypto_sign_ed25519_sk_to_curve25519
+
+    ka, kb, kr = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    r_pub = curve_key_of(node_id(kr))
+    r_sec = crypto_sign_ed25519_sk_to_curve25519(bytes(kr) + node_id(kr))
+
+    async def main():
+        async with Transport(ka, cfg()) as server, Transport(kb, cfg()) as honest:
+            child = subprocess.Popen(
+                [sys.executable, "-c", _SLOW_READER, r_pub.hex(), r_sec.hex(),
+                 server.curve_public.hex(), server.endpoints[0]],
+                stdout=subprocess.PIPE, text=True)
+            try:
+                inc = await recv(server, timeout=15)
+                assert inc.curve_key == r_pub
+                slow = inc.conn
+                good = await honest.connect(server.addresses[0], timeout=5)
+                await honest.send(good, b"hi")
+                good_in = (await recv(server)).conn
+                before = _rss()
+                sent = refused = got = 0
+                peak = 0
+                for i in range(400):  # 400 MiB offered to the slow reader
+                    frame = os.urandom(1 << 20)  # a fresh frame each time, as a node encodes
+                    if await server.send(slow, frame):
+                        sent += 1
+                    else:
+                        refused += 1
+                    if i % 20 == 0:  # an honest peer keeps getting its frames
+                        assert await server.send(good_in, b"tick %d" % i)
+                        assert (await recv(honest)).frame == b"tick %d" % i
+                        got += 1
+                    await asyncio.sleep(0.002)
+                    peak = max(peak, _rss() - before)
+                assert got == 20
+                assert refused > 0 and server.stats["send-budget"] == refused
+                assert server.congested(slow) and not server.congested(good_in)
+                assert server.in_flight(slow) <= server.config.send_budget + (1 << 20) + 100
+                print(f"sent {sent} refused {refused} MiB frames; RSS growth peak "
+                      f"{peak / 2**20:.1f} MiB (bound {RSS_BOUND >> 20})")
+                assert peak < RSS_BOUND
+            finally:
+                child.kill()
+                child.wait()
+    run(main(), timeout=90)
+
+
+def test_in_flight_accounting_returns_to_zero_for_a_reader():
+    """Exact wire accounting: what a reading peer received is no longer in flight."""
+    ka, kb = SigningKey.generate(), SigningKey.generate()
+
+    async def main():
+        async with Transport(ka, cfg()) as server, Transport(kb, cfg()) as client:
+            conn = await client.connect(server.addresses[0], timeout=5)
+            await client.send(conn, b"hi")
+            back = (await recv(server)).conn
+            sizes = [0, 1, 200, 222, 223, 300, 70_000, 1 << 20]
+            for n in sizes * 5:
+                assert await server.send(back, b"q" * n)
+                assert await client.send(conn, b"r" * n)
+            for _ in range(len(sizes) * 5):
+                await recv(client)
+                await recv(server)
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 5
+            while server.in_flight(back) or client.in_flight(conn):
+                assert loop.time() < end, (server.in_flight(back), client.in_flight(conn))
+                await asyncio.sleep(0.01)
+            assert not server.congested(back) and server.stats["send-budget"] == 0
+    run(main())
