@@ -29,7 +29,7 @@ import os
 import socket
 import struct
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
@@ -235,6 +235,14 @@ class _Accepted:
 
 
 @dataclass
+class _Backlog:
+    frames: deque[bytes] = field(default_factory=deque)
+    held: int = 0  # wire bytes of the frames waiting
+    wait: float = 0.001  # next check delay: backs off while the peer does not read
+    due: float = 0.0
+
+
+@dataclass
 class _InPeer:
     """A ROUTER peer (routing id), learned from its first frame."""
     address: str
@@ -309,6 +317,10 @@ class Transport:
         self._in: OrderedDict[bytes, _InPeer] = OrderedDict()  # routing id -> peer
         self._in_flight = 0  # sum of the accounts' last in_flight (stale: over-estimates)
         self._refreshed = 0.0
+        # frames over a conn's budget wait here (bounded in bytes) until it drains
+        self._backlog: dict[ConnId, _Backlog] = {}
+        self._held_total = 0
+        self._flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
@@ -356,9 +368,12 @@ class Transport:
         self._closed = True
         for conn in list(self._out):
             await self.disconnect(("out", conn))
+        if self._flusher is not None:
+            self._tasks.append(self._flusher)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._backlog.clear()
         self._tasks.clear()
         for rec in self._fds.values():
             _close_probe(rec.probe)
@@ -505,6 +520,7 @@ class Transport:
         peer = self._in.pop(rid, None)
         if peer is not None:
             self._in_flight -= peer.acct.in_flight
+        self._drop_backlog(("in", rid))
 
     # ------------------------------------------------------------ ROUTER monitor
     async def _router_monitor_loop(self) -> None:
@@ -697,6 +713,7 @@ class Transport:
         _close_probe(out.probe)
         out.probe = None
         self._in_flight -= out.acct.in_flight
+        self._drop_backlog(conn)
 
     # ------------------------------------------------------------ sending
     def _account(self, conn: ConnId) -> tuple[SendAccount, socket.socket | None] | None:
@@ -724,46 +741,67 @@ class Transport:
         self._in_flight = total
 
     def in_flight(self, conn: ConnId) -> int:
-        """Bytes handed to libzmq for ``conn`` that its peer has not received yet."""
+        """Bytes for ``conn`` its peer has not received: waiting here, in libzmq or the kernel."""
         a = self._account(conn)
-        return self._refresh(*a, time.monotonic()) if a is not None else 0
+        if a is None:
+            return 0
+        b = self._backlog.get(conn)
+        return self._refresh(*a, time.monotonic()) + (b.held if b else 0)
 
     def congested(self, conn: ConnId) -> bool:
         """True while ``conn`` (or the node as a whole) has much unread data in flight.
 
         A producer should stop generating frames for a congested conn (they
-        would be refused by ``send`` anyway) and try again on a later round.
+        would soon be refused by ``send``) and try again on a later round.
         """
         cfg = self.config
-        return (self.in_flight(conn) >= cfg.congested_at * cfg.send_budget
-                or self._in_flight >= cfg.congested_at * cfg.send_budget_total)
+        return (conn in self._backlog
+                or self.in_flight(conn) >= cfg.congested_at * cfg.send_budget
+                or self._in_flight + self._held_total
+                >= cfg.congested_at * cfg.send_budget_total)
+
+    def _room(self, acct: SendAccount, probe: socket.socket | None, cost: int,
+              now: float) -> bool:
+        """May ``cost`` more bytes go to libzmq now? One frame always goes to an idle conn."""
+        cfg = self.config
+        mine = self._refresh(acct, probe, now)
+        if mine == 0:
+            return True
+        if mine + cost > cfg.send_budget:
+            return False
+        if self._in_flight + cost > cfg.send_budget_total:
+            self._refresh_all(now)
+            return self._in_flight + cost <= cfg.send_budget_total
+        return True
 
     async def send(self, conn: ConnId, frame: bytes) -> bool:
         """Send one frame without blocking the loop; False (counted) if it cannot go.
 
-        Refused ("send-budget") when the bytes in flight to this conn (handed
-        to libzmq, not yet acked by the peer's TCP) would pass
-        ``send_budget`` — one frame always goes to an idle conn — or those to
-        all conns ``send_budget_total`` ("send-budget-total"). So a peer that
-        never reads holds at most ``send_budget`` bytes of our memory; the
-        protocol resends what was refused on a later anti-entropy round.
+        Byte budgets: what is in flight to a conn (handed to libzmq, not yet
+        acked by the peer's TCP) stays under ``send_budget``, and to all conns
+        under ``send_budget_total``; a frame that does not fit waits in the
+        conn's backlog (order kept) until the peer drains, and the backlog is
+        itself capped at ``send_budget`` per conn and ``send_budget_total`` in
+        all. Past that, False ("send-budget" / "send-budget-total"): the
+        protocol resends on a later anti-entropy round. So a peer that never
+        reads holds at most ~2 × ``send_budget`` bytes of our memory.
         """
         if len(frame) > self.config.max_frame_size:
             self.stats["send-oversize"] += 1
             return False
-        cost = wire_size(len(frame))
         a = self._account(conn)
-        if a is not None:
-            now = time.monotonic()
-            mine = self._refresh(*a, now)
-            if mine > 0 and mine + cost > self.config.send_budget:
-                self.stats["send-budget"] += 1
+        if a is None:  # unknown or gone: libzmq says which
+            return await self._put(conn, frame)
+        cost = wire_size(len(frame))
+        if conn not in self._backlog and self._room(*a, cost, time.monotonic()):
+            if not await self._put(conn, frame):
                 return False
-            if self._in_flight + cost > self.config.send_budget_total:
-                self._refresh_all(now)
-                if mine > 0 and self._in_flight + cost > self.config.send_budget_total:
-                    self.stats["send-budget-total"] += 1
-                    return False
+            a[0].add(cost)
+            self._in_flight += cost
+            return True
+        return self._defer(conn, frame, cost)
+
+    async def _put(self, conn: ConnId, frame: bytes) -> bool:
         try:
             if conn[0] == "in":
                 assert self._router is not None
@@ -777,11 +815,65 @@ class Transport:
         except zmq.ZMQError:  # EHOSTUNREACH (peer gone) or EAGAIN (HWM full)
             self.stats["send-failed"] += 1
             return False
-        if a is not None:
-            a[0].add(cost)
-            self._in_flight += cost
         self.stats["frames-out"] += 1
         return True
+
+    # ------------------------------------------------------------ backlog
+    def _defer(self, conn: ConnId, frame: bytes, cost: int) -> bool:
+        cfg = self.config
+        b = self._backlog.get(conn)
+        held = b.held if b else 0
+        if held and held + cost > cfg.send_budget:
+            self.stats["send-budget"] += 1
+            return False
+        if self._held_total + cost > cfg.send_budget_total:
+            self.stats["send-budget-total"] += 1
+            return False
+        if b is None:
+            b = self._backlog[conn] = _Backlog(due=time.monotonic() + 0.001)
+        b.frames.append(frame)
+        b.held += cost
+        self._held_total += cost
+        self.stats["send-deferred"] += 1
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_backlogs())
+        return True
+
+    def _drop_backlog(self, conn: ConnId) -> None:
+        b = self._backlog.pop(conn, None)
+        if b is not None:
+            self._held_total -= b.held
+            self.stats["send-failed"] += len(b.frames)
+
+    async def _flush_backlogs(self) -> None:
+        """Move waiting frames to libzmq as their peers drain (checks back off when stuck)."""
+        while self._backlog:
+            now = time.monotonic()
+            for conn, b in list(self._backlog.items()):
+                if b.due > now:
+                    continue
+                a = self._account(conn)
+                if a is None:
+                    self._drop_backlog(conn)
+                    continue
+                moved = False
+                while b.frames and self._room(*a, wire_size(len(b.frames[0])), now):
+                    frame = b.frames.popleft()
+                    cost = wire_size(len(frame))
+                    b.held -= cost
+                    self._held_total -= cost
+                    if await self._put(conn, frame):
+                        a[0].add(cost)
+                        self._in_flight += cost
+                    moved = True
+                if not b.frames:
+                    self._backlog.pop(conn, None)
+                    continue
+                b.wait = 0.001 if moved else min(0.1, b.wait * 2)
+                b.due = now + b.wait
+            if self._backlog:
+                nxt = min(b.due for b in self._backlog.values())
+                await asyncio.sleep(max(0.0005, nxt - time.monotonic()))
 
 
 __all__ = ["ConnEvent", "ConnId", "Incoming", "KeyPolicy", "Policy", "TokenBucket",
