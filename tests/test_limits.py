@@ -113,7 +113,9 @@ def test_evicted_conns_are_remembered_briefly_and_boundedly():
     # saying hello again: admitted afresh, no longer marked
     assert t.admit(conn(4), K1, "a", 14.0).evict == (conn(5),)
     assert not t.was_evicted(conn(4), 14.0) and t.was_evicted(conn(5), 14.0)
-    t.closed(conn(5))
+    t.closed(conn(5))  # the node drops the session we told it to evict: still marked
+    assert t.was_evicted(conn(5), 14.0)
+    t.closed(conn(5), gone=True)  # its connection closed: nothing left to ignore
     assert not t.was_evicted(conn(5), 14.0)
 
 

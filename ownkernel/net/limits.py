@@ -178,11 +178,17 @@ class SessionTable:
             return  # evicted or closed meanwhile: nothing to upgrade
         e.state = PRIVILEGED if privileged else PEER
 
-    def closed(self, conn: Conn) -> None:
-        """The session ended (timeout, bye, disconnect): free its slot."""
+    def closed(self, conn: Conn, gone: bool = False) -> None:
+        """The session ended (timeout, bye, eviction applied): free its slot.
+
+        An eviction mark survives this (the node may call ``closed`` for the
+        sessions it drops on our advice); ``gone=True`` (the connection itself
+        is closed, it can never send again) forgets the mark too.
+        """
         if conn in self._entries:
             self._remove(conn)
-        self._evicted.pop(conn, None)
+        if gone:
+            self._evicted.pop(conn, None)
 
     # ------------------------------------------------------------ internals
     def _pick(self, candidates: list[Conn], own_key: bool = False) -> Conn | None:
