@@ -397,7 +397,7 @@ def test_refused_key_and_honest_close_are_told_apart():
             assert ConnEvent(inc.conn, "disconnected") in events
             assert server.stats["in-hard-limit"] == server.stats["in-garbage"] == 0
             assert server.stats["in-handshake-ok"] == 1
-            assert not server._fds and not server._in  # nothing kept for the gone peer
+            assert not server._watch.fds and not server._in  # nothing kept for the gone peer
     run(main())
 
 
@@ -493,6 +493,9 @@ def test_in_flight_accounting_returns_to_zero_for_a_reader():
             conn = await client.connect(server.addresses[0], timeout=5)
             await client.send(conn, b"hi")
             back = (await recv(server)).conn
+            # both ends measure from the kernel (TCP_INFO), not by assumption
+            assert server._in[back[1]].probe is not None
+            assert client._out[conn[1]].probe is not None
             sizes = [0, 1, 200, 222, 223, 300, 70_000, 1 << 20]
             for n in sizes * 5:
                 assert await server.send(back, b"q" * n)
@@ -535,5 +538,5 @@ def test_backlog_keeps_order_and_pacing_by_congested_loses_nothing():
             assert got == list(range(40)) and server.stats["send-budget"] == before
             while server.in_flight(back):
                 await asyncio.sleep(0.01)
-            assert not server._backlog and server._held_total == 0
+            assert not server._budgets._backlog and server._budgets.held_total == 0
     run(main(), timeout=60)

@@ -14,7 +14,7 @@ Everything runs on one asyncio loop (zmq.asyncio): the node's own thread.
 Counting what never becomes a frame: the ROUTER is monitored, so a client
 without Curve, raw TCP garbage, a wrong server key, a refused key and a frame
 past the hard size limit each leave their own counter in ``stats`` (see
-:meth:`Transport._router_monitor_loop`). Sending is budgeted in bytes per
+:class:`~ownkernel.net.flow.InboundWatch`). Sending is budgeted in bytes per
 connection and in total (see :meth:`Transport.send`), so a peer that never
 reads costs bounded memory.
 """
@@ -25,11 +25,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import socket
-import struct
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
@@ -40,7 +38,8 @@ from nacl.bindings import crypto_sign_ed25519_sk_to_curve25519
 from nacl.signing import SigningKey
 from zmq.utils.monitor import parse_monitor_message
 
-from .limits import SendAccount, wire_size
+from .flow import MONITOR_EVENTS, InboundWatch, SendBudgets, acked, close_probe, probe
+from .limits import SendAccount
 from .protocol import DEFAULT_MAX_FRAME, curve_key_of
 
 log = logging.getLogger(__name__)
@@ -53,18 +52,9 @@ ZAP_DOMAIN = "ownkernel"
 # writer, its timers, calls from other threads). Receive loops give the loop
 # a turn every this many frames.
 YIELD_EVERY = 32
-# A full ZMTP greeting is 64 bytes: a server that sent no more than that never
-# got to the Curve handshake (the peer's greeting was garbage).
-GREETING = 64
 MAX_IN_PEERS = 65536  # routing ids remembered (backstop; entries leave on disconnect)
 
-_PROTOCOL_ERRORS = {
-    zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "in-no-curve",  # NULL/PLAIN client
-    zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "in-bad-curve",  # wrong server key, bad box
-}
-_FAILED = {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "in-handshake-aborted",
-           zmq.EVENT_HANDSHAKE_FAILED_AUTH: "in-auth-failed",
-           zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "in-protocol-error"}
+
 
 # ("in", ROUTER routing id) or ("out", connection number as bytes)
 ConnId = tuple[str, bytes]
@@ -170,78 +160,6 @@ def endpoint_host(endpoint: str) -> str:
     return endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
 
 
-# ---------------------------------------------------------------- TCP probes
-# libzmq does not say *why* it closed a connection, nor how much of what we
-# handed it is still queued. A dup of its TCP socket (a "probe") answers both
-# from the kernel: TCP_INFO's bytes_acked counts what the peer received, and a
-# peek at close time tells "peer hung up" (EOF) from "libzmq hung up on a peer
-# still sending" (data pending or socket open), e.g. a frame past MAXMSGSIZE.
-# The dup keeps the connection open until we close it, which we do as soon as
-# libzmq reports the disconnect.
-
-def _probe(fd: int, port_ok: Callable[[socket.socket], bool]) -> socket.socket | None:
-    try:
-        dup = os.dup(fd)
-    except OSError:
-        return None  # libzmq closed it already
-    try:
-        p = socket.socket(fileno=dup)
-    except OSError:
-        os.close(dup)
-        return None
-    try:  # the fd may have been reused by another socket meanwhile: check it is ours
-        if p.type == socket.SOCK_STREAM and port_ok(p):
-            return p
-    except (OSError, IndexError, TypeError, ValueError):
-        pass
-    p.close()
-    return None
-
-
-def _acked(p: socket.socket | None) -> int | None:
-    """Bytes of ours the peer's TCP acknowledged (Linux TCP_INFO), or None."""
-    if p is None or not hasattr(socket, "TCP_INFO"):
-        return None
-    try:
-        info = p.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
-    except OSError:
-        return None
-    if len(info) < 128:
-        return None
-    return int(struct.unpack_from("=Q", info, 120)[0])  # struct tcp_info.tcpi_bytes_acked
-
-
-def _peer_still_there(p: socket.socket) -> bool:
-    """After libzmq closed: True if the peer had not hung up (unread data or no EOF)."""
-    try:
-        return bool(p.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except BlockingIOError:
-        return True  # open, nothing pending: libzmq hung up, not the peer
-    except OSError:
-        return False  # reset by the peer
-
-
-def _close_probe(p: socket.socket | None) -> None:
-    if p is not None:
-        with contextlib.suppress(OSError):
-            p.close()
-
-
-@dataclass
-class _Accepted:
-    """A TCP connection the ROUTER accepted, by libzmq's fd."""
-    probe: socket.socket | None
-    rids: set[bytes] = field(default_factory=set)
-
-
-@dataclass
-class _Backlog:
-    frames: deque[bytes] = field(default_factory=deque)
-    held: int = 0  # wire bytes of the frames waiting
-    wait: float = 0.001  # next check delay: backs off while the peer does not read
-    due: float = 0.0
-
-
 @dataclass
 class _InPeer:
     """A ROUTER peer (routing id), learned from its first frame."""
@@ -313,14 +231,11 @@ class Transport:
         self._closed = False
         self._router_mon: zmq.asyncio.Socket | None = None
         self._ports: set[int] = set()  # our listening ports (to recognise our sockets)
-        self._fds: dict[int, _Accepted] = {}  # libzmq fd -> accepted connection
         self._in: OrderedDict[bytes, _InPeer] = OrderedDict()  # routing id -> peer
-        self._in_flight = 0  # sum of the accounts' last in_flight (stale: over-estimates)
-        self._refreshed = 0.0
-        # frames over a conn's budget wait here (bounded in bytes) until it drains
-        self._backlog: dict[ConnId, _Backlog] = {}
-        self._held_total = 0
-        self._flusher: asyncio.Task[None] | None = None
+        self._watch = InboundWatch(self.stats, self._ports, self.config.probe_limit,
+                                   self._in_gone)
+        self._budgets = SendBudgets(self.config, self.stats, self._put, self._account,
+                                    self._all_accounts)
 
     # ------------------------------------------------------------ lifecycle
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
@@ -343,10 +258,7 @@ class Transport:
         r.setsockopt(zmq.MAXMSGSIZE, self._hard_limit)
         r.setsockopt(zmq.ROUTER_MANDATORY, 1)
         r.setsockopt(zmq.SNDHWM, self.config.sndhwm)
-        self._router_mon = r.get_monitor_socket(
-            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
-            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-            | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        self._router_mon = r.get_monitor_socket(MONITOR_EVENTS)
         self._router_mon.setsockopt(zmq.LINGER, 0)
         self._tasks.append(asyncio.ensure_future(self._router_monitor_loop()))
         for ep in self.config.listen:
@@ -368,16 +280,15 @@ class Transport:
         self._closed = True
         for conn in list(self._out):
             await self.disconnect(("out", conn))
-        if self._flusher is not None:
-            self._tasks.append(self._flusher)
+        flusher = self._budgets.task()
+        if flusher is not None:
+            self._tasks.append(flusher)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._backlog.clear()
+        self._budgets.clear()
         self._tasks.clear()
-        for rec in self._fds.values():
-            _close_probe(rec.probe)
-        self._fds.clear()
+        self._watch.close()
         self._in.clear()
         if self._router is not None and self._router_mon is not None:
             with contextlib.suppress(zmq.ZMQError):
@@ -506,12 +417,9 @@ class Transport:
             fd: int | None = int(frame.get(zmq.SRCFD))
         except (zmq.ZMQError, TypeError, ValueError, AttributeError):
             fd = None
-        rec = self._fds.get(fd) if fd is not None else None
-        probe = rec.probe if rec is not None else None
-        if rec is not None:
-            rec.rids.add(rid)
-        peer = self._in[rid] = _InPeer(address or "", fd, probe,
-                                       SendAccount(time.monotonic(), _acked(probe)))
+        p = self._watch.attach(fd, rid)
+        peer = self._in[rid] = _InPeer(address or "", fd, p,
+                                       SendAccount(time.monotonic(), acked(p)))
         while len(self._in) > MAX_IN_PEERS:
             self._forget_in(next(iter(self._in)))
         return peer
@@ -519,23 +427,19 @@ class Transport:
     def _forget_in(self, rid: bytes) -> None:
         peer = self._in.pop(rid, None)
         if peer is not None:
-            self._in_flight -= peer.acct.in_flight
-        self._drop_backlog(("in", rid))
+            self._budgets.forget(("in", rid), peer.acct)
 
-    # ------------------------------------------------------------ ROUTER monitor
+    def _in_gone(self, rids: set[bytes]) -> None:
+        """Their TCP connection closed: forget them and tell the node."""
+        for rid in rids:
+            self._forget_in(rid)
+            if self.on_event is not None:
+                self.on_event(ConnEvent(("in", rid), "disconnected"))
+
     async def _router_monitor_loop(self) -> None:
-        """Count every incoming TCP connection's fate, by reason (see class doc).
-
-        libzmq reports a handshake failure and then, in the same call on its
-        I/O thread, the DISCONNECTED of that connection: so a DISCONNECTED right
-        after a failure is that failure's (already counted). Any other
-        DISCONNECTED is classified with the connection's probe. Events are
-        read in batches so that a connection both accepted and closed before
-        we look is never probed (its fd may already belong to someone else).
-        """
+        """Feed the ROUTER's monitor events to the watch, in batches (see InboundWatch)."""
         assert self._router_mon is not None
         mon = self._router_mon
-        after_failure = False
         while True:
             batch = [parse_monitor_message(await mon.recv_multipart())]
             while len(batch) < 256:
@@ -544,58 +448,7 @@ class Transport:
                         await mon.recv_multipart(flags=zmq.NOBLOCK)))
                 except zmq.Again:
                     break
-            closing = Counter(e["value"] for e in batch if e["event"] == zmq.EVENT_DISCONNECTED)
-            for e in batch:
-                ev, value = e["event"], e["value"]
-                if ev == zmq.EVENT_ACCEPTED:
-                    self._in_accepted(value, probe=closing[value] == 0)
-                elif ev == zmq.EVENT_DISCONNECTED:
-                    closing[value] -= 1
-                    self._in_disconnected(value, counted=after_failure)
-                elif ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                    self.stats["in-handshake-ok"] += 1
-                elif ev == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                    self.stats[_PROTOCOL_ERRORS.get(value, "in-protocol-error")] += 1
-                elif ev in _FAILED:
-                    self.stats[_FAILED[ev]] += 1
-                after_failure = ev in _FAILED
-
-    def _in_accepted(self, fd: int, probe: bool) -> None:
-        self.stats["in-accepted"] += 1
-        old = self._fds.pop(fd, None)
-        if old is not None:  # its DISCONNECTED went missing: the fd was reused
-            self._in_closed(old)
-        p = None
-        if probe and len(self._fds) < self.config.probe_limit:
-            p = _probe(fd, lambda s: s.getsockname()[1] in self._ports)
-        self._fds[fd] = _Accepted(p)
-
-    def _in_disconnected(self, fd: int, counted: bool) -> None:
-        rec = self._fds.pop(fd, None)
-        if not counted:
-            self.stats[self._why_closed(rec)] += 1
-        if rec is not None:
-            self._in_closed(rec)
-
-    def _why_closed(self, rec: _Accepted | None) -> str:
-        if rec is None:
-            return "in-disconnected"
-        acked = _acked(rec.probe)
-        if not rec.rids and (acked is None or acked <= GREETING):
-            # a peer closing mid-handshake gets "handshake failed" events; a
-            # bare close before any handshake is libzmq refusing the greeting
-            return "in-garbage"
-        if rec.probe is not None and _peer_still_there(rec.probe):
-            return "in-hard-limit"
-        return "in-disconnected"
-
-    def _in_closed(self, rec: _Accepted) -> None:
-        _close_probe(rec.probe)
-        rec.probe = None
-        for rid in rec.rids:
-            self._forget_in(rid)
-            if self.on_event is not None:
-                self.on_event(ConnEvent(("in", rid), "disconnected"))
+            self._watch.handle(batch)
 
     async def _dealer_loop(self, num: bytes, out: _Out) -> None:
         for n in itertools.count(1):
@@ -615,16 +468,14 @@ class Transport:
             kind = ""
             if e == zmq.EVENT_CONNECTED:
                 kind = "connected"
-                # a new TCP connection: watch it; what libzmq still queues carries over
-                _close_probe(out.probe)
+                # a new TCP connection: watch it for the send budget
+                close_probe(out.probe)
                 port = out.endpoint.rsplit(":", 1)[-1]
-                out.probe = _probe(evt["value"], lambda s, p=port: str(s.getpeername()[1]) == p)
-                carried = out.acct.in_flight
-                out.acct.rebase(_acked(out.probe), time.monotonic())
-                out.acct.add(carried)
+                out.probe = probe(evt["value"], lambda s, p=port: str(s.getpeername()[1]) == p)
+                self._budgets.moved(out.acct, out.probe)
             elif e == zmq.EVENT_DISCONNECTED:
                 kind = "disconnected"
-                _close_probe(out.probe)
+                close_probe(out.probe)
                 out.probe = None
             elif e == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 kind = "handshake-ok"
@@ -710,10 +561,9 @@ class Transport:
             out.sock.disable_monitor()
         out.monitor.close(linger=0)
         out.sock.close(linger=0)
-        _close_probe(out.probe)
+        close_probe(out.probe)
         out.probe = None
-        self._in_flight -= out.acct.in_flight
-        self._drop_backlog(conn)
+        self._budgets.forget(conn, out.acct)
 
     # ------------------------------------------------------------ sending
     def _account(self, conn: ConnId) -> tuple[SendAccount, socket.socket | None] | None:
@@ -723,30 +573,13 @@ class Transport:
         out = self._out.get(conn[1])
         return (out.acct, out.probe) if out is not None else None
 
-    def _refresh(self, acct: SendAccount, probe: socket.socket | None, now: float) -> int:
-        before = acct.in_flight
-        acct.update(now, _acked(probe))
-        self._in_flight += acct.in_flight - before
-        return acct.in_flight
-
-    def _refresh_all(self, now: float) -> None:
-        """Re-read every connection's in-flight bytes (when the total looks full)."""
-        if now - self._refreshed < 0.01:  # at most 100 times a second under overload
-            return
-        self._refreshed = now
-        total = 0
-        for acct, probe in [(p.acct, p.probe) for p in self._in.values()] + [
-                (o.acct, o.probe) for o in self._out.values()]:
-            total += acct.update(now, _acked(probe))
-        self._in_flight = total
+    def _all_accounts(self) -> list[tuple[SendAccount, socket.socket | None]]:
+        return [(p.acct, p.probe) for p in self._in.values()] + [
+            (o.acct, o.probe) for o in self._out.values()]
 
     def in_flight(self, conn: ConnId) -> int:
         """Bytes for ``conn`` its peer has not received: waiting here, in libzmq or the kernel."""
-        a = self._account(conn)
-        if a is None:
-            return 0
-        b = self._backlog.get(conn)
-        return self._refresh(*a, time.monotonic()) + (b.held if b else 0)
+        return self._budgets.in_flight(conn)
 
     def congested(self, conn: ConnId) -> bool:
         """True while ``conn`` (or the node as a whole) has much unread data in flight.
@@ -754,52 +587,24 @@ class Transport:
         A producer should stop generating frames for a congested conn (they
         would soon be refused by ``send``) and try again on a later round.
         """
-        cfg = self.config
-        return (conn in self._backlog
-                or self.in_flight(conn) >= cfg.congested_at * cfg.send_budget
-                or self._in_flight + self._held_total
-                >= cfg.congested_at * cfg.send_budget_total)
-
-    def _room(self, acct: SendAccount, probe: socket.socket | None, cost: int,
-              now: float) -> bool:
-        """May ``cost`` more bytes go to libzmq now? One frame always goes to an idle conn."""
-        cfg = self.config
-        mine = self._refresh(acct, probe, now)
-        if mine == 0:
-            return True
-        if mine + cost > cfg.send_budget:
-            return False
-        if self._in_flight + cost > cfg.send_budget_total:
-            self._refresh_all(now)
-            return self._in_flight + cost <= cfg.send_budget_total
-        return True
+        return self._budgets.congested(conn)
 
     async def send(self, conn: ConnId, frame: bytes) -> bool:
         """Send one frame without blocking the loop; False (counted) if it cannot go.
 
-        Byte budgets: what is in flight to a conn (handed to libzmq, not yet
-        acked by the peer's TCP) stays under ``send_budget``, and to all conns
-        under ``send_budget_total``; a frame that does not fit waits in the
-        conn's backlog (order kept) until the peer drains, and the backlog is
-        itself capped at ``send_budget`` per conn and ``send_budget_total`` in
-        all. Past that, False ("send-budget" / "send-budget-total"): the
-        protocol resends on a later anti-entropy round. So a peer that never
-        reads holds at most ~2 × ``send_budget`` bytes of our memory.
+        Byte budgets (:class:`~ownkernel.net.flow.SendBudgets`): what is in
+        flight to a conn (handed to libzmq, not yet acked by the peer's TCP)
+        stays under ``send_budget``, and in all under ``send_budget_total``; a
+        frame that does not fit waits in the conn's backlog (order kept, True
+        returned) until the peer drains; the backlog is capped the same way.
+        Past that, False ("send-budget" / "send-budget-total"): the protocol
+        resends on a later anti-entropy round. So a peer that never reads holds
+        at most ~2 x ``send_budget`` bytes of our memory.
         """
         if len(frame) > self.config.max_frame_size:
             self.stats["send-oversize"] += 1
             return False
-        a = self._account(conn)
-        if a is None:  # unknown or gone: libzmq says which
-            return await self._put(conn, frame)
-        cost = wire_size(len(frame))
-        if conn not in self._backlog and self._room(*a, cost, time.monotonic()):
-            if not await self._put(conn, frame):
-                return False
-            a[0].add(cost)
-            self._in_flight += cost
-            return True
-        return self._defer(conn, frame, cost)
+        return await self._budgets.send(conn, frame)
 
     async def _put(self, conn: ConnId, frame: bytes) -> bool:
         try:
@@ -817,63 +622,6 @@ class Transport:
             return False
         self.stats["frames-out"] += 1
         return True
-
-    # ------------------------------------------------------------ backlog
-    def _defer(self, conn: ConnId, frame: bytes, cost: int) -> bool:
-        cfg = self.config
-        b = self._backlog.get(conn)
-        held = b.held if b else 0
-        if held and held + cost > cfg.send_budget:
-            self.stats["send-budget"] += 1
-            return False
-        if self._held_total + cost > cfg.send_budget_total:
-            self.stats["send-budget-total"] += 1
-            return False
-        if b is None:
-            b = self._backlog[conn] = _Backlog(due=time.monotonic() + 0.001)
-        b.frames.append(frame)
-        b.held += cost
-        self._held_total += cost
-        self.stats["send-deferred"] += 1
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush_backlogs())
-        return True
-
-    def _drop_backlog(self, conn: ConnId) -> None:
-        b = self._backlog.pop(conn, None)
-        if b is not None:
-            self._held_total -= b.held
-            self.stats["send-failed"] += len(b.frames)
-
-    async def _flush_backlogs(self) -> None:
-        """Move waiting frames to libzmq as their peers drain (checks back off when stuck)."""
-        while self._backlog:
-            now = time.monotonic()
-            for conn, b in list(self._backlog.items()):
-                if b.due > now:
-                    continue
-                a = self._account(conn)
-                if a is None:
-                    self._drop_backlog(conn)
-                    continue
-                moved = False
-                while b.frames and self._room(*a, wire_size(len(b.frames[0])), now):
-                    frame = b.frames.popleft()
-                    cost = wire_size(len(frame))
-                    b.held -= cost
-                    self._held_total -= cost
-                    if await self._put(conn, frame):
-                        a[0].add(cost)
-                        self._in_flight += cost
-                    moved = True
-                if not b.frames:
-                    self._backlog.pop(conn, None)
-                    continue
-                b.wait = 0.001 if moved else min(0.1, b.wait * 2)
-                b.due = now + b.wait
-            if self._backlog:
-                nxt = min(b.due for b in self._backlog.values())
-                await asyncio.sleep(max(0.0005, nxt - time.monotonic()))
 
 
 __all__ = ["ConnEvent", "ConnId", "Incoming", "KeyPolicy", "Policy", "TokenBucket",
