@@ -358,7 +358,7 @@ class Transport:
         if len(data) > self.config.max_frame_size:
             self.stats["oversize"] += 1
             return
-        if not self._allowed(curve_key):  # re-checked so a block applies mid-session
+        if not self._allowed(curve_key, address):  # re-checked: a block applies mid-session
             self.stats["denied"] += 1
             return
         now = time.monotonic()
