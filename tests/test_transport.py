@@ -540,3 +540,47 @@ def test_backlog_keeps_order_and_pacing_by_congested_loses_nothing():
                 await asyncio.sleep(0.01)
             assert not server._budgets._backlog and server._budgets.held_total == 0
     run(main(), timeout=60)
+
+
+TERMINAL = ("in-garbage", "in-no-curve", "in-bad-curve", "in-auth-failed", "in-handshake-aborted",
+            "in-protocol-error", "in-hard-limit", "in-disconnected")
+
+
+def test_connection_flood_each_counted_once_and_nothing_leaks():
+    """150 hostile TCP connections at once: every one ends in exactly one counter,
+    no probe (dup'ed fd) is left behind, and an honest client is served meanwhile."""
+    import random
+    import socket
+
+    ka, kb = SigningKey.generate(), SigningKey.generate()
+    null_greeting = b"\xff" + bytes(8) + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\x00") + bytes(32)
+
+    async def main():
+        async with Transport(ka, cfg()) as server, Transport(kb, cfg()) as honest:
+            conn = await honest.connect(server.addresses[0], timeout=5)
+            await still_serves(server, honest, conn, b"before")
+            fds_before = len(os.listdir("/proc/self/fd"))
+            rnd = random.Random(3)
+            socks = []
+            for i in range(150):
+                s = socket.create_connection(host_port(server.endpoints[0]))
+                s.sendall(null_greeting if i % 3 == 0 else rnd.randbytes(rnd.randrange(1, 3000)))
+                socks.append(s)
+            await until_counter(server, "in-accepted", 151)
+            await still_serves(server, honest, conn, b"during")
+            for s in socks:
+                s.close()
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 15
+            # all but the honest connection have ended, each counted once
+            while sum(server.stats[c] for c in TERMINAL) < 150:
+                assert loop.time() < end, dict(server.stats)
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # nothing counted twice arrives late
+            assert sum(server.stats[c] for c in TERMINAL) == 150, dict(server.stats)
+            assert server.stats["in-no-curve"] >= 1 and server.stats["in-garbage"] >= 1
+            assert server.stats["in-hard-limit"] == server.stats["in-disconnected"] == 0
+            assert len(server._watch.fds) == 1  # the honest one
+            assert len(os.listdir("/proc/self/fd")) <= fds_before
+            await still_serves(server, honest, conn, b"after")
+    run(main(), timeout=60)
