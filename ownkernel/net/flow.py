@@ -115,10 +115,11 @@ class InboundWatch:
 
     libzmq reports a handshake failure and then, in the same call on its I/O
     thread, the DISCONNECTED of that connection: so a DISCONNECTED right after
-    a failure is that failure's (already counted). Any other DISCONNECTED is
-    classified with the connection's probe. Events come in batches so that a
-    connection both accepted and closed before we look is never probed (its
-    fd may already belong to someone else).
+    a failure is that failure's (already counted). This needs the context's
+    single I/O thread (the default, which the transport's private context
+    keeps). Any other DISCONNECTED is classified with the connection's probe.
+    Events come in batches so that a connection both accepted and closed
+    before we look is never probed (its fd may already belong to someone else).
     """
 
     def __init__(self, stats: Counter[str], ports: set[int], probe_limit: int,
