@@ -252,6 +252,13 @@ class SendBudgets:
 
     # ------------------------------------------------------------ sending
     async def send(self, conn: Conn, frame: bytes) -> bool:
+        """True: handed to libzmq or waiting in the backlog ("frames-out" counts both)."""
+        ok = await self._send(conn, frame)
+        if ok:
+            self.stats["frames-out"] += 1
+        return ok
+
+    async def _send(self, conn: Conn, frame: bytes) -> bool:
         a = self._account(conn)
         if a is None:  # unknown or gone: libzmq says which
             return await self._put(conn, frame)

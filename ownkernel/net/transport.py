@@ -620,7 +620,6 @@ class Transport:
         except zmq.ZMQError:  # EHOSTUNREACH (peer gone) or EAGAIN (HWM full)
             self.stats["send-failed"] += 1
             return False
-        self.stats["frames-out"] += 1
         return True
 
 
