@@ -249,3 +249,57 @@ def test_fuzz_10k_frames_then_still_syncs(tmp_path):
 @pytest.mark.slow
 def test_fuzz_100k_frames_then_still_syncs(tmp_path):
     run_fuzz(tmp_path, 100_000, seed=2)
+
+
+def test_unauthenticated_attempts_show_in_node_stats(tmp_path):
+    """Hole 9: no-Curve clients, raw TCP garbage and wrong-key clients against a live
+    node each leave their own counter in node.stats()["net"]["transport"]; the node
+    then still syncs with an honest peer."""
+    import socket
+
+    import zmq
+
+    cfg = dict(ping_interval=0.5, peer_timeout=3.0, anti_entropy=1.0, backoff_min=0.05,
+               backoff_max=0.5)
+    a = Node(tmp_path / "a", name="a", network=NetConfig(**cfg))
+    b = Node(tmp_path / "b", name="b", network=False)
+    nets = []
+    ctx = zmq.Context()
+    try:
+        na = a.network
+        assert na is not None
+        doc = a.new_doc("d")
+        doc.text().insert(0, "a")
+        endpoint = na.addresses[0].partition("#")[0]
+        host, port = endpoint.split("://", 1)[1].rsplit(":", 1)
+        socks = []
+        garbage = socket.create_connection((host, int(port)))
+        garbage.sendall(b"GET / HTTP/1.1\r\n\r\n" + random.Random(5).randbytes(2000))
+        null = socket.create_connection((host, int(port)))  # ZMTP greeting, NULL mechanism
+        null.sendall(b"\xff" + bytes(8) + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\x00") + bytes(32))
+        socks += [garbage, null]
+        wrong = ctx.socket(zmq.DEALER)  # Curve, but not this node's server key
+        wrong.linger = 0
+        wrong.curve_publickey, wrong.curve_secretkey = zmq.curve_keypair()
+        wrong.curve_serverkey = zmq.curve_keypair()[0]
+        wrong.connect(endpoint)
+        wrong.send(b"hello?")
+
+        def counters() -> dict:
+            return dict(a.stats()["net"]["transport"])
+        until(lambda: all(counters().get(c, 0) >= 1
+                          for c in ("in-garbage", "in-no-curve", "in-bad-curve")))
+        wrong.close()
+        for s in socks:
+            s.close()
+        assert counters().get("frames-in", 0) == 0  # none of them got a frame in
+        b.join(a.invite(doc))
+        nb = NodeNetwork(b, NetConfig(**{**cfg, "bootstrap": [na.addresses[0]]})).start()
+        nets.append(nb)
+        until(lambda: text_of(b, doc.id) == "a")
+    finally:
+        ctx.destroy(linger=0)
+        for net in nets:
+            net.close()
+        for node in (a, b):
+            node.close()
