@@ -246,3 +246,18 @@ def test_presence_cannot_be_posted_under_another_id(mk):
            seed=seed_of(mallory), listen=0.5)
     until(lambda: owner.stats()["rejected"].get("stale_presence", 0) >= 1)
     assert mine  # a well-formed claim of its own is what mallory may send
+
+
+# ------------------------------------------------------------------ hole 7
+def test_one_key_cannot_fill_the_session_table(mk):
+    owner = mk("owner")
+    doc = _secret_doc(owner)
+    # 24 connections under one key, each saying hello (the limit is 4 per key)
+    attack(owner.address, [{"hello": True}, {"connections": 24}, {"sleep": 0.5}], listen=0.5)
+    until(lambda: owner.stats()["net"]["session_table"].get("evicted-own-key", 0)
+          + owner.stats()["net"]["session_table"].get("evicted-unprivileged", 0) >= 20)
+    assert owner.stats()["net"]["sessions"] <= 4 + 1
+    # a member with a fresh invite still gets in and reads the doc
+    member = mk("member")
+    member.join(owner.invite(doc, write=False))
+    until(lambda: text(member, doc.id) == SECRET)

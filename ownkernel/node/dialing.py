@@ -170,6 +170,8 @@ class Dialing:
             link = self.net.links.get(ev.conn)
             if link is not None:
                 self.net.drop_link(link, "disconnected")
+            elif ev.conn[0] == "in":
+                self.net.table.closed(ev.conn, gone=True)
             if dial is not None:
                 dial.started = now  # libzmq reconnects by itself; give it a while
         elif ev.kind == "refused":

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from ownkernel.net.limits import SessionLimits, SessionTable
 from ownkernel.net.protocol import (
     ErrorReceived,
     Event,
@@ -55,6 +56,7 @@ from ownkernel.net.protocol import (
     SessionClosed,
     SessionConfig,
     curve_key_of,
+    decode,
 )
 from ownkernel.net.transport import (
     ConnId,
@@ -79,7 +81,7 @@ __all__ = ["DEFAULT_LISTEN", "EVENTS", "NetConfig", "NodeNetwork", "Peer"]
 log = logging.getLogger(__name__)
 
 EVENTS = ("peer_joined", "peer_left", "doc_changed", "presence")
-MAX_LINKS = 1024
+MAX_LINKS = 1024  # sessions in all; also per key and per address: see SessionTable
 INBOX_BURST = 64  # frames handled under one store transaction
 
 
@@ -101,6 +103,14 @@ class Link:
 def strip_signature(env: bytes) -> bytes:
     """The envelope without its signature (a later one in the same frame covers it)."""
     return encode_envelope(decode_envelope(env)._replace(sig=None))
+
+
+def _is_hello(frame: bytes) -> bool:
+    try:
+        msg = decode(frame)
+    except Exception:
+        return False
+    return isinstance(msg, dict) and msg.get("type") == "hello"
 
 
 def _covers(have: dict[bytes, int] | None, want: dict[bytes, int]) -> bool:
@@ -131,6 +141,8 @@ class NodeNetwork:
         self.presence = Presence(self, self.config.presence_ttl)
         self.dialing = Dialing(self)
         self.links: dict[ConnId, Link] = {}
+        # who may hold an incoming session, and who makes room (net/limits.py)
+        self.table = SessionTable(SessionLimits(total=MAX_LINKS))
         self.by_peer: dict[bytes, Link] = {}
         self._names: dict[bytes, tuple[str, tuple[str, ...]]] = {}
         self._last_seen: dict[bytes, float] = {}
@@ -515,12 +527,38 @@ class NodeNetwork:
             self.relay.on_frame(link, inc.frame)
             return
         if link is None:
-            if len(self.links) >= MAX_LINKS:
-                self._count("too-many-sessions")
+            if inc.conn[0] == "in" and not self._admit(inc):
                 return
             link = self.new_link(inc.conn, inc.curve_key)
         events = link.session.receive(inc.frame, time.monotonic())
         self._handle(link, events)
+
+    def _admit(self, inc: Incoming) -> bool:
+        """May this incoming connection get a session? Limits per key, per address and
+        in all; when full, handshakes and peers sharing nothing make room, members never."""
+        now = time.monotonic()
+        if self.table.was_evicted(inc.conn, now) and not _is_hello(inc.frame):
+            self._count("evicted-conn-frame")
+            return False
+        adm = self.table.admit(inc.conn, inc.curve_key, inc.address, now)
+        for conn in adm.evict:
+            old = self.links.get(conn)
+            if old is not None:
+                self.drop_link(old, "evicted")
+        if not adm.ok:
+            self._count(f"refused:{adm.reason}")
+            return False
+        return True
+
+    def privilege(self, link: Link) -> None:
+        """Tell the session table whether this peer shares a doc with us (a member)."""
+        if link.conn[0] != "in" or link.peer is None or link.conn not in self.table:
+            return
+        with self.node.lock:
+            shared = self.node.gate.shared_with(link.peer)
+            privileged = any(d != BOOK_DOC for d in shared)
+        if self.table.state(link.conn) != ("privileged" if privileged else "peer"):
+            self.table.authenticated(link.conn, privileged)
 
     def new_link(self, conn: ConnId, curve_key: bytes) -> Link:
         """A session for a new connection. Nothing is sent until the peer's hello
@@ -571,6 +609,7 @@ class NodeNetwork:
         assert self.transport is not None
         self.transport.confirm_identity(link.curve_key, peer)
         link.synced.update(self.shared_docs(peer))  # sync_all just offered them all
+        self.privilege(link)
         addrs = tuple(a for a in ev.addresses if a.endswith("#" + peer.hex()))
         self._names[peer] = (ev.name, addrs)
         self._last_seen[peer] = time.time()
@@ -605,6 +644,8 @@ class NodeNetwork:
         if self.links.get(link.conn) is not link:
             return
         del self.links[link.conn]
+        if link.conn[0] == "in" and reason != "evicted":
+            self.table.closed(link.conn, gone=reason == "disconnected")
         peer = link.peer
         if link.conn[0] == "out" and reason != "disconnected":
             # the socket stays up after a protocol failure: close it, redial later
@@ -685,6 +726,8 @@ class NodeNetwork:
         return self.by_peer.get(peer)
 
     def flush(self, link: Link) -> None:
+        if self.transport is not None and self.transport.congested(link.conn):
+            return  # the peer is not reading: keep it in the session until it drains
         for f in link.session.data_to_send():
             self._sendq.append((link.conn, f))
         self._kick()
@@ -737,6 +780,7 @@ class NodeNetwork:
             assert self.book is not None
             errors.update(self.book.rejected)
             return {"sessions": len(self.links), "peers_online": len(self.by_peer),
+                    "session_table": dict(self.table.stats),
                     "errors": dict(errors), "errors_total": sum(errors.values()),
                     "transport": dict(self.transport.stats) if self.transport else {},
                     "sessions_now": dict(sess), **dict(self.counts)}

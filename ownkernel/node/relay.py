@@ -141,6 +141,7 @@ class Relay:
             with node.lock:
                 for g in msg.get("grants", []):
                     self.gate.present(peer, g)
+            self.net.privilege(link)  # a member now: never evicted for strangers
             self.net.offer_new(link)
             if msg["type"] == "hi" and msg.get("relay") and self.use_relays:
                 self.ask(link)
