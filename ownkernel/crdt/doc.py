@@ -16,8 +16,8 @@ import cbor2
 
 from . import codec, snapshot
 from .codec import CHANGE, DEL, INS
-from .history import History, _amap, _log_delete, _op_end, _to_wire
-from .integrate import Integrator, _Unit
+from .history import History, amap_index, log_delete, op_end, to_wire
+from .integrate import Integrator, Unit
 from .log import Log
 from .map import Counter, Map
 from .starts import Starts
@@ -52,11 +52,10 @@ class Doc(History, Integrator):
         self._oplog: list[list[list[Any]]] = [[]]
         self._objs: dict[str, Any] = {}
         self._pending: list[list[Any]] = []
-        self._seen: list[int] = [0]  # versions of others at our last commit
         # per actor: the highest seq of each other actor it declared as seen
+        # (index 0: what this replica declared in its own changes)
         self._ctx: list[dict[int, int]] = [{}]
-        self._remote_since_commit = False
-        self._buffer: list[_Unit] = []
+        self._buffer: list[Unit] = []
         self._calls = 0
         self._deferred_from = 0  # first apply() call held by an open transaction
         self._observers: list[Callable[[DocEvent], None]] = []
@@ -74,7 +73,6 @@ class Doc(History, Integrator):
             self._starts.append(Starts())
             self._end.append(0)
             self._oplog.append([])
-            self._seen.append(0)
             self._ctx.append({})
         return i
 
@@ -90,7 +88,6 @@ class Doc(History, Integrator):
             self._starts,
             self._end,
             self._oplog,
-            self._seen,
             self._ctx,
         ):
             del lst[n:]
@@ -164,8 +161,9 @@ class Doc(History, Integrator):
         op = ops[0]
         start = op[2]
         k = op[0]
-        if len(ops) == 1 and not self._remote_since_commit and k <= DEL:
-            # one keystroke, the common case: a single cbor2 call
+        if len(ops) == 1 and k <= DEL:
+            # one keystroke, the common case: a single cbor2 call when it
+            # refers to no other actor (so it names no one and has no deps)
             if k == INS:
                 oact = op[4]
                 if oact > 0:
@@ -180,52 +178,60 @@ class Doc(History, Integrator):
                     blob = self._commit_general(ops, seq, start)
                 else:
                     blob = _dumps([CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]])
-                    _log_delete(self._oplog[0], op)
+                    log_delete(self._oplog[0], op)
                 end = start + op[5]
         else:
             blob = self._commit_general(ops, seq, start)
-            end = _op_end(ops[-1])
+            end = op_end(ops[-1])
         buf = self._my_starts.buf
         buf.append(start)
         if len(buf) >= 1024:
             self._my_starts.fold()
         self._end[0] = end
         self._vv[0] = seq
-        self._remote_since_commit = False
         if self._observers:
             self._notify(True, {op[1] for op in ops})
         ops.clear()
         return blob
 
     def _commit_general(self, ops: list[list[Any]], seq: int, start: int) -> bytes:
-        me = 0
+        """Encode a change whose actor table is built from what its ops refer to.
+
+        Deps name only those actors: for each one, the version this replica
+        has of it, when higher than what its earlier changes declared. That
+        is all a receiver needs (every referenced element lies within the
+        declared versions), so a change after merging a hundred writers
+        names one or two of them, not all (issue #15).
+        """
         actors = [self.actor]
-        amap = {me: 0}
-        deps_flat: list[int] = []
-        if self._remote_since_commit:
-            # deps: what we saw of others since our previous change; ops of
-            # this transaction may refer to anything seen up to now
-            seen = self._seen
-            dl = [(a, v) for a, v in enumerate(self._vv) if a != me and v > seen[a]]
-            for a, v in dl:
-                deps_flat += (_amap(amap, actors, self._actors, a), v)
-                seen[a] = v
-            if dl:
-                self._deps[(me, seq)] = dl
+        amap = {0: 0}
+        table = self._actors
         wire = []
-        log = self._oplog[me]
+        log = self._oplog[0]
         for op in ops:
             k = op[0]
             if k == INS:
                 oact = op[4]
-                oa = -1 if oact < 0 else _amap(amap, actors, self._actors, oact)
+                oa = -1 if oact < 0 else amap_index(amap, actors, table, oact)
                 wire.append([INS, op[1], op[3], oa, op[5]])
             elif k == DEL:
-                wire.append([DEL, op[1], _amap(amap, actors, self._actors, op[3]), op[4], op[5]])
-                _log_delete(log, op)
+                wire.append([DEL, op[1], amap_index(amap, actors, table, op[3]), op[4], op[5]])
+                log_delete(log, op)
             else:
-                wire.append(_to_wire(op, amap, actors, self._actors))
+                wire.append(to_wire(op, amap, actors, table))
                 log.append(op)
+        deps_flat: list[int] = []
+        if len(actors) > 1:
+            declared = self._ctx[0]
+            dl = []
+            for x, i in amap.items():
+                v = self._vv[x]
+                if i and v > declared.get(x, 0):
+                    declared[x] = v
+                    dl.append((x, v))
+                    deps_flat += (i, v)
+            if dl:
+                self._deps[(0, seq)] = dl
         return codec.encode_change(actors, seq, start, deps_flat, wire)
 
     def _autocommit(self) -> None:

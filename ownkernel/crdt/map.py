@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .codec import DELKEY, INC, SET
+from .values import check_key, tree_copy
 
 if TYPE_CHECKING:
     from .doc import Doc
@@ -52,8 +53,9 @@ class Map:
         self.set(k, value)
 
     def set(self, k: str, value: Any) -> None:
-        if not isinstance(k, str):
-            raise TypeError("map keys are str")
+        """Write ``value`` (a tree of plain values, copied) under ``k``."""
+        check_key(k)
+        value = tree_copy(value, f"value for key {k!r} of map {self.name!r}")
         doc = self._doc
         lam = doc._local_op([SET, self._key, 0, k, value])
         self._write(lam, doc.actor, k, value, True, True)
@@ -64,6 +66,7 @@ class Map:
         self.delete(k)
 
     def delete(self, k: str) -> None:
+        check_key(k)
         doc = self._doc
         lam = doc._local_op([DELKEY, self._key, 0, k])
         self._write(lam, doc.actor, k, None, False, True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codec import DEL, INS
 from .rga import RUN_CAP, Sequence
+from .values import checked_content
 
 if TYPE_CHECKING:
     from .doc import Doc
@@ -75,6 +76,7 @@ class _SequenceRoot:
             raise TypeError("position must be an int")
         if not content:
             return
+        content = checked_content(content)  # list items: trees, copied (values.py)
         doc = self._doc
         lam = doc._lamport + 1
         olam, oact = self._seq.local_insert(pos, content, lam, 0)
