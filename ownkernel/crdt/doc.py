@@ -162,23 +162,31 @@ class Doc(History, Integrator):
         start = op[2]
         k = op[0]
         if len(ops) == 1 and k <= DEL:
-            # one keystroke, the common case: a single cbor2 call when it
-            # refers to no other actor (so it names no one and has no deps)
-            if k == INS:
-                oact = op[4]
-                if oact > 0:
-                    blob = self._commit_general(ops, seq, start)
+            # one keystroke, the common case: a single cbor2 call. It refers
+            # to no other actor (names no one, no deps), or to one, named
+            # second in its table and declared as its dep when newly seen.
+            x = op[4] if k == INS else op[3]
+            if x <= 0:
+                actors: Any = self.actor
+                deps: Any = 0
+                xi = x
+            else:
+                actors = [self.actor, self._actors[x]]
+                xi = 1
+                v = self._vv[x]
+                declared = self._ctx[0]
+                if v > declared.get(x, 0):
+                    declared[x] = v
+                    self._deps[(0, seq)] = [(x, v)]
+                    deps = [1, v]
                 else:
-                    blob = _dumps(
-                        [CHANGE, self.actor, seq, start, 0, INS, op[1], op[3], oact, op[5]]
-                    )
+                    deps = 0
+            if k == INS:
+                blob = _dumps([CHANGE, actors, seq, start, deps, INS, op[1], op[3], xi, op[5]])
                 end = start + len(op[5])
             else:
-                if op[3]:
-                    blob = self._commit_general(ops, seq, start)
-                else:
-                    blob = _dumps([CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]])
-                    log_delete(self._oplog[0], op)
+                blob = _dumps([CHANGE, actors, seq, start, deps, DEL, op[1], xi, op[4], op[5]])
+                log_delete(self._oplog[0], op)
                 end = start + op[5]
         else:
             blob = self._commit_general(ops, seq, start)

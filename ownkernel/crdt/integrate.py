@@ -189,7 +189,7 @@ class Integrator:
             self._notify(False, touched)
 
     def _apply_keystroke(self, blob: bytes) -> bool:
-        """Fast path for the live case: the next change of a known actor, one
+        """Fast path for the live case: the next change of an actor, one
         insert or delete, referring at most to one other actor (whose change
         it declares as its only dep, or had declared before). Returns False,
         having changed nothing, when the change is anything else (the general
@@ -203,32 +203,65 @@ class Integrator:
             or type(seq) is not int
             or type(lam) is not int
             or not 0 < lam < MAX_INT
+            or type(x) is not int
             or type(z) is int
             and not 0 < z < MAX_INT - lam
         ):
             return False
+        dep = 0
         if type(actors) is bytes:
             if deps != 0:
                 return False
             a = self._aidx.get(actors)
-            other = None
+            if a is None:
+                if seq != 1 or not 0 < len(actors) <= codec.MAX_ACTOR:
+                    return False
+                # a writer's first change: its actor is added here, and
+                # forgotten again if the change is not taken
+                n = len(self._actors)
+                try:
+                    if self._keystroke(self._actor_index(actors), -1, 0, seq, lam, k, key, x, y, z):
+                        return True
+                except CRDTError:
+                    self._forget_actors_from(n)
+                    raise
+                self._forget_actors_from(n)
+                return False
+            other = -1
         elif type(actors) is list and len(actors) == 2 and type(actors[1]) is bytes:
             a = self._aidx.get(actors[0]) if type(actors[0]) is bytes else None
-            other = self._aidx.get(actors[1])
-            if other is None or other == a:
+            o = self._aidx.get(actors[1])
+            if a is None or o is None or o == a:
                 return False
+            other = o
+            if deps != 0:
+                # the one dep such a change can have: the other actor's version
+                if type(deps) is not list or len(deps) != 2 or deps[0] != 1:
+                    return False
+                dep = deps[1]
+                if type(dep) is not int or not 0 < dep < MAX_INT or self._vv[other] < dep:
+                    return False  # malformed, or waiting for that version: general path
         else:
             return False
-        if a is None or seq != self._vv[a] + 1 or lam < self._end[a] or type(x) is not int:
+        return self._keystroke(a, other, dep, seq, lam, k, key, x, y, z)
+
+    def _keystroke(
+        self,
+        a: int,
+        other: int,
+        dep: int,
+        seq: int,
+        lam: int,
+        k: Any,
+        key: Any,
+        x: int,
+        y: Any,
+        z: Any,
+    ) -> bool:
+        """The body of :meth:`_apply_keystroke` once the actors are known
+        (``other``: index of the second actor of the table, or -1)."""
+        if seq != self._vv[a] + 1 or lam < self._end[a]:
             return False
-        dep = 0
-        if deps != 0:
-            # the one dep such a change can have: the other actor's version
-            if type(deps) is not list or len(deps) != 2 or deps[0] != 1:
-                return False
-            dep = deps[1]
-            if type(dep) is not int or not 0 < dep < MAX_INT or self._vv[other] < dep:  # type: ignore[index]
-                return False  # malformed, or waiting for that version: general path
         root = self._objs.get(key) if type(key) is str else None
         if root is None or key[0] not in "tl":
             return False
@@ -238,7 +271,7 @@ class Integrator:
                 oact = -1
             elif 0 < x < lam and y == 0:
                 oact = a
-            elif 0 < x < lam and y == 1 and other is not None and self._seen_by(a, other, x, dep):
+            elif 0 < x < lam and y == 1 and other >= 0 and self._seen_by(a, other, x, dep):
                 oact = other
             else:
                 return False
@@ -254,7 +287,7 @@ class Integrator:
         elif k == DEL and type(y) is int and y > 0 and type(z) is int and z > 0:
             if x == 0:
                 tact = a
-            elif x == 1 and other is not None and self._seen_by(a, other, y + z - 1, dep):
+            elif x == 1 and other >= 0 and self._seen_by(a, other, y + z - 1, dep):
                 tact = other
             else:
                 return False
@@ -273,10 +306,10 @@ class Integrator:
         else:
             return False
         if dep:
-            self._deps[(a, seq)] = [(other, dep)]  # type: ignore[list-item]
+            self._deps[(a, seq)] = [(other, dep)]
             ctx = self._ctx[a]
-            if dep > ctx.get(other, 0):  # type: ignore[arg-type]
-                ctx[other] = dep  # type: ignore[index]
+            if dep > ctx.get(other, 0):
+                ctx[other] = dep
         st = self._starts[a]
         st.buf.append(lam)
         if len(st.buf) >= 1024:
