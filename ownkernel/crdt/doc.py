@@ -15,13 +15,15 @@ from typing import Any, NamedTuple
 import cbor2
 
 from . import codec, snapshot
-from .codec import CHANGE, DEL, INS
+from .codec import APPEND, CELL, CHANGE, DEL, INS, SET
+from .errors import DecodeError
 from .history import History, amap_index, log_delete, op_end, to_wire
 from .integrate import Integrator, Unit
 from .log import Log
 from .map import Counter, Map
 from .starts import Starts
 from .text import List, PendingRun, Text
+from .values import check_decoded
 
 _dumps = cbor2.dumps
 
@@ -292,10 +294,34 @@ class Doc(History, Integrator):
     @classmethod
     def load(cls, data: bytes, actor: bytes | None = None) -> Doc:
         """A document from :meth:`save` bytes; ``actor`` continues as that actor."""
-        return snapshot.load(cls, data, actor)
+        doc = snapshot.load(cls, data, actor)
+        _check_saved(doc)
+        return doc
 
 
 def _name(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError("root names must be non-empty strings")
     return name
+
+
+def _check_saved(doc: Doc) -> None:
+    """Every value a loaded document holds is a tree (DecodeError otherwise).
+
+    Values live in the actors' op logs (map writes, log messages, cells)
+    and in the runs of lists; text runs hold str only.
+    """
+    seen: set[int] = set()
+    for log in doc._oplog:
+        for op in log:
+            k = op[0]
+            v = op[4] if k == SET else op[3] if k == APPEND else op[7] if k == CELL else None
+            problem = check_decoded(v, seen)
+            if problem is not None:
+                raise DecodeError(f"corrupt saved document: a value in {op[1]!r} holds {problem}")
+    for key, obj in doc._objs.items():
+        if key[0] in "lrc":
+            for r in obj._seq.runs():
+                problem = check_decoded(r.content, seen)
+                if problem is not None:
+                    raise DecodeError(f"corrupt saved document: an item of {key!r} holds {problem}")

@@ -17,13 +17,13 @@ from .codec import APPEND, REDACT
 from .values import tree_copy
 
 if TYPE_CHECKING:
-    from .doc import Doc
+    from .types import DocCore
 
 
 class Log:
     __slots__ = ("_doc", "_key", "_msgs", "_hidden", "_observers")
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
         self._key = key
         self._msgs: SortedDict = SortedDict()  # (lamport, actor bytes) -> message

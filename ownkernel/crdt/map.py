@@ -9,7 +9,7 @@ from .codec import DELKEY, INC, SET
 from .values import check_key, tree_copy
 
 if TYPE_CHECKING:
-    from .doc import Doc
+    from .types import DocCore
 
 _MISSING = object()
 
@@ -23,7 +23,7 @@ class Map:
 
     __slots__ = ("_doc", "_key", "_entries", "_observers")
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
         self._key = key
         # key -> (lamport, actor bytes, value, present)
@@ -121,7 +121,7 @@ class Counter:
 
     __slots__ = ("_doc", "_key", "value")
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
         self._key = key
         self.value: int | float = 0

@@ -24,7 +24,7 @@ from .text import List
 from .values import tree_copy
 
 if TYPE_CHECKING:
-    from .doc import Doc
+    from .types import DocCore
 
 CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col actor
 
@@ -32,7 +32,7 @@ CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col 
 class Sheet:
     __slots__ = ("_doc", "_key", "_rows", "_cols", "_cells", "_ev", "_observers")
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
         self._key = key
         name = key[2:]

@@ -10,7 +10,7 @@ from .rga import RUN_CAP, Sequence
 from .values import checked_content
 
 if TYPE_CHECKING:
-    from .doc import Doc
+    from .types import DocCore
 
 
 class Delta(NamedTuple):
@@ -42,7 +42,7 @@ class PendingRun(list):
 class _SequenceRoot:
     __slots__ = ("_doc", "_key", "_seq", "_observers")
 
-    def __init__(self, doc: Doc, key: str, empty: Any) -> None:
+    def __init__(self, doc: DocCore, key: str, empty: Any) -> None:
         self._doc = doc
         self._key = key
         self._seq = Sequence(doc._actors, empty)
@@ -144,7 +144,7 @@ class Text(_SequenceRoot):
 
     __slots__ = ()
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         super().__init__(doc, key, "")
 
     def insert(self, pos: int, text: str) -> None:
@@ -225,7 +225,7 @@ class List(_SequenceRoot):
 
     __slots__ = ()
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         super().__init__(doc, key, [])
 
     def insert(self, pos: int, value: Any) -> None:

@@ -98,7 +98,8 @@ def tree_copy(v: Any, what: str = "value") -> Any:
     """A fresh copy of a local value, checked to be a tree; raises InvalidValueError.
 
     Containers shared inside ``v`` (the same list twice) are copied twice,
-    which is what the encoded form says anyway; a cycle is refused.
+    which is what the encoded form says anyway; a cycle is refused. Tuples
+    become lists (what a replica decodes them as).
     """
     return _copy(v, what, [], 1)
 
@@ -111,7 +112,9 @@ def _copy(v: Any, what: str, path: list[int], depth: int) -> Any:
         return v
     if t in _SCALARS:
         return v
-    if t is not list and t is not dict:
+    if t is tuple:  # encoded as an array like a list, so it reads back as one
+        t = list
+    elif t is not list and t is not dict:
         raise InvalidValueError(f"{what} is not a tree: it holds {_problem(v)}")
     if id(v) in path:
         raise InvalidValueError(f"{what} is not a tree: it contains itself")
