@@ -225,7 +225,8 @@ def main() -> None:
         print(json.dumps(run(args.child, args.actors, args.rounds)))
         return
     print(
-        f"actors={args.actors} rounds={args.rounds} gc={'off' if args.no_gc else 'on'} python={platform.python_version()} "
+        f"actors={args.actors} rounds={args.rounds} gc={'off' if args.no_gc else 'on'} "
+        f"python={platform.python_version()} "
         f"machine={platform.machine()} cpus={os.cpu_count()} date={time.strftime('%Y-%m-%d')}"
     )
     results = {}
