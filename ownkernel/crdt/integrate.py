@@ -388,7 +388,10 @@ class Integrator:
 
     def _plan(self) -> list[tuple[Unit, int, int]]:
         """Ready slices (unit, first index, end index) in a causal order."""
-        vv = list(self._vv)
+        # versions as planned so far: an overlay, so planning costs O(units),
+        # not O(actors known)
+        planned: dict[int, int] = {}
+        base = self._vv
         plan = []
         # Lamport order extends causal order, so visiting units by their first
         # lamport readies most of a shuffled backlog in a single pass.
@@ -400,7 +403,7 @@ class Integrator:
             for ui, u in enumerate(self._buffer):
                 if ui in done:
                     continue
-                known = vv[u.actor]
+                known = planned.get(u.actor, base[u.actor])
                 if u.last <= known:
                     done.add(ui)
                     continue
@@ -412,12 +415,12 @@ class Integrator:
                     j = n
                 while j < n:
                     d = u.deps.get(u.seq + j)
-                    if d and any(vv[x] < s for x, s in d):
+                    if d and any(planned.get(x, base[x]) < s for x, s in d):
                         break
                     j += 1
                 if j > i:
                     plan.append((u, i, j))
-                    vv[u.actor] = u.seq + j - 1
+                    planned[u.actor] = u.seq + j - 1
                     progress = True
                     if j == n:
                         done.add(ui)
@@ -445,7 +448,7 @@ class Integrator:
         """Check every reference before touching anything (so apply is atomic)."""
         virtual: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
         msgs: set[tuple[str, int, int]] = set()
-        last_lam = list(self._end)
+        last_lam: dict[int, int] = {}  # per actor, overlay on self._end
 
         def known(key: str, act: int, lam: int, n: int) -> bool:
             end = lam + n
@@ -483,7 +486,7 @@ class Integrator:
 
         for u, i, j in plan:
             a = u.actor
-            if u.starts[i] < last_lam[a]:
+            if u.starts[i] < last_lam.get(a, self._end[a]):
                 raise InvalidChangeError("change lamport does not increase along its actor's chain")
             ctx = ctxs.get(a)
             if ctx is None:
