@@ -315,6 +315,8 @@ def _check_saved(doc: Doc) -> None:
     for log in doc._oplog:
         for op in log:
             k = op[0]
+            if k == DEL:  # most of a text's log, and holds no value
+                continue
             v = op[4] if k == SET else op[3] if k == APPEND else op[7] if k == CELL else None
             problem = check_decoded(v, seen)
             if problem is not None:
