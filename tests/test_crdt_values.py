@@ -255,6 +255,27 @@ def test_local_values_are_copied_and_plain_shapes_pass() -> None:
     usable(d)
 
 
+def test_text_and_names_with_lone_surrogates_are_refused() -> None:
+    d = Doc(actor=W)
+    t = d.text("t")
+    t.insert(0, "ok ü")
+    d.commit()
+    before = d.save()
+    for bad in ("\ud800", "a\udfffb"):
+        with pytest.raises(InvalidValueError):
+            t.insert(len(t), bad)  # the typing fast path
+        with pytest.raises(InvalidValueError):
+            t.insert(0, bad)
+        with pytest.raises(InvalidValueError):
+            t.set("x" + bad)
+        with pytest.raises(InvalidValueError):
+            t.replace(0, 2, bad)
+        with pytest.raises(ValueError):
+            d.text(bad)
+    assert d.pending_ops == 0 and str(t) == "ok ü" and d.save() == before
+    usable(d)
+
+
 def test_map_key_checks() -> None:
     d = Doc(actor=W)
     with pytest.raises(TypeError):

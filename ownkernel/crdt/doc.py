@@ -23,7 +23,7 @@ from .log import Log
 from .map import Counter, Map
 from .starts import Starts
 from .text import List, PendingRun, Text
-from .values import check_decoded
+from .values import check_decoded, check_key
 
 _dumps = cbor2.dumps
 
@@ -302,6 +302,8 @@ class Doc(History, Integrator):
 def _name(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError("root names must be non-empty strings")
+    if not name.isascii():
+        check_key(name)  # a name UTF-8 cannot encode would break every commit
     return name
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codec import DEL, INS
 from .rga import RUN_CAP, Sequence
-from .values import checked_content
+from .values import checked_content, checked_text
 
 if TYPE_CHECKING:
     from .types import DocCore
@@ -150,6 +150,7 @@ class Text(_SequenceRoot):
     def insert(self, pos: int, text: str) -> None:
         # Typing at the end of the previous insert, first op of a transaction,
         # nobody observing: the hot path of every editor, kept to one frame.
+        text = text if type(text) is str and text.isascii() else checked_text(text)
         seq = self._seq
         tail = seq._tail
         if tail is not None and pos == seq._tail_end and type(text) is str and text:
@@ -201,11 +202,13 @@ class Text(_SequenceRoot):
 
     def replace(self, pos: int, n: int, text: str) -> None:
         """Delete ``n`` characters at ``pos`` and insert ``text`` there."""
+        checked_text(text)  # before deleting: a refused insert must leave no delete behind
         self.delete(pos, n)
         self.insert(pos, text)
 
     def set(self, text: str) -> None:
         """Make the text equal to ``text`` with a minimal diff (common prefix/suffix)."""
+        checked_text(text)  # before deleting (see replace)
         old = str(self)
         if old == text:
             return

@@ -133,6 +133,15 @@ def _copy(v: Any, what: str, path: list[int], depth: int) -> Any:
     return out
 
 
+def checked_text(text: Any) -> Any:
+    """Text to insert: a str UTF-8 can encode (lone surrogates would make
+    every later commit and save raise). Anything else is returned as is, for
+    the caller's own type check."""
+    if isinstance(text, str) and not _utf8(text):
+        raise InvalidValueError("text with lone surrogates cannot be stored")
+    return text
+
+
 def checked_content(content: Any) -> Any:
     """Content of a local sequence insert: a str as is, a list copied as trees."""
     if type(content) is list:
