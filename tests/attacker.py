@@ -18,6 +18,8 @@ Steps (bytes as hex strings):
     {"held": doc, "n": count, "size": bytes}
                                          ``n`` validly shaped envelopes beyond a gap
                                          (they can never verify: held, then dropped)
+    {"cyclic": doc, "grant": hex|null}   a validly signed change (seq 1) setting map "m" key
+                                         "k" to a self-referencing CBOR value (tags 28/29)
     {"sleep": seconds}
     {"connections": n}                   open ``n`` extra connections under our key, each
                                          saying hello (session-table exhaustion)
@@ -61,6 +63,22 @@ def _unhex(v: Any) -> Any:
 def _hello(key: SigningKey) -> bytes:
     return encode({"type": "hello", "id": bytes(key.verify_key), "name": "mallory",
                    "addrs": [], "versions": list(PROTOCOL_VERSIONS), "max_frame": 1 << 20})
+
+
+MARK = bytes.fromhex("6458595a57")  # CBOR "XYZW"
+CYCLE = bytes.fromhex("d81c81d81d00")  # shareable [ reference to itself ]
+
+
+def _cyclic(key: SigningKey, doc: bytes, grant: bytes | None) -> bytes:
+    me = bytes(key.verify_key)
+    d = Doc(actor=me)
+    d.map("m").set("k", "XYZW")
+    blob = d.commit()
+    assert blob is not None and blob.count(MARK) == 1
+    blob = blob.replace(MARK, CYCLE)
+    h = chain_hash(ZERO_HASH, doc, me, 1, blob, grant)
+    env = encode_envelope(Envelope(doc, me, 1, blob, key.sign(head_message(h)).signature, grant))
+    return encode({"type": "changes", "doc": doc, "blobs": [env]})
 
 
 def _change(key: SigningKey, doc: bytes, text: str, grant: bytes | None, seq: int) -> bytes:
@@ -134,6 +152,9 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                 grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
                 await t.send(conn, _change(key, bytes.fromhex(step["change"]), step["text"],
                                            grant, step.get("seq", 1)))
+            elif "cyclic" in step:
+                grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
+                await t.send(conn, _cyclic(key, bytes.fromhex(step["cyclic"]), grant))
             elif "flood_have" in step:
                 frame = encode({"type": "have", "doc": bytes.fromhex(step["flood_have"]),
                                 "vv": {}})

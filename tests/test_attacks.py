@@ -261,3 +261,25 @@ def test_one_key_cannot_fill_the_session_table(mk):
     member = mk("member")
     member.join(owner.invite(doc, write=False))
     until(lambda: text(member, doc.id) == SECRET)
+
+
+# ------------------------------------------------------------------ hole 4
+def test_a_writer_cannot_break_a_document_with_a_cyclic_value(mk):
+    owner = mk("owner")
+    doc = _secret_doc(owner)
+    mallory = mk("mallory")  # a writer: the attacker uses its key and its own grant
+    mallory.join(owner.invite(doc, write=True))
+    grant = Credentials.from_bytes(mallory.store.document(doc.id).token).grant
+    assert grant is not None
+    attack(owner.address, [{"hello": True}, {"sleep": 0.3},
+                           {"ext": {"type": "grants", "grants": [{"hex": grant.hex()}]}},
+                           {"cyclic": doc.id.hex(), "grant": grant.hex()}],
+           seed=seed_of(mallory), listen=0.5)
+    until(lambda: owner.stats()["rejected"].get("bad_change", 0) >= 1)
+    h = owner.open(doc.id)
+    assert "m" not in h.roots()
+    # the document stays whole: it saves, serves its history and takes new edits
+    assert owner.replica.open(doc.id).crdt.save()
+    assert owner.replica.outgoing(doc.id, {})
+    h.text().insert(0, "still fine: ")
+    assert str(h.text()).startswith("still fine: ")
