@@ -15,11 +15,13 @@ exchange so partial views stay random.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import cbor2
 
+from .peerstate import PullTracker
 from .protocol import (
     DocId,
     LocalInfo,
@@ -28,6 +30,7 @@ from .protocol import (
     PeersReceived,
     SessionConfig,
 )
+from .wire import EMPTY_VV_DIGEST, shared_digest, vv_digest
 
 DOC = "doc"
 
@@ -36,19 +39,32 @@ class SetHost:
     """Minimal SyncHost: changes are CBOR ``[actor, seq]`` blobs; state is their set.
 
     ``allowed`` maps peer id → docs that peer may see (None: every doc to everyone).
+    Per-doc storage is created on first write, so 1,000 nodes × 1,000 empty
+    docs cost little; ``docs`` may be one frozenset shared by many hosts.
     """
 
     def __init__(self, node_id: bytes, docs: Iterable[DocId] = (DOC,),
                  allowed: dict[bytes, set[DocId]] | None = None) -> None:
         self.node_id = node_id
         self.actor = node_id[:8]
-        self.docs = set(docs)
+        self.docs = docs if isinstance(docs, frozenset) else frozenset(docs)
         self.allowed = allowed
-        self.store: dict[DocId, dict[bytes, dict[int, bytes]]] = {d: {} for d in self.docs}
-        self.vv: dict[DocId, dict[bytes, int]] = {d: {} for d in self.docs}
+        self.store: dict[DocId, dict[bytes, dict[int, bytes]]] = {}
+        self.vv: dict[DocId, dict[bytes, int]] = _EmptyDefault()
         self.ingested = 0
+        self.duplicates = 0  # blobs received that were already stored
+        self.pulls = PullTracker()
+        self.on_accept: Callable[[DocId, list[tuple[bytes, int, bytes]], bytes], None] | None \
+            = None
+        self._vd: dict[DocId, bytes] = {}
+        self._digest: bytes | None = None  # shared_digest when allowed is None
 
     # SyncHost
+    def may_share(self, peer_id: bytes, doc: DocId) -> bool:
+        if doc not in self.docs:
+            return False
+        return self.allowed is None or doc in self.allowed.get(peer_id, ())
+
     def shared_docs(self, peer_id: bytes) -> Iterable[DocId]:
         if self.allowed is None:
             return self.docs
@@ -56,6 +72,25 @@ class SetHost:
 
     def version(self, doc: DocId) -> Mapping[bytes, int]:
         return dict(self.vv.get(doc, {}))
+
+    def version_digest(self, doc: DocId) -> bytes:
+        vd = self._vd.get(doc)
+        if vd is None:
+            vd = EMPTY_VV_DIGEST if doc not in self.vv else vv_digest(self.vv[doc])
+            if doc in self.vv:
+                self._vd[doc] = vd
+        return vd
+
+    def shared_digest(self, peer_id: bytes) -> bytes:
+        if self.allowed is not None:
+            docs = self.shared_docs(peer_id)
+            return shared_digest((d, self.version_digest(d)) for d in docs)
+        if self._digest is None:
+            self._digest = shared_digest((d, self.version_digest(d)) for d in self.docs)
+        return self._digest
+
+    def claim_pull(self, doc: DocId, actor: bytes, seq: int, now: float) -> bool:
+        return self.pulls.claim(doc, actor, seq, now)
 
     def changes_since(self, doc: DocId, vv: Mapping[bytes, int]) -> list[bytes]:
         out = []
@@ -76,25 +111,42 @@ class SetHost:
             if not isinstance(actor, bytes) or not isinstance(seq, int) or seq < 1:
                 raise ValueError("bad change")
             parsed.append((actor, seq, blob))
+        accepted = []
         for actor, seq, blob in parsed:
+            if seq in self.store.get(doc, {}).get(actor, {}):
+                self.duplicates += 1
+                continue
             self._add(doc, actor, seq, blob)
             self.ingested += 1
+            accepted.append((actor, seq, blob))
+        if accepted and self.on_accept is not None:
+            self.on_accept(doc, accepted, source)
 
     # local edits
     def make_change(self, doc: DocId = DOC) -> bytes:
-        seq = self.vv[doc].get(self.actor, 0) + 1
+        seq = self.vv.get(doc, {}).get(self.actor, 0) + 1
         blob = cbor2.dumps([self.actor, seq])
         self._add(doc, self.actor, seq, blob)
         return blob
 
     def _add(self, doc: DocId, actor: bytes, seq: int, blob: bytes) -> None:
-        seqs = self.store[doc].setdefault(actor, {})
+        seqs = self.store.setdefault(doc, {}).setdefault(actor, {})
         seqs[seq] = blob
         # version vector: highest *contiguous* seq, so a gap stays requested
-        top = self.vv[doc].get(actor, 0)
+        vv = self.vv.setdefault(doc, {})
+        top = vv.get(actor, 0)
         while top + 1 in seqs:
             top += 1
-        self.vv[doc][actor] = top
+        vv[actor] = top
+        self._vd.pop(doc, None)
+        self._digest = None
+
+
+class _EmptyDefault(dict):  # type: ignore[type-arg]
+    """vv by doc: a missing doc reads as {} (``host.vv[doc]``), without storing it."""
+
+    def __missing__(self, key: Any) -> dict[bytes, int]:
+        return {}
 
 
 @dataclass

@@ -7,9 +7,10 @@ that into a counted ``ProtocolError`` event.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 import cbor2
@@ -17,7 +18,9 @@ import cbor2
 DocId = Union[str, bytes]
 VersionVector = dict[bytes, int]
 
-PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
+# 2: cursor-answered `have`, partial haves (announce/pull), digest anti-entropy,
+# `batch` frames, grants/carry, opaque presence. 1 is not spoken any more.
+PROTOCOL_VERSIONS: tuple[int, ...] = (2,)
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
 
 MAX_DOC_ID = 256
@@ -28,6 +31,14 @@ MAX_ADDR = 512
 MAX_PEERS = 1000
 MAX_TTL = 3600.0
 MAX_SEQ = 2**63 - 1
+MAX_DIGEST = 32  # bytes of a version digest or a shared-docs digest
+MAX_DIGESTS = 8192  # [doc, digest] rows in one `digests` message
+MAX_BATCH = 65536  # messages in one `batch` frame
+MAX_GRANT = 4096
+MAX_GRANTS = 256  # per `grants` message
+MAX_CARRY = 1000  # doc ids per `carry` message
+MAX_PRESENCE = 16 * 1024  # opaque presence state (a signed blob the host verifies)
+MAX_VV_ACTORS = 100_000
 _MAX_DEPTH = 32
 # Framing overhead allowance when splitting blobs into several `changes` frames.
 _FRAME_OVERHEAD = 512
@@ -179,3 +190,82 @@ def _vv(v: Any) -> VersionVector:
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
             raise _Bad("bad-field", "vv seq must be a non-negative int")
     return dict(v)
+
+
+def _digest(m: dict[str, Any], key: str) -> bytes:
+    v = m.get(key)
+    if not isinstance(v, bytes) or not 0 < len(v) <= MAX_DIGEST:
+        raise _Bad("bad-field", f"{key} must be 1..{MAX_DIGEST} bytes")
+    return v
+
+
+def _bytes_list(m: dict[str, Any], key: str, max_items: int, max_len: int) -> list[bytes]:
+    v = m.get(key)
+    if not isinstance(v, list) or len(v) > max_items:
+        raise _Bad("bad-field", f"{key} must be a list of at most {max_items}")
+    if not all(isinstance(b, bytes) and 0 < len(b) <= max_len for b in v):
+        raise _Bad("bad-field", f"{key} must hold 1..{max_len}-byte strings")
+    return v
+
+
+def _flag(m: dict[str, Any], key: str) -> bool:
+    v = m.get(key, False)
+    if not isinstance(v, bool):
+        raise _Bad("bad-field", f"{key} must be a bool")
+    return v
+
+
+# ------------------------------------------------------------------ digests
+
+
+def _doc_key(doc: DocId) -> bytes:
+    # str and bytes ids must never collide, and sort the same on every node
+    return (b"s" + doc.encode()) if isinstance(doc, str) else (b"b" + doc)
+
+
+def vv_digest(vv: Mapping[bytes, int]) -> bytes:
+    """The 16-byte digest of a version vector (zero entries ignored).
+
+    Two replicas of a doc have equal digests exactly when (up to a hash
+    collision) their version vectors are equal; hosts use this function for
+    ``SyncHost.version_digest`` so both sides of a session agree.
+    """
+    h = hashlib.blake2b(digest_size=16, person=b"ownkernel-vv")
+    for actor, seq in sorted(vv.items()):
+        if seq:
+            h.update(len(actor).to_bytes(1, "big") + actor + seq.to_bytes(8, "big"))
+    return h.digest()
+
+
+EMPTY_VV_DIGEST = vv_digest({})
+
+
+def shared_digest(pairs: Iterable[tuple[DocId, bytes]]) -> bytes:
+    """The 16-byte digest of a set of (doc, version digest) pairs, order-free."""
+    h = hashlib.blake2b(digest_size=16, person=b"ownkernel-docs")
+    for key, vd in sorted((_doc_key(d), vd) for d, vd in pairs):
+        h.update(len(key).to_bytes(2, "big") + key + len(vd).to_bytes(1, "big") + vd)
+    return h.digest()
+
+
+# ------------------------------------------------------------------ batching
+
+_BATCH_HEAD = b"\xa2" + cbor2.dumps("type") + cbor2.dumps("batch") + cbor2.dumps("msgs")
+BATCH_OVERHEAD = len(_BATCH_HEAD) + 9  # the array header is at most 9 bytes
+
+
+def _array_head(n: int) -> bytes:
+    if n < 24:
+        return bytes([0x80 + n])
+    if n < 256:
+        return bytes([0x98, n])
+    if n < 65536:
+        return b"\x99" + n.to_bytes(2, "big")
+    return b"\x9a" + n.to_bytes(4, "big")
+
+
+def batch_frame(encoded: list[bytes]) -> bytes:
+    """One `batch` frame holding already-encoded messages (spliced, not re-encoded)."""
+    if len(encoded) == 1:
+        return encoded[0]
+    return _BATCH_HEAD + _array_head(len(encoded)) + b"".join(encoded)
