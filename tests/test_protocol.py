@@ -10,11 +10,11 @@ from nacl.signing import SigningKey
 
 from ownkernel.net.protocol import (
     _DECODE_KW,
+    PROTOCOL_VERSIONS,
     ChangesReceived,
     ErrorReceived,
     HaveReceived,
     HelloReceived,
-    PROTOCOL_VERSIONS,
     LocalInfo,
     PeerInfo,
     PeerSession,

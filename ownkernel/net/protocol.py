@@ -17,9 +17,10 @@ Messages after a verified hello (protocol version 2):
 =========  ==============================================================
 have       {doc, vv, reply?, part?}: "I hold vv". Answered with `changes`
            beyond max(vv, what we already sent): a repeated ``have {}``
-           costs nothing. ``part``: vv lists only some actors (an announce
-           or a pull); only those are answered. A peer that lacks what a
-           have names pulls it with a partial ``reply`` have.
+           costs nothing. ``part``: vv lists only some actors. A partial
+           have is an *announce* (not answered with changes) or, with
+           ``reply``, a *pull* (answered for the actors it names). A peer
+           that lacks what a have names pulls it.
 changes    {doc, blobs, vv?}: change blobs; ``vv``: the sender holds these.
 digest     {d, n}: digest of all docs shared with the peer (anti-entropy).
 digests    {docs: [[doc, version digest]...], d, of, end}: on mismatch.
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -319,9 +320,9 @@ class SessionConfig:
     handshake_timeout: float = 10.0
     # Wait this long after an announce before pulling what it names (the
     # author's eager push is usually on its way: pulling at once duplicates it).
-    pull_delay: float = 0.0
+    pull_delay: float = 0.02
     # Hold announces this long so several changes go in one partial `have`.
-    announce_delay: float = 0.0
+    announce_delay: float = 0.05
     # A `have` naming less than we sent that long ago is believed (lost frames).
     resend_after: float | None = None  # None: 2 x anti_entropy_interval
     # Answer a peer's `digest` with the per-doc list at most this often.
@@ -330,6 +331,7 @@ class SessionConfig:
 
 HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
 _NOT_BATCHED = frozenset({"hello", "error", "batch"})
+_MAX_PULLS = 10_000  # delayed pulls held per session
 
 
 @dataclass
@@ -403,8 +405,9 @@ class PeerSession:
         # pulls asked of this peer since the last anti-entropy round
         self._asked: dict[DocId, dict[bytes, int]] = {}
         self._full_asked: set[DocId] = set()  # docs we sent a full have for, this round
-        self._pulls: dict[DocId, dict[bytes, int]] = {}
-        self._pull_due: float | None = None
+        # delayed pulls, each with its own due time (merging them would pull a
+        # change named a moment ago at once, racing its author's push)
+        self._pulls: deque[tuple[float, DocId, dict[bytes, int]]] = deque()
         self._announces: dict[DocId, dict[bytes, int]] = {}
         self._announce_due: float | None = None
         self._settled: tuple[bytes, bytes] | None = None  # (our digest, theirs)
@@ -672,10 +675,9 @@ class PeerSession:
         if (self._digest_pending is not None
                 and now - self._digest_answered >= self.config.digest_min_interval):
             self._answer_digest(self._digest_pending, now)
-        if self._pull_due is not None and now >= self._pull_due:
-            pulls, self._pulls, self._pull_due = self._pulls, {}, None
-            for doc, lack in pulls.items():
-                self._pull(doc, lack, now)
+        while self._pulls and self._pulls[0][0] <= now:
+            _, doc, lack = self._pulls.popleft()
+            self._pull(doc, lack, now)
         if self._announce_due is not None and now >= self._announce_due:
             self._flush_announces()
         silence = now - self._last_recv
@@ -835,7 +837,10 @@ class PeerSession:
         since = self.known.cursor(doc)
         if part:
             since = {**local, **{a: since.get(a, 0) for a in vv}}
-        ahead = {a: s for a, s in local.items() if s > since.get(a, 0)}
+        # an announce (partial, not a reply) only informs: answering it would
+        # race the author's own push of whatever we hold beyond it
+        ahead = {a: s for a, s in local.items() if s > since.get(a, 0)} if (
+            reply or not part) else {}
         if ahead:
             blobs = self._h.changes_since(doc, since)
             if blobs:
@@ -847,9 +852,10 @@ class PeerSession:
         # the peer's answer to it already brings what this have names.
         if lack and not reply and (part or doc not in self._full_asked):
             if part and self.config.pull_delay > 0:
-                self._pulls[doc] = vv_max(self._pulls.get(doc, {}), lack)
-                if self._pull_due is None:
-                    self._pull_due = now + self.config.pull_delay
+                if len(self._pulls) >= _MAX_PULLS:  # a flood of announces: pull now
+                    _, d0, lack0 = self._pulls.popleft()
+                    self._pull(d0, lack0, now)
+                self._pulls.append((now + self.config.pull_delay, doc, lack))
             else:
                 self._pull(doc, lack, now)
         return [event]
