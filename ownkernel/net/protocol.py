@@ -37,297 +37,73 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
-
-from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
+from typing import Any
 
 from .peerstate import PeerKnowledge, PullTracker, vv_max
+from .syncapi import (  # noqa: F401  (re-exported: part of this API)
+    CarryReceived,
+    ChangesReceived,
+    ErrorReceived,
+    Event,
+    GrantsReceived,
+    HaveReceived,
+    HelloReceived,
+    LocalInfo,
+    PeerInfo,
+    PeersReceived,
+    PeerTimeout,
+    Pong,
+    PresenceExpired,
+    PresenceReceived,
+    ProtocolError,
+    SessionClosed,
+    SessionConfig,
+    SessionStats,
+    SyncHost,
+    SyncPlan,
+    _HostView,
+    curve_key_of,
+    plan_sync,
+)
 from .wire import (  # noqa: F401  (re-exported: part of this API)
     _DECODE_KW,
     _FRAME_OVERHEAD,
-    BATCH_OVERHEAD,
     DEFAULT_MAX_FRAME,
-    MAX_ACTOR,
-    MAX_ADDR,
-    MAX_ADDRS,
     MAX_BATCH,
     MAX_CARRY,
     MAX_DIGESTS,
-    MAX_DOC_ID,
     MAX_GRANT,
     MAX_GRANTS,
     MAX_NAME,
     MAX_PEERS,
     MAX_PRESENCE,
-    MAX_SEQ,
     MAX_TTL,
     PROTOCOL_VERSIONS,
     DocId,
     VersionVector,
-    _addrs,
     _Bad,
     _bytes_list,
     _digest,
     _doc,
     _flag,
     _int,
-    _node_id,
     _num,
-    _str,
     _vv,
-    batch_frame,
+    chunked,
     decode,
     encode,
+    pack_frames,
+    parse_digest_rows,
+    parse_hello,
+    parse_peer_rows,
+    parse_presence,
     shared_digest,
     vv_digest,
 )
 
 log = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True)
-class PeerInfo:
-    node_id: bytes
-    name: str
-    addresses: tuple[str, ...]
-    last_seen: float
-
-
-@dataclass(frozen=True)
-class Event:
-    pass
-
-
-@dataclass(frozen=True)
-class HelloReceived(Event):
-    node_id: bytes
-    name: str
-    addresses: tuple[str, ...]
-    version: int  # negotiated: highest version both sides speak
-    docs: tuple[DocId, ...] | None
-    relay: bool = False  # the peer says it is a relay (a claim: verify before trusting)
-
-
-@dataclass(frozen=True)
-class HaveReceived(Event):
-    doc: DocId
-    vv: VersionVector
-    reply: bool
-    partial: bool = False  # vv lists only some actors (an announce or a pull)
-
-
-@dataclass(frozen=True)
-class ChangesReceived(Event):
-    doc: DocId
-    blobs: tuple[bytes, ...]
-
-
-@dataclass(frozen=True)
-class PeersReceived(Event):
-    peers: tuple[PeerInfo, ...]
-
-
-@dataclass(frozen=True)
-class GrantsReceived(Event):
-    grants: tuple[bytes, ...]  # opaque to the protocol: the host verifies them
-
-
-@dataclass(frozen=True)
-class CarryReceived(Event):
-    docs: tuple[bytes, ...]  # "please carry these docs" (to a relay)
-
-
-@dataclass(frozen=True)
-class PresenceReceived(Event):
-    doc: DocId
-    state: bytes  # opaque (a signed blob): the host verifies it
-    ttl: float
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class PresenceExpired(Event):
-    doc: DocId
-
-
-@dataclass(frozen=True)
-class Pong(Event):
-    latency: float
-    nonce: int
-
-
-@dataclass(frozen=True)
-class ErrorReceived(Event):
-    reason: str
-
-
-@dataclass(frozen=True)
-class ProtocolError(Event):
-    reason: str  # stable key, e.g. "bad-cbor", "oversize", "version-mismatch"
-    detail: str = ""
-    fatal: bool = False
-
-
-@dataclass(frozen=True)
-class PeerTimeout(Event):
-    silence: float
-
-
-@dataclass(frozen=True)
-class SessionClosed(Event):
-    reason: str
-
-
-# ------------------------------------------------------------------ the host
-
-
-class SyncHost(Protocol):
-    """What a node provides to the sessions it runs. All calls are synchronous.
-
-    Cost matters: the session calls some of these for every message.
-
-    ``may_share(peer, doc) -> bool``  — per message, so O(1): may ``peer`` see
-        ``doc`` (access list / grants)? Nothing is offered to or accepted from
-        a peer for a doc where this is False.
-    ``shared_docs(peer) -> Iterable[DocId]`` — every doc shared with ``peer``.
-        Only called on anti-entropy *mismatch* (to list per-doc digests) and
-        by the default ``shared_digest``; never per message.
-    ``version(doc) -> {actor: seq}`` — current version vector ({} if unknown).
-    ``version_digest(doc) -> bytes`` — ``wire.vv_digest(version(doc))``, which
-        the host should cache (invalidate when the doc changes): it is called
-        for every doc listed in a `digests` message. Both sides must use
-        ``vv_digest`` so that equal versions give equal digests.
-    ``shared_digest(peer) -> bytes`` *(optional)* — ``wire.shared_digest`` over
-        ``(doc, version_digest(doc))`` for ``shared_docs(peer)``; called once
-        per anti-entropy round per peer. If absent the session computes it
-        (O(shared docs) per round); a host that caches it makes idle rounds O(1).
-    ``changes_since(doc, vv) -> [blob]`` — what a replica at ``vv`` lacks.
-    ``ingest(doc, blobs, source)`` — verify, store, apply; raise ValueError to
-        reject. Forwarding is the host's: for each change accepted, for each
-        other open session ``s`` sharing ``doc``: if not
-        ``s.peer_has(doc, actor, seq)``, either ``s.send_changes(doc, [blob],
-        upto={actor: seq})`` (eager, e.g. our own edits) or
-        ``s.announce(doc, {actor: seq})`` (lazy, e.g. changes we relay).
-    ``claim_pull(doc, actor, seq, now) -> bool`` *(optional)* — "may this
-        session pull (actor, seq) now?": one node-wide
-        :class:`~ownkernel.net.peerstate.PullTracker` makes several peers'
-        announces of one change cause one pull. Absent: always pull.
-
-    The host also calls, on a session: ``reset_sent(doc=None)`` when its
-    transport dropped frames to the peer (send failed), and ``refresh()`` when
-    grants changed what it shares with the peer (runs the digest exchange
-    again, so newly shared docs sync).
-    """
-
-    def may_share(self, peer_id: bytes, doc: DocId) -> bool: ...
-
-    def shared_docs(self, peer_id: bytes) -> Iterable[DocId]: ...
-
-    def version(self, doc: DocId) -> Mapping[bytes, int]: ...
-
-    def version_digest(self, doc: DocId) -> bytes: ...
-
-    def changes_since(self, doc: DocId, vv: Mapping[bytes, int]) -> list[bytes]: ...
-
-    def ingest(self, doc: DocId, blobs: list[bytes], source: bytes) -> None: ...
-
-
-class _HostView:
-    """The host's calls, with the optional ones filled in (and a v1-style host adapted)."""
-
-    def __init__(self, host: Any) -> None:
-        self.host = host
-        self.version = host.version
-        self.changes_since = host.changes_since
-        self.ingest = host.ingest
-        self.shared_docs = host.shared_docs
-        may = getattr(host, "may_share", None)
-        # a host of the old interface (shared_docs only) still works, at O(docs)
-        self.may_share: Callable[[bytes, DocId], bool] = may if may is not None else (
-            lambda peer, doc: doc in host.shared_docs(peer))
-        vd = getattr(host, "version_digest", None)
-        self.version_digest: Callable[[DocId], bytes] = vd if vd is not None else (
-            lambda doc: vv_digest(host.version(doc)))
-        self._shared_digest = getattr(host, "shared_digest", None)
-        self.claim_pull: Callable[..., bool] | None = getattr(host, "claim_pull", None)
-
-    def shared_digest(self, peer: bytes) -> tuple[bytes, int]:
-        if self._shared_digest is not None:
-            return self._shared_digest(peer), 0
-        docs = list(self.shared_docs(peer))
-        return shared_digest((d, self.version_digest(d)) for d in docs), len(docs)
-
-
-# ------------------------------------------------------------------ planning
-
-
-class SyncPlan(NamedTuple):
-    """Per actor, the half-open seq range (have, want] each side lacks."""
-
-    local_lacks: dict[bytes, tuple[int, int]]
-    remote_lacks: dict[bytes, tuple[int, int]]
-
-    @property
-    def in_sync(self) -> bool:
-        return not self.local_lacks and not self.remote_lacks
-
-
-def plan_sync(local_vv: Mapping[bytes, int], remote_vv: Mapping[bytes, int]) -> SyncPlan:
-    """What each side lacks, from two version vectors. Pure."""
-    local_lacks: dict[bytes, tuple[int, int]] = {}
-    remote_lacks: dict[bytes, tuple[int, int]] = {}
-    for actor in set(local_vv) | set(remote_vv):
-        mine, theirs = local_vv.get(actor, 0), remote_vv.get(actor, 0)
-        if theirs > mine:
-            local_lacks[actor] = (mine, theirs)
-        elif mine > theirs:
-            remote_lacks[actor] = (theirs, mine)
-    return SyncPlan(local_lacks, remote_lacks)
-
-
-def curve_key_of(node_id: bytes) -> bytes:
-    """The Curve25519 (CurveZMQ) public key of an Ed25519 node id (ValueError if not one)."""
-    try:
-        return crypto_sign_ed25519_pk_to_curve25519(node_id)
-    except Exception as e:  # nacl raises its RuntimeError for points off the curve
-        raise ValueError(f"not an Ed25519 public key: {e}") from None
-
-
-# ------------------------------------------------------------------ session
-
-
-@dataclass(frozen=True)
-class LocalInfo:
-    """What this node says about itself in `hello`."""
-
-    node_id: bytes
-    name: str = ""
-    addresses: tuple[str, ...] = ()
-    versions: tuple[int, ...] = PROTOCOL_VERSIONS
-    relay: bool = False
-
-
-@dataclass
-class SessionConfig:
-    max_frame_size: int = DEFAULT_MAX_FRAME
-    anti_entropy_interval: float = 30.0
-    ping_interval: float = 10.0
-    peer_timeout: float = 30.0
-    handshake_timeout: float = 10.0
-    # Wait this long after an announce before pulling what it names (the
-    # author's eager push is usually on its way: pulling at once duplicates it).
-    pull_delay: float = 0.02
-    # Hold announces this long so several changes go in one partial `have`.
-    announce_delay: float = 0.05
-    # A `have` naming less than we sent that long ago is believed (lost frames).
-    resend_after: float | None = None  # None: 2 x anti_entropy_interval
-    # Answer a peer's `digest` with the per-doc list at most this often.
-    digest_min_interval: float = 1.0
-
 
 HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
 _NOT_BATCHED = frozenset({"hello", "error", "batch"})
@@ -338,21 +114,6 @@ _MAX_PULLS = 10_000  # delayed pulls held per session
 class _Presence:
     state: bytes
     expires_at: float
-
-
-@dataclass
-class SessionStats:
-    frames_in: int = 0
-    frames_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
-    changes_in: int = 0
-    changes_out: int = 0
-    digests_out: int = 0  # anti-entropy digests sent
-    doc_digests_out: int = 0  # per-doc rows sent on digest mismatch
-    answers_skipped: int = 0  # haves the cursor answered with nothing
 
 
 class PeerSession:
@@ -433,21 +194,7 @@ class PeerSession:
         """Frames to send, small messages packed into `batch` frames under the frame limit."""
         if self._announces and self.config.announce_delay <= 0:
             self._flush_announces()
-        limit = self._limit - BATCH_OVERHEAD
-        frames: list[bytes] = []
-        cur: list[bytes] = []
-        size = 0
-        for enc, alone in self._outbox:
-            if cur and (alone or size + len(enc) > limit or len(cur) >= MAX_BATCH):
-                frames.append(batch_frame(cur))
-                cur, size = [], 0
-            if alone:
-                frames.append(enc)
-            else:
-                cur.append(enc)
-                size += len(enc)
-        if cur:
-            frames.append(batch_frame(cur))
+        frames = pack_frames(self._outbox, self._limit)
         self._outbox = []
         self.stats.frames_out += len(frames)
         self.stats.bytes_out += sum(map(len, frames))
@@ -545,18 +292,10 @@ class PeerSession:
         if not self.is_open or not self._may_share(doc) or not blobs:
             return False
         limit = self._limit - _FRAME_OVERHEAD
-        batches: list[list[bytes]] = [[]]
-        size = 0
-        for b in blobs:
-            if len(b) + 16 > limit:
-                # cannot ever fit: the peer would drop it, so do not send it
-                self.errors["blob-too-large"] += 1
-                continue
-            if batches[-1] and size + len(b) + 16 > limit:
-                batches.append([])
-                size = 0
-            batches[-1].append(bytes(b))
-            size += len(b) + 16
+        fit = [bytes(b) for b in blobs if len(b) + 16 <= limit]
+        # one that cannot ever fit would be dropped by the peer: do not send it
+        self.errors["blob-too-large"] += len(blobs) - len(fit)
+        batches = chunked(fit, [len(b) + 16 for b in fit], 1 << 30, limit)
         for i, batch in enumerate(batches):
             if not batch:
                 continue
@@ -576,17 +315,10 @@ class PeerSession:
         for it in items:
             if not isinstance(it, bytes) or not 0 < len(it) <= max_len:
                 raise ValueError(f"{kind}: each item must be 1..{max_len} bytes")
-        limit = self._limit - _FRAME_OVERHEAD
-        chunk: list[bytes] = []
-        size = 0
-        for it in items:
-            if chunk and (len(chunk) >= max_items or size + len(it) + 8 > limit):
+        for chunk in chunked(list(items), [len(it) + 8 for it in items], max_items,
+                             self._limit - _FRAME_OVERHEAD):
+            if chunk:
                 self._queue({"type": kind, key: chunk})
-                chunk, size = [], 0
-            chunk.append(it)
-            size += len(it) + 8
-        if chunk:
-            self._queue({"type": kind, key: chunk})
         return True
 
     def send_grants(self, grants: Sequence[bytes]) -> bool:
@@ -779,24 +511,7 @@ class PeerSession:
     def _on_hello(self, msg: dict[str, Any], now: float) -> list[Event]:
         if self.peer is not None:
             raise _Bad("duplicate-hello")
-        node_id = _node_id(msg.get("id"))
-        name = _str(msg, "name", MAX_NAME, required=False)
-        addrs = _addrs(msg.get("addrs"))
-        versions = msg.get("versions")
-        if not isinstance(versions, list) or not versions or len(versions) > 64 or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in versions
-        ):
-            raise _Bad("bad-field", "versions must be a list of ints")
-        docs_raw = msg.get("docs")
-        docs: tuple[DocId, ...] | None = None
-        if docs_raw is not None:
-            if not isinstance(docs_raw, list) or len(docs_raw) > 10_000:
-                raise _Bad("bad-field", "docs must be a list")
-            docs = tuple(_doc({"doc": d}) for d in docs_raw)
-        relay = _flag(msg, "relay")
-        max_frame = msg.get("max_frame", DEFAULT_MAX_FRAME)
-        if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1024:
-            raise _Bad("bad-field", "max_frame must be an int >= 1024")
+        node_id, name, addrs, versions, docs, relay, max_frame = parse_hello(msg)
         if node_id == self.local.node_id:
             return self._fail("self-connection", "peer has our own node id")
         if self.transport_key is not None:
@@ -912,33 +627,16 @@ class PeerSession:
         self._digest_answered = now
         vd = self._h.version_digest
         rows = [[d, vd(d)] for d in self._h.shared_docs(self.peer.node_id)]
-        limit = self._limit - _FRAME_OVERHEAD
-        chunk: list[list[Any]] = []
-        size = 0
-        chunks: list[list[list[Any]]] = []
-        for row in rows:
-            n = len(row[0]) + len(row[1]) + 8
-            if chunk and (len(chunk) >= MAX_DIGESTS or size + n > limit):
-                chunks.append(chunk)
-                chunk, size = [], 0
-            chunk.append(row)
-            size += n
-        chunks.append(chunk)
+        chunks = chunked(rows, [len(d) + len(v) + 8 for d, v in rows], MAX_DIGESTS,
+                         self._limit - _FRAME_OVERHEAD)
         for i, c in enumerate(chunks):
             self._queue({"type": "digests", "docs": c, "d": mine, "of": theirs,
                          "end": i == len(chunks) - 1})
         self.stats.doc_digests_out += len(rows)
 
     def _on_digests(self, msg: dict[str, Any], now: float) -> list[Event]:
-        rows = msg.get("docs")
-        if not isinstance(rows, list) or len(rows) > MAX_DIGESTS:
-            raise _Bad("bad-field", f"docs must be a list of at most {MAX_DIGESTS}")
+        parsed = parse_digest_rows(msg)
         theirs, of, end = _digest(msg, "d"), _digest(msg, "of"), _flag(msg, "end")
-        parsed = []
-        for row in rows:
-            if not isinstance(row, list) or len(row) != 2:
-                raise _Bad("bad-field", "digest rows are [doc, digest]")
-            parsed.append((_doc({"doc": row[0]}), _digest({"v": row[1]}, "v")))
         if self._h is None:
             return []
         for doc, vd in parsed:
@@ -960,18 +658,7 @@ class PeerSession:
 
     # ------------------------------------------------------------ other messages
     def _on_peers(self, msg: dict[str, Any], now: float) -> list[Event]:
-        rows = msg.get("peers")
-        if not isinstance(rows, list) or len(rows) > MAX_PEERS:
-            raise _Bad("bad-field", "peers must be a list")
-        out = []
-        for row in rows:
-            if not isinstance(row, list) or len(row) != 4:
-                raise _Bad("bad-field", "peer rows are [id, name, addrs, last_seen]")
-            nid = _node_id(row[0])
-            name = _str({"n": row[1]}, "n", MAX_NAME)
-            seen = _num({"s": row[3]}, "s")
-            out.append(PeerInfo(nid, name, _addrs(row[2]), seen))
-        return [PeersReceived(tuple(out))]
+        return [PeersReceived(tuple(PeerInfo(*row) for row in parse_peer_rows(msg)))]
 
     def _on_ping(self, msg: dict[str, Any], now: float) -> list[Event]:
         nonce = _int(msg, "nonce")
@@ -990,13 +677,7 @@ class PeerSession:
         return [Pong(self.latency, nonce)]
 
     def _on_presence(self, msg: dict[str, Any], now: float) -> list[Event]:
-        doc = _doc(msg)
-        ttl = _num(msg, "ttl")
-        if not 0 < ttl <= MAX_TTL:
-            raise _Bad("bad-field", "ttl out of range")
-        state = msg.get("state")
-        if not isinstance(state, bytes) or len(state) > MAX_PRESENCE:
-            raise _Bad("bad-field", f"presence state must be bytes of at most {MAX_PRESENCE}")
+        doc, state, ttl = parse_presence(msg)
         if self._h is not None and not self._may_share(doc):
             raise _Bad("doc-not-shared")
         if doc not in self.presence and len(self.presence) >= 1024:

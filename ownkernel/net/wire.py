@@ -11,7 +11,7 @@ import hashlib
 import io
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import cbor2
 
@@ -269,3 +269,110 @@ def batch_frame(encoded: list[bytes]) -> bytes:
     if len(encoded) == 1:
         return encoded[0]
     return _BATCH_HEAD + _array_head(len(encoded)) + b"".join(encoded)
+
+
+def pack_frames(outbox: list[tuple[bytes, bool]], limit: int) -> list[bytes]:
+    """Encoded messages, in order, into frames ≤ ``limit``: runs of small ones share a
+    `batch` frame; a message flagged ``True`` (hello, error) always goes alone."""
+    room = limit - BATCH_OVERHEAD
+    frames: list[bytes] = []
+    cur: list[bytes] = []
+    size = 0
+    for enc, alone in outbox:
+        if cur and (alone or size + len(enc) > room or len(cur) >= MAX_BATCH):
+            frames.append(batch_frame(cur))
+            cur, size = [], 0
+        if alone:
+            frames.append(enc)
+        else:
+            cur.append(enc)
+            size += len(enc)
+    if cur:
+        frames.append(batch_frame(cur))
+    return frames
+
+
+def chunked(items: list[Any], sizes: list[int], max_items: int, limit: int) -> list[list[Any]]:
+    """Split ``items`` into runs of at most ``max_items`` whose ``sizes`` sum ≤ ``limit``."""
+    out: list[list[Any]] = [[]]
+    size = 0
+    for it, n in zip(items, sizes):
+        if out[-1] and (len(out[-1]) >= max_items or size + n > limit):
+            out.append([])
+            size = 0
+        out[-1].append(it)
+        size += n
+    return out
+
+
+# ------------------------------------------------------------------ message schemas
+
+
+class Hello(NamedTuple):
+    node_id: bytes
+    name: str
+    addrs: tuple[str, ...]
+    versions: list[int]
+    docs: tuple[DocId, ...] | None
+    relay: bool
+    max_frame: int
+
+
+def parse_hello(msg: dict[str, Any]) -> Hello:
+    node_id = _node_id(msg.get("id"))
+    name = _str(msg, "name", MAX_NAME, required=False)
+    addrs = _addrs(msg.get("addrs"))
+    versions = msg.get("versions")
+    if not isinstance(versions, list) or not versions or len(versions) > 64 or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in versions
+    ):
+        raise _Bad("bad-field", "versions must be a list of ints")
+    docs_raw = msg.get("docs")
+    docs: tuple[DocId, ...] | None = None
+    if docs_raw is not None:
+        if not isinstance(docs_raw, list) or len(docs_raw) > 10_000:
+            raise _Bad("bad-field", "docs must be a list")
+        docs = tuple(_doc({"doc": d}) for d in docs_raw)
+    relay = _flag(msg, "relay")
+    max_frame = msg.get("max_frame", DEFAULT_MAX_FRAME)
+    if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1024:
+        raise _Bad("bad-field", "max_frame must be an int >= 1024")
+    return Hello(node_id, name, addrs, versions, docs, relay, max_frame)
+
+
+def parse_peer_rows(msg: dict[str, Any]) -> list[tuple[bytes, str, tuple[str, ...], float]]:
+    rows = msg.get("peers")
+    if not isinstance(rows, list) or len(rows) > MAX_PEERS:
+        raise _Bad("bad-field", "peers must be a list")
+    out = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 4:
+            raise _Bad("bad-field", "peer rows are [id, name, addrs, last_seen]")
+        nid = _node_id(row[0])
+        name = _str({"n": row[1]}, "n", MAX_NAME)
+        seen = _num({"s": row[3]}, "s")
+        out.append((nid, name, _addrs(row[2]), seen))
+    return out
+
+
+def parse_digest_rows(msg: dict[str, Any]) -> list[tuple[DocId, bytes]]:
+    rows = msg.get("docs")
+    if not isinstance(rows, list) or len(rows) > MAX_DIGESTS:
+        raise _Bad("bad-field", f"docs must be a list of at most {MAX_DIGESTS}")
+    out = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 2:
+            raise _Bad("bad-field", "digest rows are [doc, digest]")
+        out.append((_doc({"doc": row[0]}), _digest({"v": row[1]}, "v")))
+    return out
+
+
+def parse_presence(msg: dict[str, Any]) -> tuple[DocId, bytes, float]:
+    doc = _doc(msg)
+    ttl = _num(msg, "ttl")
+    if not 0 < ttl <= MAX_TTL:
+        raise _Bad("bad-field", "ttl out of range")
+    state = msg.get("state")
+    if not isinstance(state, bytes) or len(state) > MAX_PRESENCE:
+        raise _Bad("bad-field", f"presence state must be bytes of at most {MAX_PRESENCE}")
+    return doc, state, ttl
