@@ -194,6 +194,8 @@ class PeerSession:
         """Frames to send, small messages packed into `batch` frames under the frame limit."""
         if self._announces and self.config.announce_delay <= 0:
             self._flush_announces()
+        if not self._outbox:
+            return []
         frames = pack_frames(self._outbox, self._limit)
         self._outbox = []
         self.stats.frames_out += len(frames)

@@ -391,7 +391,10 @@ class MeshSim:
 
     def __init__(self, n: int, *, topology: str = "full", degree: int = 4, docs: int = 1,
                  seed: int = 0, latency: tuple[float, float] = (0.001, 0.010),
-                 config: SessionConfig | None = None) -> None:
+                 config: SessionConfig | None = None, policy: str = "announce") -> None:
+        if policy not in ("announce", "flood"):
+            raise ValueError(f"unknown policy {policy!r} (announce, flood)")
+        self.policy = policy  # flood: relay every change eagerly (the old way), to compare
         self.rng = random.Random(seed)
         self.now = 0.0
         self.stats = MeshStats()
@@ -445,7 +448,11 @@ class MeshSim:
                 if made is not None:
                     self.stats.delays.append(self.now - made)
             for s in self.sessions[k].values():
-                if s.peer_id != source:
+                if s.peer_id == source:
+                    continue
+                if self.policy == "flood":
+                    s.send_changes(doc, [b for *_, b in accepted], upto=top)
+                else:
                     s.announce(doc, top)  # skips what the peer is known to hold
         return on_accept
 
@@ -523,15 +530,16 @@ class FanoutResult:
 
 def fanout(n: int = 12, *, topology: str = "full", rate: float = 60.0, seconds: float = 5.0,
            seed: int = 0, pull_delay: float = 0.02, announce_delay: float = 0.05,
-           latency: tuple[float, float] = (0.001, 0.010)) -> FanoutResult:
+           latency: tuple[float, float] = (0.001, 0.010), policy: str = "announce"
+           ) -> FanoutResult:
     """Random typists, ``rate`` changes/s in total on one doc: duplicates and delays."""
     cfg = SessionConfig(ping_interval=1e9, anti_entropy_interval=30, peer_timeout=1e9,
                         handshake_timeout=1e9, pull_delay=pull_delay,
                         announce_delay=announce_delay)
-    sim = MeshSim(n, topology=topology, seed=seed, latency=latency, config=cfg)
+    sim = MeshSim(n, topology=topology, seed=seed, latency=latency, config=cfg, policy=policy)
     sim.run(1.0)  # handshakes
     before = sim.stats.frames
-    sim.run(1.0 + seconds, typing=lambda t: sim.type_change(sim.rng.randrange(n)),
+    sim.run(1.0 + seconds - 1e-9, typing=lambda t: sim.type_change(sim.rng.randrange(n)),
             type_every=1.0 / rate)
     sim.run(sim.now + 5.0)  # let the last changes land (no anti-entropy round yet)
     st = sim.stats
