@@ -71,6 +71,7 @@ from .wire import (  # noqa: F401  (re-exported: part of this API)
     _DECODE_KW,
     _FRAME_OVERHEAD,
     DEFAULT_MAX_FRAME,
+    EMPTY_VV_DIGEST,
     MAX_BATCH,
     MAX_CARRY,
     MAX_DIGESTS,
@@ -546,24 +547,9 @@ class PeerSession:
         if not self._may_share(doc):
             # say nothing: an error would reveal the doc exists
             raise _Bad("doc-not-shared")
-        self.known.believe(doc, vv, now, vv if part else None)
-        self.known.heard(doc, vv, replace=not part)
-        local = self._h.version(doc)
-        # answer beyond what they hold or we already sent (the cursor), and for a
-        # partial have only for the actors it names
-        since = self.known.cursor(doc)
-        if part:
-            since = {**local, **{a: since.get(a, 0) for a in vv}}
         # an announce (partial, not a reply) only informs: answering it would
         # race the author's own push of whatever we hold beyond it
-        ahead = {a: s for a, s in local.items() if s > since.get(a, 0)} if (
-            reply or not part) else {}
-        if ahead:
-            blobs = self._h.changes_since(doc, since)
-            if blobs:
-                self.send_changes(doc, blobs, upto=ahead)
-        else:
-            self.stats.answers_skipped += 1
+        local = self._answer(doc, vv, part, now, send=reply or not part)
         lack = {a: s for a, s in vv.items() if s > local.get(a, 0)}
         # Never ask in answer to an answer; after our own full have this round
         # the peer's answer to it already brings what this have names.
@@ -576,6 +562,26 @@ class PeerSession:
             else:
                 self._pull(doc, lack, now)
         return [event]
+
+    def _answer(self, doc: DocId, vv: Mapping[bytes, int], part: bool, now: float,
+                send: bool = True) -> Mapping[bytes, int]:
+        """The peer holds ``vv``: send what it lacks beyond the cursor. Returns our version."""
+        assert self._h is not None
+        self.known.believe(doc, vv, now, vv if part else None)
+        self.known.heard(doc, vv, replace=not part)
+        local = self._h.version(doc)
+        # beyond what they hold or we already sent (the cursor), and for a
+        # partial have only for the actors it names
+        since = self.known.cursor(doc)
+        if part:
+            since = {**local, **{a: since.get(a, 0) for a in vv}}
+        ahead = {a: s for a, s in local.items() if s > since.get(a, 0)} if send else {}
+        blobs = self._h.changes_since(doc, since) if ahead else []
+        if blobs:
+            self.send_changes(doc, blobs, upto=ahead)
+        else:
+            self.stats.answers_skipped += 1
+        return local
 
     def _pull(self, doc: DocId, lack: Mapping[bytes, int], now: float) -> None:
         """Ask for what we still lack of ``lack`` (a partial reply have), once per peer/round."""
@@ -644,7 +650,10 @@ class PeerSession:
         for doc, vd in parsed:
             if self._may_share(doc) and self._h.version_digest(doc) != vd:
                 self._recon_found = True
-                self.send_have(doc)
+                if vd == EMPTY_VV_DIGEST:  # they hold nothing of it: no need to ask
+                    self._answer(doc, {}, False, now)
+                else:
+                    self.send_have(doc)
         if end:
             if not self._recon_found:
                 # the digests differ only in docs one side does not share: tell the
