@@ -109,6 +109,7 @@ log = logging.getLogger(__name__)
 HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
 _NOT_BATCHED = frozenset({"hello", "error", "batch"})
 _MAX_PULLS = 10_000  # delayed pulls held per session
+_VV_IN_DIGESTS = 4096  # bytes of version vectors a `digests` answer may carry
 
 
 @dataclass
@@ -633,10 +634,20 @@ class PeerSession:
         if mine == theirs or self._settled == (mine, theirs):
             return
         self._digest_answered = now
-        vd = self._h.version_digest
-        rows = [[d, vd(d)] for d in self._h.shared_docs(self.peer.node_id)]
-        chunks = chunked(rows, [len(d) + len(v) + 8 for d, v in rows], MAX_DIGESTS,
-                         self._limit - _FRAME_OVERHEAD)
+        vd, version = self._h.version_digest, self._h.version
+        rows: list[list[Any]] = [[d, vd(d)] for d in self._h.shared_docs(self.peer.node_id)]
+        # While small, rows carry the version itself: the peer can then push what
+        # we lack and pull what it lacks at once, saving a have round trip.
+        budget = _VV_IN_DIGESTS
+        for row in rows:
+            vv = version(row[0])
+            budget -= sum(len(a) + 10 for a in vv)
+            if budget < 0:
+                break
+            row.append(dict(vv))
+        sizes = [len(r[0]) + len(r[1]) + 8 + (len(r[2]) * 44 if len(r) > 2 else 0)
+                 for r in rows]
+        chunks = chunked(rows, sizes, MAX_DIGESTS, self._limit - _FRAME_OVERHEAD)
         for i, c in enumerate(chunks):
             self._queue({"type": "digests", "docs": c, "d": mine, "of": theirs,
                          "end": i == len(chunks) - 1})
@@ -647,13 +658,18 @@ class PeerSession:
         theirs, of, end = _digest(msg, "d"), _digest(msg, "of"), _flag(msg, "end")
         if self._h is None:
             return []
-        for doc, vd in parsed:
+        for doc, vd, vv in parsed:
             if self._may_share(doc) and self._h.version_digest(doc) != vd:
                 self._recon_found = True
                 if vd == EMPTY_VV_DIGEST:  # they hold nothing of it: no need to ask
-                    self._answer(doc, {}, False, now)
-                else:
+                    vv = {}
+                if vv is None:
                     self.send_have(doc)
+                    continue
+                local = self._answer(doc, vv, False, now)
+                lack = {a: s for a, s in vv.items() if s > local.get(a, 0)}
+                if lack:
+                    self._pull(doc, lack, now)
         if end:
             if not self._recon_found:
                 # the digests differ only in docs one side does not share: tell the

@@ -355,15 +355,17 @@ def parse_peer_rows(msg: dict[str, Any]) -> list[tuple[bytes, str, tuple[str, ..
     return out
 
 
-def parse_digest_rows(msg: dict[str, Any]) -> list[tuple[DocId, bytes]]:
+def parse_digest_rows(msg: dict[str, Any]
+                      ) -> list[tuple[DocId, bytes, VersionVector | None]]:
     rows = msg.get("docs")
     if not isinstance(rows, list) or len(rows) > MAX_DIGESTS:
         raise _Bad("bad-field", f"docs must be a list of at most {MAX_DIGESTS}")
     out = []
     for row in rows:
-        if not isinstance(row, list) or len(row) != 2:
-            raise _Bad("bad-field", "digest rows are [doc, digest]")
-        out.append((_doc({"doc": row[0]}), _digest({"v": row[1]}, "v")))
+        if not isinstance(row, list) or len(row) not in (2, 3):
+            raise _Bad("bad-field", "digest rows are [doc, digest] or [doc, digest, vv]")
+        vv = _vv(row[2]) if len(row) == 3 else None
+        out.append((_doc({"doc": row[0]}), _digest({"v": row[1]}, "v"), vv))
     return out
 
 
