@@ -31,6 +31,7 @@ from ownkernel.net.protocol import (
     plan_sync,
 )
 from ownkernel.net.sim import SetHost
+from ownkernel.net.wire import batch_frame
 
 V = PROTOCOL_VERSIONS[-1]
 A_ID = bytes(range(32))
@@ -362,6 +363,15 @@ VALID = [
     encode({"type": "ping", "nonce": 3, "t": 1.5}),
     encode({"type": "pong", "nonce": 1, "t": 1.5}),
     encode({"type": "presence", "doc": "doc", "state": b"state", "ttl": 5}),
+    encode({"type": "have", "doc": "doc", "vv": {b"actor": 3}, "part": True}),
+    encode({"type": "digest", "d": b"d" * 16, "n": 3}),
+    encode({"type": "digests", "docs": [["doc", b"v" * 16], ["doc", b"w" * 16, {b"a": 1}]],
+            "d": b"d" * 16, "of": b"o" * 16, "end": True}),
+    encode({"type": "settled", "mine": b"m" * 16, "yours": b"y" * 16}),
+    encode({"type": "grants", "grants": [b"g" * 40]}),
+    encode({"type": "carry", "docs": [b"doc"]}),
+    batch_frame([encode({"type": "ping", "nonce": 3, "t": 1.5}),
+                 encode({"type": "have", "doc": "doc", "vv": {}})]),
     _hello(),
 ]
 
@@ -370,12 +380,14 @@ cbor_values = st.recursive(
     | st.binary(max_size=40),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
         st.sampled_from(["type", "doc", "vv", "blobs", "peers", "nonce", "t", "ttl",
-                         "state", "id", "versions", "reply"]) | st.text(max_size=4),
+                         "state", "id", "versions", "reply", "part", "d", "of", "end",
+                         "docs", "msgs", "grants", "mine", "yours"]) | st.text(max_size=4),
         kids, max_size=5),
     max_leaves=20,
 )
 types = st.sampled_from(["hello", "have", "changes", "peers", "ping", "pong", "presence",
-                         "error", "zzz"])
+                         "error", "digest", "digests", "settled", "batch", "grants", "carry",
+                         "zzz"])
 
 
 @st.composite

@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .peerstate import PeerKnowledge, PullTracker, vv_max
+from .session import CLOSED, HANDSHAKE, OPEN, Session  # noqa: F401
 from .syncapi import (  # noqa: F401  (re-exported: part of this API)
     CarryReceived,
     ChangesReceived,
@@ -72,53 +72,30 @@ from .wire import (  # noqa: F401  (re-exported: part of this API)
     _FRAME_OVERHEAD,
     DEFAULT_MAX_FRAME,
     EMPTY_VV_DIGEST,
-    MAX_BATCH,
-    MAX_CARRY,
     MAX_DIGESTS,
-    MAX_GRANT,
-    MAX_GRANTS,
-    MAX_NAME,
-    MAX_PEERS,
-    MAX_PRESENCE,
-    MAX_TTL,
     PROTOCOL_VERSIONS,
     DocId,
     VersionVector,
     _Bad,
-    _bytes_list,
     _digest,
     _doc,
     _flag,
-    _int,
-    _num,
     _vv,
     chunked,
     decode,
     encode,
-    pack_frames,
     parse_digest_rows,
-    parse_hello,
-    parse_peer_rows,
-    parse_presence,
     shared_digest,
     vv_digest,
 )
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
-_NOT_BATCHED = frozenset({"hello", "error", "batch"})
 _MAX_PULLS = 10_000  # delayed pulls held per session
 _VV_IN_DIGESTS = 4096  # bytes of version vectors a `digests` answer may carry
 
 
-@dataclass
-class _Presence:
-    state: bytes
-    expires_at: float
-
-
-class PeerSession:
+class PeerSession(Session):
     """Protocol state with one peer. Not thread-safe: drive it from one loop.
 
     ``host`` (optional, see :class:`SyncHost`) automates sync: after the
@@ -140,31 +117,12 @@ class PeerSession:
         transport_key: bytes | None = None,
         config: SessionConfig | None = None,
     ) -> None:
-        self.local = local
-        self.host = host
-        self._h = _HostView(host) if host is not None else None
-        self.transport_key = transport_key
-        self.config = cfg = config or SessionConfig()
-        self.state = HANDSHAKE
-        self.version: int | None = None
-        self.peer: HelloReceived | None = None
-        self.peer_max_frame = cfg.max_frame_size
-        self.errors: Counter[str] = Counter()
-        self.stats = SessionStats()
-        self.latency: float | None = None
-        self.presence: dict[DocId, _Presence] = {}
+        super().__init__(local, now, host=host, transport_key=transport_key, config=config)
+        cfg = self.config
         resend = cfg.resend_after if cfg.resend_after is not None else (
             2 * cfg.anti_entropy_interval)
         self.known = PeerKnowledge(resend)
-        self._outbox: list[tuple[bytes, bool]] = []  # (encoded message, must go alone)
-        self._hello_sent = False
-        self._started = self._now = now
-        self._last_recv = now
-        self._last_ping = now
         self._last_anti_entropy = now
-        self._pings: dict[int, float] = {}
-        self._nonce = 0
-        self._timed_out = False
         # pulls asked of this peer since the last anti-entropy round
         self._asked: dict[DocId, dict[bytes, int]] = {}
         self._full_asked: set[DocId] = set()  # docs we sent a full have for, this round
@@ -176,33 +134,10 @@ class PeerSession:
         self._settled: tuple[bytes, bytes] | None = None  # (our digest, theirs)
         self._recon_found = False
         self._digest_answered = -math.inf
+        self._listed: tuple[bytes, bytes] | None = None  # (ours, theirs) last listed
         self._digest_pending: bytes | None = None
 
-    # ------------------------------------------------------------ properties
-    @property
-    def is_open(self) -> bool:
-        return self.state == OPEN
-
-    @property
-    def peer_id(self) -> bytes | None:
-        """The peer's Ed25519 node id, once its hello was accepted."""
-        return self.peer.node_id if self.peer else None
-
-    @property
-    def _limit(self) -> int:
-        return min(self.config.max_frame_size, self.peer_max_frame)
-
-    def data_to_send(self) -> list[bytes]:
-        """Frames to send, small messages packed into `batch` frames under the frame limit."""
-        if self._announces and self.config.announce_delay <= 0:
-            self._flush_announces()
-        if not self._outbox:
-            return []
-        frames = pack_frames(self._outbox, self._limit)
-        self._outbox = []
-        self.stats.frames_out += len(frames)
-        self.stats.bytes_out += sum(map(len, frames))
-        return frames
+    # ------------------------------------------------------------ knowledge
 
     def peer_has(self, doc: DocId, actor: bytes, seq: int) -> bool:
         """Is the peer known to hold change (actor, seq) of doc (it said so, sent or got it)?"""
@@ -213,35 +148,6 @@ class PeerSession:
         self.known.reset_sent(doc)
 
     # ------------------------------------------------------------ senders
-    def _queue(self, msg: dict[str, Any]) -> None:
-        self.stats.messages_out += 1
-        self._outbox.append((encode(msg), msg["type"] in _NOT_BATCHED))
-
-    def hello(self, docs: Sequence[DocId] | None = None) -> None:
-        """Queue our hello (once). Call on connect; sent automatically on the peer's hello."""
-        if self._hello_sent or self.state == CLOSED:
-            return
-        self._hello_sent = True
-        msg: dict[str, Any] = {
-            "type": "hello",
-            "id": self.local.node_id,
-            "name": self.local.name,
-            "addrs": list(self.local.addresses),
-            "versions": list(self.local.versions),
-            "max_frame": self.config.max_frame_size,
-        }
-        if self.local.relay:
-            msg["relay"] = True
-        if docs is not None:
-            msg["docs"] = list(docs)
-        self._queue(msg)
-        self._maybe_open()
-
-    def _may_share(self, doc: DocId) -> bool:
-        if self._h is None:
-            return True
-        assert self.peer is not None
-        return bool(self._h.may_share(self.peer.node_id, doc))
 
     def send_have(self, doc: DocId, vv: Mapping[bytes, int] | None = None, *,
                   reply: bool = False, partial: bool = False) -> bool:
@@ -312,56 +218,6 @@ class PeerSession:
         self.stats.changes_out += len(blobs)
         return True
 
-    def _send_chunked(self, kind: str, key: str, items: Sequence[bytes], max_items: int,
-                      max_len: int) -> bool:
-        if not self.is_open:
-            return False
-        for it in items:
-            if not isinstance(it, bytes) or not 0 < len(it) <= max_len:
-                raise ValueError(f"{kind}: each item must be 1..{max_len} bytes")
-        for chunk in chunked(list(items), [len(it) + 8 for it in items], max_items,
-                             self._limit - _FRAME_OVERHEAD):
-            if chunk:
-                self._queue({"type": kind, key: chunk})
-        return True
-
-    def send_grants(self, grants: Sequence[bytes]) -> bool:
-        """Queue opaque grant blobs (each ≤ 4096 bytes), chunked. ValueError if one is not."""
-        return self._send_chunked("grants", "grants", grants, MAX_GRANTS, MAX_GRANT)
-
-    def send_carry(self, docs: Sequence[bytes]) -> bool:
-        """Queue "please carry these docs" (ids ≤ 4096 bytes), chunked by 1,000."""
-        return self._send_chunked("carry", "docs", docs, MAX_CARRY, MAX_GRANT)
-
-    def send_peers(self, peers: Iterable[PeerInfo]) -> bool:
-        if not self.is_open:
-            return False
-        rows = [[p.node_id, p.name, list(p.addresses), float(p.last_seen)] for p in peers]
-        self._queue({"type": "peers", "peers": rows[:MAX_PEERS]})
-        return True
-
-    def send_presence(self, doc: DocId, state: bytes, ttl: float) -> bool:
-        """Queue presence: ``state`` is opaque bytes (≤ 16 KiB), e.g. a signed blob."""
-        if not isinstance(state, bytes) or len(state) > MAX_PRESENCE:
-            raise TypeError(f"presence state must be bytes of at most {MAX_PRESENCE}")
-        if not self.is_open or not self._may_share(doc):
-            return False
-        self._queue({"type": "presence", "doc": doc, "state": state,
-                     "ttl": float(min(ttl, MAX_TTL))})
-        return True
-
-    def ping(self, now: float) -> bool:
-        if not self.is_open:
-            return False
-        self._nonce += 1
-        self._pings[self._nonce] = now
-        # forget unanswered pings so a silent peer cannot grow this dict
-        while len(self._pings) > 8:
-            self._pings.pop(next(iter(self._pings)))
-        self._last_ping = now
-        self._queue({"type": "ping", "nonce": self._nonce, "t": now})
-        return True
-
     def sync_all(self, now: float) -> int:
         """Anti-entropy round: one `digest` of every doc shared with the peer.
 
@@ -385,27 +241,17 @@ class PeerSession:
         self._settled = None
         return self.sync_all(self._now if now is None else now)
 
-    def close(self, reason: str = "closed") -> list[Event]:
-        """Close locally, telling the peer why."""
-        if self.state == CLOSED:
-            return []
-        self._queue({"type": "error", "reason": reason[:MAX_NAME]})
-        self.state = CLOSED
-        return [SessionClosed(reason)]
+    # ------------------------------------------------------------ hooks
 
-    # ------------------------------------------------------------ timers
-    def tick(self, now: float) -> list[Event]:
-        """Fire due timers (handshake, ping, anti-entropy, pulls, announces, presence)."""
-        if self.state == CLOSED:
-            return []
-        self._now = max(self._now, now)
-        events: list[Event] = []
-        if self.state == HANDSHAKE:
-            if now - self._started >= self.config.handshake_timeout:
-                events += self._fail("handshake-timeout", "no hello from peer")
-            return events
-        if now - self._last_ping >= self.config.ping_interval:
-            self.ping(now)
+    def _before_send(self) -> None:
+        if self._announces and self.config.announce_delay <= 0:
+            self._flush_announces()
+
+    def _opened(self) -> None:
+        if self._h is not None:
+            self.sync_all(self._now)  # the digest exchange replaces a have per doc
+
+    def _tick_sync(self, now: float) -> None:
         if now - self._last_anti_entropy >= self.config.anti_entropy_interval:
             self.sync_all(now)
         if (self._digest_pending is not None
@@ -416,128 +262,9 @@ class PeerSession:
             self._pull(doc, lack, now)
         if self._announce_due is not None and now >= self._announce_due:
             self._flush_announces()
-        silence = now - self._last_recv
-        if silence >= self.config.peer_timeout and not self._timed_out:
-            self._timed_out = True
-            events.append(PeerTimeout(silence))
-        for doc, p in list(self.presence.items()):
-            if p.expires_at <= now:
-                del self.presence[doc]
-                events.append(PresenceExpired(doc))
-        return events
-
-    # ------------------------------------------------------------ receiving
-    def receive(self, frame: bytes, now: float) -> list[Event]:
-        """Handle one frame from the peer. Never raises on bad input."""
-        if self.state == CLOSED:
-            self.errors["closed"] += 1
-            return []
-        self.stats.frames_in += 1
-        self.stats.bytes_in += len(frame)
-        self._last_recv = now
-        self._now = max(self._now, now)
-        self._timed_out = False
-        try:
-            if not isinstance(frame, (bytes, bytearray, memoryview)):
-                raise _Bad("bad-frame", "frame is not bytes")
-            if len(frame) > self.config.max_frame_size:
-                raise _Bad("oversize", f"{len(frame)} > {self.config.max_frame_size}")
-            msg = decode(bytes(frame))
-            kind = msg.get("type")
-            if not isinstance(kind, str):
-                raise _Bad("bad-message", "missing type")
-            if kind == "error":
-                return self._on_error(msg)
-            if kind == "hello":
-                return self._on_hello(msg, now)
-            if self.peer is None:
-                raise _Bad("before-hello", f"{kind[:32]} before hello")
-            if kind == "batch":
-                return self._on_batch(msg, now)
-            return self._dispatch(kind, msg, now)
-        except _Bad as bad:
-            return [self._error(bad.reason, bad.detail)]
-
-    def _dispatch(self, kind: str, msg: dict[str, Any], now: float) -> list[Event]:
-        handler = self._handlers.get(kind)
-        if handler is None:
-            # forward compatibility: newer peers may send types we do not know
-            raise _Bad("unknown-type", kind[:32])
-        self.stats.messages_in += 1
-        return handler(self, msg, now)
-
-    def _on_batch(self, msg: dict[str, Any], now: float) -> list[Event]:
-        msgs = msg.get("msgs")
-        if not isinstance(msgs, list) or len(msgs) > MAX_BATCH:
-            raise _Bad("bad-field", f"msgs must be a list of at most {MAX_BATCH}")
-        events: list[Event] = []
-        for m in msgs:  # one bad message costs only itself
-            try:
-                kind = m.get("type") if isinstance(m, dict) else None
-                if not isinstance(kind, str):
-                    raise _Bad("bad-message", "batched message without type")
-                if kind in _NOT_BATCHED:
-                    raise _Bad("bad-message", f"{kind} inside a batch")
-                events += self._dispatch(kind, m, now)
-            except _Bad as bad:
-                events.append(self._error(bad.reason, bad.detail))
-            if self.state == CLOSED:
-                break
-        return events
-
-    def _error(self, reason: str, detail: str = "", fatal: bool = False) -> ProtocolError:
-        self.errors[reason] += 1
-        if self.errors[reason] == 1:  # log once per reason, not once per frame
-            log.info("peer %s: %s %s", self._peer_label(), reason, detail)
-        return ProtocolError(reason, detail, fatal)
-
-    def _fail(self, reason: str, detail: str) -> list[Event]:
-        err = self._error(reason, detail, fatal=True)
-        return [err, *self.close(reason)]
-
-    def _peer_label(self) -> str:
-        return self.peer.node_id.hex()[:12] if self.peer else "?"
-
-    def _maybe_open(self) -> list[Event]:
-        if self.state == HANDSHAKE and self._hello_sent and self.peer is not None:
-            self.state = OPEN
-            if self._h is not None:
-                self.sync_all(self._now)  # the digest exchange replaces a have per doc
-        return []
-
-    def _on_error(self, msg: dict[str, Any]) -> list[Event]:
-        reason = msg.get("reason")
-        reason = reason[:MAX_NAME] if isinstance(reason, str) else "?"
-        # peers only send `error` as their last word before closing
-        self.state = CLOSED
-        return [ErrorReceived(reason), SessionClosed(f"peer: {reason}")]
-
-    def _on_hello(self, msg: dict[str, Any], now: float) -> list[Event]:
-        if self.peer is not None:
-            raise _Bad("duplicate-hello")
-        node_id, name, addrs, versions, docs, relay, max_frame = parse_hello(msg)
-        if node_id == self.local.node_id:
-            return self._fail("self-connection", "peer has our own node id")
-        if self.transport_key is not None:
-            try:
-                ok = curve_key_of(node_id) == self.transport_key
-            except ValueError:  # not a point on the curve
-                ok = False
-            if not ok:
-                return self._fail("identity-mismatch",
-                                  "hello id does not match the transport key")
-        common = set(self.local.versions) & set(versions)
-        if not common:
-            return self._fail("version-mismatch",
-                              f"ours {sorted(self.local.versions)}, theirs {sorted(versions)[:8]}")
-        self.version = max(common)
-        self.peer_max_frame = max_frame
-        self.peer = HelloReceived(node_id, name, addrs, self.version, docs, relay)
-        self.hello()  # answer if we had not spoken yet; opens the session
-        self._maybe_open()
-        return [self.peer]
 
     # ------------------------------------------------------------ sync
+
     def _on_have(self, msg: dict[str, Any], now: float) -> list[Event]:
         doc = _doc(msg)
         vv = _vv(msg.get("vv"))
@@ -633,6 +360,10 @@ class PeerSession:
         mine, _ = self._h.shared_digest(self.peer.node_id)
         if mine == theirs or self._settled == (mine, theirs):
             return
+        if (self._listed == (mine, theirs)
+                and now - self._digest_answered < self.config.anti_entropy_interval / 2):
+            return  # this very list went out lately: a repeated digest gets nothing
+        self._listed = (mine, theirs)
         self._digest_answered = now
         vd, version = self._h.version_digest, self._h.version
         rows: list[list[Any]] = [[d, vd(d)] for d in self._h.shared_docs(self.peer.node_id)]
@@ -683,54 +414,13 @@ class PeerSession:
         self._settled = (yours, mine)
         return []
 
-    # ------------------------------------------------------------ other messages
-    def _on_peers(self, msg: dict[str, Any], now: float) -> list[Event]:
-        return [PeersReceived(tuple(PeerInfo(*row) for row in parse_peer_rows(msg)))]
-
-    def _on_ping(self, msg: dict[str, Any], now: float) -> list[Event]:
-        nonce = _int(msg, "nonce")
-        t = _num(msg, "t")
-        self._queue({"type": "pong", "nonce": nonce, "t": t})
-        return []
-
-    def _on_pong(self, msg: dict[str, Any], now: float) -> list[Event]:
-        nonce = _int(msg, "nonce")
-        _num(msg, "t")
-        # latency from our own record, so a peer cannot fake it with `t`
-        sent = self._pings.pop(nonce, None)
-        if sent is None:
-            raise _Bad("unexpected-pong")
-        self.latency = max(0.0, now - sent)
-        return [Pong(self.latency, nonce)]
-
-    def _on_presence(self, msg: dict[str, Any], now: float) -> list[Event]:
-        doc, state, ttl = parse_presence(msg)
-        if self._h is not None and not self._may_share(doc):
-            raise _Bad("doc-not-shared")
-        if doc not in self.presence and len(self.presence) >= 1024:
-            raise _Bad("presence-overflow")
-        p = _Presence(state, now + ttl)
-        self.presence[doc] = p
-        return [PresenceReceived(doc, p.state, ttl, p.expires_at)]
-
-    def _on_grants(self, msg: dict[str, Any], now: float) -> list[Event]:
-        return [GrantsReceived(tuple(_bytes_list(msg, "grants", MAX_GRANTS, MAX_GRANT)))]
-
-    def _on_carry(self, msg: dict[str, Any], now: float) -> list[Event]:
-        return [CarryReceived(tuple(_bytes_list(msg, "docs", MAX_CARRY, MAX_GRANT)))]
-
     _handlers = {
+        **Session._handlers,
         "have": _on_have,
         "changes": _on_changes,
         "digest": _on_digest,
         "digests": _on_digests,
         "settled": _on_settled,
-        "peers": _on_peers,
-        "ping": _on_ping,
-        "pong": _on_pong,
-        "presence": _on_presence,
-        "grants": _on_grants,
-        "carry": _on_carry,
     }
 
 
@@ -738,7 +428,7 @@ __all__ = [
     "CarryReceived", "ChangesReceived", "DocId", "ErrorReceived", "Event", "GrantsReceived",
     "HaveReceived", "HelloReceived", "LocalInfo", "PROTOCOL_VERSIONS", "PeerInfo",
     "PeerSession", "PeersReceived", "PeerTimeout", "Pong", "PresenceExpired",
-    "PresenceReceived", "ProtocolError", "PullTracker", "SessionClosed", "SessionConfig",
+    "PresenceReceived", "ProtocolError", "PullTracker", "Session", "SessionClosed", "SessionConfig",
     "SyncHost", "SyncPlan", "VersionVector", "curve_key_of", "decode", "encode", "plan_sync",
     "shared_digest", "vv_digest",
 ]

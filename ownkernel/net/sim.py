@@ -198,7 +198,7 @@ class Simulation:
         # time is the round number: a have naming less than we sent a round
         # ago means the changes were lost, so resend (the real host also calls
         # reset_sent when its transport reports a failed send)
-        self._config = SessionConfig(anti_entropy_interval=1e9, ping_interval=1e9,
+        self._config = SessionConfig(anti_entropy_interval=1.0, ping_interval=1e9,
                                      peer_timeout=1e9, handshake_timeout=1e9,
                                      resend_after=1.0, digest_min_interval=0.0)
 

@@ -259,8 +259,9 @@ class SessionConfig:
     announce_delay: float = 0.05
     # A `have` naming less than we sent that long ago is believed (lost frames).
     resend_after: float | None = None  # None: 2 x anti_entropy_interval
-    # Answer a peer's `digest` with the per-doc list at most this often.
-    digest_min_interval: float = 1.0
+    # Answer a peer's `digest` with the per-doc list at most this often (the list
+    # is O(docs): a peer must not make us send it at will).
+    digest_min_interval: float = 5.0
 
 
 
