@@ -379,6 +379,9 @@ def test_grants_and_carry_are_chunked_and_surface_as_events():
     {"type": "settled", "mine": b"x"},
     {"type": "have", "doc": "d", "vv": {}, "part": 1},
     {"type": "changes", "doc": "d", "blobs": [], "vv": []},
+    {"type": "presence", "doc": "d", "state": b"x" * (16 * 1024 + 1), "ttl": 5.0},
+    {"type": "presence", "doc": "d", "state": {"cursor": 1}, "ttl": 5.0},
+    {"type": "batch", "msgs": "all"},
 ])
 def test_new_messages_are_schema_checked(msg):
     w = connect(SetHost(A_ID), SetHost(B_ID))
@@ -394,6 +397,12 @@ def test_new_messages_need_a_verified_hello():
         assert ev.reason == "before-hello"
     [ev] = s.receive(batch_frame([encode({"type": "ping", "nonce": 1, "t": 0.0})] * 2), 0)
     assert ev.reason == "before-hello"
+
+
+def test_hello_relay_flag_is_checked():
+    s = PeerSession(LocalInfo(A_ID), 0)
+    [ev] = s.receive(encode({"type": "hello", "id": B_ID, "versions": [2], "relay": 1}), 0)
+    assert ev.reason == "bad-field" and s.state == "handshake"
 
 
 def test_hello_relay_flag():
