@@ -288,7 +288,7 @@ class PeerSession(Session):
                     self._pull(d0, lack0, now)
                 self._pulls.append((now + self.config.pull_delay, doc, lack))
             else:
-                self._pull(doc, lack, now)
+                self._pull(doc, lack, now, shared=part)
         return [event]
 
     def _answer(self, doc: DocId, vv: Mapping[bytes, int], part: bool, now: float,
@@ -311,13 +311,19 @@ class PeerSession(Session):
             self.stats.answers_skipped += 1
         return local
 
-    def _pull(self, doc: DocId, lack: Mapping[bytes, int], now: float) -> None:
-        """Ask for what we still lack of ``lack`` (a partial reply have), once per peer/round."""
+    def _pull(self, doc: DocId, lack: Mapping[bytes, int], now: float,
+              shared: bool = True) -> None:
+        """Ask for what we still lack of ``lack`` (a partial reply have), once per peer/round.
+
+        ``shared``: a pull after an announce, which the host's node-wide claim
+        dedupes across peers. Anti-entropy pulls skip the claim, so fake
+        announces (huge seqs) from one peer can delay only announce pulls.
+        """
         if self._h is None or not self.is_open:
             return
         local = self._h.version(doc)
         asked = self._asked.setdefault(doc, {})
-        claim = self._h.claim_pull
+        claim = self._h.claim_pull if shared else None
         need = {a: s for a, s in lack.items()
                 if s > local.get(a, 0) and asked.get(a, 0) < s
                 and (claim is None or claim(doc, a, s, now))}
@@ -400,7 +406,7 @@ class PeerSession(Session):
                 local = self._answer(doc, vv, False, now)
                 lack = {a: s for a, s in vv.items() if s > local.get(a, 0)}
                 if lack:
-                    self._pull(doc, lack, now)
+                    self._pull(doc, lack, now, shared=False)
         if end:
             if not self._recon_found:
                 # the digests differ only in docs one side does not share: tell the
