@@ -23,7 +23,9 @@ have       {doc, vv, reply?, part?}: "I hold vv". Answered with `changes`
            that lacks what a have names pulls it.
 changes    {doc, blobs, vv?}: change blobs; ``vv``: the sender holds these.
 digest     {d, n}: digest of all docs shared with the peer (anti-entropy).
-digests    {docs: [[doc, version digest]...], d, of, end}: on mismatch.
+digests    {docs: [[doc, version digest, vv?]...], d, of, end}: the answer to
+           a `digest` that differs (chunked; the first rows carry their
+           version while small, so the peer pushes/pulls without a `have`).
 settled    {mine, yours}: that pair of digests differs but nothing can be
            synced (the sides share different doc sets): stop resending.
 batch      {msgs: [message...]}: packing (no hello/error/batch inside).

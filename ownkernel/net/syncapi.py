@@ -153,9 +153,11 @@ class SyncHost(Protocol):
         announces of one change cause one pull. Absent: always pull.
 
     The host also calls, on a session: ``reset_sent(doc=None)`` when its
-    transport dropped frames to the peer (send failed), and ``refresh()`` when
+    transport dropped frames to the peer (send failed), ``refresh()`` when
     grants changed what it shares with the peer (runs the digest exchange
-    again, so newly shared docs sync).
+    again, so newly shared docs sync), and ``tick(now)`` often (≤ 50 ms):
+    delayed pulls (``pull_delay``) and held announces (``announce_delay``)
+    leave from there.
     """
 
     def may_share(self, peer_id: bytes, doc: DocId) -> bool: ...
