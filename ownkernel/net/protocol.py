@@ -140,7 +140,6 @@ class PeerSession(Session):
         self._digest_pending: bytes | None = None
 
     # ------------------------------------------------------------ knowledge
-
     def peer_has(self, doc: DocId, actor: bytes, seq: int) -> bool:
         """Is the peer known to hold change (actor, seq) of doc (it said so, sent or got it)?"""
         return self.known.has(doc, actor, seq)
@@ -150,7 +149,6 @@ class PeerSession(Session):
         self.known.reset_sent(doc)
 
     # ------------------------------------------------------------ senders
-
     def send_have(self, doc: DocId, vv: Mapping[bytes, int] | None = None, *,
                   reply: bool = False, partial: bool = False) -> bool:
         """Queue `have`; vv defaults to the host's. False if closed or doc not shared."""
@@ -244,7 +242,6 @@ class PeerSession(Session):
         return self.sync_all(self._now if now is None else now)
 
     # ------------------------------------------------------------ hooks
-
     def _before_send(self) -> None:
         if self._announces and self.config.announce_delay <= 0:
             self._flush_announces()
@@ -266,7 +263,6 @@ class PeerSession(Session):
             self._flush_announces()
 
     # ------------------------------------------------------------ sync
-
     def _on_have(self, msg: dict[str, Any], now: float) -> list[Event]:
         doc = _doc(msg)
         vv = _vv(msg.get("vv"))

@@ -111,20 +111,16 @@ class Session:
         self._timed_out = False
 
     # ------------------------------------------------------------ properties
-
     @property
-
     def is_open(self) -> bool:
         return self.state == OPEN
 
     @property
-
     def peer_id(self) -> bytes | None:
         """The peer's Ed25519 node id, once its hello was accepted."""
         return self.peer.node_id if self.peer else None
 
     @property
-
     def _limit(self) -> int:
         return min(self.config.max_frame_size, self.peer_max_frame)
 
@@ -140,7 +136,6 @@ class Session:
         return frames
 
     # ------------------------------------------------------------ senders
-
     def _queue(self, msg: dict[str, Any]) -> None:
         self.stats.messages_out += 1
         self._outbox.append((encode(msg), msg["type"] in _NOT_BATCHED))
@@ -230,7 +225,6 @@ class Session:
         return [SessionClosed(reason)]
 
     # ------------------------------------------------------------ timers
-
     def tick(self, now: float) -> list[Event]:
         """Fire due timers (handshake, ping, silence, presence, and the sync layer's)."""
         if self.state == CLOSED:
@@ -255,7 +249,6 @@ class Session:
         return events
 
     # ------------------------------------------------------------ receiving
-
     def receive(self, frame: bytes, now: float) -> list[Event]:
         """Handle one frame from the peer. Never raises on bad input."""
         if self.state == CLOSED:
@@ -366,7 +359,6 @@ class Session:
         return [self.peer]
 
     # ------------------------------------------------------------ sync-layer hooks
-
     def _before_send(self) -> None:
         """Called by ``data_to_send`` before packing (flush held messages)."""
 
@@ -377,7 +369,6 @@ class Session:
         """Called once when the handshake completes."""
 
     # ------------------------------------------------------------ other messages
-
     def _on_peers(self, msg: dict[str, Any], now: float) -> list[Event]:
         return [PeersReceived(tuple(PeerInfo(*row) for row in parse_peer_rows(msg)))]
 
