@@ -360,6 +360,13 @@ def test_grants_and_carry_are_chunked_and_surface_as_events():
     assert got == grants and len(carried) == 2500
     assert len([e for _, e in w.events if isinstance(e, GrantsReceived)]) >= 300 / MAX_GRANTS
     assert w.largest <= 64 * 1024
+    # at most 256 grants / 1,000 docs in one frame: those never share a batch
+    w.a.send_grants([b"g"] * 10)
+    w.a.send_grants([b"h"] * 10)
+    frames = w.a.data_to_send()
+    assert len(frames) == 2 and all(cbor2.loads(f)["type"] == "grants" for f in frames)
+    evs = w.b.receive(batch_frame([encode({"type": "carry", "docs": [b"d"]})] * 2), 1.0)
+    assert [e.reason for e in evs] == ["bad-message", "bad-message"]
     with pytest.raises(ValueError):
         w.a.send_grants([b"x" * 4097])
     with pytest.raises(ValueError):

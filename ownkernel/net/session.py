@@ -60,7 +60,9 @@ from .wire import (
 log = logging.getLogger("ownkernel.net.protocol")
 
 HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
-_NOT_BATCHED = frozenset({"hello", "error", "batch"})
+# Always a frame of their own. grants/carry too, so that one frame holds at most
+# 256 grants or 1,000 carried docs (the host verifies each: bounded work per frame).
+_NOT_BATCHED = frozenset({"hello", "error", "batch", "grants", "carry"})
 
 
 @dataclass
