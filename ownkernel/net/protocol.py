@@ -28,7 +28,7 @@ digests    {docs: [[doc, version digest, vv?]...], d, of, end}: the answer to
            version while small, so the peer pushes/pulls without a `have`).
 settled    {mine, yours}: that pair of digests differs but nothing can be
            synced (the sides share different doc sets): stop resending.
-batch      {msgs: [message...]}: packing (no hello/error/batch inside).
+batch      {msgs: [message...]}: packing (never hello, error, batch, grants, carry).
 grants     {grants: [bytes]}, carry {docs: [bytes]}: opaque, for the host.
 presence   {doc, state: bytes, ttl}; peers; ping/pong; error.
 =========  ==============================================================
