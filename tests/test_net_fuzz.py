@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -24,7 +25,6 @@ from ownkernel.net.transport import Transport, TransportConfig
 from ownkernel.node import Node
 from ownkernel.node.config import NetConfig
 from ownkernel.node.network import NodeNetwork
-from ownkernel.node.relay import encode_ext
 from ownkernel.store import audit, decode_envelope, encode_envelope
 
 MAX_FRAME = 256 * 1024
@@ -194,10 +194,10 @@ def run_fuzz(tmp_path: Any, n: int, seed: int) -> None:
             encode({"type": "ping", "nonce": 1, "t": 0.5}),
             encode({"type": "pong", "nonce": 1, "t": 0.5}),
             encode({"type": "peers", "peers": [[m.id, "m", ["tcp://127.0.0.1:1"], 1.0]]}),
-            encode({"type": "presence", "doc": doc.id, "state": {m.id: {"c": 1}}, "ttl": 5.0}),
+            encode({"type": "presence", "doc": doc.id, "state": b"\x80", "ttl": 5.0}),
         ]
-        ext = [encode_ext({"type": "intro", "id": m.id, "relay": True, "caps": []}),
-               encode_ext({"type": "want", "docs": [[private.id, m.id, False]]})]
+        ext = [encode({"type": "grants", "grants": [os.urandom(300)]}),
+               encode({"type": "carry", "docs": [os.urandom(200)]})]
         mutator = Mutator(seed, corpus, ext)
         frames = [mutator.frame() for _ in range(n)]
         key = m.identity._sk  # the hostile member speaks with its own, valid key

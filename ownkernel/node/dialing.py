@@ -165,7 +165,7 @@ class Dialing:
             dial.attempts = 0
             link = self.net.new_link(ev.conn, curve_key_of(dial.node_id))
             link.session.hello()
-            self.net.relay.greet(link, dial.node_id)  # (flushes the hello first)
+            self.net.flush(link)
         elif ev.kind == "disconnected":
             link = self.net.links.get(ev.conn)
             if link is not None:

@@ -20,11 +20,11 @@ gate (gate.py). Parts: ``relay`` (extension frames after hello: grants, carry
 requests), ``presence`` (signed claims), ``dialer`` and ``book`` (addressbook.py).
 
 Forwarding: a node pushes its *own* changes to every peer that may read the
-doc. Changes it accepted from a peer are not pushed on (in a mesh every peer
-got them from the author already); instead, every ``announce`` seconds it sends
-a `have` for such docs to peers not known to be at its version, and those pull
-what they lack. A relay (whose peers usually cannot reach each other) forwards
-at once to peers not known to have the change.
+doc and is not known to have them. Changes it accepted from a peer are not
+pushed on (in a mesh every peer got them from the author already): they are
+*announced* (a partial `have`, merged over ``announce`` seconds) to peers not
+known to have them, and those pull what they lack (protocol.py). A relay,
+whose peers usually cannot reach each other, forwards at once.
 """
 
 from __future__ import annotations
@@ -42,10 +42,12 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from ownkernel.net.limits import SessionLimits, SessionTable
+from ownkernel.net.peerstate import PullTracker
 from ownkernel.net.protocol import (
+    CarryReceived,
     ErrorReceived,
     Event,
-    HaveReceived,
+    GrantsReceived,
     HelloReceived,
     LocalInfo,
     PeerSession,
@@ -66,11 +68,12 @@ from ownkernel.net.transport import (
     TransportConfig,
     format_address,
 )
+from ownkernel.net.wire import vv_digest
 from ownkernel.node.addressbook import BOOK_DOC, AddressBook
 from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, sticky_listen
 from ownkernel.node.dialing import Dialing
 from ownkernel.node.presence import Presence
-from ownkernel.node.relay import EXT_PREFIX, Relay, encode_ext
+from ownkernel.node.relay import Relay
 from ownkernel.store import decode_envelope, encode_envelope
 
 if TYPE_CHECKING:
@@ -94,10 +97,9 @@ class Link:
     curve_key: bytes
     created: float
     peer: bytes | None = None  # set by the peer's (verified) hello
-    synced: set[Any] = field(default_factory=set)  # docs a `have` went either way for
     presence_sent: set[Any] = field(default_factory=set)
-    known: dict[Any, dict[bytes, int]] = field(default_factory=dict)  # doc -> peer's version
-    greeted: bool = False  # our `hi` went out (relay.py)
+    greeted: bool = False  # our grants went out (relay.py)
+    offered: set[Any] = field(default_factory=set)  # docs the session has synced or offered
 
 
 def strip_signature(env: bytes) -> bytes:
@@ -111,10 +113,6 @@ def _is_hello(frame: bytes) -> bool:
     except Exception:
         return False
     return isinstance(msg, dict) and msg.get("type") == "hello"
-
-
-def _covers(have: dict[bytes, int] | None, want: dict[bytes, int]) -> bool:
-    return have is not None and all(have.get(a, 0) >= s for a, s in want.items())
 
 
 class NodeNetwork:
@@ -147,7 +145,8 @@ class NodeNetwork:
         self._names: dict[bytes, tuple[str, tuple[str, ...]]] = {}
         self._last_seen: dict[bytes, float] = {}
         self._seen_docs: set[bytes] = set()
-        self._announce: set[Any] = set()  # docs changed by peers since the last announce
+        self._digests: dict[bytes, bytes] = {}  # doc -> version digest (cleared on change)
+        self.pulls = PullTracker()  # several peers announcing one change: one pull
         self._inbox: list[Incoming] = []
         self._inbox_scheduled = False
         self._held_events: list[tuple[str, tuple[Any, ...]]] | None = None
@@ -362,13 +361,15 @@ class NodeNetwork:
                 log.exception("%s callback %r failed", event, cb)
 
     # ================================================================ SyncHost
+    def may_share(self, peer_id: bytes, doc: Any) -> bool:
+        with self.node.lock:
+            return doc in self.node.gate.shared_with(peer_id)
+
+    may_read = may_share
+
     def shared_docs(self, peer_id: bytes) -> frozenset[Any]:
         with self.node.lock:
             return frozenset(self.node.gate.shared_with(peer_id))
-
-    def may_read(self, peer_id: bytes, doc: Any) -> bool:
-        with self.node.lock:
-            return doc in self.node.gate.shared_with(peer_id)
 
     def version(self, doc: Any) -> dict[bytes, int]:
         if doc == BOOK_DOC:
@@ -379,6 +380,17 @@ class NodeNetwork:
             if not node.gate.knows(doc):
                 return {}
             return node.replica.version(doc)
+
+    def version_digest(self, doc: Any) -> bytes:
+        if doc == BOOK_DOC:
+            return vv_digest(self.version(doc))
+        d = self._digests.get(doc)
+        if d is None:
+            d = self._digests[doc] = vv_digest(self.version(doc))
+        return d
+
+    def claim_pull(self, doc: Any, actor: bytes, seq: int, now: float) -> bool:
+        return self.pulls.claim(doc, actor, seq, now)
 
     def changes_since(self, doc: Any, vv: Any) -> list[bytes]:
         if doc == BOOK_DOC:
@@ -399,53 +411,52 @@ class NodeNetwork:
         for reason, n in (Counter(node.replica.rejected) - before).items():
             self._count(f"rejected:{reason}", n)
         if accepted:
+            self._digests.pop(doc, None)
             self.counts["accepted"] += len(accepted)
             self._forward(doc, accepted, source)
             self._emit("doc_changed", doc, source)
 
     # ================================================================ sharing state
     def offer_new(self, link: Link) -> None:
-        """Offer ``link``'s peer the docs it may now read that were never offered."""
+        """What ``link``'s peer may read grew (grants, carried docs): offer the new docs
+        with a `have` each (the digest exchange at open covered the others)."""
         if link.peer is None or not link.session.is_open:
             return
         with self.node.lock:
-            new = self.node.gate.shared_with(link.peer) - link.synced
+            new = self.node.gate.shared_with(link.peer) - link.offered
         for doc in new:
             link.session.send_have(doc)
-            link.synced.add(doc)
+        link.offered |= new
 
     def _forward(self, doc: Any, envs: list[bytes], source: bytes | None,
                  book: bool = False) -> None:
-        """Our own changes go to every peer that may read ``doc``; others' changes are
-        announced later (``_announce_round``), or forwarded at once by a relay."""
-        if source is not None and not book and not self.config.relay:
-            self._announce.add(doc)
+        """Our own changes (``source`` None) go at once to every peer that may read
+        ``doc`` and lacks them; others' changes are announced (a relay pushes them)."""
+        if book:
+            for peer, link in list(self.by_peer.items()):
+                if peer != source and link.session.is_open and self.may_share(peer, doc):
+                    link.session.send_have(doc)  # small doc: the versions decide
             return
+        ids = []
+        for e in envs:
+            env = decode_envelope(e)
+            ids.append((env.actor, env.seq))
+        eager = source is None or self.config.relay
         for peer, link in list(self.by_peer.items()):
             s = link.session
-            if peer == source or not s.is_open or not self.may_read(peer, doc):
+            if peer == source or not s.is_open or not self.may_share(peer, doc):
                 continue
-            if book:
-                s.send_have(doc)  # small doc: let the version vectors decide
-            elif doc in link.synced:
-                s.send_changes(doc, envs)
-                self.counts["pushed"] += len(envs)
+            lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if not s.peer_has(doc, a, q)]
+            if not lack:
+                continue
+            upto: dict[bytes, int] = {}
+            for _e, a, q in lack:
+                upto[a] = max(upto.get(a, 0), q)
+            if eager:
+                s.send_changes(doc, [e for e, _a, _q in lack], upto=upto)
+                self.counts["pushed"] += len(lack)
             else:
-                s.send_have(doc)
-                link.synced.add(doc)
-
-    def _announce_round(self) -> None:
-        """Tell peers our version of docs others changed, unless they are known to have it."""
-        docs, self._announce = self._announce, set()
-        for doc in docs:
-            vv = self.version(doc)
-            for peer, link in list(self.by_peer.items()):
-                if not link.session.is_open or not self.may_read(peer, doc):
-                    continue
-                if _covers(link.known.get(doc), vv):
-                    continue
-                link.session.send_have(doc, vv)
-                link.known[doc] = dict(vv)  # they answer if they have more
+                s.announce(doc, upto)
                 self.counts["announced"] += 1
 
     # ================================================================ local commits
@@ -470,6 +481,7 @@ class NodeNetwork:
         self._local_scheduled = False
         pending, self._local = self._local, {}
         for doc, envs in pending.items():
+            self._digests.pop(doc, None)
             if doc not in self._seen_docs:  # a new doc: ask relays to carry it
                 self._seen_docs.add(doc)
                 self.relay.ask_all_relays([doc])
@@ -519,13 +531,6 @@ class NodeNetwork:
 
     def _receive(self, inc: Incoming) -> None:
         link = self.links.get(inc.conn)
-        if inc.frame[:1] == EXT_PREFIX[:1]:
-            # Extension frames only on a connection whose hello was verified.
-            if link is None or link.peer is None or link.curve_key != inc.curve_key:
-                self._count("ext-before-hello")
-                return
-            self.relay.on_frame(link, inc.frame)
-            return
         if link is None:
             if inc.conn[0] == "in" and not self._admit(inc):
                 return
@@ -565,11 +570,12 @@ class NodeNetwork:
         is verified (the dialer's hello goes first; see Dialer)."""
         cfg = self.config
         session = PeerSession(
-            LocalInfo(self.id, self.node.name[:256], tuple(self.addresses)), time.monotonic(),
+            LocalInfo(self.id, self.node.name[:256], tuple(self.addresses),
+                      relay=self.config.relay), time.monotonic(),
             host=self, transport_key=curve_key, config=SessionConfig(
                 max_frame_size=cfg.max_frame_size, anti_entropy_interval=cfg.anti_entropy,
                 ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
-                handshake_timeout=cfg.handshake_timeout))
+                handshake_timeout=cfg.handshake_timeout, announce_delay=cfg.announce))
         link = self.links[conn] = Link(conn, session, curve_key, time.monotonic())
         return link
 
@@ -577,12 +583,12 @@ class NodeNetwork:
         for ev in events:
             if isinstance(ev, HelloReceived):
                 self._on_hello(link, ev)
-            elif isinstance(ev, HaveReceived):
-                link.synced.add(ev.doc)
-                known = link.known.setdefault(ev.doc, {})
-                for a, seq in ev.vv.items():
-                    if seq > known.get(a, 0):
-                        known[a] = seq
+            elif isinstance(ev, GrantsReceived):
+                if link.peer is not None:
+                    self.relay.on_grants(link, ev.grants)
+            elif isinstance(ev, CarryReceived):
+                if link.peer is not None:
+                    self.relay.on_carry(link, ev.docs)
             elif isinstance(ev, PresenceReceived):
                 if link.peer is not None:
                     if not self.presence.received(link, ev.doc, ev.state):
@@ -608,7 +614,12 @@ class NodeNetwork:
         link.peer = peer
         assert self.transport is not None
         self.transport.confirm_identity(link.curve_key, peer)
-        link.synced.update(self.shared_docs(peer))  # sync_all just offered them all
+        with self.node.lock:  # the digest exchange at open covers these
+            link.offered = set(self.node.gate.shared_with(peer))
+        if ev.relay:  # a claim: it only makes us ask it to carry our docs
+            self.relay.relays.add(peer)
+        else:
+            self.relay.relays.discard(peer)
         self.privilege(link)
         addrs = tuple(a for a in ev.addresses if a.endswith("#" + peer.hex()))
         self._names[peer] = (ev.name, addrs)
@@ -635,6 +646,8 @@ class NodeNetwork:
         except Exception:
             log.exception("could not store peer %s", peer.hex()[:12])
         self.relay.greet(link)
+        if ev.relay and self.relay.use_relays:
+            self.relay.ask(link)
         self.presence.send(link)
         if joined:
             self.counts["peers-joined"] += 1
@@ -680,7 +693,7 @@ class NodeNetwork:
     # ================================================================ timers
     async def _ticker(self) -> None:
         cfg = self.config
-        last_book = last_presence = last_announce = 0.0
+        last_book = last_presence = 0.0
         while True:
             now = time.monotonic()
             try:
@@ -701,9 +714,6 @@ class NodeNetwork:
                     self.presence.reseal()
                     for link in list(self.by_peer.values()):
                         self.presence.send(link)
-                if now - last_announce >= cfg.announce:
-                    last_announce = now
-                    self._announce_round()
                 self._flush_all()
             except Exception:  # a bug in one round must not stop the node syncing
                 self._count("tick-error")
@@ -716,11 +726,6 @@ class NodeNetwork:
     def _send_raw(self, conn: ConnId, frame: bytes) -> None:
         self._sendq.append((conn, frame))
         self._kick()
-
-    def send_ext(self, link: Link, msg: dict[str, Any]) -> None:
-        """Queue an extension frame (relay.py) after what the session already queued."""
-        self.flush(link)
-        self._send_raw(link.conn, encode_ext(msg))
 
     def link_of(self, peer: bytes) -> Link | None:
         return self.by_peer.get(peer)
@@ -747,7 +752,10 @@ class NodeNetwork:
         try:
             while self._sendq:
                 conn, frame = self._sendq.popleft()
-                await self.transport.send(conn, frame)
+                if not await self.transport.send(conn, frame):
+                    link = self.links.get(conn)
+                    if link is not None:  # lost: answer its next `have` in full
+                        link.session.reset_sent()
         finally:
             self._sending = False
 
@@ -810,7 +818,7 @@ class NodeNetwork:
             with self.node.lock:
                 grants = self.node.gate.grants_for(link.peer)
             if grants:
-                self.send_ext(link, {"type": "grants", "grants": grants[:1000]})
+                link.session.send_grants(grants)
         self.relay.ask_all_relays([doc])
         for link in list(self.by_peer.values()):
             self.offer_new(link)
