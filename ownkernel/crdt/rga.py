@@ -15,10 +15,17 @@ Data layout (why it is fast in pure Python):
   ``str`` (Text) or ``list`` (List) slice. A run's first element carries an
   explicit origin; the others' origin is implicitly the element before.
 * **Blocks** (the sortedcontainers layout): runs live in a list of small
-  lists, each with its visible length, so finding position ``p`` walks block
-  lengths, then a few runs, never the whole document.
-* **Cursor cache**: the block of the last local edit and the number of
-  visible elements before it; typing near the previous edit costs O(1).
+  lists, each with its visible length.
+* **Positional index**: a segment tree over the blocks' visible lengths
+  (a flat list, root at 1, leaf of block ``i`` at ``size + i``), so finding
+  position ``p`` or the position of a block is O(log blocks), then a scan of
+  one block's runs. It is synced lazily: edits only note the blocks whose
+  length changed (``_dirty``, one set insert), the next lookup folds those
+  in; a new block (a split) drops the tree, rebuilt with C-level ``map``
+  calls at the next lookup.
+* **Cursor cache**: the block of the last lookup and the number of
+  visible elements before it; typing near the previous edit costs O(1)
+  without touching the tree.
 * **Entries**: per actor, the start lamports of the runs as first created
   (append-only: an actor's lamports only grow), each pointing at its first
   fragment; splitting a run links the fragments (``nxt``). Finding an id is
@@ -30,10 +37,12 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import islice
+from operator import add
 from typing import Any
 
 HEAD = (0, -1)
-MAX_RUNS = 64  # a block splits in two when it holds more runs than this
+MAX_RUNS = 128  # a block splits in two when it holds more runs than this
 # Runs stop growing at this many elements: extending a run copies its
 # content, so unbounded runs would make typing a long paragraph quadratic.
 RUN_CAP = 512
@@ -94,6 +103,17 @@ class Sequence:
         self._rtail: Run | None = None  # run of the last remote insert, for replay
         self._rtail_at = 0  # its index in its block when last seen (checked before use)
         self._tail_end = -1
+        self._tree: list[int] | None = None  # positional index; None: rebuild at next use
+        self._size = 1  # leaves in the tree (a power of two >= number of blocks)
+        self._dirty: set[Block] = set()  # blocks whose vis changed since the tree saw them
+
+    def _set_blocks(self, blocks: list[Block]) -> None:
+        """Install a freshly built block list (whole-history build, load)."""
+        self.blocks = blocks or [Block([], 0)]
+        self.length = sum(b.vis for b in self.blocks)
+        self._cb, self._cpos, self._tail, self._rtail = 0, 0, None, None
+        self._tree = None
+        self._dirty.clear()
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
@@ -126,18 +146,82 @@ class Sequence:
         return self._pos_of_run(r) + (lam - r.lam)
 
     # ------------------------------------------------------------ positioning
+    def _index(self) -> list[int]:
+        """The positional index, brought up to date."""
+        t = self._tree
+        if t is None:
+            return self._build_index()
+        dirty = self._dirty
+        if dirty:
+            size = self._size
+            for b in dirty:
+                i = size + b.idx
+                d = b.vis - t[i]
+                if d:
+                    while i:
+                        t[i] += d
+                        i >>= 1
+            dirty.clear()
+        return t
+
+    def _build_index(self) -> list[int]:
+        blocks = self.blocks
+        size = 1
+        while size < len(blocks):
+            size *= 2
+        row = [b.vis for b in blocks]
+        row.extend([0] * (size - len(row)))
+        levels = [row]
+        while len(row) > 1:
+            row = list(map(add, row[0::2], row[1::2]))
+            levels.append(row)
+        t = [0]
+        for lv in reversed(levels):
+            t.extend(lv)
+        self._tree, self._size = t, size
+        self._dirty.clear()
+        return t
+
+    def _block_start(self, bi: int) -> int:
+        """Number of visible elements before block ``bi``."""
+        t = self._index()
+        i = self._size + bi
+        s = 0
+        while i > 1:
+            if i & 1:
+                s += t[i - 1]
+            i >>= 1
+        return s
+
     def _block_at(self, p: int) -> tuple[int, int]:
         """Block index and its start for the block holding visible element p."""
         blocks = self.blocks
         bi, start = self._cb, self._cpos
-        if bi >= len(blocks):
-            bi, start = 0, 0
-        while p < start:
-            bi -= 1
-            start -= blocks[bi].vis
-        while p >= start + blocks[bi].vis:
-            start += blocks[bi].vis
-            bi += 1
+        if bi < len(blocks):
+            # near the previous lookup (typing, backspacing): walk a few blocks
+            steps = 4
+            while p < start and steps and bi:
+                bi -= 1
+                start -= blocks[bi].vis
+                steps -= 1
+            while steps and bi < len(blocks) and p >= start + blocks[bi].vis:
+                start += blocks[bi].vis
+                bi += 1
+                steps -= 1
+            if bi < len(blocks) and start <= p < start + blocks[bi].vis:
+                self._cb, self._cpos = bi, start
+                return bi, start
+        t = self._index()
+        size = self._size
+        i = 1
+        q = p
+        while i < size:
+            i <<= 1
+            left = t[i]
+            if q >= left:
+                q -= left
+                i += 1
+        bi, start = i - size, p - q
         self._cb, self._cpos = bi, start
         return bi, start
 
@@ -146,25 +230,57 @@ class Sequence:
         if not 0 <= p < self.length:
             raise IndexError(f"position {p} out of range for length {self.length}")
         bi, start = self._block_at(p)
+        blk = self.blocks[bi]
         p -= start
-        for r in self.blocks[bi].runs:
-            if not r.dead:
-                if p < r.n:
-                    return r, p
-                p -= r.n
+        runs = blk.runs
+        if 2 * p < blk.vis:
+            for i, r in enumerate(runs):
+                if not r.dead:
+                    if p < r.n:
+                        self._hint = i
+                        return r, p
+                    p -= r.n
+        else:  # nearer the end: count back from there (halves the mean scan)
+            q = blk.vis - p  # element p is the q-th visible one from the end
+            i = len(runs)
+            for r in reversed(runs):
+                i -= 1
+                if not r.dead:
+                    if q <= r.n:
+                        self._hint = i
+                        return r, r.n - q
+                    q -= r.n
         raise AssertionError("block visible count is inconsistent")
+
+    _hint = 0  # index in its block of the run last found or placed (checked before use)
+
+    def _ix(self, r: Run) -> int:
+        """Index of ``r`` in its block: the hint when it is right, else a search
+        (list.index touches every run before it, a cache miss each)."""
+        runs = r.blk.runs
+        i = self._hint
+        if i < len(runs):
+            if runs[i] is r:
+                return i
+            if i and runs[i - 1] is r:  # the hint is the right part of r's split
+                return i - 1
+        return runs.index(r)
 
     def _pos_of_run(self, run: Run) -> int:
         blk = run.blk
-        pos = 0
-        for b in self.blocks[: blk.idx]:
-            pos += b.vis
-        for r in blk.runs:
-            if r is run:
-                return pos
+        pos = self._block_start(blk.idx)
+        runs = blk.runs
+        i = self._ix(run)
+        if 2 * i < len(runs):
+            for r in islice(runs, i):
+                if not r.dead:
+                    pos += r.n
+            return pos
+        pos += blk.vis
+        for r in islice(runs, i, None):
             if not r.dead:
-                pos += r.n
-        raise AssertionError("run not in its block")
+                pos -= r.n
+        return pos
 
     # --------------------------------------------------------------- structure
     def _extend(self, r: Run, content: Any) -> None:
@@ -174,6 +290,7 @@ class Sequence:
         r.n += n
         blk = r.blk
         blk.vis += n
+        self._dirty.add(blk)
         self.length += n
         if self._cb > blk.idx:
             self._cpos += n
@@ -187,7 +304,9 @@ class Sequence:
         r.nxt = right
         blk = right.blk = r.blk
         runs = blk.runs
-        runs.insert(runs.index(r) + 1, right)
+        i = self._ix(r) + 1
+        runs.insert(i, right)
+        self._hint = i
         if len(runs) > MAX_RUNS:
             self._split_block(blk)
         if self._tail is r:
@@ -196,13 +315,17 @@ class Sequence:
 
     def _split_block(self, blk: Block) -> None:
         half = len(blk.runs) // 2
+        if self._hint >= half:
+            self._hint -= half
         moved = blk.runs[half:]
         del blk.runs[half:]
         nb = Block(moved, blk.idx + 1)
         blk.vis -= nb.vis
-        self.blocks.insert(blk.idx + 1, nb)
-        for i in range(blk.idx + 2, len(self.blocks)):
-            self.blocks[i].idx = i
+        blocks = self.blocks
+        blocks.insert(blk.idx + 1, nb)
+        for i, b in enumerate(islice(blocks, blk.idx + 2, None), blk.idx + 2):
+            b.idx = i
+        self._tree = None  # leaves moved: rebuilt at the next lookup
         # the cursor's block start is still right if it pointed at or before blk
         if self._cb > blk.idx:
             self._cb, self._cpos = 0, 0
@@ -247,19 +370,22 @@ class Sequence:
         else:
             blk = prev.blk
             runs = blk.runs
-            runs.insert(runs.index(prev) + 1, run)
+            i = self._ix(prev) + 1
+            runs.insert(i, run)
+            self._hint = i
             if self._cb > blk.idx:
                 self._cpos += 0 if run.dead else run.n
         run.blk = blk
         if not run.dead:
             blk.vis += run.n
+            self._dirty.add(blk)
             self.length += run.n
         if len(blk.runs) > MAX_RUNS:
             self._split_block(blk)
 
     def _next_run(self, r: Run) -> Run | None:
         runs = r.blk.runs
-        i = runs.index(r) + 1
+        i = self._ix(r) + 1
         if i < len(runs):
             return runs[i]
         bi = r.blk.idx + 1
@@ -347,6 +473,7 @@ class Sequence:
             m = r.n
             r.dead = True
             r.blk.vis -= m
+            self._dirty.add(r.blk)
             self.length -= m
             if self._cb > r.blk.idx:
                 self._cpos -= m
@@ -375,7 +502,7 @@ class Sequence:
         if nx is None or not nx.dead or nx.n >= RUN_CAP:
             return False
         runs = r.blk.runs
-        i = runs.index(r) + 1
+        i = self._ix(r) + 1
         if i >= len(runs) or runs[i] is not nx:
             return False
         k = r.n - 1
@@ -388,6 +515,7 @@ class Sequence:
         nx.n += 1
         blk = r.blk
         blk.vis -= 1
+        self._dirty.add(blk)
         self.length -= 1
         if self._cb > blk.idx:
             self._cpos -= 1
@@ -399,7 +527,7 @@ class Sequence:
         """Fuse a deleted fragment with deleted neighbours of the same entry;
         returns the run that now holds r's elements."""
         runs = r.blk.runs
-        i = runs.index(r)
+        i = self._ix(r)
         if i + 1 < len(runs):
             nx = runs[i + 1]
             if nx.dead and r.nxt is nx and r.n + nx.n <= RUN_CAP:
@@ -453,6 +581,7 @@ class Sequence:
                 r.content = r.content + content
                 r.n += n
                 blk.vis += n
+                self._dirty.add(blk)
                 self.length += n
                 if self._cb > blk.idx:
                     self._cpos += n
@@ -530,6 +659,7 @@ class Sequence:
                 spans.append((self._pos_of_run(r), r.n))
             r.dead = True
             r.blk.vis -= r.n
+            self._dirty.add(r.blk)
             self.length -= r.n
             if self._cb > r.blk.idx:
                 self._cpos -= r.n

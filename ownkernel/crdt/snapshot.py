@@ -246,7 +246,5 @@ def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
             prev = r
         entries[act] = (starts, firsts)
     half = MAX_RUNS // 2
-    seq.blocks = [Block(runs[i : i + half], i // half) for i in range(0, n, half)] or [Block([], 0)]
-    seq.length = sum(b.vis for b in seq.blocks)
+    seq._set_blocks([Block(runs[i : i + half], i // half) for i in range(0, n, half)])
     seq.entries = entries
-    seq._cb, seq._cpos, seq._tail, seq._rtail = 0, 0, None, None
