@@ -42,7 +42,7 @@ from operator import add
 from typing import Any
 
 HEAD = (0, -1)
-MAX_RUNS = 128  # a block splits in two when it holds more runs than this
+MAX_RUNS = 64  # a block splits in two when it holds more runs than this
 # Runs stop growing at this many elements: extending a run copies its
 # content, so unbounded runs would make typing a long paragraph quadratic.
 RUN_CAP = 512
@@ -181,6 +181,25 @@ class Sequence:
         self._tree, self._size = t, size
         self._dirty.clear()
         return t
+
+    def _index_insert(self, blk: Block, nb: Block) -> None:
+        """Make room in the index for ``nb``, just split off ``blk``: shift the
+        leaves after it and recompute their ancestors, all by C-level slices."""
+        t = self._tree
+        size = self._size
+        n = len(self.blocks)
+        if t is None or n > size:
+            self._tree = None  # no spare leaf: rebuilt (twice as wide) at the next lookup
+            return
+        lo = size + blk.idx
+        hi = size + n - 1  # last leaf in use
+        t[lo + 2 : hi + 1] = t[lo + 1 : hi]
+        t[lo] = blk.vis
+        t[lo + 1] = nb.vis
+        while lo > 1:
+            lo >>= 1
+            hi >>= 1
+            t[lo : hi + 1] = map(add, t[2 * lo : 2 * hi + 2 : 2], t[2 * lo + 1 : 2 * hi + 2 : 2])
 
     def _block_start(self, bi: int) -> int:
         """Number of visible elements before block ``bi``."""
@@ -325,7 +344,7 @@ class Sequence:
         blocks.insert(blk.idx + 1, nb)
         for i, b in enumerate(islice(blocks, blk.idx + 2, None), blk.idx + 2):
             b.idx = i
-        self._tree = None  # leaves moved: rebuilt at the next lookup
+        self._index_insert(blk, nb)
         # the cursor's block start is still right if it pointed at or before blk
         if self._cb > blk.idx:
             self._cb, self._cpos = 0, 0
