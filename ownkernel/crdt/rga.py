@@ -591,11 +591,7 @@ class Sequence:
                 i = self._rtail_at = runs.index(r)
             i += 1
             nxt = runs[i] if i < len(runs) else self._next_run(r)
-            if (
-                nxt is None
-                or nxt.lam < lam
-                or (nxt.lam == lam and actors[nxt.act] < actors[act])
-            ):
+            if nxt is None or nxt.lam < lam or (nxt.lam == lam and actors[nxt.act] < actors[act]):
                 n = len(content)
                 r.content = r.content + content
                 r.n += n
