@@ -219,7 +219,9 @@ def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
     if n and min(lens) < 1:
         raise DecodeError("corrupt saved document: empty run")
     amap_h = [*amap, -1]  # a saved origin actor of -1 (the head) stays -1
-    if n and not (min(oacts) >= -1 and max(oacts) < len(amap) and min(acts) >= 0):
+    if n and not (
+        min(oacts) >= -1 and max(oacts) < len(amap) and 0 <= min(acts) <= max(acts) < len(amap)
+    ):
         raise DecodeError("corrupt saved document: actor index")
     lams = list(accumulate(dlams))
     ends = list(accumulate(lens))
