@@ -35,6 +35,7 @@ Data layout (why it is fast in pure Python):
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import islice
@@ -103,9 +104,11 @@ class Sequence:
         self._rtail: Run | None = None  # run of the last remote insert, for replay
         self._rtail_at = 0  # its index in its block when last seen (checked before use)
         self._tail_end = -1
-        self._tree: list[int] | None = None  # positional index; None: rebuild at next use
+        self._tree: array[int] | None = None  # positional index; None: rebuild at next use
         self._size = 1  # leaves in the tree (a power of two >= number of blocks)
         self._dirty: set[Block] = set()  # blocks whose vis changed since the tree saw them
+        # fragment starts of entries with long chains, by first fragment (see find_id)
+        self._frags: dict[Run, tuple[list[int], list[Run]]] = {}
 
     def _set_blocks(self, blocks: list[Block]) -> None:
         """Install a freshly built block list (whole-history build, load)."""
@@ -114,6 +117,7 @@ class Sequence:
         self._cb, self._cpos, self._tail, self._rtail = 0, 0, None, None
         self._tree = None
         self._dirty.clear()
+        self._frags.clear()
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
@@ -146,7 +150,7 @@ class Sequence:
         return self._pos_of_run(r) + (lam - r.lam)
 
     # ------------------------------------------------------------ positioning
-    def _index(self) -> list[int]:
+    def _index(self) -> array[int]:
         """The positional index, brought up to date."""
         t = self._tree
         if t is None:
@@ -164,7 +168,7 @@ class Sequence:
             dirty.clear()
         return t
 
-    def _build_index(self) -> list[int]:
+    def _build_index(self) -> array[int]:
         blocks = self.blocks
         size = 1
         while size < len(blocks):
@@ -175,7 +179,9 @@ class Sequence:
         while len(row) > 1:
             row = list(map(add, row[0::2], row[1::2]))
             levels.append(row)
-        t = [0]
+        # an array, not a list: its numbers sit inline, where a list's ints
+        # are separate objects (a cache miss per level on a big document)
+        t = array("q", [0])
         for lv in reversed(levels):
             t.extend(lv)
         self._tree, self._size = t, size
@@ -199,7 +205,9 @@ class Sequence:
         while lo > 1:
             lo >>= 1
             hi >>= 1
-            t[lo : hi + 1] = map(add, t[2 * lo : 2 * hi + 2 : 2], t[2 * lo + 1 : 2 * hi + 2 : 2])
+            t[lo : hi + 1] = array(
+                "q", map(add, t[2 * lo : 2 * hi + 2 : 2], t[2 * lo + 1 : 2 * hi + 2 : 2])
+            )
 
     def _block_start(self, bi: int) -> int:
         """Number of visible elements before block ``bi``."""
@@ -218,7 +226,7 @@ class Sequence:
         bi, start = self._cb, self._cpos
         if bi < len(blocks):
             # near the previous lookup (typing, backspacing): walk a few blocks
-            steps = 4
+            steps = 3
             while p < start and steps and bi:
                 bi -= 1
                 start -= blocks[bi].vis
@@ -230,7 +238,9 @@ class Sequence:
             if bi < len(blocks) and start <= p < start + blocks[bi].vis:
                 self._cb, self._cpos = bi, start
                 return bi, start
-        t = self._index()
+        t = self._tree
+        if t is None or self._dirty:
+            t = self._index()
         size = self._size
         i = 1
         q = p
@@ -248,8 +258,13 @@ class Sequence:
         """The run holding visible element ``p`` and the offset in it."""
         if not 0 <= p < self.length:
             raise IndexError(f"position {p} out of range for length {self.length}")
-        bi, start = self._block_at(p)
-        blk = self.blocks[bi]
+        bi, start = self._cb, self._cpos
+        blocks = self.blocks
+        if bi < len(blocks) and start <= p < start + blocks[bi].vis:
+            blk = blocks[bi]  # the block of the previous lookup
+        else:
+            bi, start = self._block_at(p)
+            blk = blocks[bi]
         p -= start
         runs = blk.runs
         if 2 * p < blk.vis:
@@ -373,11 +388,42 @@ class Sequence:
         if i < 0:
             return None
         r: Run | None = firsts[i]
+        steps = 0
         while r is not None and lam >= r.lam + r.n:
             r = r.nxt
+            steps += 1
+            if steps == 16:  # a long chain (text pasted once, edited all over)
+                r = self._find_fragment(firsts[i], lam)
+                break
         if r is None or lam < r.lam:
             return None
         return r
+
+    def _find_fragment(self, first: Run, lam: int) -> Run | None:
+        """find_id for an entry split into many fragments: bisect a snapshot of
+        its fragment starts, then walk a few steps. The snapshot may be stale:
+        later splits are walked over, fragments merged away have ``n == 0``
+        (see _merge_dead); when the walk gets long it is taken again."""
+        fx = self._frags.get(first)
+        if fx is not None:
+            fs, fr = fx
+            j = bisect_right(fs, lam) - 1
+            while j > 0 and not fr[j].n:
+                j -= 1
+            c: Run | None = fr[j]
+            for _ in range(32):
+                if c is None or lam < c.lam + c.n:
+                    return c
+                c = c.nxt
+        fs, fr = [], []
+        c = first
+        while c is not None:
+            fs.append(c.lam)
+            fr.append(c)
+            c = c.nxt
+        self._frags[first] = (fs, fr)
+        c = fr[bisect_right(fs, lam) - 1]
+        return c if lam < c.lam + c.n else None
 
     def _insert_after(self, prev: Run | None, run: Run) -> None:
         """Place ``run`` right after ``prev`` (None: at the very start)."""
@@ -553,6 +599,7 @@ class Sequence:
                 r.content = r.content + nx.content
                 r.n += nx.n
                 r.nxt = nx.nxt
+                nx.n = 0  # merged away: a stale fragment snapshot must not use it
                 del runs[i + 1]
         if i > 0:
             pv = runs[i - 1]
@@ -560,6 +607,7 @@ class Sequence:
                 pv.content = pv.content + r.content
                 pv.n += r.n
                 pv.nxt = r.nxt
+                r.n = 0
                 del runs[i]
                 return pv
         return r
