@@ -1,6 +1,7 @@
 """Saved documents: the state in document order plus the history around it.
 
-A saved document is ``zlib`` over one CBOR array::
+A saved document is ``zlib`` (level 9, or level 1 once the body passes
+:data:`SMALL_BODY`) over one CBOR array::
 
     [3, actors, histories, sequences, lamport]
     histories: per actor, [version, starts_rle, end, deps, ops]
