@@ -17,19 +17,22 @@ Data layout (why it is fast in pure Python):
 * **Blocks** (the sortedcontainers layout): runs live in a list of small
   lists, each with its visible length.
 * **Positional index**: a segment tree over the blocks' visible lengths
-  (a flat list, root at 1, leaf of block ``i`` at ``size + i``), so finding
-  position ``p`` or the position of a block is O(log blocks), then a scan of
-  one block's runs. It is synced lazily: edits only note the blocks whose
-  length changed (``_dirty``, one set insert), the next lookup folds those
-  in; a new block (a split) drops the tree, rebuilt with C-level ``map``
-  calls at the next lookup.
+  (a flat ``array``, root at 1, leaf of block ``i`` at ``size + i``), so
+  finding position ``p`` or the position of a block is O(log blocks), then
+  a scan of one block's runs from its nearer end. It is synced lazily: edits
+  only note the blocks whose length changed (``_dirty``, one set insert),
+  the next lookup folds those in; a new block (a split) shifts the leaves
+  after it with C-level slices (the tree is rebuilt when it needs more
+  leaves).
 * **Cursor cache**: the block of the last lookup and the number of
   visible elements before it; typing near the previous edit costs O(1)
   without touching the tree.
 * **Entries**: per actor, the start lamports of the runs as first created
   (append-only: an actor's lamports only grow), each pointing at its first
   fragment; splitting a run links the fragments (``nxt``). Finding an id is
-  one ``bisect`` plus a short walk. Local typing never touches this index
+  one ``bisect`` plus a short walk; an entry split into many fragments (a
+  paste edited all over) gets a snapshot of its fragment starts to bisect
+  (see :meth:`Sequence.find_id`). Local typing never touches this index
   except to append.
 """
 
