@@ -109,9 +109,5 @@ def build(
         push_children((r.lam + r.n - 1, r.act))
     # 5. blocks and index
     half = MAX_RUNS // 2
-    seq.blocks = [Block(order[i : i + half], i // half) for i in range(0, len(order), half)] or [
-        Block([], 0)
-    ]
-    seq.length = sum(b.vis for b in seq.blocks)
+    seq._set_blocks([Block(order[i : i + half], i // half) for i in range(0, len(order), half)])
     seq.entries = {act: ([r.lam for r in fs], fs) for act, fs in firsts_by_act.items()}
-    seq._cb, seq._cpos, seq._tail, seq._rtail = 0, 0, None, None

@@ -15,21 +15,34 @@ Data layout (why it is fast in pure Python):
   ``str`` (Text) or ``list`` (List) slice. A run's first element carries an
   explicit origin; the others' origin is implicitly the element before.
 * **Blocks** (the sortedcontainers layout): runs live in a list of small
-  lists, each with its visible length, so finding position ``p`` walks block
-  lengths, then a few runs, never the whole document.
-* **Cursor cache**: the block of the last local edit and the number of
-  visible elements before it; typing near the previous edit costs O(1).
+  lists, each with its visible length.
+* **Positional index**: a segment tree over the blocks' visible lengths
+  (a flat ``array``, root at 1, leaf of block ``i`` at ``size + i``), so
+  finding position ``p`` or the position of a block is O(log blocks), then
+  a scan of one block's runs from its nearer end. It is synced lazily: edits
+  only note the blocks whose length changed (``_dirty``, one set insert),
+  the next lookup folds those in; a new block (a split) shifts the leaves
+  after it with C-level slices (the tree is rebuilt when it needs more
+  leaves).
+* **Cursor cache**: the block of the last lookup and the number of
+  visible elements before it; typing near the previous edit costs O(1)
+  without touching the tree.
 * **Entries**: per actor, the start lamports of the runs as first created
   (append-only: an actor's lamports only grow), each pointing at its first
   fragment; splitting a run links the fragments (``nxt``). Finding an id is
-  one ``bisect`` plus a short walk. Local typing never touches this index
+  one ``bisect`` plus a short walk; an entry split into many fragments (a
+  paste edited all over) gets a snapshot of its fragment starts to bisect
+  (see :meth:`Sequence.find_id`). Local typing never touches this index
   except to append.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import islice
+from operator import add
 from typing import Any
 
 HEAD = (0, -1)
@@ -94,6 +107,20 @@ class Sequence:
         self._rtail: Run | None = None  # run of the last remote insert, for replay
         self._rtail_at = 0  # its index in its block when last seen (checked before use)
         self._tail_end = -1
+        self._tree: array[int] | None = None  # positional index; None: rebuild at next use
+        self._size = 1  # leaves in the tree (a power of two >= number of blocks)
+        self._dirty: set[Block] = set()  # blocks whose vis changed since the tree saw them
+        # fragment starts of entries with long chains, by first fragment (see find_id)
+        self._frags: dict[Run, tuple[list[int], list[Run]]] = {}
+
+    def _set_blocks(self, blocks: list[Block]) -> None:
+        """Install a freshly built block list (whole-history build, load)."""
+        self.blocks = blocks or [Block([], 0)]
+        self.length = sum(b.vis for b in self.blocks)
+        self._cb, self._cpos, self._tail, self._rtail = 0, 0, None, None
+        self._tree = None
+        self._dirty.clear()
+        self._frags.clear()
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
@@ -126,18 +153,107 @@ class Sequence:
         return self._pos_of_run(r) + (lam - r.lam)
 
     # ------------------------------------------------------------ positioning
+    def _index(self) -> array[int]:
+        """The positional index, brought up to date."""
+        t = self._tree
+        if t is None:
+            return self._build_index()
+        dirty = self._dirty
+        if dirty:
+            size = self._size
+            for b in dirty:
+                i = size + b.idx
+                d = b.vis - t[i]
+                if d:
+                    while i:
+                        t[i] += d
+                        i >>= 1
+            dirty.clear()
+        return t
+
+    def _build_index(self) -> array[int]:
+        blocks = self.blocks
+        size = 1
+        while size < len(blocks):
+            size *= 2
+        row = [b.vis for b in blocks]
+        row.extend([0] * (size - len(row)))
+        levels = [row]
+        while len(row) > 1:
+            row = list(map(add, row[0::2], row[1::2]))
+            levels.append(row)
+        # an array, not a list: its numbers sit inline, where a list's ints
+        # are separate objects (a cache miss per level on a big document)
+        t = array("q", [0])
+        for lv in reversed(levels):
+            t.extend(lv)
+        self._tree, self._size = t, size
+        self._dirty.clear()
+        return t
+
+    def _index_insert(self, blk: Block, nb: Block) -> None:
+        """Make room in the index for ``nb``, just split off ``blk``: shift the
+        leaves after it and recompute their ancestors, all by C-level slices."""
+        t = self._tree
+        size = self._size
+        n = len(self.blocks)
+        if t is None or n > size:
+            self._tree = None  # no spare leaf: rebuilt (twice as wide) at the next lookup
+            return
+        lo = size + blk.idx
+        hi = size + n - 1  # last leaf in use
+        t[lo + 2 : hi + 1] = t[lo + 1 : hi]
+        t[lo] = blk.vis
+        t[lo + 1] = nb.vis
+        while lo > 1:
+            lo >>= 1
+            hi >>= 1
+            t[lo : hi + 1] = array(
+                "q", map(add, t[2 * lo : 2 * hi + 2 : 2], t[2 * lo + 1 : 2 * hi + 2 : 2])
+            )
+
+    def _block_start(self, bi: int) -> int:
+        """Number of visible elements before block ``bi``."""
+        t = self._index()
+        i = self._size + bi
+        s = 0
+        while i > 1:
+            if i & 1:
+                s += t[i - 1]
+            i >>= 1
+        return s
+
     def _block_at(self, p: int) -> tuple[int, int]:
         """Block index and its start for the block holding visible element p."""
         blocks = self.blocks
         bi, start = self._cb, self._cpos
-        if bi >= len(blocks):
-            bi, start = 0, 0
-        while p < start:
-            bi -= 1
-            start -= blocks[bi].vis
-        while p >= start + blocks[bi].vis:
-            start += blocks[bi].vis
-            bi += 1
+        if bi < len(blocks):
+            # near the previous lookup (typing, backspacing): walk a few blocks
+            steps = 3
+            while p < start and steps and bi:
+                bi -= 1
+                start -= blocks[bi].vis
+                steps -= 1
+            while steps and bi < len(blocks) and p >= start + blocks[bi].vis:
+                start += blocks[bi].vis
+                bi += 1
+                steps -= 1
+            if bi < len(blocks) and start <= p < start + blocks[bi].vis:
+                self._cb, self._cpos = bi, start
+                return bi, start
+        t = self._tree
+        if t is None or self._dirty:
+            t = self._index()
+        size = self._size
+        i = 1
+        q = p
+        while i < size:
+            i <<= 1
+            left = t[i]
+            if q >= left:
+                q -= left
+                i += 1
+        bi, start = i - size, p - q
         self._cb, self._cpos = bi, start
         return bi, start
 
@@ -145,26 +261,63 @@ class Sequence:
         """The run holding visible element ``p`` and the offset in it."""
         if not 0 <= p < self.length:
             raise IndexError(f"position {p} out of range for length {self.length}")
-        bi, start = self._block_at(p)
+        bi, start = self._cb, self._cpos
+        blocks = self.blocks
+        if bi < len(blocks) and start <= p < start + blocks[bi].vis:
+            blk = blocks[bi]  # the block of the previous lookup
+        else:
+            bi, start = self._block_at(p)
+            blk = blocks[bi]
         p -= start
-        for r in self.blocks[bi].runs:
-            if not r.dead:
-                if p < r.n:
-                    return r, p
-                p -= r.n
+        runs = blk.runs
+        if 2 * p < blk.vis:
+            for i, r in enumerate(runs):
+                if not r.dead:
+                    if p < r.n:
+                        self._hint = i
+                        return r, p
+                    p -= r.n
+        else:  # nearer the end: count back from there (halves the mean scan)
+            q = blk.vis - p  # element p is the q-th visible one from the end
+            i = len(runs)
+            for r in reversed(runs):
+                i -= 1
+                if not r.dead:
+                    if q <= r.n:
+                        self._hint = i
+                        return r, r.n - q
+                    q -= r.n
         raise AssertionError("block visible count is inconsistent")
+
+    _hint = 0  # index in its block of the run last found or placed (checked before use)
+
+    def _ix(self, r: Run) -> int:
+        """Index of ``r`` in its block: the hint when it is right, else a search
+        (list.index touches every run before it, a cache miss each)."""
+        runs = r.blk.runs
+        i = self._hint
+        if i < len(runs):
+            if runs[i] is r:
+                return i
+            if i and runs[i - 1] is r:  # the hint is the right part of r's split
+                return i - 1
+        return runs.index(r)
 
     def _pos_of_run(self, run: Run) -> int:
         blk = run.blk
-        pos = 0
-        for b in self.blocks[: blk.idx]:
-            pos += b.vis
-        for r in blk.runs:
-            if r is run:
-                return pos
+        pos = self._block_start(blk.idx)
+        runs = blk.runs
+        i = self._ix(run)
+        if 2 * i < len(runs):
+            for r in islice(runs, i):
+                if not r.dead:
+                    pos += r.n
+            return pos
+        pos += blk.vis
+        for r in islice(runs, i, None):
             if not r.dead:
-                pos += r.n
-        raise AssertionError("run not in its block")
+                pos -= r.n
+        return pos
 
     # --------------------------------------------------------------- structure
     def _extend(self, r: Run, content: Any) -> None:
@@ -174,6 +327,7 @@ class Sequence:
         r.n += n
         blk = r.blk
         blk.vis += n
+        self._dirty.add(blk)
         self.length += n
         if self._cb > blk.idx:
             self._cpos += n
@@ -187,7 +341,9 @@ class Sequence:
         r.nxt = right
         blk = right.blk = r.blk
         runs = blk.runs
-        runs.insert(runs.index(r) + 1, right)
+        i = self._ix(r) + 1
+        runs.insert(i, right)
+        self._hint = i
         if len(runs) > MAX_RUNS:
             self._split_block(blk)
         if self._tail is r:
@@ -196,13 +352,17 @@ class Sequence:
 
     def _split_block(self, blk: Block) -> None:
         half = len(blk.runs) // 2
+        if self._hint >= half:
+            self._hint -= half
         moved = blk.runs[half:]
         del blk.runs[half:]
         nb = Block(moved, blk.idx + 1)
         blk.vis -= nb.vis
-        self.blocks.insert(blk.idx + 1, nb)
-        for i in range(blk.idx + 2, len(self.blocks)):
-            self.blocks[i].idx = i
+        blocks = self.blocks
+        blocks.insert(blk.idx + 1, nb)
+        for i, b in enumerate(islice(blocks, blk.idx + 2, None), blk.idx + 2):
+            b.idx = i
+        self._index_insert(blk, nb)
         # the cursor's block start is still right if it pointed at or before blk
         if self._cb > blk.idx:
             self._cb, self._cpos = 0, 0
@@ -231,11 +391,42 @@ class Sequence:
         if i < 0:
             return None
         r: Run | None = firsts[i]
+        steps = 0
         while r is not None and lam >= r.lam + r.n:
             r = r.nxt
+            steps += 1
+            if steps == 16:  # a long chain (text pasted once, edited all over)
+                r = self._find_fragment(firsts[i], lam)
+                break
         if r is None or lam < r.lam:
             return None
         return r
+
+    def _find_fragment(self, first: Run, lam: int) -> Run | None:
+        """find_id for an entry split into many fragments: bisect a snapshot of
+        its fragment starts, then walk a few steps. The snapshot may be stale:
+        later splits are walked over, fragments merged away have ``n == 0``
+        (see _merge_dead); when the walk gets long it is taken again."""
+        fx = self._frags.get(first)
+        if fx is not None:
+            fs, fr = fx
+            j = bisect_right(fs, lam) - 1
+            while j > 0 and not fr[j].n:
+                j -= 1
+            c: Run | None = fr[j]
+            for _ in range(32):
+                if c is None or lam < c.lam + c.n:
+                    return c
+                c = c.nxt
+        fs, fr = [], []
+        c = first
+        while c is not None:
+            fs.append(c.lam)
+            fr.append(c)
+            c = c.nxt
+        self._frags[first] = (fs, fr)
+        c = fr[bisect_right(fs, lam) - 1]
+        return c if lam < c.lam + c.n else None
 
     def _insert_after(self, prev: Run | None, run: Run) -> None:
         """Place ``run`` right after ``prev`` (None: at the very start)."""
@@ -247,19 +438,22 @@ class Sequence:
         else:
             blk = prev.blk
             runs = blk.runs
-            runs.insert(runs.index(prev) + 1, run)
+            i = self._ix(prev) + 1
+            runs.insert(i, run)
+            self._hint = i
             if self._cb > blk.idx:
                 self._cpos += 0 if run.dead else run.n
         run.blk = blk
         if not run.dead:
             blk.vis += run.n
+            self._dirty.add(blk)
             self.length += run.n
         if len(blk.runs) > MAX_RUNS:
             self._split_block(blk)
 
     def _next_run(self, r: Run) -> Run | None:
         runs = r.blk.runs
-        i = runs.index(r) + 1
+        i = self._ix(r) + 1
         if i < len(runs):
             return runs[i]
         bi = r.blk.idx + 1
@@ -347,6 +541,7 @@ class Sequence:
             m = r.n
             r.dead = True
             r.blk.vis -= m
+            self._dirty.add(r.blk)
             self.length -= m
             if self._cb > r.blk.idx:
                 self._cpos -= m
@@ -375,7 +570,7 @@ class Sequence:
         if nx is None or not nx.dead or nx.n >= RUN_CAP:
             return False
         runs = r.blk.runs
-        i = runs.index(r) + 1
+        i = self._ix(r) + 1
         if i >= len(runs) or runs[i] is not nx:
             return False
         k = r.n - 1
@@ -388,6 +583,7 @@ class Sequence:
         nx.n += 1
         blk = r.blk
         blk.vis -= 1
+        self._dirty.add(blk)
         self.length -= 1
         if self._cb > blk.idx:
             self._cpos -= 1
@@ -399,13 +595,14 @@ class Sequence:
         """Fuse a deleted fragment with deleted neighbours of the same entry;
         returns the run that now holds r's elements."""
         runs = r.blk.runs
-        i = runs.index(r)
+        i = self._ix(r)
         if i + 1 < len(runs):
             nx = runs[i + 1]
             if nx.dead and r.nxt is nx and r.n + nx.n <= RUN_CAP:
                 r.content = r.content + nx.content
                 r.n += nx.n
                 r.nxt = nx.nxt
+                nx.n = 0  # merged away: a stale fragment snapshot must not use it
                 del runs[i + 1]
         if i > 0:
             pv = runs[i - 1]
@@ -413,6 +610,7 @@ class Sequence:
                 pv.content = pv.content + r.content
                 pv.n += r.n
                 pv.nxt = r.nxt
+                r.n = 0
                 del runs[i]
                 return pv
         return r
@@ -444,15 +642,12 @@ class Sequence:
                 i = self._rtail_at = runs.index(r)
             i += 1
             nxt = runs[i] if i < len(runs) else self._next_run(r)
-            if (
-                nxt is None
-                or nxt.lam < lam
-                or (nxt.lam == lam and actors[nxt.act] < actors[act])
-            ):
+            if nxt is None or nxt.lam < lam or (nxt.lam == lam and actors[nxt.act] < actors[act]):
                 n = len(content)
                 r.content = r.content + content
                 r.n += n
                 blk.vis += n
+                self._dirty.add(blk)
                 self.length += n
                 if self._cb > blk.idx:
                     self._cpos += n
@@ -530,6 +725,7 @@ class Sequence:
                 spans.append((self._pos_of_run(r), r.n))
             r.dead = True
             r.blk.vis -= r.n
+            self._dirty.add(r.blk)
             self.length -= r.n
             if self._cb > r.blk.idx:
                 self._cpos -= r.n

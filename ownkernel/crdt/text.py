@@ -167,6 +167,7 @@ class Text(_SequenceRoot):
                 tail.n += n
                 blk = tail.blk
                 blk.vis += n
+                seq._dirty.add(blk)
                 seq.length += n
                 seq._tail_end += n
                 if seq._cb > blk.idx:
