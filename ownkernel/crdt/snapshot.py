@@ -50,7 +50,7 @@ SMALL_BODY = 512 * 1024
 def save(doc: Doc) -> bytes:
     # the columns are hundreds of thousands of fresh objects for a big text:
     # without the pause each burst triggers collections of the whole heap
-    with _gc_paused(True):
+    with gc_paused(True):
         return _save(doc)
 
 
