@@ -33,7 +33,7 @@ class NetConfig:
     ping_interval: float = 5.0
     peer_timeout: float = 15.0
     anti_entropy: float = 10.0
-    announce: float = 0.25  # seconds between announcements of others' changes
+    announce: float = 0.05  # others' changes are announced after this delay (merged)
     handshake_timeout: float = 10.0
     connect_timeout: float = 3.0
     backoff_min: float = 0.25
