@@ -17,6 +17,7 @@ const CSS = `
 
 function render({ model, el }) {
   el.setAttribute("data-own-widget", "chat");
+  el.setAttribute("data-lm-suppress-shortcuts", "true"); // Enter sends, not runs a cell
   const style = h("style", {}, CSS);
   const list = h("div", { className: "own-chat-list" });
   const input = h("textarea", { className: "own-chat-input", rows: 1, placeholder: "Message (Enter sends)" });

@@ -84,8 +84,9 @@ const normaliseLineEnds = EditorState.transactionFilter.of((tr) => {
 });
 
 const theme = EditorView.theme({
-  "&": { border: "1px solid #c8c8c8", borderRadius: "4px", fontSize: "14px", background: "#fff" },
-  ".cm-content": { minHeight: "3.5em", fontFamily: "ui-monospace, monospace", color: "#1a1a1a" },
+  "&": { fontSize: "14px", background: "#fff" },
+  // room above the first line for a remote caret's name label
+  ".cm-content": { minHeight: "3.5em", paddingTop: "1.1em", fontFamily: "ui-monospace, monospace", color: "#1a1a1a" },
   ".cm-own-caret": { position: "relative", marginLeft: "-1px", marginRight: "-1px" },
   ".cm-own-caret-label": {
     position: "absolute", top: "-1.35em", left: "-2px", fontSize: "10px", color: "#fff",
@@ -96,7 +97,10 @@ const theme = EditorView.theme({
 
 function render({ model, el }) {
   el.setAttribute("data-own-widget", "editor");
+  el.setAttribute("data-lm-suppress-shortcuts", "true"); // keys are ours, not JupyterLab's
   el.setAttribute("data-own-root", model.get("root"));
+  // the frame is on our element: JupyterLab's styles reset borders of .cm-editor
+  Object.assign(el.style, { border: "1px solid #c8c8c8", borderRadius: "4px", overflow: "hidden" });
   let view = null;
   let inflight = null;
   let selTimer = null;
