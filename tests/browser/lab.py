@@ -149,6 +149,7 @@ def open_and_run(page: Any, url: str, timeout: float = 90.0) -> None:
 
 
 # Text of the editor as CodeMirror shows it, without the remote-cursor labels.
+EDITOR_SEL = '[data-own-widget="editor"] .cm-content'
 EDITOR_TEXT = """() => {
   const c = document.querySelector('[data-own-widget="editor"] .cm-content');
   if (!c) return null;

@@ -106,24 +106,37 @@ function render({ model, el }) {
   let selTimer = null;
   const clientID = Math.random().toString(36).slice(2, 10);
 
+  // Pushes are pipelined: we do not wait for the kernel to confirm one before
+  // sending the next (a round trip would hold every key typed meanwhile).
+  // `pushed` counts our unconfirmed updates already sent; the next push is
+  // based on the version they will have made. The kernel applies a push only
+  // if its version matches, and it orders everything it applies, so when an
+  // update of someone else reaches us while some of ours are still pushed,
+  // those were (or will be) refused: we send them again, rebased.
+  let pushed = 0;
   const push = () => {
-    if (!view || inflight) return;
+    if (!view) return;
     const ups = sendableUpdates(view.state);
-    if (!ups.length) return;
+    if (ups.length <= pushed) return;
     model.send({
       t: "push",
-      v: getSyncedVersion(view.state),
-      updates: ups.map((u) => ({ c: u.clientID, ch: u.changes.toJSON() })),
+      v: getSyncedVersion(view.state) + pushed,
+      updates: ups.slice(pushed).map((u) => ({ c: u.clientID, ch: u.changes.toJSON() })),
     });
-    // A push based on an old version is dropped by the kernel; the updates we
-    // missed are then on their way and we push again after them. The timer
-    // only guards against a lost message.
-    inflight = setTimeout(() => { inflight = null; push(); }, 2000);
-  };
-  const settled = () => {
+    pushed = ups.length;
     if (inflight) clearTimeout(inflight);
-    inflight = null;
-    push();
+    // only a guard against a lost message: start over from what is unconfirmed
+    inflight = setTimeout(() => { inflight = null; pushed = 0; push(); }, 3000);
+  };
+  const received = (ops) => {
+    for (const o of ops) {
+      if (o.c === clientID && pushed > 0) pushed--;
+      else if (o.c !== clientID) pushed = 0; // ours still pushed were refused
+    }
+    if (!pushed && inflight) {
+      clearTimeout(inflight);
+      inflight = null;
+    }
   };
   const sendSelection = () => {
     selTimer = null;
@@ -153,7 +166,7 @@ function render({ model, el }) {
       EditorView.updateListener.of((u) => {
         if (u.docChanged) push(); // a no-op when nothing of ours is unconfirmed
         if ((u.selectionSet || u.docChanged) && u.view.hasFocus && !selTimer) {
-          selTimer = setTimeout(sendSelection, 50);
+          selTimer = setTimeout(sendSelection, 150); // presence, not per key
         }
       }),
     ],
@@ -175,18 +188,20 @@ function render({ model, el }) {
         view = new EditorView({ state, parent: el });
       }
       view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
-      settled();
+      pushed = 0;
+      push();
     },
     onDeltas: Object.assign((ops) => {
       try {
         const updates = ops.map((o) => ({ changes: ChangeSet.fromJSON(o.ch), clientID: o.c }));
         const tr = receiveUpdates(view.state, updates);
         view.dispatch(tr);
+        received(ops);
       } catch (err) {
         fail(err);
         return;
       }
-      settled();
+      push();
     }, { version: () => (view ? getSyncedVersion(view.state) : -1) }),
     onOther(msg) {
       if (msg.t === "cursors" && view) {
