@@ -136,12 +136,44 @@ def test_stale_push_is_dropped_and_the_rebased_one_lands(pair) -> None:
     db.text("body").insert(0, "B:")  # a peer's edit the page has not seen
     until(lambda: w._version == v + 1, what="remote edit numbered")
     # the page pushes on its old version: the kernel must not apply it blindly
-    f.deliver({"t": "push", "v": v, "updates": [{"c": "web1", "ch": [[0, "X"], len(f.doc)]}]})
+    f.deliver({"t": "push", "v": v, "c": "web1", "e": 0,
+               "updates": [{"c": "web1", "ch": [[0, "X"], len(f.doc)]}]})
     rebased = [[0, "Y"], len(f.doc) + 2]
-    f.deliver({"t": "push", "v": v + 1, "updates": [{"c": "web1", "ch": rebased}]})
+    f.deliver({"t": "push", "v": v + 1, "c": "web1", "e": 1,
+               "updates": [{"c": "web1", "ch": rebased}]})
     until(lambda: w._version == v + 2, what="rebased push applied")
     assert str(da.text("body")) == "YB:héllo 😀 wörld"
+    assert f.of_type("refused") == [{"t": "refused", "e": 0}]
     until(lambda: str(db.text("body")) == "YB:héllo 😀 wörld", what="push reached B")
+    w.close()
+
+
+def test_pipelined_push_after_a_refusal_is_refused_even_if_its_version_fits(pair) -> None:
+    """Page pushes u1 (v) and, pipelined, u2 (v+1, built on u1). A peer's edit
+    lands first: u1 is refused, and u2 must be too although v+1 is now the
+    kernel's version: its positions assume u1."""
+    a, b, da, db = pair
+    w = ui.editor(da.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+    v = f.version
+    n = len(f.doc)
+    db.text("body").insert(0, "R")
+    until(lambda: w._version == v + 1, what="peer's edit numbered")
+    u1 = [n, [0, "1"]]
+    u2 = [n + 1, [0, "2"]]
+    for ver, ch in ((v, u1), (v + 1, u2)):
+        f.deliver({"t": "push", "v": ver, "c": "web1", "e": 0,
+                   "updates": [{"c": "web1", "ch": ch}]})
+    until(lambda: f.of_type("refused"), what="refusal")
+    # the rebased resend of the new epoch is taken
+    f.deliver({"t": "push", "v": v + 1, "c": "web1", "e": 1,
+               "updates": [{"c": "web1", "ch": [n + 1, [0, "1"]]},
+                           {"c": "web1", "ch": [n + 2, [0, "2"]]}]})
+    until(lambda: w._version == v + 3, what="resend applied")
+    assert str(da.text("body")) == "Rhéllo 😀 wörld12"
+    assert f.of_type("refused") == [{"t": "refused", "e": 0}]
     w.close()
 
 

@@ -106,7 +106,7 @@ class EditorFront(Front):
             ch.append(n - pos16 - delete16)
         self.doc = self.apply(self.doc, ch)
         self.unconfirmed.append(ch)
-        self.deliver({"t": "push", "v": self.version,
+        self.deliver({"t": "push", "v": self.version, "c": self.client, "e": 0,
                       "updates": [{"c": self.client, "ch": ch}]})
 
     def settle(self, timeout: float = 10.0) -> None:

@@ -6,6 +6,9 @@ unconfirmed updates with the version they are based on; if that is the
 current version we apply them to the CRDT as character ops and echo them
 (the echo confirms them), otherwise we drop the push: the browser first
 receives the updates it missed, rebases its own over them and pushes again.
+Pushes are pipelined (no round trip per key), so each carries an epoch: once
+one push of an epoch is refused, the later ones of that epoch are too, since
+they build on it (see widgets/src/editor.js).
 Changes from elsewhere (peers, cell code) become updates with client id
 ``"py"``, so CodeMirror maps the local caret and selection through them.
 
@@ -84,6 +87,7 @@ class Editor(LiveWidget):
         self._inbox: deque[Any] = deque()
         self._drain_scheduled = False
         self._applying = False
+        self._refused: dict[str, int] = {}  # client id -> last epoch with a refused push
         self._unsub: Any = None
         self._observed: Any = None
         self._idx = AstralIndex()
@@ -183,10 +187,21 @@ class Editor(LiveWidget):
         updates = msg.get("updates")
         if not isinstance(updates, list):
             raise ValueError("push without updates")
+        client, epoch = msg.get("c", ""), msg.get("e", 0)
+        if not isinstance(client, str) or not isinstance(epoch, int):
+            raise ValueError("push with a bad client id or epoch")
         with self._handle.transaction():
             self._drain()  # under the lock: nothing else can change the text now
+            if epoch <= self._refused.get(client, -1):
+                return  # made before the browser learnt of an earlier refusal
             if msg.get("v") != self._version:
-                return  # stale: the browser rebases over what it has not seen yet
+                # stale: the browser rebases over what it has not seen yet and
+                # pushes again in a new epoch; its pipelined pushes of this
+                # epoch build on this one, so they are refused too
+                self._refused[client] = max(epoch, self._refused.get(client, -1))
+                self._flush()  # what it missed first, then the word
+                self._post({"t": "refused", "e": epoch})
+                return
             idx = self._idx
             for upd in updates:
                 if not isinstance(upd, dict) or not isinstance(upd.get("c"), str):

@@ -88,20 +88,15 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
 
 @pytest.fixture(autouse=True)
 def screenshot_on_failure(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
+    failed = request.session.testsfailed
     yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
+    # the call's report is logged before fixtures are torn down
+    if request.session.testsfailed > failed:
         for name, page in (("A", pages.a), ("B", pages.b)):
             path = pages.shots / f"{request.node.name}-{name}.png"
             page.screenshot(path=str(path), full_page=True)
-        print(f"screenshots in {pages.shots}")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
+        import sys
+        print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
 
 
 def test_typing_in_one_editor_shows_in_the_other_and_back(pages: Pages) -> None:
@@ -130,6 +125,25 @@ def test_remote_insert_before_the_caret_keeps_the_local_caret(pages: Pages) -> N
     b.keyboard.type("!")  # B's caret stayed at the end: "!" lands there
     pages.wait_text(a, ">> " + start + "!")
     assert pages.text(b) == ">> " + start + "!"
+
+
+def test_both_pages_typing_at_once_converge_with_every_key(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    before = pages.text(a) or ""
+    a.click(EDITOR)
+    a.keyboard.press("Control+End")
+    b.click(EDITOR)
+    b.keyboard.press("Control+Home")
+    for _ in range(40):  # interleaved, without waiting: pushes cross in flight
+        a.keyboard.type("1")
+        b.keyboard.type("2")
+    a.wait_for_function(
+        f"() => {{ const t = ({lab.EDITOR_TEXT})(); return t && [...t].length === "
+        f"{len(before) + 80}; }}", timeout=WAIT)
+    pages.wait_text(b, pages.text(a) or "")
+    final = pages.text(a) or ""
+    assert final.count("1") - before.count("1") == 40
+    assert final.count("2") - before.count("2") == 40
 
 
 def test_chat_message_sent_in_one_page_appears_in_the_other(pages: Pages) -> None:

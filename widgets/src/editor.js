@@ -113,7 +113,12 @@ function render({ model, el }) {
   // if its version matches, and it orders everything it applies, so when an
   // update of someone else reaches us while some of ours are still pushed,
   // those were (or will be) refused: we send them again, rebased.
+  // `epoch` tells the kernel which of our pushes were made before we learnt of
+  // a refusal: after refusing one, it refuses the rest of that epoch, even one
+  // whose version happens to match again (ours refused, someone else's taken).
   let pushed = 0;
+  let epoch = 0;
+  const restart = () => { pushed = 0; epoch++; };
   const push = () => {
     if (!view) return;
     const ups = sendableUpdates(view.state);
@@ -121,17 +126,19 @@ function render({ model, el }) {
     model.send({
       t: "push",
       v: getSyncedVersion(view.state) + pushed,
+      c: clientID,
+      e: epoch,
       updates: ups.slice(pushed).map((u) => ({ c: u.clientID, ch: u.changes.toJSON() })),
     });
     pushed = ups.length;
     if (inflight) clearTimeout(inflight);
     // only a guard against a lost message: start over from what is unconfirmed
-    inflight = setTimeout(() => { inflight = null; pushed = 0; push(); }, 3000);
+    inflight = setTimeout(() => { inflight = null; restart(); push(); }, 10000);
   };
   const received = (ops) => {
     for (const o of ops) {
       if (o.c === clientID && pushed > 0) pushed--;
-      else if (o.c !== clientID) pushed = 0; // ours still pushed were refused
+      else if (o.c !== clientID && pushed > 0) restart(); // ours still pushed were refused
     }
     if (!pushed && inflight) {
       clearTimeout(inflight);
@@ -188,7 +195,7 @@ function render({ model, el }) {
         view = new EditorView({ state, parent: el });
       }
       view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
-      pushed = 0;
+      restart();
       push();
     },
     onDeltas: Object.assign((ops) => {
@@ -206,6 +213,12 @@ function render({ model, el }) {
     onOther(msg) {
       if (msg.t === "cursors" && view) {
         view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
+      } else if (msg.t === "refused") {
+        // sent after the deltas that made it stale, so we have rebased by now
+        if (msg.e === epoch) {
+          restart();
+          push();
+        }
       } else if (msg.t === "error") {
         console.warn("ownkernel:", msg.error);
       }
