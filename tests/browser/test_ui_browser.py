@@ -146,6 +146,23 @@ def test_both_pages_typing_at_once_converge_with_every_key(pages: Pages) -> None
     assert final.count("2") - before.count("2") == 40
 
 
+def test_undo_takes_back_only_my_own_typing(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    before = pages.text(a) or ""
+    a.click(EDITOR)
+    a.keyboard.press("Control+End")
+    a.keyboard.type(" mine")
+    pages.wait_text(b, before + " mine")
+    b.click(EDITOR)
+    b.keyboard.press("Control+Home")
+    b.keyboard.type("theirs ")
+    pages.wait_text(a, "theirs " + before + " mine")
+    a.click(EDITOR)
+    a.keyboard.press("Control+z")  # A's last edit goes, B's stays
+    pages.wait_text(a, "theirs " + before)
+    pages.wait_text(b, "theirs " + before)
+
+
 def test_chat_message_sent_in_one_page_appears_in_the_other(pages: Pages) -> None:
     a, b = pages.a, pages.b
     a.click('[data-own="chat-input"]')
