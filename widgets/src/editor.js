@@ -172,8 +172,10 @@ function render({ model, el }) {
       theme,
       EditorView.updateListener.of((u) => {
         if (u.docChanged) push(); // a no-op when nothing of ours is unconfirmed
-        if ((u.selectionSet || u.docChanged) && u.view.hasFocus && !selTimer) {
-          selTimer = setTimeout(sendSelection, 150); // presence, not per key
+        if ((u.selectionSet || u.docChanged) && u.view.hasFocus) {
+          // once typing pauses: peers map our caret through our edits meanwhile
+          if (selTimer) clearTimeout(selTimer);
+          selTimer = setTimeout(sendSelection, 150);
         }
       }),
     ],
