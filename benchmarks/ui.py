@@ -38,6 +38,8 @@ ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 # Page A: stamp keydowns on the editor.
 STAMP_KEYS = """(sel) => {
   window.__down = [];
+  if (window.__stamping) return;  // one listener, however often we start over
+  window.__stamping = true;
   document.querySelector(sel).addEventListener('keydown',
     () => window.__down.push(performance.timeOrigin + performance.now()), true);
 }"""
@@ -56,7 +58,9 @@ WATCH = """([sel, prefix]) => {
     let n = t.startsWith(prefix) ? t.length - prefix.length : 0;
     while (window.__seen.length < n) window.__seen.push(now);
   };
-  new MutationObserver(check).observe(root, {childList: true, subtree: true, characterData: true});
+  if (window.__obs) window.__obs.disconnect();
+  window.__obs = new MutationObserver(check);
+  window.__obs.observe(root, {childList: true, subtree: true, characterData: true});
 }"""
 
 
@@ -91,7 +95,60 @@ def measure(a: Any, b: Any, sel_a: str, sel_b: str, keys: int, rate: float) -> l
     return [seen[i] - down[i] for i in range(WARMUP, keys)]
 
 
-def run_ours(root: Path, pw: Any, keys: int, rate: float) -> list[float]:
+# Sustained typing: count one page's own letter in the other page's editor.
+WATCH_CHAR = """([sel, ch]) => {
+  window.__seen = [];
+  const root = document.querySelector(sel);
+  const check = () => {
+    const now = performance.timeOrigin + performance.now();
+    let n = 0;
+    for (const l of root.querySelectorAll('.cm-line')) {
+      for (const c of l.textContent) if (c === ch) n++;
+    }
+    while (window.__seen.length < n) window.__seen.push(now);
+  };
+  if (window.__obs) window.__obs.disconnect();
+  window.__obs = new MutationObserver(check);
+  window.__obs.observe(root, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float) -> dict[str, Any]:
+    """Both pages type at ``rate`` keys/s each for ``seconds``: A appends 'X' at
+    the end, B inserts 'Y' at the start (letters the first part never typed).
+    Latency of each key in the other page."""
+    for page, key, ch in ((a, "Control+End", "Y"), (b, "Control+Home", "X")):
+        page.click(sel)
+        page.keyboard.press(key)
+        page.evaluate(STAMP_KEYS, sel)
+        page.evaluate(WATCH_CHAR, [sel, ch])
+    n = int(seconds * rate)
+    start = time.monotonic()
+    for i in range(n):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        a.keyboard.type("X")
+        b.keyboard.type("Y")
+    for page in (a, b):
+        page.wait_for_function(f"() => window.__seen.length >= {n}", timeout=120_000)
+    lat = []  # (seconds since start, ms)
+    for src, dst in ((a, b), (b, a)):
+        down = src.evaluate("() => window.__down")
+        seen = dst.evaluate("() => window.__seen")
+        lat += [((down[i] - down[0]) / 1000, seen[i] - down[i]) for i in range(n)]
+    ta = a.evaluate(f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel)})()")
+    tb = b.wait_for_function(
+        f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel)})() === {json.dumps(ta)}",
+        timeout=60_000)
+    first = [ms for t, ms in lat if t < 10]
+    last = [ms for t, ms in lat if t >= seconds - 10]
+    return {"keys": 2 * n, "first_p99": percentile(first, 99), "last_p99": percentile(last, 99),
+            "p50": statistics.median(ms for _, ms in lat), "equal": bool(tb)}
+
+
+def run_ours(root: Path, pw: Any, keys: int, rate: float,
+             sustain: float = 0.0) -> tuple[list[float], dict[str, Any] | None]:
     import pytest  # kernel_sandbox uses pytest's MonkeyPatch
     from conftest import kernel_sandbox
     del pytest
@@ -117,8 +174,9 @@ def run_ours(root: Path, pw: Any, keys: int, rate: float) -> list[float]:
             lab.open_and_run(b, server.url("b", "B.ipynb"))
             b.wait_for_selector(sel, timeout=60_000)
             out = measure(a, b, sel, sel, keys, rate)
+            both = sustained(a, b, sel, sustain, rate) if sustain else None
             browser.close()
-            return out
+            return out, both
         finally:
             server.stop()
             os.environ.pop("OWNKERNEL_LISTEN", None)
@@ -158,6 +216,8 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=300)
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--skip-anchor", action="store_true")
+    ap.add_argument("--sustain", type=float, default=0.0, metavar="SECONDS",
+                    help="then both pages type at --rate keys/s each for SECONDS (e.g. 60)")
     args = ap.parse_args()
     why = lab.missing()
     if why:
@@ -167,8 +227,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ownkernel-ui-bench-"))
     results = {}
     with sync_playwright() as pw:
-        results["ownkernel ui.editor (2 kernels, 2 nodes)"] = run_ours(root, pw, args.keys,
-                                                                        args.rate)
+        ours, both = run_ours(root, pw, args.keys, args.rate, args.sustain)
+        results["ownkernel ui.editor (2 kernels, 2 nodes)"] = ours
         if not args.skip_anchor:
             try:
                 import jupyter_server_ydoc  # noqa: F401
@@ -184,6 +244,11 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, xs in results.items():
         print(row(name, xs))
+    if both:
+        print(f"\nsustained: both pages at {args.rate:g} keys/s for {args.sustain:g} s "
+              f"({both['keys']} keys): p50 {both['p50']:.1f} ms, p99 first 10 s "
+              f"{both['first_p99']:.1f} ms, last 10 s {both['last_p99']:.1f} ms; "
+              f"editors equal at the end: {both['equal']}")
 
 
 if __name__ == "__main__":
