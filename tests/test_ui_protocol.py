@@ -126,7 +126,7 @@ def test_edits_both_ways_with_astral_characters(pair) -> None:
     wb.close()
 
 
-def test_stale_push_is_dropped_and_the_rebased_one_lands(pair) -> None:
+def test_stale_push_is_mapped_over_a_peers_edit(pair) -> None:
     a, b, da, db = pair
     w = ui.editor(da.text("body"))
     f = EditorFront(w)
@@ -135,23 +135,39 @@ def test_stale_push_is_dropped_and_the_rebased_one_lands(pair) -> None:
     v = f.version
     db.text("body").insert(0, "B:")  # a peer's edit the page has not seen
     until(lambda: w._version == v + 1, what="remote edit numbered")
-    # the page pushes on its old version: the kernel must not apply it blindly
+    # the page inserts at 0 on its old version: mapped after the peer's insert
+    # there, as CodeMirror maps it in the page (ChangeSet.map, ours after theirs)
     f.deliver({"t": "push", "v": v, "c": "web1", "e": 0,
                "updates": [{"c": "web1", "ch": [[0, "X"], len(f.doc)]}]})
-    rebased = [[0, "Y"], len(f.doc) + 2]
-    f.deliver({"t": "push", "v": v + 1, "c": "web1", "e": 1,
-               "updates": [{"c": "web1", "ch": rebased}]})
-    until(lambda: w._version == v + 2, what="rebased push applied")
-    assert str(da.text("body")) == "YB:héllo 😀 wörld"
-    assert f.of_type("refused") == [{"t": "refused", "e": 0}]
-    until(lambda: str(db.text("body")) == "YB:héllo 😀 wörld", what="push reached B")
+    until(lambda: w._version == v + 2, what="stale push mapped and applied")
+    assert str(da.text("body")) == "B:Xhéllo 😀 wörld"
+    until(lambda: str(db.text("body")) == "B:Xhéllo 😀 wörld", what="push reached B")
+    assert f.of_type("refused") == []
+    # a page that never applied its push locally gets it as any other update
+    until(lambda: (f.pump(), f.text)[1] == "B:Xhéllo 😀 wörld", what="page caught up")
     w.close()
+
+
+def test_rebase_maps_as_codemirror_does() -> None:
+    from ownkernel.ui.editor import rebase
+    # expected values: @codemirror/state ChangeSet.map(other) (ours after theirs)
+    assert rebase([(3, 3, "X")], [(3, 3, 2)]) == [(5, 5, "X")]
+    assert rebase([(3, 5, "")], [(3, 3, 2)]) == [(5, 7, "")]
+    assert rebase([(3, 5, "")], [(5, 5, 2)]) == [(3, 5, "")]
+    assert rebase([(3, 3, "X")], [(2, 5, 0)]) == [(2, 2, "X")]
+    assert rebase([(5, 5, "X")], [(2, 5, 0)]) == [(2, 2, "X")]
+    assert rebase([(3, 6, "")], [(2, 4, 0)]) == [(2, 4, "")]
+    assert rebase([(3, 6, "")], [(4, 8, 0)]) == [(3, 4, "")]
+    assert rebase([(3, 6, "Z")], [(3, 3, 2)]) == [(5, 8, "Z")]
+    assert rebase([(2, 4, "")], [(2, 4, 0)]) == []  # already gone
+    assert rebase([(2, 6, "")], [(4, 4, 1)]) is None  # would split: refused instead
+    assert rebase([(2, 2, "x")], [(1, 3, 1)]) is None  # a replacement: refused
 
 
 def test_pipelined_push_after_a_refusal_is_refused_even_if_its_version_fits(pair) -> None:
     """Page pushes u1 (v) and, pipelined, u2 (v+1, built on u1). A peer's edit
-    lands first: u1 is refused, and u2 must be too although v+1 is now the
-    kernel's version: its positions assume u1."""
+    lands first: u1 is mapped over it; u2's base (v+1) now names the peer's
+    edit, not u1: it is refused, never applied at the wrong place."""
     a, b, da, db = pair
     w = ui.editor(da.text("body"))
     f = EditorFront(w)
@@ -167,10 +183,11 @@ def test_pipelined_push_after_a_refusal_is_refused_even_if_its_version_fits(pair
         f.deliver({"t": "push", "v": ver, "c": "web1", "e": 0,
                    "updates": [{"c": "web1", "ch": ch}]})
     until(lambda: f.of_type("refused"), what="refusal")
-    # the rebased resend of the new epoch is taken
-    f.deliver({"t": "push", "v": v + 1, "c": "web1", "e": 1,
-               "updates": [{"c": "web1", "ch": [n + 1, [0, "1"]]},
-                           {"c": "web1", "ch": [n + 2, [0, "2"]]}]})
+    # u1 was mapped over the peer's edit and taken; u2 was refused (it was
+    # built on a state the kernel no longer had a word for); its resend is taken
+    until(lambda: w._version == v + 2, what="u1 mapped and applied")
+    f.deliver({"t": "push", "v": v + 2, "c": "web1", "e": 1,
+               "updates": [{"c": "web1", "ch": [n + 2, [0, "2"]]}]})
     until(lambda: w._version == v + 3, what="resend applied")
     assert str(da.text("body")) == "Rhéllo 😀 wörld12"
     assert f.of_type("refused") == [{"t": "refused", "e": 0}]

@@ -34,6 +34,17 @@ PY_CLIENT = "py"
 def parse_changes(spec: Any, length16: int) -> list[tuple[int, int, str]]:
     """A CodeMirror ``ChangeSet.toJSON()`` as ``[(from, to, insert)]`` in the
     pre-change document's UTF-16 offsets, ascending; checks it covers ``length16``."""
+    out, pos = _walk_checked(spec)
+    if pos != length16:
+        raise ValueError(f"changes cover {pos} UTF-16 units, the text has {length16}")
+    return out
+
+
+def _walk(spec: Any) -> list[tuple[int, int, str]]:
+    return _walk_checked(spec)[0]
+
+
+def _walk_checked(spec: Any) -> tuple[list[tuple[int, int, str]], int]:
     if not isinstance(spec, list):
         raise ValueError("changes must be a list (ChangeSet JSON)")
     out: list[tuple[int, int, str]] = []
@@ -50,8 +61,55 @@ def parse_changes(spec: Any, length16: int) -> list[tuple[int, int, str]]:
             pos += part[0]
         else:
             raise ValueError(f"bad section in changes: {part!r:.60}")
-    if pos != length16:
-        raise ValueError(f"changes cover {pos} UTF-16 units, the text has {length16}")
+    return out, pos
+
+
+def _map_pos(x: int, remote: list[tuple[int, int, int]], assoc: int) -> int:
+    """``x`` through remote sections ``(from, to, inserted length)`` (pre-change,
+    ascending); at an insert on ``x`` it moves after it if ``assoc > 0``."""
+    off = 0
+    for rf, rt, n in remote:
+        if rf == rt:
+            if rf < x or (rf == x and assoc > 0):
+                off += n
+        elif rt <= x:
+            off -= rt - rf
+        elif rf < x:
+            return rf + off  # inside a deleted range: to where it was
+    return x + off
+
+
+def rebase(own: list[tuple[int, int, str]],
+           remote: list[tuple[int, int, int]]) -> list[tuple[int, int, str]] | None:
+    """Own sections over one remote update, as CodeMirror's ``ChangeSet.map``
+    (ours after theirs at the same place) does in the browser; None for the cases
+    we leave to a refusal (a replacement on either side meeting the other)."""
+    if any(rf < rt and n for rf, rt, n in remote):
+        return None
+    out = []
+    for f, t, ins in own:
+        if f < t:
+            if any(rf == rt and f < rf < t for rf, rt, _ in remote):
+                return None  # their insert inside our deletion: it would split
+            if ins and any(rf < rt and rf < t and rt > f for rf, rt, _ in remote):
+                return None
+        nf = _map_pos(f, remote, 1)
+        nt = max(nf, _map_pos(t, remote, -1)) if f < t else nf
+        if nt > nf or ins:
+            out.append((nf, nt, ins))
+    return out
+
+
+def _sections_json(sections: list[tuple[int, int, str]], len16: int) -> list[Any]:
+    out: list[Any] = []
+    pos = 0
+    for f, t, ins in sections:
+        if f > pos:
+            out.append(f - pos)
+        out.append([t - f, *ins.split("\n")] if ins else [t - f])
+        pos = t
+    if len16 > pos:
+        out.append(len16 - pos)
     return out
 
 
@@ -217,7 +275,10 @@ class Editor(LiveWidget):
             self._drain()  # under the lock: nothing else can change the text now
             if epoch <= self._refused.get(client, -1):
                 return  # made before the browser learnt of an earlier refusal
+            mapped = None
             if msg.get("v") != self._version:
+                mapped = self._rebase_stale(msg, client)
+            if msg.get("v") != self._version and mapped is None:
                 # stale: the browser rebases over what it has not seen yet and
                 # pushes again in a new epoch; its pipelined pushes of this
                 # epoch build on this one, so they are refused too
@@ -229,7 +290,11 @@ class Editor(LiveWidget):
             for upd in updates:
                 if not isinstance(upd, dict) or not isinstance(upd.get("c"), str):
                     raise ValueError("update without a client id")
-                edits = parse_changes(upd.get("ch"), idx.length16)
+                if mapped is not None:  # one update, rebased over others' edits
+                    edits, upd = mapped, {"c": upd["c"],
+                                          "ch": _sections_json(mapped, idx.length16)}
+                else:
+                    edits = parse_changes(upd.get("ch"), idx.length16)
                 self._applying = True
                 try:
                     # pre-change offsets, ascending: apply from the end so the
@@ -246,6 +311,37 @@ class Editor(LiveWidget):
                 finally:
                     self._applying = False
                 self._push({"c": upd["c"], "ch": upd["ch"]})
+
+    def _rebase_stale(self, msg: dict[str, Any], client: str) -> Any:
+        """A push based on version v < ours: its one update mapped over the
+        updates since v, if those are all someone else's (a round trip saved;
+        what the browser does with them is the same mapping). None: refuse."""
+        v, updates = msg.get("v"), msg.get("updates")
+        if not (isinstance(v, int) and isinstance(updates, list) and len(updates) == 1
+                and isinstance(updates[0], dict)):
+            return None
+        first = self._version - len(self._history) + 1
+        if not first - 1 <= v < self._version:
+            return None
+        later = list(self._history)[v - first + 1:]
+        if any(u["c"] == client for u in later):
+            return None  # our own updates since v: it may build on a refused one
+        # the length of the text at version v: ours minus what came since
+        len16 = self._idx.length16
+        walks = []
+        for u in later:
+            secs = _walk(u["ch"])
+            walks.append(secs)
+            len16 -= sum(len(ins.encode("utf-16-le")) // 2 - (t - f) for f, t, ins in secs)
+        try:
+            own = parse_changes(updates[0].get("ch"), len16)
+        except ValueError:
+            return None
+        for secs in walks:
+            own = rebase(own, [(f, t, len(ins.encode("utf-16-le")) // 2) for f, t, ins in secs])
+            if own is None:
+                return None
+        return own
 
     def _on_selection(self, msg: dict[str, Any]) -> None:
         if msg.get("v") != self._version:

@@ -136,10 +136,10 @@ function render({ model, el }) {
     inflight = setTimeout(() => { inflight = null; restart(); push(); }, 10000);
   };
   const received = (ops) => {
-    for (const o of ops) {
-      if (o.c === clientID && pushed > 0) pushed--;
-      else if (o.c !== clientID && pushed > 0) restart(); // ours still pushed were refused
-    }
+    // Someone else's update between ours does not mean ours were refused: the
+    // kernel maps a stale push over others' edits when it can, and says
+    // "refused" when it cannot.
+    for (const o of ops) if (o.c === clientID && pushed > 0) pushed--;
     if (!pushed && inflight) {
       clearTimeout(inflight);
       inflight = null;
