@@ -50,6 +50,13 @@ def test_notebook_runs_on_ownkernel(path: Path, kernel_env: Path) -> None:
         html = [o for c in nb.cells for o in c.get("outputs", [])
                 if "text/html" in o.get("data", {})]
         assert html, "rich reprs render as HTML in a notebook"
+    if path.name == "02-live-widgets.ipynb":
+        # the roots and the peer list became widgets; the neighbour's edits arrived
+        views = [o for c in nb.cells for o in c.get("outputs", [])
+                 if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert len(views) >= 4, "editor, markdown editor, chat and peers show as widgets"
+        assert "The neighbour says hi 😀. Type here" in outputs
+        assert "[('neighbour', False)]" in outputs
 
 
 def test_binder_postbuild_installs_the_kernel(tmp_path: Path) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ownkernel.node.reprs import fields_html, table_html
 
-__all__ = ["Fields", "Message", "Table", "ago", "fmt"]
-
+__all__ = ["Fields", "Message", "Table", "ago", "fmt", "install_widget_formatters"]
 
 
 def fmt(value: Any) -> str:
@@ -123,3 +122,51 @@ class Message:
         label = html.escape(self.label)
         # user-select:all so one click selects the whole token for copying.
         return f'{label}<code style="user-select:all">{html.escape(self.text)}</code>'
+
+
+# -- live widgets as a cell's last expression -----------------------------------------
+def install_widget_formatters(shell: Any, get_node: Callable[[], Any]) -> None:
+    """A text root shows as its editor, a log root as its chat, ``node.peers`` as the
+    live peer list. Registered here, in the kernel layer: the node layer must not
+    import the widgets. The bundle keeps a text/plain form, which is what a
+    terminal (``ownkernel console``) prints."""
+    from ownkernel.node.handle import RootProxy
+    from ownkernel.node.reprs import PeerList
+
+    mimebundle = shell.display_formatter.mimebundle_formatter
+    mimebundle.for_type(RootProxy, _root_bundle)
+    mimebundle.for_type(PeerList, lambda peers: _peers_bundle(peers, get_node()))
+    # the pretty-printer's list rule would beat the bundle's text form
+    shell.display_formatter.formatters["text/plain"].for_type(
+        PeerList, lambda peers, p, _cycle: p.text(_peers_text(peers)))
+
+
+def _peers_text(peers: Any) -> str:
+    return "\n".join(repr(p) for p in peers) or "(no peers known yet)"
+
+
+def _widget_bundle(widget: Any, text: str) -> dict[str, Any] | None:
+    data = widget._repr_mimebundle_()
+    if isinstance(data, tuple):
+        data = data[0]
+    if not data:
+        return None
+    return {**data, "text/plain": text}
+
+
+def _root_bundle(obj: Any) -> dict[str, Any] | None:
+    from ownkernel import ui
+
+    try:
+        widget = ui.widget_for(obj)
+    except Exception:  # a closed doc or node: the plain reprs still work
+        return None
+    return None if widget is None else _widget_bundle(widget, repr(obj))
+
+
+def _peers_bundle(peers: Any, node: Any) -> dict[str, Any] | None:
+    if node is None or getattr(node, "network", None) is None:
+        return None
+    from ownkernel import ui
+
+    return _widget_bundle(ui.peers(node), _peers_text(peers))

@@ -61,6 +61,9 @@ class OwnKernel(IPythonKernel):
         shell = self.shell
         assert shell is not None  # IPythonKernel always has one
         shell.register_magics(OwnMagics(shell, host=self.host))
+        from ownkernel.kernel.display import install_widget_formatters
+
+        install_widget_formatters(shell, lambda: self.host.node)
         self._proxy = NodeProxy(self.host)
         shell.push({"node": self._proxy}, interactive=False)
         shell.events.register("pre_run_cell", self._swap_in_node)

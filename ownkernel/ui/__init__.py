@@ -1,1 +1,52 @@
-"""ownkernel.ui"""
+"""ownkernel.ui: live widgets (anywidget) over a node's documents and peers.
+
+    from ownkernel import ui
+    ui.editor(doc.text("body"))   # CodeMirror 6, character-level sync
+    ui.chat(doc.log("chat"))
+    ui.peers(node)
+
+Imports only the node's public API; the node layer never imports this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Import the widget modules first: a submodule named like a function below
+# (ui.editor, ui.chat, ui.peers) would otherwise replace that function on the
+# package the first time it is imported.
+from ownkernel.ui.chat import Chat
+from ownkernel.ui.editor import Editor
+from ownkernel.ui.peers import Peers
+
+__all__ = ["Chat", "Editor", "Peers", "chat", "editor", "peers", "widget_for"]
+
+
+def editor(text: Any, language: str | None = None) -> Any:
+    """A collaborative editor of a text root (``doc.text("body")``)."""
+    return Editor(text, language=language)
+
+
+def chat(log: Any) -> Any:
+    """A chat over a log root (``doc.log("chat")``)."""
+    return Chat(log)
+
+
+def peers(node: Any) -> Any:
+    """The node's peers, online and offline, live."""
+    return Peers(node)
+
+
+def widget_for(obj: Any) -> Any | None:
+    """The widget that shows ``obj`` (a text or log root, a peer list), or None."""
+    kind = type(_target(obj)).__name__
+    if kind == "Text":
+        return editor(obj)
+    if kind == "Log":
+        return chat(obj)
+    return None
+
+
+def _target(obj: Any) -> Any:
+    get = getattr(obj, "_get", None)  # a root proxy: what it stands for
+    return get() if callable(get) else obj

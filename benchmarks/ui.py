@@ -1,0 +1,255 @@
+"""Keystroke latency of the live editor: a key typed in page A until it is in
+page B's DOM, with page A and B two JupyterLab tabs in Debian's Chromium.
+
+ours:   two notebooks on two ownkernel kernels (two nodes syncing over
+        127.0.0.1), each showing ``ui.editor(doc.text("body"))`` of one doc.
+anchor: JupyterLab's own real-time collaboration (jupyter-collaboration, in
+        the ``bench`` extra), two pages on one shared notebook cell.
+
+Both are measured the same way in the same run: page A stamps each keydown
+(``performance.timeOrigin + performance.now()``, one clock for both pages of
+one browser), page B's MutationObserver stamps the moment its editor first
+holds the first n characters. Typing is at ``--rate`` keys/s (default 20, a
+fast typist), ``--keys`` keys (default 300, the first 20 not counted).
+
+    python benchmarks/ui.py [--keys 300] [--rate 20] [--skip-anchor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tests"), str(REPO)]
+
+import lab  # noqa: E402
+
+WARMUP = 20
+ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+# Page A: stamp keydowns on the editor.
+STAMP_KEYS = """(sel) => {
+  window.__down = [];
+  if (window.__stamping) return;  // one listener, however often we start over
+  window.__stamping = true;
+  document.querySelector(sel).addEventListener('keydown',
+    () => window.__down.push(performance.timeOrigin + performance.now()), true);
+}"""
+# Page B: stamp when the editor first shows n typed characters (after the prefix).
+WATCH = """([sel, prefix]) => {
+  window.__seen = [];
+  const root = document.querySelector(sel);
+  const text = () => [...root.querySelectorAll('.cm-line')].map(l => {
+      const x = l.cloneNode(true);
+      x.querySelectorAll('.cm-own-caret, .cm-widgetBuffer, .jp-remote-cursor, ' +
+                         '.jp-remote-userInfo').forEach(e => e.remove());
+      return x.textContent; }).join('\\n');
+  const check = () => {
+    const now = performance.timeOrigin + performance.now();
+    const t = text();
+    let n = t.startsWith(prefix) ? t.length - prefix.length : 0;
+    while (window.__seen.length < n) window.__seen.push(now);
+  };
+  if (window.__obs) window.__obs.disconnect();
+  window.__obs = new MutationObserver(check);
+  window.__obs.observe(root, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def percentile(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def measure(a: Any, b: Any, sel_a: str, sel_b: str, keys: int, rate: float) -> list[float]:
+    a.click(sel_a)
+    a.keyboard.press("Control+End")
+    prefix = a.evaluate(f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel_a)})()") or ""
+    b.wait_for_function(
+        f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel_b)})() === {json.dumps(prefix)}",
+        timeout=60_000)
+    a.evaluate(STAMP_KEYS, sel_a)
+    b.evaluate(WATCH, [sel_b, prefix])
+    text = "".join(ALPHABET[i % 26] for i in range(keys))
+    start = time.monotonic()
+    for i, ch in enumerate(text):
+        # pace by the clock, not by sleeps that add up
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        a.keyboard.type(ch)
+    b.wait_for_function(f"() => window.__seen.length >= {keys}", timeout=120_000)
+    down = a.evaluate("() => window.__down")
+    seen = b.evaluate("() => window.__seen")
+    assert len(down) == keys, (len(down), keys)
+    return [seen[i] - down[i] for i in range(WARMUP, keys)]
+
+
+# Sustained typing: count one page's own letter in the other page's editor.
+WATCH_CHAR = """([sel, ch]) => {
+  window.__seen = [];
+  const root = document.querySelector(sel);
+  const check = () => {
+    const now = performance.timeOrigin + performance.now();
+    let n = 0;
+    for (const l of root.querySelectorAll('.cm-line')) {
+      for (const c of l.textContent) if (c === ch) n++;
+    }
+    while (window.__seen.length < n) window.__seen.push(now);
+  };
+  if (window.__obs) window.__obs.disconnect();
+  window.__obs = new MutationObserver(check);
+  window.__obs.observe(root, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float) -> dict[str, Any]:
+    """Both pages type at ``rate`` keys/s each for ``seconds``: A appends 'X' at
+    the end, B inserts 'Y' at the start (letters the first part never typed).
+    Latency of each key in the other page."""
+    for page, key, ch in ((a, "Control+End", "Y"), (b, "Control+Home", "X")):
+        page.click(sel)
+        page.keyboard.press(key)
+        page.evaluate(STAMP_KEYS, sel)
+        page.evaluate(WATCH_CHAR, [sel, ch])
+    n = int(seconds * rate)
+    start = time.monotonic()
+    for i in range(n):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        a.keyboard.type("X")
+        b.keyboard.type("Y")
+    for page in (a, b):
+        page.wait_for_function(f"() => window.__seen.length >= {n}", timeout=120_000)
+    lat = []  # (seconds since start, ms)
+    for src, dst in ((a, b), (b, a)):
+        down = src.evaluate("() => window.__down")
+        seen = dst.evaluate("() => window.__seen")
+        lat += [((down[i] - down[0]) / 1000, seen[i] - down[i]) for i in range(n)]
+    ta = a.evaluate(f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel)})()")
+    tb = b.wait_for_function(
+        f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel)})() === {json.dumps(ta)}",
+        timeout=60_000)
+    first = [ms for t, ms in lat if t < 10]
+    last = [ms for t, ms in lat if t >= seconds - 10]
+    return {"keys": 2 * n, "first_p99": percentile(first, 99), "last_p99": percentile(last, 99),
+            "p50": statistics.median(ms for _, ms in lat), "equal": bool(tb)}
+
+
+def run_ours(root: Path, pw: Any, keys: int, rate: float,
+             sustain: float = 0.0) -> tuple[list[float], dict[str, Any] | None]:
+    import pytest  # kernel_sandbox uses pytest's MonkeyPatch
+    from conftest import kernel_sandbox
+    del pytest
+    with kernel_sandbox(root / "sandbox"):
+        os.environ["OWNKERNEL_LISTEN"] = "tcp://127.0.0.1:0"
+        work = root / "ours"
+        work.mkdir()
+        lab.notebook(work / "A.ipynb", [
+            "from ownkernel import ui\nimport pathlib\ndoc = node.new_doc('bench')\n"
+            "doc.text('body')\npathlib.Path('invite.txt').write_text(node.invite(doc));",
+            "ui.editor(doc.text('body'))"])
+        lab.notebook(work / "B.ipynb", [
+            "from ownkernel import ui\nimport pathlib\n"
+            "doc = node.join(pathlib.Path('invite.txt').read_text(), timeout=60)",
+            "ui.editor(doc.text('body'))"])
+        server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
+        try:
+            browser = lab.launch(pw)
+            a, b = (browser.new_context().new_page() for _ in range(2))
+            sel = '[data-own-widget="editor"] .cm-content'
+            lab.open_and_run(a, server.url("a", "A.ipynb"))
+            a.wait_for_selector(sel, timeout=60_000)
+            lab.open_and_run(b, server.url("b", "B.ipynb"))
+            b.wait_for_selector(sel, timeout=60_000)
+            out = measure(a, b, sel, sel, keys, rate)
+            both = sustained(a, b, sel, sustain, rate) if sustain else None
+            browser.close()
+            return out, both
+        finally:
+            server.stop()
+            os.environ.pop("OWNKERNEL_LISTEN", None)
+
+
+def run_anchor(root: Path, pw: Any, keys: int, rate: float) -> list[float]:
+    work = root / "anchor"
+    work.mkdir()
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "shared",
+                     "metadata": {}, "outputs": [], "source": "x = 1"}],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                      "name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (work / "C.ipynb").write_text(json.dumps(nb))
+    server = lab.Lab(work)
+    try:
+        browser = lab.launch(pw)
+        a, b = (browser.new_context().new_page() for _ in range(2))
+        sel = ".jp-Notebook .jp-Cell .cm-content"
+        for page, ws in ((a, "a"), (b, "b")):
+            page.goto(server.url(ws, "C.ipynb"))
+            page.wait_for_selector(sel, timeout=90_000)
+        out = measure(a, b, sel, sel, keys, rate)
+        browser.close()
+        return out
+    finally:
+        server.stop()
+
+
+def row(name: str, xs: list[float]) -> str:
+    return (f"| {name} | {len(xs)} | {statistics.median(xs):.1f} | {percentile(xs, 99):.1f} "
+            f"| {max(xs):.1f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keys", type=int, default=300)
+    ap.add_argument("--rate", type=float, default=20.0)
+    ap.add_argument("--skip-anchor", action="store_true")
+    ap.add_argument("--sustain", type=float, default=0.0, metavar="SECONDS",
+                    help="then both pages type at --rate keys/s each for SECONDS (e.g. 60)")
+    args = ap.parse_args()
+    why = lab.missing()
+    if why:
+        sys.exit(f"cannot run: {why}")
+    from playwright.sync_api import sync_playwright
+
+    root = Path(tempfile.mkdtemp(prefix="ownkernel-ui-bench-"))
+    results = {}
+    with sync_playwright() as pw:
+        ours, both = run_ours(root, pw, args.keys, args.rate, args.sustain)
+        results["ownkernel ui.editor (2 kernels, 2 nodes)"] = ours
+        if not args.skip_anchor:
+            try:
+                import jupyter_server_ydoc  # noqa: F401
+            except ImportError:
+                print("anchor skipped: jupyter-collaboration is not installed "
+                      "(pip install -e '.[bench]')")
+            else:
+                results["jupyter-collaboration (1 shared cell)"] = run_anchor(
+                    root, pw, args.keys, args.rate)
+    print(f"keystroke page A -> visible in page B, {args.keys - WARMUP} keys at "
+          f"{args.rate:g} keys/s (ms)")
+    print("| editor | keys | p50 | p99 | max |")
+    print("|---|---|---|---|---|")
+    for name, xs in results.items():
+        print(row(name, xs))
+    if both:
+        print(f"\nsustained: both pages at {args.rate:g} keys/s for {args.sustain:g} s "
+              f"({both['keys']} keys): p50 {both['p50']:.1f} ms, p99 first 10 s "
+              f"{both['first_p99']:.1f} ms, last 10 s {both['last_p99']:.1f} ms; "
+              f"editors equal at the end: {both['equal']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The protocol every ownkernel widget speaks, and its threading.
+
+Python → browser:
+  ``{"t": "snapshot", "v": V, ...state}``     the whole state at version V
+  ``{"t": "deltas", "from": F, "ops": [...]}`` deltas numbered F, F+1, ...
+Browser → Python:
+  ``{"t": "ready"}``                 the front-end rendered: send a snapshot
+  ``{"t": "resync", "v": V}``        it saw a gap after V: resend from V (or snapshot)
+  anything else                      widget-specific (edits, chat messages)
+
+Custom messages sent before the front-end rendered are lost (anywidget docs),
+hence nothing is sent before ``ready``. Deltas are batched: at most one message
+every ``1 / MAX_RATE`` s per widget, so a burst of remote edits costs the
+browser a few messages, not thousands.
+
+Threads: only the node thread writes to a widget. Comm handlers (the kernel's
+main or subshell thread) only hand the message over with ``node.call_soon``;
+CRDT observers (whichever thread edited, under the node lock) only queue the
+change and ask the node thread to drain it, so the order of changes is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import colorsys
+import hashlib
+import logging
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+log = logging.getLogger("ownkernel.ui")
+
+STATIC = Path(__file__).with_name("static")
+MAX_RATE = 60.0  # delta messages per second and widget
+HISTORY = 4000  # deltas kept for resync before we fall back to a snapshot
+
+__all__ = ["LiveWidget", "colour_of", "PresenceBoard"]
+
+
+def colour_of(node_id: bytes) -> str:
+    """A stable, readable colour for a peer (hue from its id)."""
+    h = hashlib.blake2b(node_id, digest_size=2).digest()
+    hue = int.from_bytes(h, "big") / 65536
+    r, g, b = colorsys.hls_to_rgb(hue, 0.42, 0.65)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+class PresenceBoard:
+    """One presence state per (node, doc), merged from every widget showing that doc.
+
+    ``node.set_presence`` replaces a node's whole state for a doc, so two widgets
+    on one doc (an editor and a chat) must not overwrite each other's part.
+    """
+
+    _states: dict[tuple[int, bytes], dict[str, Any]] = {}
+
+    @classmethod
+    def update(cls, node: Any, doc_id: bytes, part: str, key: str, value: Any) -> None:
+        st = cls._states.setdefault((id(node), doc_id), {})
+        st["name"] = node.name
+        st["color"] = colour_of(node.id)
+        section = st.setdefault(part, {})
+        if value is None:
+            section.pop(key, None)
+        else:
+            section[key] = value
+        try:
+            node.set_presence(doc_id, dict(st))
+        except RuntimeError:  # no network: nobody to tell
+            pass
+
+
+class LiveWidget(anywidget.AnyWidget):
+    """Base class: snapshot on ready, numbered batched deltas, resync on gaps."""
+
+    kind = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, node: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._node = node
+        self._version = 0
+        self._outbox: list[Any] = []
+        self._history: deque[Any] = deque(maxlen=HISTORY)  # the last deltas, in order
+        self._flush_pending = False
+        self._last_flush = 0.0
+        self._ready = False
+        self._closed = False
+        self.messages_sent = 0  # for tests and benchmarks
+        self.on_msg(self._on_comm_msg)
+
+    # -- browser -> Python --------------------------------------------------------
+    def _on_comm_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        # Comm thread: hand over, do nothing else (see module doc).
+        self._node.call_soon(self._receive, content)
+
+    def _receive(self, content: Any) -> None:
+        """Node thread: one message from the front-end."""
+        if self._closed:
+            return
+        try:
+            if not isinstance(content, dict) or not isinstance(content.get("t"), str):
+                raise ValueError(f"widget message without a type: {content!r:.80}")
+            t = content["t"]
+            if t == "ready":
+                self._send_snapshot()
+            elif t == "resync":
+                self._resync(content.get("v"))
+            else:
+                self._on_message(t, content)
+        except Exception as exc:
+            # Bad input loses nothing: the front-end gets a fresh snapshot.
+            log.warning("%s widget: bad message from the browser: %s", self.kind, exc)
+            self._post({"t": "error", "error": f"{self.kind}: {exc}"})
+            self._send_snapshot()
+
+    def _on_message(self, t: str, content: dict[str, Any]) -> None:
+        raise ValueError(f"unknown message type {t!r}")
+
+    # -- Python -> browser --------------------------------------------------------
+    def _post(self, msg: dict[str, Any]) -> None:
+        self.messages_sent += 1
+        self.send(msg)
+
+    def _snapshot(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _send_snapshot(self) -> None:
+        snap = self._snapshot()
+        self._outbox.clear()  # the snapshot covers them
+        self._post({"t": "snapshot", "v": self._version, **snap})
+        self._ready = True
+
+    def _resync(self, v: Any) -> None:
+        hist = self._history
+        first = self._version - len(hist) + 1  # number of the oldest kept delta
+        if isinstance(v, int) and not isinstance(v, bool) and first - 1 <= v <= self._version:
+            self._outbox.clear()
+            ops = list(hist)[v - first + 1:]
+            self._post({"t": "deltas", "from": v + 1, "ops": ops})
+            self._last_flush = time.monotonic()
+        else:
+            self._send_snapshot()
+
+    def _push(self, delta: Any) -> None:
+        """Node thread: number one delta and send it soon (batched)."""
+        self._version += 1
+        self._history.append(delta)
+        if not self._ready:
+            return  # the snapshot on ready will include it
+        self._outbox.append(delta)
+        if self._flush_pending:
+            return
+        delay = self._last_flush + 1.0 / MAX_RATE - time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:  # a node without network thread: send now
+            self._flush()
+            return
+        self._flush_pending = True
+        if delay > 0:
+            loop.call_later(delay, self._flush)
+        else:
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if not self._outbox or self._closed:
+            return
+        ops, self._outbox = self._outbox, []
+        self._last_flush = time.monotonic()
+        self._post({"t": "deltas", "from": self._version - len(ops) + 1, "ops": ops})
+
+    # -- life --------------------------------------------------------------------
+    def _detach(self) -> None:
+        """Stop listening to the node (subclasses unsubscribe here)."""
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._detach()
+        finally:
+            super().close()

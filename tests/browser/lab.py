@@ -1,0 +1,162 @@
+"""JupyterLab + Debian's Chromium through Playwright, for the widget browser
+tests and benchmarks/ui.py. Never downloads a browser; everything on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+# Flags that behave in a headless container (see the ui notes): no sandbox as
+# root, nothing that phones home.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic", "--disable-dev-shm-usage"]
+
+
+def missing() -> str | None:
+    """Why the browser tests cannot run here (None: they can)."""
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is absent (apt-get install chromium; .ci/run does)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[test]')"
+    if shutil.which("jupyter-lab") is None and not _has_module("jupyterlab"):
+        return "jupyterlab is not installed (pip install -e '.[test]')"
+    return None
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def notebook(path: Path, cells: list[str]) -> None:
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}",
+                     "metadata": {}, "outputs": [], "source": src}
+                    for i, src in enumerate(cells)],
+          "metadata": {"kernelspec": {"display_name": "ownkernel", "language": "python",
+                                      "name": "ownkernel"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+
+
+class Lab:
+    """A JupyterLab server in ``root`` (its own config, runtime and workspace dirs)."""
+
+    def __init__(self, root: Path, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.port = free_port()
+        self.token = os.urandom(12).hex()
+        jd = root / ".jupyter"
+        self.env = {**os.environ, "JUPYTER_CONFIG_DIR": str(jd / "config"),
+                    "JUPYTER_RUNTIME_DIR": str(jd / "runtime"),
+                    "JUPYTERLAB_WORKSPACES_DIR": str(jd / "workspaces"), **(env or {})}
+        args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
+                f"--port={self.port}", f"--ServerApp.token={self.token}", "--allow-root",
+                "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={root}",
+                "--ServerApp.open_browser=False", *(extra_args or [])]
+        self.log = open(root / "lab.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=self.env, cwd=root)
+        try:
+            until(self._up, 90, "JupyterLab answering")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited: see {self.root / 'lab.log'}")
+        try:
+            with urllib.request.urlopen(f"{self.base}/api/status?token={self.token}",
+                                        timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def url(self, workspace: str, nb: str) -> str:
+        # its own workspace per page and ?reset: no stale layout, no two pages
+        # fighting over one workspace
+        return f"{self.base}/lab/workspaces/{workspace}/tree/{nb}?reset&token={self.token}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:  # shuts the kernels down cleanly (their nodes close)
+                req = urllib.request.Request(f"{self.base}/api/shutdown?token={self.token}",
+                                             method="POST")
+                urllib.request.urlopen(req, timeout=10).close()
+                self.proc.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.terminate()
+                try:
+                    self.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+        self.log.close()
+
+
+def launch(pw: Any) -> Any:
+    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+KERNEL_IDLE = """() => {
+  const app = window.jupyterapp;
+  const w = app && app.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === 'idle';
+}"""
+
+
+def open_and_run(page: Any, url: str, timeout: float = 90.0) -> None:
+    """Open a notebook in Lab, wait for its kernel, run all its cells."""
+    page.goto(url)
+    page.wait_for_function(KERNEL_IDLE, timeout=timeout * 1000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+# Text of the editor as CodeMirror shows it, without the remote-cursor labels.
+EDITOR_SEL = '[data-own-widget="editor"] .cm-content'
+EDITOR_TEXT = """() => {
+  const c = document.querySelector('[data-own-widget="editor"] .cm-content');
+  if (!c) return null;
+  const lines = [...c.querySelectorAll('.cm-line')].map(l => {
+    const x = l.cloneNode(true);
+    x.querySelectorAll('.cm-own-caret, .cm-widgetBuffer').forEach(e => e.remove());
+    return x.textContent;
+  });
+  return lines.join('\\n');
+}"""

@@ -1,0 +1,187 @@
+"""The widgets in a real JupyterLab, in Debian's Chromium (Playwright), with two
+notebooks on two ownkernel kernels whose nodes sync over 127.0.0.1.
+
+Page A makes a doc and writes an invite to a file; page B joins it. Both show
+an editor, a chat and the peer list of the same doc. Screenshots of both pages
+go to a temporary directory when a test fails (the path is printed).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import kernel_sandbox
+
+lab = pytest.importorskip("lab", reason="tests/browser/lab.py")
+_why = lab.missing()
+pytestmark = pytest.mark.skipif(_why is not None, reason=_why or "")
+
+EDITOR = '[data-own-widget="editor"] .cm-content'
+WAIT = 60_000  # ms: generous, these are conditions, not timings
+
+CELL_A = [
+    "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\n"
+    "doc = node.new_doc('live')\ndoc.text('body')\ndoc.log('chat')\n"
+    "pathlib.Path('invite.txt').write_text(node.invite(doc))",
+    "ui.editor(doc.text('body'))",
+    "ui.chat(doc.log('chat'))",
+    "ui.peers(node)",
+]
+CELL_B = [
+    "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\n"
+    "doc = node.join(pathlib.Path('invite.txt').read_text(), timeout=60)",
+    "ui.editor(doc.text('body'))",
+    "ui.chat(doc.log('chat'))",
+    "ui.peers(node)",
+]
+
+
+class Pages:
+    def __init__(self, a: Any, b: Any, shots: Path) -> None:
+        self.a, self.b, self.shots = a, b, shots
+
+    def text(self, page: Any) -> str | None:
+        return page.evaluate(lab.EDITOR_TEXT)
+
+    def wait_text(self, page: Any, want: str) -> None:
+        page.wait_for_function(f"() => ({lab.EDITOR_TEXT})() === {_js(want)}", timeout=WAIT)
+
+
+def _js(s: str) -> str:
+    import json
+    return json.dumps(s)
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path_factory.mktemp("lab")
+    shots = Path(tempfile.mkdtemp(prefix="ownkernel-ui-shots-"))
+    with kernel_sandbox(root / "sandbox"):
+        os.environ["OWNKERNEL_LISTEN"] = "tcp://127.0.0.1:0"
+        work = root / "work"
+        work.mkdir()
+        lab.notebook(work / "A.ipynb", CELL_A)
+        lab.notebook(work / "B.ipynb", CELL_B)
+        server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
+        try:
+            with sync_playwright() as pw:
+                browser = lab.launch(pw)
+                a = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+                b = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+                lab.open_and_run(a, server.url("a", "A.ipynb"))
+                a.wait_for_selector(EDITOR, timeout=WAIT)
+                lab.open_and_run(b, server.url("b", "B.ipynb"))
+                b.wait_for_selector(EDITOR, timeout=WAIT)
+                yield Pages(a, b, shots)
+                browser.close()
+        finally:
+            server.stop()
+            os.environ.pop("OWNKERNEL_LISTEN", None)
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
+    failed = request.session.testsfailed
+    yield
+    # the call's report is logged before fixtures are torn down
+    if request.session.testsfailed > failed:
+        for name, page in (("A", pages.a), ("B", pages.b)):
+            path = pages.shots / f"{request.node.name}-{name}.png"
+            page.screenshot(path=str(path), full_page=True)
+        import sys
+        print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
+
+
+def test_typing_in_one_editor_shows_in_the_other_and_back(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    a.click(EDITOR)
+    a.keyboard.type("hi é😀")
+    pages.wait_text(b, "hi é😀")
+    b.click(EDITOR)
+    b.keyboard.press("End")
+    b.keyboard.type(" ok😀")
+    pages.wait_text(a, "hi é😀 ok😀")
+    assert pages.text(b) == "hi é😀 ok😀"
+    if os.environ.get("OWNKERNEL_UI_SHOTS"):
+        a.screenshot(path=os.path.join(os.environ["OWNKERNEL_UI_SHOTS"], "editor-A.png"))
+
+
+def test_remote_insert_before_the_caret_keeps_the_local_caret(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    start = pages.text(a) or ""
+    b.click(EDITOR)
+    b.keyboard.press("Control+End")  # B's caret at the very end
+    a.click(EDITOR)
+    a.keyboard.press("Control+Home")
+    a.keyboard.type(">> ")  # A inserts before B's caret
+    pages.wait_text(b, ">> " + start)
+    b.keyboard.type("!")  # B's caret stayed at the end: "!" lands there
+    pages.wait_text(a, ">> " + start + "!")
+    assert pages.text(b) == ">> " + start + "!"
+
+
+def test_both_pages_typing_at_once_converge_with_every_key(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    before = pages.text(a) or ""
+    a.click(EDITOR)
+    a.keyboard.press("Control+End")
+    b.click(EDITOR)
+    b.keyboard.press("Control+Home")
+    for _ in range(40):  # interleaved, without waiting: pushes cross in flight
+        a.keyboard.type("1")
+        b.keyboard.type("2")
+    a.wait_for_function(
+        f"() => {{ const t = ({lab.EDITOR_TEXT})(); return t && [...t].length === "
+        f"{len(before) + 80}; }}", timeout=WAIT)
+    pages.wait_text(b, pages.text(a) or "")
+    final = pages.text(a) or ""
+    assert final.count("1") - before.count("1") == 40
+    assert final.count("2") - before.count("2") == 40
+
+
+def test_undo_takes_back_only_my_own_typing(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    before = pages.text(a) or ""
+    a.click(EDITOR)
+    a.keyboard.press("Control+End")
+    a.keyboard.type(" mine")
+    pages.wait_text(b, before + " mine")
+    b.click(EDITOR)
+    b.keyboard.press("Control+Home")
+    b.keyboard.type("theirs ")
+    pages.wait_text(a, "theirs " + before + " mine")
+    a.click(EDITOR)
+    a.keyboard.press("Control+z")  # A's last edit goes, B's stays
+    pages.wait_text(a, "theirs " + before)
+    pages.wait_text(b, "theirs " + before)
+
+
+def test_chat_message_sent_in_one_page_appears_in_the_other(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    a.click('[data-own="chat-input"]')
+    a.keyboard.type("hello from A 😀")
+    a.keyboard.press("Enter")
+    msg = b.locator('[data-own="chat-message"]', has_text="hello from A 😀")
+    msg.wait_for(timeout=WAIT)
+    assert "ann" in msg.inner_text()
+    assert a.input_value('[data-own="chat-input"]') == ""  # Enter sent and cleared it
+
+
+def test_peer_that_shuts_down_turns_offline_in_the_other_page(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    a.locator('[data-own="peer"][data-own-state="online"]', has_text="ben").wait_for(
+        timeout=WAIT)
+    if os.environ.get("OWNKERNEL_UI_SHOTS"):
+        d = os.environ["OWNKERNEL_UI_SHOTS"]
+        a.screenshot(path=os.path.join(d, "page-A.png"), full_page=True)
+        b.screenshot(path=os.path.join(d, "page-B.png"), full_page=True)
+    b.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    a.locator('[data-own="peer"][data-own-state="offline"]', has_text="ben").wait_for(
+        timeout=WAIT)

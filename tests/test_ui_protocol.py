@@ -1,0 +1,336 @@
+"""The widget protocol against real nodes (no browser): snapshot on ready,
+numbered batched deltas, gaps and resync, UTF-16 positions, CRLF, bad input.
+
+Two nodes on 127.0.0.1 share a doc; a Python stand-in for the browser
+(tests/ui_front.py) speaks to the widget exactly as the JS front-ends do.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ui_front import EditorFront, Front, until
+
+from ownkernel import ui
+from ownkernel.node import Node
+from ownkernel.node.addressbook import NetConfig
+from ownkernel.ui.base import MAX_RATE
+from ownkernel.ui.editor import parse_changes
+from ownkernel.ui.utf16 import AstralIndex, units
+
+FAST = dict(ping_interval=0.3, peer_timeout=2.0, anti_entropy=1.0, backoff_min=0.05,
+            backoff_max=0.5, connect_timeout=1.0)
+
+
+@pytest.fixture
+def pair(tmp_path) -> Iterator[tuple[Node, Node, Any, Any]]:
+    a = Node(tmp_path / "a", name="ann", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
+    b = Node(tmp_path / "b", name="ben", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
+    try:
+        da = a.new_doc("shared")
+        da.text("body").insert(0, "héllo 😀 wörld")
+        db = b.join(a.invite(da), timeout=10)
+        yield a, b, da, db
+    finally:
+        b.close()
+        a.close()
+
+
+# -- pure pieces ---------------------------------------------------------------
+def test_astral_index_matches_reencoding() -> None:
+    rnd = random.Random(7)
+    alphabet = ["a", "é", "中", "😀", "\U0001f469\u200d\U0001f4bb", "\n", "e\u0301"]
+    text = ""
+    idx = AstralIndex(text)
+    for _ in range(400):
+        if text and rnd.random() < 0.35:
+            p = rnd.randrange(len(text))
+            n = rnd.randint(1, min(4, len(text) - p))
+            assert idx.delete(p, n) == units(text[p:p + n])
+            text = text[:p] + text[p + n:]
+        else:
+            p = rnd.randint(0, len(text))
+            s = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 4)))
+            idx.insert(p, s)
+            text = text[:p] + s + text[p:]
+        assert idx.length == len(text) and idx.length16 == units(text)
+        for cp in range(len(text) + 1):
+            u = units(text[:cp])
+            assert idx.to16(cp) == u and idx.to_cp(u) == cp
+    # inside a surrogate pair: snapped to the character's start, never split
+    idx = AstralIndex("a😀b")
+    assert idx.to_cp(2) == 1 and idx.to16(2) == 3
+    with pytest.raises(IndexError, match="outside"):
+        idx.to_cp(5)
+
+
+def test_parse_changes_checks_what_it_reads() -> None:
+    assert parse_changes([2, [1, "x", "y"], 3], 6) == [(2, 3, "x\ny")]
+    assert parse_changes([[0, "a"], 4, [2]], 6) == [(0, 0, "a"), (4, 6, "")]
+    with pytest.raises(ValueError, match="cover 5 UTF-16 units, the text has 6"):
+        parse_changes([5], 6)
+    with pytest.raises(ValueError, match="bad section"):
+        parse_changes([1, {"x": 1}], 1)
+    with pytest.raises(ValueError, match="must be a list"):
+        parse_changes("abc", 3)
+
+
+# -- editor --------------------------------------------------------------------
+def test_nothing_before_ready_then_snapshot_with_version(pair) -> None:
+    a, b, da, db = pair
+    w = ui.editor(da.text("body"))
+    front = EditorFront(w)
+    da.text("body").insert(0, ">")  # before the front-end is there
+    until(lambda: w._version == 1, what="delta numbered")
+    assert front.sent == []  # custom messages before render would be lost
+    front.deliver({"t": "ready"})
+    until(lambda: front.of_type("snapshot"), what="snapshot")
+    snap = front.of_type("snapshot")[0]
+    assert snap["text"] == ">héllo 😀 wörld" and snap["v"] == 1
+    assert snap["name"] == "ann" and snap["color"].startswith("#")
+    w.close()
+
+
+def test_edits_both_ways_with_astral_characters(pair) -> None:
+    a, b, da, db = pair
+    wa, wb = ui.editor(da.text("body")), ui.editor(db.text("body"))
+    fa, fb = EditorFront(wa, "pageA"), EditorFront(wb, "pageB")
+    for f in (fa, fb):
+        f.deliver({"t": "ready"})
+        f.settle()
+    assert fa.text == fb.text == "héllo 😀 wörld"
+    # page A types right after the emoji: UTF-16 offset 8 is code point 7
+    fa.edit(8, 0, "é😀")
+    fa.settle()
+    assert str(da.text("body")) == "héllo 😀é😀 wörld"
+    until(lambda: (fb.pump(), fb.text)[1] == "héllo 😀é😀 wörld", what="edit reached page B")
+    # page B deletes the first emoji (two UTF-16 units = one character)
+    fb.settle()
+    fb.edit(6, 2, "")
+    fb.settle()
+    until(lambda: str(da.text("body")) == "héllo é😀 wörld", what="delete reached node A")
+    until(lambda: (fa.pump(), fa.text)[1] == "héllo é😀 wörld", what="delete reached page A")
+    # a multi-change update (pre-change offsets, as CodeMirror sends them)
+    fa.settle()
+    n = len(fa.doc)
+    ch = [[0, "<"], n, [0, ">"]]
+    fa.doc = fa.apply(fa.doc, ch)
+    fa.unconfirmed.append(ch)
+    fa.deliver({"t": "push", "v": fa.version, "updates": [{"c": "pageA", "ch": ch}]})
+    fa.settle()
+    until(lambda: str(db.text("body")) == "<héllo é😀 wörld>", what="multi-change at B")
+    wa.close()
+    wb.close()
+
+
+def test_stale_push_is_mapped_over_a_peers_edit(pair) -> None:
+    a, b, da, db = pair
+    w = ui.editor(da.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+    v = f.version
+    db.text("body").insert(0, "B:")  # a peer's edit the page has not seen
+    until(lambda: w._version == v + 1, what="remote edit numbered")
+    # the page inserts at 0 on its old version: mapped after the peer's insert
+    # there, as CodeMirror maps it in the page (ChangeSet.map, ours after theirs)
+    f.deliver({"t": "push", "v": v, "c": "web1", "e": 0,
+               "updates": [{"c": "web1", "ch": [[0, "X"], len(f.doc)]}]})
+    until(lambda: w._version == v + 2, what="stale push mapped and applied")
+    assert str(da.text("body")) == "B:Xhéllo 😀 wörld"
+    until(lambda: str(db.text("body")) == "B:Xhéllo 😀 wörld", what="push reached B")
+    assert f.of_type("refused") == []
+    # a page that never applied its push locally gets it as any other update
+    until(lambda: (f.pump(), f.text)[1] == "B:Xhéllo 😀 wörld", what="page caught up")
+    w.close()
+
+
+def test_rebase_maps_as_codemirror_does() -> None:
+    from ownkernel.ui.editor import rebase
+    # expected values: @codemirror/state ChangeSet.map(other) (ours after theirs)
+    assert rebase([(3, 3, "X")], [(3, 3, 2)]) == [(5, 5, "X")]
+    assert rebase([(3, 5, "")], [(3, 3, 2)]) == [(5, 7, "")]
+    assert rebase([(3, 5, "")], [(5, 5, 2)]) == [(3, 5, "")]
+    assert rebase([(3, 3, "X")], [(2, 5, 0)]) == [(2, 2, "X")]
+    assert rebase([(5, 5, "X")], [(2, 5, 0)]) == [(2, 2, "X")]
+    assert rebase([(3, 6, "")], [(2, 4, 0)]) == [(2, 4, "")]
+    assert rebase([(3, 6, "")], [(4, 8, 0)]) == [(3, 4, "")]
+    assert rebase([(3, 6, "Z")], [(3, 3, 2)]) == [(5, 8, "Z")]
+    assert rebase([(2, 4, "")], [(2, 4, 0)]) == []  # already gone
+    assert rebase([(2, 6, "")], [(4, 4, 1)]) is None  # would split: refused instead
+    assert rebase([(2, 2, "x")], [(1, 3, 1)]) is None  # a replacement: refused
+
+
+def test_pipelined_push_after_a_refusal_is_refused_even_if_its_version_fits(pair) -> None:
+    """Page pushes u1 (v) and, pipelined, u2 (v+1, built on u1). A peer's edit
+    lands first: u1 is mapped over it; u2's base (v+1) now names the peer's
+    edit, not u1: it is refused, never applied at the wrong place."""
+    a, b, da, db = pair
+    w = ui.editor(da.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+    v = f.version
+    n = len(f.doc)
+    db.text("body").insert(0, "R")
+    until(lambda: w._version == v + 1, what="peer's edit numbered")
+    u1 = [n, [0, "1"]]
+    u2 = [n + 1, [0, "2"]]
+    for ver, ch in ((v, u1), (v + 1, u2)):
+        f.deliver({"t": "push", "v": ver, "c": "web1", "e": 0,
+                   "updates": [{"c": "web1", "ch": ch}]})
+    until(lambda: f.of_type("refused"), what="refusal")
+    # u1 was mapped over the peer's edit and taken; u2 was refused (it was
+    # built on a state the kernel no longer had a word for); its resend is taken
+    until(lambda: w._version == v + 2, what="u1 mapped and applied")
+    f.deliver({"t": "push", "v": v + 2, "c": "web1", "e": 1,
+               "updates": [{"c": "web1", "ch": [n + 2, [0, "2"]]}]})
+    until(lambda: w._version == v + 3, what="resend applied")
+    assert str(da.text("body")) == "Rhéllo 😀 wörld12"
+    assert f.of_type("refused") == [{"t": "refused", "e": 0}]
+    w.close()
+
+
+def test_gap_asks_for_resync_and_gets_the_missing_deltas(pair) -> None:
+    a, b, da, db = pair
+    w = ui.editor(da.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+    da.text("body").insert(0, "1")
+    da.text("body").insert(0, "2")
+    until(lambda: w._version == 2, what="two deltas")
+    until(lambda: len(f.of_type("deltas")) >= 1, what="deltas sent")
+    with f.lock:  # lose the first delta message on the way
+        i = next(i for i, (_, m) in enumerate(f.sent) if m["t"] == "deltas")
+        lost = f.sent.pop(i)[1]
+    da.text("body").insert(0, "3")
+    f.settle()
+    assert f.resyncs >= 1 and f.text == "321héllo 😀 wörld" == str(da.text("body"))
+    assert lost["from"] == 1
+    # a resync from before what is kept gets a snapshot instead
+    n = len(f.of_type("snapshot"))
+    f.deliver({"t": "resync", "v": -1})
+    until(lambda: len(f.of_type("snapshot")) == n + 1, what="snapshot on old resync")
+    w.close()
+
+
+def test_deltas_are_batched_and_rate_limited(pair) -> None:
+    a, b, da, db = pair
+    w = ui.editor(da.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+    t = db.text("body")
+    for i in range(300):  # 300 separate remote commits
+        t.insert(0, "x😀"[i % 2])
+    until(lambda: str(da.text("body")) == str(t), what="edits reached A")
+    f.settle()
+    assert f.text == str(t)
+    times = [ts for ts, m in f.sent if m["t"] == "deltas"]
+    assert len(times) < 300  # batched, not one message per change
+    gaps = [y - x for x, y in zip(times, times[1:])]
+    assert all(g >= 1 / MAX_RATE - 0.002 for g in gaps), min(gaps)
+    w.close()
+
+
+def test_crlf_from_cell_code_becomes_lf_on_both_sides(pair) -> None:
+    a, b, da, db = pair
+    w = ui.editor(da.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+    da.text("body").insert(0, "one\r\ntwo\rthree\n")
+    want = "one\ntwo\nthree\nhéllo 😀 wörld"
+    until(lambda: str(da.text("body")) == want, what="CRLF normalised")
+    until(lambda: (f.pump(), f.text)[1] == want, what="normalised text on the page")
+    until(lambda: str(db.text("body")) == want, what="normalised text at B")
+    w.close()
+
+
+def test_bad_messages_lose_nothing_and_resend_a_snapshot(pair) -> None:
+    a, b, da, db = pair
+    w = ui.editor(da.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+    before = str(da.text("body"))
+    n = len(f.of_type("snapshot"))
+    f.deliver({"t": "push", "v": f.version, "updates": [{"c": "x", "ch": [999]}]})
+    f.deliver({"no": "type"})
+    until(lambda: len(f.of_type("error")) == 2, what="errors reported")
+    errors = [m["error"] for m in f.of_type("error")]
+    assert "changes cover 999 UTF-16 units, the text has" in errors[0]
+    assert "without a type" in errors[1]
+    until(lambda: len(f.of_type("snapshot")) == n + 2, what="fresh snapshots")
+    assert str(da.text("body")) == before
+    with pytest.raises(TypeError, match=r"text root of a document \(doc.text"):
+        ui.editor("just a string")
+    w.close()
+
+
+def test_remote_cursor_arrives_through_presence(pair) -> None:
+    a, b, da, db = pair
+    wa, wb = ui.editor(da.text("body")), ui.editor(db.text("body"))
+    fa, fb = EditorFront(wa, "pA"), EditorFront(wb, "pB")
+    for fr in (fa, fb):
+        fr.deliver({"t": "ready"})
+        fr.settle()
+    # page B's caret after the emoji: UTF-16 8 = code point 7
+    fb.deliver({"t": "sel", "v": fb.version, "anchor": 8, "head": 8})
+
+    def cursor() -> Any:
+        for m in fa.of_type("cursors"):
+            for c in m["cursors"]:
+                if c["name"] == "ben":
+                    return c
+        return None
+    c = until(cursor, what="B's cursor on page A")
+    assert (c["anchor"], c["head"]) == (8, 8) and c["color"].startswith("#")
+    wa.close()
+    wb.close()
+
+
+# -- chat and peers ------------------------------------------------------------
+def test_chat_messages_both_ways(pair) -> None:
+    a, b, da, db = pair
+    wa, wb = ui.chat(da.log("chat")), ui.chat(db.log("chat"))
+    fa, fb = Front(wa), Front(wb)
+    da.log("chat").append({"from": "script", "text": "before"})
+    for fr in (fa, fb):
+        fr.deliver({"t": "ready"})
+    until(lambda: fa.of_type("snapshot"), what="snapshot A")
+    assert [m["text"] for m in fa.of_type("snapshot")[0]["messages"]] == ["before"]
+    fa.deliver({"t": "send", "text": "hi ben 😀\r\nline two"})
+
+    def texts(fr: Front) -> list[str]:
+        snap = [m["text"] for s in fr.of_type("snapshot")[-1:] for m in s["messages"]]
+        return snap + [m["text"] for d in fr.of_type("deltas") for m in d["ops"]]
+    until(lambda: "hi ben 😀\nline two" in texts(fb), what="message at page B")
+    msg = db.log("chat").messages()[-1]
+    assert msg["author"] == "ann" and msg["text"] == "hi ben 😀\nline two"
+    fa.deliver({"t": "send", "text": "   "})
+    until(lambda: fa.of_type("error"), what="empty message refused")
+    with pytest.raises(TypeError, match="log root"):
+        ui.chat(da.text("body"))
+    wa.close()
+    wb.close()
+
+
+def test_peers_go_offline_when_a_peer_shuts_down(pair) -> None:
+    a, b, da, db = pair
+    w = ui.peers(a)
+    f = Front(w)
+    f.deliver({"t": "ready"})
+
+    def rows() -> list[dict[str, Any]]:
+        snaps = [m["peers"] for m in f.of_type("snapshot")]
+        deltas = [op["peers"] for m in f.of_type("deltas") for op in m["ops"]]
+        return (snaps + deltas)[-1] if snaps else []
+    until(lambda: any(r["name"] == "ben" and r["online"] for r in rows()), what="ben online")
+    b.close()
+    until(lambda: any(r["name"] == "ben" and not r["online"] for r in rows()), what="ben offline")
+    w.close()

@@ -1,0 +1,14 @@
+// Bundles every widget front-end, with all its dependencies, into
+// ownkernel/ui/static/<name>.js (committed; CI rebuilds and diffs them).
+import * as esbuild from "esbuild";
+
+await esbuild.build({
+  entryPoints: ["src/editor.js", "src/chat.js", "src/peers.js"],
+  outdir: "../ownkernel/ui/static",
+  bundle: true,
+  format: "esm",
+  minify: true,
+  target: "es2020",
+  legalComments: "none",
+  logLevel: "warning",
+});

@@ -1,0 +1,237 @@
+// ui.editor(text): CodeMirror 6 bound to a text root through @codemirror/collab,
+// with the kernel as the authority (see ownkernel/ui/editor.py).
+import { ChangeSet, EditorSelection, EditorState, StateEffect, StateField } from "@codemirror/state";
+import { Decoration, EditorView, WidgetType, drawSelection, keymap } from "@codemirror/view";
+import { collab, getSyncedVersion, receiveUpdates, sendableUpdates } from "@codemirror/collab";
+import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+import { defaultHighlightStyle, syntaxHighlighting } from "@codemirror/language";
+import { markdown } from "@codemirror/lang-markdown";
+import { connect } from "./common.js";
+
+const setCursors = StateEffect.define();
+
+class Caret extends WidgetType {
+  constructor(name, color) {
+    super();
+    this.name = name;
+    this.color = color;
+  }
+  eq(o) {
+    return o.name === this.name && o.color === this.color;
+  }
+  toDOM() {
+    const caret = document.createElement("span");
+    caret.className = "cm-own-caret";
+    caret.setAttribute("data-own", "remote-cursor");
+    caret.style.borderLeft = `2px solid ${this.color}`;
+    const label = document.createElement("span");
+    label.className = "cm-own-caret-label";
+    label.textContent = this.name;
+    label.style.background = this.color;
+    caret.append(label);
+    return caret;
+  }
+  ignoreEvent() {
+    return true;
+  }
+}
+
+// Remote cursors stay where they were as the text changes: map them.
+const cursorField = StateField.define({
+  create: () => Decoration.none,
+  update(deco, tr) {
+    deco = deco.map(tr.changes);
+    for (const e of tr.effects) if (e.is(setCursors)) deco = e.value;
+    return deco;
+  },
+  provide: (f) => EditorView.decorations.from(f),
+});
+
+function cursorDecorations(list, len) {
+  const ranges = [];
+  for (const c of list || []) {
+    const a = Math.min(c.anchor, len), head = Math.min(c.head, len);
+    if (a !== head) {
+      ranges.push(Decoration.mark({
+        class: "cm-own-remote-selection",
+        attributes: { style: `background-color: ${c.color}33` },
+      }).range(Math.min(a, head), Math.max(a, head)));
+    }
+    ranges.push(Decoration.widget({ widget: new Caret(c.name, c.color), side: 1 }).range(head));
+  }
+  return Decoration.set(ranges, true);
+}
+
+// Only "\n" separates lines, so a position means the same on both sides; a
+// pasted "\r\n" or "\r" becomes "\n" before it enters the document.
+const normaliseLineEnds = EditorState.transactionFilter.of((tr) => {
+  if (!tr.docChanged) return tr;
+  let crlf = false;
+  tr.changes.iterChanges((_fa, _ta, _fb, _tb, ins) => {
+    if (ins.toString().includes("\r")) crlf = true;
+  });
+  if (!crlf) return tr;
+  const changes = [];
+  tr.changes.iterChanges((fa, ta, _fb, _tb, ins) => {
+    changes.push({ from: fa, to: ta, insert: ins.toString().replace(/\r\n?/g, "\n") });
+  });
+  const cs = ChangeSet.of(changes, tr.startState.doc.length, "\n");
+  return {
+    changes: cs,
+    selection: EditorSelection.cursor(cs.mapPos(tr.startState.selection.main.head, 1)),
+    userEvent: "input.paste",
+  };
+});
+
+const theme = EditorView.theme({
+  "&": { fontSize: "14px", background: "#fff" },
+  // room above the first line for a remote caret's name label
+  ".cm-content": { minHeight: "3.5em", paddingTop: "1.1em", fontFamily: "ui-monospace, monospace", color: "#1a1a1a" },
+  ".cm-own-caret": { position: "relative", marginLeft: "-1px", marginRight: "-1px" },
+  ".cm-own-caret-label": {
+    position: "absolute", top: "-1.35em", left: "-2px", fontSize: "10px", color: "#fff",
+    padding: "0 3px", borderRadius: "3px", whiteSpace: "nowrap", fontFamily: "sans-serif",
+    pointerEvents: "none",
+  },
+});
+
+function render({ model, el }) {
+  el.setAttribute("data-own-widget", "editor");
+  el.setAttribute("data-lm-suppress-shortcuts", "true"); // keys are ours, not JupyterLab's
+  el.setAttribute("data-own-root", model.get("root"));
+  // the frame is on our element: JupyterLab's styles reset borders of .cm-editor
+  Object.assign(el.style, { border: "1px solid #c8c8c8", borderRadius: "4px", overflow: "hidden" });
+  let view = null;
+  let inflight = null;
+  let selTimer = null;
+  const clientID = Math.random().toString(36).slice(2, 10);
+
+  // Pushes are pipelined: we do not wait for the kernel to confirm one before
+  // sending the next (a round trip would hold every key typed meanwhile).
+  // `pushed` counts our unconfirmed updates already sent; the next push is
+  // based on the version they will have made. The kernel applies a push only
+  // if its version matches, and it orders everything it applies, so when an
+  // update of someone else reaches us while some of ours are still pushed,
+  // those were (or will be) refused: we send them again, rebased.
+  // `epoch` tells the kernel which of our pushes were made before we learnt of
+  // a refusal: after refusing one, it refuses the rest of that epoch, even one
+  // whose version happens to match again (ours refused, someone else's taken).
+  let pushed = 0;
+  let epoch = 0;
+  const restart = () => { pushed = 0; epoch++; };
+  const push = () => {
+    if (!view) return;
+    const ups = sendableUpdates(view.state);
+    if (ups.length <= pushed) return;
+    model.send({
+      t: "push",
+      v: getSyncedVersion(view.state) + pushed,
+      c: clientID,
+      e: epoch,
+      updates: ups.slice(pushed).map((u) => ({ c: u.clientID, ch: u.changes.toJSON() })),
+    });
+    pushed = ups.length;
+    if (inflight) clearTimeout(inflight);
+    // only a guard against a lost message: start over from what is unconfirmed
+    inflight = setTimeout(() => { inflight = null; restart(); push(); }, 10000);
+  };
+  const received = (ops) => {
+    // Someone else's update between ours does not mean ours were refused: the
+    // kernel maps a stale push over others' edits when it can, and says
+    // "refused" when it cannot.
+    for (const o of ops) if (o.c === clientID && pushed > 0) pushed--;
+    if (!pushed && inflight) {
+      clearTimeout(inflight);
+      inflight = null;
+    }
+  };
+  const sendSelection = () => {
+    selTimer = null;
+    if (!view) return;
+    if (sendableUpdates(view.state).length) { // positions the kernel can't place yet
+      selTimer = setTimeout(sendSelection, 100);
+      return;
+    }
+    const { anchor, head } = view.state.selection.main;
+    model.send({ t: "sel", v: getSyncedVersion(view.state), anchor, head });
+  };
+
+  const makeState = (text, version) => EditorState.create({
+    doc: text,
+    extensions: [
+      EditorState.lineSeparator.of("\n"),
+      normaliseLineEnds,
+      collab({ startVersion: version, clientID }),
+      history(),
+      drawSelection(),
+      keymap.of([...defaultKeymap, ...historyKeymap, indentWithTab]),
+      syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+      model.get("language") === "markdown" ? markdown() : [],
+      EditorView.lineWrapping,
+      cursorField,
+      theme,
+      EditorView.updateListener.of((u) => {
+        if (u.docChanged) push(); // a no-op when nothing of ours is unconfirmed
+        if ((u.selectionSet || u.docChanged) && u.view.hasFocus) {
+          // once typing pauses: peers map our caret through our edits meanwhile
+          if (selTimer) clearTimeout(selTimer);
+          selTimer = setTimeout(sendSelection, 150);
+        }
+      }),
+    ],
+  });
+
+  const fail = (err) => {
+    console.error("ownkernel editor:", err);
+    model.send({ t: "resync", v: -1 }); // start over from a snapshot
+  };
+
+  const stop = connect(model, {
+    onSnapshot(msg) {
+      const state = makeState(msg.text, msg.v);
+      if (view) {
+        const head = Math.min(view.state.selection.main.head, state.doc.length);
+        view.setState(state);
+        view.dispatch({ selection: { anchor: head } });
+      } else {
+        view = new EditorView({ state, parent: el });
+      }
+      view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
+      restart();
+      push();
+    },
+    onDeltas: Object.assign((ops) => {
+      try {
+        const updates = ops.map((o) => ({ changes: ChangeSet.fromJSON(o.ch), clientID: o.c }));
+        const tr = receiveUpdates(view.state, updates);
+        view.dispatch(tr);
+        received(ops);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      push();
+    }, { version: () => (view ? getSyncedVersion(view.state) : -1) }),
+    onOther(msg) {
+      if (msg.t === "cursors" && view) {
+        view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
+      } else if (msg.t === "refused") {
+        // sent after the deltas that made it stale, so we have rebased by now
+        if (msg.e === epoch) {
+          restart();
+          push();
+        }
+      } else if (msg.t === "error") {
+        console.warn("ownkernel:", msg.error);
+      }
+    },
+  });
+  return () => {
+    stop();
+    if (inflight) clearTimeout(inflight);
+    if (selTimer) clearTimeout(selTimer);
+    if (view) view.destroy();
+  };
+}
+
+export default { render };
