@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import resource
 import sys
 import threading
@@ -156,7 +155,7 @@ def rss_kb() -> int:
     return 0
 
 
-LOAD_OPS = ("type", "typed", "seen", "usage", "seed")
+LOAD_OPS = ("type", "typed", "seen", "rss", "seed")
 _typists: dict[bytes, Typist] = {}
 
 
@@ -185,15 +184,9 @@ def load_op(node: Node, seen: Seen, cmd: dict[str, Any]) -> dict[str, Any]:
         out = node.network._call(lambda: {a.hex(): list(t) for a, t in  # type: ignore
                                           seen.docs.get(doc, {}).items()})
         return {"seen": out}
-    if op == "usage":  # resources of this process and the node's counters
+    if op == "rss":  # memory and CPU time of this process, without the network thread
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        st = node.stats()
-        net = st.get("net", {})
-        return {"rss_kb": rss_kb(), "maxrss_kb": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime,
-                "t": time.perf_counter(), "duplicates": st["duplicates"],
-                "accepted": st["accepted"], "rejected": st["rejected"],
-                "held_bytes": st["held_bytes"], "net_errors": net.get("errors", {}),
-                "sessions": net.get("sessions"), "pid": os.getpid()}
+        return {"rss_kb": rss_kb(), "cpu_s": ru.ru_utime + ru.ru_stime, "t": time.perf_counter()}
     if op == "seed":  # this node's signing seed: an attacker process may speak as this member
         return {"seed": bytes(node.identity._sk).hex()}
     return {"error": f"unknown op {op}"}
@@ -249,7 +242,8 @@ def handle(node: Node, net: Any, args: argparse.Namespace, changed: list[float],
         return {"ok": good, "peers": [[p.id.hex(), p.name, p.online] for p in net.peers()]}
     if op == "stats":  # the node's counters, and this process's memory and CPU time
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        return {"node": node.stats(), "net": net.stats(), "rss_kb": rss_kb(),
+        st = node.stats()
+        return {"node": st, "net": st.get("net", {}), "rss_kb": rss_kb(),
                 "cpu_s": ru.ru_utime + ru.ru_stime, "t": time.perf_counter()}
     if op == "db_contains":
         data = b"".join(p.read_bytes() for p in Path(args.profile).glob(DB_FILE + "*"))

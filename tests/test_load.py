@@ -56,6 +56,10 @@ class LoadResult:
     lat_t0: list[float]  # keystroke started at the author -> visible at another node
     lat_t1: list[float]  # keystroke durably stored at the author -> visible at another node
     missing: int  # (change, observer) pairs never seen
+    lacking: dict[str, dict[str, int]]  # observer -> author -> changes it never saw
+    timed_out: list[str]  # nodes that did not hold every keystroke within the timeout
+    lengths: list[int]  # characters typed in the run that each node holds at the end
+    converge_s: float  # from the last keystroke's commit until all held all (or timeout)
     dups: list[int]  # duplicate envelopes received per node during the run
     rss_warm_kb: list[int]  # RSS per node after the warm-up
     rss_end_kb: list[int]
@@ -79,7 +83,8 @@ class LoadResult:
                 f"{pct(self.lat_t1, 50) * ms:.1f}, p99 {pct(self.lat_t1, 99) * ms:.1f} ms); "
                 f"dup/change/node {self.dup_per_change_per_node:.3f}; RSS growth max "
                 f"{max(self.rss_growth_mb):.1f} MB; CPU {self.cpu_s:.1f} s "
-                f"({100 * self.cpu_s / self.seconds:.0f}% of one core); missing {self.missing}")
+                f"({100 * self.cpu_s / self.seconds:.0f}% of one core); missing {self.missing}; "
+                f"converged in {self.converge_s:.1f} s: {len(self.texts) == 1}")
 
 
 def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
@@ -97,7 +102,7 @@ def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
     for i, nd in enumerate(nodes):
         nd("type", doc=doc, n=k, rate=per_node, at=at + i / rate, chars=CHARS[i % len(CHARS)])
     time.sleep(max(0.0, at + warmup - time.perf_counter()))
-    warm = [nd("stats") for nd in nodes] if warmup else before
+    warm = [nd("rss") for nd in nodes] if warmup else before
     typed = []
     for nd in nodes:
         out = nd("typed", doc=doc, timeout=seconds + 120)
@@ -105,27 +110,36 @@ def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
         typed.append(out["done"])
     t_end = max(d[-1][2] for d in typed)
     total = n * k
-    texts = {nd.wait_text(doc, length=start_len + total, timeout=converge_timeout)
-             for nd in nodes}
+    t_conv = time.perf_counter()
+    waits = [nd("wait_text", doc=doc, length=start_len + total, timeout=converge_timeout,
+                contains=[]) for nd in nodes]
+    converge_s = time.perf_counter() - max(t_conv, t_end)
+    texts = {w.get("text", "") for w in waits}
+    timed_out = [nd.name for nd, w in zip(nodes, waits) if not w.get("ok")]
+    lengths = [len(w.get("text", "")) - start_len for w in waits]
     after = [nd("stats") for nd in nodes]
     seen = [nd("seen", doc=doc)["seen"] for nd in nodes]
     lat0: list[float] = []
     lat1: list[float] = []
     missing = 0
+    lacking: dict[str, dict[str, int]] = {}  # observer -> author -> changes never seen
     for a, author in enumerate(nodes):
-        for o, _observer in enumerate(nodes):
+        for o, observer in enumerate(nodes):
             if o == a:
                 continue
             got = seen[o].get(author.id, [])
             for seq, t0, t1 in typed[a]:
                 if seq > len(got) or got[seq - 1] <= 0.0:
                     missing += 1
+                    per = lacking.setdefault(observer.name, {})
+                    per[author.name] = per.get(author.name, 0) + 1
                     continue
                 lat0.append(got[seq - 1] - t0)
                 lat1.append(got[seq - 1] - t1)
     return LoadResult(
         nodes=n, changes=total, seconds=t_end - at, texts=texts, lat_t0=lat0, lat_t1=lat1,
-        missing=missing,
+        missing=missing, lacking=lacking, timed_out=timed_out, lengths=lengths,
+        converge_s=converge_s,
         dups=[x["node"]["duplicates"] - b["node"]["duplicates"] for b, x in zip(before, after)],
         rss_warm_kb=[w["rss_kb"] for w in warm], rss_end_kb=[x["rss_kb"] for x in after],
         cpu_s=sum(x["cpu_s"] - b["cpu_s"] for b, x in zip(before, after)),
@@ -136,7 +150,8 @@ def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
 
 def check(r: LoadResult) -> None:
     """What must hold whatever the machine's speed."""
-    assert len(r.texts) == 1, "the nodes did not converge to one text"
+    assert not r.timed_out, ("not all keystrokes arrived", r.changes, r.lengths, r.lacking)
+    assert len(r.texts) == 1, "all nodes hold all keystrokes, yet their texts differ"
     text = next(iter(r.texts))
     assert all(text.count(CHARS[i % len(CHARS)]) >= r.changes // r.nodes
                for i in range(r.nodes)), "keystrokes lost"
