@@ -196,8 +196,11 @@ def mesh(n: int, rate: float, seconds: float, warmup: float) -> None:
           f"{r.changes} changes in {r.seconds:.1f} s; (change, node) pairs never seen: "
           f"{r.missing}; load average {os.getloadavg()[0]:.1f}")
     if r.missing or len(r.texts) > 1:
-        print(f"timed out: {r.timed_out}; distinct texts {len(r.texts)}; "
-              f"lengths {sorted(len(t) for t in r.texts)}")
+        dump = Path(tempfile.gettempdir()) / "ownk-mesh-texts.json"
+        dump.write_text(json.dumps(r.final))
+        print(f"timed out: {r.timed_out}; distinct texts {len(r.texts)}, lengths "
+              f"{sorted(len(t) for t in r.texts)}; read again later: "
+              f"{len(set(r.final.values()))} distinct (written to {dump})")
         print(f"characters of the run held per node: {r.lengths}; never seen: {r.lacking}")
     print(f"{'':34s}{'measured':>14s}{'target':>10s}")
     rows = [("propagation p50 (keystroke)", ms(pct(r.lat_t0, 50)), "10 ms"),
@@ -242,13 +245,14 @@ def flood_run(base: Path, name: str, member: bool, steps: list[dict[str, Any]],
         a("insert", doc=doc, text="honest")
         b("join", token=a("invite", doc=doc)["token"])
         b.wait_text(doc, "honest")
-        seed = None
+        seed = grant = None
         if member:  # the attacker holds a write member's key (that member is offline)
             m = Child(base, "m", fast=False)
             kids.append(m)
             m("join", token=a("invite", doc=doc)["token"])
             m.wait_text(doc, "honest")
-            seed = m("seed")["seed"]
+            got = m("seed", doc=doc)
+            seed, grant = got["seed"], got["grant"]
             m.stop()
         c = Child(base, "c", fast=False)  # the newcomer: started now, joins mid-attack
         kids.append(c)
@@ -256,6 +260,8 @@ def flood_run(base: Path, name: str, member: bool, steps: list[dict[str, Any]],
         s0 = a("stats")
         pre: list[dict[str, Any]] = [{"hello": True}, {"sleep": 0.3}] if "pre-hello" not in \
             name else []
+        if grant:  # a member shows its grant after hello, as its node would
+            pre += [{"ext": {"type": "grants", "grants": [{"hex": grant}]}}, {"sleep": 0.3}]
         if "sessions" in name:
             pre = [{"connections": 1100}]
         plan = {"address": a.address, "seed": seed, "listen": 0.2,
@@ -263,7 +269,12 @@ def flood_run(base: Path, name: str, member: bool, steps: list[dict[str, Any]],
         plan_json = json.dumps(plan).replace('"DOC"', json.dumps(doc))
         attacker = subprocess.Popen([sys.executable, str(ATTACKER), plan_json],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3.0 if "sessions" in name else 1.0)  # the flood is under way
+        time.sleep(1.0)  # the flood is under way
+        end = time.monotonic() + 20.0
+        while "sessions" in name and time.monotonic() < end:  # until the table is full
+            if a("stats")["net"].get("sessions", 0) >= 1000:
+                break
+            time.sleep(0.5)
         typing = seconds - 4.0
         b("type", doc=doc, n=int(10 * typing), rate=10.0)
         time.sleep(typing / 2)

@@ -21,7 +21,8 @@ Steps (bytes as hex strings):
     {"sleep": seconds}
     {"connections": n}                   open ``n`` extra connections under our key, each
                                          saying hello (session-table exhaustion); they
-                                         are opened 100 at a time and held to the end
+                                         are opened 100 at a time, 250 per transport,
+                                         and held to the end
     {"flood_raw": n, "size": bytes}      ``n`` frames of random bytes (garbage)
     {"repeat": [steps], "seconds": s}    run the steps again and again for ``s`` seconds
                                          (a sustained flood); what comes back meanwhile is
@@ -43,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cbor2  # noqa: E402
+import zmq  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
 from ownkernel.crdt import Doc  # noqa: E402
@@ -114,6 +116,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     counts = {"flood_frames": 0, "flood_bytes": 0, "sent": 0, "connect_failed": 0,
               "connected": 0}
     held_seq = [10]  # the next held seq: a repeated held step sends new ones
+    extra: list[Transport] = []
     async with Transport(key, TransportConfig(listen=(), max_frame_size=8 << 20)) as t:
         conn = await t.connect(plan["address"], timeout=5)
 
@@ -130,14 +133,15 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
             await t.send(conn if c is None else c, frame)
             counts["sent"] += 1
 
-        async def hold_session() -> None:
+        async def hold_session(x: Transport) -> None:
             try:
-                c = await t.connect(plan["address"], timeout=10)
-            except (TimeoutError, PermissionError):
+                c = await x.connect(plan["address"], timeout=10)
+                await x.send(c, _hello(key))
+            except (TimeoutError, PermissionError, zmq.ZMQError):  # ZMQError: out of sockets
                 counts["connect_failed"] += 1
                 return
             counts["connected"] += 1
-            await send(_hello(key), c)
+            counts["sent"] += 1
 
         async def count_incoming() -> None:
             while True:  # non-blocking: only what is already queued
@@ -185,10 +189,17 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                         await asyncio.sleep(0.001)
             elif "connections" in step:
                 left = step["connections"]
-                while left > 0:  # concurrently, a hundred at a time
-                    batch = min(100, left)
-                    await asyncio.gather(*(hold_session() for _ in range(batch)))
-                    left -= batch
+                while left > 0:
+                    # A zmq context holds 1,023 sockets and each connection takes three
+                    # (DEALER, monitor, its peer): 250 per transport, 100 at a time.
+                    x = Transport(key, TransportConfig(listen=()))
+                    await x.start()
+                    extra.append(x)
+                    room = 250
+                    while room > 0 and left > 0:
+                        batch = min(100, left, room)
+                        await asyncio.gather(*(hold_session(x) for _ in range(batch)))
+                        left, room = left - batch, room - batch
             elif "repeat" in step:
                 end = asyncio.get_running_loop().time() + step["seconds"]
                 while asyncio.get_running_loop().time() < end:
@@ -202,6 +213,8 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
         for step in plan["steps"]:
             await do(step)
         await drain(plan.get("listen", 0.5))
+        for x in extra:
+            await x.close()
     return {"id": bytes(key.verify_key).hex(), "frames": got, **counts}
 
 

@@ -20,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ownkernel.node import Node  # noqa: E402
+from ownkernel.node.gate import Credentials  # noqa: E402
 from ownkernel.node.network import NetConfig, NodeNetwork  # noqa: E402
 from ownkernel.store import DB_FILE  # noqa: E402
 
@@ -187,8 +188,14 @@ def load_op(node: Node, seen: Seen, cmd: dict[str, Any]) -> dict[str, Any]:
     if op == "rss":  # memory and CPU time of this process, without the network thread
         ru = resource.getrusage(resource.RUSAGE_SELF)
         return {"rss_kb": rss_kb(), "cpu_s": ru.ru_utime + ru.ru_stime, "t": time.perf_counter()}
-    if op == "seed":  # this node's signing seed: an attacker process may speak as this member
-        return {"seed": bytes(node.identity._sk).hex()}
+    if op == "seed":  # this node's signing seed (and its grant for a doc): an attacker
+        # process may then speak as this member
+        out = {"seed": bytes(node.identity._sk).hex()}
+        if cmd.get("doc"):
+            row = node.store.document(bytes.fromhex(cmd["doc"]))
+            grant = Credentials.from_bytes(row.token).grant if row is not None else None
+            out["grant"] = grant.hex() if grant else None
+        return out
     return {"error": f"unknown op {op}"}
 
 
