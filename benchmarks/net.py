@@ -275,13 +275,14 @@ def flood_run(base: Path, name: str, member: bool, steps: list[dict[str, Any]],
             if a("stats")["net"].get("sessions", 0) >= 1000:
                 break
             time.sleep(0.5)
-        typing = seconds - 4.0
-        b("type", doc=doc, n=int(10 * typing), rate=10.0)
-        time.sleep(typing / 2)
+        # a newcomer with a fresh token joins while the flood is at full strength
+        sessions = a("stats")["net"].get("sessions", 0)  # how full A's table is now
         t0 = time.perf_counter()
         c("join", token=a("invite", doc=doc)["token"], timeout=60)
         joined = c("wait_text", doc=doc, contains=["honest"], timeout=30.0)["ok"]
         join_s = time.perf_counter() - t0 if joined else float("inf")
+        typing = seconds - 4.0  # ends before the attacker's sustained part does
+        b("type", doc=doc, n=int(10 * typing), rate=10.0)
         typed = b("typed", doc=doc, timeout=120)["done"]
         s1 = a("stats")  # still under attack
         out, err = attacker.communicate(timeout=120)
@@ -296,7 +297,7 @@ def flood_run(base: Path, name: str, member: bool, steps: list[dict[str, Any]],
         return {"rss_mb": (max(s1["rss_kb"], s2["rss_kb"]) - s0["rss_kb"]) / 1024,
                 "p50": pct(lat, 50), "p99": pct(lat, 99), "n": len(lat), "typed": len(typed),
                 "join_s": join_s, "sent": res["sent"], "back_kb": res["flood_bytes"] / 1024,
-                "connected": res["connected"],
+                "connected": res["connected"], "sessions": sessions,
                 "rejected": {k: v - n0["rejected"].get(k, 0) for k, v in n2["rejected"].items()
                              if v != n0["rejected"].get(k, 0)},
                 "errors": {k: v - s0["net"]["errors"].get(k, 0) for k, v in
@@ -327,8 +328,10 @@ def floods(seconds: float) -> None:
             shutil.rmtree(base, ignore_errors=True)
         print(f"{name:30s}{r['rss_mb']:10.1f}{r['p50'] * 1e3:10.1f}{r['p99'] * 1e3:10.1f}"
               f"{r['join_s']:8.2f}{100 * r['cpu_a']:6.0f}%{r['sent']:8d}{r['back_kb']:9.0f}")
-        print(f"{'':30s}edits seen {r['n']}/{r['typed']}; sessions opened "
-              f"{r['connected']}; A rejected {r['rejected']}; A net errors {r['errors']}")
+        print(f"{'':30s}edits seen {r['n']}/{r['typed']}; attacker sessions opened "
+              f"{r['connected']}; A's sessions when C joined {r['sessions']}; A rejected "
+              f"{r['rejected']}; A net errors {r['errors']}")
+    print(f"(load average of the machine at the end: {os.getloadavg()[0]:.1f})")
 
 
 def main() -> None:
