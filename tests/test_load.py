@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_net_processes import Child
@@ -59,6 +60,7 @@ class LoadResult:
     lacking: dict[str, dict[str, int]]  # observer -> author -> changes it never saw
     timed_out: list[str]  # nodes that did not hold every keystroke within the timeout
     lengths: list[int]  # characters typed in the run that each node holds at the end
+    final: dict[str, str]  # each node's text, read again after the figures were collected
     converge_s: float  # from the last keystroke's commit until all held all (or timeout)
     dups: list[int]  # duplicate envelopes received per node during the run
     rss_warm_kb: list[int]  # RSS per node after the warm-up
@@ -87,6 +89,15 @@ class LoadResult:
                 f"converged in {self.converge_s:.1f} s: {len(self.texts) == 1}")
 
 
+def wait_length(nd: Child, doc: str, length: int, deadline: float) -> dict[str, Any]:
+    """The child's wait_text, asked again until ``deadline`` (each ask waits up to the
+    child's default 10 s: Child's ``timeout`` is how long *we* wait for the answer)."""
+    while True:
+        out = nd("wait_text", doc=doc, length=length, contains=[], timeout=60.0)
+        if out.get("ok") or time.monotonic() >= deadline:
+            return out
+
+
 def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
              warmup: float = 0.0, converge_timeout: float = 60.0) -> LoadResult:
     """All nodes type ``rate`` keystrokes/s in total for ``seconds``, evenly interleaved;
@@ -111,13 +122,14 @@ def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
     t_end = max(d[-1][2] for d in typed)
     total = n * k
     t_conv = time.perf_counter()
-    waits = [nd("wait_text", doc=doc, length=start_len + total, timeout=converge_timeout,
-                contains=[]) for nd in nodes]
+    deadline = time.monotonic() + converge_timeout
+    waits = [wait_length(nd, doc, start_len + total, deadline) for nd in nodes]
     converge_s = time.perf_counter() - max(t_conv, t_end)
     texts = {w.get("text", "") for w in waits}
     timed_out = [nd.name for nd, w in zip(nodes, waits) if not w.get("ok")]
     lengths = [len(w.get("text", "")) - start_len for w in waits]
     after = [nd("stats") for nd in nodes]
+    final = {nd.name: nd("text", doc=doc)["text"] for nd in nodes}  # read once more, later
     seen = [nd("seen", doc=doc)["seen"] for nd in nodes]
     lat0: list[float] = []
     lat1: list[float] = []
@@ -139,7 +151,7 @@ def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
     return LoadResult(
         nodes=n, changes=total, seconds=t_end - at, texts=texts, lat_t0=lat0, lat_t1=lat1,
         missing=missing, lacking=lacking, timed_out=timed_out, lengths=lengths,
-        converge_s=converge_s,
+        converge_s=converge_s, final=final,
         dups=[x["node"]["duplicates"] - b["node"]["duplicates"] for b, x in zip(before, after)],
         rss_warm_kb=[w["rss_kb"] for w in warm], rss_end_kb=[x["rss_kb"] for x in after],
         cpu_s=sum(x["cpu_s"] - b["cpu_s"] for b, x in zip(before, after)),
