@@ -302,6 +302,10 @@ def flood_run(base: Path, name: str, member: bool, steps: list[dict[str, Any]],
                              if v != n0["rejected"].get(k, 0)},
                 "errors": {k: v - s0["net"]["errors"].get(k, 0) for k, v in
                            s2["net"]["errors"].items() if v != s0["net"]["errors"].get(k, 0)},
+                "transport": {k: v - s0["net"]["transport"].get(k, 0) for k, v in
+                              s2["net"]["transport"].items()
+                              if v != s0["net"]["transport"].get(k, 0)},
+                "held_mb": s1["node"]["held_bytes"] / 2**20,
                 "cpu_a": (s1["cpu_s"] - s0["cpu_s"]) / (s1["t"] - s0["t"])}
     finally:
         if attacker is not None and attacker.poll() is None:
@@ -331,6 +335,8 @@ def floods(seconds: float) -> None:
         print(f"{'':30s}edits seen {r['n']}/{r['typed']}; attacker sessions opened "
               f"{r['connected']}; A's sessions when C joined {r['sessions']}; A rejected "
               f"{r['rejected']}; A net errors {r['errors']}")
+        print(f"{'':30s}A's transport dropped {r['transport']}; held at the end "
+              f"{r['held_mb']:.1f} MB")
     print(f"(load average of the machine at the end: {os.getloadavg()[0]:.1f})")
 
 
