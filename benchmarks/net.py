@@ -335,7 +335,7 @@ def floods(seconds: float) -> None:
         print(f"{'':30s}edits seen {r['n']}/{r['typed']}; attacker sessions opened "
               f"{r['connected']}; A's sessions when C joined {r['sessions']}; A rejected "
               f"{r['rejected']}; A net errors {r['errors']}")
-        print(f"{'':30s}A's transport dropped {r['transport']}; held at the end "
+        print(f"{'':30s}A's transport counters {r['transport']}; held at the end "
               f"{r['held_mb']:.1f} MB")
     print(f"(load average of the machine at the end: {os.getloadavg()[0]:.1f})")
 
