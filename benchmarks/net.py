@@ -261,7 +261,7 @@ def flood_run(base: Path, name: str, member: bool, steps: list[dict[str, Any]],
         pre: list[dict[str, Any]] = [{"hello": True}, {"sleep": 0.3}] if "pre-hello" not in \
             name else []
         if grant:  # a member shows its grant after hello, as its node would
-            pre += [{"ext": {"type": "grants", "grants": [{"hex": grant}]}}, {"sleep": 0.3}]
+            pre += [{"msg": {"type": "grants", "grants": [{"hex": grant}]}}, {"sleep": 0.3}]
         if "sessions" in name:
             pre = [{"connections": 1100}]
         plan = {"address": a.address, "seed": seed, "listen": 0.2,

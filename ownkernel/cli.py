@@ -1,4 +1,4 @@
-"""The `ownkernel` command: install the kernel, run a headless node, demo, status.
+"""The `ownkernel` command: install the kernel, run a headless node, demo, status, doctor.
 
 Errors are one line on stderr (`ownkernel: error: …`) with a non-zero exit
 code: 2 for bad usage, 1 when the command itself fails. Nothing here prints a
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -18,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-__all__ = ["CliError", "main"]
+__all__ = ["CliError", "body_decoders", "main"]
 
 log = logging.getLogger("ownkernel")
 
@@ -243,16 +242,82 @@ def _settle(doc: Any, quiet: float = 0.3, limit: float = 3.0) -> None:
             return
 
 
+# -- doctor ---------------------------------------------------------------------
+def body_decoders() -> tuple[Any, Any]:
+    """Decode a stored change / snapshot as the node would (after unsealing)."""
+    from ownkernel.crdt import Doc
+    from ownkernel.crdt.codec import decode
+    from ownkernel.store import open_sealed
+
+    def plain(row: Any, data: bytes) -> bytes:
+        return open_sealed(row.key, data) if row.encrypted else data
+
+    return (lambda row, data: decode(plain(row, data)),
+            lambda row, data: Doc.load(plain(row, data)))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ownkernel.store import DB_FILE, ProfileLock, ProfileLockedError, Store, StoreError
+    from ownkernel.store.doctor import audit_store, quarantine
+
+    profile = _settings(args, network=False).profile_dir()
+    db_path = profile / DB_FILE
+    if not db_path.exists():
+        raise CliError(f"no database {db_path}: nothing to check (is the profile right? "
+                       f"see `ownkernel status --profile ...`)")
+    lock = ProfileLock(profile)
+    try:
+        lock.acquire()
+    except ProfileLockedError as exc:
+        raise CliError(f"{exc} `ownkernel doctor` needs the profile to itself: stop that "
+                       f"node or kernel, then run it again.") from None
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        try:
+            store = Store(db_path, check=False)  # doctor runs the full check itself
+        except StoreError as exc:
+            print(f"database {db_path}: cannot be opened: {' '.join(str(exc).split())}")
+            return 1
+        with store:
+            decode_change, decode_snapshot = body_decoders()
+            report = audit_store(store, decode_change=decode_change,
+                                 decode_snapshot=decode_snapshot)
+            if args.quarantine:
+                quarantine(store, report)
+            me = store.get_setting("node_id")
+        for line in report.lines():
+            print(line)
+        mine = [d for d in report.docs for p in d.problems
+                if p.quarantined and p.what == "change" and p.actor == me]
+        if mine:
+            print("note: changes made by this node were quarantined; if no peer holds "
+                  "them, its next edits reuse their seq numbers and peers that do hold "
+                  "them will refuse those edits")
+        elif not report.ok and not args.quarantine and any(
+                p.pinpointed for d in report.docs for p in d.problems):
+            print("run again with --quarantine to set the damaged rows aside (they are "
+                  "kept) so the rest loads")
+        return 0 if report.ok else 1
+    finally:
+        lock.release()
+
+
 # -- console --------------------------------------------------------------------
 def cmd_console(args: argparse.Namespace) -> int:
+    import importlib.util
+
     from jupyter_client.kernelspec import KernelSpecManager
 
-    if shutil.which("jupyter-console") is None:
-        raise CliError("jupyter console is not installed: pip install jupyter-console")
+    # Run the console module with *this* interpreter, not `jupyter-console` from PATH:
+    # outside an activated venv PATH has no (or another env's) script.
+    if importlib.util.find_spec("jupyter_console") is None:
+        raise CliError(f"jupyter console is not installed for {sys.executable}: "
+                       f"{sys.executable} -m pip install jupyter-console")
     if args.kernel not in KernelSpecManager().find_kernel_specs():
         raise CliError(f"no kernelspec {args.kernel!r}: run `ownkernel install` first")
-    argv = ["jupyter-console", "--kernel", args.kernel, *args.extra]
-    os.execvp(argv[0], argv)  # replaces this process; returns only on failure
+    argv = [sys.executable, "-m", "jupyter_console", "--kernel", args.kernel, *args.extra]
+    os.execv(sys.executable, argv)  # replaces this process; returns only on failure
     return 1  # pragma: no cover
 
 
@@ -403,6 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Show a profile's node: id, docs and peers known.")
     s.add_argument("--profile", help="profile name or directory")
     s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("doctor", help="check a profile's database; set damage aside",
+                       description="Check PROFILE's database (not in use by a node): SQLite "
+                       "integrity, every document's hash chains and signatures, that every "
+                       "stored change and snapshot decodes. Prints a report per document. "
+                       "Exit code 0: healthy, 1: problems found (or cannot check).")
+    s.add_argument("profile", nargs="?", metavar="PROFILE",
+                   help="profile name or directory (default: OWNKERNEL_PROFILE or "
+                   "'default')")
+    s.add_argument("--quarantine", action="store_true",
+                   help="move damaged rows/snapshots into the quarantine table (kept, not "
+                   "deleted) so the rest of each document loads")
+    s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("invite", help="print an invite token for a document",
                        description="Print an invite token for DOC (id, id prefix or title).")

@@ -9,8 +9,8 @@ Steps (bytes as hex strings):
     {"raw": hex}                         any bytes as one frame
     {"hello": true}                      a well-formed hello under our key
     {"have": doc, "vv": {actor: seq}}    ask for a doc
-    {"ext": {...}}                       an extension frame (relay.py); bytes fields as
-                                         {"hex": ...}
+    {"msg": {...}}                       any protocol message (e.g. grants, carry); bytes
+                                         fields as {"hex": ...}
     {"change": doc, "text": str, "grant": hex|null, "seq": n}
                                          a change by *our* key inserting ``text`` at 0,
                                          validly signed and chained from seq 1
@@ -18,6 +18,8 @@ Steps (bytes as hex strings):
     {"held": doc, "n": count, "size": bytes}
                                          ``n`` validly shaped envelopes beyond a gap
                                          (they can never verify: held, then dropped)
+    {"cyclic": doc, "grant": hex|null}   a validly signed change (seq 1) setting map "m" key
+                                         "k" to a self-referencing CBOR value (tags 28/29)
     {"sleep": seconds}
     {"connections": n}                   open ``n`` extra connections under our key, each
                                          saying hello (session-table exhaustion); they
@@ -43,14 +45,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cbor2  # noqa: E402
 import zmq  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
 from ownkernel.crdt import Doc  # noqa: E402
 from ownkernel.net.protocol import PROTOCOL_VERSIONS, decode, encode  # noqa: E402
 from ownkernel.net.transport import Transport, TransportConfig  # noqa: E402
-from ownkernel.node.relay import EXT_PREFIX, encode_ext  # noqa: E402
 from ownkernel.store import Envelope, encode_envelope  # noqa: E402
 from ownkernel.store.auth import ZERO_HASH, chain_hash, head_message  # noqa: E402
 
@@ -70,6 +70,22 @@ def _hello(key: SigningKey) -> bytes:
                    "addrs": [], "versions": list(PROTOCOL_VERSIONS), "max_frame": 1 << 20})
 
 
+MARK = bytes.fromhex("6458595a57")  # CBOR "XYZW"
+CYCLE = bytes.fromhex("d81c81d81d00")  # shareable [ reference to itself ]
+
+
+def _cyclic(key: SigningKey, doc: bytes, grant: bytes | None) -> bytes:
+    me = bytes(key.verify_key)
+    d = Doc(actor=me)
+    d.map("m").set("k", "XYZW")
+    blob = d.commit()
+    assert blob is not None and blob.count(MARK) == 1
+    blob = blob.replace(MARK, CYCLE)
+    h = chain_hash(ZERO_HASH, doc, me, 1, blob, grant)
+    env = encode_envelope(Envelope(doc, me, 1, blob, key.sign(head_message(h)).signature, grant))
+    return encode({"type": "changes", "doc": doc, "blobs": [env]})
+
+
 def _change(key: SigningKey, doc: bytes, text: str, grant: bytes | None, seq: int) -> bytes:
     me = bytes(key.verify_key)
     d = Doc(actor=me)
@@ -87,19 +103,20 @@ def _change(key: SigningKey, doc: bytes, text: str, grant: bytes | None, seq: in
     return encode({"type": "changes", "doc": doc, "blobs": envs})
 
 
-def _summary(frame: bytes) -> dict[str, Any]:
-    if frame[:len(EXT_PREFIX)] == EXT_PREFIX:
-        try:
-            msg = cbor2.loads(frame[len(EXT_PREFIX):])
-        except Exception:
-            return {"kind": "ext", "type": "?"}
-        return {"kind": "ext", "type": msg.get("type"), "grants": len(msg.get("grants", [])),
-                "docs": len(msg.get("docs", []))}
+def _summary(frame: bytes) -> list[dict[str, Any]]:
     try:
         msg = decode(frame)
     except Exception:
-        return {"kind": "garbage", "len": len(frame)}
-    out: dict[str, Any] = {"kind": "proto", "type": msg.get("type"), "len": len(frame)}
+        return [{"kind": "garbage", "len": len(frame)}]
+    if msg.get("type") == "batch":  # several messages packed in one frame
+        return [_one(m, len(frame)) for m in msg.get("msgs", []) if isinstance(m, dict)]
+    return [_one(msg, len(frame))]
+
+
+def _one(msg: dict[str, Any], size: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": "proto", "type": msg.get("type"), "len": size}
+    if msg.get("type") == "grants":
+        out["grants"] = len(msg.get("grants", []))
     if isinstance(msg.get("doc"), bytes):
         out["doc"] = msg["doc"].hex()
     elif isinstance(msg.get("doc"), str):
@@ -127,7 +144,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                     inc = await asyncio.wait_for(t.recv(), 0.05)
                 except asyncio.TimeoutError:
                     continue
-                got.append(_summary(inc.frame))
+                got.extend(_summary(inc.frame))
 
         async def send(frame: bytes, c: Any = None) -> None:
             await t.send(conn if c is None else c, frame)
@@ -166,12 +183,15 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                 await send(encode({"type": "have", "doc": bytes.fromhex(step["have"]),
                                    "vv": {bytes.fromhex(a): s for a, s in
                                           step.get("vv", {}).items()}}))
-            elif "ext" in step:
-                await send(encode_ext(_unhex(step["ext"])))
+            elif "msg" in step:
+                await send(encode(_unhex(step["msg"])))
             elif "change" in step:
                 grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
                 await send(_change(key, bytes.fromhex(step["change"]), step["text"], grant,
                                    step.get("seq", 1)))
+            elif "cyclic" in step:
+                grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
+                await send(_cyclic(key, bytes.fromhex(step["cyclic"]), grant))
             elif "flood_have" in step:
                 frame = encode({"type": "have", "doc": bytes.fromhex(step["flood_have"]),
                                 "vv": {}})

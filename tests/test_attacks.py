@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from ownkernel.node import Node
-from ownkernel.node.addressbook import NetConfig
+from ownkernel.node.config import NetConfig
 from ownkernel.node.gate import HELD_PER_PEER, Credentials, seal_presence
 from ownkernel.node.grants import Descriptor, Invite
 
@@ -105,12 +105,12 @@ def test_stranger_gets_nothing_before_or_after_hello(mk):
         r = attack(target.address, [
             {"hello": True}, {"sleep": 0.5}, {"have": doc.id.hex(), "vv": {}},
             {"change": doc.id.hex(), "text": "pwned ", "grant": None},
-            {"ext": {"type": "grants", "grants": [{"hex": "00" * 40}]}},
+            {"msg": {"type": "grants", "grants": [{"hex": "00" * 40}]}},
         ], listen=1.5)
         assert not _saw_doc(r, doc.id), r
-        assert all(f.get("grants", 0) == 0 for f in r["frames"] if f["kind"] == "ext"), r
-        assert {f.get("type") for f in r["frames"]} <= {"hello", "hi", "ping", "pong", "have",
-                                                       None}, r
+        assert all(f.get("grants", 0) == 0 for f in r["frames"]), r
+        assert {f.get("type") for f in r["frames"]} <= {
+            "hello", "ping", "pong", "have", "digest", "digests", "settled"}, r
     assert text(owner, doc.id) == text(member, doc.id) == "m:" + SECRET
     for n in (owner, member):
         errors = n.stats()["net"]["errors"]
@@ -171,8 +171,8 @@ def test_relay_carries_only_what_the_owner_signed(mk):
     rgrant = Credentials.from_bytes(reader.store.document(doc.id).token).grant
     attack(relay.address, [
         {"hello": True}, {"sleep": 0.3},
-        {"ext": {"type": "grants", "grants": [{"hex": rgrant.hex()}]}},
-        {"ext": {"type": "carry", "docs": [{"hex": lie.to_bytes().hex()},
+        {"msg": {"type": "grants", "grants": [{"hex": rgrant.hex()}]}},
+        {"msg": {"type": "carry", "docs": [{"hex": lie.to_bytes().hex()},
                                           {"hex": squat.to_bytes().hex()}]}},
     ], seed=seed_of(reader), listen=1.0)
     until(lambda: relay.stats()["rejected"].get("bad_descriptor", 0) >= 2)
@@ -190,7 +190,7 @@ def test_relay_carries_only_what_the_owner_signed(mk):
     until(lambda: relay.gate.role(doc.id, reader.id) is None)
     r = attack(relay.address, [
         {"hello": True}, {"sleep": 0.3},
-        {"ext": {"type": "grants", "grants": [{"hex": rgrant.hex()}]}},
+        {"msg": {"type": "grants", "grants": [{"hex": rgrant.hex()}]}},
         {"sleep": 0.3}, {"have": doc.id.hex(), "vv": {}}], seed=seed_of(reader), listen=1.0)
     assert not [f for f in _saw_doc(r, doc.id) if f.get("type") == "changes"], r
     assert relay.stats()["rejected"].get("revoked", 0) >= 1
@@ -234,15 +234,53 @@ def test_presence_cannot_be_posted_under_another_id(mk):
     forged = cbor2.dumps([cbor2.dumps(fields), sig])
     mine = seal_presence(mallory.identity, doc.id, {"name": "mallory"}, 2e9, 1)
     from ownkernel.net.protocol import encode
-    frame = encode({"type": "presence", "doc": doc.id, "ttl": 30.0, "state": [forged]})
+    frame = encode({"type": "presence", "doc": doc.id, "ttl": 30.0,
+                    "state": cbor2.dumps([forged])})
     attack(owner.address, [{"hello": True}, {"sleep": 0.5}, {"raw": frame.hex()}],
            seed=seed_of(mallory), listen=0.5)
     until(lambda: owner.stats()["rejected"].get("forged_presence", 0) >= 1)
     assert alice.id not in owner.presence(doc.id)
     # a stale claim (expired long ago) is refused as well
-    frame = encode({"type": "presence", "doc": doc.id, "ttl": 30.0, "state": [
-        seal_presence(mallory.identity, doc.id, {"name": "old"}, 1000.0, 2)]})
+    frame = encode({"type": "presence", "doc": doc.id, "ttl": 30.0, "state": cbor2.dumps([
+        seal_presence(mallory.identity, doc.id, {"name": "old"}, 1000.0, 2)])})
     attack(owner.address, [{"hello": True}, {"sleep": 0.5}, {"raw": frame.hex()}],
            seed=seed_of(mallory), listen=0.5)
     until(lambda: owner.stats()["rejected"].get("stale_presence", 0) >= 1)
     assert mine  # a well-formed claim of its own is what mallory may send
+
+
+# ------------------------------------------------------------------ hole 7
+def test_one_key_cannot_fill_the_session_table(mk):
+    owner = mk("owner")
+    doc = _secret_doc(owner)
+    # 24 connections under one key, each saying hello (the limit is 4 per key)
+    attack(owner.address, [{"hello": True}, {"connections": 24}, {"sleep": 0.5}], listen=0.5)
+    until(lambda: owner.stats()["net"]["session_table"].get("evicted-own-key", 0)
+          + owner.stats()["net"]["session_table"].get("evicted-unprivileged", 0) >= 20)
+    assert owner.stats()["net"]["sessions"] <= 4 + 1
+    # a member with a fresh invite still gets in and reads the doc
+    member = mk("member")
+    member.join(owner.invite(doc, write=False))
+    until(lambda: text(member, doc.id) == SECRET)
+
+
+# ------------------------------------------------------------------ hole 4
+def test_a_writer_cannot_break_a_document_with_a_cyclic_value(mk):
+    owner = mk("owner")
+    doc = _secret_doc(owner)
+    mallory = mk("mallory")  # a writer: the attacker uses its key and its own grant
+    mallory.join(owner.invite(doc, write=True))
+    grant = Credentials.from_bytes(mallory.store.document(doc.id).token).grant
+    assert grant is not None
+    attack(owner.address, [{"hello": True}, {"sleep": 0.3},
+                           {"msg": {"type": "grants", "grants": [{"hex": grant.hex()}]}},
+                           {"cyclic": doc.id.hex(), "grant": grant.hex()}],
+           seed=seed_of(mallory), listen=0.5)
+    until(lambda: owner.stats()["rejected"].get("bad_change", 0) >= 1)
+    h = owner.open(doc.id)
+    assert "m" not in h.roots()
+    # the document stays whole: it saves, serves its history and takes new edits
+    assert owner.replica.open(doc.id).crdt.save()
+    assert owner.replica.outgoing(doc.id, {})
+    h.text().insert(0, "still fine: ")
+    assert str(h.text()).startswith("still fine: ")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["install", "node", "console", "status", "invite", "join", "demo"]
+SUBCOMMANDS = ["install", "node", "console", "status", "doctor", "invite", "join", "demo"]
 
 
 @pytest.fixture
@@ -226,3 +226,72 @@ def test_node_is_a_bootstrap_and_logs_peers(env: dict[str, str]) -> None:
     assert "listening on tcp://127.0.0.1:" in stderr
     assert "peer joined: " in stderr and " p1 (tcp://127.0.0.1:" in stderr
     assert "peer left: " in stderr and "node closed" in stderr
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+def _spoil(db_path: Path, sql: str, *args: object) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(db_path)
+    db.execute(sql, args)
+    db.commit()
+    db.close()
+
+
+def test_doctor_reports_quarantines_and_the_rest_loads(env: dict[str, str]) -> None:
+    from ownkernel import Node
+    from ownkernel.store import DB_FILE
+
+    profile = Path(env["OWNKERNEL_HOME"]) / "p"
+    with Node(profile=profile, network=False) as node:
+        hurt, fine = node.new_doc("hurt"), node.new_doc("fine")
+        for word in ("a", "b", "c", "d", "e"):  # one change each: seq 2..6 (1: creation)
+            hurt.text("body").insert(len(hurt.text("body")), word)
+        fine.text("body").insert(0, "untouched")
+        me, hurt_id, fine_id = node.id, hurt.id, fine.id
+    db_path = profile / DB_FILE
+    r = own(env, "doctor", "p")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "integrity ok" in r.stdout and r.stdout.count(": ok") == 2
+
+    # As after a crash before the node snapshotted: no snapshot, and seq 4 ("c") damaged.
+    _spoil(db_path, "DELETE FROM snapshots")
+    _spoil(db_path, "UPDATE changes SET blob = x'01deadbeef' WHERE seq = 4 AND doc = "
+           "(SELECT n FROM documents WHERE id = ?)", hurt_id)
+    before = db_path.read_bytes()
+    r = own(env, "doctor", "p")
+    assert r.returncode == 1
+    out = r.stdout
+    assert f"doc {hurt_id.hex()[:12]} 'hurt'" in out and f"by {me.hex()[:8]} seq 4" in out
+    assert f"doc {fine_id.hex()[:12]} 'fine'" in out and "--quarantine" in out
+    assert db_path.read_bytes() == before  # reporting changes nothing
+    with Node(profile=profile, network=False) as node:  # loads around the damage
+        assert str(node.open(hurt_id).text("body")) == "ab"
+        assert node.stats()["damaged_rows"] == 1
+
+    r = own(env, "doctor", "p", "--quarantine")
+    assert r.returncode == 1 and "[quarantined]" in r.stdout
+    assert "3 rows quarantined" in r.stdout and "changes made by this node" in r.stdout
+    r = own(env, "doctor", "p")
+    assert r.returncode == 0, r.stdout
+    with Node(profile=profile, network=False) as node:
+        assert str(node.open(hurt_id).text("body")) == "ab"
+        assert str(node.open(fine_id).text("body")) == "untouched"
+        node.open(hurt_id).text("body").insert(2, "X")  # the chain continues at seq 4
+        kept = node.store.transact(lambda db: db.execute(
+            "SELECT seq FROM quarantine ORDER BY seq").fetchall())
+    assert [k[0] for k in kept] == [4, 5, 6]
+    with Node(profile=profile, network=False) as node:
+        assert str(node.open(hurt_id).text("body")) == "abX"
+
+
+def test_doctor_on_a_profile_in_use_says_so(env: dict[str, str]) -> None:
+    from ownkernel import Node
+
+    with Node(profile=Path(env["OWNKERNEL_HOME"]) / "busy", network=False):
+        r = own(env, "doctor", "busy")
+    assert r.returncode == 1
+    assert "already in use by process" in r.stderr and "stop that node" in r.stderr
+    r = own(env, "doctor", "nothing-here")
+    assert r.returncode == 1 and "no database" in r.stderr

@@ -7,11 +7,15 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_console_runs_magics_and_exits(tmp_path: Path) -> None:
+# "bare-path": PATH holds no jupyter-console script (as outside an activated venv); the
+# console must still start, because it runs the module with this interpreter.
+@pytest.mark.parametrize("path", ["inherited", "bare-path"])
+def test_console_runs_magics_and_exits(tmp_path: Path, path: str) -> None:
     from ownkernel.kernel.install import install
 
     prefix = tmp_path / "prefix"
@@ -25,6 +29,10 @@ def test_console_runs_magics_and_exits(tmp_path: Path) -> None:
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "TERM": "dumb",
     }
+    if path == "bare-path":
+        empty = tmp_path / "empty-bin"
+        empty.mkdir()
+        env["PATH"] = str(empty)
     env.pop("OWNKERNEL_PROFILE", None)
     env.pop("OWNKERNEL_BOOTSTRAP", None)
     child = pexpect.spawn(sys.executable, ["-m", "ownkernel", "console"], env=env,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -22,9 +23,8 @@ import pytest
 from ownkernel.net.protocol import PROTOCOL_VERSIONS, encode
 from ownkernel.net.transport import Transport, TransportConfig
 from ownkernel.node import Node
-from ownkernel.node.addressbook import NetConfig
+from ownkernel.node.config import NetConfig
 from ownkernel.node.network import NodeNetwork
-from ownkernel.node.relay import encode_ext
 from ownkernel.store import audit, decode_envelope, encode_envelope
 
 MAX_FRAME = 256 * 1024
@@ -176,10 +176,10 @@ def run_fuzz(tmp_path: Any, n: int, seed: int) -> None:
         private.text().insert(0, "secret")
         for node in (b, m):
             node.join(a.invite(doc))
-            node._ingest(doc.id, a._outgoing(doc.id, {}), a.id)
+            node.replica.ingest(doc.id, a.replica.outgoing(doc.id, {}), a.id)
         m.open(doc.id).text().insert(0, "m")
-        a._ingest(doc.id, m._outgoing(doc.id, {a.id: 2}), m.id)
-        genuine = m._outgoing(doc.id, {})
+        a.replica.ingest(doc.id, m.replica.outgoing(doc.id, {a.id: 2}), m.id)
+        genuine = m.replica.outgoing(doc.id, {})
         env = decode_envelope(genuine[-1])
         forged = encode_envelope(env._replace(seq=env.seq + 1, body=env.body + b"x"))
         hello = encode({"type": "hello", "id": m.id, "name": "m", "addrs": [],
@@ -194,10 +194,10 @@ def run_fuzz(tmp_path: Any, n: int, seed: int) -> None:
             encode({"type": "ping", "nonce": 1, "t": 0.5}),
             encode({"type": "pong", "nonce": 1, "t": 0.5}),
             encode({"type": "peers", "peers": [[m.id, "m", ["tcp://127.0.0.1:1"], 1.0]]}),
-            encode({"type": "presence", "doc": doc.id, "state": {m.id: {"c": 1}}, "ttl": 5.0}),
+            encode({"type": "presence", "doc": doc.id, "state": b"\x80", "ttl": 5.0}),
         ]
-        ext = [encode_ext({"type": "intro", "id": m.id, "relay": True, "caps": []}),
-               encode_ext({"type": "want", "docs": [[private.id, m.id, False]]})]
+        ext = [encode({"type": "grants", "grants": [os.urandom(300)]}),
+               encode({"type": "carry", "docs": [os.urandom(200)]})]
         mutator = Mutator(seed, corpus, ext)
         frames = [mutator.frame() for _ in range(n)]
         key = m.identity._sk  # the hostile member speaks with its own, valid key
@@ -249,3 +249,57 @@ def test_fuzz_10k_frames_then_still_syncs(tmp_path):
 @pytest.mark.slow
 def test_fuzz_100k_frames_then_still_syncs(tmp_path):
     run_fuzz(tmp_path, 100_000, seed=2)
+
+
+def test_unauthenticated_attempts_show_in_node_stats(tmp_path):
+    """Hole 9: no-Curve clients, raw TCP garbage and wrong-key clients against a live
+    node each leave their own counter in node.stats()["net"]["transport"]; the node
+    then still syncs with an honest peer."""
+    import socket
+
+    import zmq
+
+    cfg = dict(ping_interval=0.5, peer_timeout=3.0, anti_entropy=1.0, backoff_min=0.05,
+               backoff_max=0.5)
+    a = Node(tmp_path / "a", name="a", network=NetConfig(**cfg))
+    b = Node(tmp_path / "b", name="b", network=False)
+    nets = []
+    ctx = zmq.Context()
+    try:
+        na = a.network
+        assert na is not None
+        doc = a.new_doc("d")
+        doc.text().insert(0, "a")
+        endpoint = na.addresses[0].partition("#")[0]
+        host, port = endpoint.split("://", 1)[1].rsplit(":", 1)
+        socks = []
+        garbage = socket.create_connection((host, int(port)))
+        garbage.sendall(b"GET / HTTP/1.1\r\n\r\n" + random.Random(5).randbytes(2000))
+        null = socket.create_connection((host, int(port)))  # ZMTP greeting, NULL mechanism
+        null.sendall(b"\xff" + bytes(8) + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\x00") + bytes(32))
+        socks += [garbage, null]
+        wrong = ctx.socket(zmq.DEALER)  # Curve, but not this node's server key
+        wrong.linger = 0
+        wrong.curve_publickey, wrong.curve_secretkey = zmq.curve_keypair()
+        wrong.curve_serverkey = zmq.curve_keypair()[0]
+        wrong.connect(endpoint)
+        wrong.send(b"hello?")
+
+        def counters() -> dict:
+            return dict(a.stats()["net"]["transport"])
+        until(lambda: all(counters().get(c, 0) >= 1
+                          for c in ("in-garbage", "in-no-curve", "in-bad-curve")))
+        wrong.close()
+        for s in socks:
+            s.close()
+        assert counters().get("frames-in", 0) == 0  # none of them got a frame in
+        b.join(a.invite(doc))
+        nb = NodeNetwork(b, NetConfig(**{**cfg, "bootstrap": [na.addresses[0]]})).start()
+        nets.append(nb)
+        until(lambda: text_of(b, doc.id) == "a")
+    finally:
+        ctx.destroy(linger=0)
+        for net in nets:
+            net.close()
+        for node in (a, b):
+            node.close()

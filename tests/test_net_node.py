@@ -21,9 +21,10 @@ from ownkernel.crdt import Doc
 from ownkernel.net.protocol import PROTOCOL_VERSIONS, encode
 from ownkernel.net.transport import Transport, TransportConfig
 from ownkernel.node import Node
-from ownkernel.node.addressbook import AddressBook, Dialer, NetConfig, sticky_listen
+from ownkernel.node.addressbook import AddressBook
+from ownkernel.node.config import NetConfig, sticky_listen
+from ownkernel.node.dialing import Dialer
 from ownkernel.node.network import NodeNetwork
-from ownkernel.node.relay import EXT_PREFIX, encode_ext
 from ownkernel.store import Identity, decode_envelope, encode_envelope
 
 FAST = dict(ping_interval=0.3, peer_timeout=2.0, anti_entropy=1.0, backoff_min=0.05,
@@ -182,8 +183,7 @@ def test_only_docs_a_peer_may_see_are_offered(nodes):
     c.gate.refresh(private.id)
     nc.announce_doc(private.id)
     nc.sync_now()
-    until(lambda: na.stats()["errors"].get("doc-not-shared", 0) >= 1)
-    time.sleep(0.2)
+    time.sleep(1.0)  # several digest exchanges: the private doc is never among a's
     assert b.store.document(private.id) is None
     assert c.open(private.id).version == {} and text_of(c, private.id) == ""
 
@@ -227,7 +227,7 @@ def test_hostile_frames_are_rejected_counted_and_the_node_keeps_serving(nodes):
     doc_b = b.open(doc.id)
     doc_b.text().insert(2, "!")
     until(lambda: text_of(a, doc.id) == "ok!")
-    genuine = b._outgoing(doc.id, {a.id: 2})
+    genuine = b.replica.outgoing(doc.id, {a.id: 2})
     env = decode_envelope(genuine[-1])
     thief = Identity.generate()
     forged = encode_envelope(env._replace(seq=env.seq + 1, sig=thief.sign(b"x" * 32)))
@@ -240,8 +240,8 @@ def test_hostile_frames_are_rejected_counted_and_the_node_keeps_serving(nodes):
         encode({"type": "changes", "doc": doc.id, "blobs": [altered]}),
         encode({"type": "changes", "doc": doc.id, "blobs": genuine}),  # replay
         encode({"type": "changes", "doc": doc.id, "blobs": [b"\xff" * 50]}),
-        encode({"type": "nonsense"}), b"\xa1\x61", EXT_PREFIX + b"\x00",
-        encode_ext({"type": "carry", "docs": [os.urandom(200)]}),
+        encode({"type": "nonsense"}), b"\xa1\x61", b"\xffOK2\x00",
+        encode({"type": "carry", "docs": [os.urandom(200)]}),
     ]
     asyncio.run(_raw_client(key, na.addresses[0], frames))
     # a stranger with the wrong protocol version, and one asking for a private doc
@@ -252,7 +252,7 @@ def test_hostile_frames_are_rejected_counted_and_the_node_keeps_serving(nodes):
     until(lambda: na.stats()["errors"].get("doc-not-shared", 0) >= 1)
     st = na.stats()["errors"]
     for reason in ("bad-cbor", "before-hello", "version-mismatch", "unknown-type",
-                   "rejected:bad_signature", "rejected:bad_envelope", "ext-bad-message",
+                   "rejected:bad_signature", "rejected:bad_envelope",
                    "doc-not-shared"):
         assert st.get(reason, 0) >= 1, (reason, st)
     assert a.stats()["duplicates"] >= 1
@@ -379,7 +379,7 @@ def test_presence_is_shared_expires_and_is_never_stored(nodes):
 
 def test_discovery_is_off_unless_asked(nodes):
     _, na = nodes("a")
-    assert na._discovery is None and na.config.discovery is None
+    assert na.dialing.discovery is None and na.config.discovery is None
     with pytest.raises(ValueError, match="interface"):
         Node(discovery={"port": 5670})
 

@@ -33,12 +33,12 @@ from ownkernel.store.identity import KEY_FILE
 
 
 def version_of(node: Node, doc_id: bytes) -> dict[bytes, int]:
-    return {a: h.seq for a, h in node._open_doc(doc_id).heads.items()}
+    return {a: h.seq for a, h in node.replica.open(doc_id).heads.items()}
 
 
 def sync(src: Node, dst: Node, doc_id: bytes) -> list[bytes]:
     """What the network layer does for one direction of one doc."""
-    return dst._ingest(doc_id, src._outgoing(doc_id, version_of(dst, doc_id)), src.id)
+    return dst.replica.ingest(doc_id, src.replica.outgoing(doc_id, version_of(dst, doc_id)), src.id)
 
 
 def db_bytes(profile: Path) -> bytes:
@@ -188,7 +188,7 @@ def test_transaction_is_one_change_and_listeners_see_stored_signed_envelopes(tmp
             seen.append((env.seq, n))
             assert env.sig is not None and env.doc == doc_id == doc.id
 
-        node._change_listeners.append(listener)
+        node.replica.listeners.append(listener)
         with doc.transaction():
             doc.text("body").insert(0, "abc")
             doc.map("m")["x"] = 1
@@ -256,7 +256,7 @@ def test_concurrent_threads_on_one_doc():
 
 @pytest.fixture
 def trio():
-    nodes = [Node(name=n) for n in ("alice", "bob", "carol")]
+    nodes = [Node(name=n, network=False) for n in ("alice", "bob", "carol")]  # sync by hand
     yield nodes
     for n in nodes:
         n.close()
@@ -285,7 +285,7 @@ def test_invite_join_and_write(trio):
     assert alice.stats()["rejected_total"] == 0
     assert audit(alice.store, doc.id) == [] and audit(bob.store, doc.id) == []
     # the grant survives a reload (it is rebuilt from the stored capability)
-    alice._docs.clear()
+    alice.replica.docs.clear()
     assert alice._role(doc.id, bob.id) == "writer"
 
 
@@ -325,10 +325,10 @@ def _crafted(node: Node, doc_id: bytes, source: Node, mutate,
     """A validly signed change by ``node`` made outside its own access checks (as a
     malicious peer would), continuing ``node``'s chain as ``source`` knows it."""
     d = Doc(actor=node.id)
-    d.apply(source._open_doc(doc_id).crdt.changes())
+    d.apply(source.replica.open(doc_id).crdt.changes())
     mutate(d)
     blob = d.commit()
-    head = source._open_doc(doc_id).heads.get(node.id)
+    head = source.replica.open(doc_id).heads.get(node.id)
     seq, prev = (head.seq + 1, head.hash) if head else (1, ZERO_HASH)
     h = chain_hash(prev, doc_id, node.id, seq, blob, cap)
     return encode_envelope(Envelope(doc_id, node.id, seq, blob,
@@ -347,10 +347,10 @@ def test_reader_and_stranger_changes_are_rejected_and_not_stored(trio):
     assert str(bdoc.text("body")) == "x"  # the refused op was discarded in memory too
     n = alice.store.change_count(doc.id)
     env = _crafted(bob, doc.id, alice, lambda d: d.text("body").insert(0, "evil"),
-                   cap=Credentials.from_bytes(bob._row(doc.id).token).grant)
-    assert alice._ingest(doc.id, [env], bob.id) == []
+                   cap=Credentials.from_bytes(bob.replica.row(doc.id).token).grant)
+    assert alice.replica.ingest(doc.id, [env], bob.id) == []
     env2 = _crafted(carol, doc.id, alice, lambda d: d.text("body").insert(0, "evil"))
-    assert alice._ingest(doc.id, [env2], carol.id) == []
+    assert alice.replica.ingest(doc.id, [env2], carol.id) == []
     assert alice.stats()["rejected"] == {"not_writer": 2}
     assert alice.store.change_count(doc.id) == n and str(doc.text("body")) == "x"
 
@@ -368,7 +368,7 @@ def test_only_owner_and_admins_change_access(trio):
     sync(bob, alice, doc.id)
     env = _crafted(bob, doc.id, alice,
                    lambda d: d.map("_access").set("role:" + carol.id.hex(), "writer"))
-    assert alice._ingest(doc.id, [env], bob.id) == []
+    assert alice.replica.ingest(doc.id, [env], bob.id) == []
     assert alice.stats()["rejected"] == {"not_admin": 1}
     # an admin named by the owner may grant writers, but not name admins
     alice.grant(doc, bob.id, "admin")
@@ -381,7 +381,7 @@ def test_only_owner_and_admins_change_access(trio):
     assert alice._role(doc.id, carol.id) == "writer"
     env = _crafted(bob, doc.id, alice,
                    lambda d: d.map("_access").set("role:" + carol.id.hex(), "admin"))
-    assert alice._ingest(doc.id, [env], bob.id) == []
+    assert alice.replica.ingest(doc.id, [env], bob.id) == []
     assert alice.stats()["rejected"] == {"not_admin": 2}
     assert alice._role(doc.id, carol.id) == "writer"
 
@@ -416,21 +416,21 @@ def test_forged_altered_replayed_and_garbage_input(trio):
     sync(alice, bob, doc.id)
     for i in range(5):
         bdoc.text("body").insert(0, str(i))
-    envs = bob._outgoing(doc.id, version_of(alice, doc.id))
+    envs = bob.replica.outgoing(doc.id, version_of(alice, doc.id))
     assert len(envs) == 5 and sum(decode_envelope(e).sig is not None for e in envs) == 1
     count = alice.store.change_count(doc.id)
     dec = [decode_envelope(e) for e in envs]
     altered = [encode_envelope(d) for d in dec[:2]] + [
         encode_envelope(dec[2]._replace(body=dec[2].body.replace(b"2", b"X")))] + envs[3:]
-    assert alice._ingest(doc.id, altered, bob.id) == []
+    assert alice.replica.ingest(doc.id, altered, bob.id) == []
     forged = envs[:4] + [encode_envelope(dec[4]._replace(sig=bytes(64)))]
-    assert alice._ingest(doc.id, forged, bob.id) == []
+    assert alice.replica.ingest(doc.id, forged, bob.id) == []
     garbage = [b"", b"\xff" * 40, encode_envelope(dec[0])[:-3]]
-    assert alice._ingest(doc.id, garbage, bob.id) == []
-    assert alice._ingest(b"nope" * 4, envs, bob.id) == []
+    assert alice.replica.ingest(doc.id, garbage, bob.id) == []
+    assert alice.replica.ingest(b"nope" * 4, envs, bob.id) == []
     assert alice.store.change_count(doc.id) == count
-    assert alice._ingest(doc.id, envs, bob.id) == envs  # the genuine batch
-    assert alice._ingest(doc.id, envs, bob.id) == []  # replayed
+    assert alice.replica.ingest(doc.id, envs, bob.id) == envs  # the genuine batch
+    assert alice.replica.ingest(doc.id, envs, bob.id) == []  # replayed
     st = alice.stats()
     assert st["duplicates"] == 5 and st["accepted"] == 5
     assert st["rejected"] == {"bad_signature": 10, "bad_envelope": 3, "unknown_doc": 5}
@@ -443,16 +443,16 @@ def test_unsigned_live_pushes_wait_for_a_signed_head(trio):
     bdoc = bob.join(alice.invite(doc))
     sync(alice, bob, doc.id)
     pushed: list[bytes] = []
-    bob._change_listeners.append(lambda d, e: pushed.append(e))
-    bob._sign_live = False  # as a coalescing network layer would
+    bob.replica.listeners.append(lambda d, e: pushed.append(e))
+    bob.replica.sign_live = False  # as a coalescing network layer would
     for ch in "abc":
         bdoc.text("body").insert(0, ch)
     assert all(decode_envelope(e).sig is None for e in pushed)
-    assert alice._ingest(doc.id, pushed, bob.id) == []
+    assert alice.replica.ingest(doc.id, pushed, bob.id) == []
     assert alice.stats()["waiting"] == 3
-    tail = bob._outgoing(doc.id, {**version_of(alice, doc.id), bob.id: 2})  # signed head
+    tail = bob.replica.outgoing(doc.id, {**version_of(alice, doc.id), bob.id: 2})  # signed head
     assert len(tail) == 1 and decode_envelope(tail[0]).seq == 3
-    assert len(alice._ingest(doc.id, tail, bob.id)) == 3
+    assert len(alice.replica.ingest(doc.id, tail, bob.id)) == 3
     assert str(doc.text("body")) == "cba" and alice.stats()["waiting"] == 0
 
 
@@ -476,7 +476,7 @@ def test_encrypted_doc_has_no_plaintext_on_disk_and_relays_verify(tmp_path: Path
             relay.open(doc.id).text("body")
         env = decode_envelope(accepted[-1])
         tampered = encode_envelope(env._replace(body=env.body[:-1] + b"!", seq=env.seq + 1))
-        assert relay._ingest(doc.id, [tampered], alice.id) == []
+        assert relay.replica.ingest(doc.id, [tampered], alice.id) == []
         # bob joins with the key and gets everything through the relay
         bdoc = bob.join(token)
         sync(relay, bob, doc.id)
@@ -497,11 +497,11 @@ def test_bad_ciphertext_from_a_writer_is_rejected(trio):
     bdoc = bob.join(alice.invite(doc))
     sync(alice, bob, doc.id)
     bdoc.text("body").insert(0, "hi")
-    env = decode_envelope(bob._outgoing(doc.id, version_of(alice, doc.id))[0])
+    env = decode_envelope(bob.replica.outgoing(doc.id, version_of(alice, doc.id))[0])
     body = b"\x00" * 24 + b"garbage-ciphertext-0123456789"
-    h = chain_hash(bob._open_doc(doc.id).heads[bob.id].hash, doc.id, bob.id, env.seq + 1, body)
+    h = chain_hash(bob.replica.open(doc.id).heads[bob.id].hash, doc.id, bob.id, env.seq + 1, body)
     bad = Envelope(doc.id, bob.id, env.seq + 1, body, bob.identity.sign(head_message(h)))
-    assert alice._ingest(doc.id, [encode_envelope(env), encode_envelope(bad)], bob.id)
+    assert alice.replica.ingest(doc.id, [encode_envelope(env), encode_envelope(bad)], bob.id)
     assert alice.stats()["rejected"] == {"bad_ciphertext": 1}
 
 
@@ -515,14 +515,14 @@ def test_compaction_keeps_history_verifiable_and_servable(trio, tmp_path: Path):
         bdoc.text("body").insert(0, f"b{i} ")
     sync(bob, alice, doc.id)
     sync(alice, bob, doc.id)
-    old = bob._outgoing(doc.id, {})
+    old = bob.replica.outgoing(doc.id, {})
     before = str(doc.text("body"))
     rows = alice.store.change_count(doc.id)
     got = alice.compact()
     assert got["rows"] == rows - 1  # bob's first change carries his capability: kept
     assert alice.store.change_count(doc.id) == 1 and audit(alice.store, doc.id) == []
     # replaying history is still recognised: identical -> duplicate, altered -> fork
-    assert alice._ingest(doc.id, old, bob.id) == []
+    assert alice.replica.ingest(doc.id, old, bob.id) == []
     assert alice.stats()["duplicates"] >= len(old)
     # served history regenerates byte for byte and verifies at a fresh node
     cdoc = carol.join(alice.invite(doc))
@@ -531,7 +531,7 @@ def test_compaction_keeps_history_verifiable_and_servable(trio, tmp_path: Path):
     # new changes after a cut, then a second cut
     doc.text("body").insert(0, "more ")
     assert alice.compact(doc)["rows"] == 2  # the invite record and "more"
-    alice._docs.clear()
+    alice.replica.docs.clear()
     assert str(alice.open(doc.id).text("body")) == "more " + before
     assert audit(alice.store, doc.id) == []
     enc = alice.new_doc("secret", encrypted=True)

@@ -10,6 +10,7 @@ from nacl.signing import SigningKey
 
 from ownkernel.net.protocol import (
     _DECODE_KW,
+    PROTOCOL_VERSIONS,
     ChangesReceived,
     ErrorReceived,
     HaveReceived,
@@ -30,7 +31,9 @@ from ownkernel.net.protocol import (
     plan_sync,
 )
 from ownkernel.net.sim import SetHost
+from ownkernel.net.wire import batch_frame
 
+V = PROTOCOL_VERSIONS[-1]
 A_ID = bytes(range(32))
 B_ID = bytes(range(1, 33))
 
@@ -49,7 +52,7 @@ def pump(a: PeerSession, b: PeerSession, now: float = 0.0, limit: int = 50) -> l
     raise AssertionError("sessions never went quiet")
 
 
-def pair(host_a=None, host_b=None, va=(1,), vb=(1,), **kw):
+def pair(host_a=None, host_b=None, va=PROTOCOL_VERSIONS, vb=PROTOCOL_VERSIONS, **kw):
     a = PeerSession(LocalInfo(A_ID, "alice", ("tcp://127.0.0.1:1",), va), 0.0, host=host_a, **kw)
     b = PeerSession(LocalInfo(B_ID, "bob", (), vb), 0.0, host=host_b, **kw)
     return a, b
@@ -74,7 +77,7 @@ def test_handshake_opens_both_sides_and_reports_peer():
     assert hellos["b"].node_id == A_ID and hellos["b"].name == "alice"
     assert hellos["b"].addresses == ("tcp://127.0.0.1:1",)
     assert hellos["a"].node_id == B_ID
-    assert a.is_open and b.is_open and a.version == b.version == 1
+    assert a.is_open and b.is_open and a.version == b.version == V
     assert a.peer_id == B_ID and b.peer_id == A_ID
 
 
@@ -101,10 +104,10 @@ def test_identity_must_match_transport_key():
     ka, kb = SigningKey.generate(), SigningKey.generate()
     a_id, b_id = ka.verify_key.encode(), kb.verify_key.encode()
     good = PeerSession(LocalInfo(b_id), 0, transport_key=curve_key_of(a_id))
-    [ev] = good.receive(encode({"type": "hello", "id": a_id, "versions": [1]}), 0)
+    [ev] = good.receive(encode({"type": "hello", "id": a_id, "versions": [V]}), 0)
     assert isinstance(ev, HelloReceived) and good.is_open
     bad = PeerSession(LocalInfo(b_id), 0, transport_key=curve_key_of(b_id))
-    evs = bad.receive(encode({"type": "hello", "id": a_id, "versions": [1]}), 0)
+    evs = bad.receive(encode({"type": "hello", "id": a_id, "versions": [V]}), 0)
     assert isinstance(evs[0], ProtocolError) and evs[0].reason == "identity-mismatch"
     assert bad.state == "closed"
     frames = bad.data_to_send()
@@ -113,7 +116,7 @@ def test_identity_must_match_transport_key():
 
 def test_self_connection_refused():
     s = PeerSession(LocalInfo(A_ID), 0)
-    evs = s.receive(encode({"type": "hello", "id": A_ID, "versions": [1]}), 0)
+    evs = s.receive(encode({"type": "hello", "id": A_ID, "versions": [V]}), 0)
     assert evs[0].reason == "self-connection" and s.state == "closed"
 
 
@@ -156,11 +159,13 @@ def test_hosts_sync_both_ways_on_open():
     a.hello()
     pump(a, b)
     assert ha.vv == hb.vv == {"doc": {A_ID[:8]: 3, B_ID[:8]: 1}}
-    # in sync: an anti-entropy round costs two `have`s and nothing else
-    a.sync_all(1.0)
-    b.sync_all(1.0)
+    # in sync: an anti-entropy round costs two `digest`s and nothing else
+    a.sync_all(10.0)
+    b.sync_all(10.0)
     sent = a.data_to_send() + b.data_to_send()
-    assert [cbor2.loads(f)["type"] for f in sent] == ["have", "have"]
+    assert [cbor2.loads(f)["type"] for f in sent] == ["digest", "digest"]
+    for f in sent[:1]:
+        assert b.receive(f, 10.0) == [] and b.data_to_send() == []
 
 
 def test_live_push_and_anti_entropy_tick():
@@ -257,11 +262,13 @@ def test_tick_pings_and_reports_silence():
 def test_peers_and_presence():
     a, b = opened()
     a.send_peers([PeerInfo(bytes(32), "carol", ("tcp://127.0.0.1:9",), 12.5)])
-    a.send_presence("doc", {"cursor": 4}, ttl=10)
+    a.send_presence("doc", b"signed-state", ttl=10)
+    with pytest.raises(TypeError):
+        a.send_presence("doc", {"cursor": 4}, ttl=10)  # opaque bytes only
     events = [e for _, e in pump(a, b, now=100)]
     assert events[0] == PeersReceived((PeerInfo(bytes(32), "carol", ("tcp://127.0.0.1:9",),
                                                 12.5),))
-    assert isinstance(events[1], PresenceReceived) and events[1].state == {"cursor": 4}
+    assert isinstance(events[1], PresenceReceived) and events[1].state == b"signed-state"
     assert b.presence["doc"].expires_at == 110
     assert b.tick(109) == [] or not any(isinstance(e, PresenceExpired) for e in b.tick(109))
     assert PresenceExpired("doc") in b.tick(110)
@@ -279,7 +286,7 @@ def test_error_from_peer_closes():
 
 
 def _hello(**over):
-    msg = {"type": "hello", "id": B_ID, "versions": [1]}
+    msg = {"type": "hello", "id": B_ID, "versions": [V]}
     msg.update(over)
     return encode(msg)
 
@@ -355,7 +362,16 @@ VALID = [
     encode({"type": "peers", "peers": [[bytes(32), "x", ["tcp://127.0.0.1:1"], 1.0]]}),
     encode({"type": "ping", "nonce": 3, "t": 1.5}),
     encode({"type": "pong", "nonce": 1, "t": 1.5}),
-    encode({"type": "presence", "doc": "doc", "state": {"c": [1, 2]}, "ttl": 5}),
+    encode({"type": "presence", "doc": "doc", "state": b"state", "ttl": 5}),
+    encode({"type": "have", "doc": "doc", "vv": {b"actor": 3}, "part": True}),
+    encode({"type": "digest", "d": b"d" * 16, "n": 3}),
+    encode({"type": "digests", "docs": [["doc", b"v" * 16], ["doc", b"w" * 16, {b"a": 1}]],
+            "d": b"d" * 16, "of": b"o" * 16, "end": True}),
+    encode({"type": "settled", "mine": b"m" * 16, "yours": b"y" * 16}),
+    encode({"type": "grants", "grants": [b"g" * 40]}),
+    encode({"type": "carry", "docs": [b"doc"]}),
+    batch_frame([encode({"type": "ping", "nonce": 3, "t": 1.5}),
+                 encode({"type": "have", "doc": "doc", "vv": {}})]),
     _hello(),
 ]
 
@@ -364,12 +380,14 @@ cbor_values = st.recursive(
     | st.binary(max_size=40),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
         st.sampled_from(["type", "doc", "vv", "blobs", "peers", "nonce", "t", "ttl",
-                         "state", "id", "versions", "reply"]) | st.text(max_size=4),
+                         "state", "id", "versions", "reply", "part", "d", "of", "end",
+                         "docs", "msgs", "grants", "mine", "yours"]) | st.text(max_size=4),
         kids, max_size=5),
     max_leaves=20,
 )
 types = st.sampled_from(["hello", "have", "changes", "peers", "ping", "pong", "presence",
-                         "error", "zzz"])
+                         "error", "digest", "digests", "settled", "batch", "grants", "carry",
+                         "zzz"])
 
 
 @st.composite

@@ -8,7 +8,7 @@
 
 from .codec import ChangeInfo, change_info
 from .doc import Doc, DocEvent
-from .errors import ConflictError, CRDTError, DecodeError, InvalidChangeError
+from .errors import ConflictError, CRDTError, DecodeError, InvalidChangeError, InvalidValueError
 from .log import Log
 from .map import Counter, Map
 from .text import Delta, List, Text
@@ -23,6 +23,7 @@ __all__ = [
     "Doc",
     "DocEvent",
     "InvalidChangeError",
+    "InvalidValueError",
     "List",
     "Log",
     "Map",

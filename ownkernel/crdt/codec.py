@@ -44,6 +44,7 @@ import cbor2
 
 from .errors import DecodeError
 from .starts import Starts
+from .values import check_decoded
 
 INS, DEL, SET, DELKEY, INC, APPEND, CELL, REDACT = range(8)
 OP_KINDS = frozenset(range(8))
@@ -127,8 +128,17 @@ def _check_obj(obj: Any) -> None:
         raise _fail(f"bad object key {obj!r}")
 
 
-def _check_op(op: Any, nact: int, lamported: bool) -> None:
-    """Validate one op's shape; ``lamported``: bundle form (explicit lamport)."""
+def _check_value(v: Any, obj: str, seen: set[int]) -> None:
+    problem = check_decoded(v, seen)
+    if problem is not None:
+        raise _fail(f"a value in {obj!r} is not a tree of plain values: it holds {problem}")
+
+
+def _check_op(op: Any, nact: int, lamported: bool, seen: set[int]) -> None:
+    """Validate one op's shape and values; ``lamported``: bundle form (explicit lamport).
+
+    ``seen``: ids of the containers already met in this blob (see :mod:`.values`).
+    """
     if not isinstance(op, list) or len(op) < 3 or not _is_int(op[0]) or op[0] not in OP_KINDS:
         raise _fail(f"bad op {op!r:.80}")
     _check_obj(op[1])
@@ -155,6 +165,7 @@ def _check_op(op: Any, nact: int, lamported: bool) -> None:
         elif t in "lrc":
             if not isinstance(c, list) or not c:
                 raise _fail("list insert needs a non-empty list")
+            _check_value(c, op[1], seen)
         else:
             raise _fail("insert into a non-sequence object")
     elif k == DEL:
@@ -168,12 +179,15 @@ def _check_op(op: Any, nact: int, lamported: bool) -> None:
     elif k in (SET, DELKEY):
         if t != "m" or len(a) != (2 if k == SET else 1) or not isinstance(a[0], str):
             raise _fail("bad map op")
+        if k == SET:
+            _check_value(a[1], op[1], seen)
     elif k == INC:
         if t != "n" or len(a) != 1 or not isinstance(a[0], (int, float)) or isinstance(a[0], bool):
             raise _fail("bad counter op")
     elif k == APPEND:
         if t != "g" or len(a) != 1:
             raise _fail("bad log append")
+        _check_value(a[0], op[1], seen)
     elif k == REDACT:
         if t != "g" or len(a) != 2 or not _is_int(a[1]) or a[1] < 1:
             raise _fail("bad log redact")
@@ -185,6 +199,7 @@ def _check_op(op: Any, nact: int, lamported: bool) -> None:
             if not _is_int(a[j]) or a[j] < 1:
                 raise _fail("bad cell id")
             actor(a[j + 1])
+        _check_value(a[4], op[1], seen)
 
 
 def _check_deps(deps: Any, nact: int) -> list[tuple[int, int]]:
@@ -240,6 +255,7 @@ def decode(data: bytes) -> Change | Bundle:
         raise _fail("bad bundle ops")
     nact = len(actors)
     keys: set[str] = set()
+    seen: set[int] = set()
     last = starts[0]
     for op in ops:
         # the two shapes that make up typing histories, checked inline;
@@ -273,7 +289,7 @@ def decode(data: bytes) -> Change | Bundle:
             ):
                 raise _fail("bad insert")
         else:
-            _check_op(op, nact, True)
+            _check_op(op, nact, True, seen)
             key, lam = op[1], op[2]
         if key not in keys:
             _check_obj(key)
@@ -334,6 +350,7 @@ def _decode_change(v: list[Any]) -> Change:
     nact = len(actors)
     ops: list[list[Any]] = []
     keys: set[Any] = set()
+    seen: set[int] = set()
     i, n = 5, len(v)
     while i < n:
         k = v[i]
@@ -361,6 +378,8 @@ def _decode_change(v: list[Any]) -> Change:
                         and 0 < c < MAX_INT
                     )
                 if ok:
+                    if k == INS and key[0] != "t":
+                        _check_value(c, key, seen)
                     keys.add(key)
                     ops.append([k, key, a, b, c])
                     i = j
@@ -371,7 +390,7 @@ def _decode_change(v: list[Any]) -> Change:
         if j > n:
             raise _fail("truncated op")
         op = v[i:j]
-        _check_op(op, nact, False)
+        _check_op(op, nact, False, seen)
         ops.append(op)
         i = j
     if lamport + sum(op_width(op) for op in ops) >= MAX_INT:

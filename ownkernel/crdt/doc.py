@@ -15,13 +15,15 @@ from typing import Any, NamedTuple
 import cbor2
 
 from . import codec, snapshot
-from .codec import CHANGE, DEL, INS
-from .history import History, _amap, _log_delete, _op_end, _to_wire
-from .integrate import Integrator, _Unit
+from .codec import APPEND, CELL, CHANGE, DEL, INS, SET
+from .errors import DecodeError
+from .history import History, amap_index, log_delete, op_end, to_wire
+from .integrate import Integrator, Unit
 from .log import Log
 from .map import Counter, Map
 from .starts import Starts
 from .text import List, PendingRun, Text
+from .values import check_decoded, check_key
 
 _dumps = cbor2.dumps
 
@@ -52,11 +54,10 @@ class Doc(History, Integrator):
         self._oplog: list[list[list[Any]]] = [[]]
         self._objs: dict[str, Any] = {}
         self._pending: list[list[Any]] = []
-        self._seen: list[int] = [0]  # versions of others at our last commit
         # per actor: the highest seq of each other actor it declared as seen
+        # (index 0: what this replica declared in its own changes)
         self._ctx: list[dict[int, int]] = [{}]
-        self._remote_since_commit = False
-        self._buffer: list[_Unit] = []
+        self._buffer: list[Unit] = []
         self._calls = 0
         self._deferred_from = 0  # first apply() call held by an open transaction
         self._observers: list[Callable[[DocEvent], None]] = []
@@ -74,7 +75,6 @@ class Doc(History, Integrator):
             self._starts.append(Starts())
             self._end.append(0)
             self._oplog.append([])
-            self._seen.append(0)
             self._ctx.append({})
         return i
 
@@ -90,7 +90,6 @@ class Doc(History, Integrator):
             self._starts,
             self._end,
             self._oplog,
-            self._seen,
             self._ctx,
         ):
             del lst[n:]
@@ -164,68 +163,85 @@ class Doc(History, Integrator):
         op = ops[0]
         start = op[2]
         k = op[0]
-        if len(ops) == 1 and not self._remote_since_commit and k <= DEL:
-            # one keystroke, the common case: a single cbor2 call
-            if k == INS:
-                oact = op[4]
-                if oact > 0:
-                    blob = self._commit_general(ops, seq, start)
+        if len(ops) == 1 and k <= DEL:
+            # one keystroke, the common case: a single cbor2 call. It refers
+            # to no other actor (names no one, no deps), or to one, named
+            # second in its table and declared as its dep when newly seen.
+            x = op[4] if k == INS else op[3]
+            if x <= 0:
+                actors: Any = self.actor
+                deps: Any = 0
+                xi = x
+            else:
+                actors = [self.actor, self._actors[x]]
+                xi = 1
+                v = self._vv[x]
+                declared = self._ctx[0]
+                if v > declared.get(x, 0):
+                    declared[x] = v
+                    self._deps[(0, seq)] = [(x, v)]
+                    deps = [1, v]
                 else:
-                    blob = _dumps(
-                        [CHANGE, self.actor, seq, start, 0, INS, op[1], op[3], oact, op[5]]
-                    )
+                    deps = 0
+            if k == INS:
+                blob = _dumps([CHANGE, actors, seq, start, deps, INS, op[1], op[3], xi, op[5]])
                 end = start + len(op[5])
             else:
-                if op[3]:
-                    blob = self._commit_general(ops, seq, start)
-                else:
-                    blob = _dumps([CHANGE, self.actor, seq, start, 0, DEL, op[1], 0, op[4], op[5]])
-                    _log_delete(self._oplog[0], op)
+                blob = _dumps([CHANGE, actors, seq, start, deps, DEL, op[1], xi, op[4], op[5]])
+                log_delete(self._oplog[0], op)
                 end = start + op[5]
         else:
             blob = self._commit_general(ops, seq, start)
-            end = _op_end(ops[-1])
+            end = op_end(ops[-1])
         buf = self._my_starts.buf
         buf.append(start)
         if len(buf) >= 1024:
             self._my_starts.fold()
         self._end[0] = end
         self._vv[0] = seq
-        self._remote_since_commit = False
         if self._observers:
             self._notify(True, {op[1] for op in ops})
         ops.clear()
         return blob
 
     def _commit_general(self, ops: list[list[Any]], seq: int, start: int) -> bytes:
-        me = 0
+        """Encode a change whose actor table is built from what its ops refer to.
+
+        Deps name only those actors: for each one, the version this replica
+        has of it, when higher than what its earlier changes declared. That
+        is all a receiver needs (every referenced element lies within the
+        declared versions), so a change after merging a hundred writers
+        names one or two of them, not all (issue #15).
+        """
         actors = [self.actor]
-        amap = {me: 0}
-        deps_flat: list[int] = []
-        if self._remote_since_commit:
-            # deps: what we saw of others since our previous change; ops of
-            # this transaction may refer to anything seen up to now
-            seen = self._seen
-            dl = [(a, v) for a, v in enumerate(self._vv) if a != me and v > seen[a]]
-            for a, v in dl:
-                deps_flat += (_amap(amap, actors, self._actors, a), v)
-                seen[a] = v
-            if dl:
-                self._deps[(me, seq)] = dl
+        amap = {0: 0}
+        table = self._actors
         wire = []
-        log = self._oplog[me]
+        log = self._oplog[0]
         for op in ops:
             k = op[0]
             if k == INS:
                 oact = op[4]
-                oa = -1 if oact < 0 else _amap(amap, actors, self._actors, oact)
+                oa = -1 if oact < 0 else amap_index(amap, actors, table, oact)
                 wire.append([INS, op[1], op[3], oa, op[5]])
             elif k == DEL:
-                wire.append([DEL, op[1], _amap(amap, actors, self._actors, op[3]), op[4], op[5]])
-                _log_delete(log, op)
+                wire.append([DEL, op[1], amap_index(amap, actors, table, op[3]), op[4], op[5]])
+                log_delete(log, op)
             else:
-                wire.append(_to_wire(op, amap, actors, self._actors))
+                wire.append(to_wire(op, amap, actors, table))
                 log.append(op)
+        deps_flat: list[int] = []
+        if len(actors) > 1:
+            declared = self._ctx[0]
+            dl = []
+            for x, i in amap.items():
+                v = self._vv[x]
+                if i and v > declared.get(x, 0):
+                    declared[x] = v
+                    dl.append((x, v))
+                    deps_flat += (i, v)
+            if dl:
+                self._deps[(0, seq)] = dl
         return codec.encode_change(actors, seq, start, deps_flat, wire)
 
     def _autocommit(self) -> None:
@@ -278,10 +294,38 @@ class Doc(History, Integrator):
     @classmethod
     def load(cls, data: bytes, actor: bytes | None = None) -> Doc:
         """A document from :meth:`save` bytes; ``actor`` continues as that actor."""
-        return snapshot.load(cls, data, actor)
+        doc = snapshot.load(cls, data, actor)
+        _check_saved(doc)
+        return doc
 
 
 def _name(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError("root names must be non-empty strings")
+    if not name.isascii():
+        check_key(name)  # a name UTF-8 cannot encode would break every commit
     return name
+
+
+def _check_saved(doc: Doc) -> None:
+    """Every value a loaded document holds is a tree (DecodeError otherwise).
+
+    Values live in the actors' op logs (map writes, log messages, cells)
+    and in the runs of lists; text runs hold str only.
+    """
+    seen: set[int] = set()
+    for log in doc._oplog:
+        for op in log:
+            k = op[0]
+            if k == DEL:  # most of a text's log, and holds no value
+                continue
+            v = op[4] if k == SET else op[3] if k == APPEND else op[7] if k == CELL else None
+            problem = check_decoded(v, seen)
+            if problem is not None:
+                raise DecodeError(f"corrupt saved document: a value in {op[1]!r} holds {problem}")
+    for key, obj in doc._objs.items():
+        if key[0] in "lrc":
+            for r in obj._seq.runs():
+                problem = check_decoded(r.content, seen)
+                if problem is not None:
+                    raise DecodeError(f"corrupt saved document: an item of {key!r} holds {problem}")

@@ -21,3 +21,7 @@ class ConflictError(CRDTError):
 
 class InvalidChangeError(CRDTError):
     """A well-formed change that cannot be integrated (e.g. it refers to unknown ids)."""
+
+
+class InvalidValueError(CRDTError):
+    """A local value that is not a tree of CBOR-native values (see :mod:`.values`)."""

@@ -15,12 +15,12 @@ from typing import Any
 from . import codec
 from .codec import CELL, DEL, INS, REDACT
 
-_op_end = codec.bundle_op_end  # lamport after an op's last (bundle form)
+op_end = codec.bundle_op_end  # lamport after an op's last (bundle form)
 
 
-def _slice_op(op: list[Any], lo: int, hi: int) -> list[Any]:
+def slice_op(op: list[Any], lo: int, hi: int) -> list[Any]:
     """The part of a (bundle-form) op whose lamports fall in [lo, hi)."""
-    lam, end = op[2], _op_end(op)
+    lam, end = op[2], op_end(op)
     if lam >= lo and end <= hi:
         return op
     a, b = max(lo, lam) - lam, min(hi, end) - lam
@@ -56,10 +56,10 @@ class History:
                     out.append([INS, key, lam, olam, oact, content])
         log = self._oplog[a]
         i = bisect_left(log, lo, key=lambda op: op[2]) if log else 0
-        if i > 0 and _op_end(log[i - 1]) > lo:
+        if i > 0 and op_end(log[i - 1]) > lo:
             i -= 1
         while i < len(log) and log[i][2] < hi:
-            out.append(_slice_op(log[i], lo, hi))
+            out.append(slice_op(log[i], lo, hi))
             i += 1
         out.sort(key=lambda op: op[2])
         return out
@@ -84,22 +84,22 @@ class History:
                         INS,
                         op[1],
                         op[3],
-                        -1 if oact < 0 else _amap(amap, actors, self._actors, oact),
+                        -1 if oact < 0 else amap_index(amap, actors, self._actors, oact),
                         op[5],
                     ]
                 )
             elif k == DEL:
-                ta = _amap(amap, actors, self._actors, op[3])
+                ta = amap_index(amap, actors, self._actors, op[3])
                 if op[6] == 1 or op[5] == 1:
                     wire.append([DEL, op[1], ta, op[4], op[5]])
                 else:  # a backspace run: one delete per lamport, highest target first
                     for i in range(op[5]):
                         wire.append([DEL, op[1], ta, op[4] + op[5] - 1 - i, 1])
             else:
-                wire.append(_to_wire(op, amap, actors, self._actors))
+                wire.append(to_wire(op, amap, actors, self._actors))
         deps_flat: list[int] = []
         for da, ds in self._deps.get((a, seq), ()):
-            deps_flat += (_amap(amap, actors, self._actors, da), ds)
+            deps_flat += (amap_index(amap, actors, self._actors, da), ds)
         return codec.encode_change(actors, seq, lo, deps_flat, wire)
 
     def _encode_bundle(self, a: int, first: int, last: int) -> bytes:
@@ -115,20 +115,21 @@ class History:
                 if op[4] == -2:
                     op[4] = a
                 if op[4] >= 0:
-                    op[4] = _amap(amap, actors, self._actors, op[4])
+                    op[4] = amap_index(amap, actors, self._actors, op[4])
             elif op[0] == DEL:
-                op[3] = _amap(amap, actors, self._actors, op[3])
+                op[3] = amap_index(amap, actors, self._actors, op[3])
             elif op[0] == CELL:
-                op[4] = _amap(amap, actors, self._actors, op[4])
-                op[6] = _amap(amap, actors, self._actors, op[6])
+                op[4] = amap_index(amap, actors, self._actors, op[4])
+                op[6] = amap_index(amap, actors, self._actors, op[6])
             elif op[0] == REDACT:
-                op[3] = _amap(amap, actors, self._actors, op[3])
+                op[3] = amap_index(amap, actors, self._actors, op[3])
             ops.append(op)
         deps: dict[int, list[int]] = {}
         for s in range(first, last + 1):
             d = self._deps.get((a, s))
             if d:
-                deps[s] = [x for da, ds in d for x in (_amap(amap, actors, self._actors, da), ds)]
+                table = self._actors
+                deps[s] = [x for da, ds in d for x in (amap_index(amap, actors, table, da), ds)]
         return codec.encode_bundle(actors, first, starts_rle, hi, deps, ops)
 
     def changes(self, since: dict[bytes, int] | None = None) -> list[bytes]:
@@ -159,7 +160,7 @@ class History:
         return self._encode_change(a, seq)
 
 
-def _amap(amap: dict[int, int], actors: list[bytes], table: list[bytes], a: int) -> int:
+def amap_index(amap: dict[int, int], actors: list[bytes], table: list[bytes], a: int) -> int:
     i = amap.get(a)
     if i is None:
         i = amap[a] = len(actors)
@@ -167,24 +168,24 @@ def _amap(amap: dict[int, int], actors: list[bytes], table: list[bytes], a: int)
     return i
 
 
-def _to_wire(op: list[Any], amap: dict[int, int], actors: list[bytes], table: list[bytes]) -> list:
+def to_wire(op: list[Any], amap: dict[int, int], actors: list[bytes], table: list[bytes]) -> list:
     k = op[0]
     if k == CELL:
         return [
             CELL,
             op[1],
             op[3],
-            _amap(amap, actors, table, op[4]),
+            amap_index(amap, actors, table, op[4]),
             op[5],
-            _amap(amap, actors, table, op[6]),
+            amap_index(amap, actors, table, op[6]),
             op[7],
         ]
     if k == REDACT:
-        return [REDACT, op[1], _amap(amap, actors, table, op[3]), op[4]]
+        return [REDACT, op[1], amap_index(amap, actors, table, op[3]), op[4]]
     return [k, op[1], *op[3:]]
 
 
-def _from_wire(op: list[Any], lam: int, amap: list[int]) -> list[Any]:
+def from_wire(op: list[Any], lam: int, amap: list[int]) -> list[Any]:
     k = op[0]
     if k == CELL:
         return [CELL, op[1], lam, op[2], amap[op[3]], op[4], amap[op[5]], op[6]]
@@ -193,7 +194,7 @@ def _from_wire(op: list[Any], lam: int, amap: list[int]) -> list[Any]:
     return [k, op[1], lam, *op[2:]]
 
 
-def _log_delete(log: list[list[Any]], op: list[Any]) -> None:
+def log_delete(log: list[list[Any]], op: list[Any]) -> None:
     """Append a delete to an actor's op log, merging typing-style runs."""
     if log:
         last = log[-1]
@@ -209,7 +210,7 @@ def _log_delete(log: list[list[Any]], op: list[Any]) -> None:
     log.append(list(op))
 
 
-def _canon(ops: list[list[Any]], author: int) -> list[tuple]:
+def canon(ops: list[list[Any]], author: int) -> list[tuple]:
     """Ops as comparable tuples: deletes split per element, inserts per element run."""
     out: list[tuple] = []
     for op in ops:

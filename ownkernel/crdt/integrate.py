@@ -4,7 +4,7 @@
 checked against the current state plus what earlier changes of the same
 call create, before anything is touched. Large batches rebuild whole
 sequences at once (:func:`.batch.build`); single keystrokes take a fast path
-that skips the planning machinery.
+that skips the planning machinery (:mod:`.keystroke`).
 """
 
 from __future__ import annotations
@@ -15,23 +15,21 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import cbor2
-
 from . import codec
 from .batch import build
-from .codec import APPEND, CELL, CHANGE, DEL, DELKEY, INC, INS, MAX_INT, REDACT, SET, Bundle, Change
+from .codec import APPEND, CELL, DEL, DELKEY, INC, INS, REDACT, SET, Bundle, Change
 from .errors import ConflictError, CRDTError, DecodeError, InvalidChangeError
-from .history import _canon, _from_wire, _log_delete, _op_end, _slice_op
+from .history import canon, from_wire, log_delete, op_end, slice_op
+from .keystroke import Keystrokes
 from .rga import Sequence
 from .starts import Starts
 from .text import Delta
 
-_loads = cbor2.loads
 BIG_BATCH = 64 * 1024  # bytes in one apply() above which the cyclic GC waits
 BATCH_THRESHOLD = 256  # sequence ops in one apply() above which sequences are rebuilt at once
 
 
-class _Unit:
+class Unit:
     """Consecutive changes of one actor in doc actor space, ops with lamports."""
 
     __slots__ = ("actor", "seq", "starts", "end", "deps", "ops", "call", "rle")
@@ -56,7 +54,7 @@ class _Unit:
 
 
 @contextmanager
-def _gc_paused(pause: bool) -> Iterator[None]:
+def gc_paused(pause: bool) -> Iterator[None]:
     """Hold the cyclic garbage collector during a big integration.
 
     Decoding and building a whole history allocates hundreds of thousands
@@ -74,7 +72,7 @@ def _gc_paused(pause: bool) -> Iterator[None]:
         gc.enable()
 
 
-class Integrator:
+class Integrator(Keystrokes):
     """Mixin of :class:`~ownkernel.crdt.doc.Doc`: the remote side of sync."""
 
     _actors: list[bytes]
@@ -85,14 +83,13 @@ class Integrator:
     _deps: dict[tuple[int, int], list[tuple[int, int]]]
     _oplog: list[list[list[Any]]]
     _objs: dict[str, Any]
-    _buffer: list[_Unit]
+    _buffer: list[Unit]
     _calls: int
     _ctx: list[dict[int, int]]
     _deferred_from: int
     _pending: list[list[Any]]
     _txn_depth: int
     _lamport: int
-    _remote_since_commit: bool
     _observers: list[Callable[..., None]]
     _actor_index: Callable[[bytes], int]
     _forget_actors_from: Callable[[int], None]
@@ -126,7 +123,7 @@ class Integrator:
         if not isinstance(changes, (list, tuple)):
             changes = list(changes)
         big = sum(len(b) for b in changes if isinstance(b, (bytes, bytearray))) > BIG_BATCH
-        with _gc_paused(big):
+        with gc_paused(big):
             self._apply_general(changes)
 
     def apply_decoded(self, decoded: list[Change | Bundle]) -> None:
@@ -134,7 +131,7 @@ class Integrator:
         (a caller that inspected them first need not decode twice)."""
         if self._pending and not self._txn_depth:
             self.commit()
-        with _gc_paused(len(decoded) > 256):
+        with gc_paused(len(decoded) > 256):
             self._apply_checked(decoded)
 
     def _apply_general(self, changes: list[bytes]) -> None:
@@ -188,96 +185,7 @@ class Integrator:
         if self._observers and touched:
             self._notify(False, touched)
 
-    def _apply_keystroke(self, blob: bytes) -> bool:
-        """Fast path for the live case: the next change of a known actor, one
-        insert or delete, no deps. Returns False, having changed nothing,
-        when the change is anything else (the general path then decides)."""
-        try:
-            c, actors, seq, lam, deps, k, key, x, y, z = _loads(blob)
-        except Exception:  # not 10 fields, not CBOR, not bytes: the general path decides
-            return False
-        if (
-            c != CHANGE
-            or deps != 0
-            or type(seq) is not int
-            or type(lam) is not int
-            or not 0 < lam < MAX_INT
-            or type(z) is int
-            and not 0 < z < MAX_INT - lam
-        ):
-            return False
-        if type(actors) is bytes:
-            a = self._aidx.get(actors)
-            other = None
-        elif type(actors) is list and len(actors) == 2 and type(actors[1]) is bytes:
-            a = self._aidx.get(actors[0]) if type(actors[0]) is bytes else None
-            other = self._aidx.get(actors[1])
-            if other is None or other == a:
-                return False
-        else:
-            return False
-        if a is None or seq != self._vv[a] + 1 or lam < self._end[a] or type(x) is not int:
-            return False
-        root = self._objs.get(key) if type(key) is str else None
-        if root is None or key[0] not in "tl":
-            return False
-        seq_ = root._seq
-        if k == INS and type(z) is (str if key[0] == "t" else list) and z:
-            if y == -1 and x == 0:
-                oact = -1
-            elif 0 < x < lam and y == 0:
-                oact = a
-            elif 0 < x < lam and y == 1 and other is not None and self._seen_by(a, other, x):
-                oact = other
-            else:
-                return False
-            try:
-                pos = seq_.integrate(lam, a, x, oact, z)
-            except KeyError:
-                raise InvalidChangeError(f"insert after unknown element {x} in {key}") from None
-            if pos is not None and root._observers:
-                root._emit(Delta(pos[0], 0, z, False))
-            end = lam + len(z)
-        elif k == DEL and type(y) is int and y > 0 and type(z) is int and z > 0:
-            if x == 0:
-                tact = a
-            elif x == 1 and other is not None and self._seen_by(a, other, y + z - 1):
-                tact = other
-            else:
-                return False
-            # one element: remote_delete finds it before touching anything
-            if z > 1 and not seq_.covers(tact, y, z):
-                raise InvalidChangeError(f"delete of unknown elements in {key}")
-            try:
-                spans = seq_.remote_delete(tact, y, z)
-            except KeyError:
-                raise InvalidChangeError(f"delete of unknown elements in {key}") from None
-            for p, m in spans:
-                if root._observers:
-                    root._emit(Delta(p, m, seq_.empty, False))
-            _log_delete(self._oplog[a], [DEL, key, lam, tact, y, z, 1])
-            end = lam + z
-        else:
-            return False
-        st = self._starts[a]
-        st.buf.append(lam)
-        if len(st.buf) >= 1024:
-            st.fold()
-        self._end[a] = end
-        self._vv[a] = seq
-        if end - 1 > self._lamport:
-            self._lamport = end - 1
-        self._remote_since_commit = True
-        if self._observers:
-            self._notify(False, {key})
-        return True
-
-    def _seen_by(self, a: int, x: int, lam: int) -> bool:
-        """Had actor ``a`` declared (through its deps) the change of ``x``
-        holding element ``lam``? (See the check in :meth:`_validate`.)"""
-        return self._starts[x].count_le(lam) <= self._ctx[a].get(x, 0)
-
-    def _to_unit(self, c: Change | Bundle, call: int) -> _Unit:
+    def _to_unit(self, c: Change | Bundle, call: int) -> Unit:
         amap = [self._actor_index(x) for x in c.actors]
         a = amap[0]
         if isinstance(c, Change):
@@ -292,10 +200,10 @@ class Integrator:
                     ops.append([DEL, op[1], lam, amap[op[2]], op[3], op[4], 1])
                     lam += op[4]
                 else:
-                    ops.append(_from_wire(op, lam, amap))
+                    ops.append(from_wire(op, lam, amap))
                     lam += 1
             deps = {c.seq: [(amap[x], s) for x, s in c.deps]} if c.deps else {}
-            return _Unit(a, c.seq, Starts((c.lamport,)), lam, deps, ops, call)
+            return Unit(a, c.seq, Starts((c.lamport,)), lam, deps, ops, call)
         ops = []
         for op in c.ops:
             op = list(op)
@@ -307,14 +215,14 @@ class Integrator:
             elif k == CELL:
                 op[4], op[6] = amap[op[4]], amap[op[6]]
             ops.append(op)
-        if ops and _op_end(ops[-1]) > c.end:
+        if ops and op_end(ops[-1]) > c.end:
             raise DecodeError("malformed change: bundle ops run past its end")
         deps = {s: [(amap[x], v) for x, v in d] for s, d in c.deps.items()}
-        u = _Unit(a, c.seq, c.starts, c.end, deps, ops, call)
+        u = Unit(a, c.seq, c.starts, c.end, deps, ops, call)
         u.rle = c.starts_rle
         return u
 
-    def _check_duplicate(self, u: _Unit) -> None:
+    def _check_duplicate(self, u: Unit) -> None:
         a = u.actor
         known = self._vv[a]
         if u.seq > known:
@@ -331,13 +239,16 @@ class Integrator:
         if len(u.starts) == 1:  # a single change: compare it whole
             lo, hi = self._change_range(a, u.seq)
             mine = self._ops_in(a, lo, hi)
-            if _canon(mine, a) != _canon(u.ops, a):
+            if canon(mine, a) != canon(u.ops, a):
                 who = self._actors[a].hex()[:12]
                 raise ConflictError(f"change {u.seq} of actor {who} contradicts the one known")
 
-    def _plan(self) -> list[tuple[_Unit, int, int]]:
+    def _plan(self) -> list[tuple[Unit, int, int]]:
         """Ready slices (unit, first index, end index) in a causal order."""
-        vv = list(self._vv)
+        # versions as planned so far: an overlay, so planning costs O(units),
+        # not O(actors known)
+        planned: dict[int, int] = {}
+        base = self._vv
         plan = []
         # Lamport order extends causal order, so visiting units by their first
         # lamport readies most of a shuffled backlog in a single pass.
@@ -349,7 +260,7 @@ class Integrator:
             for ui, u in enumerate(self._buffer):
                 if ui in done:
                     continue
-                known = vv[u.actor]
+                known = planned.get(u.actor, base[u.actor])
                 if u.last <= known:
                     done.add(ui)
                     continue
@@ -361,40 +272,40 @@ class Integrator:
                     j = n
                 while j < n:
                     d = u.deps.get(u.seq + j)
-                    if d and any(vv[x] < s for x, s in d):
+                    if d and any(planned.get(x, base[x]) < s for x, s in d):
                         break
                     j += 1
                 if j > i:
                     plan.append((u, i, j))
-                    vv[u.actor] = u.seq + j - 1
+                    planned[u.actor] = u.seq + j - 1
                     progress = True
                     if j == n:
                         done.add(ui)
         return plan
 
-    def _slice_ops(self, u: _Unit, i: int, j: int) -> list[list[Any]]:
+    def _slice_ops(self, u: Unit, i: int, j: int) -> list[list[Any]]:
         lo = u.starts[i]
         hi = u.starts[j] if j < len(u.starts) else u.end
         ops = u.ops
         if i == 0 and j == len(u.starts):
             return ops
         k = bisect_left(ops, lo, key=lambda op: op[2])
-        if k > 0 and _op_end(ops[k - 1]) > lo:
+        if k > 0 and op_end(ops[k - 1]) > lo:
             k -= 1
         out = []
         while k < len(ops) and ops[k][2] < hi:
-            op = _slice_op(ops[k], lo, hi)
+            op = slice_op(ops[k], lo, hi)
             if op[0] == INS and op[4] == -2:
                 op[4] = u.actor
             out.append(op)
             k += 1
         return out
 
-    def _validate(self, plan: list[tuple[_Unit, int, int]]) -> None:
+    def _validate(self, plan: list[tuple[Unit, int, int]]) -> None:
         """Check every reference before touching anything (so apply is atomic)."""
         virtual: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
         msgs: set[tuple[str, int, int]] = set()
-        last_lam = list(self._end)
+        last_lam: dict[int, int] = {}  # per actor, overlay on self._end
 
         def known(key: str, act: int, lam: int, n: int) -> bool:
             end = lam + n
@@ -432,7 +343,7 @@ class Integrator:
 
         for u, i, j in plan:
             a = u.actor
-            if u.starts[i] < last_lam[a]:
+            if u.starts[i] < last_lam.get(a, self._end[a]):
                 raise InvalidChangeError("change lamport does not increase along its actor's chain")
             ctx = ctxs.get(a)
             if ctx is None:
@@ -502,7 +413,7 @@ class Integrator:
             else:
                 vs.extend(u.starts.slice(i, j))
 
-    def _execute(self, plan: list[tuple[_Unit, int, int]]) -> set[str]:
+    def _execute(self, plan: list[tuple[Unit, int, int]]) -> set[str]:
         touched: set[str] = set()
         slices = [(u, self._slice_ops(u, i, j)) for u, i, j in plan]
         nseq = sum(1 for _, ops in slices for op in ops if op[0] in (INS, DEL))
@@ -533,7 +444,7 @@ class Integrator:
                         for p, m in root._seq.remote_delete(op[3], op[4], op[5]):
                             if root._observers:
                                 root._emit(Delta(p, m, root._seq.empty, False))
-                    _log_delete(log, op)
+                    log_delete(log, op)
                 else:
                     self._integrate_other(op, a, author)
                     log.append(op)
@@ -550,13 +461,12 @@ class Integrator:
                             ctx[x] = v
             end = u.starts[j] if j < len(u.starts) else u.end
             if ops:
-                end = _op_end(ops[-1])
+                end = op_end(ops[-1])
             self._end[a] = end
             self._vv[a] = u.seq + j - 1
             if end - 1 > self._lamport:
                 self._lamport = end - 1
         self._buffer = [u for u in self._buffer if u.last > self._vv[u.actor]]
-        self._remote_since_commit = True
         return touched
 
     def _integrate_other(self, op: list[Any], a: int, author: bytes) -> None:
@@ -574,7 +484,7 @@ class Integrator:
         elif k == CELL:
             self.sheet(key[2:])._remote_cell(lam, author, op)
 
-    def _rebuild(self, keys: set[str], slices: list[tuple[_Unit, list[list[Any]]]]) -> None:
+    def _rebuild(self, keys: set[str], slices: list[tuple[Unit, list[list[Any]]]]) -> None:
         """Rebuild whole sequences from old state plus many new ops (see batch.build)."""
         for key in keys:
             root = self._seqroot(key)

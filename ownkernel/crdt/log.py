@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 from sortedcontainers import SortedDict
 
 from .codec import APPEND, REDACT
+from .values import tree_copy
 
 if TYPE_CHECKING:
-    from .doc import Doc
+    from .types import DocCore
 
 
 class Log:
     __slots__ = ("_doc", "_key", "_msgs", "_hidden", "_observers")
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
         self._key = key
         self._msgs: SortedDict = SortedDict()  # (lamport, actor bytes) -> message
@@ -39,7 +40,8 @@ class Log:
         return lambda: self._observers.remove(callback) if callback in self._observers else None
 
     def append(self, message: Any) -> tuple[int, bytes]:
-        """Append a message (usually a dict); returns its id."""
+        """Append a message (usually a dict; a tree of plain values, copied); returns its id."""
+        message = tree_copy(message, f"message for log {self.name!r}")
         doc = self._doc
         lam = doc._local_op([APPEND, self._key, 0, message])
         mid = (lam, doc.actor)

@@ -6,9 +6,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .codec import DELKEY, INC, SET
+from .values import check_key, tree_copy
 
 if TYPE_CHECKING:
-    from .doc import Doc
+    from .types import DocCore
 
 _MISSING = object()
 
@@ -22,7 +23,7 @@ class Map:
 
     __slots__ = ("_doc", "_key", "_entries", "_observers")
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
         self._key = key
         # key -> (lamport, actor bytes, value, present)
@@ -52,8 +53,9 @@ class Map:
         self.set(k, value)
 
     def set(self, k: str, value: Any) -> None:
-        if not isinstance(k, str):
-            raise TypeError("map keys are str")
+        """Write ``value`` (a tree of plain values, copied) under ``k``."""
+        check_key(k)
+        value = tree_copy(value, f"value for key {k!r} of map {self.name!r}")
         doc = self._doc
         lam = doc._local_op([SET, self._key, 0, k, value])
         self._write(lam, doc.actor, k, value, True, True)
@@ -64,6 +66,7 @@ class Map:
         self.delete(k)
 
     def delete(self, k: str) -> None:
+        check_key(k)
         doc = self._doc
         lam = doc._local_op([DELKEY, self._key, 0, k])
         self._write(lam, doc.actor, k, None, False, True)
@@ -118,7 +121,7 @@ class Counter:
 
     __slots__ = ("_doc", "_key", "value")
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
         self._key = key
         self.value: int | float = 0

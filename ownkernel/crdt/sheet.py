@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from .codec import CELL
 from .formula import Evaluator, parse_a1, to_a1
 from .text import List
+from .values import tree_copy
 
 if TYPE_CHECKING:
-    from .doc import Doc
+    from .types import DocCore
 
 CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col actor
 
@@ -31,7 +32,7 @@ CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col 
 class Sheet:
     __slots__ = ("_doc", "_key", "_rows", "_cols", "_cells", "_ev", "_observers")
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
         self._key = key
         name = key[2:]
@@ -108,6 +109,7 @@ class Sheet:
     def set(self, ref: str | tuple[int, int], value: Any) -> None:
         """Write a value or formula; the sheet grows to hold the cell."""
         row, col = self._address(ref)
+        value = tree_copy(value, f"value for cell {ref!r} of sheet {self.name!r}")
         self.resize(row + 1, col + 1)
         rl, ra, cl, ca = self._cell_key(row, col)
         doc = self._doc

@@ -31,7 +31,7 @@ import cbor2
 
 from .codec import CELL, DEL, INS, REDACT, SAVED, rle_check
 from .errors import DecodeError
-from .integrate import BIG_BATCH, _gc_paused
+from .integrate import BIG_BATCH, gc_paused
 from .rga import MAX_RUNS, Block, Run, Sequence
 from .starts import Starts
 
@@ -122,7 +122,7 @@ def _ops_from_columns(cols: list[Any]) -> list[list[Any]]:
 def load(cls: type[Doc], data: bytes, actor: bytes | None) -> Doc:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    with _gc_paused(len(data) > BIG_BATCH // 4):
+    with gc_paused(len(data) > BIG_BATCH // 4):
         return _load(cls, data, actor)
 
 
@@ -191,7 +191,6 @@ def _restore(cls: type[Doc], body: list[Any], actor: bytes | None) -> Doc:
             if op[0] != DEL:
                 d._integrate_other(op, a, author)
     d._lamport = max(lamport, max(d._end) - 1 if d._end else 0)
-    d._remote_since_commit = True  # the first commit after loading lists its deps in full
     return d
 
 

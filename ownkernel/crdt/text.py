@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codec import DEL, INS
 from .rga import RUN_CAP, Sequence
+from .values import checked_content, checked_text
 
 if TYPE_CHECKING:
-    from .doc import Doc
+    from .types import DocCore
 
 
 class Delta(NamedTuple):
@@ -41,7 +42,7 @@ class PendingRun(list):
 class _SequenceRoot:
     __slots__ = ("_doc", "_key", "_seq", "_observers")
 
-    def __init__(self, doc: Doc, key: str, empty: Any) -> None:
+    def __init__(self, doc: DocCore, key: str, empty: Any) -> None:
         self._doc = doc
         self._key = key
         self._seq = Sequence(doc._actors, empty)
@@ -75,6 +76,7 @@ class _SequenceRoot:
             raise TypeError("position must be an int")
         if not content:
             return
+        content = checked_content(content)  # list items: trees, copied (values.py)
         doc = self._doc
         lam = doc._lamport + 1
         olam, oact = self._seq.local_insert(pos, content, lam, 0)
@@ -142,12 +144,13 @@ class Text(_SequenceRoot):
 
     __slots__ = ()
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         super().__init__(doc, key, "")
 
     def insert(self, pos: int, text: str) -> None:
         # Typing at the end of the previous insert, first op of a transaction,
         # nobody observing: the hot path of every editor, kept to one frame.
+        text = text if type(text) is str and text.isascii() else checked_text(text)
         seq = self._seq
         tail = seq._tail
         if tail is not None and pos == seq._tail_end and type(text) is str and text:
@@ -199,11 +202,13 @@ class Text(_SequenceRoot):
 
     def replace(self, pos: int, n: int, text: str) -> None:
         """Delete ``n`` characters at ``pos`` and insert ``text`` there."""
+        checked_text(text)  # before deleting: a refused insert must leave no delete behind
         self.delete(pos, n)
         self.insert(pos, text)
 
     def set(self, text: str) -> None:
         """Make the text equal to ``text`` with a minimal diff (common prefix/suffix)."""
+        checked_text(text)  # before deleting (see replace)
         old = str(self)
         if old == text:
             return
@@ -223,7 +228,7 @@ class List(_SequenceRoot):
 
     __slots__ = ()
 
-    def __init__(self, doc: Doc, key: str) -> None:
+    def __init__(self, doc: DocCore, key: str) -> None:
         super().__init__(doc, key, [])
 
     def insert(self, pos: int, value: Any) -> None:

@@ -6,243 +6,105 @@ pile up in an outbox drained by :meth:`PeerSession.data_to_send`, and timers
 fire from :meth:`PeerSession.tick`. This keeps the protocol testable without a
 network and lets ``ownkernel.net.sim`` run 1,000 nodes in one process.
 
-Frames are CBOR maps with a ``type`` field (see ``docs`` in each sender).
-Bad input never raises out of ``receive()``: it becomes a
-:class:`ProtocolError` event with a stable reason key, counted in
-``session.errors``; only unrecoverable faults (no common version, identity
-mismatch, handshake timeout) close the session.
+Frames are CBOR maps with a ``type`` field (see ``docs`` in each sender);
+several small messages travel packed in one ``batch`` frame. Bad input never
+raises out of ``receive()``: it becomes a :class:`ProtocolError` event with a
+stable reason key, counted in ``session.errors``; only unrecoverable faults
+(no common version, identity mismatch, handshake timeout) close the session.
+
+Messages after a verified hello (protocol version 2):
+
+=========  ==============================================================
+have       {doc, vv, reply?, part?}: "I hold vv". Answered with `changes`
+           beyond max(vv, what we already sent): a repeated ``have {}``
+           costs nothing. ``part``: vv lists only some actors. A partial
+           have is an *announce* (not answered with changes) or, with
+           ``reply``, a *pull* (answered for the actors it names). A peer
+           that lacks what a have names pulls it.
+changes    {doc, blobs, vv?}: change blobs; ``vv``: the sender holds these.
+digest     {d, n}: digest of all docs shared with the peer (anti-entropy).
+digests    {docs: [[doc, version digest, vv?]...], d, of, end}: the answer to
+           a `digest` that differs (chunked; the first rows carry their
+           version while small, so the peer pushes/pulls without a `have`).
+settled    {mine, yours}: that pair of digests differs but nothing can be
+           synced (the sides share different doc sets): stop resending.
+batch      {msgs: [message...]}: packing (never hello, error, batch, grants, carry).
+grants     {grants: [bytes]}, carry {docs: [bytes]}: opaque, for the host.
+presence   {doc, state: bytes, ttl}; peers; ping/pong; error.
+=========  ==============================================================
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
-
+from .peerstate import PeerKnowledge, PullTracker, vv_max
+from .session import CLOSED, HANDSHAKE, OPEN, Session  # noqa: F401
+from .syncapi import (  # noqa: F401  (re-exported: part of this API)
+    CarryReceived,
+    ChangesReceived,
+    ErrorReceived,
+    Event,
+    GrantsReceived,
+    HaveReceived,
+    HelloReceived,
+    LocalInfo,
+    PeerInfo,
+    PeersReceived,
+    PeerTimeout,
+    Pong,
+    PresenceExpired,
+    PresenceReceived,
+    ProtocolError,
+    SessionClosed,
+    SessionConfig,
+    SessionStats,
+    SyncHost,
+    SyncPlan,
+    _HostView,
+    curve_key_of,
+    plan_sync,
+)
 from .wire import (  # noqa: F401  (re-exported: part of this API)
     _DECODE_KW,
     _FRAME_OVERHEAD,
     DEFAULT_MAX_FRAME,
-    MAX_ACTOR,
-    MAX_ADDR,
-    MAX_ADDRS,
-    MAX_DOC_ID,
-    MAX_NAME,
-    MAX_PEERS,
-    MAX_SEQ,
-    MAX_TTL,
+    EMPTY_VV_DIGEST,
+    MAX_DIGESTS,
     PROTOCOL_VERSIONS,
     DocId,
     VersionVector,
-    _addrs,
     _Bad,
+    _digest,
     _doc,
-    _int,
-    _node_id,
-    _num,
-    _str,
+    _flag,
     _vv,
+    chunked,
     decode,
     encode,
+    parse_digest_rows,
+    shared_digest,
+    vv_digest,
 )
 
 log = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------- events
+_MAX_PULLS = 10_000  # delayed pulls held per session
+_VV_IN_DIGESTS = 4096  # bytes of version vectors a `digests` answer may carry
 
 
-@dataclass(frozen=True)
-class PeerInfo:
-    node_id: bytes
-    name: str
-    addresses: tuple[str, ...]
-    last_seen: float
-
-
-@dataclass(frozen=True)
-class Event:
-    pass
-
-
-@dataclass(frozen=True)
-class HelloReceived(Event):
-    node_id: bytes
-    name: str
-    addresses: tuple[str, ...]
-    version: int  # negotiated: highest version both sides speak
-    docs: tuple[DocId, ...] | None
-
-
-@dataclass(frozen=True)
-class HaveReceived(Event):
-    doc: DocId
-    vv: VersionVector
-    reply: bool
-
-
-@dataclass(frozen=True)
-class ChangesReceived(Event):
-    doc: DocId
-    blobs: tuple[bytes, ...]
-
-
-@dataclass(frozen=True)
-class PeersReceived(Event):
-    peers: tuple[PeerInfo, ...]
-
-
-@dataclass(frozen=True)
-class PresenceReceived(Event):
-    doc: DocId
-    state: Any
-    ttl: float
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class PresenceExpired(Event):
-    doc: DocId
-
-
-@dataclass(frozen=True)
-class Pong(Event):
-    latency: float
-    nonce: int
-
-
-@dataclass(frozen=True)
-class ErrorReceived(Event):
-    reason: str
-
-
-@dataclass(frozen=True)
-class ProtocolError(Event):
-    reason: str  # stable key, e.g. "bad-cbor", "oversize", "version-mismatch"
-    detail: str = ""
-    fatal: bool = False
-
-
-@dataclass(frozen=True)
-class PeerTimeout(Event):
-    silence: float
-
-
-@dataclass(frozen=True)
-class SessionClosed(Event):
-    reason: str
-
-
-# ------------------------------------------------------------------ the host
-
-
-class SyncHost(Protocol):
-    """What a node provides to the sessions it runs (all calls are synchronous)."""
-
-    def shared_docs(self, peer_id: bytes) -> Iterable[DocId]:
-        """Docs this peer may see (access list / invites). Nothing else is ever offered."""
-        ...
-
-    def version(self, doc: DocId) -> Mapping[bytes, int]:
-        """Current version vector of ``doc`` ({} when unknown)."""
-        ...
-
-    def changes_since(self, doc: DocId, vv: Mapping[bytes, int]) -> list[bytes]:
-        """Encoded changes a replica at ``vv`` lacks."""
-        ...
-
-    def ingest(self, doc: DocId, blobs: list[bytes], source: bytes) -> None:
-        """Verify, store and apply blobs from peer ``source``; raise ValueError to reject."""
-        ...
-
-
-# ------------------------------------------------------------------ planning
-
-
-class SyncPlan(NamedTuple):
-    """Per actor, the half-open seq range (have, want] each side lacks."""
-
-    local_lacks: dict[bytes, tuple[int, int]]
-    remote_lacks: dict[bytes, tuple[int, int]]
-
-    @property
-    def in_sync(self) -> bool:
-        return not self.local_lacks and not self.remote_lacks
-
-
-def plan_sync(local_vv: Mapping[bytes, int], remote_vv: Mapping[bytes, int]) -> SyncPlan:
-    """What each side lacks, from two version vectors. Pure."""
-    local_lacks: dict[bytes, tuple[int, int]] = {}
-    remote_lacks: dict[bytes, tuple[int, int]] = {}
-    for actor in set(local_vv) | set(remote_vv):
-        mine, theirs = local_vv.get(actor, 0), remote_vv.get(actor, 0)
-        if theirs > mine:
-            local_lacks[actor] = (mine, theirs)
-        elif mine > theirs:
-            remote_lacks[actor] = (theirs, mine)
-    return SyncPlan(local_lacks, remote_lacks)
-
-
-def curve_key_of(node_id: bytes) -> bytes:
-    """The Curve25519 (CurveZMQ) public key of an Ed25519 node id (ValueError if not one)."""
-    try:
-        return crypto_sign_ed25519_pk_to_curve25519(node_id)
-    except Exception as e:  # nacl raises its RuntimeError for points off the curve
-        raise ValueError(f"not an Ed25519 public key: {e}") from None
-
-
-# ------------------------------------------------------------------ session
-
-
-@dataclass(frozen=True)
-class LocalInfo:
-    """What this node says about itself in `hello`."""
-
-    node_id: bytes
-    name: str = ""
-    addresses: tuple[str, ...] = ()
-    versions: tuple[int, ...] = PROTOCOL_VERSIONS
-
-
-@dataclass
-class SessionConfig:
-    max_frame_size: int = DEFAULT_MAX_FRAME
-    anti_entropy_interval: float = 30.0
-    ping_interval: float = 10.0
-    peer_timeout: float = 30.0
-    handshake_timeout: float = 10.0
-
-
-HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
-
-
-@dataclass
-class _Presence:
-    state: Any
-    expires_at: float
-
-
-@dataclass
-class SessionStats:
-    frames_in: int = 0
-    frames_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    changes_in: int = 0
-    changes_out: int = 0
-
-
-class PeerSession:
+class PeerSession(Session):
     """Protocol state with one peer. Not thread-safe: drive it from one loop.
 
-    ``host`` (optional) automates the sync dance: after the handshake the
-    session offers `have` for every doc the host shares with this peer,
-    answers `have` with the missing `changes` (and its own `have` when the
-    peer has something we lack), and hands received changes to
-    ``host.ingest``. Without a host it only emits events.
+    ``host`` (optional, see :class:`SyncHost`) automates sync: after the
+    handshake the session runs a digest exchange (then `have` only for docs
+    whose digests differ), answers `have` beyond its per-doc cursor, pulls
+    what announces name, and hands received changes to ``host.ingest``.
+    Without a host it only emits events.
 
     ``transport_key`` is the Curve25519 key the transport authenticated; when
     given, the peer's hello must carry the Ed25519 id that maps to it.
@@ -253,373 +115,324 @@ class PeerSession:
         local: LocalInfo,
         now: float,
         *,
-        host: SyncHost | None = None,
+        host: SyncHost | Any | None = None,
         transport_key: bytes | None = None,
         config: SessionConfig | None = None,
     ) -> None:
-        self.local = local
-        self.host = host
-        self.transport_key = transport_key
-        self.config = config or SessionConfig()
-        self.state = HANDSHAKE
-        self.version: int | None = None
-        self.peer: HelloReceived | None = None
-        self.peer_max_frame = self.config.max_frame_size
-        self.errors: Counter[str] = Counter()
-        self.stats = SessionStats()
-        self.latency: float | None = None
-        self.presence: dict[DocId, _Presence] = {}
-        self._outbox: list[bytes] = []
-        self._hello_sent = False
-        self._started = now
-        self._last_recv = now
-        self._last_ping = now
+        super().__init__(local, now, host=host, transport_key=transport_key, config=config)
+        cfg = self.config
+        resend = cfg.resend_after if cfg.resend_after is not None else (
+            2 * cfg.anti_entropy_interval)
+        self.known = PeerKnowledge(resend)
         self._last_anti_entropy = now
-        self._pings: dict[int, float] = {}
-        self._nonce = 0
-        self._timed_out = False
+        # pulls asked of this peer since the last anti-entropy round
+        self._asked: dict[DocId, dict[bytes, int]] = {}
+        self._full_asked: set[DocId] = set()  # docs we sent a full have for, this round
+        # delayed pulls, each with its own due time (merging them would pull a
+        # change named a moment ago at once, racing its author's push)
+        self._pulls: deque[tuple[float, DocId, dict[bytes, int]]] = deque()
+        self._announces: dict[DocId, dict[bytes, int]] = {}
+        self._announce_due: float | None = None
+        self._settled: tuple[bytes, bytes] | None = None  # (our digest, theirs)
+        self._recon_found = False
+        self._digest_answered = -math.inf
+        self._listed: tuple[bytes, bytes] | None = None  # (ours, theirs) last listed
+        self._digest_pending: bytes | None = None
 
-    # ------------------------------------------------------------ properties
-    @property
-    def is_open(self) -> bool:
-        return self.state == OPEN
+    # ------------------------------------------------------------ knowledge
+    def peer_has(self, doc: DocId, actor: bytes, seq: int) -> bool:
+        """Is the peer known to hold change (actor, seq) of doc (it said so, sent or got it)?"""
+        return self.known.has(doc, actor, seq)
 
-    @property
-    def peer_id(self) -> bytes | None:
-        """The peer's Ed25519 node id, once its hello was accepted."""
-        return self.peer.node_id if self.peer else None
-
-    def data_to_send(self) -> list[bytes]:
-        out, self._outbox = self._outbox, []
-        return out
+    def reset_sent(self, doc: DocId | None = None) -> None:
+        """Frames to the peer were lost: answer its next `have` (for doc, or all) in full."""
+        self.known.reset_sent(doc)
 
     # ------------------------------------------------------------ senders
-    def _queue(self, msg: dict[str, Any]) -> None:
-        frame = encode(msg)
-        self.stats.frames_out += 1
-        self.stats.bytes_out += len(frame)
-        self._outbox.append(frame)
-
-    def hello(self, docs: Sequence[DocId] | None = None) -> None:
-        """Queue our hello (once). Call on connect; sent automatically on the peer's hello."""
-        if self._hello_sent or self.state == CLOSED:
-            return
-        self._hello_sent = True
-        msg: dict[str, Any] = {
-            "type": "hello",
-            "id": self.local.node_id,
-            "name": self.local.name,
-            "addrs": list(self.local.addresses),
-            "versions": list(self.local.versions),
-            "max_frame": self.config.max_frame_size,
-        }
-        if docs is not None:
-            msg["docs"] = list(docs)
-        self._queue(msg)
-        self._maybe_open()
-
-    def _may_share(self, doc: DocId) -> bool:
-        if self.host is None:
-            return True
-        assert self.peer is not None
-        return doc in set(self.host.shared_docs(self.peer.node_id))
-
     def send_have(self, doc: DocId, vv: Mapping[bytes, int] | None = None, *,
-                  reply: bool = False) -> bool:
+                  reply: bool = False, partial: bool = False) -> bool:
         """Queue `have`; vv defaults to the host's. False if closed or doc not shared."""
         if not self.is_open or not self._may_share(doc):
             return False
         if vv is None:
-            vv = self.host.version(doc) if self.host else {}
-        self._queue({"type": "have", "doc": doc, "vv": dict(vv), "reply": reply})
+            vv = self._h.version(doc) if self._h else {}
+        msg: dict[str, Any] = {"type": "have", "doc": doc, "vv": dict(vv)}
+        if reply:
+            msg["reply"] = True
+        if partial:
+            msg["part"] = True
+        else:
+            self._full_asked.add(doc)
+        self._queue(msg)
         return True
 
-    def send_changes(self, doc: DocId, blobs: Sequence[bytes]) -> bool:
-        """Queue `changes`, split into frames under the smaller of both size limits."""
+    def announce(self, doc: DocId, vv: Mapping[bytes, int]) -> bool:
+        """Tell the peer we now hold ``vv`` (some actors); it pulls what it lacks.
+
+        Actors the peer is known to hold are left out; nothing is sent if none
+        remain. Announces are merged until the next ``data_to_send`` (or for
+        ``announce_delay`` seconds).
+        """
+        if not self.is_open or not self._may_share(doc):
+            return False
+        news = {a: s for a, s in vv.items() if s and not self.known.has(doc, a, s)}
+        if not news:
+            return False
+        self._announces[doc] = vv_max(self._announces.get(doc, {}), news)
+        if self._announce_due is None:
+            self._announce_due = self._now + self.config.announce_delay
+        return True
+
+    def _flush_announces(self) -> None:
+        pending, self._announces, self._announce_due = self._announces, {}, None
+        for doc, vv in pending.items():
+            # the peer may have told us meanwhile (its own announce crossed ours)
+            news = {a: s for a, s in vv.items() if not self.known.has(doc, a, s)}
+            if news and self.is_open:
+                self._queue({"type": "have", "doc": doc, "vv": news, "part": True})
+
+    def send_changes(self, doc: DocId, blobs: Sequence[bytes],
+                     upto: Mapping[bytes, int] | None = None) -> bool:
+        """Queue `changes`, split under the smaller of both frame limits.
+
+        ``upto``: the peer holds at least this after these blobs (e.g. the
+        {actor: seq} of a pushed change); remembered as sent, and told to the
+        peer so it will not forward them back.
+        """
         if not self.is_open or not self._may_share(doc) or not blobs:
             return False
-        limit = min(self.config.max_frame_size, self.peer_max_frame) - _FRAME_OVERHEAD
-        batch: list[bytes] = []
-        size = 0
-        for b in blobs:
-            if len(b) + 16 > limit:
-                # cannot ever fit: the peer would drop it, so do not send it
-                self.errors["blob-too-large"] += 1
+        limit = self._limit - _FRAME_OVERHEAD
+        fit = [bytes(b) for b in blobs if len(b) + 16 <= limit]
+        # one that cannot ever fit would be dropped by the peer: do not send it
+        self.errors["blob-too-large"] += len(blobs) - len(fit)
+        batches = chunked(fit, [len(b) + 16 for b in fit], 1 << 30, limit)
+        for i, batch in enumerate(batches):
+            if not batch:
                 continue
-            if batch and size + len(b) + 16 > limit:
-                self._queue({"type": "changes", "doc": doc, "blobs": batch})
-                batch, size = [], 0
-            batch.append(bytes(b))
-            size += len(b) + 16
-        if batch:
-            self._queue({"type": "changes", "doc": doc, "blobs": batch})
+            msg: dict[str, Any] = {"type": "changes", "doc": doc, "blobs": batch}
+            if upto and i == len(batches) - 1:  # only once the last part is out
+                msg["vv"] = dict(upto)
+            self._queue(msg)
+        if upto:
+            self.known.sent_upto(doc, upto, self._now)
         self.stats.changes_out += len(blobs)
         return True
 
-    def send_peers(self, peers: Iterable[PeerInfo]) -> bool:
-        if not self.is_open:
-            return False
-        rows = [[p.node_id, p.name, list(p.addresses), float(p.last_seen)] for p in peers]
-        self._queue({"type": "peers", "peers": rows[:MAX_PEERS]})
-        return True
-
-    def send_presence(self, doc: DocId, state: Any, ttl: float) -> bool:
-        if not self.is_open or not self._may_share(doc):
-            return False
-        self._queue({"type": "presence", "doc": doc, "state": state,
-                     "ttl": float(min(ttl, MAX_TTL))})
-        return True
-
-    def ping(self, now: float) -> bool:
-        if not self.is_open:
-            return False
-        self._nonce += 1
-        self._pings[self._nonce] = now
-        # forget unanswered pings so a silent peer cannot grow this dict
-        while len(self._pings) > 8:
-            self._pings.pop(next(iter(self._pings)))
-        self._last_ping = now
-        self._queue({"type": "ping", "nonce": self._nonce, "t": now})
-        return True
-
     def sync_all(self, now: float) -> int:
-        """Anti-entropy: offer `have` for every doc shared with this peer."""
+        """Anti-entropy round: one `digest` of every doc shared with the peer.
+
+        The peer answers only on mismatch (per-doc digests), and `have` goes
+        only for docs whose digests differ. Returns the number of messages queued.
+        """
         self._last_anti_entropy = now
-        if not self.is_open or self.host is None:
+        self._now = max(self._now, now)
+        if not self.is_open or self._h is None:
             return 0
         assert self.peer is not None
-        n = 0
-        for doc in list(self.host.shared_docs(self.peer.node_id)):
-            n += self.send_have(doc)
-        return n
+        self._asked.clear()
+        self._full_asked.clear()
+        d, n = self._h.shared_digest(self.peer.node_id)
+        self._queue({"type": "digest", "d": d, "n": n})
+        self.stats.digests_out += 1
+        return 1
 
-    def close(self, reason: str = "closed") -> list[Event]:
-        """Close locally, telling the peer why."""
-        if self.state == CLOSED:
-            return []
-        self._queue({"type": "error", "reason": reason[:MAX_NAME]})
-        self.state = CLOSED
-        return [SessionClosed(reason)]
+    def refresh(self, now: float | None = None) -> int:
+        """What we share with the peer changed (grants): run the digest exchange again now."""
+        self._settled = None
+        return self.sync_all(self._now if now is None else now)
 
-    # ------------------------------------------------------------ timers
-    def tick(self, now: float) -> list[Event]:
-        """Fire due timers (handshake timeout, ping, anti-entropy, presence expiry)."""
-        if self.state == CLOSED:
-            return []
-        events: list[Event] = []
-        if self.state == HANDSHAKE:
-            if now - self._started >= self.config.handshake_timeout:
-                events += self._fail("handshake-timeout", "no hello from peer")
-            return events
-        if now - self._last_ping >= self.config.ping_interval:
-            self.ping(now)
+    # ------------------------------------------------------------ hooks
+    def _before_send(self) -> None:
+        if self._announces and self.config.announce_delay <= 0:
+            self._flush_announces()
+
+    def _opened(self) -> None:
+        if self._h is not None:
+            self.sync_all(self._now)  # the digest exchange replaces a have per doc
+
+    def _tick_sync(self, now: float) -> None:
         if now - self._last_anti_entropy >= self.config.anti_entropy_interval:
             self.sync_all(now)
-        silence = now - self._last_recv
-        if silence >= self.config.peer_timeout and not self._timed_out:
-            self._timed_out = True
-            events.append(PeerTimeout(silence))
-        for doc, p in list(self.presence.items()):
-            if p.expires_at <= now:
-                del self.presence[doc]
-                events.append(PresenceExpired(doc))
-        return events
+        if (self._digest_pending is not None
+                and now - self._digest_answered >= self.config.digest_min_interval):
+            self._answer_digest(self._digest_pending, now)
+        while self._pulls and self._pulls[0][0] <= now:
+            _, doc, lack = self._pulls.popleft()
+            self._pull(doc, lack, now)
+        if self._announce_due is not None and now >= self._announce_due:
+            self._flush_announces()
 
-    # ------------------------------------------------------------ receiving
-    def receive(self, frame: bytes, now: float) -> list[Event]:
-        """Handle one frame from the peer. Never raises on bad input."""
-        if self.state == CLOSED:
-            self.errors["closed"] += 1
-            return []
-        self.stats.frames_in += 1
-        self.stats.bytes_in += len(frame)
-        self._last_recv = now
-        self._timed_out = False
-        try:
-            if not isinstance(frame, (bytes, bytearray, memoryview)):
-                raise _Bad("bad-frame", "frame is not bytes")
-            if len(frame) > self.config.max_frame_size:
-                raise _Bad("oversize", f"{len(frame)} > {self.config.max_frame_size}")
-            msg = decode(bytes(frame))
-            kind = msg.get("type")
-            if not isinstance(kind, str):
-                raise _Bad("bad-message", "missing type")
-            if kind == "error":
-                return self._on_error(msg)
-            if kind == "hello":
-                return self._on_hello(msg, now)
-            if self.peer is None:
-                raise _Bad("before-hello", f"{kind[:32]} before hello")
-            handler = self._handlers.get(kind)
-            if handler is None:
-                # forward compatibility: newer peers may send types we do not know
-                raise _Bad("unknown-type", kind[:32])
-            return handler(self, msg, now)
-        except _Bad as bad:
-            return [self._error(bad.reason, bad.detail)]
-
-    def _error(self, reason: str, detail: str = "", fatal: bool = False) -> ProtocolError:
-        self.errors[reason] += 1
-        if self.errors[reason] == 1:  # log once per reason, not once per frame
-            log.info("peer %s: %s %s", self._peer_label(), reason, detail)
-        return ProtocolError(reason, detail, fatal)
-
-    def _fail(self, reason: str, detail: str) -> list[Event]:
-        err = self._error(reason, detail, fatal=True)
-        return [err, *self.close(reason)]
-
-    def _peer_label(self) -> str:
-        return self.peer.node_id.hex()[:12] if self.peer else "?"
-
-    def _maybe_open(self) -> list[Event]:
-        if self.state == HANDSHAKE and self._hello_sent and self.peer is not None:
-            self.state = OPEN
-            if self.host is not None:
-                self.sync_all(self._last_recv)
-        return []
-
-    def _on_error(self, msg: dict[str, Any]) -> list[Event]:
-        reason = msg.get("reason")
-        reason = reason[:MAX_NAME] if isinstance(reason, str) else "?"
-        # peers only send `error` as their last word before closing
-        self.state = CLOSED
-        return [ErrorReceived(reason), SessionClosed(f"peer: {reason}")]
-
-    def _on_hello(self, msg: dict[str, Any], now: float) -> list[Event]:
-        if self.peer is not None:
-            raise _Bad("duplicate-hello")
-        node_id = _node_id(msg.get("id"))
-        name = _str(msg, "name", MAX_NAME, required=False)
-        addrs = _addrs(msg.get("addrs"))
-        versions = msg.get("versions")
-        if not isinstance(versions, list) or not versions or len(versions) > 64 or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in versions
-        ):
-            raise _Bad("bad-field", "versions must be a list of ints")
-        docs_raw = msg.get("docs")
-        docs: tuple[DocId, ...] | None = None
-        if docs_raw is not None:
-            if not isinstance(docs_raw, list) or len(docs_raw) > 10_000:
-                raise _Bad("bad-field", "docs must be a list")
-            docs = tuple(_doc({"doc": d}) for d in docs_raw)
-        max_frame = msg.get("max_frame", DEFAULT_MAX_FRAME)
-        if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1024:
-            raise _Bad("bad-field", "max_frame must be an int >= 1024")
-        if node_id == self.local.node_id:
-            return self._fail("self-connection", "peer has our own node id")
-        if self.transport_key is not None:
-            try:
-                ok = curve_key_of(node_id) == self.transport_key
-            except ValueError:  # not a point on the curve
-                ok = False
-            if not ok:
-                return self._fail("identity-mismatch",
-                                  "hello id does not match the transport key")
-        common = set(self.local.versions) & set(versions)
-        if not common:
-            return self._fail("version-mismatch",
-                              f"ours {sorted(self.local.versions)}, theirs {sorted(versions)[:8]}")
-        self.version = max(common)
-        self.peer_max_frame = max_frame
-        self.peer = HelloReceived(node_id, name, addrs, self.version, docs)
-        self.hello()  # answer if we had not spoken yet; opens the session
-        self._maybe_open()
-        return [self.peer]
-
+    # ------------------------------------------------------------ sync
     def _on_have(self, msg: dict[str, Any], now: float) -> list[Event]:
         doc = _doc(msg)
         vv = _vv(msg.get("vv"))
-        reply = bool(msg.get("reply", False))
-        if self.host is None:
-            return [HaveReceived(doc, vv, reply)]
+        reply, part = _flag(msg, "reply"), _flag(msg, "part")
+        event = HaveReceived(doc, vv, reply, part)
+        if self._h is None:
+            return [event]
         if not self._may_share(doc):
             # say nothing: an error would reveal the doc exists
             raise _Bad("doc-not-shared")
-        local = self.host.version(doc)
-        plan = plan_sync(local, vv)
-        if plan.remote_lacks:
-            self.send_changes(doc, self.host.changes_since(doc, vv))
-        # Ask back only when they have what we lack, and never in answer to an
-        # answer: each anti-entropy exchange is at most have → changes+have → changes.
-        if plan.local_lacks and not reply:
-            self.send_have(doc, local, reply=True)
-        return [HaveReceived(doc, vv, reply)]
+        # an announce (partial, not a reply) only informs: answering it would
+        # race the author's own push of whatever we hold beyond it
+        local = self._answer(doc, vv, part, now, send=reply or not part)
+        lack = {a: s for a, s in vv.items() if s > local.get(a, 0)}
+        # Never ask in answer to an answer; after our own full have this round
+        # the peer's answer to it already brings what this have names.
+        if lack and not reply and (part or doc not in self._full_asked):
+            if part and self.config.pull_delay > 0:
+                if len(self._pulls) >= _MAX_PULLS:  # a flood of announces: pull now
+                    _, d0, lack0 = self._pulls.popleft()
+                    self._pull(d0, lack0, now)
+                self._pulls.append((now + self.config.pull_delay, doc, lack))
+            else:
+                self._pull(doc, lack, now, shared=part)
+        return [event]
+
+    def _answer(self, doc: DocId, vv: Mapping[bytes, int], part: bool, now: float,
+                send: bool = True) -> Mapping[bytes, int]:
+        """The peer holds ``vv``: send what it lacks beyond the cursor. Returns our version."""
+        assert self._h is not None
+        self.known.believe(doc, vv, now, vv if part else None)
+        self.known.heard(doc, vv, replace=not part)
+        local = self._h.version(doc)
+        # beyond what they hold or we already sent (the cursor), and for a
+        # partial have only for the actors it names
+        since = self.known.cursor(doc)
+        if part:
+            since = {**local, **{a: since.get(a, 0) for a in vv}}
+        ahead = {a: s for a, s in local.items() if s > since.get(a, 0)} if send else {}
+        blobs = self._h.changes_since(doc, since) if ahead else []
+        if blobs:
+            self.send_changes(doc, blobs, upto=ahead)
+        else:
+            self.stats.answers_skipped += 1
+        return local
+
+    def _pull(self, doc: DocId, lack: Mapping[bytes, int], now: float,
+              shared: bool = True) -> None:
+        """Ask for what we still lack of ``lack`` (a partial reply have), once per peer/round.
+
+        ``shared``: a pull after an announce, which the host's node-wide claim
+        dedupes across peers. Anti-entropy pulls skip the claim, so fake
+        announces (huge seqs) from one peer can delay only announce pulls.
+        """
+        if self._h is None or not self.is_open:
+            return
+        local = self._h.version(doc)
+        asked = self._asked.setdefault(doc, {})
+        claim = self._h.claim_pull if shared else None
+        need = {a: s for a, s in lack.items()
+                if s > local.get(a, 0) and asked.get(a, 0) < s
+                and (claim is None or claim(doc, a, s, now))}
+        if need:
+            asked.update(need)
+            self.send_have(doc, {a: local.get(a, 0) for a in need}, reply=True, partial=True)
 
     def _on_changes(self, msg: dict[str, Any], now: float) -> list[Event]:
         doc = _doc(msg)
         blobs = msg.get("blobs")
         if not isinstance(blobs, list) or not all(isinstance(b, bytes) for b in blobs):
             raise _Bad("bad-field", "blobs must be a list of bytes")
+        has = _vv(msg["vv"]) if "vv" in msg else None
         self.stats.changes_in += len(blobs)
-        if self.host is not None:
+        if self._h is not None:
             if not self._may_share(doc):
                 raise _Bad("doc-not-shared")
+            if has:
+                self.known.heard(doc, has)
             assert self.peer is not None
             try:
-                self.host.ingest(doc, blobs, self.peer.node_id)
+                self._h.ingest(doc, blobs, self.peer.node_id)
             except ValueError as e:
                 raise _Bad("rejected-changes", f"{type(e).__name__}: {e}"[:200]) from None
         return [ChangesReceived(doc, tuple(blobs))]
 
-    def _on_peers(self, msg: dict[str, Any], now: float) -> list[Event]:
-        rows = msg.get("peers")
-        if not isinstance(rows, list) or len(rows) > MAX_PEERS:
-            raise _Bad("bad-field", "peers must be a list")
-        out = []
-        for row in rows:
-            if not isinstance(row, list) or len(row) != 4:
-                raise _Bad("bad-field", "peer rows are [id, name, addrs, last_seen]")
-            nid = _node_id(row[0])
-            name = _str({"n": row[1]}, "n", MAX_NAME)
-            seen = _num({"s": row[3]}, "s")
-            out.append(PeerInfo(nid, name, _addrs(row[2]), seen))
-        return [PeersReceived(tuple(out))]
-
-    def _on_ping(self, msg: dict[str, Any], now: float) -> list[Event]:
-        nonce = _int(msg, "nonce")
-        t = _num(msg, "t")
-        self._queue({"type": "pong", "nonce": nonce, "t": t})
+    def _on_digest(self, msg: dict[str, Any], now: float) -> list[Event]:
+        theirs = _digest(msg, "d")
+        if self._h is None:
+            return []
+        if now - self._digest_answered < self.config.digest_min_interval:
+            self._digest_pending = theirs  # answered from tick: a flood costs one list
+            return []
+        self._answer_digest(theirs, now)
         return []
 
-    def _on_pong(self, msg: dict[str, Any], now: float) -> list[Event]:
-        nonce = _int(msg, "nonce")
-        _num(msg, "t")
-        # latency from our own record, so a peer cannot fake it with `t`
-        sent = self._pings.pop(nonce, None)
-        if sent is None:
-            raise _Bad("unexpected-pong")
-        self.latency = max(0.0, now - sent)
-        return [Pong(self.latency, nonce)]
+    def _answer_digest(self, theirs: bytes, now: float) -> None:
+        assert self._h is not None and self.peer is not None
+        self._digest_pending = None
+        mine, _ = self._h.shared_digest(self.peer.node_id)
+        if mine == theirs or self._settled == (mine, theirs):
+            return
+        if (self._listed == (mine, theirs)
+                and now - self._digest_answered < self.config.anti_entropy_interval / 2):
+            return  # this very list went out lately: a repeated digest gets nothing
+        self._listed = (mine, theirs)
+        self._digest_answered = now
+        vd, version = self._h.version_digest, self._h.version
+        rows: list[list[Any]] = [[d, vd(d)] for d in self._h.shared_docs(self.peer.node_id)]
+        # While small, rows carry the version itself: the peer can then push what
+        # we lack and pull what it lacks at once, saving a have round trip.
+        budget = _VV_IN_DIGESTS
+        for row in rows:
+            vv = version(row[0])
+            budget -= sum(len(a) + 10 for a in vv)
+            if budget < 0:
+                break
+            row.append(dict(vv))
+        sizes = [len(r[0]) + len(r[1]) + 8 + (len(r[2]) * 44 if len(r) > 2 else 0)
+                 for r in rows]
+        chunks = chunked(rows, sizes, MAX_DIGESTS, self._limit - _FRAME_OVERHEAD)
+        for i, c in enumerate(chunks):
+            self._queue({"type": "digests", "docs": c, "d": mine, "of": theirs,
+                         "end": i == len(chunks) - 1})
+        self.stats.doc_digests_out += len(rows)
 
-    def _on_presence(self, msg: dict[str, Any], now: float) -> list[Event]:
-        doc = _doc(msg)
-        ttl = _num(msg, "ttl")
-        if not 0 < ttl <= MAX_TTL:
-            raise _Bad("bad-field", "ttl out of range")
-        if "state" not in msg:
-            raise _Bad("bad-field", "presence without state")
-        if self.host is not None and not self._may_share(doc):
-            raise _Bad("doc-not-shared")
-        if doc not in self.presence and len(self.presence) >= 1024:
-            raise _Bad("presence-overflow")
-        p = _Presence(msg["state"], now + ttl)
-        self.presence[doc] = p
-        return [PresenceReceived(doc, p.state, ttl, p.expires_at)]
+    def _on_digests(self, msg: dict[str, Any], now: float) -> list[Event]:
+        parsed = parse_digest_rows(msg)
+        theirs, of, end = _digest(msg, "d"), _digest(msg, "of"), _flag(msg, "end")
+        if self._h is None:
+            return []
+        for doc, vd, vv in parsed:
+            if self._may_share(doc) and self._h.version_digest(doc) != vd:
+                self._recon_found = True
+                if vd == EMPTY_VV_DIGEST:  # they hold nothing of it: no need to ask
+                    vv = {}
+                if vv is None:
+                    self.send_have(doc)
+                    continue
+                local = self._answer(doc, vv, False, now)
+                lack = {a: s for a, s in vv.items() if s > local.get(a, 0)}
+                if lack:
+                    self._pull(doc, lack, now, shared=False)
+        if end:
+            if not self._recon_found:
+                # the digests differ only in docs one side does not share: tell the
+                # peer, so it does not send this list again until something changes
+                self._queue({"type": "settled", "mine": of, "yours": theirs})
+            self._recon_found = False
+        return []
+
+    def _on_settled(self, msg: dict[str, Any], now: float) -> list[Event]:
+        mine, yours = _digest(msg, "mine"), _digest(msg, "yours")
+        self._settled = (yours, mine)
+        return []
 
     _handlers = {
+        **Session._handlers,
         "have": _on_have,
         "changes": _on_changes,
-        "peers": _on_peers,
-        "ping": _on_ping,
-        "pong": _on_pong,
-        "presence": _on_presence,
+        "digest": _on_digest,
+        "digests": _on_digests,
+        "settled": _on_settled,
     }
 
 
 __all__ = [
-    "ChangesReceived", "DocId", "ErrorReceived", "Event", "HaveReceived", "HelloReceived",
-    "LocalInfo", "PROTOCOL_VERSIONS", "PeerInfo", "PeerSession", "PeersReceived", "PeerTimeout",
-    "Pong", "PresenceExpired", "PresenceReceived", "ProtocolError", "SessionClosed",
-    "SessionConfig", "SyncHost", "SyncPlan", "VersionVector", "curve_key_of", "decode",
-    "encode", "plan_sync",
+    "CarryReceived", "ChangesReceived", "DocId", "ErrorReceived", "Event", "GrantsReceived",
+    "HaveReceived", "HelloReceived", "LocalInfo", "PROTOCOL_VERSIONS", "PeerInfo",
+    "PeerSession", "PeersReceived", "PeerTimeout", "Pong", "PresenceExpired",
+    "PresenceReceived", "ProtocolError", "PullTracker", "Session", "SessionClosed", "SessionConfig",
+    "SyncHost", "SyncPlan", "VersionVector", "curve_key_of", "decode", "encode", "plan_sync",
+    "shared_digest", "vv_digest",
 ]

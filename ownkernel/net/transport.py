@@ -10,6 +10,13 @@ authenticated it. The peer's Ed25519 node id is only reported once
 :meth:`Transport.confirm_identity` saw a hello whose id maps to that key.
 
 Everything runs on one asyncio loop (zmq.asyncio): the node's own thread.
+
+Counting what never becomes a frame: the ROUTER is monitored, so a client
+without Curve, raw TCP garbage, a wrong server key, a refused key and a frame
+past the hard size limit each leave their own counter in ``stats`` (see
+:class:`~ownkernel.net.flow.InboundWatch`). Sending is budgeted in bytes per
+connection and in total (see :meth:`Transport.send`), so a peer that never
+reads costs bounded memory.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
@@ -30,6 +38,8 @@ from nacl.bindings import crypto_sign_ed25519_sk_to_curve25519
 from nacl.signing import SigningKey
 from zmq.utils.monitor import parse_monitor_message
 
+from .flow import MONITOR_EVENTS, InboundWatch, SendBudgets, acked, close_probe, probe
+from .limits import SendAccount
 from .protocol import DEFAULT_MAX_FRAME, curve_key_of
 
 log = logging.getLogger(__name__)
@@ -42,6 +52,9 @@ ZAP_DOMAIN = "ownkernel"
 # writer, its timers, calls from other threads). Receive loops give the loop
 # a turn every this many frames.
 YIELD_EVERY = 32
+MAX_IN_PEERS = 65536  # routing ids remembered (backstop; entries leave on disconnect)
+
+
 
 # ("in", ROUTER routing id) or ("out", connection number as bytes)
 ConnId = tuple[str, bytes]
@@ -56,6 +69,9 @@ class Incoming:
     curve_key: bytes  # authenticated Curve25519 public key of the sender
     node_id: bytes | None  # its Ed25519 id, once confirmed by a hello
     frame: bytes
+    # sender's IP for incoming conns (ROUTER "Peer-Address"), the dialed
+    # endpoint's host for outgoing ones; "" if unknown
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,7 +118,13 @@ class TransportConfig:
     rate: float = 500.0  # frames per second per peer key
     burst: float = 1000.0
     queue_size: int = 10_000  # incoming frames buffered for recv()
-    sndhwm: int = 10_000
+    sndhwm: int = 10_000  # libzmq's per-connection cap in messages (bytes: below)
+    # bytes handed to libzmq and not yet acked by the peer's TCP, per
+    # connection and in total: past them send() returns False ("send-budget")
+    send_budget: int = 8 * 1024 * 1024
+    send_budget_total: int = 64 * 1024 * 1024
+    congested_at: float = 0.5  # congested() once this share of a budget is in flight
+    probe_limit: int = 4096  # TCP sockets watched at once (a dup'ed fd each)
 
 
 def _keys(signing_key: SigningKeyLike) -> tuple[bytes, bytes, bytes]:
@@ -133,6 +155,20 @@ def parse_address(address: str) -> tuple[str, bytes | None]:
     return endpoint, node_id
 
 
+def endpoint_host(endpoint: str) -> str:
+    """``tcp://[::1]:5555`` -> ``::1``; ``tcp://127.0.0.1:5`` -> ``127.0.0.1``."""
+    return endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+
+
+@dataclass
+class _InPeer:
+    """A ROUTER peer (routing id), learned from its first frame."""
+    address: str
+    fd: int | None
+    probe: socket.socket | None
+    acct: SendAccount
+
+
 @dataclass
 class _Out:
     sock: zmq.asyncio.Socket
@@ -140,9 +176,11 @@ class _Out:
     curve_key: bytes
     node_id: bytes
     endpoint: str
+    acct: SendAccount
     state: str = "connecting"
     ready: asyncio.Future[str] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    probe: socket.socket | None = None
 
 
 class Transport:
@@ -151,7 +189,14 @@ class Transport:
     Incoming frames go to ``on_frame(Incoming)`` if given (called on the
     loop), else to a bounded queue read with ``await recv()``. Drops are
     counted in ``stats`` by reason: "oversize", "rate-limited", "denied",
-    "queue-full", "bad-multipart", "auth-denied", "send-failed".
+    "queue-full", "bad-multipart", "auth-denied", "send-failed",
+    "send-budget", "send-budget-total". Incoming TCP connections (ROUTER
+    monitor): "in-accepted", "in-handshake-ok", "in-no-curve" (client without
+    Curve), "in-bad-curve" (wrong server key or a bad box), "in-auth-failed"
+    (key refused), "in-handshake-aborted" (closed mid-handshake),
+    "in-protocol-error" (other), "in-garbage" (not ZMTP at all),
+    "in-hard-limit" (libzmq dropped a peer still sending: a frame past the
+    hard size limit), "in-disconnected" (peer hung up).
     """
 
     def __init__(
@@ -184,6 +229,13 @@ class Transport:
         # dropped one by one (and counted) instead.
         self._hard_limit = max(2 * self.config.max_frame_size, self.config.max_frame_size + 65536)
         self._closed = False
+        self._router_mon: zmq.asyncio.Socket | None = None
+        self._ports: set[int] = set()  # our listening ports (to recognise our sockets)
+        self._in: OrderedDict[bytes, _InPeer] = OrderedDict()  # routing id -> peer
+        self._watch = InboundWatch(self.stats, self._ports, self.config.probe_limit,
+                                   self._in_gone)
+        self._budgets = SendBudgets(self.config, self.stats, self._put, self._account,
+                                    self._all_accounts)
 
     # ------------------------------------------------------------ lifecycle
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
@@ -206,9 +258,14 @@ class Transport:
         r.setsockopt(zmq.MAXMSGSIZE, self._hard_limit)
         r.setsockopt(zmq.ROUTER_MANDATORY, 1)
         r.setsockopt(zmq.SNDHWM, self.config.sndhwm)
+        self._router_mon = r.get_monitor_socket(MONITOR_EVENTS)
+        self._router_mon.setsockopt(zmq.LINGER, 0)
+        self._tasks.append(asyncio.ensure_future(self._router_monitor_loop()))
         for ep in self.config.listen:
             r.bind(ep)
             self.endpoints.append(r.getsockopt_string(zmq.LAST_ENDPOINT))
+            with contextlib.suppress(ValueError):
+                self._ports.add(int(self.endpoints[-1].rsplit(":", 1)[1]))
         self._tasks.append(asyncio.ensure_future(self._router_loop()))
         return list(self.endpoints)
 
@@ -223,11 +280,20 @@ class Transport:
         self._closed = True
         for conn in list(self._out):
             await self.disconnect(("out", conn))
+        flusher = self._budgets.task()
+        if flusher is not None:
+            self._tasks.append(flusher)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._budgets.clear()
         self._tasks.clear()
-        for s in (self._router, self._zap):
+        self._watch.close()
+        self._in.clear()
+        if self._router is not None and self._router_mon is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._router.disable_monitor()
+        for s in (self._router_mon, self._router, self._zap):
             if s is not None:
                 s.close(linger=0)
         if self._ctx is not None:
@@ -287,12 +353,12 @@ class Transport:
             await self._zap.send_multipart(reply)
 
     # ------------------------------------------------------------ receiving
-    def _accept(self, conn: ConnId, curve_key: bytes, data: bytes) -> None:
+    def _accept(self, conn: ConnId, curve_key: bytes, data: bytes, address: str) -> None:
         """App-level checks shared by all sockets, then hand the frame up."""
         if len(data) > self.config.max_frame_size:
             self.stats["oversize"] += 1
             return
-        if not self._allowed(curve_key):  # re-checked so a block applies mid-session
+        if not self._allowed(curve_key, address):  # re-checked: a block applies mid-session
             self.stats["denied"] += 1
             return
         now = time.monotonic()
@@ -304,7 +370,7 @@ class Transport:
             self.stats["rate-limited"] += 1
             return
         self.stats["frames-in"] += 1
-        inc = Incoming(conn, curve_key, self._identities.get(curve_key), data)
+        inc = Incoming(conn, curve_key, self._identities.get(curve_key), data, address)
         if self.on_frame is not None:
             try:
                 self.on_frame(inc)
@@ -335,7 +401,54 @@ class Transport:
             except (ValueError, TypeError, zmq.ZMQError):
                 self.stats["no-user-id"] += 1  # cannot happen with our ZAP handler
                 continue
-            self._accept(("in", rid.bytes), curve_key, frame.bytes)
+            rid_b = rid.bytes
+            peer = self._in.get(rid_b)
+            if peer is None:
+                peer = self._new_in_peer(rid_b, frame)
+            self._accept(("in", rid_b), curve_key, frame.bytes, peer.address)
+
+    def _new_in_peer(self, rid: bytes, frame: zmq.Frame) -> _InPeer:
+        """First frame of a routing id: note its address and TCP socket (once per peer)."""
+        try:
+            address = frame.get("Peer-Address")
+        except (zmq.ZMQError, TypeError, UnicodeDecodeError):
+            address = ""
+        try:
+            fd: int | None = int(frame.get(zmq.SRCFD))
+        except (zmq.ZMQError, TypeError, ValueError, AttributeError):
+            fd = None
+        p = self._watch.attach(fd, rid)
+        peer = self._in[rid] = _InPeer(address or "", fd, p,
+                                       SendAccount(time.monotonic(), acked(p)))
+        while len(self._in) > MAX_IN_PEERS:
+            self._forget_in(next(iter(self._in)))
+        return peer
+
+    def _forget_in(self, rid: bytes) -> None:
+        peer = self._in.pop(rid, None)
+        if peer is not None:
+            self._budgets.forget(("in", rid), peer.acct)
+
+    def _in_gone(self, rids: set[bytes]) -> None:
+        """Their TCP connection closed: forget them and tell the node."""
+        for rid in rids:
+            self._forget_in(rid)
+            if self.on_event is not None:
+                self.on_event(ConnEvent(("in", rid), "disconnected"))
+
+    async def _router_monitor_loop(self) -> None:
+        """Feed the ROUTER's monitor events to the watch, in batches (see InboundWatch)."""
+        assert self._router_mon is not None
+        mon = self._router_mon
+        while True:
+            batch = [parse_monitor_message(await mon.recv_multipart())]
+            while len(batch) < 256:
+                try:
+                    batch.append(parse_monitor_message(
+                        await mon.recv_multipart(flags=zmq.NOBLOCK)))
+                except zmq.Again:
+                    break
+            self._watch.handle(batch)
 
     async def _dealer_loop(self, num: bytes, out: _Out) -> None:
         for n in itertools.count(1):
@@ -346,7 +459,7 @@ class Transport:
                 self.stats["bad-multipart"] += 1
                 continue
             # the server key was pinned by us: Curve proved the peer holds it
-            self._accept(("out", num), out.curve_key, parts[0])
+            self._accept(("out", num), out.curve_key, parts[0], endpoint_host(out.endpoint))
 
     async def _monitor_loop(self, num: bytes, out: _Out) -> None:
         while True:
@@ -355,12 +468,19 @@ class Transport:
             kind = ""
             if e == zmq.EVENT_CONNECTED:
                 kind = "connected"
+                # a new TCP connection: watch it for the send budget
+                close_probe(out.probe)
+                port = out.endpoint.rsplit(":", 1)[-1]
+                out.probe = probe(evt["value"], lambda s, p=port: str(s.getpeername()[1]) == p)
+                self._budgets.moved(out.acct, out.probe)
+            elif e == zmq.EVENT_DISCONNECTED:
+                kind = "disconnected"
+                close_probe(out.probe)
+                out.probe = None
             elif e == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 kind = "handshake-ok"
             elif e in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
                 kind = "refused"
-            elif e == zmq.EVENT_DISCONNECTED:
-                kind = "disconnected"
             if not kind:
                 continue
             out.state = kind
@@ -401,7 +521,7 @@ class Transport:
         mon.setsockopt(zmq.LINGER, 0)
         self._next_out += 1
         num = str(self._next_out).encode()
-        out = _Out(s, mon, curve_key, node_id, endpoint)
+        out = _Out(s, mon, curve_key, node_id, endpoint, SendAccount(time.monotonic()))
         out.ready = asyncio.get_running_loop().create_future()
         self._out[num] = out
         # we dialed this key and Curve authenticates the server: the id is known
@@ -441,13 +561,52 @@ class Transport:
             out.sock.disable_monitor()
         out.monitor.close(linger=0)
         out.sock.close(linger=0)
+        close_probe(out.probe)
+        out.probe = None
+        self._budgets.forget(conn, out.acct)
 
     # ------------------------------------------------------------ sending
+    def _account(self, conn: ConnId) -> tuple[SendAccount, socket.socket | None] | None:
+        if conn[0] == "in":
+            peer = self._in.get(conn[1])
+            return (peer.acct, peer.probe) if peer is not None else None
+        out = self._out.get(conn[1])
+        return (out.acct, out.probe) if out is not None else None
+
+    def _all_accounts(self) -> list[tuple[SendAccount, socket.socket | None]]:
+        return [(p.acct, p.probe) for p in self._in.values()] + [
+            (o.acct, o.probe) for o in self._out.values()]
+
+    def in_flight(self, conn: ConnId) -> int:
+        """Bytes for ``conn`` its peer has not received: waiting here, in libzmq or the kernel."""
+        return self._budgets.in_flight(conn)
+
+    def congested(self, conn: ConnId) -> bool:
+        """True while ``conn`` (or the node as a whole) has much unread data in flight.
+
+        A producer should stop generating frames for a congested conn (they
+        would soon be refused by ``send``) and try again on a later round.
+        """
+        return self._budgets.congested(conn)
+
     async def send(self, conn: ConnId, frame: bytes) -> bool:
-        """Send one frame without blocking the loop; False (counted) if it cannot go."""
+        """Send one frame without blocking the loop; False (counted) if it cannot go.
+
+        Byte budgets (:class:`~ownkernel.net.flow.SendBudgets`): what is in
+        flight to a conn (handed to libzmq, not yet acked by the peer's TCP)
+        stays under ``send_budget``, and in all under ``send_budget_total``; a
+        frame that does not fit waits in the conn's backlog (order kept, True
+        returned) until the peer drains; the backlog is capped the same way.
+        Past that, False ("send-budget" / "send-budget-total"): the protocol
+        resends on a later anti-entropy round. So a peer that never reads holds
+        at most ~2 x ``send_budget`` bytes of our memory.
+        """
         if len(frame) > self.config.max_frame_size:
             self.stats["send-oversize"] += 1
             return False
+        return await self._budgets.send(conn, frame)
+
+    async def _put(self, conn: ConnId, frame: bytes) -> bool:
         try:
             if conn[0] == "in":
                 assert self._router is not None
@@ -461,9 +620,8 @@ class Transport:
         except zmq.ZMQError:  # EHOSTUNREACH (peer gone) or EAGAIN (HWM full)
             self.stats["send-failed"] += 1
             return False
-        self.stats["frames-out"] += 1
         return True
 
 
 __all__ = ["ConnEvent", "ConnId", "Incoming", "KeyPolicy", "Policy", "TokenBucket",
-           "Transport", "TransportConfig", "format_address", "parse_address"]
+           "Transport", "TransportConfig", "endpoint_host", "format_address", "parse_address"]

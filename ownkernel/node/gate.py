@@ -81,6 +81,7 @@ class _Doc:
     access: dict[str, Any]
     creds: Credentials
     env_grants: dict[bytes, Grant] | None = None  # holder -> grant seen in stored envelopes
+    mine: Grant | None = None  # our own grant, parsed once (we made it: no need to verify)
 
 
 @dataclass(frozen=True)
@@ -118,13 +119,14 @@ class Gate:
         self._env_grants_fn = env_grants
         self.relay = relay
         self.rejected: Counter[str] = Counter()
-        self.gen = 0  # bumps whenever an answer of may_read can have changed
         self._docs: dict[bytes, _Doc] | None = None
         self.presented: dict[bytes, dict[bytes, Grant]] = {}  # peer -> doc -> grant
+        self._verified: dict[bytes, Grant] = {}  # grant bytes -> verified grant
         self.carried_for: dict[bytes, set[bytes]] = {}  # peer -> docs we relay for it
         self.carriers: dict[bytes, set[bytes]] = {}  # relay peer -> docs we asked it to carry
         self.held = _Held()
-        self._shared: dict[bytes, tuple[int, frozenset[bytes]]] = {}
+        # peer -> the docs it may read, kept up to date doc by doc (see changed())
+        self._shared: dict[bytes, set[Any]] = {}
 
     # ------------------------------------------------------------------ bookkeeping
     def reject(self, reason: str, n: int = 1) -> None:
@@ -141,8 +143,15 @@ class Gate:
 
     @staticmethod
     def _entry(r: Any) -> _Doc:
+        creds = Credentials.from_bytes(r.token)
+        mine = None
+        if creds.grant is not None:
+            try:
+                mine = Grant.from_bytes(creds.grant, verify=False)
+            except InviteError:
+                pass
         return _Doc(r.owner, bool(r.encrypted), not r.encrypted or r.key is not None,
-                    dict(r.access or {}), Credentials.from_bytes(r.token))
+                    dict(r.access or {}), creds, mine=mine)
 
     def refresh(self, doc: bytes) -> None:
         """The documents table row of ``doc`` changed (new doc, access list, key)."""
@@ -155,10 +164,22 @@ class Gate:
                 e = self._docs[doc] = self._entry(r)
                 if old is not None:
                     e.env_grants = old.env_grants
-        self.changed()
+        self.changed(doc=doc)
 
-    def changed(self) -> None:
-        self.gen += 1
+    def changed(self, doc: bytes | None = None, peer: bytes | None = None) -> None:
+        """Something that decides ``may_read`` changed: for ``doc`` (every cached
+        peer's answer for it is redone: O(peers)), for ``peer`` (its cache goes), or
+        anything (all caches go)."""
+        if peer is not None:
+            self._shared.pop(peer, None)
+        elif doc is not None:
+            for p, docs in self._shared.items():
+                if self.may_read(p, doc):
+                    docs.add(doc)
+                else:
+                    docs.discard(doc)
+        else:
+            self._shared.clear()
 
     def docs(self) -> Iterable[bytes]:
         return self._index().keys()
@@ -171,7 +192,7 @@ class Gate:
         d = self._index().get(doc)
         if d is not None and d.env_grants is not None:
             d.env_grants[grant.holder] = grant
-        self.changed()
+        self.changed(doc=doc)
 
     def doc_grants(self, doc: bytes) -> dict[bytes, Grant]:
         """The live ``{holder: grant}`` of ``doc`` (the node's loaded doc shares it)."""
@@ -187,11 +208,8 @@ class Gate:
                     continue
                 if g.holder == actor:
                     out[actor] = g
-            if d.creds.grant is not None:
-                try:
-                    out.setdefault(self.me, Grant.from_bytes(d.creds.grant))
-                except InviteError:
-                    pass
+            if d.mine is not None:
+                out.setdefault(self.me, d.mine)
             d.env_grants = out
         return d.env_grants
 
@@ -232,19 +250,18 @@ class Gate:
             return g is not None and g.owner == d.owner and g.inviter == d.owner
         return self.role(doc, peer) is not None
 
-    def shared_with(self, peer: bytes) -> frozenset[bytes]:
-        """Every doc ``peer`` may read (cached until something changes)."""
+    def shared_with(self, peer: bytes) -> set[Any]:
+        """Every doc ``peer`` may read (kept up to date; the caller must not change it)."""
         hit = self._shared.get(peer)
-        if hit is not None and hit[0] == self.gen:
-            return hit[1]
-        docs = {d for d in self._index() if self.may_read(peer, d)}
+        if hit is not None:
+            return hit
+        docs: set[Any] = {d for d in self._index() if self.may_read(peer, d)}
         if self.may_see_book(peer):
             docs.add(BOOK_DOC)
-        out = frozenset(docs)
         if len(self._shared) > 4096:
             self._shared.clear()
-        self._shared[peer] = (self.gen, out)
-        return out
+        self._shared[peer] = docs
+        return docs
 
     def may_see_book(self, peer: bytes) -> bool:
         """The address book goes to authenticated peers only (never before a verified
@@ -285,11 +302,17 @@ class Gate:
     # ------------------------------------------------------------------ grants in sessions
     def present(self, peer: bytes, raw: bytes) -> str | None:
         """``peer`` shows a grant in its session; remembered if it is ``peer``'s own."""
-        try:
-            g = Grant.from_bytes(raw)
-        except InviteError:
-            self.reject("bad_capability")
-            return "bad_capability"
+        g = self._verified.get(raw)
+        if g is None:
+            try:
+                g = Grant.from_bytes(raw)
+            except InviteError:
+                self.reject("bad_capability")
+                return "bad_capability"
+            if len(self._verified) >= 65_536:  # bounded: forget the oldest half
+                for k in list(self._verified)[:32_768]:
+                    del self._verified[k]
+            self._verified[raw] = g  # a reconnect does not verify the same grant again
         if g.holder != peer:
             self.reject("foreign_grant")
             return "foreign_grant"
@@ -309,7 +332,9 @@ class Gate:
             self.reject("too_many_grants")
             return "too_many_grants"
         mine[g.doc] = g
-        self.changed()
+        cached = self._shared.get(peer)  # only this peer's answer for this doc changed
+        if cached is not None and self.may_read(peer, g.doc):
+            cached.add(g.doc)
         return None
 
     def grants_for(self, peer: bytes) -> list[bytes]:
@@ -318,22 +343,18 @@ class Gate:
         grant is useless to others, but it would still tell them we are members."""
         out = []
         for doc, d in self._index().items():
-            raw = d.creds.grant
-            if raw is None:
-                continue
-            try:
-                g = Grant.from_bytes(raw)
-            except InviteError:
+            g = d.mine
+            if g is None or d.creds.grant is None:
                 continue
             if (peer in (d.owner, g.inviter) or doc in self.carriers.get(peer, ())
                     or (d.readable and self.view(doc).role(peer, doc) is not None)):
-                out.append(raw)
+                out.append(d.creds.grant)
         return out
 
     def forget_peer(self, peer: bytes) -> None:
         """``peer``'s last session ended: session-presented grants go with it."""
         if self.presented.pop(peer, None) is not None:
-            self.changed()
+            self.changed(peer=peer)
 
     # ------------------------------------------------------------------ relaying
     def carry(self, peer: bytes, raw: bytes) -> tuple[str | None, Descriptor | None]:
@@ -364,7 +385,7 @@ class Gate:
 
     def asked_to_carry(self, relay: bytes, docs: Iterable[bytes]) -> None:
         self.carriers.setdefault(relay, set()).update(docs)
-        self.changed()
+        self.changed(peer=relay)
 
     def descriptors(self, docs: Iterable[bytes] | None = None) -> list[bytes]:
         idx = self._index()

@@ -2,7 +2,7 @@
 
 The handle hands out thin proxies over the CRDT root objects. Each call on a
 proxy runs under the node's lock and, outside ``doc.transaction()``, is
-followed by ``node._commit``: the change is stored durably (fsync) before the
+followed by ``node.replica.commit``: the change is stored durably (fsync) before the
 call returns and only then announced to listeners. Proxies look the root up
 again on every call, so they stay valid when the node reloads the document
 (e.g. after a refused local change).
@@ -51,7 +51,7 @@ class RootProxy:
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         h = self._handle
-        with h._node._lock:
+        with h._node.lock:
             h._check_open()
             try:
                 result = fn(*args, **kw)
@@ -61,7 +61,7 @@ class RootProxy:
 
     def __getattr__(self, name: str) -> Any:
         h = self._handle
-        with h._node._lock:
+        with h._node.lock:
             attr = getattr(self._get(), name)
         if not callable(attr) or name.startswith("_") or name in _READ_ONLY:
             return attr
@@ -98,7 +98,7 @@ class RootProxy:
         return self
 
     def _read(self, fn: Callable[[Any], Any]) -> Any:
-        with self._handle._node._lock:
+        with self._handle._node.lock:
             return fn(self._get())
 
     def __getitem__(self, key: Any) -> Any:
@@ -218,11 +218,11 @@ class DocHandle:
 
     @property
     def encrypted(self) -> bool:
-        return self._node._row(self.id).encrypted
+        return self._node.replica.row(self.id).encrypted
 
     @property
     def owner(self) -> bytes:
-        return self._node._row(self.id).owner
+        return self._node.replica.row(self.id).owner
 
     @property
     def role(self) -> str | None:
@@ -235,7 +235,7 @@ class DocHandle:
 
     @property
     def version(self) -> dict[bytes, int]:
-        with self._node._lock:
+        with self._node.lock:
             return dict(self._crdt().version)
 
     @property
@@ -244,21 +244,21 @@ class DocHandle:
         return self._crdt()
 
     def _crdt(self) -> Doc:
-        return self._node._open_doc(self.id).require_crdt()
+        return self._node.replica.open(self.id).require_crdt()
 
     def _check_open(self) -> None:
         self._node._check_open()
 
     def _after_call(self) -> None:
-        od = self._node._open_doc(self.id)
+        od = self._node.replica.open(self.id)
         if od.txn == 0 and od.crdt is not None and od.crdt.pending_ops:
-            self._node._commit(od)
+            self._node.replica.commit(od)
 
     # -- roots ---------------------------------------------------------------
     def _root(self, kind: str, name: str) -> RootProxy:
         if not isinstance(name, str) or not name:
             raise ValueError("root names are non-empty strings")
-        with self._node._lock:
+        with self._node.lock:
             getattr(self._crdt(), kind)(name)  # create now: fail early on bad names
         return RootProxy(self, lambda: getattr(self._crdt(), kind)(name))
 
@@ -282,7 +282,7 @@ class DocHandle:
 
     def roots(self) -> dict[str, str]:
         """``{name: kind}`` of the user roots (reserved ``_`` roots left out)."""
-        with self._node._lock:
+        with self._node.lock:
             keys = list(self._crdt().roots())
         return {k[2:]: _KINDS[k[0]] for k in keys if not k[2:].startswith("_")}
 
@@ -295,9 +295,9 @@ class DocHandle:
         them, and keeping memory and disk identical matters more.
         """
         node = self._node
-        with node._lock:
+        with node.lock:
             node._check_open()
-            od = node._open_doc(self.id)
+            od = node.replica.open(self.id)
             od.require_crdt()
             od.txn += 1
             try:
@@ -305,11 +305,11 @@ class DocHandle:
             finally:
                 od.txn -= 1
                 if od.txn == 0 and od.crdt is not None and od.crdt.pending_ops:
-                    node._commit(od)
+                    node.replica.commit(od)
 
     # -- export --------------------------------------------------------------
     def _values(self, evaluated: bool = True) -> list[tuple[str, str, Any]]:
-        with self._node._lock:
+        with self._node.lock:
             roots = self._crdt().roots()
             keys = sorted(roots, key=lambda k: (_ORDER.index(k[0]), k[2:]))
             return [(k[2:], _KINDS[k[0]], _plain(k, roots[k], evaluated)) for k in keys

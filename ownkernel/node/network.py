@@ -20,11 +20,11 @@ gate (gate.py). Parts: ``relay`` (extension frames after hello: grants, carry
 requests), ``presence`` (signed claims), ``dialer`` and ``book`` (addressbook.py).
 
 Forwarding: a node pushes its *own* changes to every peer that may read the
-doc. Changes it accepted from a peer are not pushed on (in a mesh every peer
-got them from the author already); instead, every ``announce`` seconds it sends
-a `have` for such docs to peers not known to be at its version, and those pull
-what they lack. A relay (whose peers usually cannot reach each other) forwards
-at once to peers not known to have the change.
+doc and is not known to have them. Changes it accepted from a peer are not
+pushed on (in a mesh every peer got them from the author already): they are
+*announced* (a partial `have`, merged over ``announce`` seconds) to peers not
+known to have them, and those pull what they lack (protocol.py). A relay,
+whose peers usually cannot reach each other, forwards at once.
 """
 
 from __future__ import annotations
@@ -41,10 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from ownkernel.net.limits import SessionLimits, SessionTable
+from ownkernel.net.peerstate import PullTracker
 from ownkernel.net.protocol import (
+    CarryReceived,
     ErrorReceived,
     Event,
-    HaveReceived,
+    GrantsReceived,
     HelloReceived,
     LocalInfo,
     PeerSession,
@@ -55,6 +58,7 @@ from ownkernel.net.protocol import (
     SessionClosed,
     SessionConfig,
     curve_key_of,
+    decode,
 )
 from ownkernel.net.transport import (
     ConnId,
@@ -64,19 +68,12 @@ from ownkernel.net.transport import (
     TransportConfig,
     format_address,
 )
-from ownkernel.node.addressbook import (  # noqa: F401  (re-exported)
-    BOOK_DOC,
-    DEFAULT_LISTEN,
-    AddressBook,
-    Dialer,
-    DialMixin,
-    NetConfig,
-    Peer,
-    env_bootstrap,
-    sticky_listen,
-)
+from ownkernel.net.wire import vv_digest
+from ownkernel.node.addressbook import BOOK_DOC, AddressBook
+from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, sticky_listen
+from ownkernel.node.dialing import Dialing
 from ownkernel.node.presence import Presence
-from ownkernel.node.relay import EXT_PREFIX, Relay, encode_ext
+from ownkernel.node.relay import Relay
 from ownkernel.store import decode_envelope, encode_envelope
 
 if TYPE_CHECKING:
@@ -87,7 +84,8 @@ __all__ = ["DEFAULT_LISTEN", "EVENTS", "NetConfig", "NodeNetwork", "Peer"]
 log = logging.getLogger(__name__)
 
 EVENTS = ("peer_joined", "peer_left", "doc_changed", "presence")
-MAX_LINKS = 1024
+MAX_LINKS = 1024  # sessions in all; also per key and per address: see SessionTable
+INBOX_BURST = 64  # frames handled under one store transaction
 
 
 @dataclass(eq=False)
@@ -99,9 +97,9 @@ class Link:
     curve_key: bytes
     created: float
     peer: bytes | None = None  # set by the peer's (verified) hello
-    synced: set[Any] = field(default_factory=set)  # docs a `have` went either way for
     presence_sent: set[Any] = field(default_factory=set)
-    known: dict[Any, dict[bytes, int]] = field(default_factory=dict)  # doc -> peer's version
+    greeted: bool = False  # our grants went out (relay.py)
+    offered: set[Any] = field(default_factory=set)  # docs the session has synced or offered
 
 
 def strip_signature(env: bytes) -> bytes:
@@ -109,11 +107,15 @@ def strip_signature(env: bytes) -> bytes:
     return encode_envelope(decode_envelope(env)._replace(sig=None))
 
 
-def _covers(have: dict[bytes, int] | None, want: dict[bytes, int]) -> bool:
-    return have is not None and all(have.get(a, 0) >= s for a, s in want.items())
+def _is_hello(frame: bytes) -> bool:
+    try:
+        msg = decode(frame)
+    except Exception:
+        return False
+    return isinstance(msg, dict) and msg.get("type") == "hello"
 
 
-class NodeNetwork(DialMixin):
+class NodeNetwork:
     """Networking of one :class:`Node`. ``start()`` it, ``close()`` it (≤ 1 s)."""
 
     def __init__(self, node: Node, config: NetConfig | None = None) -> None:
@@ -135,18 +137,23 @@ class NodeNetwork(DialMixin):
         node.gate.relay = self.config.relay
         self.relay = Relay(self, self.config.relay, self.config.use_relays)
         self.presence = Presence(self, self.config.presence_ttl)
-        self.dialer = Dialer(self.id, self.config)
-        self._links: dict[ConnId, Link] = {}
-        self._by_peer: dict[bytes, Link] = {}
+        self.dialing = Dialing(self)
+        self.links: dict[ConnId, Link] = {}
+        # who may hold an incoming session, and who makes room (net/limits.py)
+        self.table = SessionTable(SessionLimits(total=MAX_LINKS))
+        self.by_peer: dict[bytes, Link] = {}
         self._names: dict[bytes, tuple[str, tuple[str, ...]]] = {}
         self._last_seen: dict[bytes, float] = {}
         self._seen_docs: set[bytes] = set()
-        self._announce: set[Any] = set()  # docs changed by peers since the last announce
+        self._digests: dict[bytes, bytes] = {}  # doc -> version digest (cleared on change)
+        self.pulls = PullTracker()  # several peers announcing one change: one pull
+        self._inbox: list[Incoming] = []
+        self._inbox_scheduled = False
+        self._held_events: list[tuple[str, tuple[Any, ...]]] | None = None
         self._sendq: deque[tuple[ConnId, bytes]] = deque()
         self._sending = False
         self._local: dict[bytes, list[bytes]] = {}
         self._local_scheduled = False
-        self._discovery: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ================================================================ lifecycle
@@ -158,8 +165,7 @@ class NodeNetwork(DialMixin):
         if self._start_error is not None:
             self._thread.join(2.0)
             raise self._start_error
-        self.node._change_listeners.append(self._on_commit)
-        self.node._listen_addresses = list(self.addresses)
+        self.node.replica.listeners.append(self._on_commit)
         return self
 
     def _run(self) -> None:
@@ -205,7 +211,7 @@ class NodeNetwork(DialMixin):
             t = Transport(key, TransportConfig(
                 listen=attempt, max_frame_size=cfg.max_frame_size, rate=cfg.rate,
                 burst=cfg.burst), policy=policy, on_frame=self._on_frame,
-                on_event=self._on_conn_event)
+                on_event=self.dialing.on_conn_event)
             try:
                 await t.start()
             except zmq.ZMQError as e:
@@ -218,18 +224,18 @@ class NodeNetwork(DialMixin):
         assert self.transport is not None
         if last != list(self.transport.endpoints):  # usually the same port again: no write
             node.store.set_setting("net.endpoints", list(self.transport.endpoints))
-        self._seen_docs = {r.id for r in node.store.documents()}
+        self._seen_docs = {d for d, _ in node.store.doc_ids()}
         self.addresses = self._advertised()
         self.book = AddressBook(node.identity, node.store)
         self.book.announce(node.name, self.addresses if cfg.listed else [], cfg.relay)
         for p in node.store.peers():
             if p["id"] != self.id and p.get("addresses"):
-                self.dialer.add(p["id"], p["addresses"], sticky=False)
-        self._dial_from_book()
+                self.dialing.planner.add(p["id"], p["addresses"], sticky=False)
+        self.dialing.dial_from_book()
         for target in cfg.bootstrap:
-            self._add_target(target)
+            self.dialing.add_target(target)
         if cfg.discovery:
-            await self._start_discovery(cfg.discovery)
+            await self.dialing.start_discovery(cfg.discovery)
 
     def _advertised(self) -> list[str]:
         assert self.transport is not None
@@ -248,7 +254,7 @@ class NodeNetwork(DialMixin):
             return
         self._closed = True
         try:
-            self.node._change_listeners.remove(self._on_commit)
+            self.node.replica.listeners.remove(self._on_commit)
         except ValueError:
             pass
         loop, stop = self._loop, self._stop
@@ -262,9 +268,9 @@ class NodeNetwork(DialMixin):
                 log.warning("network thread did not stop within %.1f s", timeout)
 
     async def _shutdown(self) -> None:
-        for link in list(self._links.values()):
+        for link in list(self.links.values()):
             link.session.close("shutdown")
-            self._flush(link)
+            self.flush(link)
         await self._drain()
         await asyncio.sleep(0.02)  # let libzmq's I/O thread put the goodbyes on the wire
         if self.book is not None:
@@ -275,12 +281,12 @@ class NodeNetwork(DialMixin):
         await self._teardown()
 
     async def _teardown(self) -> None:
-        if self._discovery is not None:
+        if self.dialing.discovery is not None:
             try:
-                await self._discovery.stop()
+                await self.dialing.discovery.stop()
             except Exception:
                 log.exception("discovery stop failed")
-            self._discovery = None
+            self.dialing.discovery = None
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -319,7 +325,7 @@ class NodeNetwork(DialMixin):
         else:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
@@ -344,6 +350,9 @@ class NodeNetwork(DialMixin):
         return off
 
     def _emit(self, event: str, *args: Any) -> None:
+        if self._held_events is not None:  # inside a batch: fire once it is durable
+            self._held_events.append((event, args))
+            return
         for cb in list(self._callbacks[event]):
             try:
                 cb(*args)
@@ -352,92 +361,102 @@ class NodeNetwork(DialMixin):
                 log.exception("%s callback %r failed", event, cb)
 
     # ================================================================ SyncHost
+    def may_share(self, peer_id: bytes, doc: Any) -> bool:
+        with self.node.lock:
+            return doc in self.node.gate.shared_with(peer_id)
+
+    may_read = may_share
+
     def shared_docs(self, peer_id: bytes) -> frozenset[Any]:
         with self.node.lock:
-            return self.node.gate.shared_with(peer_id)
-
-    def may_read(self, peer_id: bytes, doc: Any) -> bool:
-        return doc in self.shared_docs(peer_id)
+            return frozenset(self.node.gate.shared_with(peer_id))
 
     def version(self, doc: Any) -> dict[bytes, int]:
         if doc == BOOK_DOC:
             assert self.book is not None
             return self.book.version
         node = self.node
-        with node._lock:
-            try:
-                return {a: h.seq for a, h in node._open_doc(doc).heads.items()}
-            except KeyError:
+        with node.lock:
+            if not node.gate.knows(doc):
                 return {}
+            return node.replica.version(doc)
+
+    def version_digest(self, doc: Any) -> bytes:
+        if doc == BOOK_DOC:
+            return vv_digest(self.version(doc))
+        d = self._digests.get(doc)
+        if d is None:
+            d = self._digests[doc] = vv_digest(self.version(doc))
+        return d
+
+    def claim_pull(self, doc: Any, actor: bytes, seq: int, now: float) -> bool:
+        return self.pulls.claim(doc, actor, seq, now)
 
     def changes_since(self, doc: Any, vv: Any) -> list[bytes]:
         if doc == BOOK_DOC:
             assert self.book is not None
             return self.book.changes_since(dict(vv))
-        return self.node._outgoing(doc, dict(vv))
+        return self.node.replica.outgoing(doc, dict(vv))
 
     def ingest(self, doc: Any, blobs: list[bytes], source: bytes) -> None:
         if doc == BOOK_DOC:
             assert self.book is not None
             if self.book.ingest(blobs):
-                self._dial_from_book()
+                self.dialing.dial_from_book()
                 self._forward(BOOK_DOC, [], source, book=True)
             return
         node = self.node
-        before = Counter(node._rejected)
-        accepted = node._ingest(doc, blobs, source)
-        for reason, n in (Counter(node._rejected) - before).items():
+        before = Counter(node.replica.rejected)
+        accepted = node.replica.ingest(doc, blobs, source)
+        for reason, n in (Counter(node.replica.rejected) - before).items():
             self._count(f"rejected:{reason}", n)
         if accepted:
+            self._digests.pop(doc, None)
             self.counts["accepted"] += len(accepted)
             self._forward(doc, accepted, source)
             self._emit("doc_changed", doc, source)
 
     # ================================================================ sharing state
-    def docs_changed(self) -> None:
-        """What peers may see can have changed (docs added, access lists, grants)."""
-        self.node.gate.changed()
-
     def offer_new(self, link: Link) -> None:
-        """Offer ``link``'s peer the docs it may now read that were never offered."""
+        """What ``link``'s peer may read grew (grants, carried docs): offer the new docs
+        with a `have` each (the digest exchange at open covered the others)."""
         if link.peer is None or not link.session.is_open:
             return
-        for doc in self.shared_docs(link.peer) - link.synced:
+        with self.node.lock:
+            new = self.node.gate.shared_with(link.peer) - link.offered
+        for doc in new:
             link.session.send_have(doc)
-            link.synced.add(doc)
+        link.offered |= new
 
     def _forward(self, doc: Any, envs: list[bytes], source: bytes | None,
                  book: bool = False) -> None:
-        """Our own changes go to every peer that may read ``doc``; others' changes are
-        announced later (``_announce_round``), or forwarded at once by a relay."""
-        if source is not None and not book and not self.config.relay:
-            self._announce.add(doc)
+        """Our own changes (``source`` None) go at once to every peer that may read
+        ``doc`` and lacks them; others' changes are announced (a relay pushes them)."""
+        if book:
+            for peer, link in list(self.by_peer.items()):
+                if peer != source and link.session.is_open and self.may_share(peer, doc):
+                    link.session.send_have(doc)  # small doc: the versions decide
             return
-        for peer, link in list(self._by_peer.items()):
+        ids = []
+        for e in envs:
+            env = decode_envelope(e)
+            ids.append((env.actor, env.seq))
+        eager = source is None or self.config.relay
+        for peer, link in list(self.by_peer.items()):
             s = link.session
-            if peer == source or not s.is_open or not self.may_read(peer, doc):
+            if peer == source or not s.is_open or not self.may_share(peer, doc):
                 continue
-            if book:
-                s.send_have(doc)  # small doc: let the version vectors decide
-            elif doc in link.synced:
-                s.send_changes(doc, envs)
-                self.counts["pushed"] += len(envs)
+            lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if not s.peer_has(doc, a, q)]
+            if not lack:
+                continue
+            upto: dict[bytes, int] = {}
+            for _e, a, q in lack:
+                upto[a] = max(upto.get(a, 0), q)
+            if eager:
+                s.send_changes(doc, [e for e, _a, _q in lack], upto=upto)
+                self.counts["pushed"] += len(lack)
             else:
-                s.send_have(doc)
-                link.synced.add(doc)
-
-    def _announce_round(self) -> None:
-        """Tell peers our version of docs others changed, unless they are known to have it."""
-        docs, self._announce = self._announce, set()
-        for doc in docs:
-            vv = self.version(doc)
-            for peer, link in list(self._by_peer.items()):
-                if not link.session.is_open or not self.may_read(peer, doc):
-                    continue
-                if _covers(link.known.get(doc), vv):
-                    continue
-                link.session.send_have(doc, vv)
-                link.known[doc] = dict(vv)  # they answer if they have more
+                s.announce(doc, upto)
                 self.counts["announced"] += 1
 
     # ================================================================ local commits
@@ -462,6 +481,7 @@ class NodeNetwork(DialMixin):
         self._local_scheduled = False
         pending, self._local = self._local, {}
         for doc, envs in pending.items():
+            self._digests.pop(doc, None)
             if doc not in self._seen_docs:  # a new doc: ask relays to carry it
                 self._seen_docs.add(doc)
                 self.relay.ask_all_relays([doc])
@@ -473,49 +493,102 @@ class NodeNetwork(DialMixin):
 
     # ================================================================ frames
     def _on_frame(self, inc: Incoming) -> None:
+        """Transport callback, once per frame: queue it; a burst is handled in one go."""
         if self._stop is None or self._stop.is_set():
             return
-        link = self._links.get(inc.conn)
-        if inc.frame[:1] == EXT_PREFIX[:1]:
-            # Extension frames only on a connection whose hello was verified.
-            if link is None or link.peer is None or link.curve_key != inc.curve_key:
-                self._count("ext-before-hello")
-                return
-            self.relay.on_frame(link, inc.frame)
-            self._flush_all()
-            return
-        if link is None:
-            if len(self._links) >= MAX_LINKS:
-                self._count("too-many-sessions")
-                return
-            link = self._new_link(inc.conn, inc.curve_key)
-        events = link.session.receive(inc.frame, time.monotonic())
-        self._handle(link, events)
+        self._inbox.append(inc)
+        if not self._inbox_scheduled:
+            self._inbox_scheduled = True
+            asyncio.get_running_loop().call_soon(self._process_inbox)
+
+    def _process_inbox(self) -> None:
+        """Handle the queued frames under one store transaction (one fsync for the
+        burst), then fire events and send. Nothing received is acknowledged or
+        passed on before it is durable: sends leave after the batch commits."""
+        self._inbox_scheduled = False
+        burst, self._inbox = self._inbox[:INBOX_BURST], self._inbox[INBOX_BURST:]
+        if self._inbox:  # the rest on the next turn: the loop stays responsive
+            self._inbox_scheduled = True
+            asyncio.get_running_loop().call_soon(self._process_inbox)
+        node = self.node
+        self._held_events = []
+        try:
+            with node.lock, node.store.batch():
+                for inc in burst:
+                    try:
+                        self._receive(inc)
+                    except Exception:  # one frame's bug must not undo the others
+                        self._count("handler-error")
+                        log.exception("handling a frame failed")
+        except Exception:
+            self._count("batch-error")
+            log.exception("storing a burst of frames failed")
+        finally:
+            held, self._held_events = self._held_events, None
+        for event, args in held:
+            self._emit(event, *args)
         self._flush_all()
 
-    def _new_link(self, conn: ConnId, curve_key: bytes) -> Link:
+    def _receive(self, inc: Incoming) -> None:
+        link = self.links.get(inc.conn)
+        if link is None:
+            if inc.conn[0] == "in" and not self._admit(inc):
+                return
+            link = self.new_link(inc.conn, inc.curve_key)
+        events = link.session.receive(inc.frame, time.monotonic())
+        self._handle(link, events)
+
+    def _admit(self, inc: Incoming) -> bool:
+        """May this incoming connection get a session? Limits per key, per address and
+        in all; when full, handshakes and peers sharing nothing make room, members never."""
+        now = time.monotonic()
+        if self.table.was_evicted(inc.conn, now) and not _is_hello(inc.frame):
+            self._count("evicted-conn-frame")
+            return False
+        adm = self.table.admit(inc.conn, inc.curve_key, inc.address, now)
+        for conn in adm.evict:
+            old = self.links.get(conn)
+            if old is not None:
+                self.drop_link(old, "evicted")
+        if not adm.ok:
+            self._count(f"refused:{adm.reason}")
+            return False
+        return True
+
+    def privilege(self, link: Link) -> None:
+        """Tell the session table whether this peer shares a doc with us (a member)."""
+        if link.conn[0] != "in" or link.peer is None or link.conn not in self.table:
+            return
+        with self.node.lock:
+            shared = self.node.gate.shared_with(link.peer)
+            privileged = any(d != BOOK_DOC for d in shared)
+        if self.table.state(link.conn) != ("privileged" if privileged else "peer"):
+            self.table.authenticated(link.conn, privileged)
+
+    def new_link(self, conn: ConnId, curve_key: bytes) -> Link:
         """A session for a new connection. Nothing is sent until the peer's hello
         is verified (the dialer's hello goes first; see Dialer)."""
         cfg = self.config
         session = PeerSession(
-            LocalInfo(self.id, self.node.name[:256], tuple(self.addresses)), time.monotonic(),
+            LocalInfo(self.id, self.node.name[:256], tuple(self.addresses),
+                      relay=self.config.relay), time.monotonic(),
             host=self, transport_key=curve_key, config=SessionConfig(
                 max_frame_size=cfg.max_frame_size, anti_entropy_interval=cfg.anti_entropy,
                 ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
-                handshake_timeout=cfg.handshake_timeout))
-        link = self._links[conn] = Link(conn, session, curve_key, time.monotonic())
+                handshake_timeout=cfg.handshake_timeout, announce_delay=cfg.announce))
+        link = self.links[conn] = Link(conn, session, curve_key, time.monotonic())
         return link
 
     def _handle(self, link: Link, events: Iterable[Event]) -> None:
         for ev in events:
             if isinstance(ev, HelloReceived):
                 self._on_hello(link, ev)
-            elif isinstance(ev, HaveReceived):
-                link.synced.add(ev.doc)
-                known = link.known.setdefault(ev.doc, {})
-                for a, seq in ev.vv.items():
-                    if seq > known.get(a, 0):
-                        known[a] = seq
+            elif isinstance(ev, GrantsReceived):
+                if link.peer is not None:
+                    self.relay.on_grants(link, ev.grants)
+            elif isinstance(ev, CarryReceived):
+                if link.peer is not None:
+                    self.relay.on_carry(link, ev.docs)
             elif isinstance(ev, PresenceReceived):
                 if link.peer is not None:
                     if not self.presence.received(link, ev.doc, ev.state):
@@ -532,7 +605,7 @@ class NodeNetwork(DialMixin):
                     self._close_link(link, "resync")
                     return
             elif isinstance(ev, (SessionClosed, PeerTimeout)):
-                self._drop_link(link, getattr(ev, "reason", "timeout"))
+                self.drop_link(link, getattr(ev, "reason", "timeout"))
             elif isinstance(ev, ErrorReceived):
                 pass  # SessionClosed follows
 
@@ -541,15 +614,21 @@ class NodeNetwork(DialMixin):
         link.peer = peer
         assert self.transport is not None
         self.transport.confirm_identity(link.curve_key, peer)
-        link.synced.update(self.shared_docs(peer))  # sync_all just offered them all
+        with self.node.lock:  # the digest exchange at open covers these
+            link.offered = set(self.node.gate.shared_with(peer))
+        if ev.relay:  # a claim: it only makes us ask it to carry our docs
+            self.relay.relays.add(peer)
+        else:
+            self.relay.relays.discard(peer)
+        self.privilege(link)
         addrs = tuple(a for a in ev.addresses if a.endswith("#" + peer.hex()))
         self._names[peer] = (ev.name, addrs)
         self._last_seen[peer] = time.time()
         if addrs:
-            self.dialer.add(peer, list(addrs), sticky=False)
-        cur = self._by_peer.get(peer)
-        if cur is None or cur.conn not in self._links or not cur.session.is_open:
-            self._by_peer[peer] = link
+            self.dialing.planner.add(peer, list(addrs), sticky=False)
+        cur = self.by_peer.get(peer)
+        if cur is None or cur.conn not in self.links or not cur.session.is_open:
+            self.by_peer[peer] = link
             joined = cur is None
         else:
             # Two live connections to one peer: both sides keep the one dialed by the
@@ -558,7 +637,7 @@ class NodeNetwork(DialMixin):
                 return (self.id if lk.conn[0] == "out" else peer, -lk.created)
             keep = min(cur, link, key=rank)
             other = link if keep is cur else cur
-            self._by_peer[peer] = keep
+            self.by_peer[peer] = keep
             joined = False
             if other.conn[0] == "out":
                 self._close_link(other, "duplicate")
@@ -567,26 +646,30 @@ class NodeNetwork(DialMixin):
         except Exception:
             log.exception("could not store peer %s", peer.hex()[:12])
         self.relay.greet(link)
+        if ev.relay and self.relay.use_relays:
+            self.relay.ask(link)
         self.presence.send(link)
         if joined:
             self.counts["peers-joined"] += 1
             self._emit("peer_joined", self._peer(peer))
 
-    def _drop_link(self, link: Link, reason: str) -> None:
-        if self._links.get(link.conn) is not link:
+    def drop_link(self, link: Link, reason: str) -> None:
+        if self.links.get(link.conn) is not link:
             return
-        del self._links[link.conn]
+        del self.links[link.conn]
+        if link.conn[0] == "in" and reason != "evicted":
+            self.table.closed(link.conn, gone=reason == "disconnected")
         peer = link.peer
         if link.conn[0] == "out" and reason != "disconnected":
             # the socket stays up after a protocol failure: close it, redial later
-            self._spawn(self._disconnect(link.conn, failed=True))
-        if peer is None or self._by_peer.get(peer) is not link:
+            self.spawn(self.disconnect(link.conn, failed=True))
+        if peer is None or self.by_peer.get(peer) is not link:
             return
-        del self._by_peer[peer]
+        del self.by_peer[peer]
         self._last_seen[peer] = time.time()
-        for other in self._links.values():
+        for other in self.links.values():
             if other.peer == peer and other.session.is_open:
-                self._by_peer[peer] = other
+                self.by_peer[peer] = other
                 return
         self.presence.drop_sender(peer)
         self.relay.forget(peer)
@@ -597,26 +680,26 @@ class NodeNetwork(DialMixin):
 
     def _close_link(self, link: Link, reason: str) -> None:
         link.session.close(reason)
-        self._flush(link)
-        self._drop_link(link, reason)
+        self.flush(link)
+        self.drop_link(link, reason)
 
-    async def _disconnect(self, conn: ConnId, failed: bool) -> None:
+    async def disconnect(self, conn: ConnId, failed: bool) -> None:
         assert self.transport is not None
         await self.transport.disconnect(conn)
-        self.dialer.conn_closed(conn, time.monotonic(), failed)
+        self.dialing.planner.conn_closed(conn, time.monotonic(), failed)
 
     # ================================================================ connections
 
     # ================================================================ timers
     async def _ticker(self) -> None:
         cfg = self.config
-        last_book = last_presence = last_announce = 0.0
+        last_book = last_presence = 0.0
         while True:
             now = time.monotonic()
             try:
-                for link in list(self._links.values()):
+                for link in list(self.links.values()):
                     self._handle(link, link.session.tick(now))
-                await self._dial_step(now)
+                await self.dialing.step(now)
                 if now - last_book >= 1.0:
                     last_book = now
                     assert self.book is not None
@@ -625,15 +708,12 @@ class NodeNetwork(DialMixin):
                     if blob is not None:
                         self._forward(BOOK_DOC, [blob], None, book=True)
                     self.book.save()
-                    self._dial_from_book()
+                    self.dialing.dial_from_book()
                 if now - last_presence >= cfg.presence_ttl / 3:
                     last_presence = now
                     self.presence.reseal()
-                    for link in list(self._by_peer.values()):
+                    for link in list(self.by_peer.values()):
                         self.presence.send(link)
-                if now - last_announce >= cfg.announce:
-                    last_announce = now
-                    self._announce_round()
                 self._flush_all()
             except Exception:  # a bug in one round must not stop the node syncing
                 self._count("tick-error")
@@ -647,27 +727,24 @@ class NodeNetwork(DialMixin):
         self._sendq.append((conn, frame))
         self._kick()
 
-    def send_ext(self, link: Link, msg: dict[str, Any]) -> None:
-        """Queue an extension frame (relay.py) after what the session already queued."""
-        self._flush(link)
-        self._send_raw(link.conn, encode_ext(msg))
-
     def link_of(self, peer: bytes) -> Link | None:
-        return self._by_peer.get(peer)
+        return self.by_peer.get(peer)
 
-    def _flush(self, link: Link) -> None:
+    def flush(self, link: Link) -> None:
+        if self.transport is not None and self.transport.congested(link.conn):
+            return  # the peer is not reading: keep it in the session until it drains
         for f in link.session.data_to_send():
             self._sendq.append((link.conn, f))
         self._kick()
 
     def _flush_all(self) -> None:
-        for link in list(self._links.values()):
-            self._flush(link)
+        for link in list(self.links.values()):
+            self.flush(link)
 
     def _kick(self) -> None:
         if self._sendq and not self._sending:
             self._sending = True
-            self._spawn(self._drain())
+            self.spawn(self._drain())
 
     async def _drain(self) -> None:
         """The one writer: frames leave in the order they were queued."""
@@ -675,7 +752,10 @@ class NodeNetwork(DialMixin):
         try:
             while self._sendq:
                 conn, frame = self._sendq.popleft()
-                await self.transport.send(conn, frame)
+                if not await self.transport.send(conn, frame):
+                    link = self.links.get(conn)
+                    if link is not None:  # lost: answer its next `have` in full
+                        link.session.reset_sent()
         finally:
             self._sending = False
 
@@ -693,7 +773,7 @@ class NodeNetwork(DialMixin):
     def sync_now(self) -> None:
         """Anti-entropy with every peer right away (normally periodic)."""
         def run() -> None:
-            for link in list(self._links.values()):
+            for link in list(self.links.values()):
                 link.session.sync_all(time.monotonic())
             self._flush_all()
         self._call(run)
@@ -701,13 +781,14 @@ class NodeNetwork(DialMixin):
     def stats(self) -> dict[str, Any]:
         def snap() -> dict[str, Any]:
             sess = Counter[str]()
-            for link in self._links.values():
+            for link in self.links.values():
                 for k, v in vars(link.session.stats).items():
                     sess[k] += v
             errors = Counter(self.errors)
             assert self.book is not None
             errors.update(self.book.rejected)
-            return {"sessions": len(self._links), "peers_online": len(self._by_peer),
+            return {"sessions": len(self.links), "peers_online": len(self.by_peer),
+                    "session_table": dict(self.table.stats),
                     "errors": dict(errors), "errors_total": sum(errors.values()),
                     "transport": dict(self.transport.stats) if self.transport else {},
                     "sessions_now": dict(sess), **dict(self.counts)}
@@ -718,7 +799,7 @@ class NodeNetwork(DialMixin):
     # ================================================================ presence, joins
     def _set_presence(self, doc: Any, state: Any) -> None:
         self.presence.set_local(doc, state)
-        for link in list(self._by_peer.values()):
+        for link in list(self.by_peer.values()):
             self.presence.send(link, [doc])
         self._flush_all()
 
@@ -728,21 +809,70 @@ class NodeNetwork(DialMixin):
     def get_presence(self, doc: Any) -> dict[bytes, Any]:
         return self._call(lambda: self.presence.merged(doc))
 
-    def _announce_doc(self, doc: bytes) -> None:
+    def offer_doc(self, doc: bytes) -> None:
         """A doc appeared here (joined): show our grant to whom it concerns, offer it."""
         self._seen_docs.add(doc)
-        self.docs_changed()
-        for link in list(self._by_peer.values()):
+        for link in list(self.by_peer.values()):
             if link.peer is None or not link.session.is_open:
                 continue
             with self.node.lock:
                 grants = self.node.gate.grants_for(link.peer)
             if grants:
-                self.send_ext(link, {"type": "grants", "grants": grants[:1000]})
+                link.session.send_grants(grants)
         self.relay.ask_all_relays([doc])
-        for link in list(self._by_peer.values()):
+        for link in list(self.by_peer.values()):
             self.offer_new(link)
         self._flush_all()
 
     def announce_doc(self, doc: bytes) -> None:
-        self._call(self._announce_doc, doc)
+        self._call(self.offer_doc, doc)
+
+    # ================================================================ peers
+    def online(self, peer: bytes) -> bool:
+        link = self.by_peer.get(peer)
+        return link is not None and link.session.is_open
+
+    def _peer(self, peer: bytes) -> Peer:
+        link = self.by_peer.get(peer)
+        name, addrs = self._names.get(peer, ("", ()))
+        if self.book is not None and (not name or not addrs):
+            e = self.book.get(peer)
+            if e is not None:
+                name, addrs = name or e.name, addrs or e.addresses
+        online = link is not None and link.session.is_open
+        return Peer(peer, name, tuple(addrs), online,
+                    link.session.latency if online and link else None,
+                    time.time() if online else self._last_seen.get(peer),
+                    peer in self.relay.relays)
+
+    def _peers(self) -> list[Peer]:
+        ids: dict[bytes, None] = {}
+        for p in self.node.store.peers():
+            ids[p["id"]] = None
+            if p["id"] not in self._names and p.get("name") is not None:
+                self._names[p["id"]] = (p["name"], tuple(p.get("addresses") or ()))
+            self._last_seen.setdefault(p["id"], p.get("last_seen"))
+        assert self.book is not None
+        ids.update(dict.fromkeys(self.book.entries()))
+        ids.update(dict.fromkeys(self.by_peer))
+        ids.pop(self.id, None)
+        out = [self._peer(p) for p in ids]
+        out.sort(key=lambda p: (not p.online, p.name, p.id))
+        return out
+
+    def peers(self) -> list[Peer]:
+        return self._call(self._peers)
+
+    def connect(self, target: str, timeout: float | None = 5.0) -> Peer | None:
+        """Dial an address or a token's inviter; wait up to ``timeout`` s for the session."""
+        peer = self._call(self.dialing.add_target, target)
+        if not timeout or peer is None or threading.current_thread() is self._thread:
+            return None  # (never block the network thread waiting for itself)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            p = self._call(self._peer, peer)
+            if p.online:
+                return p
+            time.sleep(0.01)
+        raise TimeoutError(f"no session with {peer.hex()[:12]} after {timeout:.1f} s; "
+                           f"still trying in the background")

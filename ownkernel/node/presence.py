@@ -9,14 +9,17 @@ another member's id; every receiver checks the signature, that the origin may re
 the doc, and the expiry (Gate.open_presence). A node re-signs its claims before
 they expire, and sends an empty list when it closes the doc.
 
-On the wire the protocol's ``presence`` message carries, per doc, a list of
-signed claims: a node sends its own, and a relay also those it heard from others.
+On the wire the protocol's ``presence`` message carries, per doc, opaque bytes:
+the CBOR list of signed claims — a node sends its own, and a relay also those it
+heard from others.
 """
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
+
+import cbor2
 
 from ownkernel.node.gate import PresenceClaim, seal_presence
 
@@ -72,10 +75,14 @@ class Presence:
         return set(self.local) | set(self.remote)
 
     # -- remote -------------------------------------------------------------------
-    def received(self, link: Link, doc: bytes, state: Any) -> bool:
+    def received(self, link: Link, doc: bytes, raw: bytes) -> bool:
         """Take the claims ``link.peer`` sent about ``doc``; False if any was refused."""
         sender = link.peer
         assert sender is not None
+        try:
+            state = cbor2.loads(raw)
+        except Exception:  # hostile bytes raise many types
+            return False
         if not isinstance(state, list):
             return False
         node = self.net.node
@@ -129,7 +136,7 @@ class Presence:
                 continue
             claims = self.wire_state(doc, link.peer)
             if claims or doc in link.presence_sent:
-                link.session.send_presence(doc, claims, self.ttl)
+                link.session.send_presence(doc, cbor2.dumps(claims), self.ttl)
                 if claims:
                     link.presence_sent.add(doc)
                 else:

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ownkernel.node.addressbook import Peer
+    from ownkernel.node.config import Peer
     from ownkernel.node.handle import DocHandle
     from ownkernel.node.node import Node
 

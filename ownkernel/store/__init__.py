@@ -15,11 +15,13 @@ from ownkernel.store.auth import (
 )
 from ownkernel.store.crypto import SealError, new_key, open_sealed, seal
 from ownkernel.store.errors import (
+    CorruptRowError,
     DatabaseError,
     IdentityError,
     ProfileError,
     ProfileLockedError,
     StoreError,
+    StoreFullError,
 )
 from ownkernel.store.identity import Identity, short_id, z85_decode, z85_encode
 from ownkernel.store.profile import (
@@ -37,6 +39,7 @@ __all__ = [
     "DEFAULT_PROFILE",
     "SCHEMA_VERSION",
     "ChangeRow",
+    "CorruptRowError",
     "DatabaseError",
     "DocRow",
     "Envelope",
@@ -50,6 +53,7 @@ __all__ = [
     "SealError",
     "Store",
     "StoreError",
+    "StoreFullError",
     "audit",
     "base_dir",
     "chain_hash",

@@ -36,3 +36,44 @@ class IdentityError(StoreError):
 
 class DatabaseError(StoreError):
     """The SQLite file is corrupt, truncated, or from an unknown (newer) schema."""
+
+
+class CorruptRowError(DatabaseError):
+    """One stored change or snapshot cannot be read back (damaged on disk).
+
+    Names the file, the doc, the author and the seq so that the damage is scoped:
+    only that row and what depends on it are affected; ``ownkernel doctor
+    --quarantine`` moves it aside so the rest of the document loads.
+    """
+
+    def __init__(self, path: object, doc: bytes, actor: bytes | None, seq: int | None,
+                 what: str, reason: str) -> None:
+        self.path = str(path)
+        self.doc = doc
+        self.actor = actor
+        self.seq = seq
+        self.what = what  # "change" | "snapshot" | "document"
+        self.reason = reason
+        where = f"document {doc.hex()}"
+        if actor is not None:
+            where += f", author {actor.hex()}"
+        if seq is not None:
+            where += f", seq {seq}"
+        super().__init__(
+            f"damaged {what} in database {self.path} ({where}): {reason}. Only this "
+            f"{what} and what depends on it are affected; run `ownkernel doctor "
+            f"--quarantine` on the profile (with no node using it) to set it aside, then "
+            f"peers can send it again."
+        )
+
+
+class StoreFullError(DatabaseError):
+    """The disk (or the database's size limit) is full: the write was not stored."""
+
+    def __init__(self, path: object, detail: str = "") -> None:
+        self.path = str(path)
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"disk full: {self.path}: this write could not be stored and was rolled "
+            f"back{extra}; nothing acknowledged was lost. Free disk space, then retry."
+        )

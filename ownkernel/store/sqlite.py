@@ -28,94 +28,35 @@ Schema (version 1; see ``MIGRATIONS`` for how later versions are added):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cbor2
 
-from ownkernel.store.errors import DatabaseError
+from ownkernel.store import dbfile
+from ownkernel.store.dbfile import APPLICATION_ID
+from ownkernel.store.errors import CorruptRowError, DatabaseError, StoreFullError
+from ownkernel.store.rows import decode_version, is_corrupt, is_full, pack_body, unpack_body
+from ownkernel.store.schema import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["DB_FILE", "SCHEMA_VERSION", "ChangeRow", "DocRow", "Head", "Store"]
+__all__ = ["DB_FILE", "SCHEMA_VERSION", "ChangeRow", "DocRow", "Head", "Store", "pack_body",
+           "unpack_body"]
 
 DB_FILE = "ownkernel.sqlite3"
-APPLICATION_ID = 0x6F776E6B  # "ownk": lets us tell our file from any other SQLite file
-
-_V1 = """
-CREATE TABLE schema_version (version INTEGER NOT NULL);
-CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
-CREATE TABLE documents (
-    n          INTEGER PRIMARY KEY,
-    id         BLOB NOT NULL UNIQUE,
-    title      TEXT NOT NULL DEFAULT '',
-    created    REAL NOT NULL,
-    owner      BLOB NOT NULL,
-    capability TEXT NOT NULL,          -- what this node may do: owner | admin | write | read
-    encrypted  INTEGER NOT NULL DEFAULT 0,
-    key        BLOB,                   -- SecretBox key of an encrypted doc (NULL: we lack it)
-    access     BLOB,                   -- CBOR snapshot of the access list, for listing only
-    inviter    BLOB,
-    addresses  BLOB,                   -- CBOR list of where the inviter said it listens
-    token      BLOB                    -- capability token we joined with (presented once)
-);
-CREATE TABLE actors (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
-CREATE TABLE changes (
-    doc   INTEGER NOT NULL,
-    actor INTEGER NOT NULL,
-    seq   INTEGER NOT NULL,
-    blob  BLOB NOT NULL,
-    auth  BLOB,
-    PRIMARY KEY (doc, actor, seq)
-) WITHOUT ROWID;
--- capabilities presented with changes are rare: a partial index finds them fast
-CREATE INDEX changes_auth ON changes (doc) WHERE auth IS NOT NULL;
-CREATE TABLE heads (
-    doc     INTEGER NOT NULL,
-    actor   INTEGER NOT NULL,
-    seq     INTEGER NOT NULL,
-    hash    BLOB NOT NULL,
-    sig     BLOB,
-    sig_seq INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (doc, actor)
-) WITHOUT ROWID;
--- per (doc, actor): changes up to seq are compacted into the snapshot (regenerated from
--- it byte for byte when needed), hash is the chain hash at that seq to verify them
-CREATE TABLE compacted (
-    doc   INTEGER NOT NULL,
-    actor INTEGER NOT NULL,
-    seq   INTEGER NOT NULL,
-    hash  BLOB NOT NULL,
-    PRIMARY KEY (doc, actor)
-) WITHOUT ROWID;
-CREATE TABLE snapshots (
-    doc      INTEGER PRIMARY KEY,
-    version  BLOB NOT NULL,
-    data     BLOB NOT NULL,
-    nchanges INTEGER NOT NULL,
-    created  REAL NOT NULL
-);
-CREATE TABLE peers (
-    id        BLOB PRIMARY KEY,
-    name      TEXT,
-    addresses BLOB,
-    last_seen REAL
-) WITHOUT ROWID;
-"""
-
-# MIGRATIONS[v] upgrades a database from version v-1 to v. Version 1 is the first
-# release; a later release appends e.g. ``2: "ALTER TABLE peers ADD COLUMN ..."``.
-MIGRATIONS: dict[int, str] = {1: _V1}
-SCHEMA_VERSION = max(MIGRATIONS)
 
 
-@dataclass(frozen=True)
-class DocRow:
+
+class DocRow(NamedTuple):
+    """One ``documents`` row. A NamedTuple, not a frozen dataclass: listing 1,000 docs
+    builds 1,000 of these at every open, and a frozen dataclass costs 3x more each."""
+
     id: bytes
     title: str
     created: float
@@ -147,64 +88,56 @@ class ChangeRow:
     auth: bytes | None = None
 
 
-_RAW, _DEFLATE = b"\x00", b"\x01"
-_ZDICT_COMMON = b"t:bodym:_accessm:_metatitleownerrole:revoked:token:g:chatl:m:n:s:r:c:"
-
-
-def _zdict(actor: bytes) -> bytes:
-    return _ZDICT_COMMON + actor
-
-
-def pack_body(actor: bytes, body: bytes) -> bytes:
-    """Stored form of a change body: deflated with the author as dictionary, if smaller."""
-    co = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _zdict(actor))
-    z = co.compress(body) + co.flush()
-    return _DEFLATE + z if len(z) < len(body) else _RAW + body
-
-
-def unpack_body(actor: bytes, stored: bytes) -> bytes:
-    kind, data = stored[:1], stored[1:]
-    if kind == _RAW:
-        return data
-    if kind == _DEFLATE:
-        try:
-            do = zlib.decompressobj(-15, _zdict(actor))
-            return do.decompress(data) + do.flush()
-        except zlib.error as e:
-            raise DatabaseError(f"a stored change is damaged ({e})") from e
-    raise DatabaseError("a stored change has an unknown encoding")
-
-
 _DOC_COLS = (
     "id, title, created, owner, capability, encrypted, key, access, inviter, addresses, token"
 )
 
 
-def _doc_row(r: Sequence[Any]) -> DocRow:
+_EMPTY_LIST = cbor2.dumps([])
+
+
+def _doc_row(r: Sequence[Any], path: Path) -> DocRow:
+    try:
+        access = cbor2.loads(r[7]) if r[7] else None
+        addresses = [] if not r[9] or r[9] == _EMPTY_LIST else cbor2.loads(r[9])
+    except Exception as e:  # cbor2 raises many types on garbage
+        raise CorruptRowError(path, bytes(r[0]), None, None, "document",
+                              f"its access list or addresses are not CBOR ({e})") from e
     return DocRow(
         id=bytes(r[0]), title=r[1], created=r[2], owner=bytes(r[3]), capability=r[4],
         encrypted=bool(r[5]), key=bytes(r[6]) if r[6] is not None else None,
-        access=cbor2.loads(r[7]) if r[7] else None,
-        inviter=bytes(r[8]) if r[8] is not None else None,
-        addresses=cbor2.loads(r[9]) if r[9] else [],
-        token=bytes(r[10]) if r[10] is not None else None,
+        access=access, inviter=bytes(r[8]) if r[8] is not None else None,
+        addresses=addresses, token=bytes(r[10]) if r[10] is not None else None,
     )
 
 
 class Store:
-    """One profile's SQLite database. Thread-safe (one internal lock)."""
+    """One profile's SQLite database. Thread-safe (one internal lock).
 
-    def __init__(self, path: str | os.PathLike[str], *, check: bool = True) -> None:
+    ``check``: run ``PRAGMA quick_check`` (reads every page) at open. ``None`` (the
+    default): only if the last close was not clean (see dbfile.py); True: always;
+    False: never. ``self.checked`` says whether it ran.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, check: bool | None = None) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._batch = False  # inside batch(): writes are savepoints of one transaction
         self._doc_n: dict[bytes, int] = {}
         self._actor_n: dict[bytes, int] = {}
-        existed = self.path.exists() and self.path.stat().st_size > 0
-        if existed and not os.access(self.path, os.R_OK | os.W_OK):
-            raise DatabaseError(
-                f"database {self.path} is not readable and writable by this user; "
-                f"fix its permissions (chmod u+rw)."
-            )
+        self.checked = False
+        if self.path.exists():
+            if not os.access(self.path, os.R_OK | os.W_OK):
+                raise DatabaseError(
+                    f"database {self.path} is not readable and writable by this user; "
+                    f"fix its permissions (chmod u+rw)."
+                )
+            # Decide "ours?" before any statement that could write the file.
+            dbfile.identify(self.path)
+            clean = dbfile.read_clean_marker(self.path)
+        else:
+            dbfile.create(self.path, lambda db: self._migrate(0, db))
+            clean = True
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves so that "returned"
             # means "committed". check_same_thread=False: the node's network thread
@@ -214,13 +147,8 @@ class Store:
             )
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open database {self.path}: {e}") from e
-        if not existed:
-            try:
-                os.chmod(self.path, 0o600)
-            except OSError:
-                pass
         try:
-            self._setup(existed, check)
+            self._setup(not clean if check is None else check)
         except DatabaseError:
             self._db.close()
             raise
@@ -233,28 +161,21 @@ class Store:
             ) from e
 
     # -- opening -------------------------------------------------------------
-    def _setup(self, existed: bool, check: bool) -> None:
+    def _setup(self, check: bool) -> None:
         db = self._db
-        if existed:
-            app = db.execute("PRAGMA application_id").fetchone()[0]
-            if app not in (0, APPLICATION_ID):
+        if check:
+            # After an unclean shutdown (or when asked): quick_check reads every page,
+            # finds truncation and torn pages now, with a clear message, rather than
+            # as a random failure later. Read-only, so a damaged file stays untouched.
+            self.checked = True
+            res = [r[0] for r in db.execute("PRAGMA quick_check")]
+            if res != ["ok"]:
                 raise DatabaseError(
-                    f"{self.path} is a SQLite database of another application "
-                    f"(application_id {app:#x}); refusing to touch it."
+                    f"database {self.path} is damaged ({'; '.join(res[:3])}). It was "
+                    f"left untouched: run `ownkernel doctor` on the profile to see what is "
+                    f"affected, restore it from a backup, or move the profile directory "
+                    f"away to start afresh."
                 )
-            if check:
-                # quick_check reads every page: finds truncation and torn pages now,
-                # with a clear message, rather than as a random failure later.
-                res = [r[0] for r in db.execute("PRAGMA quick_check")]
-                if res != ["ok"]:
-                    raise DatabaseError(
-                        f"database {self.path} is damaged ({'; '.join(res[:3])}). It was "
-                        f"left untouched: restore it from a backup, or move the profile "
-                        f"directory away to start afresh."
-                    )
-        if not existed:
-            # Lets Node.compact() give dropped rows' pages back to the file system.
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DatabaseError(f"cannot put {self.path} in WAL mode (got {mode})")
@@ -262,12 +183,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "schema_version" not in tables:
-            if tables:
-                raise DatabaseError(
-                    f"{self.path} is a SQLite database without an ownkernel schema "
-                    f"(tables: {', '.join(sorted(tables))}); refusing to touch it."
-                )
-            version = 0
+            version = 0  # identify() let only an empty SQLite file through
         else:
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
@@ -280,10 +196,9 @@ class Store:
                 f"ownkernel) to open it; it was left untouched."
             )
         if version < SCHEMA_VERSION:
-            self._migrate(version)
+            self._migrate(version, db)
 
-    def _migrate(self, version: int) -> None:
-        db = self._db
+    def _migrate(self, version: int, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             for v in range(version + 1, SCHEMA_VERSION + 1):
@@ -310,6 +225,12 @@ class Store:
     def schema_version(self) -> int:
         return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
@@ -320,38 +241,125 @@ class Store:
                     pass
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
+                dbfile.write_clean_marker(self.path)
 
     # -- transactions --------------------------------------------------------
-    def _write(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn(db, *args)`` in one IMMEDIATE transaction; returns after COMMIT."""
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes made inside into one transaction: one fsync for all.
+
+        Each write still succeeds or fails on its own (a SAVEPOINT each); what was
+        written becomes durable at the end of the block, so nothing written inside
+        may be acknowledged or sent before the block ends (the network layer
+        ingests a burst of frames inside one batch and sends after it).
+        """
         with self._lock:
+            if self._batch:
+                yield
+                return
             db = self._db
             if db is None:
                 raise DatabaseError(f"database {self.path} is closed")
             db.execute("BEGIN IMMEDIATE")
+            self._batch = True
+            try:
+                yield
+                db.execute("COMMIT")
+            except BaseException as e:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
+                self._doc_n.clear()
+                self._actor_n.clear()
+                if isinstance(e, sqlite3.OperationalError) and is_full(e):
+                    raise StoreFullError(self.path, str(e)) from e
+                raise
+            finally:
+                self._batch = False
+
+    def _write(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(db, *args)`` in one IMMEDIATE transaction; returns after COMMIT
+        (inside ``batch()``: in a savepoint, durable when the batch ends)."""
+        with self._lock:
+            db = self._db
+            if db is None:
+                raise DatabaseError(f"database {self.path} is closed")
+            if self._batch:
+                db.execute("SAVEPOINT w")
+                try:
+                    out = fn(db, *args)
+                    db.execute("RELEASE w")
+                except BaseException:
+                    db.execute("ROLLBACK TO w")
+                    db.execute("RELEASE w")
+                    self._doc_n.clear()
+                    self._actor_n.clear()
+                    raise
+                return out
+            db.execute("BEGIN IMMEDIATE")
             try:
                 out = fn(db, *args)
                 db.execute("COMMIT")
-            except BaseException:
+            except BaseException as e:
                 if db.in_transaction:
-                    db.execute("ROLLBACK")
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
                 # Interned ids may refer to rolled-back rows.
                 self._doc_n.clear()
                 self._actor_n.clear()
+                if isinstance(e, sqlite3.OperationalError) and is_full(e):
+                    raise StoreFullError(self.path, str(e)) from e
+                if isinstance(e, sqlite3.DatabaseError) and is_corrupt(e):
+                    raise self._damaged(e) from e
                 raise
             return out
+
+    def transact(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(connection)`` in one durable transaction (for doctor.py's repairs)."""
+        return self._write(fn)
+
+    def row_keys(self, doc_id: bytes, actor: bytes | None = None) -> tuple[int, int | None]:
+        """The interned row numbers of a doc and an author, as the tables store them."""
+        with self._lock:
+            return self._doc(doc_id), (None if actor is None else
+                                       self._actor(self._db, actor, create=False))
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             if self._db is None:
                 raise DatabaseError(f"database {self.path} is closed")
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as e:
+                if is_corrupt(e):
+                    raise self._damaged(e) from e
+                raise
+
+    def _one(self, db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+        try:
+            return db.execute(sql, args).fetchone()
+        except sqlite3.DatabaseError as e:
+            if is_corrupt(e):
+                raise self._damaged(e) from e
+            raise
+
+    def _damaged(self, e: sqlite3.Error) -> DatabaseError:
+        # Pages damaged while the file was closed (the open-time check runs only
+        # after an unclean shutdown): say which file and what to do.
+        return DatabaseError(
+            f"database {self.path} is damaged ({e}). Stop the node and run `ownkernel "
+            f"doctor` on the profile to see what is affected; restore it from a backup "
+            f"or move the profile directory away to start afresh.")
 
     # -- interning -----------------------------------------------------------
     def _doc(self, doc_id: bytes) -> int:
         n = self._doc_n.get(doc_id)
         if n is None:
-            row = self._db.execute("SELECT n FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            row = self._one(self._db, "SELECT n FROM documents WHERE id = ?", (doc_id,))
             if row is None:
                 raise KeyError(f"unknown document {doc_id.hex()}")
             n = self._doc_n[doc_id] = row[0]
@@ -360,7 +368,7 @@ class Store:
     def _actor(self, db: sqlite3.Connection, actor: bytes, create: bool = True) -> int | None:
         n = self._actor_n.get(actor)
         if n is None:
-            row = db.execute("SELECT n FROM actors WHERE id = ?", (actor,)).fetchone()
+            row = self._one(db, "SELECT n FROM actors WHERE id = ?", (actor,))
             if row is None:
                 if not create:
                     return None
@@ -405,11 +413,20 @@ class Store:
 
     def document(self, doc_id: bytes) -> DocRow | None:
         rows = self._read(f"SELECT {_DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
-        return _doc_row(rows[0]) if rows else None
+        return _doc_row(rows[0], self.path) if rows else None
 
     def documents(self) -> list[DocRow]:
-        return [_doc_row(r) for r in
+        return [_doc_row(r, self.path) for r in
                 self._read(f"SELECT {_DOC_COLS} FROM documents ORDER BY created, n")]
+
+    def doc_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM documents")[0][0])
+
+    def doc_ids(self) -> list[tuple[bytes, str]]:
+        """``(id, title)`` of every doc without decoding the rest: for ``doctor`` and for
+        callers that need only ids (cheaper than ``documents()`` with 1,000s of docs)."""
+        return [(bytes(r[0]), r[1]) for r in
+                self._read("SELECT id, title FROM documents ORDER BY created, n")]
 
     # -- changes -------------------------------------------------------------
     def append(self, doc_id: bytes, rows: Sequence[ChangeRow], heads: dict[bytes, Head]) -> None:
@@ -449,8 +466,31 @@ class Store:
                 for r in rows}
 
     def changes(self, doc_id: bytes, actor: bytes, after: int = 0,
-                upto: int | None = None) -> list[ChangeRow]:
-        """One author's changes with ``after < seq <= upto``, in seq order."""
+                upto: int | None = None, *,
+                on_damaged: Callable[[CorruptRowError], None] | None = None,
+                ) -> list[ChangeRow]:
+        """One author's changes with ``after < seq <= upto``, in seq order.
+
+        A row that cannot be read back raises CorruptRowError; with ``on_damaged``
+        it is passed there instead and the result stops before it (this author's
+        later changes build on it), so a caller can load everything else.
+        """
+        out = []
+        for seq, stored, auth in self.raw_changes(doc_id, actor, after, upto):
+            try:
+                body = unpack_body(actor, stored)
+            except DatabaseError as e:
+                err = CorruptRowError(self.path, doc_id, actor, seq, "change", str(e))
+                if on_damaged is None:
+                    raise err from e
+                on_damaged(err)
+                break
+            out.append(ChangeRow(actor, seq, body, auth))
+        return out
+
+    def raw_changes(self, doc_id: bytes, actor: bytes, after: int = 0,
+                    upto: int | None = None) -> list[tuple[int, bytes, bytes | None]]:
+        """``(seq, stored form, auth)`` rows as on disk (see ``unpack_body``)."""
         with self._lock:
             a = self._actor(self._db, actor, create=False)
             if a is None:
@@ -459,8 +499,7 @@ class Store:
                 "SELECT seq, blob, auth FROM changes WHERE doc = ? AND actor = ? AND seq > ? "
                 "AND seq <= ? ORDER BY seq",
                 (self._doc(doc_id), a, after, upto if upto is not None else 2**62))
-        return [ChangeRow(actor, r[0], unpack_body(actor, bytes(r[1])),
-                          bytes(r[2]) if r[2] else None) for r in rows]
+        return [(r[0], bytes(r[1]), bytes(r[2]) if r[2] else None) for r in rows]
 
     def caps(self, doc_id: bytes) -> list[tuple[bytes, bytes]]:
         """``(actor, auth)`` of every stored change that carries authentication data."""
@@ -507,8 +546,13 @@ class Store:
         with self._lock:
             # executescript runs to completion (sqlite3_exec); execute() would free
             # only one page, as the pragma frees a page per step and yields no rows.
-            self._db.executescript("PRAGMA incremental_vacuum;")
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._db.executescript("PRAGMA incremental_vacuum;")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as e:
+                if is_full(e):
+                    raise StoreFullError(self.path, str(e)) from e
+                raise
 
     def compacted(self, doc_id: bytes) -> dict[bytes, tuple[int, bytes]]:
         with self._lock:
@@ -525,13 +569,25 @@ class Store:
             "VALUES (?,?,?,?,?)",
             (self._doc(doc_id), cbor2.dumps(version), data, nchanges, time.time())))
 
-    def snapshot(self, doc_id: bytes) -> tuple[dict[bytes, int], bytes, int] | None:
+    def snapshot(self, doc_id: bytes, *,
+                 on_damaged: Callable[[CorruptRowError], None] | None = None,
+                 ) -> tuple[dict[bytes, int], bytes, int] | None:
+        """Newest snapshot: ``(version, data, nchanges)``. A damaged one raises
+        CorruptRowError, or with ``on_damaged`` is reported there and None returned."""
         with self._lock:
             rows = self._read("SELECT version, data, nchanges FROM snapshots WHERE doc = ?",
                               (self._doc(doc_id),))
         if not rows:
             return None
-        return cbor2.loads(rows[0][0]), bytes(rows[0][1]), rows[0][2]
+        try:
+            version = decode_version(bytes(rows[0][0]))
+        except ValueError as e:
+            err = CorruptRowError(self.path, doc_id, None, None, "snapshot", str(e))
+            if on_damaged is None:
+                raise err from e
+            on_damaged(err)
+            return None
+        return version, bytes(rows[0][1]), rows[0][2]
 
     # -- peers ---------------------------------------------------------------
     def put_peer(self, peer_id: bytes, *, name: str | None = None,
@@ -575,6 +631,10 @@ class Store:
         except sqlite3.OperationalError:
             return {}
         return {r[0]: r[1] for r in rows}
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's full ``integrity_check`` (every page and index): ``["ok"]`` if sound."""
+        return [str(r[0]) for r in self._read("PRAGMA integrity_check")]
 
     def checkpoint(self) -> None:
         with self._lock:

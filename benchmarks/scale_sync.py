@@ -1,0 +1,180 @@
+"""Sync of many documents between two node processes, and idle cost (issue #15, targets 1, 2).
+
+    python benchmarks/scale_sync.py                 # 1,000 docs (and the loro baseline)
+    python benchmarks/scale_sync.py --docs 10000    # 10,000
+    python benchmarks/scale_sync.py --idle 60       # idle frames/bytes per minute, 1 vs N docs
+
+A (its own process) owns N small documents; B joins all of them while offline,
+then starts with A as its only bootstrap: we time "B started -> every doc has
+A's changes" in B. Then both sit idle and we count the frames and bytes that
+cross the pair per minute. Baseline in the same run: a loro-over-ZeroMQ server
+(ROUTER) that answers one request with a snapshot of each of its N docs,
+imported by the client (DEALER): the floor of "ship N small docs".
+Everything on 127.0.0.1; profiles under $TMPDIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ownkernel.node import Node  # noqa: E402
+from ownkernel.node.config import NetConfig  # noqa: E402
+
+CFG = dict(ping_interval=5.0, peer_timeout=15.0, anti_entropy=10.0)
+
+
+def serve_a(profile: str, n: int, out: str) -> None:
+    """Child: own ``n`` docs, write the tokens, serve until stdin closes."""
+    a = Node(profile, name="a", network=NetConfig(**CFG))
+    tokens = []
+    with a.lock, a.store.batch() if hasattr(a.store, "batch") else _null():
+        for i in range(n):
+            d = a.new_doc(f"doc {i}")
+            d.text().insert(0, f"content of doc {i}")
+            tokens.append(a.invite(d, write=False, addresses=[]))
+    Path(out).write_text(json.dumps({"address": a.address, "id": a.id.hex(),
+                                     "tokens": tokens}))
+    print("ready", flush=True)
+    sys.stdin.read()
+    net = a.stats().get("net", {})
+    print(json.dumps({"sessions_now": net.get("sessions_now", {})}), flush=True)
+    a.close()
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def run_pair(n: int, idle: float) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="ok-scale-"))
+    info = tmp / "a.json"
+    t0 = time.perf_counter()
+    child = subprocess.Popen([sys.executable, __file__, "--serve-a", str(tmp / "a"), str(n),
+                              str(info)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    made = time.perf_counter() - t0
+    meta = json.loads(info.read_text())
+    with Node(tmp / "b", name="b", network=False) as b:
+        for t in meta["tokens"]:
+            b.join(t)
+    a_id = bytes.fromhex(meta["id"])
+    t0 = time.perf_counter()
+    b = Node(tmp / "b", name="b", bootstrap=[meta["address"]], network=NetConfig(**CFG))
+    ids = [d.id for d in b.docs()]
+    missing = set(ids)
+    while missing and time.perf_counter() - t0 < 600:
+        with b.lock:
+            missing = {d for d in missing if b.replica.open(d).heads.get(a_id) is None}
+        if missing:
+            time.sleep(0.002)
+    synced = time.perf_counter() - t0
+    out = {"docs": n, "create_s": made, "sync_s": synced, "missing": len(missing),
+           "duplicates": b.stats()["duplicates"]}
+    if idle:
+        s0 = b.stats()["net"]["sessions_now"]
+        time.sleep(idle)
+        s1 = b.stats()["net"]["sessions_now"]
+        per_min = 60.0 / idle
+        out["idle_frames_per_min"] = ((s1["frames_in"] + s1["frames_out"])
+                                      - (s0["frames_in"] + s0["frames_out"])) * per_min
+        out["idle_bytes_per_min"] = ((s1["bytes_in"] + s1["bytes_out"])
+                                     - (s0["bytes_in"] + s0["bytes_out"])) * per_min
+    b.close()
+    child.communicate("", timeout=60)
+    return out
+
+
+def loro_server(n: int, port_file: str) -> None:
+    import loro
+    import zmq
+
+    docs = []
+    for i in range(n):
+        d = loro.LoroDoc()
+        d.get_text("body").insert(0, f"content of doc {i}")
+        d.commit()
+        docs.append(d)
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.ROUTER)
+    port = s.bind_to_random_port("tcp://127.0.0.1")
+    Path(port_file).write_text(str(port))
+    print("ready", flush=True)
+    rid, _ = s.recv_multipart()
+    for d in docs:  # one frame per doc, exported on request
+        s.send_multipart([rid, d.export(loro.ExportMode.Snapshot())])
+    s.send_multipart([rid, b""])
+    sys.stdin.read()
+
+
+def loro_baseline(n: int) -> float:
+    import loro
+    import zmq
+
+    tmp = Path(tempfile.mkdtemp(prefix="ok-loro-"))
+    child = subprocess.Popen([sys.executable, __file__, "--loro-server", str(n),
+                              str(tmp / "port")], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    port = int((tmp / "port").read_text())
+    ctx = zmq.Context()
+    c = ctx.socket(zmq.DEALER)
+    c.connect(f"tcp://127.0.0.1:{port}")
+    t0 = time.perf_counter()
+    c.send(b"all")
+    got = []
+    while True:
+        f = c.recv()
+        if not f:
+            break
+        d = loro.LoroDoc()
+        d.import_(f)
+        got.append(d)
+    took = time.perf_counter() - t0
+    assert len(got) == n
+    c.close(0)
+    child.communicate("", timeout=30)
+    return took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, nargs="*", default=[1000])
+    ap.add_argument("--idle", type=float, default=0.0, help="seconds of idle to measure")
+    ap.add_argument("--serve-a", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--loro-server", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_a:
+        serve_a(args.serve_a[0], int(args.serve_a[1]), args.serve_a[2])
+        return
+    if args.loro_server:
+        loro_server(int(args.loro_server[0]), args.loro_server[1])
+        return
+    print(f"{'docs':>6} {'ownkernel sync':>15} {'loro/zmq':>9} {'dups':>5} "
+          f"{'idle frames/min':>16} {'idle bytes/min':>15}")
+    for n in args.docs:
+        r = run_pair(n, args.idle)
+        lo = loro_baseline(n)
+        print(f"{n:>6} {r['sync_s'] * 1000:>12.0f} ms {lo * 1000:>6.0f} ms {r['duplicates']:>5} "
+              f"{r.get('idle_frames_per_min', float('nan')):>16.0f} "
+              f"{r.get('idle_bytes_per_min', float('nan')):>15.0f}"
+              + (f"   MISSING {r['missing']}" if r["missing"] else ""), flush=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

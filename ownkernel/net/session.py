@@ -1,0 +1,419 @@
+"""The connection layer of the sans-IO protocol: handshake, framing, liveness.
+
+Split from ``protocol`` (which adds sync on top and re-exports what is here),
+so each reads on its own. Pure: no sockets, threads or clocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .syncapi import (
+    CarryReceived,
+    ErrorReceived,
+    Event,
+    GrantsReceived,
+    HelloReceived,
+    LocalInfo,
+    PeerInfo,
+    PeersReceived,
+    PeerTimeout,
+    Pong,
+    PresenceExpired,
+    PresenceReceived,
+    ProtocolError,
+    SessionClosed,
+    SessionConfig,
+    SessionStats,
+    SyncHost,
+    _HostView,
+    curve_key_of,
+)
+from .wire import (
+    _FRAME_OVERHEAD,
+    MAX_BATCH,
+    MAX_CARRY,
+    MAX_GRANT,
+    MAX_GRANTS,
+    MAX_NAME,
+    MAX_PEERS,
+    MAX_PRESENCE,
+    MAX_TTL,
+    DocId,
+    _Bad,
+    _bytes_list,
+    _int,
+    _num,
+    chunked,
+    decode,
+    encode,
+    pack_frames,
+    parse_hello,
+    parse_peer_rows,
+    parse_presence,
+)
+
+log = logging.getLogger("ownkernel.net.protocol")
+
+HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
+# Always a frame of their own. grants/carry too, so that one frame holds at most
+# 256 grants or 1,000 carried docs (the host verifies each: bounded work per frame).
+_NOT_BATCHED = frozenset({"hello", "error", "batch", "grants", "carry"})
+
+
+@dataclass
+class _Presence:
+    state: bytes
+    expires_at: float
+
+
+class Session:
+    """The connection layer of a peer session: handshake, framing, liveness.
+
+    Hello and version negotiation, identity check against the transport key,
+    `batch` packing and unpacking, ping/pong, peer timeout, `error`/close,
+    and the messages the sync layer does not interpret (peers, presence,
+    grants, carry). :class:`ownkernel.net.protocol.PeerSession` adds sync on
+    top. Not thread-safe: drive it from one loop.
+    """
+
+    def __init__(
+        self,
+        local: LocalInfo,
+        now: float,
+        *,
+        host: SyncHost | Any | None = None,
+        transport_key: bytes | None = None,
+        config: SessionConfig | None = None,
+    ) -> None:
+        self.local = local
+        self.host = host
+        self._h = _HostView(host) if host is not None else None
+        self.transport_key = transport_key
+        self.config = cfg = config or SessionConfig()
+        self.state = HANDSHAKE
+        self.version: int | None = None
+        self.peer: HelloReceived | None = None
+        self.peer_max_frame = cfg.max_frame_size
+        self.errors: Counter[str] = Counter()
+        self.stats = SessionStats()
+        self.latency: float | None = None
+        self.presence: dict[DocId, _Presence] = {}
+        self._outbox: list[tuple[bytes, bool]] = []  # (encoded message, must go alone)
+        self._hello_sent = False
+        self._started = self._now = now
+        self._last_recv = now
+        self._last_ping = now
+        self._pings: dict[int, float] = {}
+        self._nonce = 0
+        self._timed_out = False
+
+    # ------------------------------------------------------------ properties
+    @property
+    def is_open(self) -> bool:
+        return self.state == OPEN
+
+    @property
+    def peer_id(self) -> bytes | None:
+        """The peer's Ed25519 node id, once its hello was accepted."""
+        return self.peer.node_id if self.peer else None
+
+    @property
+    def _limit(self) -> int:
+        return min(self.config.max_frame_size, self.peer_max_frame)
+
+    def data_to_send(self) -> list[bytes]:
+        """Frames to send, small messages packed into `batch` frames under the frame limit."""
+        self._before_send()
+        if not self._outbox:
+            return []
+        frames = pack_frames(self._outbox, self._limit)
+        self._outbox = []
+        self.stats.frames_out += len(frames)
+        self.stats.bytes_out += sum(map(len, frames))
+        return frames
+
+    # ------------------------------------------------------------ senders
+    def _queue(self, msg: dict[str, Any]) -> None:
+        self.stats.messages_out += 1
+        self._outbox.append((encode(msg), msg["type"] in _NOT_BATCHED))
+
+    def hello(self, docs: Sequence[DocId] | None = None) -> None:
+        """Queue our hello (once). Call on connect; sent automatically on the peer's hello."""
+        if self._hello_sent or self.state == CLOSED:
+            return
+        self._hello_sent = True
+        msg: dict[str, Any] = {
+            "type": "hello",
+            "id": self.local.node_id,
+            "name": self.local.name,
+            "addrs": list(self.local.addresses),
+            "versions": list(self.local.versions),
+            "max_frame": self.config.max_frame_size,
+        }
+        if self.local.relay:
+            msg["relay"] = True
+        if docs is not None:
+            msg["docs"] = list(docs)
+        self._queue(msg)
+        self._maybe_open()
+
+    def _may_share(self, doc: DocId) -> bool:
+        if self._h is None:
+            return True
+        assert self.peer is not None
+        return bool(self._h.may_share(self.peer.node_id, doc))
+
+    def _send_chunked(self, kind: str, key: str, items: Sequence[bytes], max_items: int,
+                      max_len: int) -> bool:
+        if not self.is_open:
+            return False
+        for it in items:
+            if not isinstance(it, bytes) or not 0 < len(it) <= max_len:
+                raise ValueError(f"{kind}: each item must be 1..{max_len} bytes")
+        for chunk in chunked(list(items), [len(it) + 8 for it in items], max_items,
+                             self._limit - _FRAME_OVERHEAD):
+            if chunk:
+                self._queue({"type": kind, key: chunk})
+        return True
+
+    def send_grants(self, grants: Sequence[bytes]) -> bool:
+        """Queue opaque grant blobs (each ≤ 4096 bytes), chunked. ValueError if one is not."""
+        return self._send_chunked("grants", "grants", grants, MAX_GRANTS, MAX_GRANT)
+
+    def send_carry(self, docs: Sequence[bytes]) -> bool:
+        """Queue "please carry these docs" (ids ≤ 4096 bytes), chunked by 1,000."""
+        return self._send_chunked("carry", "docs", docs, MAX_CARRY, MAX_GRANT)
+
+    def send_peers(self, peers: Iterable[PeerInfo]) -> bool:
+        if not self.is_open:
+            return False
+        rows = [[p.node_id, p.name, list(p.addresses), float(p.last_seen)] for p in peers]
+        self._queue({"type": "peers", "peers": rows[:MAX_PEERS]})
+        return True
+
+    def send_presence(self, doc: DocId, state: bytes, ttl: float) -> bool:
+        """Queue presence: ``state`` is opaque bytes (≤ 16 KiB), e.g. a signed blob."""
+        if not isinstance(state, bytes) or len(state) > MAX_PRESENCE:
+            raise TypeError(f"presence state must be bytes of at most {MAX_PRESENCE}")
+        if not self.is_open or not self._may_share(doc):
+            return False
+        self._queue({"type": "presence", "doc": doc, "state": state,
+                     "ttl": float(min(ttl, MAX_TTL))})
+        return True
+
+    def ping(self, now: float) -> bool:
+        if not self.is_open:
+            return False
+        self._nonce += 1
+        self._pings[self._nonce] = now
+        # forget unanswered pings so a silent peer cannot grow this dict
+        while len(self._pings) > 8:
+            self._pings.pop(next(iter(self._pings)))
+        self._last_ping = now
+        self._queue({"type": "ping", "nonce": self._nonce, "t": now})
+        return True
+
+    def close(self, reason: str = "closed") -> list[Event]:
+        """Close locally, telling the peer why."""
+        if self.state == CLOSED:
+            return []
+        self._queue({"type": "error", "reason": reason[:MAX_NAME]})
+        self.state = CLOSED
+        return [SessionClosed(reason)]
+
+    # ------------------------------------------------------------ timers
+    def tick(self, now: float) -> list[Event]:
+        """Fire due timers (handshake, ping, silence, presence, and the sync layer's)."""
+        if self.state == CLOSED:
+            return []
+        self._now = max(self._now, now)
+        events: list[Event] = []
+        if self.state == HANDSHAKE:
+            if now - self._started >= self.config.handshake_timeout:
+                events += self._fail("handshake-timeout", "no hello from peer")
+            return events
+        if now - self._last_ping >= self.config.ping_interval:
+            self.ping(now)
+        self._tick_sync(now)
+        silence = now - self._last_recv
+        if silence >= self.config.peer_timeout and not self._timed_out:
+            self._timed_out = True
+            events.append(PeerTimeout(silence))
+        for doc, p in list(self.presence.items()):
+            if p.expires_at <= now:
+                del self.presence[doc]
+                events.append(PresenceExpired(doc))
+        return events
+
+    # ------------------------------------------------------------ receiving
+    def receive(self, frame: bytes, now: float) -> list[Event]:
+        """Handle one frame from the peer. Never raises on bad input."""
+        if self.state == CLOSED:
+            self.errors["closed"] += 1
+            return []
+        self.stats.frames_in += 1
+        self.stats.bytes_in += len(frame)
+        self._last_recv = now
+        self._now = max(self._now, now)
+        self._timed_out = False
+        try:
+            if not isinstance(frame, (bytes, bytearray, memoryview)):
+                raise _Bad("bad-frame", "frame is not bytes")
+            if len(frame) > self.config.max_frame_size:
+                raise _Bad("oversize", f"{len(frame)} > {self.config.max_frame_size}")
+            msg = decode(bytes(frame))
+            kind = msg.get("type")
+            if not isinstance(kind, str):
+                raise _Bad("bad-message", "missing type")
+            if kind == "error":
+                return self._on_error(msg)
+            if kind == "hello":
+                return self._on_hello(msg, now)
+            if self.peer is None:
+                raise _Bad("before-hello", f"{kind[:32]} before hello")
+            if kind == "batch":
+                return self._on_batch(msg, now)
+            return self._dispatch(kind, msg, now)
+        except _Bad as bad:
+            return [self._error(bad.reason, bad.detail)]
+
+    def _dispatch(self, kind: str, msg: dict[str, Any], now: float) -> list[Event]:
+        handler = self._handlers.get(kind)
+        if handler is None:
+            # forward compatibility: newer peers may send types we do not know
+            raise _Bad("unknown-type", kind[:32])
+        self.stats.messages_in += 1
+        return handler(self, msg, now)
+
+    def _on_batch(self, msg: dict[str, Any], now: float) -> list[Event]:
+        msgs = msg.get("msgs")
+        if not isinstance(msgs, list) or len(msgs) > MAX_BATCH:
+            raise _Bad("bad-field", f"msgs must be a list of at most {MAX_BATCH}")
+        events: list[Event] = []
+        for m in msgs:  # one bad message costs only itself
+            try:
+                kind = m.get("type") if isinstance(m, dict) else None
+                if not isinstance(kind, str):
+                    raise _Bad("bad-message", "batched message without type")
+                if kind in _NOT_BATCHED:
+                    raise _Bad("bad-message", f"{kind} inside a batch")
+                events += self._dispatch(kind, m, now)
+            except _Bad as bad:
+                events.append(self._error(bad.reason, bad.detail))
+            if self.state == CLOSED:
+                break
+        return events
+
+    def _error(self, reason: str, detail: str = "", fatal: bool = False) -> ProtocolError:
+        self.errors[reason] += 1
+        if self.errors[reason] == 1:  # log once per reason, not once per frame
+            log.info("peer %s: %s %s", self._peer_label(), reason, detail)
+        return ProtocolError(reason, detail, fatal)
+
+    def _fail(self, reason: str, detail: str) -> list[Event]:
+        err = self._error(reason, detail, fatal=True)
+        return [err, *self.close(reason)]
+
+    def _peer_label(self) -> str:
+        return self.peer.node_id.hex()[:12] if self.peer else "?"
+
+    def _maybe_open(self) -> list[Event]:
+        if self.state == HANDSHAKE and self._hello_sent and self.peer is not None:
+            self.state = OPEN
+            self._opened()
+        return []
+
+    def _on_error(self, msg: dict[str, Any]) -> list[Event]:
+        reason = msg.get("reason")
+        reason = reason[:MAX_NAME] if isinstance(reason, str) else "?"
+        # peers only send `error` as their last word before closing
+        self.state = CLOSED
+        return [ErrorReceived(reason), SessionClosed(f"peer: {reason}")]
+
+    def _on_hello(self, msg: dict[str, Any], now: float) -> list[Event]:
+        if self.peer is not None:
+            raise _Bad("duplicate-hello")
+        node_id, name, addrs, versions, docs, relay, max_frame = parse_hello(msg)
+        if node_id == self.local.node_id:
+            return self._fail("self-connection", "peer has our own node id")
+        if self.transport_key is not None:
+            try:
+                ok = curve_key_of(node_id) == self.transport_key
+            except ValueError:  # not a point on the curve
+                ok = False
+            if not ok:
+                return self._fail("identity-mismatch",
+                                  "hello id does not match the transport key")
+        common = set(self.local.versions) & set(versions)
+        if not common:
+            return self._fail("version-mismatch",
+                              f"ours {sorted(self.local.versions)}, theirs {sorted(versions)[:8]}")
+        self.version = max(common)
+        self.peer_max_frame = max_frame
+        self.peer = HelloReceived(node_id, name, addrs, self.version, docs, relay)
+        self.hello()  # answer if we had not spoken yet; opens the session
+        self._maybe_open()
+        return [self.peer]
+
+    # ------------------------------------------------------------ sync-layer hooks
+    def _before_send(self) -> None:
+        """Called by ``data_to_send`` before packing (flush held messages)."""
+
+    def _tick_sync(self, now: float) -> None:
+        """Called by ``tick`` on an open session (sync timers)."""
+
+    def _opened(self) -> None:
+        """Called once when the handshake completes."""
+
+    # ------------------------------------------------------------ other messages
+    def _on_peers(self, msg: dict[str, Any], now: float) -> list[Event]:
+        return [PeersReceived(tuple(PeerInfo(*row) for row in parse_peer_rows(msg)))]
+
+    def _on_ping(self, msg: dict[str, Any], now: float) -> list[Event]:
+        nonce = _int(msg, "nonce")
+        t = _num(msg, "t")
+        self._queue({"type": "pong", "nonce": nonce, "t": t})
+        return []
+
+    def _on_pong(self, msg: dict[str, Any], now: float) -> list[Event]:
+        nonce = _int(msg, "nonce")
+        _num(msg, "t")
+        # latency from our own record, so a peer cannot fake it with `t`
+        sent = self._pings.pop(nonce, None)
+        if sent is None:
+            raise _Bad("unexpected-pong")
+        self.latency = max(0.0, now - sent)
+        return [Pong(self.latency, nonce)]
+
+    def _on_presence(self, msg: dict[str, Any], now: float) -> list[Event]:
+        doc, state, ttl = parse_presence(msg)
+        if self._h is not None and not self._may_share(doc):
+            raise _Bad("doc-not-shared")
+        if doc not in self.presence and len(self.presence) >= 1024:
+            raise _Bad("presence-overflow")
+        p = _Presence(state, now + ttl)
+        self.presence[doc] = p
+        return [PresenceReceived(doc, p.state, ttl, p.expires_at)]
+
+    def _on_grants(self, msg: dict[str, Any], now: float) -> list[Event]:
+        return [GrantsReceived(tuple(_bytes_list(msg, "grants", MAX_GRANTS, MAX_GRANT)))]
+
+    def _on_carry(self, msg: dict[str, Any], now: float) -> list[Event]:
+        return [CarryReceived(tuple(_bytes_list(msg, "docs", MAX_CARRY, MAX_GRANT)))]
+
+    _handlers: dict[str, Callable[[Any, dict[str, Any], float], list[Event]]] = {
+        "peers": _on_peers,
+        "ping": _on_ping,
+        "pong": _on_pong,
+        "presence": _on_presence,
+        "grants": _on_grants,
+        "carry": _on_carry,
+    }
+
+
+__all__ = ["CLOSED", "HANDSHAKE", "OPEN", "Session"]

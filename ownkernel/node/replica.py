@@ -1,0 +1,689 @@
+"""`Replica`: the documents of one node — loading, local commits, remote changes in,
+history out.
+
+Write path of a local edit (``doc.text("body").insert(0, "hi")``)::
+
+    CRDT op -> Doc.commit() -> access check -> (seal) -> chain hash
+            -> SQLite COMMIT (fsync) -> return to caller -> listeners (network)
+
+Read path of remote input (``replica.ingest``, called by the network layer)::
+
+    decode envelope -> chain + signature (auth.py) -> decrypt -> author/seq match
+            -> gate.change_problem (roles, holder-bound grants) -> Doc.apply (validates)
+            -> SQLite COMMIT -> accepted envelopes (for forwarding)
+
+Out: ``replica.outgoing(doc, since)`` — what a peer at version ``since`` lacks,
+each author's run ending in a signed envelope (one signature per run).
+``replica.listeners``: ``fn(doc_id, envelope)`` after each local commit is
+durably stored. Rejections are counted per reason in ``replica.rejected``;
+nothing rejected is ever stored. The node's one ``RLock`` (``lock``) guards all
+of it: the network layer calls from its own thread. See docs/auth.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ownkernel.crdt import Doc
+from ownkernel.crdt import codec as crdt_codec
+from ownkernel.crdt.codec import DELKEY, SET, Change
+from ownkernel.node.access import ACCESS_KEY, ACCESS_ROOT, AccessView
+from ownkernel.node.gate import Credentials, Gate
+from ownkernel.node.grants import Grant
+from ownkernel.store import (
+    ChangeRow,
+    CorruptRowError,
+    DatabaseError,
+    DocRow,
+    Envelope,
+    EnvelopeError,
+    Head,
+    Identity,
+    SealError,
+    Store,
+    chain_hash,
+    check_chains,
+    decode_envelope,
+    encode_envelope,
+    open_sealed,
+    seal,
+)
+from ownkernel.store.auth import ZERO_HASH, Run, head_message
+
+__all__ = ["OpenDoc", "Replica", "SNAPSHOT_EVERY"]
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[bytes, bytes], None]
+# Rejections that another run in the same batch may cure (e.g. the owner's grant
+# arrives in the same batch as the new writer's first change): retried once more.
+_RETRYABLE = frozenset({"not_writer", "not_admin", "bad_capability", "revoked"})
+SNAPSHOT_EVERY = 1000  # changes since the last snapshot that trigger a new one
+
+
+class OpenDoc:
+    """In-memory state of one loaded document."""
+
+    def __init__(self, row: DocRow, crdt: Doc | None, heads: dict[bytes, Head],
+                 grants: dict[bytes, Grant]) -> None:
+        self.row = row
+        self.crdt = crdt
+        self.heads = heads
+        self.grants = grants
+        # envelopes that cannot be verified yet (gap, unsigned tail), per author:
+        # actor -> seq -> (envelope, the peer it came from, its size in bytes)
+        self.waiting: dict[bytes, dict[int, tuple[Envelope, Any, int]]] = {}
+        self.since_snapshot = 0
+        self.txn = 0
+        self.compacted: dict[bytes, tuple[int, bytes]] = {}  # actor -> (seq, chain hash)
+        self.verified: set[bytes] = set()  # actors whose compacted history re-verified
+        self.damaged: dict[bytes, int] = {}  # author -> first seq that could not be read
+        # The access map as of the last stored change. Local ops show up in the CRDT
+        # at once, so a local edit must be judged against this, not the live map
+        # (or a writer's own "make me admin" would authorise itself).
+        self.access_before: dict[str, Any] = (
+            dict(crdt.map(ACCESS_ROOT).items()) if crdt is not None else {})
+
+    def require_crdt(self) -> Doc:
+        if self.crdt is None:
+            raise PermissionError(
+                f"document {self.row.id.hex()[:8]} is encrypted and this node has no key for "
+                f"it (it only stores and forwards ciphertext); join with a token that "
+                f"carries the key")
+        return self.crdt
+
+    def access(self) -> AccessView:
+        amap: Any = self.crdt.map(ACCESS_ROOT) if self.crdt is not None else {}
+        return AccessView(self.row.owner, amap, self.grants)
+
+
+class Replica:
+    """The documents of one node (see the module docstring)."""
+
+    def __init__(self, store: Store, identity: Identity, gate: Gate, lock: Any) -> None:
+        self.store = store
+        self.identity = identity
+        self.id = identity.node_id
+        self.gate = gate
+        self.lock = lock
+        self.docs: dict[bytes, OpenDoc] = {}
+        self.listeners: list[Listener] = []
+        self.sign_live = True  # sign each announced commit (network may coalesce instead)
+        self.stats: Tally[str] = Tally()
+        self.rejected: Tally[str] = Tally()
+        self.closed = False
+        self._versions: dict[bytes, dict[bytes, int]] = {}  # of docs not loaded
+
+    def version(self, doc_id: bytes) -> dict[bytes, int]:
+        """``{author: newest seq}`` of a doc, without loading it when it is not loaded
+        (heads only ever move through a loaded doc, so the stored ones are current)."""
+        od = self.docs.get(doc_id)
+        if od is not None:
+            return {a: h.seq for a, h in od.heads.items()}
+        v = self._versions.get(doc_id)
+        if v is None:
+            v = {a: h.seq for a, h in self.store.heads(doc_id).items()}
+            if len(self._versions) > 100_000:
+                self._versions.clear()
+            self._versions[doc_id] = v
+        return dict(v)
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"node {self.id.hex()[:8]} is closed")
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        self.rejected[reason] += n
+
+    def close(self) -> None:
+        """Commit what is pending, snapshot changed docs, sign heads; then refuse work."""
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                for od in list(self.docs.values()):
+                    if od.crdt is not None and od.crdt.pending_ops:
+                        self.commit(od)
+                    if od.since_snapshot:
+                        self.snapshot(od)
+                self.sign_heads()
+            finally:
+                self.closed = True
+
+    def row(self, doc_id: bytes) -> DocRow:
+        od = self.docs.get(doc_id)
+        if od is not None:
+            return od.row
+        row = self.store.document(doc_id)
+        if row is None:
+            raise KeyError(f"no document {doc_id.hex()} on this node")
+        return row
+
+    def open(self, doc_id: bytes) -> OpenDoc:
+        """Load a document: newest snapshot + the changes stored after it."""
+        od = self.docs.get(doc_id)
+        if od is not None:
+            return od
+        # Under the lock, even for callers that forgot it: two threads loading
+        # the same doc at once would leave two in-memory copies, one of them
+        # stale (its next commit would reuse a stored seq).
+        with self.lock:
+            od = self.docs.get(doc_id)
+            if od is not None:
+                return od
+            return self._load(doc_id)
+
+    def _load(self, doc_id: bytes) -> OpenDoc:
+        self.check_open()
+        self._versions.pop(doc_id, None)
+        row = self.row(doc_id)
+        heads = self.store.heads(doc_id)
+        crdt: Doc | None = None
+        damaged: list[CorruptRowError] = []
+        if not row.encrypted or row.key is not None:
+            crdt = self._load_crdt(row, heads, damaged)
+        grants = self.gate.doc_grants(doc_id)
+        od = self.docs[doc_id] = OpenDoc(row, crdt, heads, grants)
+        od.compacted = self.store.compacted(doc_id)
+        for e in damaged:  # loaded what does not depend on it; counted and named
+            log.error("%s", e)
+            self.stats["damaged_rows"] += 1
+            if e.actor is not None:
+                od.damaged[e.actor] = min(od.damaged.get(e.actor, e.seq or 0), e.seq or 0)
+        return od
+
+    def _load_crdt(self, row: DocRow, heads: dict[bytes, Head],
+                   damaged: list[CorruptRowError]) -> Doc:
+        """Newest snapshot + the changes after it. A damaged row or snapshot affects only
+        what depends on it: a bad snapshot falls back to the full history (unless it was
+        compacted away), a bad change stops its author's chain just before it."""
+        doc_id = row.id
+        snap = self.store.snapshot(doc_id, on_damaged=damaged.append)
+        version: dict[bytes, int] = {}
+        crdt: Doc | None = None
+        if snap is not None:
+            try:
+                crdt = Doc.load(self.open_body(row, snap[1]), actor=self.id)
+                version = snap[0]
+            except (ValueError, SealError) as e:
+                damaged.append(CorruptRowError(self.store.path, doc_id, None, None,
+                                               "snapshot", f"does not decode: {e}"))
+        if crdt is None:
+            if self.store.compacted(doc_id):
+                raise DatabaseError(
+                    f"document {doc_id.hex()[:8]} in {self.store.path} has compacted "
+                    f"history but no readable snapshot; run `ownkernel doctor` and restore "
+                    f"the database from a backup")
+            crdt = Doc(actor=self.id)
+        blobs: list[tuple[bytes, int, bytes]] = []
+        for actor in heads:
+            for ch in self.store.changes(doc_id, actor, version.get(actor, 0),
+                                         on_damaged=damaged.append):
+                try:
+                    blobs.append((actor, ch.seq, self.open_body(row, ch.blob)))
+                except SealError as e:
+                    damaged.append(CorruptRowError(self.store.path, doc_id, actor, ch.seq,
+                                                   "change", f"does not decrypt: {e}"))
+                    break
+        try:
+            crdt.apply([b for _a, _s, b in blobs])
+        except ValueError:  # one by one: a bad change stops its author there
+            stopped: set[bytes] = set()
+            for actor, seq, b in blobs:
+                if actor in stopped:
+                    continue
+                try:
+                    crdt.apply([b])
+                except ValueError as e:
+                    stopped.add(actor)
+                    damaged.append(CorruptRowError(self.store.path, doc_id, actor, seq,
+                                                   "change", f"does not decode: {e}"))
+        return crdt
+
+    def reload(self, od: OpenDoc) -> None:
+        """Drop the in-memory doc and load it again from the store (after a failure)."""
+        txn = od.txn
+        self.docs.pop(od.row.id, None)
+        new = self.open(od.row.id)
+        new.txn = txn
+        new.waiting = od.waiting  # still unverified, still budgeted: keep holding them
+
+    @staticmethod
+    def open_body(row: DocRow, body: bytes) -> bytes:
+        if row.encrypted:
+            if row.key is None:
+                raise SealError("no key")
+            return open_sealed(row.key, body)
+        return body
+
+    def seal_body(self, row: DocRow, blob: bytes) -> bytes:
+        return seal(row.key, blob) if row.encrypted and row.key is not None else blob
+
+    def refresh_row(self, od: OpenDoc) -> None:
+        row = self.store.document(od.row.id)
+        if row is not None:
+            od.row = row
+
+    def commit(self, od: OpenDoc) -> bytes | None:
+        """Commit pending local ops as one change: check, store (fsync), then announce."""
+        with self.lock:
+            self.check_open()
+            crdt = od.require_crdt()
+            blob = crdt.commit()
+            if blob is None:
+                return None
+            doc_id = od.row.id
+            if self.id in od.damaged:
+                self.reload(od)
+                raise DatabaseError(
+                    f"this node's own history of document {doc_id.hex()[:8]} is damaged on "
+                    f"disk (from seq {od.damaged[self.id]}) in {self.store.path}; run "
+                    f"`ownkernel doctor --quarantine` with the node stopped, then edit again")
+            problem = self._local_problem(od, blob)
+            if problem is not None:
+                self.reload(od)  # forget the refused ops: memory must equal disk
+                raise PermissionError(problem)
+            info = crdt_codec.change_info(blob)
+            head = od.heads.get(self.id) or Head(0, ZERO_HASH)
+            if info.actor != self.id or info.seq != head.seq + 1:
+                self.reload(od)
+                raise RuntimeError(
+                    f"internal error: change seq {info.seq} does not follow stored head "
+                    f"{head.seq} in doc {doc_id.hex()[:8]}; the document was reloaded")
+            cap = None
+            mine = Credentials.from_bytes(od.row.token).grant
+            if mine is not None and not self._cap_presented(od):
+                cap = mine  # first write after joining: show our grant, once, in the chain
+            body = self.seal_body(od.row, blob)
+            h = chain_hash(head.hash, doc_id, self.id, info.seq, body, cap)
+            sig = None
+            if self.listeners and self.sign_live:
+                sig = self.identity.sign(head_message(h))
+                self.stats["signatures"] += 1
+            new_head = Head(info.seq, h, sig, info.seq) if sig else Head(
+                info.seq, h, head.sig, head.sig_seq)
+            try:
+                self.store.append(doc_id, [ChangeRow(self.id, info.seq, body, cap)],
+                                  {self.id: new_head})
+            except BaseException:
+                self.reload(od)
+                raise
+            od.heads[self.id] = new_head
+            if cap is not None:
+                self.stats["caps_presented"] += 1
+                od.cap_presented = True  # type: ignore[attr-defined]
+            self.stats["commits"] += 1
+            od.since_snapshot += 1
+            if ACCESS_KEY in self._roots_of(blob):
+                self.save_access(od)
+            env = encode_envelope(Envelope(doc_id, self.id, info.seq, body, sig, cap))
+            if od.since_snapshot >= SNAPSHOT_EVERY and od.txn == 0:
+                self.snapshot(od)
+        for listener in list(self.listeners):
+            try:
+                listener(doc_id, env)
+            except Exception:  # the change is stored; a broken listener must not undo that
+                self.stats["listener_errors"] += 1
+                log.exception("change listener %r failed", listener)
+        return env
+
+    def _cap_presented(self, od: OpenDoc) -> bool:
+        if getattr(od, "cap_presented", False):
+            return True
+        presented = any(a == self.id for a, _ in self.store.caps(od.row.id))
+        od.cap_presented = presented  # type: ignore[attr-defined]
+        return presented
+
+    @staticmethod
+    def _roots_of(blob: bytes) -> set[str]:
+        c = crdt_codec.decode(blob)
+        return {op[1] for op in c.ops}
+
+    def _local_problem(self, od: OpenDoc, blob: bytes) -> str | None:
+        acc = AccessView(od.row.owner, od.access_before, od.grants)
+        doc = od.row.id
+        if acc.can_admin(self.id, doc):
+            return None
+        if not acc.can_write(self.id, doc):
+            return (f"this node may only read document {doc.hex()[:8]} "
+                    f"(role: {acc.role(self.id, doc)}); the edit was discarded")
+        if ACCESS_KEY in self._roots_of(blob):
+            return "only the owner and admins may change the access list; edit discarded"
+        return None
+
+    def snapshot(self, od: OpenDoc) -> None:
+        if od.crdt is None or od.txn or od.crdt.pending_ops:
+            return
+        data = self.seal_body(od.row, od.crdt.save())
+        self.store.put_snapshot(od.row.id, dict(od.crdt.version), data,
+                                self.store.change_count(od.row.id))
+        od.since_snapshot = 0
+        self.stats["snapshots"] += 1
+
+    def save_access(self, od: OpenDoc) -> None:
+        if od.crdt is not None:
+            od.access_before = dict(od.crdt.map(ACCESS_ROOT).items())
+        self.store.update_document(od.row.id, access=od.access().snapshot())
+        self.refresh_row(od)
+        self.gate.refresh(od.row.id)
+
+    def ingest(self, doc_id: bytes, blobs: Iterable[bytes],
+                source: Any = None) -> list[bytes]:
+        """Verify, check and store remote envelopes of one doc; returns the accepted ones.
+
+        ``source`` (peer id or None) is informational. Accepted envelopes are
+        returned re-encoded as stored, ready to forward to other peers.
+        """
+        with self.lock:
+            self.check_open()
+            blobs = list(blobs)
+            if self.store.document(doc_id) is None:
+                self.reject("unknown_doc", len(blobs))
+                return []
+            od = self.open(doc_id)
+            envs: list[Envelope] = []
+            for b in blobs:
+                try:
+                    env = decode_envelope(b)
+                except EnvelopeError:
+                    self.reject("bad_envelope")
+                    continue
+                if env.doc != doc_id:
+                    self.reject("wrong_doc")
+                    continue
+                envs.append(env)
+            if not envs:
+                return []
+            # Only the authors this batch touches are re-examined, together with what
+            # is held for them: a full pool costs nothing for unrelated frames.
+            pool: list[Envelope] = list(envs)
+            sources: dict[tuple[bytes, int], tuple[Any, int]] = {}
+            for actor in {e.actor for e in envs}:
+                for seq, (env, src, size) in od.waiting.pop(actor, {}).items():
+                    self.gate.release(src, doc_id, size)
+                    pool.append(env)
+                    sources[(actor, seq)] = (src, size)
+
+            def stored(actor: bytes, seq: int) -> tuple[bytes, bytes | None] | None:
+                rows = self.bodies(od, actor, seq - 1, seq, verify=False)
+                return (rows[0].blob, rows[0].auth) if rows else None
+
+            cc = check_chains(doc_id, pool, od.heads, stored)
+            for reason, _env in cc.rejected:
+                self.reject(reason)
+            self.stats["duplicates"] += cc.duplicates
+            for env in cc.waiting:
+                src, size = sources.get((env.actor, env.seq), (source, len(env.body) + 200))
+                # Bounded memory: bytes held are budgeted per peer, per doc and in all.
+                # What does not fit is dropped (anti-entropy asks for it again later).
+                if not self.gate.hold(src, doc_id, size):
+                    self.reject("held_budget")
+                    continue
+                od.waiting.setdefault(env.actor, {})[env.seq] = (env, src, size)
+            return self._admit_runs(od, cc.runs)
+
+    def _admit_runs(self, od: OpenDoc, runs: list[Run]) -> list[bytes]:
+        doc_id = od.row.id
+        accepted: list[bytes] = []
+        last_reason: dict[int, str] = {}
+        access_changed = False
+        while runs:
+            deferred: list[Run] = []
+            rows: list[ChangeRow] = []
+            heads: dict[bytes, Head] = {}
+            envs: list[Envelope] = []
+            for run in runs:
+                n_ok, reason, touched = self._admit_run(od, run)
+                access_changed |= touched
+                if n_ok == 0 and reason in _RETRYABLE:
+                    deferred.append(run)
+                    last_reason[id(run)] = reason
+                    continue
+                if n_ok:
+                    ok = run.envelopes[:n_ok]
+                    rows += [ChangeRow(e.actor, e.seq, e.body, e.cap) for e in ok]
+                    if n_ok == len(run.envelopes):
+                        heads[run.actor] = run.head
+                    else:  # partial: the old signature still covers what we can forward
+                        old = od.heads.get(run.actor)
+                        heads[run.actor] = Head(ok[-1].seq, run.hashes[n_ok - 1],
+                                                old.sig if old else None,
+                                                old.sig_seq if old else 0)
+                    envs += ok[:-1] + [ok[-1]._replace(
+                        sig=run.envelopes[-1].sig if n_ok == len(run.envelopes) else None)]
+                if reason:
+                    self.reject(reason, len(run.envelopes) - n_ok)
+            if rows:
+                try:
+                    self.store.append(doc_id, rows, heads)
+                except BaseException:
+                    self.reload(od)  # the Doc already holds them: make memory equal disk
+                    raise
+                od.heads.update(heads)
+                od.since_snapshot += len(rows)
+                self.stats["accepted"] += len(rows)
+                accepted += [encode_envelope(e) for e in envs]
+            if not rows or not deferred:
+                for run in deferred:
+                    self.reject(last_reason[id(run)], len(run.envelopes))
+                break
+            runs = deferred
+        if access_changed:
+            self.save_access(od)
+        if od.since_snapshot >= SNAPSHOT_EVERY and od.txn == 0:
+            self.snapshot(od)
+        return accepted
+
+    def _admit_run(self, od: OpenDoc, run: Run) -> tuple[int, str | None, bool]:
+        """Check and apply a verified run; returns (accepted prefix length, reason, access?)."""
+        if od.crdt is None:
+            # No key: authorship is verified, content and access cannot be; we only
+            # store and forward ciphertext (relay / bootstrap role).
+            return len(run.envelopes), None, False
+        # Catch-up of a long history: stretches of plain edits are decoded once
+        # and integrated in one apply; changes that touch the access list or
+        # carry a capability (their checks depend on what precedes them), and
+        # any stretch that is refused, go change by change.
+        envs = run.envelopes
+        i, touched = 0, False
+        while i < len(envs):
+            j = self._admit_stretch(od, run, i) if len(envs) - i > 1 else i
+            if j > i:
+                i = j
+                continue
+            _n_ok, reason, t = self._admit_run_each(od, run, i, i + 1)
+            touched |= t
+            if reason is not None:
+                return i, reason, touched
+            i += 1
+        return len(envs), None, touched
+
+    def _admit_stretch(self, od: OpenDoc, run: Run, start: int) -> int:
+        """Apply envelopes ``start..j`` of ``run`` at once when they are plain
+        edits of a writer; returns ``j`` (``start`` when none could go)."""
+        doc_id = od.row.id
+        if not od.access().can_write(run.actor, doc_id):
+            return start
+        decoded = []
+        for env in run.envelopes[start:]:
+            if env.cap is not None:
+                break
+            try:
+                c = crdt_codec.decode(self.open_body(od.row, env.body))
+            except (SealError, ValueError):
+                break
+            if not isinstance(c, Change) or c.actors[0] != env.actor or c.seq != env.seq:
+                break
+            if any(op[1] == ACCESS_KEY for op in c.ops):
+                break
+            decoded.append(c)
+        if len(decoded) < 2:
+            return start
+        try:
+            od.crdt.apply_decoded(decoded)
+        except ValueError:
+            return start  # nothing was applied (apply is atomic): go one by one
+        return start + len(decoded)
+
+    def _admit_run_each(
+        self, od: OpenDoc, run: Run, start: int, stop: int
+    ) -> tuple[int, str | None, bool]:
+        """Envelopes ``start..stop`` one by one; returns (accepted count, reason, access?)."""
+        doc_id = od.row.id
+        touched = False
+        for i in range(start, stop):
+            env = run.envelopes[i]
+            try:
+                plain = self.open_body(od.row, env.body)
+            except SealError:
+                return i, "bad_ciphertext", touched
+            try:
+                c = crdt_codec.decode(plain)
+            except ValueError:
+                return i, "bad_change", touched
+            if not isinstance(c, Change) or c.actors[0] != env.actor or c.seq != env.seq:
+                return i, "actor_mismatch", touched  # re-attributed or repackaged
+            roots = {op[1] for op in c.ops}
+            touches = ACCESS_KEY in roots
+            acc = od.access()
+            problem, grant = self.gate.change_problem(
+                doc_id, acc, env.actor, env.cap, touches,
+                touches and _names_admin(c, acc.amap))
+            if problem:
+                return i, problem, touched
+            try:
+                od.crdt.apply([plain])
+            except ValueError:
+                return i, "bad_change", touched
+            if grant is not None:
+                od.grants[env.actor] = grant  # the gate's own dict: it sees it too
+                self.gate.grant_seen(doc_id, grant)
+            touched |= touches
+        return stop, None, touched
+
+    def sign_head(self, od: OpenDoc) -> Head:
+        """Sign this node's newest change in ``od`` (if not yet signed) and keep the sig."""
+        head = od.heads[self.id]
+        if head.sig is not None and head.sig_seq == head.seq:
+            return head
+        sig = self.identity.sign(head_message(head.hash))
+        self.store.set_signature(od.row.id, self.id, head.seq, sig)
+        self.stats["signatures"] += 1
+        new = od.heads[self.id] = Head(head.seq, head.hash, sig, head.seq)
+        return new
+
+    def sign_heads(self) -> None:
+        """Sign every loaded doc's unsigned own head (at close: at rest, all is signed)."""
+        for od in list(self.docs.values()):
+            head = od.heads.get(self.id)
+            if head is not None and head.sig_seq != head.seq:
+                self.sign_head(od)
+
+    def outgoing(self, doc_id: bytes,
+                  since: dict[bytes, int] | None = None) -> list[bytes]:
+        """Envelopes a peer at version ``since`` lacks; each author's run ends signed."""
+        with self.lock:
+            self.check_open()
+            od = self.open(doc_id)
+            since = since or {}
+            out: list[bytes] = []
+            for actor, head in list(od.heads.items()):
+                after = since.get(actor, 0)
+                if actor == self.id:
+                    upto = head.seq
+                    if upto > after:
+                        head = self.sign_head(od)
+                else:
+                    upto = head.sig_seq  # never forward past the last signature we hold
+                if upto <= after:
+                    continue
+                for r in self.bodies(od, actor, after, upto):
+                    sig = head.sig if r.seq == upto else None
+                    out.append(encode_envelope(Envelope(doc_id, actor, r.seq, r.blob, sig,
+                                                        r.auth)))
+            return out
+
+    def bodies(self, od: OpenDoc, actor: bytes, after: int, upto: int,
+                verify: bool = True) -> list[ChangeRow]:
+        """Stored changes ``after < seq <= upto`` of one author, regenerating compacted ones
+        from the CRDT (verified against the chain hash kept at the cut)."""
+        rows = self.store.changes(od.row.id, actor, after, upto)
+        cut = od.compacted.get(actor)
+        if cut is None or after >= cut[0]:
+            return rows
+        crdt = od.require_crdt()
+        if verify and actor not in od.verified:
+            self._verify_compacted(od, actor)
+        kept = {r.seq: r for r in rows}
+        regen = [kept.get(s) or ChangeRow(actor, s, crdt.change(actor, s))
+                 for s in range(after + 1, min(cut[0], upto) + 1)]
+        return regen + [r for r in rows if r.seq > cut[0]]
+
+    def _verify_compacted(self, od: OpenDoc, actor: bytes) -> None:
+        seq, want = od.compacted[actor]
+        crdt = od.require_crdt()
+        caps = {r.seq: r.auth for r in self.store.changes(od.row.id, actor, 0, seq)}
+        h = ZERO_HASH
+        for s in range(1, seq + 1):
+            h = chain_hash(h, od.row.id, actor, s, crdt.change(actor, s), caps.get(s))
+        if h != want:
+            raise RuntimeError(
+                f"compacted history of {actor.hex()[:8]} in doc {od.row.id.hex()[:8]} no longer "
+                f"regenerates identically (was the CRDT encoding changed?); not serving it")
+        od.verified.add(actor)
+
+    def compact(self, ids: list[bytes]) -> dict[str, int]:
+        """Drop change rows the snapshot regenerates byte for byte (opt-in; saves disk).
+
+        Only for docs this node can read and that are not encrypted (ciphertext
+        cannot be regenerated). Every dropped row is first regenerated and compared,
+        and the chain hash at the cut is kept, so served history stays verifiable.
+        """
+        with self.lock:
+            self.check_open()
+            total = {"docs": 0, "rows": 0}
+            for doc_id in ids:
+                od = self.open(doc_id)
+                if od.crdt is None or od.row.encrypted or od.txn:
+                    continue
+                self.snapshot(od)
+                snap = self.store.snapshot(doc_id)
+                if snap is None:
+                    continue
+                version = snap[0]
+                cuts: dict[bytes, tuple[int, bytes]] = {}
+                for actor, head in od.heads.items():
+                    base, h = od.compacted.get(actor, (0, ZERO_HASH))
+                    upto = min(version.get(actor, 0), head.seq)
+                    last = base
+                    for r in self.store.changes(doc_id, actor, base, upto):
+                        if r.seq != last + 1 or od.crdt.change(actor, r.seq) != r.blob:
+                            break
+                        h = chain_hash(h, doc_id, actor, r.seq, r.blob, r.auth)
+                        last = r.seq
+                    if last > base:
+                        cuts[actor] = (last, h)
+                if cuts:
+                    total["rows"] += self.store.compact(doc_id, cuts)
+                    od.compacted.update(cuts)
+                    total["docs"] += 1
+            if total["rows"]:
+                self.store.reclaim()
+            return total
+
+
+def _names_admin(c: Change, amap: Any) -> bool:
+    """Does the change grant, or take away, an admin role?"""
+    for op in c.ops:
+        if op[1] != ACCESS_KEY:
+            continue
+        if (op[0] == SET and str(op[2]).startswith("role:")
+                and (op[3] == "admin" or amap.get(op[2]) == "admin")):
+            return True
+        if op[0] == DELKEY and str(op[2]).startswith("role:") and amap.get(op[2]) == "admin":
+            return True
+    return False
+

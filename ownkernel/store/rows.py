@@ -1,0 +1,73 @@
+"""How rows are stored and how SQLite failures are told apart (used by sqlite.py).
+
+Change bodies are stored deflated with a preset dictionary holding the author's
+id (which every change repeats), about half the size for typing; the first byte
+says how (0 raw, 1 deflate).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+
+import cbor2
+
+from ownkernel.store.errors import DatabaseError
+
+__all__ = ["decode_version", "is_corrupt", "is_full", "pack_body", "unpack_body"]
+
+_RAW, _DEFLATE = b"\x00", b"\x01"
+_ZDICT_COMMON = b"t:bodym:_accessm:_metatitleownerrole:revoked:token:g:chatl:m:n:s:r:c:"
+
+
+def _zdict(actor: bytes) -> bytes:
+    return _ZDICT_COMMON + actor
+
+
+def pack_body(actor: bytes, body: bytes) -> bytes:
+    """Stored form of a change body: deflated with the author as dictionary, if smaller."""
+    co = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _zdict(actor))
+    z = co.compress(body) + co.flush()
+    return _DEFLATE + z if len(z) < len(body) else _RAW + body
+
+
+def unpack_body(actor: bytes, stored: bytes) -> bytes:
+    kind, data = stored[:1], stored[1:]
+    if kind == _RAW:
+        return data
+    if kind == _DEFLATE:
+        try:
+            do = zlib.decompressobj(-15, _zdict(actor))
+            return do.decompress(data) + do.flush()
+        except zlib.error as e:
+            raise DatabaseError(f"a stored change is damaged ({e})") from e
+    raise DatabaseError("a stored change has an unknown encoding")
+
+
+def decode_version(raw: bytes) -> dict[bytes, int]:
+    try:
+        v = cbor2.loads(raw)
+    except Exception as e:  # cbor2 raises many types on garbage
+        raise ValueError(f"its version vector is not CBOR ({e})") from None
+    if not isinstance(v, dict) or not all(
+            isinstance(k, bytes) and len(k) == 32 and type(n) is int and n >= 0
+            for k, n in v.items()):
+        raise ValueError("its version vector is not a map of 32-byte author ids to seqs")
+    return v
+
+
+def is_corrupt(e: sqlite3.Error) -> bool:
+    """SQLITE_CORRUPT / SQLITE_NOTADB: damaged pages, not a usage error."""
+    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return (code & 0xFF) in (11, 26)
+    text = str(e).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def is_full(e: sqlite3.Error) -> bool:
+    """SQLITE_FULL: disk full, or the database reached ``max_page_count``."""
+    code = getattr(e, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return (code & 0xFF) == 13
+    return "full" in str(e).lower()  # 3.10: "database or disk is full"
