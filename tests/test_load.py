@@ -27,6 +27,15 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 
 
+def wait_length(nd: Child, doc: str, length: int, deadline: float) -> dict[str, Any]:
+    """The child's wait_text, asked again until ``deadline`` (each ask waits up to the
+    child's default 10 s: Child's ``timeout`` is how long *we* wait for the answer)."""
+    while True:
+        out = nd("wait_text", doc=doc, length=length, contains=[], timeout=60.0)
+        if out.get("ok") or time.monotonic() >= deadline:
+            return out
+
+
 def build_mesh(make: Callable[..., Child], n: int, *args: str,
                timeout: float = 60.0) -> tuple[list[Child], str]:
     """``n`` nodes, each bootstrapped only from the one before it: the address book has
@@ -35,16 +44,21 @@ def build_mesh(make: Callable[..., Child], n: int, *args: str,
     nodes = [make("n0", *args)]
     for i in range(1, n):
         nodes.append(make(f"n{i}", "--bootstrap", nodes[-1].address, *args))
+    deadline = time.monotonic() + timeout
     for nd in nodes:
-        out = nd("wait_peers", n=n - 1, timeout=timeout, )
+        while True:  # each ask waits up to the child's default 10 s
+            out = nd("wait_peers", n=n - 1, timeout=60.0)
+            if out["ok"] or time.monotonic() >= deadline:
+                break
         assert out["ok"], (nd.name, "not fully meshed", out["peers"])
     doc = nodes[0]("new_doc", title="load")["doc"]
     for nd in nodes[1:]:
         nd("join", token=nodes[0]("invite", doc=doc, addresses=[])["token"])
     for nd in nodes:
         nd("insert", doc=doc, text="_")
+    deadline = time.monotonic() + timeout
     for nd in nodes:
-        nd.wait_text(doc, length=n, timeout=timeout)
+        assert wait_length(nd, doc, n, deadline).get("ok"), (nd.name, "warm-up not seen")
     return nodes, doc
 
 
@@ -87,15 +101,6 @@ class LoadResult:
                 f"{max(self.rss_growth_mb):.1f} MB; CPU {self.cpu_s:.1f} s "
                 f"({100 * self.cpu_s / self.seconds:.0f}% of one core); missing {self.missing}; "
                 f"converged in {self.converge_s:.1f} s: {len(self.texts) == 1}")
-
-
-def wait_length(nd: Child, doc: str, length: int, deadline: float) -> dict[str, Any]:
-    """The child's wait_text, asked again until ``deadline`` (each ask waits up to the
-    child's default 10 s: Child's ``timeout`` is how long *we* wait for the answer)."""
-    while True:
-        out = nd("wait_text", doc=doc, length=length, contains=[], timeout=60.0)
-        if out.get("ok") or time.monotonic() >= deadline:
-            return out
 
 
 def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
