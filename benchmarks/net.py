@@ -2,6 +2,8 @@
 
     python benchmarks/net.py            # everything
     python benchmarks/net.py --quick    # fewer samples, a trace prefix
+    python benchmarks/net.py --mesh [--long]   # 12 nodes typing into one doc
+    python benchmarks/net.py --floods   # an honest pair while an attacker floods
 
 1. raw pyzmq round trip on loopback, plain and CurveZMQ (the floor);
 2. edit on A -> visible on B: two node processes, Curve, signed envelopes,
@@ -12,6 +14,14 @@
 
 Profiles live under $TMPDIR (disk); 2 and 3 are repeated on /dev/shm (tmpfs)
 when it exists, to separate the network from the fsync cost.
+
+--mesh: 12 node processes, fully meshed, 60 keystrokes/s in total into one doc
+for 60 s (180 s with --long): propagation p50/p99 (author's keystroke -> visible
+at each other node), duplicate envelopes per change per node, RSS growth per
+node after a warm-up, CPU of all processes (issue #8 section 4).
+--floods: an honest pair (A owner, B typing 10 keystrokes/s) while an attacker
+process floods A; A's RSS growth, B -> A p99 during the attack, join time of a
+new member (targets: 50 MB, 20 ms, 2 s).
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -35,17 +46,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from test_load import build_mesh, pct, run_load  # noqa: E402
 from test_net_processes import Child  # noqa: E402
 
 from ownkernel.node import Node  # noqa: E402
 from ownkernel.store import Identity  # noqa: E402
 
 TRACE = Path("/work/shared/data/editing-traces/sequential_traces/automerge-paper.json.gz")
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def ms(x: float) -> str:
@@ -166,12 +173,194 @@ def trace_sync(base: Path, per_change: int, limit: int | None) -> dict[str, Any]
             "chars": len(final)}
 
 
+# ------------------------------------------------------------------ --mesh
+def mesh(n: int, rate: float, seconds: float, warmup: float) -> None:
+    base = Path(tempfile.mkdtemp(prefix="ownk-mesh-"))
+    children: list[Child] = []
+
+    def make(name: str, *args: str) -> Child:
+        children.append(Child(base, name, *args, fast=False))
+        return children[-1]
+    try:
+        t = time.perf_counter()
+        nodes, doc = build_mesh(make, n)
+        print(f"{n} nodes meshed, doc joined by all in {time.perf_counter() - t:.1f} s")
+        r = run_load(nodes, doc, rate, seconds, warmup=warmup, converge_timeout=120)
+    finally:
+        for c in children:
+            c.kill()
+        shutil.rmtree(base, ignore_errors=True)
+    growth = r.rss_growth_mb
+    cores = os.cpu_count() or 1
+    print(f"converged: {len(r.texts) == 1} ({r.converge_s:.1f} s after the last keystroke); "
+          f"{r.changes} changes in {r.seconds:.1f} s; (change, node) pairs never seen: "
+          f"{r.missing}; load average {os.getloadavg()[0]:.1f}")
+    if r.missing or len(r.texts) > 1:
+        dump = Path(tempfile.gettempdir()) / "ownk-mesh-texts.json"
+        dump.write_text(json.dumps(r.final))
+        print(f"timed out: {r.timed_out}; distinct texts {len(r.texts)}, lengths "
+              f"{sorted(len(t) for t in r.texts)}; read again later: "
+              f"{len(set(r.final.values()))} distinct (written to {dump})")
+        print(f"characters of the run held per node: {r.lengths}; never seen: {r.lacking}")
+    print(f"{'':34s}{'measured':>14s}{'target':>10s}")
+    rows = [("propagation p50 (keystroke)", ms(pct(r.lat_t0, 50)), "10 ms"),
+            ("propagation p99 (keystroke)", ms(pct(r.lat_t0, 99)), "50 ms"),
+            ("  p50 from durable commit", ms(pct(r.lat_t1, 50)), ""),
+            ("  p99 from durable commit", ms(pct(r.lat_t1, 99)), ""),
+            ("duplicates / change / node", f"{r.dup_per_change_per_node:.3f}", "1"),
+            (f"RSS growth / node after {warmup:.0f} s",
+             f"{statistics.mean(growth):.1f} avg {max(growth):.1f} max MB",
+             "5 MB/3 min"),
+            ("CPU, all node processes", f"{100 * r.cpu_s / r.seconds / cores:.0f}% of {cores}"
+             " cores", "")]
+    for label, v, target in rows:
+        print(f"{label:34s}{v:>14s}{target:>10s}")
+    print(f"duplicates per node: {r.dups}; rejected per node: {r.rejected}")
+    print(f"RSS per node at end (MB): {[round(x / 1024) for x in r.rss_end_kb]}")
+
+
+# ------------------------------------------------------------------ --floods
+ATTACKER = ROOT / "tests" / "attacker.py"
+
+
+def flood_plans(doc: str) -> dict[str, tuple[bool, list[dict[str, Any]]]]:
+    """name -> (whether the attacker speaks as a member, the steps it repeats)."""
+    return {
+        "none (baseline)": (False, [{"sleep": 0.1}]),
+        "garbage frames, pre-hello": (False, [{"flood_raw": 100, "size": 256}]),
+        "have {} from a non-reader": (False, [{"flood_have": doc, "n": 50}]),
+        "held envelopes (member)": (True, [{"held": doc, "n": 16, "size": 64 * 1024}]),
+        "1,100 sessions from one key": (False, [{"sleep": 0.5}]),
+    }
+
+
+def flood_run(base: Path, name: str, member: bool, steps: list[dict[str, Any]],
+              seconds: float) -> dict[str, Any]:
+    a = Child(base, "a", fast=False)
+    b = Child(base, "b", fast=False)
+    kids = [a, b]
+    attacker: subprocess.Popen[str] | None = None
+    try:
+        doc = a("new_doc", title="flood")["doc"]
+        a("insert", doc=doc, text="honest")
+        b("join", token=a("invite", doc=doc)["token"])
+        b.wait_text(doc, "honest")
+        seed = grant = None
+        if member:  # the attacker holds a write member's key (that member is offline)
+            m = Child(base, "m", fast=False)
+            kids.append(m)
+            m("join", token=a("invite", doc=doc)["token"])
+            m.wait_text(doc, "honest")
+            got = m("seed", doc=doc)
+            seed, grant = got["seed"], got["grant"]
+            m.stop()
+        c = Child(base, "c", fast=False)  # the newcomer: started now, joins mid-attack
+        kids.append(c)
+        a("seen", doc=doc, start=True)
+        s0 = a("stats")
+        pre: list[dict[str, Any]] = [{"hello": True}, {"sleep": 0.3}] if "pre-hello" not in \
+            name else []
+        if grant:  # a member shows its grant after hello, as its node would
+            pre += [{"msg": {"type": "grants", "grants": [{"hex": grant}]}}, {"sleep": 0.3}]
+        if "sessions" in name:
+            pre = [{"connections": 1100}]
+        plan = {"address": a.address, "seed": seed, "listen": 0.2,
+                "steps": [*pre, {"repeat": steps, "seconds": seconds}]}
+        plan_json = json.dumps(plan).replace('"DOC"', json.dumps(doc))
+        attacker = subprocess.Popen([sys.executable, str(ATTACKER), plan_json],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # the flood is under way
+        end = time.monotonic() + 20.0
+        while "sessions" in name and time.monotonic() < end:  # until the table is full
+            if a("stats")["net"].get("sessions", 0) >= 1000:
+                break
+            time.sleep(0.5)
+        # a newcomer with a fresh token joins while the flood is at full strength
+        sessions = a("stats")["net"].get("sessions", 0)  # how full A's table is now
+        t0 = time.perf_counter()
+        c("join", token=a("invite", doc=doc)["token"], timeout=60)
+        joined = c("wait_text", doc=doc, contains=["honest"], timeout=30.0)["ok"]
+        join_s = time.perf_counter() - t0 if joined else float("inf")
+        typing = seconds - 4.0  # ends before the attacker's sustained part does
+        b("type", doc=doc, n=int(10 * typing), rate=10.0)
+        typed = b("typed", doc=doc, timeout=120)["done"]
+        s1 = a("stats")  # still under attack
+        out, err = attacker.communicate(timeout=120)
+        if attacker.returncode != 0:
+            raise RuntimeError(f"attacker failed: {err[-2000:]}")
+        res = json.loads(out.strip().splitlines()[-1])
+        a.wait_text(doc, length=len("honest") + len(typed), timeout=60)
+        got = a("seen", doc=doc)["seen"].get(b.id, [])
+        lat = [got[q - 1] - t for q, t, _ in typed if q <= len(got) and got[q - 1] > 0]
+        s2 = a("stats")
+        n0, n2 = s0["node"], s2["node"]
+        return {"rss_mb": (max(s1["rss_kb"], s2["rss_kb"]) - s0["rss_kb"]) / 1024,
+                "p50": pct(lat, 50), "p99": pct(lat, 99), "n": len(lat), "typed": len(typed),
+                "join_s": join_s, "sent": res["sent"], "back_kb": res["flood_bytes"] / 1024,
+                "connected": res["connected"], "sessions": sessions,
+                "rejected": {k: v - n0["rejected"].get(k, 0) for k, v in n2["rejected"].items()
+                             if v != n0["rejected"].get(k, 0)},
+                "errors": {k: v - s0["net"]["errors"].get(k, 0) for k, v in
+                           s2["net"]["errors"].items() if v != s0["net"]["errors"].get(k, 0)},
+                "transport": {k: v - s0["net"]["transport"].get(k, 0) for k, v in
+                              s2["net"]["transport"].items()
+                              if v != s0["net"]["transport"].get(k, 0)},
+                "held_mb": s1["node"]["held_bytes"] / 2**20,
+                "cpu_a": (s1["cpu_s"] - s0["cpu_s"]) / (s1["t"] - s0["t"])}
+    finally:
+        if attacker is not None and attacker.poll() is None:
+            attacker.kill()
+            attacker.wait(10)
+        for k in kids:
+            k.kill()
+
+
+def floods(seconds: float) -> None:
+    print(f"== floods: A (owner) and B (member typing 10 keystrokes/s) while an attacker "
+          f"process floods A for {seconds:g} s; a new member C joins mid-attack")
+    print(f"{'attack':30s}{'A RSS +MB':>10s}{'B->A p50':>10s}{'B->A p99':>10s}{'join s':>8s}"
+          f"{'A CPU':>7s}{'sent':>8s}{'back KB':>9s}")
+    print(f"{'target':30s}{'50':>10s}{'':>10s}{'20 ms':>10s}{'2':>8s}")
+    for name, (member, steps) in flood_plans("DOC").items():
+        base = Path(tempfile.mkdtemp(prefix="ownk-flood-"))
+        try:
+            r = flood_run(base, name, member, steps, seconds)
+        except Exception as e:  # report and go on with the next attack
+            print(f"{name:30s} failed: {type(e).__name__}: {e}")
+            continue
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        print(f"{name:30s}{r['rss_mb']:10.1f}{r['p50'] * 1e3:10.1f}{r['p99'] * 1e3:10.1f}"
+              f"{r['join_s']:8.2f}{100 * r['cpu_a']:6.0f}%{r['sent']:8d}{r['back_kb']:9.0f}")
+        print(f"{'':30s}edits seen {r['n']}/{r['typed']}; attacker sessions opened "
+              f"{r['connected']}; A's sessions when C joined {r['sessions']}; A rejected "
+              f"{r['rejected']}; A net errors {r['errors']}")
+        print(f"{'':30s}A's transport counters {r['transport']}; held at the end "
+              f"{r['held_mb']:.1f} MB")
+    print(f"(load average of the machine at the end: {os.getloadavg()[0]:.1f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--per-change", type=int, default=100,
                     help="trace keystrokes per durable change on the source node")
+    ap.add_argument("--mesh", action="store_true", help="only the 12-node load run")
+    ap.add_argument("--long", action="store_true", help="--mesh for 3 minutes")
+    ap.add_argument("--nodes", type=int, default=12)
+    ap.add_argument("--rate", type=float, default=60.0, help="--mesh keystrokes/s in total")
+    ap.add_argument("--seconds", type=float, default=0.0, help="--mesh duration override")
+    ap.add_argument("--floods", action="store_true", help="only the flood runs")
     args = ap.parse_args()
+    if args.mesh:
+        secs = args.seconds or (180.0 if args.long else 60.0)
+        print(f"== mesh: {args.nodes} node processes, {args.rate:g} keystrokes/s in total, "
+              f"one doc, {secs:g} s (127.0.0.1, Curve, signed, durable)")
+        mesh(args.nodes, args.rate, secs, warmup=min(20.0, secs / 3))
+        return
+    if args.floods:
+        floods(12.0 if args.quick else 20.0)
+        return
     n_rt, n_edit, n_stream = (2000, 50, 200) if args.quick else (20000, 300, 1000)
     print("== 1. raw pyzmq round trip, loopback, 100 B (the floor)")
     for curve in (False, True):

@@ -22,7 +22,13 @@ Steps (bytes as hex strings):
                                          "k" to a self-referencing CBOR value (tags 28/29)
     {"sleep": seconds}
     {"connections": n}                   open ``n`` extra connections under our key, each
-                                         saying hello (session-table exhaustion)
+                                         saying hello (session-table exhaustion); they
+                                         are opened 100 at a time, 250 per transport,
+                                         and held to the end
+    {"flood_raw": n, "size": bytes}      ``n`` frames of random bytes (garbage)
+    {"repeat": [steps], "seconds": s}    run the steps again and again for ``s`` seconds
+                                         (a sustained flood); what comes back meanwhile is
+                                         only counted, in "flood_frames"/"flood_bytes"
 
 The result lists what came back: every frame's kind, and for protocol frames
 their type and doc; ext frames their type and how many grants they carried.
@@ -39,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import zmq  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
 from ownkernel.crdt import Doc  # noqa: E402
@@ -123,6 +130,9 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
     seed = plan.get("seed")
     key = SigningKey(bytes.fromhex(seed)) if seed else SigningKey.generate()
     got: list[dict[str, Any]] = []
+    counts = {"flood_frames": 0, "flood_bytes": 0, "sent": 0, "connect_failed": 0,
+              "connected": 0}
+    held_seq = [10]  # the next held seq: a repeated held step sends new ones
     extra: list[Transport] = []
     async with Transport(key, TransportConfig(listen=(), max_frame_size=8 << 20)) as t:
         conn = await t.connect(plan["address"], timeout=5)
@@ -136,51 +146,96 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                     continue
                 got.extend(_summary(inc.frame))
 
-        for step in plan["steps"]:
+        async def send(frame: bytes, c: Any = None) -> None:
+            await t.send(conn if c is None else c, frame)
+            counts["sent"] += 1
+
+        async def hold_session(x: Transport) -> None:
+            try:
+                c = await x.connect(plan["address"], timeout=10)
+                await x.send(c, _hello(key))
+            except (TimeoutError, PermissionError, zmq.ZMQError):  # ZMQError: out of sockets
+                counts["connect_failed"] += 1
+                return
+            counts["connected"] += 1
+            counts["sent"] += 1
+
+        async def count_incoming() -> None:
+            while True:  # non-blocking: only what is already queued
+                try:
+                    inc = await asyncio.wait_for(t.recv(), 0)
+                except asyncio.TimeoutError:
+                    return
+                counts["flood_frames"] += 1
+                counts["flood_bytes"] += len(inc.frame)
+
+        async def do(step: dict[str, Any]) -> None:
             if "raw" in step:
-                await t.send(conn, bytes.fromhex(step["raw"]))
+                await send(bytes.fromhex(step["raw"]))
+            elif "flood_raw" in step:
+                for i in range(step["flood_raw"]):
+                    await send(os.urandom(step.get("size", 64)))
+                    if i % 16 == 0:
+                        await asyncio.sleep(0)
             elif "hello" in step:
-                await t.send(conn, _hello(key))
+                await send(_hello(key))
             elif "have" in step:
-                await t.send(conn, encode({"type": "have", "doc": bytes.fromhex(step["have"]),
-                                           "vv": {bytes.fromhex(a): s for a, s in
-                                                  step.get("vv", {}).items()}}))
+                await send(encode({"type": "have", "doc": bytes.fromhex(step["have"]),
+                                   "vv": {bytes.fromhex(a): s for a, s in
+                                          step.get("vv", {}).items()}}))
             elif "msg" in step:
-                await t.send(conn, encode(_unhex(step["msg"])))
+                await send(encode(_unhex(step["msg"])))
             elif "change" in step:
                 grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
-                await t.send(conn, _change(key, bytes.fromhex(step["change"]), step["text"],
-                                           grant, step.get("seq", 1)))
+                await send(_change(key, bytes.fromhex(step["change"]), step["text"], grant,
+                                   step.get("seq", 1)))
             elif "cyclic" in step:
                 grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
-                await t.send(conn, _cyclic(key, bytes.fromhex(step["cyclic"]), grant))
+                await send(_cyclic(key, bytes.fromhex(step["cyclic"]), grant))
             elif "flood_have" in step:
                 frame = encode({"type": "have", "doc": bytes.fromhex(step["flood_have"]),
                                 "vv": {}})
                 for _ in range(step["n"]):
-                    await t.send(conn, frame)
+                    await send(frame)
                     await asyncio.sleep(0)
             elif "held" in step:
                 doc, me = bytes.fromhex(step["held"]), bytes(key.verify_key)
                 body = os.urandom(step["size"])
                 for i in range(step["n"]):
-                    env = encode_envelope(Envelope(doc, me, 10 + i, body, None, None))
-                    await t.send(conn, encode({"type": "changes", "doc": doc, "blobs": [env]}))
+                    env = encode_envelope(Envelope(doc, me, held_seq[0], body, None, None))
+                    held_seq[0] += 1
+                    await send(encode({"type": "changes", "doc": doc, "blobs": [env]}))
                     if i % 16 == 0:
                         await asyncio.sleep(0.001)
             elif "connections" in step:
-                for _ in range(step["connections"]):
+                left = step["connections"]
+                while left > 0:
+                    # A zmq context holds 1,023 sockets and each connection takes three
+                    # (DEALER, monitor, its peer): 250 per transport, 100 at a time.
                     x = Transport(key, TransportConfig(listen=()))
                     await x.start()
                     extra.append(x)
-                    c = await x.connect(plan["address"], timeout=5)
-                    await x.send(c, _hello(key))
+                    room = 250
+                    while room > 0 and left > 0:
+                        batch = min(100, left, room)
+                        await asyncio.gather(*(hold_session(x) for _ in range(batch)))
+                        left, room = left - batch, room - batch
+            elif "repeat" in step:
+                end = asyncio.get_running_loop().time() + step["seconds"]
+                while asyncio.get_running_loop().time() < end:
+                    for inner in step["repeat"]:
+                        await do(inner)
+                    await count_incoming()
+                    await asyncio.sleep(0)
             elif "sleep" in step:
                 await drain(step["sleep"])
+
+        for step in plan["steps"]:
+            await do(step)
         await drain(plan.get("listen", 0.5))
         for x in extra:
             await x.close()
-    return {"id": bytes(key.verify_key).hex(), "frames": got}
+    return {"id": bytes(key.verify_key).hex(), "frames": got, **counts}
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import resource
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ownkernel.node import Node  # noqa: E402
+from ownkernel.node.gate import Credentials  # noqa: E402
 from ownkernel.node.network import NetConfig, NodeNetwork  # noqa: E402
 from ownkernel.store import DB_FILE  # noqa: E402
 
@@ -67,7 +70,12 @@ def main() -> None:
                         format=f"%(asctime)s {args.name} %(name)s %(message)s")
     node, net = open_node(args)
     changed: list[float] = []
-    net.on("doc_changed", lambda doc, src: changed.append(time.perf_counter()))
+    seen = Seen(node)
+
+    def on_changed(doc: bytes, src: bytes | None) -> None:
+        changed.append(time.perf_counter())
+        seen.record(doc)
+    net.on("doc_changed", on_changed)
 
     def reply(**kw: Any) -> None:
         print(json.dumps(kw), flush=True)
@@ -76,12 +84,119 @@ def main() -> None:
     for line in sys.stdin:
         cmd = json.loads(line)
         try:
-            out = handle(node, net, args, changed, cmd)
+            out = load_op(node, seen, cmd) if cmd["op"] in LOAD_OPS else handle(
+                node, net, args, changed, cmd)
         except Exception as e:  # report, keep serving
             out = {"error": f"{type(e).__name__}: {e}"}
         reply(**out)
         if cmd["op"] == "quit":
             return
+
+
+class Seen:
+    """Per watched doc and (author, seq): the perf_counter time it first became visible.
+
+    Fed from ``doc_changed`` on the network thread: the version vector read there
+    (the node lock is free then: ingest has returned) tells which seqs just arrived.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.docs: dict[bytes, dict[bytes, list[float]]] = {}  # doc -> author -> [t of seq 1..]
+
+    def watch(self, doc: bytes) -> None:
+        """From now on (network thread only); seqs already here are marked 0.0."""
+        self.docs[doc] = {a: [0.0] * s for a, s in self.node.open(doc).version.items()}
+
+    def record(self, doc: bytes) -> None:
+        times = self.docs.get(doc)
+        if times is None:
+            return
+        now = time.perf_counter()
+        for actor, seq in self.node.open(doc).version.items():
+            got = times.setdefault(actor, [])
+            if seq > len(got):  # seq s is at index s-1
+                got.extend([now] * (seq - len(got)))
+
+
+class Typist:
+    """Types ``n`` keystrokes at ``rate``/s from perf_counter time ``at``: one durable change
+    each; records (seq, time before the keystroke, time it was durably stored)."""
+
+    def __init__(self, node: Node, doc: bytes, n: int, rate: float, at: float,
+                 chars: str) -> None:
+        self.node, self.doc, self.n, self.rate, self.at, self.chars = (node, doc, n, rate,
+                                                                         at, chars)
+        self.done: list[tuple[int, float, float]] = []
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        try:
+            h = self.node.open(self.doc)
+            t = h.text("body")
+            for i in range(self.n):
+                delay = self.at + i / self.rate - time.perf_counter()
+                if delay > 0:  # absolute schedule: a slow keystroke does not shift the rest
+                    time.sleep(delay)
+                t0 = time.perf_counter()
+                t.insert(len(t), self.chars[i % len(self.chars)])
+                t1 = time.perf_counter()
+                self.done.append((h.version[self.node.id], t0, t1))
+        except Exception as e:  # report through the `typed` op
+            self.error = f"{type(e).__name__}: {e}"
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+LOAD_OPS = ("type", "typed", "seen", "rss", "seed")
+_typists: dict[bytes, Typist] = {}
+
+
+def load_op(node: Node, seen: Seen, cmd: dict[str, Any]) -> dict[str, Any]:
+    """The load-test ops (tests/test_load.py, benchmarks/net.py --mesh/--floods)."""
+    op = cmd["op"]
+    if op == "type":  # starts typing in the background; `typed` collects
+        doc = bytes.fromhex(cmd["doc"])
+        if doc in _typists and _typists[doc].thread.is_alive():
+            return {"error": "already typing into this doc"}
+        _typists[doc] = Typist(node, doc, int(cmd["n"]), float(cmd["rate"]),
+                               float(cmd.get("at") or time.perf_counter()),
+                               cmd.get("chars", "abcdefghij"))
+        return {"ok": True}
+    if op == "typed":  # waits for the typist to finish; returns [[seq, t0, t1], ...]
+        ty = _typists.get(bytes.fromhex(cmd["doc"]))
+        if ty is None:
+            return {"error": "not typing into this doc"}
+        ty.thread.join(cmd.get("timeout", 600.0))
+        return {"done": ty.done, "finished": not ty.thread.is_alive(), "failed": ty.error}
+    if op == "seen":  # "start": watch the doc from now; else the times per author
+        doc = bytes.fromhex(cmd["doc"])
+        if cmd.get("start"):
+            node.network._call(seen.watch, doc)  # type: ignore[union-attr]
+            return {"ok": True}
+        out = node.network._call(lambda: {a.hex(): list(t) for a, t in  # type: ignore
+                                          seen.docs.get(doc, {}).items()})
+        return {"seen": out}
+    if op == "rss":  # memory and CPU time of this process, without the network thread
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return {"rss_kb": rss_kb(), "cpu_s": ru.ru_utime + ru.ru_stime, "t": time.perf_counter()}
+    if op == "seed":  # this node's signing seed (and its grant for a doc): an attacker
+        # process may then speak as this member
+        out = {"seed": bytes(node.identity._sk).hex()}
+        if cmd.get("doc"):
+            row = node.store.document(bytes.fromhex(cmd["doc"]))
+            grant = Credentials.from_bytes(row.token).grant if row is not None else None
+            out["grant"] = grant.hex() if grant else None
+        return out
+    return {"error": f"unknown op {op}"}
 
 
 def text(node: Node, doc: str, root: str = "body") -> str:
@@ -132,8 +247,11 @@ def handle(node: Node, net: Any, args: argparse.Namespace, changed: list[float],
         good = wait(lambda: sum(p.online for p in net.peers()) >= cmd["n"],
                     cmd.get("timeout", 10.0))
         return {"ok": good, "peers": [[p.id.hex(), p.name, p.online] for p in net.peers()]}
-    if op == "stats":
-        return {"node": node.stats(), "net": net.stats()}
+    if op == "stats":  # the node's counters, and this process's memory and CPU time
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        st = node.stats()
+        return {"node": st, "net": st.get("net", {}), "rss_kb": rss_kb(),
+                "cpu_s": ru.ru_utime + ru.ru_stime, "t": time.perf_counter()}
     if op == "db_contains":
         data = b"".join(p.read_bytes() for p in Path(args.profile).glob(DB_FILE + "*"))
         return {"found": cmd["needle"].encode() in data}
