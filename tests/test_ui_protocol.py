@@ -16,7 +16,7 @@ from ui_front import EditorFront, Front, until
 
 from ownkernel import ui
 from ownkernel.node import Node
-from ownkernel.node.addressbook import NetConfig
+from ownkernel.node.config import NetConfig
 from ownkernel.ui.base import MAX_RATE
 from ownkernel.ui.editor import parse_changes
 from ownkernel.ui.utf16 import AstralIndex, units

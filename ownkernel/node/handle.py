@@ -49,6 +49,11 @@ class RootProxy:
         object.__setattr__(self, "_handle", handle)
         object.__setattr__(self, "_get", get)
 
+    @property
+    def handle(self) -> DocHandle:
+        """The document this root belongs to (and through ``handle.node``, its node)."""
+        return object.__getattribute__(self, "_handle")
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         h = self._handle
         with h._node.lock:
@@ -200,6 +205,11 @@ class DocHandle:
         self.id = doc_id
 
     # -- identity ------------------------------------------------------------
+    @property
+    def node(self) -> Node:
+        """The node that holds this document."""
+        return self._node
+
     @property
     def hex(self) -> str:
         return self.id.hex()

@@ -12,6 +12,7 @@ from typing import Any
 
 import traitlets
 
+from ownkernel.node.handle import RootProxy
 from ownkernel.ui.base import STATIC, LiveWidget, PresenceBoard, colour_of
 
 __all__ = ["Chat"]
@@ -37,10 +38,10 @@ class Chat(LiveWidget):
     root = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, log: Any) -> None:
-        handle = getattr(log, "_handle", None)
+        handle = log.handle if isinstance(log, RootProxy) else None
         if handle is None or not hasattr(log, "messages") or not hasattr(log, "append"):
             raise TypeError(f"ui.chat needs a log root (doc.log('chat')), not {type(log).__name__}")
-        super().__init__(handle._node, kind="chat", root=log.name)
+        super().__init__(handle.node, kind="chat", root=log.name)
         self._log = log
         self._handle = handle
         self._seen: set[tuple[int, bytes]] = set()

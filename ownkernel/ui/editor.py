@@ -23,6 +23,7 @@ from typing import Any
 
 import traitlets
 
+from ownkernel.node.handle import RootProxy
 from ownkernel.ui.base import STATIC, LiveWidget, PresenceBoard, colour_of
 from ownkernel.ui.utf16 import AstralIndex
 
@@ -130,12 +131,12 @@ class Editor(LiveWidget):
     language = traitlets.Unicode("").tag(sync=True)  # "markdown" or ""
 
     def __init__(self, text: Any, language: str | None = None) -> None:
-        handle = getattr(text, "_handle", None)
+        handle = text.handle if isinstance(text, RootProxy) else None
         if handle is None or not hasattr(text, "insert") or not hasattr(text, "delete"):
             raise TypeError(
                 f"ui.editor needs a text root of a document (doc.text('name')), "
                 f"not {type(text).__name__}")
-        node = handle._node
+        node = handle.node
         name = text.name
         if language is None:
             language = "markdown" if name.endswith(".md") else ""
