@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from ownkernel.net.protocol import (
-    _DECODE_KW,
+    DECODE_KW,
     PROTOCOL_VERSIONS,
     ChangesReceived,
     ErrorReceived,
@@ -305,7 +305,7 @@ MALFORMED = [
     (b"\xa1\x64type\xf7", "bad-cbor"),  # undefined
     (b"\xa2\x64type\x64ping\xf8\x20\x01", "bad-cbor"),  # simple value as key
     pytest.param(b"\xa2\x64type\x64ping\x64type\x64pong", "bad-cbor",  # duplicate key
-                 marks=pytest.mark.skipif(not _DECODE_KW, reason="needs cbor2 >= 6")),
+                 marks=pytest.mark.skipif(not DECODE_KW, reason="needs cbor2 >= 6")),
     (encode({"type": "warp-drive"}), "unknown-type"),
     (encode({"type": "have", "doc": "d"}), "bad-field"),
     (encode({"type": "have", "doc": "", "vv": {}}), "bad-field"),

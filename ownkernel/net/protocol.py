@@ -52,6 +52,7 @@ from .syncapi import (  # noqa: F401  (re-exported: part of this API)
     GrantsReceived,
     HaveReceived,
     HelloReceived,
+    HostView,
     LocalInfo,
     PeerInfo,
     PeersReceived,
@@ -65,30 +66,29 @@ from .syncapi import (  # noqa: F401  (re-exported: part of this API)
     SessionStats,
     SyncHost,
     SyncPlan,
-    _HostView,
     curve_key_of,
     plan_sync,
 )
 from .wire import (  # noqa: F401  (re-exported: part of this API)
-    _DECODE_KW,
-    _FRAME_OVERHEAD,
+    DECODE_KW,
     DEFAULT_MAX_FRAME,
     EMPTY_VV_DIGEST,
+    FRAME_OVERHEAD,
     MAX_DIGESTS,
     PROTOCOL_VERSIONS,
+    Bad,
     DocId,
     VersionVector,
-    _Bad,
-    _digest,
-    _doc,
-    _flag,
-    _vv,
     chunked,
     decode,
+    digest_field,
+    doc_field,
     encode,
+    flag_field,
     parse_digest_rows,
     shared_digest,
     vv_digest,
+    vv_field,
 )
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class PeerSession(Session):
         """
         if not self.is_open or not self._may_share(doc) or not blobs:
             return False
-        limit = self._limit - _FRAME_OVERHEAD
+        limit = self._limit - FRAME_OVERHEAD
         fit = [bytes(b) for b in blobs if len(b) + 16 <= limit]
         # one that cannot ever fit would be dropped by the peer: do not send it
         self.errors["blob-too-large"] += len(blobs) - len(fit)
@@ -264,15 +264,15 @@ class PeerSession(Session):
 
     # ------------------------------------------------------------ sync
     def _on_have(self, msg: dict[str, Any], now: float) -> list[Event]:
-        doc = _doc(msg)
-        vv = _vv(msg.get("vv"))
-        reply, part = _flag(msg, "reply"), _flag(msg, "part")
+        doc = doc_field(msg)
+        vv = vv_field(msg.get("vv"))
+        reply, part = flag_field(msg, "reply"), flag_field(msg, "part")
         event = HaveReceived(doc, vv, reply, part)
         if self._h is None:
             return [event]
         if not self._may_share(doc):
             # say nothing: an error would reveal the doc exists
-            raise _Bad("doc-not-shared")
+            raise Bad("doc-not-shared")
         # an announce (partial, not a reply) only informs: answering it would
         # race the author's own push of whatever we hold beyond it
         local = self._answer(doc, vv, part, now, send=reply or not part)
@@ -330,26 +330,26 @@ class PeerSession(Session):
             self.send_have(doc, {a: local.get(a, 0) for a in need}, reply=True, partial=True)
 
     def _on_changes(self, msg: dict[str, Any], now: float) -> list[Event]:
-        doc = _doc(msg)
+        doc = doc_field(msg)
         blobs = msg.get("blobs")
         if not isinstance(blobs, list) or not all(isinstance(b, bytes) for b in blobs):
-            raise _Bad("bad-field", "blobs must be a list of bytes")
-        has = _vv(msg["vv"]) if "vv" in msg else None
+            raise Bad("bad-field", "blobs must be a list of bytes")
+        has = vv_field(msg["vv"]) if "vv" in msg else None
         self.stats.changes_in += len(blobs)
         if self._h is not None:
             if not self._may_share(doc):
-                raise _Bad("doc-not-shared")
+                raise Bad("doc-not-shared")
             if has:
                 self.known.heard(doc, has)
             assert self.peer is not None
             try:
                 self._h.ingest(doc, blobs, self.peer.node_id)
             except ValueError as e:
-                raise _Bad("rejected-changes", f"{type(e).__name__}: {e}"[:200]) from None
+                raise Bad("rejected-changes", f"{type(e).__name__}: {e}"[:200]) from None
         return [ChangesReceived(doc, tuple(blobs))]
 
     def _on_digest(self, msg: dict[str, Any], now: float) -> list[Event]:
-        theirs = _digest(msg, "d")
+        theirs = digest_field(msg, "d")
         if self._h is None:
             return []
         if now - self._digest_answered < self.config.digest_min_interval:
@@ -382,7 +382,7 @@ class PeerSession(Session):
             row.append(dict(vv))
         sizes = [len(r[0]) + len(r[1]) + 8 + (len(r[2]) * 44 if len(r) > 2 else 0)
                  for r in rows]
-        chunks = chunked(rows, sizes, MAX_DIGESTS, self._limit - _FRAME_OVERHEAD)
+        chunks = chunked(rows, sizes, MAX_DIGESTS, self._limit - FRAME_OVERHEAD)
         for i, c in enumerate(chunks):
             self._queue({"type": "digests", "docs": c, "d": mine, "of": theirs,
                          "end": i == len(chunks) - 1})
@@ -390,7 +390,7 @@ class PeerSession(Session):
 
     def _on_digests(self, msg: dict[str, Any], now: float) -> list[Event]:
         parsed = parse_digest_rows(msg)
-        theirs, of, end = _digest(msg, "d"), _digest(msg, "of"), _flag(msg, "end")
+        theirs, of, end = digest_field(msg, "d"), digest_field(msg, "of"), flag_field(msg, "end")
         if self._h is None:
             return []
         for doc, vd, vv in parsed:
@@ -414,7 +414,7 @@ class PeerSession(Session):
         return []
 
     def _on_settled(self, msg: dict[str, Any], now: float) -> list[Event]:
-        mine, yours = _digest(msg, "mine"), _digest(msg, "yours")
+        mine, yours = digest_field(msg, "mine"), digest_field(msg, "yours")
         self._settled = (yours, mine)
         return []
 

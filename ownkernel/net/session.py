@@ -18,6 +18,7 @@ from .syncapi import (
     Event,
     GrantsReceived,
     HelloReceived,
+    HostView,
     LocalInfo,
     PeerInfo,
     PeersReceived,
@@ -30,11 +31,10 @@ from .syncapi import (
     SessionConfig,
     SessionStats,
     SyncHost,
-    _HostView,
     curve_key_of,
 )
 from .wire import (
-    _FRAME_OVERHEAD,
+    FRAME_OVERHEAD,
     MAX_BATCH,
     MAX_CARRY,
     MAX_GRANT,
@@ -43,14 +43,14 @@ from .wire import (
     MAX_PEERS,
     MAX_PRESENCE,
     MAX_TTL,
+    Bad,
     DocId,
-    _Bad,
-    _bytes_list,
-    _int,
-    _num,
+    bytes_list_field,
     chunked,
     decode,
     encode,
+    int_field,
+    num_field,
     pack_frames,
     parse_hello,
     parse_peer_rows,
@@ -92,7 +92,7 @@ class Session:
     ) -> None:
         self.local = local
         self.host = host
-        self._h = _HostView(host) if host is not None else None
+        self._h = HostView(host) if host is not None else None
         self.transport_key = transport_key
         self.config = cfg = config or SessionConfig()
         self.state = HANDSHAKE
@@ -176,7 +176,7 @@ class Session:
             if not isinstance(it, bytes) or not 0 < len(it) <= max_len:
                 raise ValueError(f"{kind}: each item must be 1..{max_len} bytes")
         for chunk in chunked(list(items), [len(it) + 8 for it in items], max_items,
-                             self._limit - _FRAME_OVERHEAD):
+                             self._limit - FRAME_OVERHEAD):
             if chunk:
                 self._queue({"type": kind, key: chunk})
         return True
@@ -263,47 +263,47 @@ class Session:
         self._timed_out = False
         try:
             if not isinstance(frame, (bytes, bytearray, memoryview)):
-                raise _Bad("bad-frame", "frame is not bytes")
+                raise Bad("bad-frame", "frame is not bytes")
             if len(frame) > self.config.max_frame_size:
-                raise _Bad("oversize", f"{len(frame)} > {self.config.max_frame_size}")
+                raise Bad("oversize", f"{len(frame)} > {self.config.max_frame_size}")
             msg = decode(bytes(frame))
             kind = msg.get("type")
             if not isinstance(kind, str):
-                raise _Bad("bad-message", "missing type")
+                raise Bad("bad-message", "missing type")
             if kind == "error":
                 return self._on_error(msg)
             if kind == "hello":
                 return self._on_hello(msg, now)
             if self.peer is None:
-                raise _Bad("before-hello", f"{kind[:32]} before hello")
+                raise Bad("before-hello", f"{kind[:32]} before hello")
             if kind == "batch":
                 return self._on_batch(msg, now)
             return self._dispatch(kind, msg, now)
-        except _Bad as bad:
+        except Bad as bad:
             return [self._error(bad.reason, bad.detail)]
 
     def _dispatch(self, kind: str, msg: dict[str, Any], now: float) -> list[Event]:
         handler = self._handlers.get(kind)
         if handler is None:
             # forward compatibility: newer peers may send types we do not know
-            raise _Bad("unknown-type", kind[:32])
+            raise Bad("unknown-type", kind[:32])
         self.stats.messages_in += 1
         return handler(self, msg, now)
 
     def _on_batch(self, msg: dict[str, Any], now: float) -> list[Event]:
         msgs = msg.get("msgs")
         if not isinstance(msgs, list) or len(msgs) > MAX_BATCH:
-            raise _Bad("bad-field", f"msgs must be a list of at most {MAX_BATCH}")
+            raise Bad("bad-field", f"msgs must be a list of at most {MAX_BATCH}")
         events: list[Event] = []
         for m in msgs:  # one bad message costs only itself
             try:
                 kind = m.get("type") if isinstance(m, dict) else None
                 if not isinstance(kind, str):
-                    raise _Bad("bad-message", "batched message without type")
+                    raise Bad("bad-message", "batched message without type")
                 if kind in _NOT_BATCHED:
-                    raise _Bad("bad-message", f"{kind} inside a batch")
+                    raise Bad("bad-message", f"{kind} inside a batch")
                 events += self._dispatch(kind, m, now)
-            except _Bad as bad:
+            except Bad as bad:
                 events.append(self._error(bad.reason, bad.detail))
             if self.state == CLOSED:
                 break
@@ -337,7 +337,7 @@ class Session:
 
     def _on_hello(self, msg: dict[str, Any], now: float) -> list[Event]:
         if self.peer is not None:
-            raise _Bad("duplicate-hello")
+            raise Bad("duplicate-hello")
         node_id, name, addrs, versions, docs, relay, max_frame = parse_hello(msg)
         if node_id == self.local.node_id:
             return self._fail("self-connection", "peer has our own node id")
@@ -375,36 +375,36 @@ class Session:
         return [PeersReceived(tuple(PeerInfo(*row) for row in parse_peer_rows(msg)))]
 
     def _on_ping(self, msg: dict[str, Any], now: float) -> list[Event]:
-        nonce = _int(msg, "nonce")
-        t = _num(msg, "t")
+        nonce = int_field(msg, "nonce")
+        t = num_field(msg, "t")
         self._queue({"type": "pong", "nonce": nonce, "t": t})
         return []
 
     def _on_pong(self, msg: dict[str, Any], now: float) -> list[Event]:
-        nonce = _int(msg, "nonce")
-        _num(msg, "t")
+        nonce = int_field(msg, "nonce")
+        num_field(msg, "t")
         # latency from our own record, so a peer cannot fake it with `t`
         sent = self._pings.pop(nonce, None)
         if sent is None:
-            raise _Bad("unexpected-pong")
+            raise Bad("unexpected-pong")
         self.latency = max(0.0, now - sent)
         return [Pong(self.latency, nonce)]
 
     def _on_presence(self, msg: dict[str, Any], now: float) -> list[Event]:
         doc, state, ttl = parse_presence(msg)
         if self._h is not None and not self._may_share(doc):
-            raise _Bad("doc-not-shared")
+            raise Bad("doc-not-shared")
         if doc not in self.presence and len(self.presence) >= 1024:
-            raise _Bad("presence-overflow")
+            raise Bad("presence-overflow")
         p = _Presence(state, now + ttl)
         self.presence[doc] = p
         return [PresenceReceived(doc, p.state, ttl, p.expires_at)]
 
     def _on_grants(self, msg: dict[str, Any], now: float) -> list[Event]:
-        return [GrantsReceived(tuple(_bytes_list(msg, "grants", MAX_GRANTS, MAX_GRANT)))]
+        return [GrantsReceived(tuple(bytes_list_field(msg, "grants", MAX_GRANTS, MAX_GRANT)))]
 
     def _on_carry(self, msg: dict[str, Any], now: float) -> list[Event]:
-        return [CarryReceived(tuple(_bytes_list(msg, "docs", MAX_CARRY, MAX_GRANT)))]
+        return [CarryReceived(tuple(bytes_list_field(msg, "docs", MAX_CARRY, MAX_GRANT)))]
 
     _handlers: dict[str, Callable[[Any, dict[str, Any], float], list[Event]]] = {
         "peers": _on_peers,

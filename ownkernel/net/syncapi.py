@@ -173,7 +173,7 @@ class SyncHost(Protocol):
     def ingest(self, doc: DocId, blobs: list[bytes], source: bytes) -> None: ...
 
 
-class _HostView:
+class HostView:
     """The host's calls, with the optional ones filled in (and a v1-style host adapted)."""
 
     def __init__(self, host: Any) -> None:

@@ -1,7 +1,7 @@
 """Wire format of the sync protocol: CBOR frames, hardened decoding, field checks.
 
 Split out of ``protocol`` so the state machine reads on its own. Everything
-here is pure. ``decode`` raises ``_Bad(reason, detail)``; the session turns
+here is pure. ``decode`` raises ``Bad(reason, detail)``; the session turns
 that into a counted ``ProtocolError`` event.
 """
 
@@ -41,17 +41,17 @@ MAX_PRESENCE = 16 * 1024  # opaque presence state (a signed blob the host verifi
 MAX_VV_ACTORS = 100_000
 _MAX_DEPTH = 32
 # Framing overhead allowance when splitting blobs into several `changes` frames.
-_FRAME_OVERHEAD = 512
+FRAME_OVERHEAD = 512
 
 
-class _Bad(Exception):
+class Bad(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(reason, detail)
         self.reason, self.detail = reason, detail
 
 
 def _reject_semantic(decoder: Any) -> Any:
-    raise _Bad("bad-cbor", "CBOR tags are not allowed")
+    raise Bad("bad-cbor", "CBOR tags are not allowed")
 
 
 def _decoder_kwargs() -> dict[str, Any]:
@@ -78,11 +78,11 @@ def _decoder_kwargs() -> dict[str, Any]:
     return kw
 
 
-_DECODE_KW = _decoder_kwargs()
+DECODE_KW = _decoder_kwargs()
 
 
 def _reject_tag(decoder: Any, tag: Any) -> Any:
-    raise _Bad("bad-cbor", "CBOR tags are not allowed")
+    raise Bad("bad-cbor", "CBOR tags are not allowed")
 
 
 def encode(msg: Mapping[str, Any]) -> bytes:
@@ -90,28 +90,28 @@ def encode(msg: Mapping[str, Any]) -> bytes:
 
 
 def decode(frame: bytes) -> dict[str, Any]:
-    """Decode one frame into a message map (type checked later). Raises _Bad."""
+    """Decode one frame into a message map (type checked later). Raises Bad."""
     fp = io.BytesIO(frame)
     try:
-        msg = cbor2.CBORDecoder(fp, tag_hook=_reject_tag, **_DECODE_KW).decode()
-    except _Bad:
+        msg = cbor2.CBORDecoder(fp, tag_hook=_reject_tag, **DECODE_KW).decode()
+    except Bad:
         raise
     except RecursionError:
-        raise _Bad("bad-cbor", "nesting too deep") from None
+        raise Bad("bad-cbor", "nesting too deep") from None
     except Exception as e:  # the decoder raises many types on hostile input
-        raise _Bad("bad-cbor", f"{type(e).__name__}: {e}"[:200]) from None
+        raise Bad("bad-cbor", f"{type(e).__name__}: {e}"[:200]) from None
     if fp.tell() != len(frame):
-        raise _Bad("bad-cbor", "trailing bytes after the message")
-    _check_native(msg)
+        raise Bad("bad-cbor", "trailing bytes after the message")
+    check_native(msg)
     if not isinstance(msg, dict):
-        raise _Bad("bad-message", "frame is not a CBOR map")
+        raise Bad("bad-message", "frame is not a CBOR map")
     return msg
 
 
 _SCALARS = (str, bytes, int, float, bool, type(None))
 
 
-def _check_native(root: Any) -> None:
+def check_native(root: Any) -> None:
     """Only CBOR-native values (no tags, undefined, simple values), bounded depth.
 
     cbor2 6 refuses most of this while decoding; 5.x does not, so check anyway.
@@ -122,96 +122,96 @@ def _check_native(root: Any) -> None:
         if isinstance(v, _SCALARS):
             continue
         if depth >= _MAX_DEPTH:
-            raise _Bad("bad-cbor", "nesting too deep")
+            raise Bad("bad-cbor", "nesting too deep")
         if isinstance(v, list):
             stack += [(x, depth + 1) for x in v if not isinstance(x, _SCALARS)]
         elif isinstance(v, dict):
             for k, x in v.items():
                 if not isinstance(k, (str, bytes, int)):
-                    raise _Bad("bad-cbor", "map keys must be str, bytes or int")
+                    raise Bad("bad-cbor", "map keys must be str, bytes or int")
                 if not isinstance(x, _SCALARS):
                     stack.append((x, depth + 1))
         else:
-            raise _Bad("bad-cbor", f"non-native CBOR value {type(v).__name__}")
+            raise Bad("bad-cbor", f"non-native CBOR value {type(v).__name__}")
 
 
-def _doc(m: dict[str, Any]) -> DocId:
+def doc_field(m: dict[str, Any]) -> DocId:
     d = m.get("doc")
     if not isinstance(d, (str, bytes)) or not 0 < len(d) <= MAX_DOC_ID:
-        raise _Bad("bad-field", "doc must be a non-empty str or bytes")
+        raise Bad("bad-field", "doc must be a non-empty str or bytes")
     return d
 
 
-def _str(m: dict[str, Any], key: str, limit: int, *, required: bool = True) -> str:
+def str_field(m: dict[str, Any], key: str, limit: int, *, required: bool = True) -> str:
     v = m.get(key)
     if v is None and not required:
         return ""
     if not isinstance(v, str) or len(v) > limit:
-        raise _Bad("bad-field", f"{key} must be a str of at most {limit}")
+        raise Bad("bad-field", f"{key} must be a str of at most {limit}")
     return v
 
 
-def _num(m: dict[str, Any], key: str) -> float:
+def num_field(m: dict[str, Any], key: str) -> float:
     v = m.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise _Bad("bad-field", f"{key} must be a finite number")
+        raise Bad("bad-field", f"{key} must be a finite number")
     return float(v)
 
 
-def _int(m: dict[str, Any], key: str) -> int:
+def int_field(m: dict[str, Any], key: str) -> int:
     v = m.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEQ:
-        raise _Bad("bad-field", f"{key} must be a non-negative int")
+        raise Bad("bad-field", f"{key} must be a non-negative int")
     return v
 
 
-def _addrs(v: Any) -> tuple[str, ...]:
+def addrs_field(v: Any) -> tuple[str, ...]:
     if v is None:
         return ()
     if not isinstance(v, list) or len(v) > MAX_ADDRS:
-        raise _Bad("bad-field", "addrs must be a list")
+        raise Bad("bad-field", "addrs must be a list")
     if not all(isinstance(a, str) and 0 < len(a) <= MAX_ADDR for a in v):
-        raise _Bad("bad-field", "addrs must hold strings")
+        raise Bad("bad-field", "addrs must hold strings")
     return tuple(v)
 
 
-def _node_id(v: Any) -> bytes:
+def node_id_field(v: Any) -> bytes:
     if not isinstance(v, bytes) or len(v) != 32:
-        raise _Bad("bad-field", "node id must be 32 bytes")
+        raise Bad("bad-field", "node id must be 32 bytes")
     return v
 
 
-def _vv(v: Any) -> VersionVector:
+def vv_field(v: Any) -> VersionVector:
     if not isinstance(v, dict):
-        raise _Bad("bad-field", "vv must be a map")
+        raise Bad("bad-field", "vv must be a map")
     for actor, seq in v.items():
         if not isinstance(actor, bytes) or not 0 < len(actor) <= MAX_ACTOR:
-            raise _Bad("bad-field", "vv actor must be 1..64 bytes")
+            raise Bad("bad-field", "vv actor must be 1..64 bytes")
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
-            raise _Bad("bad-field", "vv seq must be a non-negative int")
+            raise Bad("bad-field", "vv seq must be a non-negative int")
     return dict(v)
 
 
-def _digest(m: dict[str, Any], key: str) -> bytes:
+def digest_field(m: dict[str, Any], key: str) -> bytes:
     v = m.get(key)
     if not isinstance(v, bytes) or not 0 < len(v) <= MAX_DIGEST:
-        raise _Bad("bad-field", f"{key} must be 1..{MAX_DIGEST} bytes")
+        raise Bad("bad-field", f"{key} must be 1..{MAX_DIGEST} bytes")
     return v
 
 
-def _bytes_list(m: dict[str, Any], key: str, max_items: int, max_len: int) -> list[bytes]:
+def bytes_list_field(m: dict[str, Any], key: str, max_items: int, max_len: int) -> list[bytes]:
     v = m.get(key)
     if not isinstance(v, list) or len(v) > max_items:
-        raise _Bad("bad-field", f"{key} must be a list of at most {max_items}")
+        raise Bad("bad-field", f"{key} must be a list of at most {max_items}")
     if not all(isinstance(b, bytes) and 0 < len(b) <= max_len for b in v):
-        raise _Bad("bad-field", f"{key} must hold 1..{max_len}-byte strings")
+        raise Bad("bad-field", f"{key} must hold 1..{max_len}-byte strings")
     return v
 
 
-def _flag(m: dict[str, Any], key: str) -> bool:
+def flag_field(m: dict[str, Any], key: str) -> bool:
     v = m.get(key, False)
     if not isinstance(v, bool):
-        raise _Bad("bad-field", f"{key} must be a bool")
+        raise Bad("bad-field", f"{key} must be a bool")
     return v
 
 
@@ -319,39 +319,39 @@ class Hello(NamedTuple):
 
 
 def parse_hello(msg: dict[str, Any]) -> Hello:
-    node_id = _node_id(msg.get("id"))
-    name = _str(msg, "name", MAX_NAME, required=False)
-    addrs = _addrs(msg.get("addrs"))
+    node_id = node_id_field(msg.get("id"))
+    name = str_field(msg, "name", MAX_NAME, required=False)
+    addrs = addrs_field(msg.get("addrs"))
     versions = msg.get("versions")
     if not isinstance(versions, list) or not versions or len(versions) > 64 or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in versions
     ):
-        raise _Bad("bad-field", "versions must be a list of ints")
+        raise Bad("bad-field", "versions must be a list of ints")
     docs_raw = msg.get("docs")
     docs: tuple[DocId, ...] | None = None
     if docs_raw is not None:
         if not isinstance(docs_raw, list) or len(docs_raw) > 10_000:
-            raise _Bad("bad-field", "docs must be a list")
-        docs = tuple(_doc({"doc": d}) for d in docs_raw)
-    relay = _flag(msg, "relay")
+            raise Bad("bad-field", "docs must be a list")
+        docs = tuple(doc_field({"doc": d}) for d in docs_raw)
+    relay = flag_field(msg, "relay")
     max_frame = msg.get("max_frame", DEFAULT_MAX_FRAME)
     if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1024:
-        raise _Bad("bad-field", "max_frame must be an int >= 1024")
+        raise Bad("bad-field", "max_frame must be an int >= 1024")
     return Hello(node_id, name, addrs, versions, docs, relay, max_frame)
 
 
 def parse_peer_rows(msg: dict[str, Any]) -> list[tuple[bytes, str, tuple[str, ...], float]]:
     rows = msg.get("peers")
     if not isinstance(rows, list) or len(rows) > MAX_PEERS:
-        raise _Bad("bad-field", "peers must be a list")
+        raise Bad("bad-field", "peers must be a list")
     out = []
     for row in rows:
         if not isinstance(row, list) or len(row) != 4:
-            raise _Bad("bad-field", "peer rows are [id, name, addrs, last_seen]")
-        nid = _node_id(row[0])
-        name = _str({"n": row[1]}, "n", MAX_NAME)
-        seen = _num({"s": row[3]}, "s")
-        out.append((nid, name, _addrs(row[2]), seen))
+            raise Bad("bad-field", "peer rows are [id, name, addrs, last_seen]")
+        nid = node_id_field(row[0])
+        name = str_field({"n": row[1]}, "n", MAX_NAME)
+        seen = num_field({"s": row[3]}, "s")
+        out.append((nid, name, addrs_field(row[2]), seen))
     return out
 
 
@@ -359,22 +359,22 @@ def parse_digest_rows(msg: dict[str, Any]
                       ) -> list[tuple[DocId, bytes, VersionVector | None]]:
     rows = msg.get("docs")
     if not isinstance(rows, list) or len(rows) > MAX_DIGESTS:
-        raise _Bad("bad-field", f"docs must be a list of at most {MAX_DIGESTS}")
+        raise Bad("bad-field", f"docs must be a list of at most {MAX_DIGESTS}")
     out = []
     for row in rows:
         if not isinstance(row, list) or len(row) not in (2, 3):
-            raise _Bad("bad-field", "digest rows are [doc, digest] or [doc, digest, vv]")
-        vv = _vv(row[2]) if len(row) == 3 else None
-        out.append((_doc({"doc": row[0]}), _digest({"v": row[1]}, "v"), vv))
+            raise Bad("bad-field", "digest rows are [doc, digest] or [doc, digest, vv]")
+        vv = vv_field(row[2]) if len(row) == 3 else None
+        out.append((doc_field({"doc": row[0]}), digest_field({"v": row[1]}, "v"), vv))
     return out
 
 
 def parse_presence(msg: dict[str, Any]) -> tuple[DocId, bytes, float]:
-    doc = _doc(msg)
-    ttl = _num(msg, "ttl")
+    doc = doc_field(msg)
+    ttl = num_field(msg, "ttl")
     if not 0 < ttl <= MAX_TTL:
-        raise _Bad("bad-field", "ttl out of range")
+        raise Bad("bad-field", "ttl out of range")
     state = msg.get("state")
     if not isinstance(state, bytes) or len(state) > MAX_PRESENCE:
-        raise _Bad("bad-field", f"presence state must be bytes of at most {MAX_PRESENCE}")
+        raise Bad("bad-field", f"presence state must be bytes of at most {MAX_PRESENCE}")
     return doc, state, ttl
