@@ -497,7 +497,11 @@ class NodeNetwork:
         if self._stop is None or self._stop.is_set():
             return
         self._inbox.append(inc)
-        if not self._inbox_scheduled:
+        if len(self._inbox) >= INBOX_BURST:
+            # A full burst is handled right here, inside the transport's receive loop:
+            # a flood then waits for us (backpressure) instead of piling up in memory.
+            self._process_inbox()
+        elif not self._inbox_scheduled:
             self._inbox_scheduled = True
             asyncio.get_running_loop().call_soon(self._process_inbox)
 
@@ -505,11 +509,10 @@ class NodeNetwork:
         """Handle the queued frames under one store transaction (one fsync for the
         burst), then fire events and send. Nothing received is acknowledged or
         passed on before it is durable: sends leave after the batch commits."""
-        self._inbox_scheduled = False
-        burst, self._inbox = self._inbox[:INBOX_BURST], self._inbox[INBOX_BURST:]
-        if self._inbox:  # the rest on the next turn: the loop stays responsive
-            self._inbox_scheduled = True
-            asyncio.get_running_loop().call_soon(self._process_inbox)
+        self._inbox_scheduled = False  # (a pending call finds nothing: harmless)
+        burst, self._inbox = self._inbox, []
+        if not burst:
+            return
         node = self.node
         self._held_events = []
         try:
