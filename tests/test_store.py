@@ -365,3 +365,27 @@ def test_seal_open_and_tamper():
         open_sealed(new_key(), box)
     with pytest.raises(SealError):
         open_sealed(key, box[:-1] + bytes([box[-1] ^ 1]))
+
+
+def test_batch_groups_writes_and_a_failing_write_undoes_only_itself(tmp_path: Path) -> None:
+    """store.batch(): one transaction (one fsync) for many writes; each write still
+    succeeds or fails on its own; what was written is there after the batch."""
+    from ownkernel.store import Store as _S
+
+    st = _S(tmp_path / "b.sqlite3")
+    try:
+        with st.batch():
+            st.set_setting("a", 1)
+            with pytest.raises(sqlite3.IntegrityError):
+                st.transact(lambda db: db.execute(
+                    "INSERT INTO settings (key, value) VALUES ('a', x'00')"))
+            st.set_setting("b", 2)
+            with st.batch():  # nested: part of the same transaction
+                st.set_setting("c", 3)
+        assert (st.get_setting("a"), st.get_setting("b"), st.get_setting("c")) == (1, 2, 3)
+        with pytest.raises(RuntimeError), st.batch():  # an error in the block undoes it all
+            st.set_setting("d", 4)
+            raise RuntimeError("boom")
+        assert st.get_setting("d") is None
+    finally:
+        st.close()

@@ -264,20 +264,32 @@ class Store:
             self._batch = True
             try:
                 yield
-                db.execute("COMMIT")
+                if db.in_transaction:  # (SQLite ends it itself after e.g. SQLITE_FULL)
+                    db.execute("COMMIT")
             except BaseException as e:
-                if db.in_transaction:
-                    try:
-                        db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
-                self._doc_n.clear()
-                self._actor_n.clear()
-                if isinstance(e, sqlite3.OperationalError) and is_full(e):
-                    raise StoreFullError(self.path, str(e)) from e
-                raise
+                err = self._rolled_back(db, e)
+                if err is e:
+                    raise
+                raise err from e
             finally:
                 self._batch = False
+
+    def _rolled_back(self, db: sqlite3.Connection, e: BaseException) -> BaseException:
+        """Undo the open transaction after ``e``; returns the error to raise (a store
+        error that names the file for disk full or damage, else ``e`` itself)."""
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
+        # Interned ids may refer to rolled-back rows.
+        self._doc_n.clear()
+        self._actor_n.clear()
+        if isinstance(e, sqlite3.OperationalError) and is_full(e):
+            return StoreFullError(self.path, str(e))
+        if isinstance(e, sqlite3.DatabaseError) and is_corrupt(e):
+            return self._damaged(e)
+        return e
 
     def _write(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(db, *args)`` in one IMMEDIATE transaction; returns after COMMIT
@@ -286,12 +298,17 @@ class Store:
             db = self._db
             if db is None:
                 raise DatabaseError(f"database {self.path} is closed")
-            if self._batch:
+            if self._batch and db.in_transaction:
                 db.execute("SAVEPOINT w")
                 try:
                     out = fn(db, *args)
                     db.execute("RELEASE w")
-                except BaseException:
+                except BaseException as e:
+                    if not db.in_transaction:  # SQLite rolled the whole batch back
+                        err = self._rolled_back(db, e)
+                        if err is e:
+                            raise
+                        raise err from e
                     db.execute("ROLLBACK TO w")
                     db.execute("RELEASE w")
                     self._doc_n.clear()
@@ -303,19 +320,10 @@ class Store:
                 out = fn(db, *args)
                 db.execute("COMMIT")
             except BaseException as e:
-                if db.in_transaction:
-                    try:
-                        db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
-                # Interned ids may refer to rolled-back rows.
-                self._doc_n.clear()
-                self._actor_n.clear()
-                if isinstance(e, sqlite3.OperationalError) and is_full(e):
-                    raise StoreFullError(self.path, str(e)) from e
-                if isinstance(e, sqlite3.DatabaseError) and is_corrupt(e):
-                    raise self._damaged(e) from e
-                raise
+                err = self._rolled_back(db, e)
+                if err is e:
+                    raise
+                raise err from e
             return out
 
     def transact(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
