@@ -119,6 +119,10 @@ class TransportConfig:
     burst: float = 1000.0
     queue_size: int = 10_000  # incoming frames buffered for recv()
     sndhwm: int = 10_000  # libzmq's per-connection cap in messages (bytes: below)
+    # Frames libzmq reads ahead of us per connection. When a peer sends faster than
+    # the node handles, these wait in memory (up to rcvhwm x frame size) and then TCP
+    # holds the peer back: small, so a flood of large frames costs little memory.
+    rcvhwm: int = 32
     # bytes handed to libzmq and not yet acked by the peer's TCP, per
     # connection and in total: past them send() returns False ("send-budget")
     send_budget: int = 8 * 1024 * 1024
@@ -258,6 +262,7 @@ class Transport:
         r.setsockopt(zmq.MAXMSGSIZE, self._hard_limit)
         r.setsockopt(zmq.ROUTER_MANDATORY, 1)
         r.setsockopt(zmq.SNDHWM, self.config.sndhwm)
+        r.setsockopt(zmq.RCVHWM, self.config.rcvhwm)
         self._router_mon = r.get_monitor_socket(MONITOR_EVENTS)
         self._router_mon.setsockopt(zmq.LINGER, 0)
         self._tasks.append(asyncio.ensure_future(self._router_monitor_loop()))
@@ -515,6 +520,7 @@ class Transport:
         s.curve_serverkey = curve_key
         s.setsockopt(zmq.MAXMSGSIZE, self._hard_limit)
         s.setsockopt(zmq.SNDHWM, self.config.sndhwm)
+        s.setsockopt(zmq.RCVHWM, self.config.rcvhwm)
         mon = s.get_monitor_socket(
             zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
             | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
