@@ -284,3 +284,22 @@ def test_a_writer_cannot_break_a_document_with_a_cyclic_value(mk):
     assert owner.replica.outgoing(doc.id, {})
     h.text().insert(0, "still fine: ")
     assert str(h.text()).startswith("still fine: ")
+
+
+def test_a_member_not_the_owner_can_have_a_relay_carry_the_doc(mk):
+    """The positive side of the relay gate: a member showing its grant (not only the
+    owner) makes a relay that never saw the doc carry it, for the other members."""
+    owner = mk("owner")
+    doc = _secret_doc(owner)
+    writer = mk("writer", bootstrap=[owner.address])
+    writer.join(owner.invite(doc, write=True))
+    until(lambda: text(writer, doc.id) == SECRET)
+    reader_token = owner.invite(doc, write=False, addresses=[])
+    owner.close()  # from here on the owner is gone
+    relay = mk("relay", relay=True)
+    assert relay.store.document(doc.id) is None
+    writer.connect(relay.address)
+    until(lambda: text(relay, doc.id) == SECRET)  # carried at a member's request
+    reader = mk("reader", bootstrap=[relay.address], allow={relay.id})
+    reader.join(reader_token)
+    until(lambda: text(reader, doc.id) == SECRET)

@@ -317,14 +317,14 @@ class Gate:
             self.reject("foreign_grant")
             return "foreign_grant"
         d = self._index().get(g.doc)
-        if d is None:
-            return "unknown_doc"  # not counted: peers present grants of docs we lack
-        if d.readable:
+        # A doc we do not hold yet (a relay asked to carry it next): the grant is kept
+        # (verified, holder-bound) and judged against the doc's access list when used.
+        if d is not None and d.readable:
             problem = self.view(g.doc).grant_problem(g, g.doc, peer)
             if problem:
                 self.reject(problem)
                 return problem
-        elif g.owner != d.owner:
+        elif d is not None and g.owner != d.owner:
             self.reject("bad_capability")
             return "bad_capability"
         mine = self.presented.setdefault(peer, {})
@@ -333,7 +333,7 @@ class Gate:
             return "too_many_grants"
         mine[g.doc] = g
         cached = self._shared.get(peer)  # only this peer's answer for this doc changed
-        if cached is not None and self.may_read(peer, g.doc):
+        if cached is not None and d is not None and self.may_read(peer, g.doc):
             cached.add(g.doc)
         return None
 
