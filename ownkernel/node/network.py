@@ -409,7 +409,7 @@ class NodeNetwork:
         before = Counter(node.replica.rejected)
         accepted = node.replica.ingest(doc, blobs, source)
         for reason, n in (Counter(node.replica.rejected) - before).items():
-            self._count(f"rejected:{reason}", n)
+            self.count(f"rejected:{reason}", n)
         if accepted:
             self._digests.pop(doc, None)
             self.counts["accepted"] += len(accepted)
@@ -521,10 +521,10 @@ class NodeNetwork:
                     try:
                         self._receive(inc)
                     except Exception:  # one frame's bug must not undo the others
-                        self._count("handler-error")
+                        self.count("handler-error")
                         log.exception("handling a frame failed")
         except Exception:
-            self._count("batch-error")
+            self.count("batch-error")
             log.exception("storing a burst of frames failed")
         finally:
             held, self._held_events = self._held_events, None
@@ -546,7 +546,7 @@ class NodeNetwork:
         in all; when full, handshakes and peers sharing nothing make room, members never."""
         now = time.monotonic()
         if self.table.was_evicted(inc.conn, now) and not _is_hello(inc.frame):
-            self._count("evicted-conn-frame")
+            self.count("evicted-conn-frame")
             return False
         adm = self.table.admit(inc.conn, inc.curve_key, inc.address, now)
         for conn in adm.evict:
@@ -554,7 +554,7 @@ class NodeNetwork:
             if old is not None:
                 self.drop_link(old, "evicted")
         if not adm.ok:
-            self._count(f"refused:{adm.reason}")
+            self.count(f"refused:{adm.reason}")
             return False
         return True
 
@@ -595,13 +595,13 @@ class NodeNetwork:
             elif isinstance(ev, PresenceReceived):
                 if link.peer is not None:
                     if not self.presence.received(link, ev.doc, ev.state):
-                        self._count("bad-presence")
+                        self.count("bad-presence")
                     self._emit("presence", ev.doc, link.peer, ev.state)
             elif isinstance(ev, PresenceExpired):
                 if link.peer is not None:
                     self._emit("presence", ev.doc, link.peer, None)
             elif isinstance(ev, ProtocolError):
-                self._count(ev.reason, detail=ev.detail)
+                self.count(ev.reason, detail=ev.detail)
                 if ev.reason == "before-hello" and link.peer is None:
                     # the peer still runs a session we dropped (timeout, our restart):
                     # tell it to start over rather than ignore it forever
@@ -719,7 +719,7 @@ class NodeNetwork:
                         self.presence.send(link)
                 self._flush_all()
             except Exception:  # a bug in one round must not stop the node syncing
-                self._count("tick-error")
+                self.count("tick-error")
                 log.exception("network tick failed")
             await asyncio.sleep(cfg.tick)
 
@@ -764,9 +764,6 @@ class NodeNetwork:
 
     # ================================================================ counting
     def count(self, reason: str, n: int = 1, detail: str = "") -> None:
-        self._count(reason, n, detail)
-
-    def _count(self, reason: str, n: int = 1, detail: str = "") -> None:
         self.errors[reason] += n
         if self.errors[reason] == n:  # log once per reason
             log.info("network: %s %s", reason, detail[:200])

@@ -20,7 +20,6 @@ stranger that has not said who it is.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from ownkernel.node.network import Link, NodeNetwork
 
 __all__ = ["Relay"]
-
-log = logging.getLogger(__name__)
 
 
 class Relay:
