@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from ownkernel.crdt.integrate import gc_paused
 from ownkernel.net.limits import SessionLimits, SessionTable
 from ownkernel.net.peerstate import PullTracker
 from ownkernel.net.protocol import (
@@ -516,7 +517,11 @@ class NodeNetwork:
         node = self.node
         self._held_events = []
         try:
-            with node.lock, node.store.batch():
+            # The cyclic GC is held for the (bounded) burst: a catch-up allocates
+            # many small acyclic objects, and in a process holding thousands of
+            # docs each full collection it triggers scans them all (measured:
+            # 25 % of ingest time at 2,000 docs).
+            with node.lock, node.store.batch(), gc_paused(True):
                 for inc in burst:
                     try:
                         self._receive(inc)

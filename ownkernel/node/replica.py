@@ -29,8 +29,8 @@ from typing import Any
 
 from ownkernel.crdt import Doc
 from ownkernel.crdt import codec as crdt_codec
-from ownkernel.crdt.codec import DELKEY, SET, Change
 from ownkernel.node.access import ACCESS_KEY, ACCESS_ROOT, AccessView
+from ownkernel.node.admit import admit_run
 from ownkernel.node.gate import Credentials, Gate
 from ownkernel.node.grants import Grant
 from ownkernel.store import (
@@ -483,86 +483,7 @@ class Replica:
             # No key: authorship is verified, content and access cannot be; we only
             # store and forward ciphertext (relay / bootstrap role).
             return len(run.envelopes), None, False
-        # Catch-up of a long history: stretches of plain edits are decoded once
-        # and integrated in one apply; changes that touch the access list or
-        # carry a capability (their checks depend on what precedes them), and
-        # any stretch that is refused, go change by change.
-        envs = run.envelopes
-        i, touched = 0, False
-        while i < len(envs):
-            j = self._admit_stretch(od, run, i) if len(envs) - i > 1 else i
-            if j > i:
-                i = j
-                continue
-            _n_ok, reason, t = self._admit_run_each(od, run, i, i + 1)
-            touched |= t
-            if reason is not None:
-                return i, reason, touched
-            i += 1
-        return len(envs), None, touched
-
-    def _admit_stretch(self, od: OpenDoc, run: Run, start: int) -> int:
-        """Apply envelopes ``start..j`` of ``run`` at once when they are plain
-        edits of a writer; returns ``j`` (``start`` when none could go)."""
-        doc_id = od.row.id
-        if not od.access().can_write(run.actor, doc_id):
-            return start
-        decoded = []
-        for env in run.envelopes[start:]:
-            if env.cap is not None:
-                break
-            try:
-                c = crdt_codec.decode(self.open_body(od.row, env.body))
-            except (SealError, ValueError):
-                break
-            if not isinstance(c, Change) or c.actors[0] != env.actor or c.seq != env.seq:
-                break
-            if any(op[1] == ACCESS_KEY for op in c.ops):
-                break
-            decoded.append(c)
-        if len(decoded) < 2:
-            return start
-        try:
-            od.crdt.apply_decoded(decoded)
-        except ValueError:
-            return start  # nothing was applied (apply is atomic): go one by one
-        return start + len(decoded)
-
-    def _admit_run_each(
-        self, od: OpenDoc, run: Run, start: int, stop: int
-    ) -> tuple[int, str | None, bool]:
-        """Envelopes ``start..stop`` one by one; returns (accepted count, reason, access?)."""
-        doc_id = od.row.id
-        touched = False
-        for i in range(start, stop):
-            env = run.envelopes[i]
-            try:
-                plain = self.open_body(od.row, env.body)
-            except SealError:
-                return i, "bad_ciphertext", touched
-            try:
-                c = crdt_codec.decode(plain)
-            except ValueError:
-                return i, "bad_change", touched
-            if not isinstance(c, Change) or c.actors[0] != env.actor or c.seq != env.seq:
-                return i, "actor_mismatch", touched  # re-attributed or repackaged
-            roots = {op[1] for op in c.ops}
-            touches = ACCESS_KEY in roots
-            acc = od.access()
-            problem, grant = self.gate.change_problem(
-                doc_id, acc, env.actor, env.cap, touches,
-                touches and _names_admin(c, acc.amap))
-            if problem:
-                return i, problem, touched
-            try:
-                od.crdt.apply([plain])
-            except ValueError:
-                return i, "bad_change", touched
-            if grant is not None:
-                od.grants[env.actor] = grant  # the gate's own dict: it sees it too
-                self.gate.grant_seen(doc_id, grant)
-            touched |= touches
-        return stop, None, touched
+        return admit_run(od, run, self.gate, self.open_body)
 
     def sign_head(self, od: OpenDoc) -> Head:
         """Sign this node's newest change in ``od`` (if not yet signed) and keep the sig."""
@@ -673,17 +594,3 @@ class Replica:
             if total["rows"]:
                 self.store.reclaim()
             return total
-
-
-def _names_admin(c: Change, amap: Any) -> bool:
-    """Does the change grant, or take away, an admin role?"""
-    for op in c.ops:
-        if op[1] != ACCESS_KEY:
-            continue
-        if (op[0] == SET and str(op[2]).startswith("role:")
-                and (op[3] == "admin" or amap.get(op[2]) == "admin")):
-            return True
-        if op[0] == DELKEY and str(op[2]).startswith("role:") and amap.get(op[2]) == "admin":
-            return True
-    return False
-
