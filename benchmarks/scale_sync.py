@@ -46,9 +46,15 @@ def serve_a(profile: str, n: int, out: str) -> None:
     Path(out).write_text(json.dumps({"address": a.address, "id": a.id.hex(),
                                      "tokens": tokens}))
     print("ready", flush=True)
-    sys.stdin.read()
+    cpu0 = time.process_time()
+    sys.stdin.readline()  # B reports "synced": A's CPU while serving the sync
     net = a.stats().get("net", {})
-    print(json.dumps({"sessions_now": net.get("sessions_now", {})}), flush=True)
+    print(json.dumps({"cpu_s": time.process_time() - cpu0,
+                      "net": {k: v for k, v in net.items() if k != "sessions_now"},
+                      "session": net.get("sessions_now", {})}), flush=True)
+    sys.stdin.read()
+    a.close()
+    return
     a.close()
 
 
@@ -78,27 +84,44 @@ def run_pair(n: int, idle: float) -> dict[str, float]:
     # node thread right after a doc's changes are stored), so the measurement
     # does not compete with the node for its lock. The final check reads every doc.
     changed: set[bytes] = set()
+    arrivals: list[float] = []
     all_in = threading.Event()
     total = len(meta["tokens"])
 
     def on_changed(doc: bytes, source: object) -> None:
         if source == a_id:
             changed.add(doc)
+            arrivals.append(time.perf_counter())
             if len(changed) >= total:
                 all_in.set()
 
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     b = Node(tmp / "b", name="b", bootstrap=[meta["address"]], network=NetConfig(**CFG))
     b.on("doc_changed", on_changed)
     with b.lock:  # what landed before the callback was registered
-        changed.update(d.id for d in b.docs() if b.replica.open(d.id).heads.get(a_id))
+        changed.update(d.id for d in b.docs() if a_id in b.replica.version(d.id))
     if len(changed) >= total:
         all_in.set()
     all_in.wait(600)
     synced = time.perf_counter() - t0
+    b_cpu = time.process_time() - cpu0
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write("synced\n")
+    child.stdin.flush()
+    a_info = json.loads(child.stdout.readline())
+    a_cpu = a_info["cpu_s"]
+    if os.environ.get("SCALE_TRACE"):
+        print("A:", a_info, file=sys.stderr)
     with b.lock:
         missing = {d.id for d in b.docs() if b.replica.open(d.id).heads.get(a_id) is None}
+    if os.environ.get("SCALE_TRACE"):
+        marks = [sum(1 for x in arrivals if x - t0 <= q) for q in (0.25, 0.5, 1, 2, 4, 8, 16)]
+        print("synced by 0.25/0.5/1/2/4/8/16 s:", marks, file=sys.stderr)
+        print("B net:", {k: v for k, v in b.stats()["net"].items() if k != "sessions_now"},
+              file=sys.stderr)
     out = {"docs": n, "create_s": made, "sync_s": synced, "missing": len(missing),
+           "a_cpu_s": a_cpu, "b_cpu_s": b_cpu,
            "duplicates": b.stats()["duplicates"]}
     if idle:
         s0 = b.stats()["net"]["sessions_now"]
@@ -126,6 +149,7 @@ def loro_server(n: int, port_file: str) -> None:
         docs.append(d)
     ctx = zmq.Context()
     s = ctx.socket(zmq.ROUTER)
+    s.setsockopt(zmq.SNDHWM, 0)  # a ROUTER drops at the high-water mark: no limit here
     port = s.bind_to_random_port("tcp://127.0.0.1")
     Path(port_file).write_text(str(port))
     print("ready", flush=True)
@@ -148,6 +172,7 @@ def loro_baseline(n: int) -> float:
     port = int((tmp / "port").read_text())
     ctx = zmq.Context()
     c = ctx.socket(zmq.DEALER)
+    c.setsockopt(zmq.RCVHWM, 0)
     c.connect(f"tcp://127.0.0.1:{port}")
     t0 = time.perf_counter()
     c.send(b"all")
@@ -179,12 +204,14 @@ def main() -> None:
     if args.loro_server:
         loro_server(int(args.loro_server[0]), args.loro_server[1])
         return
-    print(f"{'docs':>6} {'ownkernel sync':>15} {'loro/zmq':>9} {'dups':>5} "
+    print(f"{'docs':>6} {'ownkernel sync':>15} {'CPU A+B':>13} {'loro/zmq':>9} {'dups':>5} "
           f"{'idle frames/min':>16} {'idle bytes/min':>15}")
     for n in args.docs:
         r = run_pair(n, args.idle)
         lo = loro_baseline(n)
-        print(f"{n:>6} {r['sync_s'] * 1000:>12.0f} ms {lo * 1000:>6.0f} ms {r['duplicates']:>5} "
+        print(f"{n:>6} {r['sync_s'] * 1000:>12.0f} ms "
+              f"{r['a_cpu_s']:>5.2f}+{r['b_cpu_s']:.2f} s "
+              f"{lo * 1000:>6.0f} ms {r['duplicates']:>5} "
               f"{r.get('idle_frames_per_min', float('nan')):>16.0f} "
               f"{r.get('idle_bytes_per_min', float('nan')):>15.0f}"
               + (f"   MISSING {r['missing']}" if r["missing"] else ""), flush=True)

@@ -95,6 +95,11 @@ log = logging.getLogger(__name__)
 
 _MAX_PULLS = 10_000  # delayed pulls held per session
 _VV_IN_DIGESTS = 4096  # bytes of version vectors a `digests` answer may carry
+# Answers (changes a peer lacks) are produced when frames are taken, at most
+# this many bytes per data_to_send() call: a catch-up of thousands of docs then
+# streams (the peer ingests while we read the next docs) instead of being built
+# whole, held in memory and refused by the send budget.
+ANSWER_BYTES = 512 * 1024
 
 
 class PeerSession(Session):
@@ -138,6 +143,8 @@ class PeerSession(Session):
         self._digest_answered = -math.inf
         self._listed: tuple[bytes, bytes] | None = None  # (ours, theirs) last listed
         self._digest_pending: bytes | None = None
+        # doc -> the version to answer beyond (as of the have), produced lazily
+        self._answers: dict[DocId, dict[bytes, int]] = {}
 
     # ------------------------------------------------------------ knowledge
     def peer_has(self, doc: DocId, actor: bytes, seq: int) -> bool:
@@ -245,6 +252,30 @@ class PeerSession(Session):
     def _before_send(self) -> None:
         if self._announces and self.config.announce_delay <= 0:
             self._flush_announces()
+        if self._answers:
+            self._produce_answers(ANSWER_BYTES)
+
+    @property
+    def wants_send(self) -> bool:
+        """Answers are still waiting to be produced: call data_to_send() again
+        (once the link has room)."""
+        return bool(self._answers) and self.is_open
+
+    def _produce_answers(self, budget: int) -> None:
+        """Turn pending answers into `changes` messages, oldest first, until about
+        ``budget`` bytes are queued (one answer always goes)."""
+        assert self._h is not None
+        queued = 0
+        while self._answers and queued < budget:
+            doc = next(iter(self._answers))
+            since = self._answers.pop(doc)
+            local = self._h.version(doc)
+            ahead = {a: s for a, s in local.items() if s > since.get(a, 0)}
+            blobs = self._h.changes_since(doc, since) if ahead else []
+            if blobs and self.send_changes(doc, blobs, upto=ahead):
+                queued += sum(map(len, blobs))
+            else:
+                self.stats.answers_skipped += 1
 
     def _opened(self) -> None:
         if self._h is not None:
@@ -301,10 +332,13 @@ class PeerSession(Session):
         since = self.known.cursor(doc)
         if part:
             since = {**local, **{a: since.get(a, 0) for a in vv}}
-        ahead = {a: s for a, s in local.items() if s > since.get(a, 0)} if send else {}
-        blobs = self._h.changes_since(doc, since) if ahead else []
-        if blobs:
-            self.send_changes(doc, blobs, upto=ahead)
+        if send and any(s > since.get(a, 0) for a, s in local.items()):
+            # produced when frames are taken (see _produce_answers); the version
+            # to answer beyond is fixed now, so a push that moves the cursor
+            # meanwhile cannot make this answer skip what the peer lacks
+            prev = self._answers.get(doc)
+            self._answers[doc] = dict(since) if prev is None else {
+                a: min(prev.get(a, 0), since.get(a, 0)) for a in {*prev, *since}}
         else:
             self.stats.answers_skipped += 1
         return local

@@ -153,6 +153,7 @@ class NodeNetwork:
         self._held_events: list[tuple[str, tuple[Any, ...]]] | None = None
         self._sendq: deque[tuple[ConnId, bytes]] = deque()
         self._sending = False
+        self._more_scheduled = False
         self._local: dict[bytes, list[bytes]] = {}
         self._local_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -226,6 +227,9 @@ class NodeNetwork:
         if last != list(self.transport.endpoints):  # usually the same port again: no write
             node.store.set_setting("net.endpoints", list(self.transport.endpoints))
         self._seen_docs = {d for d, _ in node.store.doc_ids()}
+        if len(self._seen_docs) > 64:  # the first digest needs every doc's version
+            with node.lock:
+                node.replica.prefetch_versions()
         self.addresses = self._advertised()
         self.book = AddressBook(node.identity, node.store)
         self.book.announce(node.name, self.addresses if cfg.listed else [], cfg.relay)
@@ -744,6 +748,21 @@ class NodeNetwork:
         for f in link.session.data_to_send():
             self._sendq.append((link.conn, f))
         self._kick()
+        if link.session.wants_send and not self._more_scheduled:
+            # more answers to produce (a catch-up): after what is queued now has
+            # gone, and after any frames that arrived meanwhile were handled
+            self._more_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_more)
+
+    def _flush_more(self) -> None:
+        self._more_scheduled = False
+        if self._sendq:  # the writer has not caught up: look again next turn
+            self._more_scheduled = True
+            asyncio.get_running_loop().call_later(0.002, self._flush_more)
+            return
+        for link in list(self.links.values()):
+            if link.session.wants_send:
+                self.flush(link)
 
     def _flush_all(self) -> None:
         for link in list(self.links.values()):

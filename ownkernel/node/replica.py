@@ -131,6 +131,14 @@ class Replica:
             self._versions[doc_id] = v
         return dict(v)
 
+    def prefetch_versions(self) -> None:
+        """Read the version of every doc not loaded, at once (see ``version``)."""
+        if len(self._versions) > 100_000:
+            return
+        for doc, v in self.store.versions().items():
+            if doc not in self.docs:
+                self._versions.setdefault(doc, v)
+
     def check_open(self) -> None:
         if self.closed:
             raise RuntimeError(f"node {self.id.hex()[:8]} is closed")
