@@ -1,0 +1,212 @@
+"""The relay inside jupyter-server and ws:// / wss:// addresses (issue #11 §3).
+
+Real processes throughout: a real ``jupyter server`` on 127.0.0.1 with the
+extension enabled by the file the wheel installs (tests/ws_relay_server.py),
+node processes that do not listen at all (``--no-listen``) and so can meet only
+through the WebSocket, raw WebSocket clients that send garbage or half a
+handshake, and the attacker process of tests/attacker.py speaking CurveZMQ
+through the tunnel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_attacks import attack
+from test_net_processes import Child
+from ws_relay_server import JupyterRelay, free_port
+
+from ownkernel.net.transport import parse_address
+from ownkernel.net.wstunnel import split_ws_url, zmtp_signature
+from ownkernel.node import Node
+from ownkernel.node.addressbook import _valid_address
+
+REPO = Path(__file__).resolve().parents[1]
+ID = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    s = JupyterRelay(tmp_path_factory.mktemp("jupyter"))
+    yield s
+    s.stop()
+    s.log.close()
+
+
+def ws_address(server: JupyterRelay) -> str:
+    return server.info()["address"]
+
+
+# -------------------------------------------------------------------- addresses
+def test_ws_addresses_are_checked_and_accepted_where_tcp_ones_are():
+    assert split_ws_url("wss://hub.example.org/user/x/ownkernel/relay#" + ID) == (
+        "wss://hub.example.org/user/x/ownkernel/relay")
+    assert split_ws_url("ws://127.0.0.1:8888") == "ws://127.0.0.1:8888/"
+    for bad, why in [("ws://", "no host"), ("ws://h:99999/x", "bad port"),
+                     ("wss://user:pw@h/x", "no user or password"),
+                     ("ws://h/a b", "without spaces"), ("http://h/x", "not a ws")]:
+        with pytest.raises(ValueError, match=why):
+            split_ws_url(bad)
+    assert parse_address(f"ws://h:1/ownkernel/relay#{ID}") == (
+        "ws://h:1/ownkernel/relay", bytes.fromhex(ID))
+    with pytest.raises(ValueError, match="bad port"):
+        parse_address(f"ws://h:x/relay#{ID}")
+    # the address book keeps ws addresses of the node they name, like tcp ones
+    nid = bytes.fromhex(ID)
+    assert _valid_address(f"wss://h/ownkernel/relay#{ID}", nid)
+    assert _valid_address(f"tcp://127.0.0.1:1#{ID}", nid)
+    assert not _valid_address(f"wss://h/ownkernel/relay#{'cd' * 32}", nid)
+    assert not _valid_address(f"http://h/#{ID}", nid)
+    # bootstrap and connect take them; a bad one is refused, named
+    with Node(None, "n", listen=None, bootstrap=[f"ws://127.0.0.1:9/x#{ID}"]) as n, \
+            pytest.raises(ValueError, match="no host"):
+        n.connect(f"ws://#{ID}", timeout=None)
+
+
+def test_zmtp_signature_check():
+    greeting = b"\xff" + bytes(8) + b"\x7f"
+    assert zmtp_signature(greeting) is True
+    assert zmtp_signature(greeting[:4]) is None  # too early to tell
+    assert zmtp_signature(b"GET / HTTP/1.1\r\n") is False
+    assert zmtp_signature(b"\xff" + bytes(8) + b"\x00") is False
+
+
+# -------------------------------------------------------------------- /info
+def test_info_is_for_jupyter_users_only(server: JupyterRelay):
+    assert server.get("ownkernel/relay/info", token=None)[0] == 403
+    assert server.get("ownkernel/relay/info", token="wrong")[0] == 403
+    status, body = server.get("ownkernel/relay/info")
+    assert status == 200
+    endpoint, nid = parse_address(body["address"])
+    assert endpoint == f"ws://127.0.0.1:{server.port}/user/t/ownkernel/relay"
+    assert nid is not None and nid.hex() == body["id"]
+    # behind a TLS-terminating proxy (Binder): what the client used, not what we saw
+    status, body = server.get("ownkernel/relay/info", headers={
+        "X-Forwarded-Proto": "https", "X-Forwarded-Host": "hub.example.org"})
+    assert status == 200
+    assert body["address"] == f"wss://hub.example.org/user/t/ownkernel/relay#{body['id']}"
+    # a header that is not a host is ignored, not pasted into the address
+    status, body = server.get("ownkernel/relay/info", headers={
+        "X-Forwarded-Host": "evil/path?x"})
+    assert body["address"].startswith(f"ws://127.0.0.1:{server.port}/user/t/")
+
+
+# -------------------------------------------------------------------- strangers
+async def _raw_ws(url: str, sends: list[bytes | str], wait: float) -> tuple[bytes, bool]:
+    """Send ``sends`` on a raw WebSocket; (all bytes received, closed by the server)."""
+    from tornado.websocket import websocket_connect
+
+    ws = await websocket_connect(url)
+    for m in sends:
+        await ws.write_message(m, binary=isinstance(m, bytes))
+    got = b""
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        try:
+            msg = await asyncio.wait_for(ws.read_message(), max(0.01, end - time.monotonic()))
+        except asyncio.TimeoutError:
+            break
+        if msg is None:
+            return got, True
+        got += msg if isinstance(msg, bytes) else msg.encode()
+    ws.close()
+    return got, False
+
+
+def test_unauthenticated_websockets_get_nothing(server: JupyterRelay):
+    address = ws_address(server)
+    url, _ = address.split("#")
+    # an HTTP request, or any bytes that are not a ZMTP greeting: not one byte back,
+    # and the server closes the socket at once
+    for junk in [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00" * 64, "hello"]:
+        got, closed = asyncio.run(_raw_ws(url, [junk], wait=10.0))
+        assert got == b"" and closed, (junk, got, closed)
+    # half a handshake: a ZMTP greeting asking for CURVE, then a HELLO command that
+    # is not a valid box for the relay's key. The relay answers with its own greeting
+    # (64 public bytes, the same for everyone) and then hangs up: nothing else.
+    greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") + \
+        b"\x00" + bytes(31)
+    bad_hello = b"\x04\xc8\x05HELLO\x01\x00" + bytes(72) + bytes(32) + bytes(8) + bytes(80)
+    got, closed = asyncio.run(_raw_ws(url, [greeting, bad_hello], wait=10.0))
+    assert closed and len(got) <= 64, got
+    assert got[:1] == b"\xff" and b"CURVE" in got, got
+    # a stranger that completes CurveZMQ (any key may) gets no frame before its hello
+    r = attack(address, [{"raw": "00"}, {"raw": "ff" * 100}], listen=1.5)
+    assert r["frames"] == [], r
+    # ... and after a hello, the relay's hello etc., but no document (see the sync test)
+    r = attack(address, [{"hello": True}], listen=1.0)
+    assert "hello" in {f.get("type") for f in r["frames"]}, r  # the tunnel does carry
+    # the server and its relay keep serving
+    assert server.get("ownkernel/relay/info")[0] == 200
+
+
+# -------------------------------------------------------------------- sync
+def test_nodes_with_no_route_but_the_websocket_sync_both_ways(server: JupyterRelay,
+                                                              tmp_path: Path):
+    address = ws_address(server)
+    relay_id = parse_address(address)[1].hex()  # type: ignore[union-attr]
+    a = Child(tmp_path, "a", "--no-listen", "--bootstrap", address)
+    b = Child(tmp_path, "b", "--no-listen", "--bootstrap", address)
+    try:
+        assert a.address is None and b.address is None  # nobody can dial them
+        assert a("wait_peers", n=1, timeout=30)["ok"] and b("wait_peers", n=1, timeout=30)["ok"]
+        doc = a("new_doc", title="over websocket")["doc"]
+        a("insert", doc=doc, text="from a")
+        token = a("invite", doc=doc)["token"]  # no address of a's: the relay carries it
+        assert b("join", token=token)["doc"] == doc
+        b.wait_text(doc, "from a", timeout=30)
+        b("insert", doc=doc, text=" and b")
+        assert a.wait_text(doc, "from a and b", timeout=30) == "from a and b"
+        for n in (a, b):  # each has exactly one peer online: the relay
+            online = [p for p in n("wait_peers", n=1)["peers"] if p[2]]
+            assert [p[0] for p in online] == [relay_id], (n.name, online)
+        # a stranger coming in the same way gets the relay's hello, never the doc
+        r = attack(address, [{"hello": True}, {"sleep": 0.3},
+                             {"have": doc, "vv": {}}], listen=1.5)
+        assert not [f for f in r["frames"] if f.get("doc") == doc], r
+        assert b("stats")["net"]["transport"].get("ws-connected", 0) >= 1
+    finally:
+        a.kill()
+        b.kill()
+
+
+# -------------------------------------------------------------------- standalone
+def test_cli_node_serves_the_same_endpoint_standalone(tmp_path: Path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ownkernel", "node", "--profile", str(tmp_path / "relay"),
+         "--relay", "--websocket", f"127.0.0.1:{port}", "--name", "teacher"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline().split()
+        assert ready[:1] == ["ready"], ready
+        address = ready[2]
+        assert address == f"ws://127.0.0.1:{port}/ownkernel/relay#{ready[1]}"
+        with Node(None, "a", listen=None, bootstrap=[address]) as a, \
+                Node(None, "b", listen=None, bootstrap=[address]) as b:
+            doc = a.new_doc("standalone")
+            doc.text("body").insert(0, "hi")
+            h = b.join(a.invite(doc), timeout=30)
+            assert str(h.text("body")) == "hi"
+            h.text("body").insert(2, "!")
+            end = time.monotonic() + 30
+            while str(doc.text("body")) != "hi!" and time.monotonic() < end:
+                time.sleep(0.02)
+            assert str(doc.text("body")) == "hi!"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode == 0
+    bad = subprocess.run([sys.executable, "-m", "ownkernel", "node", "--profile",
+                          str(tmp_path / "x"), "--websocket", "nope"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert bad.returncode == 1 and "--websocket 'nope': expected HOST:PORT" in bad.stderr
