@@ -210,3 +210,20 @@ def test_cli_node_serves_the_same_endpoint_standalone(tmp_path: Path):
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert bad.returncode == 1 and "--websocket 'nope': expected HOST:PORT" in bad.stderr
+
+
+def test_a_relay_that_is_down_gets_few_websocket_attempts():
+    from nacl.signing import SigningKey
+
+    from ownkernel.net.transport import Transport, TransportConfig
+
+    async def run() -> dict[str, int]:
+        async with Transport(SigningKey.generate(), TransportConfig(listen=())) as t:
+            peer = SigningKey.generate().verify_key.encode().hex()
+            await t.connect(f"ws://127.0.0.1:{free_port()}/ownkernel/relay#{peer}")
+            await asyncio.sleep(2.0)  # libzmq redials every 100 ms meanwhile
+            return dict(t.stats)
+
+    stats = asyncio.run(run())
+    assert 1 <= stats.get("ws-connect-failed", 0) <= 3, stats
+    assert stats.get("ws-backoff", 0) >= 1, stats  # redials closed at once, no HTTP

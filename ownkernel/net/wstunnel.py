@@ -39,6 +39,11 @@ CHUNK = 64 * 1024  # bytes read from TCP per WebSocket message
 MAX_MESSAGE = 256 * 1024
 MAX_URL = 300  # as the address book's limit for an address
 CONNECT_TIMEOUT = 10.0
+# libzmq redials a closed TCP connection every 100 ms, and its connection to our
+# listener always succeeds: after a failed WebSocket open, new connections are
+# closed at once until this backoff (doubling, capped) has passed, so a relay that
+# is down gets a few HTTP requests, not ten a second.
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 10.0
 MAX_CONNS_PER_URL = 8  # TCP connections from libzmq to one listener (it uses one)
 
 
@@ -145,6 +150,7 @@ class TunnelClient:
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self._servers: dict[str, tuple[asyncio.AbstractServer, str]] = {}
         self._conns: dict[str, set[asyncio.Task[None]]] = {}
+        self._backoff: dict[str, tuple[float, float]] = {}  # url -> (delay, not before)
         self._closed = False
 
     async def endpoint(self, url: str) -> str:
@@ -157,6 +163,11 @@ class TunnelClient:
 
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             conns = self._conns.setdefault(url, set())
+            _delay, not_before = self._backoff.get(url, (0.0, 0.0))
+            if asyncio.get_running_loop().time() < not_before:
+                self.stats["ws-backoff"] += 1
+                writer.close()
+                return
             if len(conns) >= self.max_conns:
                 self.stats["ws-too-many-local"] += 1
                 writer.close()
@@ -185,10 +196,13 @@ class TunnelClient:
         except Exception as e:  # unreachable, refused, TLS, HTTP error: libzmq retries
             n = self.stats["ws-connect-failed"]
             self.stats["ws-connect-failed"] += 1
-            if n == 0 or n % 100 == 0:  # once, then rarely: libzmq retries every few seconds
+            if n == 0 or n % 100 == 0:  # once, then rarely
                 log.info("cannot open %s: %s", url, e)
+            delay = min(BACKOFF_MAX, max(BACKOFF_MIN, 2 * self._backoff.get(url, (0, 0))[0]))
+            self._backoff[url] = (delay, asyncio.get_running_loop().time() + delay)
             writer.close()
             return
+        self._backoff.pop(url, None)
         self.stats["ws-connected"] += 1
 
         async def ws_write(data: bytes) -> None:
