@@ -227,3 +227,20 @@ def test_a_relay_that_is_down_gets_few_websocket_attempts():
     stats = asyncio.run(run())
     assert 1 <= stats.get("ws-connect-failed", 0) <= 3, stats
     assert stats.get("ws-backoff", 0) >= 1, stats  # redials closed at once, no HTTP
+
+
+def test_an_invite_carrying_the_relay_address_is_all_a_student_needs(server: JupyterRelay):
+    """The workshop path (docs/relay.md): the teacher's node reaches the relay and puts
+    its ws address in the invite; a student's node that knows nothing else joins."""
+    relay = ws_address(server)
+    with Node(None, "teacher", listen=None) as teacher, \
+            Node(None, "student", listen=None) as student:
+        teacher.connect(relay, timeout=30)
+        doc = teacher.new_doc("workshop notes")
+        doc.text("body").insert(0, "welcome")
+        token = teacher.invite(doc, addresses=[relay])
+        h = student.join(token, timeout=30)
+        assert str(h.text("body")) == "welcome"
+        online = [p.id for p in student.peers if p.online]
+        assert online == [parse_address(relay)[1]]  # the relay, dialed as itself
+        assert student.stats()["net"]["errors"].get("identity-mismatch", 0) == 0
