@@ -244,3 +244,79 @@ def test_an_invite_carrying_the_relay_address_is_all_a_student_needs(server: Jup
         online = [p.id for p in student.peers if p.online]
         assert online == [parse_address(relay)[1]]  # the relay, dialed as itself
         assert student.stats()["net"]["errors"].get("identity-mismatch", 0) == 0
+
+
+def test_websocket_limits():
+    """Connection cap (503), silent sockets closed, oversize messages close the socket."""
+    from tornado.httpclient import HTTPClientError
+    from tornado.websocket import websocket_connect
+
+    from ownkernel.serverext.standalone import WebSocketEndpoint
+
+    signature = b"\xff" + bytes(8) + b"\x7f"
+    with Node(None, "relay", relay=True) as relay:
+        ep = WebSocketEndpoint(relay, "127.0.0.1", 0, max_connections=2,
+                               first_bytes_timeout=1.0)
+        url = ep.address.split("#")[0]
+
+        async def run() -> None:
+            held = []
+            for _ in range(2):  # past the signature: tunnels, not subject to the silence timer
+                ws = await websocket_connect(url)
+                await ws.write_message(signature, binary=True)
+                held.append(ws)
+            with pytest.raises(HTTPClientError) as e:
+                await websocket_connect(url)
+            assert e.value.code == 503
+            for ws in held:
+                ws.close()
+            while ep.relay.connections:  # the closes reach the server
+                await asyncio.sleep(0.01)
+            silent = await websocket_connect(url)
+            assert await asyncio.wait_for(silent.read_message(), 30) is None
+            big = await websocket_connect(url)
+            await big.write_message(signature + bytes(300 * 1024), binary=True)
+            assert await asyncio.wait_for(big.read_message(), 30) is None
+
+        try:
+            asyncio.run(run())
+            stats = ep.relay.stats
+            assert stats["ws-full"] == 1 and stats["ws-silent"] == 1, stats
+            assert stats["ws-tunnels"] == 2, stats  # the oversize one never got upstream
+        finally:
+            ep.close()
+
+
+def _until(pred, timeout: float = 30.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
+
+
+def test_nodes_come_back_when_the_relay_restarts(tmp_path: Path):
+    from ownkernel.serverext.standalone import WebSocketEndpoint
+
+    profile = tmp_path / "relay"
+    relay = Node(profile, "relay", relay=True)
+    ep = WebSocketEndpoint(relay, "127.0.0.1", 0)
+    address, port = ep.address, ep.port
+    with Node(None, "a", listen=None, bootstrap=[address]) as a, \
+            Node(None, "b", listen=None, bootstrap=[address]) as b:
+        doc = a.new_doc("restart")
+        doc.text("body").insert(0, "one")
+        h = b.join(a.invite(doc), timeout=30)
+        assert str(h.text("body")) == "one"
+        ep.close()
+        relay.close()
+        assert _until(lambda: not any(p.online for p in a.peers))
+        doc.text("body").insert(3, " two")  # made while nobody can be reached
+        relay = Node(profile, "relay", relay=True)  # same key, same port
+        ep = WebSocketEndpoint(relay, "127.0.0.1", port)
+        try:
+            assert _until(lambda: str(b.open(h.id).text("body")) == "one two", 60)
+        finally:
+            ep.close()
+            relay.close()

@@ -163,3 +163,4 @@ class RelayHost:
             node, self._node = self._node, None
         if node is not None and self._owned:
             node.close()
+            log.info("ownkernel relay %s stopped", node.id.hex()[:12])

@@ -43,8 +43,10 @@ def websocket_listen(listen: list[str] | None) -> list[str] | None:
 class WebSocketEndpoint:
     """Serve ``node`` at ``ws://HOST:PORT/ownkernel/relay``; ``close()`` stops it."""
 
-    def __init__(self, node: Any, host: str, port: int, *, max_connections: int = 128) -> None:
-        self.relay = RelayHost(node=node, max_connections=max_connections)
+    def __init__(self, node: Any, host: str, port: int, *, max_connections: int = 128,
+                 first_bytes_timeout: float = 10.0) -> None:
+        self.relay = RelayHost(node=node, max_connections=max_connections,
+                               first_bytes_timeout=first_bytes_timeout)
         self.relay.upstream()  # fails now, with a clear message, if it cannot work
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
