@@ -320,3 +320,19 @@ def test_nodes_come_back_when_the_relay_restarts(tmp_path: Path):
         finally:
             ep.close()
             relay.close()
+
+
+def test_the_wheel_enables_the_extension():
+    import json
+
+    enable = REPO / "jupyter-config" / "jupyter_server_config.d" / "ownkernel.json"
+    cfg = json.loads(enable.read_text())
+    assert cfg["ServerApp"]["jpserver_extensions"] == {"ownkernel.serverext": True}
+    # hatch shared-data puts it where jupyter-server looks: <prefix>/etc/jupyter/...
+    assert ('"jupyter-config/jupyter_server_config.d/ownkernel.json" = '
+            '"etc/jupyter/jupyter_server_config.d/ownkernel.json"'
+            ) in (REPO / "pyproject.toml").read_text()
+    from ownkernel.serverext import _jupyter_server_extension_points
+
+    (point,) = _jupyter_server_extension_points()
+    assert point["module"] == "ownkernel.serverext" and point["app"].name == "ownkernel"
