@@ -50,6 +50,7 @@ def test_ws_addresses_are_checked_and_accepted_where_tcp_ones_are():
     assert split_ws_url("ws://127.0.0.1:8888") == "ws://127.0.0.1:8888/"
     for bad, why in [("ws://", "no host"), ("ws://h:99999/x", "bad port"),
                      ("wss://user:pw@h/x", "no user or password"),
+                     ("wss://h/user/x/ownkernel/relay?token=abc", "no Jupyter token"),
                      ("ws://h/a b", "without spaces"), ("http://h/x", "not a ws")]:
         with pytest.raises(ValueError, match=why):
             split_ws_url(bad)

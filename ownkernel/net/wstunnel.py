@@ -25,7 +25,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def is_websocket(endpoint: str) -> bool:
 def split_ws_url(url: str) -> str:
     """Check a ``ws(s)://host[:port][/path]`` URL (fragment dropped); ValueError naming the fault.
 
-    A URL with user info is refused: credentials must never ride in an address
-    that invites and the address book pass around.
+    A URL with user info or a ``token=`` is refused: credentials must never ride
+    in an address that invites and the address book pass around.
     """
     if not is_websocket(url):
         raise ValueError(f"{url!r}: not a ws:// or wss:// address")
@@ -71,6 +71,11 @@ def split_ws_url(url: str) -> str:
         raise ValueError(f"{url!r}: no host")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"{url!r}: no user or password in an address (it gets shared)")
+    if any(k.lower() in ("token", "_xsrf") for k in parse_qs(parts.query)):
+        # a Jupyter token is code execution on that server, and addresses travel in
+        # invites and the address book; the relay endpoint needs none
+        raise ValueError(f"{url.split('?')[0]!r}: no Jupyter token in an address (the relay "
+                         f"endpoint needs none, and addresses get shared)")
     del port
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
