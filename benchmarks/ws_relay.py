@@ -84,24 +84,27 @@ def main() -> None:
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="ws-relay-bench-"))
     print(f"load average before: {loadavg()}")
-    jup = JupyterRelay(base / "jupyter")
-    ws_addr = jup.info()["address"]
     port = free_port()
     tcp_relay = subprocess.Popen(
         [sys.executable, "-m", "ownkernel", "node", "--profile", str(base / "tcp-relay"),
          "--relay", "--listen", f"tcp://127.0.0.1:{port}"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert tcp_relay.stdout is not None
-    tcp_addr = tcp_relay.stdout.readline().split()[2]
-    routes: dict[str, tuple[str | None, int | None]] = {
-        "direct": (None, None), "tcp relay": (tcp_addr, tcp_relay.pid),
-        "ws relay (jupyter-server)": (ws_addr, jup.proc.pid)}
-    pairs = {name: pair(base, str(i), addr) for i, (name, (addr, _)) in enumerate(routes.items())}
-    lat: dict[str, list[float]] = {k: [] for k in routes}
-    cpu: dict[str, float] = dict.fromkeys(routes, 0.0)
-    loads = []
+    jup: JupyterRelay | None = None
+    pairs: dict[str, tuple[Child, Child, str]] = {}
+    loads: list[float] = []
     try:
+        jup = JupyterRelay(base / "jupyter")
+        ws_addr = jup.info()["address"]
+        assert tcp_relay.stdout is not None
+        tcp_addr = tcp_relay.stdout.readline().split()[2]
+        routes: dict[str, tuple[str | None, int | None]] = {
+            "direct": (None, None), "tcp relay": (tcp_addr, tcp_relay.pid),
+            "ws relay (jupyter-server)": (ws_addr, jup.proc.pid)}
+        lat: dict[str, list[float]] = {k: [] for k in routes}
+        cpu: dict[str, float] = dict.fromkeys(routes, 0.0)
+        for i, (name, (addr, _)) in enumerate(routes.items()):
+            pairs[name] = pair(base, str(i), addr)
         for _ in range(args.rounds):
             for name, (_addr, pid) in routes.items():
                 a, b, doc = pairs[name]
@@ -115,7 +118,8 @@ def main() -> None:
             b.kill()
         tcp_relay.terminate()
         tcp_relay.wait(20)
-        jup.stop()
+        if jup is not None:
+            jup.stop()
     total = args.n * args.rounds
     print(f"\n{total} edits per route, A -> B visible (ms); load average 1-min during the "
           f"run: {min(loads):.2f}-{max(loads):.2f}")

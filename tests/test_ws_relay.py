@@ -337,3 +337,16 @@ def test_the_wheel_enables_the_extension():
 
     (point,) = _jupyter_server_extension_points()
     assert point["module"] == "ownkernel.serverext" and point["app"].name == "ownkernel"
+
+
+def test_learned_addresses_are_advertised_reachable_first():
+    from ownkernel.serverext.host import RelayHost
+
+    with Node(None, "relay", relay=True) as relay:
+        tcp = relay.address
+        host = RelayHost(node=relay)
+        host.advertise("wss://hub.example.org/user/x/ownkernel/relay")
+        host.advertise("ws://127.0.0.1:8888/user/x/ownkernel/relay")  # newer, but loopback
+        want = [f"wss://hub.example.org/user/x/ownkernel/relay#{relay.id.hex()}",
+                f"ws://127.0.0.1:8888/user/x/ownkernel/relay#{relay.id.hex()}", tcp]
+        assert _until(lambda: relay.addresses == want), relay.addresses

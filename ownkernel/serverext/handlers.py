@@ -152,8 +152,13 @@ async def info(handler: web.RequestHandler, host: RelayHost, relay_path: str) ->
     host.advertise(address)
     handler.set_header("Content-Type", "application/json")
     handler.set_header("Cache-Control", "no-store")
-    handler.finish(json.dumps({"address": address, "id": node.id.hex(),
-                               "connections": host.connections}))
+    body: dict[str, Any] = {"address": address, "id": node.id.hex(),
+                            "connections": host.connections}
+    if handler.get_argument("stats", None) is not None:  # for whoever runs the relay
+        net = node.stats().get("net", {})
+        body["stats"] = {"websocket": dict(host.stats), "peers_online": net.get("peers_online"),
+                         "errors": net.get("errors"), "transport": net.get("transport")}
+    handler.finish(json.dumps(body, default=str))
 
 
 class RelayInfoHandler(APIHandler):

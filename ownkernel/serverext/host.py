@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ownkernel.net.wstunnel import split_ws_url
 
@@ -46,6 +47,11 @@ def public_origin(headers: Any, protocol: str, host: str) -> tuple[str, str]:
     if fwd_host and _HOST.match(fwd_host):
         host = fwd_host
     return ("wss" if proto in ("https", "wss") else "ws"), host
+
+
+def _is_loopback(address: str) -> bool:
+    host = urlsplit(address).hostname or ""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 class RelayHost:
@@ -147,7 +153,9 @@ class RelayHost:
         if "#" not in address:
             address = f"{address}#{node.id.hex()}"
         self._learned = [address, *[a for a in self._learned if a != address]][:MAX_LEARNED]
-        addrs = list(self._learned)
+        # a loopback address reaches only this machine: list it after the others, so a
+        # peer elsewhere that learns them (hello, address book) dials a reachable one first
+        addrs = sorted(self._learned, key=_is_loopback)
         net = node.network
 
         def apply() -> None:  # on the node's loop: hellos and the book read it there
