@@ -350,3 +350,27 @@ def test_learned_addresses_are_advertised_reachable_first():
         want = [f"wss://hub.example.org/user/x/ownkernel/relay#{relay.id.hex()}",
                 f"ws://127.0.0.1:8888/user/x/ownkernel/relay#{relay.id.hex()}", tcp]
         assert _until(lambda: relay.addresses == want), relay.addresses
+
+
+def test_listeners_per_ws_address_are_bounded(monkeypatch: pytest.MonkeyPatch):
+    from ownkernel.net import wstunnel
+
+    monkeypatch.setattr(wstunnel, "MAX_LISTENERS", 2)
+
+    async def run() -> None:
+        t = wstunnel.TunnelClient()
+        try:
+            e1 = await t.endpoint("ws://a.example/x")
+            await t.endpoint("ws://b.example/x")
+            assert await t.endpoint("ws://a.example/x") == e1  # one listener per URL
+            monkeypatch.setattr(wstunnel, "LISTENER_IDLE", 3600.0)
+            with pytest.raises(ValueError, match="2 ws addresses in use"):
+                await t.endpoint("ws://c.example/x")  # none idle long enough
+            monkeypatch.setattr(wstunnel, "LISTENER_IDLE", -1.0)
+            await t.endpoint("ws://c.example/x")  # the least recently used one made room
+            assert sorted(t._servers) == ["ws://a.example/x", "ws://c.example/x"]
+            assert t.stats["ws-too-many-urls"] == 1
+        finally:
+            await t.close()
+
+    asyncio.run(run())

@@ -45,6 +45,9 @@ CONNECT_TIMEOUT = 10.0
 # is down gets a few HTTP requests, not ten a second.
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 10.0
 MAX_CONNS_PER_URL = 8  # TCP connections from libzmq to one listener (it uses one)
+# Listeners (one per ws URL) kept at once: addresses come from peers (address book),
+# so their number is bounded; past it, one idle for LISTENER_IDLE s makes room.
+MAX_LISTENERS, LISTENER_IDLE = 64, 60.0
 
 
 def is_websocket(endpoint: str) -> bool:
@@ -156,17 +159,23 @@ class TunnelClient:
         self._servers: dict[str, tuple[asyncio.AbstractServer, str]] = {}
         self._conns: dict[str, set[asyncio.Task[None]]] = {}
         self._backoff: dict[str, tuple[float, float]] = {}  # url -> (delay, not before)
+        self._used: dict[str, float] = {}  # url -> loop time it was last asked for or used
         self._closed = False
 
     async def endpoint(self, url: str) -> str:
         url = split_ws_url(url)
         if self._closed:
             raise RuntimeError("tunnels closed")
+        now = asyncio.get_running_loop().time()
         known = self._servers.get(url)
         if known is not None:
+            self._used[url] = now
             return known[1]
+        if len(self._servers) >= MAX_LISTENERS:
+            self._evict_idle(now)
 
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._used[url] = asyncio.get_running_loop().time()
             conns = self._conns.setdefault(url, set())
             _delay, not_before = self._backoff.get(url, (0.0, 0.0))
             if asyncio.get_running_loop().time() < not_before:
@@ -185,7 +194,20 @@ class TunnelClient:
         port = server.sockets[0].getsockname()[1]
         ep = f"tcp://127.0.0.1:{port}"
         self._servers[url] = (server, ep)
+        self._used[url] = now
         return ep
+
+    def _evict_idle(self, now: float) -> None:
+        idle = [u for u in self._servers if not self._conns.get(u)
+                and now - self._used.get(u, 0.0) > LISTENER_IDLE]
+        if not idle:
+            self.stats["ws-too-many-urls"] += 1
+            raise ValueError(f"{MAX_LISTENERS} ws addresses in use at once; not dialing more")
+        url = min(idle, key=lambda u: self._used.get(u, 0.0))
+        server, _ep = self._servers.pop(url)
+        server.close()
+        for d in (self._conns, self._backoff, self._used):
+            d.pop(url, None)  # type: ignore[attr-defined]
 
     async def _serve(self, url: str, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
