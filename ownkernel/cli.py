@@ -144,11 +144,18 @@ def cmd_node(args: argparse.Namespace) -> int:
     # Handlers first: a SIGTERM during startup must still stop us cleanly.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    where = _websocket_arg(args)
+    if where is not None:
+        settings = _websocket_settings(settings)
     node = _open_node(settings, strict=True)
+    endpoint = None
     try:
         if getattr(node, "network", None) is not None:
             _log_network_events(node)
         addrs = list(getattr(node, "addresses", None) or [])
+        if where is not None:
+            endpoint = _serve_websocket(node, *where)
+            addrs = [a for a in (endpoint.address,) if a] + addrs
         log.info("node %s (%s) on profile %s%s", _ident(node)[:12], getattr(node, "name", ""),
                  settings.profile_dir(), f", listening on {', '.join(addrs)}" if addrs else "")
         # One stdout line scripts can wait for: id, then the addresses to bootstrap from.
@@ -157,9 +164,47 @@ def cmd_node(args: argparse.Namespace) -> int:
             pass
     finally:
         t0 = time.monotonic()
+        if endpoint is not None:
+            endpoint.close()
         node.close()
         log.info("node closed in %.2f s", time.monotonic() - t0)
     return 0
+
+
+# -- node --websocket: the relay endpoint without jupyter-server (docs/relay.md) --
+def _websocket_arg(args: argparse.Namespace) -> tuple[str, int] | None:
+    value = getattr(args, "websocket", None)
+    if value is None:
+        return None
+    from ownkernel.serverext.standalone import parse_hostport
+
+    try:
+        return parse_hostport(value)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _websocket_settings(settings: Any) -> Any:
+    """The tunnels reach the node over loopback: make sure it listens there too."""
+    from dataclasses import replace
+
+    from ownkernel.serverext.standalone import websocket_listen
+
+    if settings.listen == []:
+        raise CliError("--websocket needs the node to listen (its tunnels end on a loopback "
+                       "TCP endpoint); drop listen=none / OWNKERNEL_LISTEN=none")
+    return replace(settings, listen=websocket_listen(settings.listen))
+
+
+def _serve_websocket(node: Any, host: str, port: int) -> Any:
+    from ownkernel.serverext.standalone import WebSocketEndpoint
+
+    try:
+        endpoint = WebSocketEndpoint(node, host, port)
+    except (OSError, RuntimeError) as exc:
+        raise CliError(str(exc)) from None
+    log.info("relay WebSocket endpoint on %s:%d (/ownkernel/relay)", host or "*", endpoint.port)
+    return endpoint
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -453,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bootstrap", action="append", metavar="ADDR",
                    help="node to contact first (repeatable)")
     s.add_argument("--relay", action="store_true", help="forward between peers")
+    s.add_argument("--websocket", metavar="HOST:PORT",
+                   help="also serve the node at ws://HOST:PORT/ownkernel/relay, for peers "
+                   "that only get out over HTTP(S) (see docs/relay.md)")
     s.add_argument("--name", help="name shown to peers")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     s.set_defaults(func=cmd_node)

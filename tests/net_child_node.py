@@ -26,7 +26,8 @@ from ownkernel.store import DB_FILE  # noqa: E402
 
 
 def config(args: argparse.Namespace) -> NetConfig:
-    cfg = NetConfig(listen=args.listen or ["tcp://127.0.0.1:0"], bootstrap=args.bootstrap,
+    cfg = NetConfig(listen=[] if args.no_listen else args.listen or ["tcp://127.0.0.1:0"],
+                    bootstrap=args.bootstrap,
                     relay=args.relay)
     if args.discovery:  # LAN beacons: only ever inside a test's network namespace
         cfg.discovery = {"interface": args.discovery, "port": args.beacon_port,
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", action="append", default=[])
     ap.add_argument("--allow", action="append", default=[])
     ap.add_argument("--relay", action="store_true")
+    ap.add_argument("--no-listen", action="store_true", help="dial out only (listen=none)")
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--discovery", default=None, help="interface address for ZRE beacons")
     ap.add_argument("--beacon-port", type=int, default=5670)

@@ -41,6 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 from .flow import MONITOR_EVENTS, InboundWatch, SendBudgets, acked, close_probe, probe
 from .limits import SendAccount
 from .protocol import DEFAULT_MAX_FRAME, curve_key_of
+from .wstunnel import TunnelClient, is_websocket, split_ws_url
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ def format_address(endpoint: str, node_id: bytes) -> str:
 
 def parse_address(address: str) -> tuple[str, bytes | None]:
     endpoint, _, key = address.partition("#")
+    if is_websocket(endpoint):
+        split_ws_url(endpoint)  # a bad ws URL is refused here, naming the fault
     if not key:
         return endpoint, None
     node_id = bytes.fromhex(key)
@@ -240,6 +243,7 @@ class Transport:
                                    self._in_gone)
         self._budgets = SendBudgets(self.config, self.stats, self._put, self._account,
                                     self._all_accounts)
+        self._tunnels: TunnelClient | None = None  # ws(s):// peers (net/wstunnel.py)
 
     # ------------------------------------------------------------ lifecycle
     def _socket(self, kind: int) -> zmq.asyncio.Socket:
@@ -293,6 +297,8 @@ class Transport:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._budgets.clear()
         self._tasks.clear()
+        if self._tunnels is not None:
+            await self._tunnels.close()
         self._watch.close()
         self._in.clear()
         if self._router is not None and self._router_mon is not None:
@@ -498,7 +504,8 @@ class Transport:
     # ------------------------------------------------------------ connecting
     async def connect(self, endpoint: str, node_id: bytes | None = None, *,
                       timeout: float | None = None) -> ConnId:
-        """Open a DEALER to ``endpoint`` (``tcp://h:p`` + node_id, or ``tcp://h:p#<id>``).
+        """Open a DEALER to ``endpoint`` (``tcp://h:p`` + node_id, or ``tcp://h:p#<id>``;
+        ``ws(s)://host/path#<id>`` goes through a WebSocket tunnel: net/wstunnel.py).
 
         With ``timeout``, wait for the Curve handshake: raises PermissionError
         if refused, TimeoutError if it does not finish (the socket is closed).
@@ -514,6 +521,10 @@ class Transport:
         if not self._allowed(curve_key, endpoint):
             self.stats["denied"] += 1
             raise PermissionError("peer key denied by policy")
+        if is_websocket(endpoint):  # libzmq dials the loopback end of a WebSocket tunnel
+            if self._tunnels is None:
+                self._tunnels = TunnelClient(stats=self.stats)
+            endpoint = await self._tunnels.endpoint(endpoint)
         s = self._socket(zmq.DEALER)
         s.curve_secretkey = self._curve_secret
         s.curve_publickey = self.curve_public

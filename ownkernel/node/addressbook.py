@@ -33,6 +33,7 @@ import cbor2
 from ownkernel.crdt import Doc
 from ownkernel.crdt import codec as crdt_codec
 from ownkernel.crdt.codec import SET, Bundle
+from ownkernel.node.config import DIAL_SCHEMES
 from ownkernel.node.gate import BOOK_DOC
 from ownkernel.store.identity import Identity, verify
 
@@ -67,7 +68,7 @@ def _signed_part(node_id: bytes, name: str, addrs: list[str], t: float, relay: b
 def _valid_address(a: Any, node_id: bytes) -> bool:
     # Only dialable tcp endpoints that name this very node: the suffix is what
     # the dialer pins as the server's Curve key.
-    return (isinstance(a, str) and len(a) <= 300 and a.startswith("tcp://")
+    return (isinstance(a, str) and len(a) <= 300 and a.startswith(DIAL_SCHEMES)
             and a.endswith("#" + node_id.hex()))
 
 

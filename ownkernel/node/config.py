@@ -10,9 +10,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_LISTEN", "NetConfig", "Peer", "env_bootstrap", "sticky_listen"]
+__all__ = ["DEFAULT_LISTEN", "DIAL_SCHEMES", "NetConfig", "Peer", "env_bootstrap",
+           "sticky_listen"]
 
 DEFAULT_LISTEN = "tcp://127.0.0.1:0"
+# What a peer's address may start with, wherever addresses are accepted (bootstrap,
+# connect, invites, the address book). ws(s):// reaches a relay through a WebSocket
+# tunnel (net/wstunnel.py, docs/relay.md); a node never listens on one itself.
+DIAL_SCHEMES = ("tcp://", "ws://", "wss://")
 
 
 @dataclass

@@ -195,7 +195,20 @@ class Dialing:
             self.net.offer_doc(inv.doc)
             if not inv.addresses or inv.inviter == self.id:
                 return None
-            self.planner.add(inv.inviter, list(inv.addresses), sticky=True, urgent=True)
+            # An address naming another node (a relay the inviter uses, e.g. a
+            # wss:// one: docs/relay.md) is dialed as that node: Curve pins its key.
+            from ownkernel.net.transport import parse_address
+
+            by_node: dict[bytes, list[str]] = {}
+            for addr in inv.addresses:
+                try:
+                    nid = parse_address(addr)[1] or inv.inviter
+                except ValueError:
+                    continue
+                by_node.setdefault(nid, []).append(addr)
+            for nid, addrs in by_node.items():
+                if nid != self.id:
+                    self.planner.add(nid, addrs, sticky=True, urgent=True)
             return inv.inviter
         from ownkernel.net.transport import parse_address
 
