@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = ["CliError", "body_decoders", "main"]
@@ -99,18 +100,19 @@ def _last_addresses(node: Any) -> list[str]:
     (sticky port), so an invite made offline with these addresses reaches the
     profile's kernel or `ownkernel node` once it runs again.
     """
-    from ownkernel.net.transport import format_address
+    from ownkernel.node.config import advertised
 
     try:
+        said = node.store.get_setting("net.advertised")
         endpoints = node.store.get_setting("net.endpoints") or []
     except Exception:  # noqa: BLE001 - an older store: invite without addresses
         return []
-    out = []
-    for ep in endpoints:
-        host = str(ep).split("://", 1)[-1].rsplit(":", 1)[0]
-        if host not in ("0.0.0.0", "*", "[::]", "::"):  # nobody can dial "anywhere"
-            out.append(format_address(str(ep), node.id))
-    return out
+    if isinstance(said, list) and all(isinstance(a, str) for a in said):
+        return list(said)  # what it announced (--advertise, interface addresses)
+    try:  # an older profile: wildcard binds become this machine's addresses
+        return advertised([str(e) for e in endpoints], None, node.id)
+    except ValueError:
+        return []
 
 
 def _peer_line(peer: Any) -> str:
@@ -134,6 +136,9 @@ def cmd_node(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if args.advertise:
+        # The Node reads OWNKERNEL_ADVERTISE (kernels get it the same way).
+        os.environ["OWNKERNEL_ADVERTISE"] = " ".join(args.advertise)
     settings = _settings(args, network=True)
     stop = threading.Event()
 
@@ -166,11 +171,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args, network=False)
     print(f"profile:     {settings.profile}")
     print(f"profile dir: {settings.profile_dir()}")
+    live = _control(args, "status", timeout=10)
+    if live is not None:
+        _print_live_status(live)
+        return 0
     try:
         node = _open_node(settings, network=False)
     except CliError as exc:
         if "in use" in str(exc):
-            # A running kernel or node owns it: say so, that *is* the status.
+            # A running node without a control socket (an older version, or a
+            # Node(..., control=False)): say so, that *is* the status.
             print(f"state:       in use: {exc}")
             return 0
         raise
@@ -195,6 +205,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_invite(args: argparse.Namespace) -> int:
     from ownkernel.kernel import cells
 
+    live = _control(args, "invite", doc=" ".join(args.doc), write=not args.read)
+    if live is not None:  # the running node: its live addresses go in the token
+        print(live["token"])
+        return 0
+    args.doc = " ".join(args.doc)
     with _open_node(_settings(args, network=False), network=False) as node:
         try:
             doc = cells.find_doc(node, args.doc)
@@ -209,16 +224,25 @@ def cmd_invite(args: argparse.Namespace) -> int:
 def cmd_join(args: argparse.Namespace) -> int:
     from ownkernel.kernel import cells
 
+    live = _control(args, "join", timeout=max(args.timeout, 0) + 30, token=args.token,
+                    wait=args.timeout)
+    if live is not None:  # the running node joins: it keeps syncing afterwards
+        if not live.get("received") and args.timeout > 0:
+            raise CliError(f"joined {live['doc'][:12]} but no peer sent its content within "
+                           f"{args.timeout:g} s (is the inviter online?); the running node "
+                           f"keeps trying")
+        print(live["doc"])
+        return 0
     # Networked with the profile's own settings (its usual listen address, so
     # the sticky port recorded for it stays the same).
     with _open_node(_settings(args, network=True)) as node:
         try:
-            doc = node.join(args.token)
+            doc = node.join(args.token, timeout=0)
         except (ValueError, PermissionError) as exc:
             raise CliError(f"cannot join: {' '.join(str(exc).split())}") from None
         if args.timeout > 0 and getattr(node, "network", None) is not None:
             try:
-                node.join(args.token, timeout=args.timeout)
+                node.join(args.token, timeout=args.timeout, strict=True)
             except TimeoutError:
                 raise CliError(
                     f"joined {cells.doc_id(doc)[:12]} but no peer sent its content within "
@@ -395,7 +419,7 @@ def _demo_network() -> None:
         token = alice.invite(doc)  # carries alice's address: bob needs nothing else
         print(f"alice invites bob:    {token[:24]}...")
         try:
-            theirs = bob.join(token, timeout=DEMO_TIMEOUT)
+            theirs = bob.join(token, timeout=DEMO_TIMEOUT, strict=True)
         except TimeoutError as exc:
             raise CliError(f"demo: {exc}") from None
         _wait_for("bob receiving the text",
@@ -419,6 +443,119 @@ def _demo_network() -> None:
         print(f"alice now has:        {str(doc.text('body'))!r}")
         print(f"bob now has:          {str(theirs.text('body'))!r}")
     print(f"converged over the network: yes ({time.monotonic() - t0:.2f} s, nodes closed)")
+
+
+# -- the CLI beside a running node (control socket), docs, new, lab -------------
+def _control(args: argparse.Namespace, op: str, timeout: float = 30.0,
+             **kw: Any) -> dict[str, Any] | None:
+    """Ask the node running this profile (node/control.py); None when none runs."""
+    from ownkernel.node.control import ControlError, ControlUnavailable, request
+
+    profile = _settings(args, network=False).profile_dir()
+    try:
+        return request(profile, op, timeout=timeout, **kw)
+    except ControlUnavailable:
+        return None
+    except ControlError as exc:
+        what = {"join": "cannot join", "invite": "cannot invite"}.get(op, op)
+        raise CliError(f"{what}: {exc} (answered by the node running {profile})") from None
+    except TimeoutError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _print_live_status(st: dict[str, Any]) -> None:
+    peers = st.get("peers") or []
+    print(f"state:       running (pid {st.get('pid')}; answered through its control socket)")
+    print(f"id:          {st['id']}")
+    print(f"name:        {st.get('name') or '-'}")
+    print(f"addresses:   {', '.join(st.get('addresses') or []) or '- (not listening)'}")
+    print(f"docs:        {len(st.get('docs') or [])}")
+    for d in st.get("docs") or []:
+        print(f"  {d['id'][:12]}  {d['title'] or '(untitled)'}")
+    online = [p for p in peers if p.get("online")]
+    print(f"peers:       {len(online)} online, {len(peers)} known")
+    for p in peers:
+        state = p.get("route") or ("online" if p.get("online") else "offline")
+        print(f"  {p['id'][:12]}  {p.get('name') or '-'}  {state}")
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    live = _control(args, "docs")
+    if live is not None:
+        rows = [(d["id"], d["title"], d["owner"], d.get("role") or "-") for d in live["docs"]]
+    else:
+        with _open_node(_settings(args, network=False), network=False) as node:
+            rows = [(h.hex, h.title, h.owner.hex(), h.role or "-") for h in node.docs()]
+    for doc_id, title, owner, role in rows:
+        print(f"{doc_id[:12]}  {role:<6}  {owner[:8]}  {title or '(untitled)'}")
+    if not rows:
+        print("no documents (ownkernel new TITLE)", file=sys.stderr)
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    title = " ".join(args.title)
+    live = _control(args, "new", title=title)
+    if live is not None:
+        print(live["doc"])
+        return 0
+    with _open_node(_settings(args, network=False), network=False) as node:
+        print(node.new_doc(title=title).hex)
+    return 0
+
+
+def _notebooks_dir() -> Path | None:
+    """The course notebooks: beside the package in a source checkout, or installed."""
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "notebooks",
+                 Path(sys.prefix) / "share" / "ownkernel" / "notebooks"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise CliError(f"JupyterLab is not installed for {sys.executable}: "
+                       f"{sys.executable} -m pip install jupyterlab")
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "ownkernel" not in KernelSpecManager().find_kernel_specs():
+        # First run on a fresh machine: register the kernel where `install` would.
+        cmd_install(argparse.Namespace(user=False, sys_prefix=False, prefix=None,
+                                       name="ownkernel", display_name="ownkernel (Python 3)"))
+    where = Path(args.dir) if args.dir else _notebooks_dir()
+    if where is None or not where.is_dir():
+        raise CliError("no notebooks directory found; give one: ownkernel lab DIR")
+    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={where}", *args.extra]
+    print(f"ownkernel lab: JupyterLab on {where}", file=sys.stderr, flush=True)
+    os.execv(sys.executable, argv)  # replaces this process; returns only on failure
+    return 1  # pragma: no cover
+
+
+def _add_contact_commands(sub: Any) -> None:
+    s = sub.add_parser("docs", help="list a profile's documents",
+                       description="List DOCs: id, your role, owner, title (from the "
+                       "running node when one holds the profile).")
+    s.add_argument("--profile", help="profile name or directory")
+    s.set_defaults(func=cmd_docs)
+
+    s = sub.add_parser("new", help="create a document, print its id",
+                       description="Create a document titled TITLE (no quotes needed) and "
+                       "print its id; the profile's running node creates it when there is one.")
+    s.add_argument("title", metavar="TITLE", nargs="+")
+    s.add_argument("--profile", help="profile name or directory")
+    s.set_defaults(func=cmd_new)
+
+    s = sub.add_parser("lab", help="JupyterLab on the course notebooks",
+                       description="Open JupyterLab on notebooks/ (or DIR) with the ownkernel "
+                       "kernel registered (installed first if missing). Extra arguments after "
+                       "-- go to JupyterLab.")
+    s.add_argument("dir", nargs="?", metavar="DIR", help="directory to open")
+    s.add_argument("extra", nargs=argparse.REMAINDER, help="arguments for jupyter lab")
+    s.set_defaults(func=cmd_lab)
 
 
 # -- parser ---------------------------------------------------------------------
@@ -453,6 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bootstrap", action="append", metavar="ADDR",
                    help="node to contact first (repeatable)")
     s.add_argument("--relay", action="store_true", help="forward between peers")
+    s.add_argument("--advertise", action="append", metavar="HOST[:PORT]",
+                   help="address peers should dial (behind NAT/port forwarding; repeatable; "
+                   "default: every interface address when listening on 0.0.0.0; also "
+                   "OWNKERNEL_ADVERTISE)")
     s.add_argument("--name", help="name shown to peers")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     s.set_defaults(func=cmd_node)
@@ -465,7 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_console)
 
     s = sub.add_parser("status", help="profile, id, docs and peers known",
-                       description="Show a profile's node: id, docs and peers known.")
+                       description="Show a profile's node: id, docs and peers known (live, "
+                       "from the running node, when one holds the profile).")
     s.add_argument("--profile", help="profile name or directory")
     s.set_defaults(func=cmd_status)
 
@@ -483,8 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("invite", help="print an invite token for a document",
-                       description="Print an invite token for DOC (id, id prefix or title).")
-    s.add_argument("doc", metavar="DOC")
+                       description="Print an invite token for DOC (id, id prefix or title; "
+                       "a title needs no quotes). Asks the profile's running node when there "
+                       "is one (its live addresses go into the token).")
+    s.add_argument("doc", metavar="DOC", nargs="+")
     s.add_argument("--read", action="store_true", help="read-only access")
     s.add_argument("--profile", help="profile name or directory")
     s.set_defaults(func=cmd_invite)
@@ -492,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("join", help="join a document from an invite token",
                        description="Join the document of TOKEN: connect to the inviter, "
                        "fetch the document, print its id. Fails (exit 1) if nothing "
-                       "arrives within the timeout.")
+                       "arrives within the timeout. When the profile's node runs (a kernel, "
+                       "`ownkernel node`), that node joins.")
     s.add_argument("token", metavar="TOKEN")
     s.add_argument("--profile", help="profile name or directory")
     s.add_argument("--timeout", type=float, default=15.0, metavar="S",
@@ -502,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     # kernel's; these attributes keep _settings() uniform.
     s.set_defaults(name=None, listen=None, bootstrap=None, relay=False)
     s.set_defaults(func=cmd_join)
+
+    _add_contact_commands(sub)
 
     s = sub.add_parser("demo", help="two replicas edit concurrently and converge",
                        description="A short scripted demo: two documents edit the same text "

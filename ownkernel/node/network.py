@@ -66,11 +66,10 @@ from ownkernel.net.transport import (
     KeyPolicy,
     Transport,
     TransportConfig,
-    format_address,
 )
 from ownkernel.net.wire import vv_digest
 from ownkernel.node.addressbook import BOOK_DOC, AddressBook
-from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, sticky_listen
+from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, advertised, sticky_listen
 from ownkernel.node.dialing import Dialing
 from ownkernel.node.presence import Presence
 from ownkernel.node.relay import Relay
@@ -226,10 +225,11 @@ class NodeNetwork:
             node.store.set_setting("net.endpoints", list(self.transport.endpoints))
         self._seen_docs = {d for d, _ in node.store.doc_ids()}
         self.addresses = self._advertised()
-        self.book = AddressBook(node.identity, node.store)
+        self.book = AddressBook(node.identity, node.store, ttl=cfg.peer_ttl)
         self.book.announce(node.name, self.addresses if cfg.listed else [], cfg.relay)
+        stale = time.time() - cfg.peer_ttl  # peers unseen for that long: not redialed
         for p in node.store.peers():
-            if p["id"] != self.id and p.get("addresses"):
+            if p["id"] != self.id and p.get("addresses") and (p.get("last_seen") or 0) > stale:
                 self.dialing.planner.add(p["id"], p["addresses"], sticky=False)
         self.dialing.dial_from_book()
         for target in cfg.bootstrap:
@@ -239,14 +239,8 @@ class NodeNetwork:
 
     def _advertised(self) -> list[str]:
         assert self.transport is not None
-        if self.config.advertise is not None:
-            return [a if "#" in a else format_address(a, self.id) for a in self.config.advertise]
-        out = []
-        for ep in self.transport.endpoints:
-            host = ep.split("://", 1)[-1].rsplit(":", 1)[0]
-            if host not in ("0.0.0.0", "*", "[::]", "::"):  # nobody can dial "anywhere"
-                out.append(format_address(ep, self.id))
-        return out[:16]
+        # wildcard binds become interface addresses; --advertise wins (config.py)
+        return advertised(list(self.transport.endpoints), self.config.advertise, self.id)
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop networking: say goodbye, close every socket, join the thread."""
