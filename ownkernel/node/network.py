@@ -227,9 +227,11 @@ class NodeNetwork:
         self.addresses = self._advertised()
         self.book = AddressBook(node.identity, node.store, ttl=cfg.peer_ttl)
         self.book.announce(node.name, self.addresses if cfg.listed else [], cfg.relay)
-        stale = time.time() - cfg.peer_ttl  # peers unseen for that long: not redialed
+        # Redial remembered peers only while they are listed in the book: a dead
+        # temporary node or one unseen for peer_ttl is not dialed forever.
+        listed = self.book.entries()
         for p in node.store.peers():
-            if p["id"] != self.id and p.get("addresses") and (p.get("last_seen") or 0) > stale:
+            if p["id"] != self.id and p.get("addresses") and p["id"] in listed:
                 self.dialing.planner.add(p["id"], p["addresses"], sticky=False)
         self.dialing.dial_from_book()
         for target in cfg.bootstrap:

@@ -130,6 +130,7 @@ class Node:
             raise
         try:
             self._start_network(listen, bootstrap, relay, discovery, network, advertise)
+            self._remember_addresses()
             if control or (control is None and self._net is not None and not self._temp):
                 self._start_control()
         except BaseException:
@@ -668,6 +669,13 @@ class Node:
             # A temporary profile is gone when it closes: it never enters the
             # replicated address book, so nobody dials (or passes on) a dead node.
             cfg.listed = False
+
+    def _remember_addresses(self) -> None:
+        """Keep what we advertise: an invite made offline (`ownkernel invite`) carries it."""
+        if self._net is None or self._temp:
+            return
+        if self.store.get_setting("net.advertised") != self.addresses:  # usually unchanged
+            self.store.set_setting("net.advertised", self.addresses)
 
     def _start_control(self) -> None:
         from ownkernel.node.control import ControlServer, node_handlers

@@ -1,0 +1,159 @@
+"""First contact (issue #11 §1-2): join waits for the first sync, `node.doc(title)`
+opens or creates, titles matching several docs are listed, the address book
+expires dead peers and never holds temporary profiles, and a node listening on
+every interface advertises addresses others can dial. Real nodes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from ownkernel import Node
+from ownkernel.node.config import NetConfig, advertised, interface_addresses
+from ownkernel.node.grants import Invite
+from ownkernel.node.node import AmbiguousDoc, JoinWarning
+
+FAST = dict(ping_interval=0.5, peer_timeout=3.0, anti_entropy=1.0, backoff_min=0.05,
+            backoff_max=0.5, connect_timeout=1.0)
+
+
+def until(pred, timeout: float = 15.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < end, f"{what} not reached within {timeout} s"
+        time.sleep(0.02)
+
+
+def test_join_returns_with_the_content(tmp_path: Path) -> None:
+    with Node(tmp_path / "a", "ann", network=NetConfig(**FAST)) as a, \
+            Node(tmp_path / "b", "ben", network=NetConfig(**FAST)) as b:
+        doc = a.new_doc("plan")
+        doc.text("body").insert(0, "step one")
+        mine = b.join(a.invite(doc))  # default: waits (bounded) for the first sync
+        assert str(mine.text("body")) == "step one" and mine.title == "plan"
+        t0 = time.monotonic()
+        assert b.join(a.invite(doc)) == mine  # again: nothing to wait for
+        assert time.monotonic() - t0 < 2.0
+
+
+def test_join_with_nobody_reachable_warns_and_keeps_trying(tmp_path: Path) -> None:
+    with Node(tmp_path / "a", "ann", network=NetConfig(**FAST)) as a:
+        doc = a.new_doc("plan")
+        doc.text("body").insert(0, "later")
+        token = a.invite(doc)
+        where = a.address.split("#")[0]
+    # ann is gone; ben joins: a warning naming whom it tried, the handle anyway
+    with Node(tmp_path / "b", "ben", network=NetConfig(**FAST)) as b:
+        with pytest.warns(JoinWarning, match=f"nobody who has it was reachable.*{where}"):
+            mine = b.join(token, timeout=0.5)
+        assert mine.id == doc.id and mine.title == "plan"
+        with pytest.raises(TimeoutError, match="not received within 0.3 s"):
+            b.join(token, timeout=0.3, strict=True)
+        # ann comes back on the same port (sticky): the content arrives by itself
+        with Node(tmp_path / "a", "ann", network=NetConfig(**FAST)):
+            until(lambda: str(mine.text("body")) == "later", what="background sync")
+
+
+def test_join_without_network_does_not_wait(tmp_path: Path) -> None:
+    with Node(tmp_path / "a", network=False) as a, Node(tmp_path / "b", network=False) as b:
+        token = a.invite(a.new_doc("x"), addresses=["tcp://127.0.0.1:9#" + a.id.hex()])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            t0 = time.monotonic()
+            b.join(token)
+            assert time.monotonic() - t0 < 1.0
+
+
+def test_doc_opens_or_creates_and_lists_duplicates(tmp_path: Path) -> None:
+    with Node(tmp_path / "a", "ann", network=False) as a:
+        notes = a.doc("workshop notes")
+        notes.text("body").insert(0, "hi")
+        again = a.doc("workshop notes")  # a re-run notebook: the same doc
+        assert again.id == notes.id and len(a.docs()) == 1
+        assert str(again.text("body")) == "hi"
+        twin = a.new_doc("workshop notes")
+        with pytest.raises(AmbiguousDoc) as exc:
+            a.doc("workshop notes")
+        msg = str(exc.value)
+        assert "'workshop notes' is ambiguous: 2 documents match" in msg
+        for d in (notes, twin):
+            assert f"{d.hex[:12]} 'workshop notes' by ann (you) ({a.short_id})" in msg
+        with pytest.raises(KeyError, match="is ambiguous"):  # open() lists them too
+            a.open("workshop notes")
+        assert a.open(twin.hex[:12]) == twin
+        with pytest.raises(ValueError, match="non-empty title"):
+            a.doc("  ")
+
+
+def test_temporary_profiles_never_enter_the_address_book(tmp_path: Path) -> None:
+    with Node(tmp_path / "a", "ann", network=NetConfig(**FAST)) as a, \
+            Node(None, "neighbour", network=NetConfig(**FAST)) as t:
+        doc = a.new_doc("n")
+        t.join(a.invite(doc))
+        until(lambda: any(p.id == t.id and p.online for p in a.peers), what="neighbour online")
+        net = a.network
+        assert net is not None and net.book is not None
+        assert t.id not in net.book.entries() and t.id not in t.network.book.entries()
+        assert a.id in t.network.book.entries()  # ann is listed, and passed on
+    # ann restarts: the dead neighbour is neither listed nor dialed
+    with Node(tmp_path / "a", "ann", network=NetConfig(**FAST)) as a:
+        assert all(p.id != t.id for p in a.peers)
+        assert t.id not in a.network.dialing.planner.dials
+
+
+def test_address_book_entries_expire_and_are_refreshed(tmp_path: Path) -> None:
+    from ownkernel.node.addressbook import AddressBook
+
+    with Node(tmp_path / "a", "ann", network=False) as a, \
+            Node(tmp_path / "b", "ben", network=False) as b:
+        book_a = AddressBook(a.identity, None, ttl=100.0)
+        book_b = AddressBook(b.identity, None, ttl=100.0)
+        addr = "tcp://10.0.0.1:7700#" + a.id.hex()
+        blob = book_a.announce("ann", [addr])
+        assert blob is not None and book_a.announce("ann", [addr]) is None  # unchanged
+        book_b.ingest([blob])
+        now = time.time()
+        assert a.id in book_b.entries(now)
+        assert a.id not in book_b.entries(now + 101)  # unseen for longer than the ttl
+        assert book_b.get(a.id, expired=True) is not None
+        # a live node re-signs its entry before a quarter of the ttl has passed
+        book_a.ttl = 0.0
+        assert book_a.announce("ann", [addr]) is not None
+        # nothing to dial: a node without addresses writes no entry at all
+        assert AddressBook(b.identity, None).announce("ben", []) is None
+
+
+def test_wildcard_listen_advertises_interface_addresses(tmp_path: Path) -> None:
+    nid = bytes(range(32))
+    ips = interface_addresses(4)
+    got = advertised(["tcp://0.0.0.0:7700"], None, nid)
+    want = [f"tcp://{ip}:7700#{nid.hex()}" for ip in ips] or [
+        f"tcp://127.0.0.1:7700#{nid.hex()}"]
+    assert got == want
+    assert all(not a.startswith(("tcp://0.0.0.0", "tcp://*")) for a in got)
+    assert advertised(["tcp://0.0.0.0:7700"], ["example.org", "10.1.2.3:99", "[2001:db8::1]"],
+                      nid) == [f"tcp://example.org:7700#{nid.hex()}",
+                               f"tcp://10.1.2.3:99#{nid.hex()}",
+                               f"tcp://[2001:db8::1]:7700#{nid.hex()}"]
+    with pytest.raises(ValueError, match="not a port number"):
+        advertised(["tcp://0.0.0.0:7700"], ["host:http"], nid)
+    assert advertised(["tcp://127.0.0.1:5"], [], nid) == []  # [] advertises nothing
+
+    with Node(tmp_path / "w", listen="tcp://0.0.0.0:0", network=NetConfig(**FAST)) as w:
+        port = w.network.transport.endpoints[0].rsplit(":", 1)[1]
+        assert w.addresses == advertised([f"tcp://0.0.0.0:{port}"], None, w.id)
+        inv = Invite.parse(w.invite(w.new_doc("lan")))
+        assert list(inv.addresses) == w.addresses
+
+
+def test_advertise_env_and_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OWNKERNEL_ADVERTISE", "203.0.113.7")
+    with Node(tmp_path / "x", advertise="relay.example.org:7000",
+              network=NetConfig(**FAST)) as x:
+        port = x.network.transport.endpoints[0].rsplit(":", 1)[1]
+        assert x.addresses == [f"tcp://relay.example.org:7000#{x.id.hex()}",
+                               f"tcp://203.0.113.7:{port}#{x.id.hex()}"]
+        assert x.store.get_setting("net.advertised") == x.addresses
