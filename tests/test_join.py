@@ -157,3 +157,87 @@ def test_advertise_env_and_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert x.addresses == [f"tcp://relay.example.org:7000#{x.id.hex()}",
                                f"tcp://203.0.113.7:{port}#{x.id.hex()}"]
         assert x.store.get_setting("net.advertised") == x.addresses
+
+
+class _Host:
+    """Stands in for the kernel's NodeHost: the magics only ask it for the node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def wait(self) -> Node:
+        return self.node
+
+
+def test_magics_parse_quoted_and_unquoted_titles_alike(tmp_path: Path) -> None:
+    from IPython.core.error import UsageError
+
+    from ownkernel.kernel import cells
+    from ownkernel.kernel.magics import OwnMagics
+
+    with Node(tmp_path / "a", "ann", network=False) as a:
+        own = OwnMagics(None, host=_Host(a)).own  # type: ignore[arg-type]
+        made = own("new my field notes")
+        assert made.title == "my field notes"
+        for line in ("open my field notes", "open 'my field notes'", 'open "my field notes"',
+                     f"open {made.hex[:8]}"):
+            assert own(line).id == made.id, line
+        tok = str(own("invite my field notes --read").text)
+        assert Invite.parse(tok).capability == "read"
+        own(f"export my field notes md {tmp_path / 'x.md'}")
+        assert (tmp_path / "x.md").exists()
+        # two docs with one title: the error lists both, with ids and authors
+        twin = a.new_doc("my field notes")
+        with pytest.raises(UsageError) as exc:
+            own("open my field notes")
+        msg = str(exc.value)
+        assert "'my field notes' is ambiguous: 2 documents match" in msg
+        assert made.hex[:12] in msg and twin.hex[:12] in msg and "by ann (you)" in msg
+        assert "%own open" in msg
+        # shared cells: a two-word name without quotes; two cells of one name listed
+        from IPython.core.interactiveshell import InteractiveShell
+
+        shell = InteractiveShell.instance()
+        pulled: list[str] = []
+        shell.set_next_input = lambda text, replace=False: pulled.append(text)
+        own = OwnMagics(shell, host=_Host(a)).own  # type: ignore[arg-type]
+        cells.store_cell(a, "my cell", "x = 1")
+        own("pull my cell")
+        assert pulled == ["%%shared 'my cell'\nx = 1"]
+        first, _ = cells.store_cell(a, "dup", "y = 1")
+        second = a.new_doc("dup")
+        second.map(cells.CELL_ROOT)["name"] = "dup"  # (another notebook's) cell "dup"
+        with pytest.raises(UsageError) as exc:
+            own("pull dup")
+        msg = str(exc.value)
+        assert "'dup' is ambiguous: 2 documents match" in msg and "%own pull" in msg
+        assert first.hex[:12] in msg and second.hex[:12] in msg
+
+
+def test_first_steps_notebook_is_idempotent(tmp_path: Path) -> None:
+    """Run notebook 01 twice on one profile: one doc, the same text, one neighbour."""
+    import nbformat
+    from conftest import kernel_sandbox
+    from nbclient import NotebookClient
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "01-first-steps.ipynb"
+    with kernel_sandbox(tmp_path) as home:
+        runs = []
+        for _ in range(2):
+            nb = nbformat.read(path, as_version=4)
+            NotebookClient(nb, timeout=120, kernel_name="ownkernel",
+                           resources={"metadata": {"path": str(tmp_path)}}).execute()
+            runs.append(nb)
+        profile = home / "default"  # the kernel's profile (kernels ended: free again)
+    second = runs[1]
+
+    def out(cell_has: str) -> str:
+        cell = next(c for c in second.cells if c.cell_type == "code" and cell_has in c.source)
+        return "\n".join(o.get("data", {}).get("text/plain", "") or o.get("text", "")
+                         for o in cell.outputs)
+    want = "'Neighbour was here. Hello from this notebook. And so was I.'"
+    assert out("wait_for(lambda: str(mine)") == want
+    assert out('[m["text"] for m') == "['who brings the cake?', 'me!']"
+    assert out("node.peers").count("neighbour") == 1  # the first run's is gone
+    with Node(profile, network=False) as n:
+        assert [d.title for d in n.docs()].count("workshop notes") == 1
