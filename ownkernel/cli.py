@@ -528,7 +528,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
                                        name="ownkernel", display_name="ownkernel (Python 3)"))
     where = Path(args.dir) if args.dir else _notebooks_dir()
     if where is None or not where.is_dir():
-        raise CliError("no notebooks directory found; give one: ownkernel lab DIR")
+        raise CliError(f"no notebooks directory {where or ''}; give one: "
+                       f"ownkernel lab --notebooks DIR")
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={where}", *args.extra]
     print(f"ownkernel lab: JupyterLab on {where}", file=sys.stderr, flush=True)
     os.execv(sys.executable, argv)  # replaces this process; returns only on failure
@@ -550,12 +551,13 @@ def _add_contact_commands(sub: Any) -> None:
     s.set_defaults(func=cmd_new)
 
     s = sub.add_parser("lab", help="JupyterLab on the course notebooks",
-                       description="Open JupyterLab on notebooks/ (or DIR) with the ownkernel "
-                       "kernel registered (installed first if missing). Extra arguments after "
-                       "-- go to JupyterLab.")
-    s.add_argument("dir", nargs="?", metavar="DIR", help="directory to open")
-    s.add_argument("extra", nargs=argparse.REMAINDER, help="arguments for jupyter lab")
-    s.set_defaults(func=cmd_lab)
+                       description="Open JupyterLab on notebooks/ (or --notebooks DIR) with the "
+                       "ownkernel "
+                       "kernel registered (installed first if missing). Other options "
+                       "(--no-browser, --port N, ...) go to JupyterLab.")
+    s.add_argument("--notebooks", dest="dir", metavar="DIR",
+                   help="directory to open (default: the course in notebooks/)")
+    s.set_defaults(func=cmd_lab, extra=[])  # other options go to JupyterLab (main())
 
 
 # -- parser ---------------------------------------------------------------------
@@ -660,7 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "func", None) is cmd_lab:
+        args.extra = unknown  # JupyterLab's own options
+    elif unknown:
+        parser.parse_args(argv)  # the usual one-line "unrecognized arguments" error
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -63,6 +63,10 @@ _UNSET: Any = object()
 # enough for a reachable inviter on a LAN or a relay, short enough that a cell
 # whose inviter is offline comes back quickly (with a warning).
 JOIN_WAIT = 5.0
+# An offline peer that is not in the address book (a temporary profile, a
+# dial-only node) stays in ``node.peers`` this long after it left during this
+# run, so "who was just here" shows; then it is dropped (it cannot be dialed).
+UNLISTED_GRACE = 600.0
 
 
 class JoinWarning(UserWarning):
@@ -109,6 +113,7 @@ class Node:
         self._handles: dict[bytes, DocHandle] = {}
         self._net: NodeNetwork | None = None
         self._control: Any = None
+        self._left: dict[bytes, float] = {}  # peer id -> monotonic time it left (this run)
         self._plock = ProfileLock(self.profile)
         try:
             ensure_dir(self.profile)
@@ -472,6 +477,7 @@ class Node:
             cfg.discovery = discovery
         self._configure_contact(cfg, advertise)
         self._net = NodeNetwork(self, cfg).start()
+        self._net.on("peer_left", lambda p: self._left.__setitem__(p.id, time.monotonic()))
 
     def _stop_network(self) -> None:
         net, self._net = self._net, None
@@ -640,9 +646,12 @@ class Node:
         assert net.book is not None
         listed = net.book.entries()
         # Offline peers we could never dial (temporary profiles, dial-only nodes)
-        # or whose book entry expired are not listed: re-running a notebook must
-        # not pile up dead "neighbours". They reappear when they connect.
-        peers = [p for p in net._peers() if p.online or p.id in listed]
+        # or whose book entry expired are not listed (after a grace, if they
+        # left during this run): re-running a notebook must not pile up dead
+        # "neighbours". They reappear when they connect.
+        now = time.monotonic()
+        peers = [p for p in net._peers() if p.online or p.id in listed
+                 or now - self._left.get(p.id, -1e18) < UNLISTED_GRACE]
         relays = [p for p in peers if p.relay and p.online]
         out = []
         for p in peers:
