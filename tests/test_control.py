@@ -203,3 +203,41 @@ def test_a_kernel_like_node_serves_too_and_temp_profiles_do_not(tmp_path: Path) 
         assert not (temp.profile / "control").exists()
     with Node(profile=tmp_path / "local", network=False):
         assert not (tmp_path / "local" / "control").exists()
+
+
+def test_cli_beside_a_running_kernel(tmp_path: Path, env: dict[str, str]) -> None:
+    """Every kernel's node serves the control socket: the CLI creates a doc in it."""
+    from conftest import kernel_sandbox
+    from jupyter_client.manager import KernelManager
+
+    (tmp_path / "k").mkdir()
+    with kernel_sandbox(tmp_path / "k") as home:
+        env = {**env, "OWNKERNEL_HOME": str(home)}
+        km = KernelManager(kernel_name="ownkernel")
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            seen: list[str] = []
+
+            def run(code: str) -> str:
+                seen.clear()
+
+                def hook(msg: dict) -> None:
+                    data = msg["content"].get("data", {})
+                    if "text/plain" in data:
+                        seen.append(data["text/plain"])
+                reply = kc.execute_interactive(code, timeout=60, output_hook=hook)
+                assert reply["content"]["status"] == "ok", reply["content"]
+                return "".join(seen)
+            assert run("node.doc('kernel notes').title") == "'kernel notes'"
+            docs = own(env, "docs")  # default profile: the kernel's
+            assert docs.returncode == 0, docs.stderr
+            assert "kernel notes" in docs.stdout
+            made = own(env, "new", "from", "the", "shell")
+            assert made.returncode == 0, made.stderr
+            assert run("node.open('from the shell').hex") == repr(made.stdout.strip())
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
