@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = ["CliError", "body_decoders", "main"]
@@ -168,6 +167,8 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from ownkernel.cli_contact import _control, _print_live_status
+
     settings = _settings(args, network=False)
     print(f"profile:     {settings.profile}")
     print(f"profile dir: {settings.profile_dir()}")
@@ -203,6 +204,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
+    from ownkernel.cli_contact import _control
     from ownkernel.kernel import cells
 
     live = _control(args, "invite", doc=" ".join(args.doc), write=not args.read)
@@ -222,6 +224,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
 
 
 def cmd_join(args: argparse.Namespace) -> int:
+    from ownkernel.cli_contact import _control
     from ownkernel.kernel import cells
 
     live = _control(args, "join", timeout=max(args.timeout, 0) + 30, token=args.token,
@@ -445,121 +448,6 @@ def _demo_network() -> None:
     print(f"converged over the network: yes ({time.monotonic() - t0:.2f} s, nodes closed)")
 
 
-# -- the CLI beside a running node (control socket), docs, new, lab -------------
-def _control(args: argparse.Namespace, op: str, timeout: float = 30.0,
-             **kw: Any) -> dict[str, Any] | None:
-    """Ask the node running this profile (node/control.py); None when none runs."""
-    from ownkernel.node.control import ControlError, ControlUnavailable, request
-
-    profile = _settings(args, network=False).profile_dir()
-    try:
-        return request(profile, op, timeout=timeout, **kw)
-    except ControlUnavailable:
-        return None
-    except ControlError as exc:
-        what = {"join": "cannot join", "invite": "cannot invite"}.get(op, op)
-        raise CliError(f"{what}: {exc} (answered by the node running {profile})") from None
-    except TimeoutError as exc:
-        raise CliError(str(exc)) from None
-
-
-def _print_live_status(st: dict[str, Any]) -> None:
-    peers = st.get("peers") or []
-    print(f"state:       running (pid {st.get('pid')}; answered through its control socket)")
-    print(f"id:          {st['id']}")
-    print(f"name:        {st.get('name') or '-'}")
-    print(f"addresses:   {', '.join(st.get('addresses') or []) or '- (not listening)'}")
-    print(f"docs:        {len(st.get('docs') or [])}")
-    for d in st.get("docs") or []:
-        print(f"  {d['id'][:12]}  {d['title'] or '(untitled)'}")
-    online = [p for p in peers if p.get("online")]
-    print(f"peers:       {len(online)} online, {len(peers)} known")
-    for p in peers:
-        state = p.get("route") or ("online" if p.get("online") else "offline")
-        print(f"  {p['id'][:12]}  {p.get('name') or '-'}  {state}")
-
-
-def cmd_docs(args: argparse.Namespace) -> int:
-    live = _control(args, "docs")
-    if live is not None:
-        rows = [(d["id"], d["title"], d["owner"], d.get("role") or "-") for d in live["docs"]]
-    else:
-        with _open_node(_settings(args, network=False), network=False) as node:
-            rows = [(h.hex, h.title, h.owner.hex(), h.role or "-") for h in node.docs()]
-    for doc_id, title, owner, role in rows:
-        print(f"{doc_id[:12]}  {role:<6}  {owner[:8]}  {title or '(untitled)'}")
-    if not rows:
-        print("no documents (ownkernel new TITLE)", file=sys.stderr)
-    return 0
-
-
-def cmd_new(args: argparse.Namespace) -> int:
-    title = " ".join(args.title)
-    live = _control(args, "new", title=title)
-    if live is not None:
-        print(live["doc"])
-        return 0
-    with _open_node(_settings(args, network=False), network=False) as node:
-        print(node.new_doc(title=title).hex)
-    return 0
-
-
-def _notebooks_dir() -> Path | None:
-    """The course notebooks: beside the package in a source checkout, or installed."""
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent / "notebooks",
-                 Path(sys.prefix) / "share" / "ownkernel" / "notebooks"):
-        if cand.is_dir():
-            return cand
-    return None
-
-
-def cmd_lab(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    if importlib.util.find_spec("jupyterlab") is None:
-        raise CliError(f"JupyterLab is not installed for {sys.executable}: "
-                       f"{sys.executable} -m pip install jupyterlab")
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if "ownkernel" not in KernelSpecManager().find_kernel_specs():
-        # First run on a fresh machine: register the kernel where `install` would.
-        cmd_install(argparse.Namespace(user=False, sys_prefix=False, prefix=None,
-                                       name="ownkernel", display_name="ownkernel (Python 3)"))
-    where = Path(args.dir) if args.dir else _notebooks_dir()
-    if where is None or not where.is_dir():
-        raise CliError(f"no notebooks directory {where or ''}; give one: "
-                       f"ownkernel lab --notebooks DIR")
-    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={where}", *args.extra]
-    print(f"ownkernel lab: JupyterLab on {where}", file=sys.stderr, flush=True)
-    os.execv(sys.executable, argv)  # replaces this process; returns only on failure
-    return 1  # pragma: no cover
-
-
-def _add_contact_commands(sub: Any) -> None:
-    s = sub.add_parser("docs", help="list a profile's documents",
-                       description="List DOCs: id, your role, owner, title (from the "
-                       "running node when one holds the profile).")
-    s.add_argument("--profile", help="profile name or directory")
-    s.set_defaults(func=cmd_docs)
-
-    s = sub.add_parser("new", help="create a document, print its id",
-                       description="Create a document titled TITLE (no quotes needed) and "
-                       "print its id; the profile's running node creates it when there is one.")
-    s.add_argument("title", metavar="TITLE", nargs="+")
-    s.add_argument("--profile", help="profile name or directory")
-    s.set_defaults(func=cmd_new)
-
-    s = sub.add_parser("lab", help="JupyterLab on the course notebooks",
-                       description="Open JupyterLab on notebooks/ (or --notebooks DIR) with the "
-                       "ownkernel "
-                       "kernel registered (installed first if missing). Other options "
-                       "(--no-browser, --port N, ...) go to JupyterLab.")
-    s.add_argument("--notebooks", dest="dir", metavar="DIR",
-                   help="directory to open (default: the course in notebooks/)")
-    s.set_defaults(func=cmd_lab, extra=[])  # other options go to JupyterLab (main())
-
-
 # -- parser ---------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from ownkernel import __version__
@@ -650,7 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(name=None, listen=None, bootstrap=None, relay=False)
     s.set_defaults(func=cmd_join)
 
-    _add_contact_commands(sub)
+    from ownkernel.cli_contact import add_contact_commands
+
+    add_contact_commands(sub)
 
     s = sub.add_parser("demo", help="two replicas edit concurrently and converge",
                        description="A short scripted demo: two documents edit the same text "
@@ -663,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown and getattr(args, "func", None) is cmd_lab:
+    if unknown and getattr(args, "command", None) == "lab":
         args.extra = unknown  # JupyterLab's own options
     elif unknown:
         parser.parse_args(argv)  # the usual one-line "unrecognized arguments" error
