@@ -241,3 +241,23 @@ def test_first_steps_notebook_is_idempotent(tmp_path: Path) -> None:
     assert out("node.peers").count("neighbour") == 1  # the first run's is gone
     with Node(profile, network=False) as n:
         assert [d.title for d in n.docs()].count("workshop notes") == 1
+
+
+def test_route_shows_direct_or_via_relay(tmp_path: Path) -> None:
+    """B may not talk to A directly (its own deny list), only through relay R: the
+    doc still arrives, and B's peer list says A is reached via the relay."""
+    with Node(tmp_path / "r", "relay", relay=True, network=NetConfig(**FAST)) as r:
+        a = Node(tmp_path / "a", "ann", bootstrap=[r.address], network=NetConfig(**FAST))
+        try:
+            cfg = NetConfig(**FAST, deny={a.id})
+            with Node(tmp_path / "b", "ben", bootstrap=[r.address], network=cfg) as b:
+                doc = a.new_doc("relayed")
+                doc.text("body").insert(0, "through r")
+                mine = b.join(a.invite(doc), timeout=30, strict=True)
+                until(lambda: str(mine.text("body")) == "through r", what="relayed content")
+                until(lambda: any(p.id == a.id for p in b.peers), what="ann listed")
+                routes = {p.name: p.route for p in b.peers}
+                assert routes["relay"].startswith("direct tcp://127.0.0.1:"), routes
+                assert routes["ann"] == "via relay relay", routes
+        finally:
+            a.close()
