@@ -299,14 +299,14 @@ class OwnMagics(Magics):
         node = self._node()
         networked = getattr(node, "network", None) is not None
         try:
-            doc = node.join(ns.token)  # records the grant and starts fetching
+            doc = node.join(ns.token, timeout=0)  # records the grant and starts fetching
         except (ValueError, PermissionError) as exc:
             raise UsageError(f"%own join: {' '.join(str(exc).split())}") from None
         if networked and not ns.no_wait and not _has_content(node, doc):
             # Wait for the content so the next cell (`%own pull`, reading the
             # text) sees it; join() again is a no-op that does the waiting.
             try:
-                node.join(ns.token, timeout=ns.timeout)
+                node.join(ns.token, timeout=ns.timeout, strict=True)
             except TimeoutError:
                 raise UsageError(
                     f"%own join: joined {cells.doc_id(doc)[:12]} but its content did not "

@@ -7,7 +7,7 @@
           └─ network    its own thread: transport, sessions, relay, presence (network.py)
 
 The Node itself is the public API over those parts: documents (``new_doc``,
-``open``, ``docs``), sharing (``invite``, ``join``, ``revoke``, ``grant``), the
+``doc``, ``open``, ``docs``), sharing (``invite``, ``join``, ``revoke``, ``grant``), the
 network (``connect``, ``peers``, ``on``, ``presence``, ``sync``, ``call_soon``)
 and upkeep (``stats``, ``compact``, ``close``). One ``RLock`` (``node.lock``)
 guards the node's state; the network thread takes it too.
