@@ -123,7 +123,7 @@ def request(profile: Path, op: str, timeout: float = 30.0, **args: Any) -> dict[
     node refused the request (bad doc, bad token ...).
     """
     path = socket_path(Path(profile))
-    if not path.exists():
+    if not hasattr(socket, "AF_UNIX") or not path.exists():
         raise ControlUnavailable(f"no control socket at {path}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -157,6 +157,8 @@ class ControlServer:
 
     def __init__(self, node: Node, handlers: dict[str, Callable[..., dict[str, Any]]]
                  ) -> None:
+        if not hasattr(socket, "AF_UNIX"):  # (Windows builds without it: the CLI opens
+            raise OSError("unix sockets are not available on this platform")  # profiles)
         self.node = node
         self.handlers = handlers
         self.profile = Path(node.profile)
