@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,8 +73,13 @@ def test_two_machines_sync_across_a_link_that_drops(tmp_path: Path, pair) -> Non
         b("insert", doc=doc, text="from b. ")
         a.wait_text(doc, "from a. ", "from b. ")
 
-        # the cable is pulled: both keep editing
+        # the cable is pulled: both notice (ping timeout), both keep editing
         ip("-n", pair["a"], "link", "set", "veth-a", "down")
+        for side in (a, b):
+            end = time.monotonic() + 30
+            while side("stats")["net"]["peers_online"] != 0:
+                assert time.monotonic() < end, f"{side.name} still sees its peer online"
+                time.sleep(0.2)
         a("insert", doc=doc, text="a offline. ")
         b("insert", doc=doc, text="b offline. ")
         assert "b offline" not in a("text", doc=doc)["text"]
