@@ -150,9 +150,28 @@ def _from_resolver() -> list[str]:
     return out
 
 
+def _default_route_source(family: int) -> str | None:
+    """The address this machine sends from by default (a UDP "connect" sends nothing)."""
+    import socket
+
+    probe = ("192.0.2.1", 9) if family == 4 else ("2001:db8::1", 9)  # documentation ranges
+    with contextlib.suppress(OSError), socket.socket(
+            socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.connect(probe)
+        return str(s.getsockname()[0])
+    return None
+
+
 def interface_addresses(family: int = 4) -> list[str]:
-    """This machine's own IP addresses that another machine could dial (IPv4 or 6)."""
+    """This machine's own IP addresses that another machine could dial (IPv4 or 6).
+
+    The default route's address comes first: the one most peers can reach (a
+    dialer tries the others after it, e.g. a LAN address next to a VPN's).
+    """
     raw = (_ipv4_from_proc() if family == 4 else _ipv6_from_proc()) or _from_resolver()
+    primary = _default_route_source(family)
+    if primary in raw:
+        raw = [primary, *[a for a in raw if a != primary]]
     out: list[str] = []
     for a in raw:
         try:
