@@ -1,4 +1,5 @@
-"""The `ownkernel` command: install the kernel, run a headless node, demo, status, doctor.
+"""The `ownkernel` command: install the kernel, run a headless node, demo, status, doctor
+(docs, new, lab and the control-socket client: cli_contact.py).
 
 Errors are one line on stderr (`ownkernel: error: …`) with a non-zero exit
 code: 2 for bad usage, 1 when the command itself fails. Nothing here prints a
