@@ -217,6 +217,9 @@ def cmd_invite(args: argparse.Namespace) -> int:
         try:
             doc = cells.find_doc(node, args.doc)
         except cells.DocNotFound as exc:
+            same = [d.id for d in node.docs() if d.title == args.doc]
+            if len(same) > 1:  # as the running node says it: ids and authors
+                raise CliError(node.describe_docs(same, args.doc)) from None
             raise CliError(str(exc)) from None
         # No network here, so the node has no live address: put in the ones
         # it listens on when it runs (sticky port), so the token is dialable.

@@ -241,3 +241,16 @@ def test_cli_beside_a_running_kernel(tmp_path: Path, env: dict[str, str]) -> Non
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
+
+
+def test_ambiguous_titles_are_listed_with_authors(env: dict[str, str]) -> None:
+    from ownkernel import Node
+
+    with Node(profile=Path(env["OWNKERNEL_HOME"]) / "twice", name="tess", network=False) as n:
+        one, two = n.new_doc("minutes"), n.new_doc("minutes")
+    r = own(env, "invite", "minutes", "--profile", "twice")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "'minutes' is ambiguous: 2 documents match" in r.stderr
+    for d in (one, two):
+        assert f"{d.hex[:12]} 'minutes' by tess (you)" in r.stderr
+    assert own(env, "invite", one.hex[:12], "--profile", "twice").returncode == 0
