@@ -1,4 +1,5 @@
-"""The `ownkernel` command: install the kernel, run a headless node, demo, status, doctor.
+"""The `ownkernel` command: install the kernel, run a headless node, demo, status, doctor
+(docs, new, lab and the control-socket client: cli_contact.py).
 
 Errors are one line on stderr (`ownkernel: error: …`) with a non-zero exit
 code: 2 for bad usage, 1 when the command itself fails. Nothing here prints a
@@ -99,18 +100,19 @@ def _last_addresses(node: Any) -> list[str]:
     (sticky port), so an invite made offline with these addresses reaches the
     profile's kernel or `ownkernel node` once it runs again.
     """
-    from ownkernel.net.transport import format_address
+    from ownkernel.node.config import advertised
 
     try:
+        said = node.store.get_setting("net.advertised")
         endpoints = node.store.get_setting("net.endpoints") or []
     except Exception:  # noqa: BLE001 - an older store: invite without addresses
         return []
-    out = []
-    for ep in endpoints:
-        host = str(ep).split("://", 1)[-1].rsplit(":", 1)[0]
-        if host not in ("0.0.0.0", "*", "[::]", "::"):  # nobody can dial "anywhere"
-            out.append(format_address(str(ep), node.id))
-    return out
+    if isinstance(said, list) and all(isinstance(a, str) for a in said):
+        return list(said)  # what it announced (--advertise, interface addresses)
+    try:  # an older profile: wildcard binds become this machine's addresses
+        return advertised([str(e) for e in endpoints], None, node.id)
+    except ValueError:
+        return []
 
 
 def _peer_line(peer: Any) -> str:
@@ -134,6 +136,9 @@ def cmd_node(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if args.advertise:
+        # The Node reads OWNKERNEL_ADVERTISE (kernels get it the same way).
+        os.environ["OWNKERNEL_ADVERTISE"] = " ".join(args.advertise)
     settings = _settings(args, network=True)
     stop = threading.Event()
 
@@ -208,14 +213,21 @@ def _serve_websocket(node: Any, host: str, port: int) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from ownkernel.cli_contact import _control, _print_live_status
+
     settings = _settings(args, network=False)
     print(f"profile:     {settings.profile}")
     print(f"profile dir: {settings.profile_dir()}")
+    live = _control(args, "status", timeout=10)
+    if live is not None:
+        _print_live_status(live)
+        return 0
     try:
         node = _open_node(settings, network=False)
     except CliError as exc:
         if "in use" in str(exc):
-            # A running kernel or node owns it: say so, that *is* the status.
+            # A running node without a control socket (an older version, or a
+            # Node(..., control=False)): say so, that *is* the status.
             print(f"state:       in use: {exc}")
             return 0
         raise
@@ -238,12 +250,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
+    from ownkernel.cli_contact import _control
     from ownkernel.kernel import cells
 
+    live = _control(args, "invite", doc=" ".join(args.doc), write=not args.read)
+    if live is not None:  # the running node: its live addresses go in the token
+        print(live["token"])
+        return 0
+    args.doc = " ".join(args.doc)
     with _open_node(_settings(args, network=False), network=False) as node:
         try:
             doc = cells.find_doc(node, args.doc)
         except cells.DocNotFound as exc:
+            same = [d.id for d in node.docs() if d.title == args.doc]
+            if len(same) > 1:  # as the running node says it: ids and authors
+                raise CliError(node.describe_docs(same, args.doc)) from None
             raise CliError(str(exc)) from None
         # No network here, so the node has no live address: put in the ones
         # it listens on when it runs (sticky port), so the token is dialable.
@@ -252,18 +273,28 @@ def cmd_invite(args: argparse.Namespace) -> int:
 
 
 def cmd_join(args: argparse.Namespace) -> int:
+    from ownkernel.cli_contact import _control
     from ownkernel.kernel import cells
 
+    live = _control(args, "join", timeout=max(args.timeout, 0) + 30, token=args.token,
+                    wait=args.timeout)
+    if live is not None:  # the running node joins: it keeps syncing afterwards
+        if not live.get("received") and args.timeout > 0:
+            raise CliError(f"joined {live['doc'][:12]} but no peer sent its content within "
+                           f"{args.timeout:g} s (is the inviter online?); the running node "
+                           f"keeps trying")
+        print(live["doc"])
+        return 0
     # Networked with the profile's own settings (its usual listen address, so
     # the sticky port recorded for it stays the same).
     with _open_node(_settings(args, network=True)) as node:
         try:
-            doc = node.join(args.token)
+            doc = node.join(args.token, timeout=0)
         except (ValueError, PermissionError) as exc:
             raise CliError(f"cannot join: {' '.join(str(exc).split())}") from None
         if args.timeout > 0 and getattr(node, "network", None) is not None:
             try:
-                node.join(args.token, timeout=args.timeout)
+                node.join(args.token, timeout=args.timeout, strict=True)
             except TimeoutError:
                 raise CliError(
                     f"joined {cells.doc_id(doc)[:12]} but no peer sent its content within "
@@ -440,7 +471,7 @@ def _demo_network() -> None:
         token = alice.invite(doc)  # carries alice's address: bob needs nothing else
         print(f"alice invites bob:    {token[:24]}...")
         try:
-            theirs = bob.join(token, timeout=DEMO_TIMEOUT)
+            theirs = bob.join(token, timeout=DEMO_TIMEOUT, strict=True)
         except TimeoutError as exc:
             raise CliError(f"demo: {exc}") from None
         _wait_for("bob receiving the text",
@@ -501,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--websocket", metavar="HOST:PORT",
                    help="also serve the node at ws://HOST:PORT/ownkernel/relay, for peers "
                    "that only get out over HTTP(S) (see docs/relay.md)")
+    s.add_argument("--advertise", action="append", metavar="HOST[:PORT]",
+                   help="address peers should dial (behind NAT/port forwarding; repeatable; "
+                   "default: every interface address when listening on 0.0.0.0; also "
+                   "OWNKERNEL_ADVERTISE)")
     s.add_argument("--name", help="name shown to peers")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     s.set_defaults(func=cmd_node)
@@ -513,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_console)
 
     s = sub.add_parser("status", help="profile, id, docs and peers known",
-                       description="Show a profile's node: id, docs and peers known.")
+                       description="Show a profile's node: id, docs and peers known (live, "
+                       "from the running node, when one holds the profile).")
     s.add_argument("--profile", help="profile name or directory")
     s.set_defaults(func=cmd_status)
 
@@ -531,8 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("invite", help="print an invite token for a document",
-                       description="Print an invite token for DOC (id, id prefix or title).")
-    s.add_argument("doc", metavar="DOC")
+                       description="Print an invite token for DOC (id, id prefix or title; "
+                       "a title needs no quotes). Asks the profile's running node when there "
+                       "is one (its live addresses go into the token).")
+    s.add_argument("doc", metavar="DOC", nargs="+")
     s.add_argument("--read", action="store_true", help="read-only access")
     s.add_argument("--profile", help="profile name or directory")
     s.set_defaults(func=cmd_invite)
@@ -540,7 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("join", help="join a document from an invite token",
                        description="Join the document of TOKEN: connect to the inviter, "
                        "fetch the document, print its id. Fails (exit 1) if nothing "
-                       "arrives within the timeout.")
+                       "arrives within the timeout. When the profile's node runs (a kernel, "
+                       "`ownkernel node`), that node joins.")
     s.add_argument("token", metavar="TOKEN")
     s.add_argument("--profile", help="profile name or directory")
     s.add_argument("--timeout", type=float, default=15.0, metavar="S",
@@ -550,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
     # kernel's; these attributes keep _settings() uniform.
     s.set_defaults(name=None, listen=None, bootstrap=None, relay=False)
     s.set_defaults(func=cmd_join)
+
+    from ownkernel.cli_contact import add_contact_commands
+
+    add_contact_commands(sub)
 
     s = sub.add_parser("demo", help="two replicas edit concurrently and converge",
                        description="A short scripted demo: two documents edit the same text "
@@ -561,7 +604,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "command", None) == "lab":
+        args.extra = unknown  # JupyterLab's own options
+    elif unknown:
+        parser.parse_args(argv)  # the usual one-line "unrecognized arguments" error
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ["install", "node", "console", "status", "doctor", "invite", "join", "demo"]
+SUBCOMMANDS = ["install", "node", "console", "status", "doctor", "invite", "join", "demo",
+               "docs", "new", "lab"]
 
 
 @pytest.fixture
@@ -114,7 +115,13 @@ def test_status_invite_join(env: dict[str, str], tmp_path: Path) -> None:
         doc_id = doc.id.hex()
         alice_id = node.id.hex()
         alice_addr = node.address
-        # While a process holds the profile, status says so instead of failing.
+        # While a node runs the profile, status asks it (control socket) instead of failing.
+        busy = own(env, "status", "--profile", "alice")
+        assert busy.returncode == 0, busy.stderr
+        assert f"state:       running (pid {os.getpid()};" in busy.stdout
+        assert f"addresses:   {alice_addr}" in busy.stdout and "plan" in busy.stdout
+    with Node(profile=str(home / "alice"), listen="tcp://127.0.0.1:0", control=False):
+        # A node that serves no control socket: status says the profile is in use.
         busy = own(env, "status", "--profile", "alice")
         assert busy.returncode == 0 and "in use" in busy.stdout
     status = own(env, "status", "--profile", "alice")

@@ -34,7 +34,7 @@ JOIN_TIMEOUT = 15.0
 COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("", "node state, profile, id, address, peers and docs at a glance"),
     "whoami": ("", "this node's id, name and profile"),
-    "peers": ("", "known peers: name, id, addresses, online, latency, last seen"),
+    "peers": ("", "known peers: name, id, addresses, online, latency, last seen, route"),
     "connect": ("ADDR|TOKEN [--timeout S]",
                 "connect to a peer's address (tcp://host:port#id) or an invite's inviter"),
     "docs": ("", "documents in this node"),
@@ -118,10 +118,11 @@ class OwnMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def _doc(self, ref: str) -> Any:
+        node = self._node()
         try:
-            return cells.find_doc(self._node(), ref)
+            return cells.find_doc(node, ref)
         except cells.DocNotFound as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(_listing(node, ref, exc, cells_only=False)) from None
 
     # -- %own -------------------------------------------------------------------
     @line_magic
@@ -234,9 +235,10 @@ class OwnMagics(Magics):
                     "yes" if _field(p, "online") else "no",
                     f"{latency * 1000:.1f} ms" if isinstance(latency, (int, float)) else "-",
                     ago(_field(p, "last_seen")),
+                    _field(p, "route") or "-",  # direct <address> | via relay <name>
                 ]
             )
-        cols = ["id", "name", "addresses", "online", "latency", "last seen"]
+        cols = ["id", "name", "addresses", "online", "latency", "last seen", "route"]
         return Table(cols, rows, title="peers", empty="no peers yet (%own connect ADDR|TOKEN)")
 
     def _networked(self, cmd: str) -> Any:
@@ -278,14 +280,14 @@ class OwnMagics(Magics):
         return self._node().new_doc(title=" ".join(args))
 
     def _cmd_open(self, args: list[str]) -> Any:
-        ns = _parser("open", ("doc", {"metavar": "DOC"})).parse_args(args)
-        return self._doc(ns.doc)
+        ns = _parser("open", _TITLE).parse_args(args)
+        return self._doc(" ".join(ns.doc))
 
     def _cmd_invite(self, args: list[str]) -> Message:
-        p = _parser("invite", ("doc", {"metavar": "DOC"}))
+        p = _parser("invite", _TITLE)
         p.add_argument("--read", action="store_true", help="read-only access")
         ns = p.parse_args(args)
-        doc = self._doc(ns.doc)
+        doc = self._doc(" ".join(ns.doc))
         token = self._node().invite(doc, write=not ns.read)
         return Message(str(token), "invite (read-only): " if ns.read else "invite: ")
 
@@ -297,14 +299,14 @@ class OwnMagics(Magics):
         node = self._node()
         networked = getattr(node, "network", None) is not None
         try:
-            doc = node.join(ns.token)  # records the grant and starts fetching
+            doc = node.join(ns.token, timeout=0)  # records the grant and starts fetching
         except (ValueError, PermissionError) as exc:
             raise UsageError(f"%own join: {' '.join(str(exc).split())}") from None
         if networked and not ns.no_wait and not _has_content(node, doc):
             # Wait for the content so the next cell (`%own pull`, reading the
             # text) sees it; join() again is a no-op that does the waiting.
             try:
-                node.join(ns.token, timeout=ns.timeout)
+                node.join(ns.token, timeout=ns.timeout, strict=True)
             except TimeoutError:
                 raise UsageError(
                     f"%own join: joined {cells.doc_id(doc)[:12]} but its content did not "
@@ -318,10 +320,10 @@ class OwnMagics(Magics):
         return doc
 
     def _cmd_export(self, args: list[str]) -> Message:
-        p = _parser("export", ("doc", {"metavar": "DOC"}), ("format", {"metavar": "FORMAT"}),
+        p = _parser("export", _TITLE, ("format", {"metavar": "FORMAT"}),
                     ("path", {"metavar": "PATH"}))
         ns = p.parse_args(args)
-        doc = self._doc(ns.doc)
+        doc = self._doc(" ".join(ns.doc))
         data = doc.export(ns.format)
         path = Path(ns.path).expanduser()
         if isinstance(data, str):
@@ -358,8 +360,13 @@ class OwnMagics(Magics):
                      title="shared cells", empty="no shared cells (%%shared NAME)")
 
     def _cmd_pull(self, args: list[str]) -> None:
-        ns = _parser("pull", ("name", {"metavar": "NAME"})).parse_args(args)
-        doc = cells.find_cell(self._node(), ns.name)
+        ns = _parser("pull", ("name", {"metavar": "NAME", "nargs": "+"})).parse_args(args)
+        ns.name = " ".join(ns.name)
+        node = self._node()
+        try:
+            doc = cells.find_cell(node, ns.name)
+        except cells.DocNotFound as exc:
+            raise UsageError(_listing(node, ns.name, exc, cells_only=True)) from None
         if doc is None:
             raise UsageError(f"%own pull: no shared cell named {ns.name!r} (see %own cells)")
         source = cells.cell_source(doc)
@@ -461,10 +468,37 @@ class OwnMagics(Magics):
 
 
 def _shared_parser() -> _Parser:
-    p = _Parser(prog="%%shared", add_help=False)
-    p.add_argument("name", metavar="NAME")
+    p = _SharedParser(prog="%%shared", add_help=False)
+    p.add_argument("name", metavar="NAME", nargs="+")
     p.add_argument("--with-output", action="store_true")
     return p
+
+
+class _SharedParser(_Parser):
+    """`%%shared my cell` and `%%shared "my cell"` name the same cell."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore
+        ns = super().parse_args(args, namespace)
+        ns.name = " ".join(ns.name)
+        return ns
+
+
+# DOC arguments: `%own open my notes` and `%own open "my notes"` are the same.
+_TITLE: tuple[str, dict[str, Any]] = ("doc", {"metavar": "DOC", "nargs": "+"})
+
+
+def _listing(node: Any, ref: str, exc: Exception, cells_only: bool) -> str:
+    """The error for a reference that matched several docs: each with id and author."""
+    describe = getattr(node, "describe_docs", None)
+    same = [d for d in cells.iter_docs(node) if cells.doc_title(d) == ref]
+    if cells_only:
+        same = [d for d in same if cells.is_cell(cells.find_doc(node, cells.doc_id(d)))]
+    if len(same) < 2 or not callable(describe):
+        return str(exc)
+    ids = [getattr(d, "id", None) for d in same]
+    text = str(describe([i for i in ids if isinstance(i, bytes)], ref))
+    what = "%own pull" if cells_only else "%own open"
+    return text.split(". Open one by id")[0] + f". Use an id: {what} {cells.doc_id(same[0])[:12]}"
 
 
 def _peer_list(node: Any) -> list[Any] | None:

@@ -14,6 +14,15 @@ someone else nor alter an entry; the worst it can do is withhold entries. And
 addresses are only hints anyway: every address embeds the node id, and the
 CurveZMQ handshake proves the listener holds that key.
 
+Expiry: an entry whose announcement is older than the book's ``ttl`` (default
+14 days, ``NetConfig.peer_ttl``) is ignored by every node (not dialed, not
+listed); a running node re-signs its own entry every ``ttl / 4`` so it never
+expires while alive. An entry claiming a time more than a day ahead is ignored
+too (it would never expire). A node with nothing to dial (a temporary profile,
+``listed=False``, or no listening address) never writes an entry at all: the
+book holds only nodes someone could reach. The CRDT history keeps the bytes of
+expired entries (bounded by MAX_ENTRIES); only their author could delete them.
+
 Known limit: CRDT changes themselves are not signed, so a hostile peer could
 claim actor X's next seq with one of X's *older* signed entries; a replica
 that sees that first keeps the stale (but genuine) entry until X writes again.
@@ -50,6 +59,8 @@ _DOMAIN = "ownkernel/addr/v1"
 MAX_ENTRIES = 4096
 MAX_BLOB = 64 * 1024
 MAX_PENDING = 512
+DEFAULT_TTL = 14 * 24 * 3600.0
+FUTURE_SLACK = 24 * 3600.0  # clocks differ; a claim further ahead is bogus
 
 
 @dataclass(frozen=True)
@@ -95,8 +106,10 @@ def parse_entry(key: Any, value: Any) -> Entry | None:
 class AddressBook:
     """The replicated address book of one node. Not thread-safe: use from the net loop."""
 
-    def __init__(self, identity: Identity, store: Any = None) -> None:
+    def __init__(self, identity: Identity, store: Any = None,
+                 ttl: float = DEFAULT_TTL) -> None:
         self.identity = identity
+        self.ttl = ttl
         self.store = store
         self.rejected: Counter[str] = Counter()
         self._saved: bytes | None = None
@@ -130,27 +143,38 @@ class AddressBook:
     def changes_since(self, vv: dict[bytes, int]) -> list[bytes]:
         return self.doc.changes(dict(vv))
 
-    def entries(self) -> dict[bytes, Entry]:
+    def fresh(self, e: Entry, now: float | None = None) -> bool:
+        """Announced within ``ttl`` (and not claiming a time far in the future)."""
+        now = time.time() if now is None else now
+        return now - self.ttl <= e.time <= now + FUTURE_SLACK
+
+    def entries(self, now: float | None = None) -> dict[bytes, Entry]:
+        """Valid, unexpired entries by node id."""
         out: dict[bytes, Entry] = {}
         for k, v in self.doc.map("peers").items():
             e = parse_entry(k, v)
-            if e is not None:
+            if e is not None and self.fresh(e, now):
                 out[e.node_id] = e
         return out
 
-    def get(self, node_id: bytes) -> Entry | None:
-        return parse_entry(node_id.hex(), self.doc.map("peers").get(node_id.hex()))
+    def get(self, node_id: bytes, expired: bool = False) -> Entry | None:
+        e = parse_entry(node_id.hex(), self.doc.map("peers").get(node_id.hex()))
+        return e if e is None or expired or self.fresh(e) else None
 
     # -- writing ----------------------------------------------------------------
     def announce(self, name: str, addresses: list[str], relay: bool = False) -> bytes | None:
         """Write our own entry if it changed; returns the change to push (or None)."""
         me = self.identity.node_id
-        cur = self.get(me)
+        cur = self.get(me, expired=True)
         addrs = [a for a in addresses if _valid_address(a, me)][:16]
         name = name[:256]
-        if cur is not None and (cur.name, list(cur.addresses), cur.relay) == (name, addrs, relay):
+        if cur is None and not addrs:
+            return None  # nothing to dial: stay out of the book (temporary, unlisted)
+        now = time.time()
+        if (cur is not None and (cur.name, list(cur.addresses), cur.relay) == (name, addrs, relay)
+                and now - cur.time < self.ttl / 4):
             return None
-        t = max(time.time(), (cur.time + 1e-3) if cur else 0.0)
+        t = max(now, (cur.time + 1e-3) if cur else 0.0)
         sig = self.identity.sign(_signed_part(me, name, addrs, t, relay))
         self.doc.map("peers").set(me.hex(), {"n": name, "a": addrs, "t": t, "r": relay,
                                              "s": sig})

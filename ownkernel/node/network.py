@@ -67,11 +67,10 @@ from ownkernel.net.transport import (
     KeyPolicy,
     Transport,
     TransportConfig,
-    format_address,
 )
 from ownkernel.net.wire import vv_digest
 from ownkernel.node.addressbook import BOOK_DOC, AddressBook
-from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, sticky_listen
+from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, advertised, sticky_listen
 from ownkernel.node.dialing import Dialing
 from ownkernel.node.presence import Presence
 from ownkernel.node.relay import Relay
@@ -231,10 +230,13 @@ class NodeNetwork:
             with node.lock:
                 node.replica.prefetch_versions()
         self.addresses = self._advertised()
-        self.book = AddressBook(node.identity, node.store)
+        self.book = AddressBook(node.identity, node.store, ttl=cfg.peer_ttl)
         self.book.announce(node.name, self.addresses if cfg.listed else [], cfg.relay)
+        # Redial remembered peers only while they are listed in the book: a dead
+        # temporary node or one unseen for peer_ttl is not dialed forever.
+        listed = self.book.entries()
         for p in node.store.peers():
-            if p["id"] != self.id and p.get("addresses"):
+            if p["id"] != self.id and p.get("addresses") and p["id"] in listed:
                 self.dialing.planner.add(p["id"], p["addresses"], sticky=False)
         self.dialing.dial_from_book()
         for target in cfg.bootstrap:
@@ -244,14 +246,8 @@ class NodeNetwork:
 
     def _advertised(self) -> list[str]:
         assert self.transport is not None
-        if self.config.advertise is not None:
-            return [a if "#" in a else format_address(a, self.id) for a in self.config.advertise]
-        out = []
-        for ep in self.transport.endpoints:
-            host = ep.split("://", 1)[-1].rsplit(":", 1)[0]
-            if host not in ("0.0.0.0", "*", "[::]", "::"):  # nobody can dial "anywhere"
-                out.append(format_address(ep, self.id))
-        return out[:16]
+        # wildcard binds become interface addresses; --advertise wins (config.py)
+        return advertised(list(self.transport.endpoints), self.config.advertise, self.id)
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop networking: say goodbye, close every socket, join the thread."""

@@ -7,7 +7,7 @@
           └─ network    its own thread: transport, sessions, relay, presence (network.py)
 
 The Node itself is the public API over those parts: documents (``new_doc``,
-``open``, ``docs``), sharing (``invite``, ``join``, ``revoke``, ``grant``), the
+``doc``, ``open``, ``docs``), sharing (``invite``, ``join``, ``revoke``, ``grant``), the
 network (``connect``, ``peers``, ``on``, ``presence``, ``sync``, ``call_soon``)
 and upkeep (``stats``, ``compact``, ``close``). One ``RLock`` (``node.lock``)
 guards the node's state; the network thread takes it too.
@@ -27,6 +27,7 @@ from typing import Any
 
 from ownkernel.node.access import ACCESS_ROOT, META_ROOT, revoked_key, role_key, token_key
 from ownkernel.node.config import NetConfig, Peer, env_bootstrap
+from ownkernel.node.contact import JOIN_WAIT, AmbiguousDoc, FirstContact, JoinWarning
 from ownkernel.node.gate import Credentials, Gate
 from ownkernel.node.grants import (
     TOKEN_PREFIX,
@@ -52,14 +53,13 @@ from ownkernel.store import (
 from ownkernel.store.identity import KEY_FILE, short_id
 from ownkernel.store.profile import ensure_dir
 
-__all__ = ["Node"]
+__all__ = ["AmbiguousDoc", "JOIN_WAIT", "JoinWarning", "Node"]  # (the first three: contact.py)
 
 log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
 
-
-class Node:
+class Node(FirstContact):
     """A node you own. ``Node(profile=None)`` uses a temporary profile, deleted on close.
 
     ``profile`` is a directory path or a bare profile name (``"default"``) under
@@ -71,20 +71,28 @@ class Node:
     tokens to dial, plus ``$OWNKERNEL_BOOTSTRAP``), ``relay`` (carry docs for
     peers that cannot reach each other), ``discovery`` (LAN beacons, off unless
     given, e.g. ``{"interface": "127.0.0.1"}``), ``network`` (a ``NetConfig``
-    for timers and limits, or False for a purely local node).
+    for timers and limits, or False for a purely local node), ``advertise``
+    (``HOST[:PORT]`` or addresses to announce instead of the bound ones, plus
+    ``$OWNKERNEL_ADVERTISE``; see docs/network.md). ``control``: serve the
+    profile's control socket for the CLI (default: when networked on a
+    persistent profile; control.py).
     """
 
     def __init__(self, profile: str | os.PathLike[str] | None = None,
                  name: str | None = None, *, listen: str | list[str] | None = _UNSET,
                  bootstrap: str | list[str] | None = None, relay: bool = False,
                  discovery: dict[str, Any] | None = None,
-                 network: NetConfig | bool | None = None) -> None:
+                 network: NetConfig | bool | None = None,
+                 advertise: str | list[str] | None = None,
+                 control: bool | None = None) -> None:
         self._lock = threading.RLock()
         self._closed = False
         self._temp = profile is None
         self.profile: Path = make_temp_profile() if profile is None else resolve_profile(profile)
         self._handles: dict[bytes, DocHandle] = {}
         self._net: NodeNetwork | None = None
+        self._control: Any = None
+        self._left: dict[bytes, float] = {}  # peer id -> monotonic time it left (this run)
         self._plock = ProfileLock(self.profile)
         try:
             ensure_dir(self.profile)
@@ -105,7 +113,10 @@ class Node:
                 shutil.rmtree(self.profile, ignore_errors=True)
             raise
         try:
-            self._start_network(listen, bootstrap, relay, discovery, network)
+            self._start_network(listen, bootstrap, relay, discovery, network, advertise)
+            self._remember_addresses()
+            if control or (control is None and self._net is not None and not self._temp):
+                self._start_control()
         except BaseException:
             self.close()
             raise
@@ -186,6 +197,7 @@ class Node:
 
     def close(self) -> None:
         """Stop the network, snapshot changed docs, close the database, release the profile."""
+        self._stop_control()
         self._stop_network()  # first, and outside the lock: its thread may be waiting on it
         with self._lock:
             if self._closed:
@@ -254,8 +266,7 @@ class Node:
             if not prefix or not matches:
                 raise KeyError(f"no document matching {doc!r} on this node")
             if len(matches) > 1:
-                ids = ", ".join(f"{r.id.hex()[:12]} ({r.title!r})" for r in matches[:5])
-                raise KeyError(f"{doc!r} is ambiguous: {ids}; give more digits or the id")
+                raise AmbiguousDoc(self._ambiguous(doc, matches))
             return self._handle(matches[0].id)
 
     def _doc_title(self, doc_id: bytes) -> str:
@@ -428,7 +439,8 @@ class Node:
 
     # -- network ----------------------------------------------------------------
     def _start_network(self, listen: Any, bootstrap: Any, relay: bool,
-                       discovery: dict[str, Any] | None, network: Any) -> None:
+                       discovery: dict[str, Any] | None, network: Any,
+                       advertise: Any = None) -> None:
         if network is False:
             return
         base = network if isinstance(network, NetConfig) else NetConfig()
@@ -442,7 +454,9 @@ class Node:
         cfg.relay = cfg.relay or relay
         if discovery is not None:
             cfg.discovery = discovery
+        self._configure_contact(cfg, advertise)
         self._net = NodeNetwork(self, cfg).start()
+        self._net.on("peer_left", lambda p: self._left.__setitem__(p.id, time.monotonic()))
 
     def _stop_network(self) -> None:
         net, self._net = self._net, None
@@ -470,8 +484,15 @@ class Node:
 
     @property
     def peers(self) -> list[Peer]:
-        """Known peers (id, name, addresses, online, latency, last_seen), online first."""
-        return PeerList(self._net.peers() if self._net else [])
+        """Known peers (id, name, addresses, online, latency, last_seen, route), online first.
+
+        ``route`` says how we reach the peer: ``direct <address>`` (we dialed it),
+        ``direct (inbound)`` (it dialed us), ``via relay <name>`` (no session,
+        but a relay we are connected to carries our shared docs) or ``""``.
+        """
+        if self._net is None:
+            return PeerList([])
+        return PeerList(self._net._call(self._peers_with_routes))
 
     def connect(self, target: str, timeout: float | None = 5.0) -> Peer | None:
         """Connect to an address (``node.address`` of a peer) or an invite token.
@@ -483,25 +504,6 @@ class Node:
         if target.strip().startswith(TOKEN_PREFIX):
             self._join_local(target)
         return self._network().connect(target, timeout)
-
-    def join(self, token: str, timeout: float | None = None) -> DocHandle:
-        """Join the doc an invite token grants, connect to its inviter, fetch the doc.
-
-        Returns the DocHandle at once (content arrives in the background); with
-        ``timeout``, waits until the content has arrived (TimeoutError if not).
-        """
-        handle = self._join_local(token)
-        if self._net is not None:
-            self._net.connect(token, timeout=None)
-        if timeout:
-            end = time.monotonic() + timeout
-            while not self._net or not self._has_content(handle.id):
-                if time.monotonic() > end:
-                    raise TimeoutError(
-                        f"document {handle.short_id} not received within "
-                        f"{timeout:.1f} s; still trying in the background")
-                time.sleep(0.01)
-        return handle
 
     def _has_content(self, doc_id: bytes) -> bool:
         with self._lock:
