@@ -152,3 +152,68 @@ def test_bad_arguments_are_refused_clearly(teacher: Node) -> None:
         d = quiet.new_doc(title="q")
         with pytest.raises(RuntimeError, match="does not listen"):
             classmates(quiet, d)
+
+
+def test_offline_on_request_then_back_and_the_offline_edits_merge(teacher: Node) -> None:
+    doc = teacher.new_doc(title="merge")
+    with classmates(teacher, doc, n=2, seed=4, speed=FAST, offline=False) as cm:
+        with pytest.raises(KeyError, match="they are Ada, Grace"):
+            cm.offline("Nobody")
+        with pytest.raises(ValueError, match="seconds"):
+            cm.offline("Ada", 0)
+        cm.offline("Grace", 2.0)
+        assert wait_for(lambda: "offline" in cm.events("Grace"))
+        # while Grace is away, the teacher edits too: both sides change concurrently
+        doc.text("body").insert(0, "Teacher was here.\n")
+        assert wait_for(lambda: "online" in cm.events("Grace"))
+        # what Grace typed offline arrives after she is back
+        assert wait_for(lambda: "(typed offline)" in str(doc.text("body")))
+        assert str(doc.text("body")).startswith("Teacher was here.\n")
+        assert "offline" not in cm.events("Ada")
+
+
+def test_a_classmate_asked_for_a_row_adds_one(teacher: Node) -> None:
+    doc = teacher.new_doc(title="rows")
+    with classmates(teacher, doc, n=1, seed=9, speed=FAST, offline=False):
+        doc.log("chat").append({"author": "teacher", "text": "Ada, add a row to the sheet?"})
+        assert wait_for(lambda: any(r[-1] == "Ada" for r in doc.sheet("sheet").values()))
+        assert wait_for(lambda: any("Added" in m.get("text", "") and "@teacher" in m["text"]
+                                    for m in doc.log("chat").messages()))
+
+
+def test_cli_demo_with_classmates() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, "-m", "ownkernel", "demo", "--classmates", "2",
+                        "--seconds", "3", "--seed", "1", "--speed", str(FAST)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "joined: Ada, Grace" in p.stdout
+    assert "\nAda:" in p.stdout and "\nGrace:" in p.stdout
+    assert "Ada: @you" in p.stdout  # she answered the greeting
+    assert p.stdout.rstrip().endswith("classmates stopped; nothing left running")
+    bad = subprocess.run([sys.executable, "-m", "ownkernel", "demo", "--classmates", "3",
+                          "--seconds", "-1"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "--seconds a positive number" in bad.stderr
+
+
+def test_edits_made_offline_arrive_while_their_author_keeps_typing(tmp_path: Path) -> None:
+    """What a classmate's offline spell found: pushes of new changes right after a
+    reconnect must not make the peer look as if it held the offline ones before them."""
+    with Node(None, "hub", listen="tcp://127.0.0.1:0") as hub:
+        doc = hub.new_doc(title="gap")
+        token = hub.invite(doc)
+        prof = tmp_path / "laptop"
+        with Node(prof, "laptop", listen=None) as n:
+            n.join(token, timeout=15).text("body").insert(0, "a")
+        assert wait_for(lambda: str(doc.text("body")) == "a", timeout=15)
+        with Node(prof, "laptop", network=False) as n:
+            t = n.open(doc.id).text("body")
+            for _ in range(20):
+                t.insert(len(t), "o")
+        with Node(prof, "laptop", listen=None) as n:
+            t = n.join(token, timeout=15).text("body")
+            end = time.monotonic() + 30
+            while "o" * 20 not in str(doc.text("body")) and time.monotonic() < end:
+                t.insert(len(t), "x")  # typing on: every key is pushed at once
+                time.sleep(0.002)
+            assert "a" + "o" * 20 in str(doc.text("body"))

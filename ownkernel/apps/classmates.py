@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import random
 import select
 import shutil
@@ -216,6 +217,29 @@ class Classmates:
     def alive(self) -> list[Classmate]:
         return [m for m in self.members if m.alive]
 
+    def member(self, name: str) -> Classmate:
+        for m in self.members:
+            if m.name.lower() == name.lower():
+                return m
+        raise KeyError(f"no classmate named {name!r}; they are {', '.join(self.names)}")
+
+    def offline(self, name: str, seconds: float = 5.0) -> None:
+        """Ask classmate ``name`` to leave the network for ``seconds`` (it keeps typing
+        offline, then comes back and its edits merge). Its ``events`` gain
+        ``offline`` and ``online``."""
+        if not 0 < seconds <= 3600:
+            raise ValueError(f"seconds must be in (0, 3600], not {seconds!r}")
+        m = self.member(name)
+        assert m.proc.stdin is not None
+        m.proc.stdin.write(f"offline {seconds:g}\n".encode())
+        m.proc.stdin.flush()
+
+    def events(self, name: str) -> list[str]:
+        """What classmate ``name`` reported so far: ready, offline, online, idle."""
+        m = self.member(name)
+        with self._lock:
+            return [e.split()[0] for e in m.events]
+
     def stop(self, timeout: float = 10.0) -> None:
         """End every classmate: close its stdin (it leaves cleanly), then SIGTERM, SIGKILL."""
         with self._lock:
@@ -309,7 +333,8 @@ def classmates(node: Any, doc: Any, n: int = 3, seed: Any = None, *, speed: floa
             with open(log_path, "wb") as logf:
                 # its own session: a kernel interrupt (SIGINT to the group) must not hit it
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "ownkernel.apps.classmates"],
+                    [sys.executable, "-c", "import sys; from ownkernel.apps.classmates "
+                     "import _child_main; sys.exit(_child_main())"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf, env=env,
                     start_new_session=True, close_fds=True)
             cfg = {"v": PROTOCOL, "token": token, "name": name, "colour": colour,
@@ -333,8 +358,11 @@ def classmates(node: Any, doc: Any, n: int = 3, seed: Any = None, *, speed: floa
 class _Bot:
     """Carries out a script against a real node; the node is reopened to go offline."""
 
-    def __init__(self, cfg: dict[str, Any], stop: threading.Event, profile: Path) -> None:
+    def __init__(self, cfg: dict[str, Any], stop: threading.Event, profile: Path,
+                 commands: queue.SimpleQueue[list[str]]) -> None:
         self.cfg = cfg
+        self.commands = commands
+        self.pending: list[str] | None = None
         self.stop = stop
         self.profile = profile
         self.name: str = cfg["name"]
@@ -387,6 +415,9 @@ class _Bot:
             left = end - time.monotonic()
             if left <= 0:
                 return True
+            if self.online and self.pending is None and not self.commands.empty():
+                self.pending = self.commands.get()
+                return True  # the parent asked for something: do it now
             self.stop.wait(min(left, 0.05))
 
     def watch(self) -> None:
@@ -408,7 +439,13 @@ class _Bot:
             rng = random.Random(f"reply:{self.cfg['seed']}:{self.cfg['index']}:{self.replies}")
             self.replies += 1
             who = f"@{author} " if author else ""
-            self.say(who + rng.choice(REPLIES))
+            low = text.lower()
+            if "sheet" in low or "row" in low:  # a request: do it, then say so
+                item, price = rng.choice(ITEMS)
+                self.act(Step("row", row=(item, price)))
+                self.say(f"{who}Added {item} to the sheet.")
+            else:
+                self.say(who + rng.choice(REPLIES))
             self.seen_chat = len(log.messages())
 
     # -- acting ----------------------------------------------------------------------------
@@ -469,6 +506,10 @@ class _Bot:
         self.seen_chat = len(self.doc.log(self.cfg["chat"]).messages())
         print(f"ready {self.node.id.hex()}", flush=True)
         for step in script(self.cfg["seed"], self.cfg["index"], self.cfg["offline"]):
+            cmd, self.pending = self.pending, None
+            if cmd and cmd[0] == "offline" and len(cmd) == 2:
+                # asked by the parent (Classmates.offline): real seconds, not scaled
+                step = Step("offline", seconds=float(cmd[1]) * self.speed)
             if step.kind == "offline":
                 print("offline", flush=True)
                 self.close()
@@ -498,9 +539,10 @@ class _Bot:
         return self.sleep(max(0.0, end - time.monotonic()) * self.speed)
 
 
-def run_bot(cfg: dict[str, Any], stop: threading.Event) -> int:
+def run_bot(cfg: dict[str, Any], stop: threading.Event,
+            commands: queue.SimpleQueue[list[str]]) -> int:
     profile = Path(tempfile.mkdtemp(prefix="ownkernel-classmate-"))
-    bot = _Bot(cfg, stop, profile / "p")
+    bot = _Bot(cfg, stop, profile / "p", commands)
     try:
         bot.run()
         return 0
@@ -511,29 +553,41 @@ def run_bot(cfg: dict[str, Any], stop: threading.Event) -> int:
 
 
 def _child_main() -> int:
-    line = sys.stdin.buffer.readline()
-    if not line:
-        return 0
+    # Only os.read on fd 0: a buffered reader could swallow a later command.
+    buf = b""
+    while b"\n" not in buf:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return 0
+        buf += chunk
+    line, buf = buf.split(b"\n", 1)
     cfg = json.loads(line)
     if cfg.get("v") != PROTOCOL:
         print(f"classmate: protocol {cfg.get('v')!r} is not {PROTOCOL}", file=sys.stderr)
         return 2
     stop = threading.Event()
+    commands: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
 
-    def watch_stdin() -> None:
+    def watch_stdin(buf: bytes) -> None:
         # EOF on stdin: the parent closed it (stop()) or died (the OS closed it)
         while not stop.is_set():
-            r, _, _ = select.select([sys.stdin.buffer], [], [], 0.5)
-            if r and not os.read(sys.stdin.buffer.fileno(), 4096):
-                break
+            while b"\n" in buf:
+                cmd, buf = buf.split(b"\n", 1)
+                commands.put(cmd.decode("utf-8", "replace").split())
+            r, _, _ = select.select([0], [], [], 0.5)
+            if r:
+                chunk = os.read(0, 4096)
+                if not chunk:
+                    break
+                buf += chunk
             if os.getppid() != cfg["parent"]:
                 break
         stop.set()
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    return run_bot(cfg, stop)
+    threading.Thread(target=watch_stdin, args=(buf,), daemon=True).start()
+    return run_bot(cfg, stop, commands)
 
 
 if __name__ == "__main__":
