@@ -29,7 +29,7 @@ def test_student_reaches_chat_notes_and_sheet_through_the_token(
     teacher, student = pair
     room = workshop(teacher, "Friday")
     room.notes.insert(len(room.notes), "Agenda: CRDTs\n")
-    room.sheet["A1"] = "coffee"
+    room.sheet["A2"] = "coffee"
     room.say("welcome!")
     token = room.token
     assert token is not None and token.startswith("own:")
@@ -37,14 +37,15 @@ def test_student_reaches_chat_notes_and_sheet_through_the_token(
     assert isinstance(theirs, Room) and theirs.doc.id == room.doc.id
     assert not theirs.is_host and theirs.token is None  # students do not hand out tokens
     assert wait_for(lambda: "Agenda: CRDTs" in str(theirs.notes)
-                    and theirs.sheet.values() == [["coffee"]]
+                    and theirs.sheet.values() == [["item", "price", "who"],
+                                                  ["coffee", None, None]]
                     and len(theirs.chat) == 1, timeout=15)
     assert str(theirs.notes).startswith("# Friday\n")
     # and back: the student writes in all three
     theirs.say("hello from a student")
-    theirs.sheet["B1"] = 4
+    theirs.sheet["B2"] = 4
     theirs.notes.insert(len(theirs.notes), "question: why RGA?\n")
-    assert wait_for(lambda: room.sheet.values() == [["coffee", 4]]
+    assert wait_for(lambda: room.sheet.values()[1] == ["coffee", 4, None]
                     and "why RGA?" in str(room.notes)
                     and [m["text"] for m in room.chat.messages()]
                     == ["welcome!", "hello from a student"], timeout=15)
@@ -119,11 +120,11 @@ def test_own_workshop_and_own_join_bring_the_room(kernels: tuple[tk.Kernel, tk.K
     html = a.value("room.header_html()")
     assert "%own join TOKEN" in html and "data:image/png;base64," in html
     token = a.value("room.token")
-    a.run("room.say('welcome'); room.sheet['A1'] = 'coffee'")
+    a.run("room.say('welcome'); room.sheet['A2'] = 'coffee'")
     b.run(f"room = %own join {token}")
     assert b.value("type(room).__name__") == "Room"
     assert b.value("room.title") == "Friday workshop"
-    b.wait_for("len(room.chat) == 1 and room.sheet.values() == [['coffee']]")
+    b.wait_for("len(room.chat) == 1 and room.sheet.values()[1:] == [['coffee', None, None]]")
     # the room's widgets: notes editor, chat, sheet, people
     assert b.value("[type(w).__name__ for w in room.widgets().children][:2]") == \
         ["Editor", "Chat"]

@@ -315,6 +315,11 @@ def classmates(node: Any, doc: Any, n: int = 3, seed: Any = None, *, speed: floa
     if not node.addresses:
         raise RuntimeError("classmates: this node does not listen on any address, so "
                            "nobody can join it (start it with listen='tcp://127.0.0.1:0')")
+    with handle.transaction():
+        # rows added at once by several classmates must share columns: made here, once
+        sh = handle.sheet(sheet)
+        if sh.ncols < 3:
+            sh.resize(sh.nrows, 3)
     token = node.invite(handle, write=True)
     if seed is None:
         seed = random.SystemRandom().randrange(2**32)

@@ -36,6 +36,7 @@ __all__ = ["Room", "is_room", "join_room", "qr_png", "workshop"]
 
 KIND = "workshop"
 NOTES, CHAT, SHEET = "notes", "chat", "sheet"
+SHEET_HEAD = ("item", "price", "who")
 _TOKEN_SETTING = "workshop-token:"  # + doc hex: the room's token, kept in the owner's profile
 JOIN_TIMEOUT = 15.0
 
@@ -66,7 +67,11 @@ def workshop(node: Any, title: str = "workshop") -> Room:
         doc.map(META_ROOT)["app"] = KIND
         doc.text(NOTES).insert(0, f"# {title}\n")
         doc.log(CHAT)
-        doc.sheet(SHEET)
+        # the columns exist before anyone writes: cells set concurrently in a sheet
+        # without columns would each grow columns of their own
+        sheet = doc.sheet(SHEET)
+        for col, head in enumerate(SHEET_HEAD):
+            sheet[(0, col)] = head
     return Room(node, doc)
 
 
@@ -177,9 +182,9 @@ class Room:
         return ipywidgets.VBox(parts)
 
     def _ipython_display_(self) -> None:
-        from IPython.display import HTML, display
+        from IPython.display import display
 
-        display(HTML(self.header_html()))
+        display({"text/html": self.header_html(), "text/plain": repr(self)}, raw=True)
         display(self.widgets())
 
     def __repr__(self) -> str:
