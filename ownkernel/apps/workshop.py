@@ -27,6 +27,7 @@ import base64
 import html
 import struct
 import time
+import weakref
 import zlib
 from typing import Any
 
@@ -203,14 +204,26 @@ class _SheetView:
 
         self.room = room
         self.widget = ipywidgets.HTML(self.render())
-        try:
-            self._off = room.node.on("doc_changed", self._changed)
-        except RuntimeError:  # no network: nothing changes behind our back
-            self._off = None
+        self.widget._own_view = self  # type: ignore[attr-defined]  # lives as the widget does
+        # The node holds only a weak reference: a closed, dropped widget stops the updates
+        # and unsubscribes (callbacks run on a copy of the list, so that is safe).
+        ref = weakref.ref(self)
+        off: list[Any] = []
 
-    def _changed(self, doc_id: bytes, _source: Any) -> None:
-        if doc_id == self.room.doc.id:
-            self.widget.value = self.render()  # from the node thread: ipywidgets allows it
+        def changed(doc_id: bytes, _source: Any) -> None:
+            view = ref()
+            if view is None:
+                for f in off:
+                    f()
+                off.clear()
+            elif doc_id == view.room.doc.id:
+                # from the node thread: ipywidgets allows it (one writer per widget)
+                view.widget.value = view.render()
+
+        try:
+            off.append(room.node.on("doc_changed", changed))
+        except RuntimeError:  # no network: nothing changes behind our back
+            pass
 
     def render(self) -> str:
         rows = self.room.sheet.values()
