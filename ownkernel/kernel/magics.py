@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "open": ("DOC", "open a document by id, id prefix or title (returns it)"),
     "invite": ("DOC [--read]", "an invite token for DOC (write access unless --read)"),
     "join": ("TOKEN [--timeout S | --no-wait]",
-             "join a document from an invite token and fetch it (returns it)"),
+             "join a document (or a workshop room) from an invite token and fetch it"),
     "export": ("DOC FORMAT PATH", "write DOC to PATH as md, txt, csv or json"),
     "log": ("[N]", "the last N (default 20) events: peers joining and leaving, remote edits"),
     "cells": ("", "shared cells: who changed them last and when"),
@@ -50,11 +50,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "help": ("[COMMAND]", "this help, or one command's"),
     # -- workshop mode and simulated classmates (ownkernel/apps) --
     "workshop": ("[TITLE] [--classmates N] [--seed S]",
-                 "create (or reopen) a workshop room: chat, notes, sheet; shows its join "
-                 "token and QR code (students: %own join TOKEN)"),
+                 "a workshop room (chat, notes, sheet): its join token, QR code, widgets"),
     "classmates": ("N [--doc DOC] [--seed S] [--speed X] | stop",
-                   "N simulated classmates (local processes) who type, chat and add rows in "
-                   "DOC (default: this kernel's room, else a doc titled 'classmates')"),
+                   "N simulated classmates type, chat, add rows (in the room, or DOC)"),
 }
 
 HELP = "\n".join(
