@@ -403,6 +403,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     Then two networked nodes do the same over loopback sockets.
     """
+    if getattr(args, "classmates", 0):
+        return _demo_classmates(args)
     from ownkernel.crdt import Doc
 
     alice, bob = Doc(actor=b"alice"), Doc(actor=b"bob")
@@ -495,6 +497,43 @@ def _demo_network() -> None:
         print(f"alice now has:        {str(doc.text('body'))!r}")
         print(f"bob now has:          {str(theirs.text('body'))!r}")
     print(f"converged over the network: yes ({time.monotonic() - t0:.2f} s, nodes closed)")
+
+
+# -- demo --classmates N ------------------------------------------------------------
+def _demo_classmates(args: argparse.Namespace) -> int:
+    """N simulated classmates (processes) edit a doc of a local node; we watch it."""
+    from ownkernel import Node
+    from ownkernel.apps.classmates import classmates
+
+    n, seconds = args.classmates, args.seconds
+    if not 1 <= n <= 64 or seconds <= 0:
+        raise CliError("demo: --classmates takes 1 to 64, --seconds a positive number")
+    os.environ.pop("OWNKERNEL_BOOTSTRAP", None)
+    with Node(None, "you", listen="tcp://127.0.0.1:0") as node:
+        doc = node.new_doc(title="class notes")
+        doc.text("body").insert(0, "Class notes\n")
+        print(f"starting {n} classmates on 127.0.0.1 (one process each, temporary profiles)")
+        with classmates(node, doc, n=n, seed=args.seed, speed=args.speed) as cm:
+            print("joined: " + ", ".join(cm.names) + f"; watching for {seconds:g} s "
+                  "(Ctrl-C stops)")
+            doc.log("chat").append({"author": "you", "text": f"Hi {cm.names[0]}!"})
+            end = time.monotonic() + seconds
+            try:
+                while time.monotonic() < end:
+                    time.sleep(min(2.0, max(0.0, end - time.monotonic())))
+                    v = doc.version
+                    print(f"-- {time.monotonic() - end + seconds:5.1f} s: "
+                          f"{sum(v.get(i, 0) for i in cm.ids)} changes from classmates")
+                    print(str(doc.text("body")).rstrip())
+            except KeyboardInterrupt:
+                pass
+            print("-- chat:")
+            for m in doc.log("chat").messages():
+                if isinstance(m, dict):
+                    print(f"  {m.get('author')}: {m.get('text')}")
+            print("-- sheet:", doc.sheet("sheet").values())
+        print("classmates stopped; nothing left running")
+    return 0
 
 
 # -- parser ---------------------------------------------------------------------
@@ -598,6 +637,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="A short scripted demo: two documents edit the same text "
                        "concurrently, exchange changes, and converge; then the same with "
                        "two real nodes on 127.0.0.1 (temporary profiles, a few seconds).")
+    s.add_argument("--classmates", type=int, default=0, metavar="N",
+                   help="instead: N simulated classmates type, chat and add rows in a doc")
+    s.add_argument("--seconds", type=float, default=20.0, help="with --classmates: how long")
+    s.add_argument("--seed", type=int, default=None, help="with --classmates: repeatable")
+    s.add_argument("--speed", type=float, default=1.0,
+                   help="with --classmates: typing speed factor (1: a person)")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -57,6 +57,40 @@ def test_notebook_runs_on_ownkernel(path: Path, kernel_env: Path) -> None:
         assert len(views) >= 4, "editor, markdown editor, chat and peers show as widgets"
         assert "The neighbour says hi 😀. Type here" in outputs
         assert "[('neighbour', False)]" in outputs
+    check_course_notebook(path.name, nb, outputs)
+
+
+# -- the course's notebooks with simulated classmates (ownkernel/apps) ----------------------
+def _html(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(o["data"]["text/html"] for c in nb.cells for o in c.get("outputs", [])
+                     if "text/html" in o.get("data", {}))
+
+
+def _views(nb: nbformat.NotebookNode) -> int:
+    return sum(1 for c in nb.cells for o in c.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {}))
+
+
+def check_course_notebook(name: str, nb: nbformat.NotebookNode, outputs: str) -> None:
+    """What each notebook of the course must show when run top to bottom."""
+    if name == "03-chat.ipynb":
+        assert "Ada: @" in outputs  # mentioned, she answered
+        assert "'Grace']" in outputs  # asked, Grace added a row to the sheet
+        assert _views(nb) >= 1, "the chat shows as a widget"
+    elif name == "05-shared-doc.ipynb":
+        assert "Teacher: welcome, everyone!" in outputs
+        assert all(f"\n{n}:" in outputs for n in ("Ada", "Grace", "Alan"))
+        assert "(typed offline)" in outputs and "'offline', 'online'" in outputs
+        assert "# shared notes" in outputs  # the export
+    elif name == "09-workshop-teacher.ipynb":
+        html = _html(nb)
+        assert "%own join TOKEN" in html and "data:image/png;base64," in html  # token, QR
+        assert "'Ada']" in outputs and "'Alan']" in outputs
+        assert "3 classmates left" in outputs
+        assert _views(nb) >= 1, "the room shows its widgets"
+    elif name == "10-workshop-student.ipynb":
+        assert "Ada:" in outputs and "following along" in outputs and "'juice', 6" in outputs
+        assert _views(nb) >= 1, "the room shows its widgets"
 
 
 def test_binder_postbuild_installs_the_kernel(tmp_path: Path) -> None:

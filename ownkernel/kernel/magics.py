@@ -42,12 +42,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "open": ("DOC", "open a document by id, id prefix or title (returns it)"),
     "invite": ("DOC [--read]", "an invite token for DOC (write access unless --read)"),
     "join": ("TOKEN [--timeout S | --no-wait]",
-             "join a document from an invite token and fetch it (returns it)"),
+             "join a document (or a workshop room) from an invite token and fetch it"),
     "export": ("DOC FORMAT PATH", "write DOC to PATH as md, txt, csv or json"),
     "log": ("[N]", "the last N (default 20) events: peers joining and leaving, remote edits"),
     "cells": ("", "shared cells: who changed them last and when"),
     "pull": ("NAME", "put the latest source of shared cell NAME into the next cell"),
     "help": ("[COMMAND]", "this help, or one command's"),
+    # -- workshop mode and simulated classmates (ownkernel/apps) --
+    "workshop": ("[TITLE] [--classmates N] [--seed S]",
+                 "a workshop room (chat, notes, sheet): its join token, QR code, widgets"),
+    "classmates": ("N [--doc DOC] [--seed S] [--speed X] | stop",
+                   "N simulated classmates type, chat, add rows (in the room, or DOC)"),
 }
 
 HELP = "\n".join(
@@ -105,6 +110,8 @@ class OwnMagics(Magics):
         self.host = host
         self._pending: dict[int, tuple[str, str]] = {}
         self._pending_id = 0
+        self._room: Any = None  # the workshop room of this kernel (%own workshop / join)
+        self._classmates: Any = None  # the running simulated classmates, if any
         if shell is not None:
             shell.input_transformers_cleanup.append(self._make_transformer())
 
@@ -313,6 +320,10 @@ class OwnMagics(Magics):
                     f"arrive within {ns.timeout:g} s (is a peer that has it online?); it will "
                     f"sync in the background: %own open {cells.doc_id(doc)[:12]} later"
                 ) from None
+        room = _room_of(node, doc)
+        if room is not None:
+            self._room = room
+            return room
         if cells.is_cell(doc):
             name = cells.cell_info(doc)["name"]
             print(f"shared cell {name!r}: `%own pull {shlex.quote(name)}` puts its source "
@@ -378,6 +389,52 @@ class OwnMagics(Magics):
             print(f"shared output of {ns.name}:\n{cells.cell_output(doc)}")
         assert self.shell is not None
         self.shell.set_next_input(f"{header}\n{source}", replace=False)
+
+    # -- workshop mode, simulated classmates (ownkernel/apps) --------------------------
+    def _cmd_workshop(self, args: list[str]) -> Any:
+        from ownkernel.apps.workshop import workshop
+
+        p = _parser("workshop")
+        p.add_argument("title", nargs="*", metavar="TITLE")
+        p.add_argument("--classmates", type=int, default=0, metavar="N")
+        p.add_argument("--seed", type=int, default=None, metavar="S")
+        ns = p.parse_args(args)
+        node = self._networked("workshop")
+        room = workshop(node, " ".join(ns.title) or "workshop")
+        self._room = room
+        if ns.classmates:
+            self._set_classmates(room.add_classmates(ns.classmates, seed=ns.seed))
+        return room
+
+    def _cmd_classmates(self, args: list[str]) -> Any:
+        if args == ["stop"]:
+            old = self._classmates
+            self._set_classmates(None)
+            return Message(f"{len(old.members)} classmates left" if old else
+                           "no classmates were running", "classmates: ")
+        p = _parser("classmates", ("n", {"type": int, "metavar": "N"}))
+        p.add_argument("--doc", default=None, metavar="DOC")
+        p.add_argument("--seed", type=int, default=None, metavar="S")
+        p.add_argument("--speed", type=float, default=1.0, metavar="X")
+        ns = p.parse_args(args)
+        node = self._networked("classmates")
+        room = self._room
+        if ns.doc is None and room is not None and room.is_host:
+            self._set_classmates(room.add_classmates(ns.n, seed=ns.seed, speed=ns.speed))
+            return self._classmates
+        from ownkernel.apps.classmates import classmates
+
+        doc = self._doc(ns.doc) if ns.doc else _doc_titled(node, "classmates")
+        self._set_classmates(classmates(node, doc, n=ns.n, seed=ns.seed, speed=ns.speed))
+        return self._classmates
+
+    def _set_classmates(self, group: Any) -> None:
+        # one group per kernel: starting new ones ends the old (a re-run cell must not
+        # pile up processes)
+        old = self._classmates
+        if old is not None and old is not group:
+            old.stop()
+        self._classmates = group
 
     # -- %%shared ---------------------------------------------------------------
     # The common case (no --with-output) does not go through the cell magic at
@@ -529,6 +586,21 @@ def _describe(e: NetEvent, node: Any, titles: dict[bytes, str]) -> str:
             doc = f"{titles[e.doc]!r} ({doc})"
     n = f"{e.count} changes" if e.count > 1 else "a change"
     return f"{n} to {doc} from {who}"
+
+
+def _room_of(node: Any, doc: Any) -> Any:
+    """The workshop room ``doc`` is, or None (then %own join shows the plain doc)."""
+    from ownkernel.apps.workshop import Room, is_room
+
+    return Room(node, doc) if is_room(doc) else None
+
+
+def _doc_titled(node: Any, title: str) -> Any:
+    """This node's doc titled ``title``, created if there is none (re-runs reuse it)."""
+    for d in cells.iter_docs(node):
+        if cells.doc_title(d) == title and getattr(d, "owner", None) == node.id:
+            return d
+    return node.new_doc(title=title)
 
 
 def _has_content(node: Any, doc: Any) -> bool:

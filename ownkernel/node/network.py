@@ -451,10 +451,17 @@ class NodeNetwork:
             if not lack:
                 continue
             upto: dict[bytes, int] = {}
+            first: dict[bytes, int] = {}
             for _e, a, q in lack:
                 upto[a] = max(upto.get(a, 0), q)
+                first[a] = min(first.get(a, q), q)
+            # Claim "it holds up to q" only where the push joins what the peer is known
+            # to hold: after a gap (e.g. changes made offline, not yet sent) the claim
+            # would hide the gap from the answer to its `have` for as long as we push.
+            upto = {a: q for a, q in upto.items()
+                    if first[a] <= 1 or s.peer_has(doc, a, first[a] - 1)}
             if eager:
-                s.send_changes(doc, [e for e, _a, _q in lack], upto=upto)
+                s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None)
                 self.counts["pushed"] += len(lack)
             else:
                 s.announce(doc, upto)
