@@ -39,7 +39,7 @@ STATIC = Path(__file__).with_name("static")
 MAX_RATE = 60.0  # delta messages per second and widget
 HISTORY = 4000  # deltas kept for resync before we fall back to a snapshot
 
-__all__ = ["LiveWidget", "colour_of", "PresenceBoard"]
+__all__ = ["LiveWidget", "colour_of", "node_colour", "PresenceBoard"]
 
 
 def colour_of(node_id: bytes) -> str:
@@ -48,6 +48,12 @@ def colour_of(node_id: bytes) -> str:
     hue = int.from_bytes(h, "big") / 65536
     r, g, b = colorsys.hls_to_rgb(hue, 0.42, 0.65)
     return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def node_colour(node: Any) -> str:
+    """The colour a node chose (``node.color``), else one from its id."""
+    c = getattr(node, "color", None)
+    return c if isinstance(c, str) and c else colour_of(node.id)
 
 
 class PresenceBoard:
@@ -63,7 +69,7 @@ class PresenceBoard:
     def update(cls, node: Any, doc_id: bytes, part: str, key: str, value: Any) -> None:
         st = cls._states.setdefault((id(node), doc_id), {})
         st["name"] = node.name
-        st["color"] = colour_of(node.id)
+        st["color"] = node_colour(node)
         section = st.setdefault(part, {})
         if value is None:
             section.pop(key, None)
@@ -141,7 +147,7 @@ class LiveWidget(anywidget.AnyWidget):
         if isinstance(v, int) and not isinstance(v, bool) and first - 1 <= v <= self._version:
             self._outbox.clear()
             ops = list(hist)[v - first + 1:]
-            self._post({"t": "deltas", "from": v + 1, "ops": ops})
+            self._post({"t": "deltas", "from": v + 1, "ops": ops, **self._deltas_extra()})
             self._last_flush = time.monotonic()
         else:
             self._send_snapshot()
@@ -175,7 +181,12 @@ class LiveWidget(anywidget.AnyWidget):
             return
         ops, self._outbox = self._outbox, []
         self._last_flush = time.monotonic()
-        self._post({"t": "deltas", "from": self._version - len(ops) + 1, "ops": ops})
+        self._post({"t": "deltas", "from": self._version - len(ops) + 1, "ops": ops,
+                    **self._deltas_extra()})
+
+    def _deltas_extra(self) -> dict[str, Any]:
+        """Fields a subclass adds to every deltas message (state after the last op)."""
+        return {}
 
     # -- life --------------------------------------------------------------------
     def _detach(self) -> None:
