@@ -39,7 +39,7 @@ STATIC = Path(__file__).with_name("static")
 MAX_RATE = 60.0  # delta messages per second and widget
 HISTORY = 4000  # deltas kept for resync before we fall back to a snapshot
 
-__all__ = ["LiveWidget", "colour_of", "node_colour", "PresenceBoard"]
+__all__ = ["LiveWidget", "PresenceBoard", "announce", "colour_of", "node_colour"]
 
 
 def colour_of(node_id: bytes) -> str:
@@ -79,6 +79,15 @@ class PresenceBoard:
             node.set_presence(doc_id, dict(st))
         except RuntimeError:  # no network: nobody to tell
             pass
+
+
+def announce(node: Any, doc_id: bytes, kind: str, root: str, shown: bool) -> None:
+    """Tell the doc's peers that a widget of ours shows it (presence "open"):
+    they see us present in it, under our current name and colour."""
+    try:
+        PresenceBoard.update(node, doc_id, "open", f"{kind}:{root}", True if shown else None)
+    except Exception as exc:  # a closing node: nobody left to tell
+        log.debug("presence not announced: %s", exc)
 
 
 class LiveWidget(anywidget.AnyWidget):

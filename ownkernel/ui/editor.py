@@ -28,7 +28,15 @@ from typing import Any
 import traitlets
 
 from ownkernel.node.handle import RootProxy
-from ownkernel.ui.base import HISTORY, STATIC, LiveWidget, PresenceBoard, colour_of, node_colour
+from ownkernel.ui.base import (
+    HISTORY,
+    STATIC,
+    LiveWidget,
+    PresenceBoard,
+    announce,
+    colour_of,
+    node_colour,
+)
 from ownkernel.ui.utf16 import AstralIndex, ChangeSet
 
 __all__ = ["Editor", "parse_changes"]
@@ -191,6 +199,7 @@ class Editor(LiveWidget):
         self._gen += 1
         self._snap_v = self._version
         self._bridges.clear()
+        announce(me, self._handle.id, "editor", self._text.name, True)
         return {"text": text, "g": self._gen, "name": me.name, "color": node_colour(me),
                 "cursors": self._cursors()}
 
@@ -362,6 +371,8 @@ class Editor(LiveWidget):
 
     # -- life ----------------------------------------------------------------------
     def _detach(self) -> None:
+        if getattr(self, "_ready", False):
+            announce(self._node, self._handle.id, "editor", self._text.name, False)
         for off in getattr(self, "_node_off", []):
             off()
         self._node_off = []
