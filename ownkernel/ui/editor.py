@@ -21,6 +21,8 @@ as the browser knows it (at our current version) to convert them.
 
 from __future__ import annotations
 
+import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,20 @@ __all__ = ["Editor", "parse_changes"]
 
 PY_CLIENT = "py"
 MAX_SECTIONS = 64  # remote edits composed into one update until it has this many parts
+
+
+# Latency tracing for benchmarks/ui.py --trace: with $OWNKERNEL_UI_TRACE set,
+# each kernel appends "stage text-length wall-clock-ms" lines to that path plus
+# its pid, for every step a keystroke takes through it. Off: one test per step.
+_TRACE_PATH = os.environ.get("OWNKERNEL_UI_TRACE")
+_trace_file: Any = None
+
+
+def _trace(stage: str, length16: int) -> None:
+    global _trace_file
+    if _trace_file is None:
+        _trace_file = open(f"{_TRACE_PATH}.{os.getpid()}", "a", buffering=1)  # noqa: SIM115
+    _trace_file.write(f"{stage} {length16} {time.time() * 1000:.3f}\n")
 
 
 def parse_changes(spec: Any, length16: int) -> list[tuple[int, int, str]]:
@@ -156,6 +172,8 @@ class Editor(LiveWidget):
             cs = one if cs is None else cs.compose(one)
         if cs is not None:
             self._push_update(PY_CLIENT, cs)
+            if _TRACE_PATH:
+                _trace("drain", idx.length16)
         if crlf:
             self._node.call_soon(self._normalise_line_ends)
 
@@ -210,6 +228,8 @@ class Editor(LiveWidget):
     def _deltas_extra(self) -> dict[str, Any]:
         # the text's length at the last delta sent: a view with nothing
         # unconfirmed checks it and asks for a snapshot if it differs
+        if _TRACE_PATH:
+            _trace("post", self._idx.length16)
         return {"n16": self._idx.length16}
 
     def _on_comm_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
@@ -218,6 +238,11 @@ class Editor(LiveWidget):
         # wire) for every key typed while the node was busy, so a backlog
         # drains instead of growing.
         if isinstance(content, dict) and content.get("t") == "push":
+            if _TRACE_PATH:
+                try:
+                    _trace("recv", ChangeSet.from_json(content["updates"][-1]["ch"]).new_length)
+                except Exception:  # a bad push: the node thread will say what
+                    pass
             self._pushes.append(content)
             if not self._pushes_scheduled:
                 self._pushes_scheduled = True
@@ -229,9 +254,13 @@ class Editor(LiveWidget):
         self._pushes_scheduled = False
         if self._closed:
             return
+        if _TRACE_PATH:
+            _trace("take", self._idx.length16)
         with self._handle.transaction():
             while self._pushes:
                 self._receive(self._pushes.popleft())
+        if _TRACE_PATH:
+            _trace("commit", self._idx.length16)
 
     def _on_message(self, t: str, content: dict[str, Any]) -> None:
         if t == "push":
@@ -332,6 +361,8 @@ class Editor(LiveWidget):
         finally:
             self._applying = False
         self._push_update(client, cs)
+        if _TRACE_PATH:
+            _trace("applied", idx.length16)
 
     def _on_selection(self, msg: dict[str, Any]) -> None:
         if msg.get("v") != self._version:

@@ -129,6 +129,8 @@ function render({ model, el }) {
     });
     seq += ups.length - pushed;
     pushed = ups.length;
+    // latency tracing (benchmarks/ui.py --trace): when the push left the page
+    if (window.__ownTrace) window.__ownTrace.push(["push", view.state.doc.length, performance.timeOrigin + performance.now()]);
   };
   const sendSelection = () => {
     selTimer = null;
@@ -201,6 +203,7 @@ function render({ model, el }) {
           if (o.c === clientID && pushed > 0) pushed--;
         }
         view.dispatch(trs);
+        if (window.__ownTrace) window.__ownTrace.push(["shown", view.state.doc.length, performance.timeOrigin + performance.now()]);
         // nothing of ours pending: the text must be as long as the kernel's
         if (typeof msg.n16 === "number" && !sendableUpdates(view.state).length
             && view.state.doc.length !== msg.n16) {
