@@ -154,3 +154,18 @@ def test_doc_view_shows_title_roots_people_present_and_access(pair) -> None:
         ui.doc("plans")
     view.close()
     eb.close()
+
+
+def test_a_rename_reaches_peers_that_share_no_open_doc(pair) -> None:
+    """No widget of A is open (no presence claim): the name still arrives, in
+    A's signed address-book entry, and B's peer list shows it."""
+    a, b, da, db = pair
+    w = ui.peers(b)
+    f = Front(w)
+    f.deliver({"t": "ready"})
+    a.name = "Ann Q"
+    until(lambda: any(r["name"] == "Ann Q" and r["id"] == a.id.hex()
+                      for r in latest(f, "peers").get("peers", [])), timeout=10,
+          what="the new name in B's peer list")
+    assert b.peer_profiles([a.id])[a.id][0] == "Ann Q"
+    w.close()

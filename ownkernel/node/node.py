@@ -246,12 +246,29 @@ class Node:
         return lambda: self._profile_listeners.remove(callback) \
             if callback in self._profile_listeners else None
 
-    def peer_profiles(self) -> dict[bytes, tuple[str, str]]:
-        """``{peer id: (name, colour)}`` as the peers last said in their signed
-        presence claims (any doc); for display only."""
-        if self._net is None:
+    def peer_profiles(self, ids: Iterable[bytes] | None = None) -> dict[bytes, tuple[str, str]]:
+        """``{peer id: (name, colour)}`` as the peers last said: from their
+        signed presence claims (re-signed at once on a change), else the name
+        of their signed address-book entry (re-announced within a second) and
+        colour "". ``ids``: the peers wanted (default: those present in a doc with
+        us or connected now). For display only."""
+        net = self._net
+        if net is None:
             return {}
-        return self._net._call(lambda: self._net.presence.profiles()) if self._net else {}
+        wanted = None if ids is None else list(ids)
+
+        def read() -> dict[bytes, tuple[str, str]]:
+            out = dict(net.presence.profiles())
+            pids = set(out) | set(net.by_peer) if wanted is None else wanted
+            if net.book is not None:
+                for pid in pids:
+                    if pid in out or pid == self.id:
+                        continue  # presence is re-signed at once on a change: fresher
+                    e = net.book.get(pid)
+                    if e is not None and e.name:
+                        out[pid] = (e.name, "")
+            return out
+        return net._call(read)
 
     def _repr_html_(self) -> str:
         from ownkernel.node.reprs import node_html

@@ -1,7 +1,7 @@
 """``ui.peers(node)``: one row per known peer, updated on join and leave.
 
-A row shows the name and colour the peer gave itself (its signed presence
-claims, else its hello), how it is reached, the last ping's round trip and the
+A row shows the name and colour the peer gave itself (its signed address-book
+entry and presence claims, else its hello), how it is reached, the last ping's round trip and the
 docs we share with it (the ones it may read here)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ownkernel.ui.base import STATIC, LiveWidget, colour_of
 
 __all__ = ["Peers", "peer_rows"]
 
-REFRESH = 2.0  # seconds: round-trip times change without an event
+REFRESH = 1.0  # seconds: round trips and address-book names change without an event
 
 
 def _via(p: Any) -> str:
@@ -50,10 +50,11 @@ def shared_docs(node: Any, peer: bytes) -> list[str]:
 
 
 def peer_rows(peers: Any, node: Any = None) -> list[dict[str, Any]]:
+    peers = list(peers)
     profiles = {}
     if node is not None and hasattr(node, "peer_profiles"):
         try:
-            profiles = node.peer_profiles()
+            profiles = node.peer_profiles([p.id for p in peers])
         except RuntimeError:  # network closing
             profiles = {}
     rows = []
