@@ -21,6 +21,9 @@ received, taken by the node thread, applied, committed; in kernel B: drained,
 posted), matched by the text's length, one wall clock for all.
 --nodelay: the Jupyter server sets TCP_NODELAY on its sockets (lab_nodelay.py),
 for both rows: jupyter_server leaves Nagle's algorithm on for its WebSockets.
+--rename N (no browser): two nodes on 127.0.0.1; node A renames itself N
+times; the time until node B's chat and peer-list widgets send the new name
+to their (stand-in) page.
 --burst N: after the rest, node B makes N random one-character edits (in
 commits of --burst-batch) into the text page A shows; page A's main-thread
 long tasks (PerformanceObserver "longtask") are recorded until both equal.
@@ -126,7 +129,48 @@ WATCH_CHAR = """([sel, ch]) => {
 }"""
 
 
-def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float) -> dict[str, Any]:
+def sustain_trace(root: Path, pages: list[Any], since: float) -> list[str]:
+    """Both typing: per page, push -> received by its kernel (matched by the
+    text length the push leaves, unique while nobody deletes), received ->
+    taken by the node thread, taken -> committed."""
+    kernels = []
+    for f in sorted(root.glob("trace.*")):
+        recs = [(st, int(n), float(t)) for st, n, t in
+                (ln.split() for ln in f.read_text().splitlines() if ln.strip())]
+        kernels.append([r for r in recs if r[2] >= since])
+    out = ["where the time goes while both type (median / p90 ms):",
+           "| page | push -> kernel | kernel -> node thread | node thread -> committed |",
+           "|---|---|---|---|"]
+    for name, page in zip("AB", pages):
+        pushes = [(n, t) for st, n, t in page.evaluate("() => window.__ownTrace || []")
+                  if st == "push" and t >= since]
+        lens = {n for n, _ in pushes}
+        k = max(kernels, key=lambda recs: sum(1 for r in recs if r[0] == "recv" and r[1] in lens))
+        recv = {n: t for st, n, t in k if st == "recv"}
+        takes = sorted(t for st, _, t in k if st == "take")
+        commits = sorted(t for st, _, t in k if st == "commit")
+        hop, wait, txn = [], [], []
+        for n, t in pushes:
+            if n not in recv:
+                continue
+            r = recv[n]
+            hop.append(r - t)
+            tk = next((x for x in takes if x >= r), None)
+            if tk is None:
+                continue
+            wait.append(tk - r)
+            cm = next((x for x in commits if x >= tk), None)
+            if cm is not None:
+                txn.append(cm - tk)
+
+        def fmt(xs: list[float]) -> str:
+            return f"{statistics.median(xs):.1f} / {percentile(xs, 90):.1f}" if xs else "-"
+        out.append(f"| {name} ({len(hop)} pushes) | {fmt(hop)} | {fmt(wait)} | {fmt(txn)} |")
+    return out
+
+
+def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float,
+              trace_root: Path | None = None) -> dict[str, Any]:
     """Both pages type at ``rate`` keys/s each for ``seconds``: A appends 'X' at
     the end, B inserts 'Y' at the start (letters the first part never typed).
     Latency of each key in the other page."""
@@ -136,6 +180,10 @@ def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float) -> dict[str
         page.evaluate(STAMP_KEYS, sel)
         page.evaluate(WATCH_CHAR, [sel, ch])
     n = int(seconds * rate)
+    if trace_root is not None:
+        for page in (a, b):
+            page.evaluate(TRACE_ON)
+    since = time.time() * 1000
     start = time.monotonic()
     for i in range(n):
         delay = start + i / rate - time.monotonic()
@@ -156,8 +204,11 @@ def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float) -> dict[str
         timeout=60_000)
     first = [ms for t, ms in lat if t < 10]
     last = [ms for t, ms in lat if t >= seconds - 10]
-    return {"keys": 2 * n, "first_p99": percentile(first, 99), "last_p99": percentile(last, 99),
-            "p50": statistics.median(ms for _, ms in lat), "equal": bool(tb)}
+    out = {"keys": 2 * n, "first_p99": percentile(first, 99), "last_p99": percentile(last, 99),
+           "p50": statistics.median(ms for _, ms in lat), "equal": bool(tb)}
+    if trace_root is not None:
+        out["trace"] = sustain_trace(trace_root, [a, b], since)
+    return out
 
 
 TRACE_ON = "() => { window.__ownTrace = []; }"
@@ -292,7 +343,10 @@ def run_ours(root: Path, pw: Any, keys: int, rate: float, sustain: float = 0.0,
                 a.evaluate("() => { window.__ownTrace = null; }")
                 b.evaluate("() => { window.__ownTrace = null; }")
             if sustain:
-                extra["sustain"] = sustained(a, b, sel, sustain, rate)
+                extra["sustain"] = sustained(a, b, sel, sustain, rate,
+                                             root if trace else None)
+                a.evaluate("() => { window.__ownTrace = null; }")
+                b.evaluate("() => { window.__ownTrace = null; }")
             if burst_n:
                 extra["burst"] = burst(a, b, sel, burst_n, burst_batch)
             browser.close()
@@ -332,6 +386,48 @@ def row(name: str, xs: list[float]) -> str:
             f"| {max(xs):.1f} |")
 
 
+def renames(n: int) -> list[float]:
+    """Seconds from ``a.name = ...`` to B's peer list and chat showing it."""
+    from ui_front import Front, until
+
+    from ownkernel import ui
+    from ownkernel.node import Node
+
+    root = Path(tempfile.mkdtemp(prefix="ownkernel-ui-rename-"))
+    a = Node(root / "a", name="a0", listen="tcp://127.0.0.1:0")
+    b = Node(root / "b", name="b", listen="tcp://127.0.0.1:0")
+    try:
+        da = a.new_doc("d")
+        db = b.join(a.invite(da), timeout=30)
+        ea, cb, pb = ui.editor(da.text("body")), ui.chat(db.log("chat")), ui.peers(b)
+        fronts = [Front(w) for w in (ea, cb, pb)]
+        for f in fronts:
+            f.deliver({"t": "ready"})
+        ui.chat(da.log("chat")).send_message("hello")
+        until(lambda: len(db.log("chat")) == 1, 30, "message at B")
+        out = []
+        for i in range(1, n + 1):
+            name = f"a{i}"
+            t0 = time.monotonic()
+            a.name = name
+
+            def shown(name: str = name) -> bool:
+                with fronts[2].lock:
+                    peers = [m for _, m in fronts[2].sent[-5:]]
+                with fronts[1].lock:
+                    chat = [m for _, m in fronts[1].sent[-3:]]
+                rows = [r for m in peers for op in m.get("ops", [m]) for r in op.get("peers", [])]
+                msgs = [x for m in chat for x in m.get("messages", [])]
+                return (any(r["name"] == name for r in rows)
+                        and any(x["author"] == name for x in msgs))
+            until(shown, 30, f"rename {i} shown")
+            out.append(time.monotonic() - t0)
+        return out
+    finally:
+        b.close()
+        a.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=300)
@@ -340,6 +436,8 @@ def main() -> None:
     ap.add_argument("--sustain", type=float, default=0.0, metavar="SECONDS",
                     help="then both pages type at --rate keys/s each for SECONDS (e.g. 60)")
     ap.add_argument("--trace", action="store_true", help="where a key's time goes (ours)")
+    ap.add_argument("--rename", type=int, default=0, metavar="N",
+                    help="only: N renames of node A until B's widgets show them (no browser)")
     ap.add_argument("--nodelay", action="store_true",
                     help="TCP_NODELAY on the Jupyter server's sockets (both rows)")
     ap.add_argument("--burst", type=int, default=0, metavar="N",
@@ -347,6 +445,12 @@ def main() -> None:
     ap.add_argument("--burst-batch", type=int, default=100, metavar="K",
                     help="edits per commit in the burst (default 100)")
     args = ap.parse_args()
+    if args.rename:
+        xs = renames(args.rename)
+        print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+        print(f"rename shown in the other node's peer list and chat, {len(xs)} renames: "
+              f"p50 {statistics.median(xs) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms")
+        return
     if args.nodelay:
         LAB_ARGS.append('--ServerApp.jpserver_extensions={"lab_nodelay": True}')
         path = os.environ.get("PYTHONPATH", "")
@@ -389,6 +493,8 @@ def main() -> None:
               f"({both['keys']} keys): p50 {both['p50']:.1f} ms, p99 first 10 s "
               f"{both['first_p99']:.1f} ms, last 10 s {both['last_p99']:.1f} ms; "
               f"editors equal at the end: {both['equal']}")
+        if "trace" in both:
+            print("\n".join(both["trace"]))
 
 
     bu = extra.get("burst")
