@@ -268,9 +268,11 @@ LONGTASKS = """() => {
 }"""
 
 
-def burst(a: Any, b: Any, sel: str, n: int, batch: int) -> dict[str, Any]:
+def burst(a: Any, b: Any, sel: str, n: int, batch: int, lines: bool = True) -> dict[str, Any]:
     """Node B makes ``n`` random edits; page A shows them. Long tasks in page A."""
     a.evaluate(LONGTASKS)
+    # text with lines, as documents have (--burst-lines 0: one line of N characters)
+    chars = "abcdefghij" + "\n" * (1 if lines else 0)
     code = (f"import random as _r\n_t = doc.text('body'); _g = _r.Random(5); _n = len(str(_t))\n"
             f"for _k in range({n} // {batch}):\n"
             f"    with doc.transaction():\n"
@@ -278,7 +280,7 @@ def burst(a: Any, b: Any, sel: str, n: int, batch: int) -> dict[str, Any]:
             f"            if _n and _g.random() < 0.2:\n"
             f"                _t.delete(_g.randrange(_n), 1); _n -= 1\n"
             f"            else:\n"
-            f"                _t.insert(_g.randint(0, _n), 'abcdefghij'[_g.randrange(10)])\n"
+            f"                _t.insert(_g.randint(0, _n), {chars!r}[_g.randrange({len(chars)})])\n"
             f"                _n += 1\n")
     t0 = time.monotonic()
     b.evaluate("""async (code) => {
@@ -298,14 +300,15 @@ def burst(a: Any, b: Any, sel: str, n: int, batch: int) -> dict[str, Any]:
     b.wait_for_function(
         f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel)})().endsWith('Z')",
         timeout=60_000)
-    return {"edits": n, "batch": batch, "made_s": made, "equal_s": equal_after,
+    return {"edits": n, "batch": batch, "lines": lines, "made_s": made, "equal_s": equal_after,
             "longtasks": len(long), "longest_ms": max(long, default=0.0),
             "over_100ms": sum(1 for x in long if x > 100)}
 
 
 def run_ours(root: Path, pw: Any, keys: int, rate: float, sustain: float = 0.0,
              trace: bool = False, burst_n: int = 0,
-             burst_batch: int = 100) -> tuple[list[float], dict[str, Any] | None]:
+             burst_batch: int = 100,
+             burst_lines: bool = True) -> tuple[list[float], dict[str, Any] | None]:
     import pytest  # kernel_sandbox uses pytest's MonkeyPatch
     from conftest import kernel_sandbox
     del pytest
@@ -348,7 +351,7 @@ def run_ours(root: Path, pw: Any, keys: int, rate: float, sustain: float = 0.0,
                 a.evaluate("() => { window.__ownTrace = null; }")
                 b.evaluate("() => { window.__ownTrace = null; }")
             if burst_n:
-                extra["burst"] = burst(a, b, sel, burst_n, burst_batch)
+                extra["burst"] = burst(a, b, sel, burst_n, burst_batch, burst_lines)
             browser.close()
             return out, extra
         finally:
@@ -444,6 +447,8 @@ def main() -> None:
                     help="then N remote edits into page A's open editor (e.g. 10000)")
     ap.add_argument("--burst-batch", type=int, default=100, metavar="K",
                     help="edits per commit in the burst (default 100)")
+    ap.add_argument("--burst-lines", type=int, default=1, choices=[0, 1],
+                    help="1 (default): 1 insert in 11 is a newline; 0: no newlines")
     args = ap.parse_args()
     if args.rename:
         xs = renames(args.rename)
@@ -465,7 +470,7 @@ def main() -> None:
     with sync_playwright() as pw:
         load_before = Path("/proc/loadavg").read_text().split()[:3]
         ours, extra = run_ours(root, pw, args.keys, args.rate, args.sustain, args.trace,
-                               args.burst, args.burst_batch)
+                               args.burst, args.burst_batch, bool(args.burst_lines))
         results["ownkernel ui.editor (2 kernels, 2 nodes)"] = ours
         if not args.skip_anchor:
             try:
@@ -499,7 +504,8 @@ def main() -> None:
 
     bu = extra.get("burst")
     if bu:
-        print(f"\nburst: {bu['edits']} remote edits in commits of {bu['batch']} "
+        print(f"\nburst: {bu['edits']} remote edits in commits of {bu['batch']}, "
+              f"{'with' if bu['lines'] else 'without'} newlines "
               f"(made in {bu['made_s']:.1f} s): page A equal after {bu['equal_s']:.1f} s; "
               f"long tasks {bu['longtasks']}, longest {bu['longest_ms']:.0f} ms, "
               f"over 100 ms: {bu['over_100ms']}; a key typed afterwards reached page B")
