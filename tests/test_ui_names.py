@@ -169,3 +169,14 @@ def test_a_rename_reaches_peers_that_share_no_open_doc(pair) -> None:
           what="the new name in B's peer list")
     assert b.peer_profiles([a.id])[a.id][0] == "Ann Q"
     w.close()
+
+
+def test_colours_from_peers_are_checked_before_they_reach_a_style() -> None:
+    from ownkernel.ui.base import safe_colour
+    from ownkernel.ui.chat import _view
+
+    assert safe_colour("#a1B2c3", "#000000") == "#a1B2c3"
+    for bad in ("#a;b:cc", "red", "#12345", "#1234567", None, 5):
+        assert safe_colour(bad, "#000000") == "#000000"
+    v = _view((1, b"\x01" * 32), {"author": "eve", "text": "hi", "color": "#0;all:"})
+    assert v["color"].startswith("#") and ";" not in v["color"]

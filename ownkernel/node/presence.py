@@ -139,7 +139,10 @@ class Presence:
                 name, colour = st.get("name"), st.get("color")
                 if not isinstance(name, str) or not name:
                     continue
-                colour = colour if isinstance(colour, str) and len(colour) == 7 else ""
+                # a peer's words end up in style attributes: #rrggbb or nothing
+                if not (isinstance(colour, str) and len(colour) == 7 and colour[0] == "#"
+                        and all(ch in "0123456789abcdefABCDEF" for ch in colour[1:])):
+                    colour = ""
                 if origin not in best or best[origin][0] < c.counter:
                     best[origin] = (c.counter, name[:64], colour)
         return {o: (n, col) for o, (_k, n, col) in best.items()}

@@ -25,6 +25,7 @@ import asyncio
 import colorsys
 import hashlib
 import logging
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -39,7 +40,7 @@ STATIC = Path(__file__).with_name("static")
 MAX_RATE = 60.0  # delta messages per second and widget
 HISTORY = 4000  # deltas kept for resync before we fall back to a snapshot
 
-__all__ = ["LiveWidget", "PresenceBoard", "announce", "colour_of", "node_colour"]
+__all__ = ["LiveWidget", "PresenceBoard", "announce", "colour_of", "node_colour", "safe_colour"]
 
 
 def colour_of(node_id: bytes) -> str:
@@ -48,6 +49,15 @@ def colour_of(node_id: bytes) -> str:
     hue = int.from_bytes(h, "big") / 65536
     r, g, b = colorsys.hls_to_rgb(hue, 0.42, 0.65)
     return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def safe_colour(value: Any, fallback: str) -> str:
+    """``value`` if it is ``#rrggbb``, else ``fallback``: colours come from
+    peers (presence, chat messages) and end up in style attributes."""
+    return value if isinstance(value, str) and _HEX.fullmatch(value) else fallback
 
 
 def node_colour(node: Any) -> str:

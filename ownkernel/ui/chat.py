@@ -13,7 +13,15 @@ from typing import Any
 import traitlets
 
 from ownkernel.node.handle import RootProxy
-from ownkernel.ui.base import STATIC, LiveWidget, PresenceBoard, announce, colour_of, node_colour
+from ownkernel.ui.base import (
+    STATIC,
+    LiveWidget,
+    PresenceBoard,
+    announce,
+    colour_of,
+    node_colour,
+    safe_colour,
+)
 
 __all__ = ["Chat"]
 
@@ -28,7 +36,7 @@ def _view(mid: tuple[int, bytes], m: Any,
     key = [mid[0], mid[1].hex()]
     if isinstance(m, dict):
         author = m.get("author") or m.get("name") or m.get("from") or "?"
-        colour = m.get("color") or colour_of(str(author).encode())
+        colour = safe_colour(m.get("color"), colour_of(str(author).encode()))
         now = (names or {}).get(str(m.get("from")))
         if now is not None:
             author, colour = now[0], now[1] or colour

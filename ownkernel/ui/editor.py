@@ -38,6 +38,7 @@ from ownkernel.ui.base import (
     announce,
     colour_of,
     node_colour,
+    safe_colour,
 )
 from ownkernel.ui.utf16 import AstralIndex, ChangeSet
 
@@ -389,7 +390,7 @@ class Editor(LiveWidget):
                     and all(isinstance(x, int) and 0 <= x <= idx.length for x in sel)):
                 continue
             out.append({"id": peer.hex()[:8], "name": str(st.get("name", peer.hex()[:8])),
-                        "color": str(st.get("color", colour_of(peer))),
+                        "color": safe_colour(st.get("color"), colour_of(peer)),
                         "anchor": idx.to16(sel[0]), "head": idx.to16(sel[1])})
         return out
 
