@@ -13,6 +13,20 @@ holds the first n characters. Typing is at ``--rate`` keys/s (default 20, a
 fast typist), ``--keys`` keys (default 300, the first 20 not counted).
 
     python benchmarks/ui.py [--keys 300] [--rate 20] [--skip-anchor]
+        [--sustain 60] [--burst 10000] [--trace]
+
+--trace: where a key's time goes (ours only): in-page stamps (keydown, push
+sent, update shown) and kernel stamps ($OWNKERNEL_UI_TRACE, editor.py: push
+received, taken by the node thread, applied, committed; in kernel B: drained,
+posted), matched by the text's length, one wall clock for all.
+--nodelay: the Jupyter server sets TCP_NODELAY on its sockets (lab_nodelay.py),
+for both rows: jupyter_server leaves Nagle's algorithm on for its WebSockets.
+--rename N (no browser): two nodes on 127.0.0.1; node A renames itself N
+times; the time until node B's chat and peer-list widgets send the new name
+to their (stand-in) page.
+--burst N: after the rest, node B makes N random one-character edits (in
+commits of --burst-batch) into the text page A shows; page A's main-thread
+long tasks (PerformanceObserver "longtask") are recorded until both equal.
 """
 
 from __future__ import annotations
@@ -28,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+LAB_ARGS: list[str] = []  # extra JupyterLab arguments for both rows (--nodelay)
+LAB_ENV: dict[str, str] = {}
 sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tests"), str(REPO)]
 
 import lab  # noqa: E402
@@ -113,7 +129,48 @@ WATCH_CHAR = """([sel, ch]) => {
 }"""
 
 
-def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float) -> dict[str, Any]:
+def sustain_trace(root: Path, pages: list[Any], since: float) -> list[str]:
+    """Both typing: per page, push -> received by its kernel (matched by the
+    text length the push leaves, unique while nobody deletes), received ->
+    taken by the node thread, taken -> committed."""
+    kernels = []
+    for f in sorted(root.glob("trace.*")):
+        recs = [(st, int(n), float(t)) for st, n, t in
+                (ln.split() for ln in f.read_text().splitlines() if ln.strip())]
+        kernels.append([r for r in recs if r[2] >= since])
+    out = ["where the time goes while both type (median / p90 ms):",
+           "| page | push -> kernel | kernel -> node thread | node thread -> committed |",
+           "|---|---|---|---|"]
+    for name, page in zip("AB", pages):
+        pushes = [(n, t) for st, n, t in page.evaluate("() => window.__ownTrace || []")
+                  if st == "push" and t >= since]
+        lens = {n for n, _ in pushes}
+        k = max(kernels, key=lambda recs: sum(1 for r in recs if r[0] == "recv" and r[1] in lens))
+        recv = {n: t for st, n, t in k if st == "recv"}
+        takes = sorted(t for st, _, t in k if st == "take")
+        commits = sorted(t for st, _, t in k if st == "commit")
+        hop, wait, txn = [], [], []
+        for n, t in pushes:
+            if n not in recv:
+                continue
+            r = recv[n]
+            hop.append(r - t)
+            tk = next((x for x in takes if x >= r), None)
+            if tk is None:
+                continue
+            wait.append(tk - r)
+            cm = next((x for x in commits if x >= tk), None)
+            if cm is not None:
+                txn.append(cm - tk)
+
+        def fmt(xs: list[float]) -> str:
+            return f"{statistics.median(xs):.1f} / {percentile(xs, 90):.1f}" if xs else "-"
+        out.append(f"| {name} ({len(hop)} pushes) | {fmt(hop)} | {fmt(wait)} | {fmt(txn)} |")
+    return out
+
+
+def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float,
+              trace_root: Path | None = None) -> dict[str, Any]:
     """Both pages type at ``rate`` keys/s each for ``seconds``: A appends 'X' at
     the end, B inserts 'Y' at the start (letters the first part never typed).
     Latency of each key in the other page."""
@@ -123,6 +180,10 @@ def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float) -> dict[str
         page.evaluate(STAMP_KEYS, sel)
         page.evaluate(WATCH_CHAR, [sel, ch])
     n = int(seconds * rate)
+    if trace_root is not None:
+        for page in (a, b):
+            page.evaluate(TRACE_ON)
+    since = time.time() * 1000
     start = time.monotonic()
     for i in range(n):
         delay = start + i / rate - time.monotonic()
@@ -143,17 +204,118 @@ def sustained(a: Any, b: Any, sel: str, seconds: float, rate: float) -> dict[str
         timeout=60_000)
     first = [ms for t, ms in lat if t < 10]
     last = [ms for t, ms in lat if t >= seconds - 10]
-    return {"keys": 2 * n, "first_p99": percentile(first, 99), "last_p99": percentile(last, 99),
-            "p50": statistics.median(ms for _, ms in lat), "equal": bool(tb)}
+    out = {"keys": 2 * n, "first_p99": percentile(first, 99), "last_p99": percentile(last, 99),
+           "p50": statistics.median(ms for _, ms in lat), "equal": bool(tb)}
+    if trace_root is not None:
+        out["trace"] = sustain_trace(trace_root, [a, b], since)
+    return out
 
 
-def run_ours(root: Path, pw: Any, keys: int, rate: float,
-             sustain: float = 0.0) -> tuple[list[float], dict[str, Any] | None]:
+TRACE_ON = "() => { window.__ownTrace = []; }"
+STAGES = ["keydown", "push", "recv", "take", "applied", "commit", "drain", "post", "shown",
+          "seen"]
+
+
+def trace_report(root: Path, a: Any, b: Any, prefix16: int, keys: int) -> list[str]:
+    """Median time between consecutive stages of the keys (after the warm-up)."""
+    kernels = []
+    for f in sorted(root.glob("trace.*")):
+        recs = [(st, int(n), float(t)) for st, n, t in
+                (ln.split() for ln in f.read_text().splitlines() if ln.strip())]
+        kernels.append(recs)
+    ka = next((k for k in kernels if any(r[0] == "recv" for r in k)), [])
+    kb = next((k for k in kernels if k is not ka and any(r[0] == "drain" for r in k)), [])
+    ja = a.evaluate("() => window.__ownTrace || []")
+    jb = b.evaluate("() => window.__ownTrace || []")
+    down = a.evaluate("() => window.__down")
+    seen = b.evaluate("() => window.__seen")
+
+    def first(recs: list[Any], stage: str, n: int, after: float) -> float | None:
+        ts = [t for st, m, t in recs if st == stage and m >= n and t >= after - 0.5]
+        return min(ts) if ts else None
+    deltas: dict[str, list[float]] = {s: [] for s in STAGES[1:]}
+    totals = []
+    for i in range(WARMUP, keys):
+        n = prefix16 + i + 1
+        t = {"keydown": down[i], "seen": seen[i]}
+        t["push"] = first(ja, "push", n, down[i])
+        for st in ("recv", "take", "applied", "commit"):
+            t[st] = first(ka, st, n if st != "take" else n - 1, t.get("push") or down[i])
+        for st in ("drain", "post"):
+            t[st] = first(kb, st, n, t.get("commit") or down[i])
+        t["shown"] = first(jb, "shown", n, t.get("post") or down[i])
+        prev = t["keydown"]
+        for st in STAGES[1:]:
+            if t.get(st) is None:
+                continue
+            deltas[st].append(t[st] - prev)
+            prev = t[st]
+        totals.append(seen[i] - down[i])
+    out = [f"where the time goes ({len(totals)} keys; median ms from the previous stage):",
+           "| stage | " + " | ".join(STAGES[1:]) + " |", "|---" * len(STAGES) + "|",
+           "| median | " + " | ".join(
+               f"{statistics.median(v):.1f}" if v else "-" for v in deltas.values()) + " |",
+           "| p90 | " + " | ".join(
+               f"{percentile(v, 90):.1f}" if v else "-" for v in deltas.values()) + " |"]
+    return out
+
+
+LONGTASKS = """() => {
+  window.__long = [];
+  new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) window.__long.push(e.duration);
+  }).observe({ type: "longtask" });
+}"""
+
+
+def burst(a: Any, b: Any, sel: str, n: int, batch: int, lines: bool = True) -> dict[str, Any]:
+    """Node B makes ``n`` random edits; page A shows them. Long tasks in page A."""
+    a.evaluate(LONGTASKS)
+    # text with lines, as documents have (--burst-lines 0: one line of N characters)
+    chars = "abcdefghij" + "\n" * (1 if lines else 0)
+    code = (f"import random as _r\n_t = doc.text('body'); _g = _r.Random(5); _n = len(str(_t))\n"
+            f"for _k in range({n} // {batch}):\n"
+            f"    with doc.transaction():\n"
+            f"        for _ in range({batch}):\n"
+            f"            if _n and _g.random() < 0.2:\n"
+            f"                _t.delete(_g.randrange(_n), 1); _n -= 1\n"
+            f"            else:\n"
+            f"                _t.insert(_g.randint(0, _n), {chars!r}[_g.randrange({len(chars)})])\n"
+            f"                _n += 1\n")
+    t0 = time.monotonic()
+    b.evaluate("""async (code) => {
+      const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+      await k.requestExecute({ code }).done; }""", code)
+    made = time.monotonic() - t0
+    tb = b.evaluate(f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel)})()")
+    a.wait_for_function(
+        f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel)})() === {json.dumps(tb)}",
+        timeout=300_000)
+    equal_after = time.monotonic() - t0
+    long = a.evaluate("() => window.__long")
+    # the page still answers: a key typed now shows in page B
+    a.click(sel)
+    a.keyboard.press("Control+End")
+    a.keyboard.type("Z")
+    b.wait_for_function(
+        f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel)})().endsWith('Z')",
+        timeout=60_000)
+    return {"edits": n, "batch": batch, "lines": lines, "made_s": made, "equal_s": equal_after,
+            "longtasks": len(long), "longest_ms": max(long, default=0.0),
+            "over_100ms": sum(1 for x in long if x > 100)}
+
+
+def run_ours(root: Path, pw: Any, keys: int, rate: float, sustain: float = 0.0,
+             trace: bool = False, burst_n: int = 0,
+             burst_batch: int = 100,
+             burst_lines: bool = True) -> tuple[list[float], dict[str, Any] | None]:
     import pytest  # kernel_sandbox uses pytest's MonkeyPatch
     from conftest import kernel_sandbox
     del pytest
     with kernel_sandbox(root / "sandbox"):
         os.environ["OWNKERNEL_LISTEN"] = "tcp://127.0.0.1:0"
+        if trace:
+            os.environ["OWNKERNEL_UI_TRACE"] = str(root / "trace")
         work = root / "ours"
         work.mkdir()
         lab.notebook(work / "A.ipynb", [
@@ -164,7 +326,7 @@ def run_ours(root: Path, pw: Any, keys: int, rate: float,
             "from ownkernel import ui\nimport pathlib\n"
             "doc = node.join(pathlib.Path('invite.txt').read_text(), timeout=60)",
             "ui.editor(doc.text('body'))"])
-        server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
+        server = lab.Lab(work, ["--YDocExtension.disable_rtc=True", *LAB_ARGS], env=LAB_ENV)
         try:
             browser = lab.launch(pw)
             a, b = (browser.new_context().new_page() for _ in range(2))
@@ -173,13 +335,29 @@ def run_ours(root: Path, pw: Any, keys: int, rate: float,
             a.wait_for_selector(sel, timeout=60_000)
             lab.open_and_run(b, server.url("b", "B.ipynb"))
             b.wait_for_selector(sel, timeout=60_000)
+            if trace:
+                a.evaluate(TRACE_ON)
+                b.evaluate(TRACE_ON)
+                prefix16 = a.evaluate(f"() => ({lab.EDITOR_TEXT})().length")
             out = measure(a, b, sel, sel, keys, rate)
-            both = sustained(a, b, sel, sustain, rate) if sustain else None
+            extra: dict[str, Any] = {}
+            if trace:
+                extra["trace"] = trace_report(root, a, b, prefix16, keys)
+                a.evaluate("() => { window.__ownTrace = null; }")
+                b.evaluate("() => { window.__ownTrace = null; }")
+            if sustain:
+                extra["sustain"] = sustained(a, b, sel, sustain, rate,
+                                             root if trace else None)
+                a.evaluate("() => { window.__ownTrace = null; }")
+                b.evaluate("() => { window.__ownTrace = null; }")
+            if burst_n:
+                extra["burst"] = burst(a, b, sel, burst_n, burst_batch, burst_lines)
             browser.close()
-            return out, both
+            return out, extra
         finally:
             server.stop()
             os.environ.pop("OWNKERNEL_LISTEN", None)
+            os.environ.pop("OWNKERNEL_UI_TRACE", None)
 
 
 def run_anchor(root: Path, pw: Any, keys: int, rate: float) -> list[float]:
@@ -191,7 +369,7 @@ def run_anchor(root: Path, pw: Any, keys: int, rate: float) -> list[float]:
                                       "name": "python3"}},
           "nbformat": 4, "nbformat_minor": 5}
     (work / "C.ipynb").write_text(json.dumps(nb))
-    server = lab.Lab(work)
+    server = lab.Lab(work, LAB_ARGS, env=LAB_ENV)
     try:
         browser = lab.launch(pw)
         a, b = (browser.new_context().new_page() for _ in range(2))
@@ -211,6 +389,48 @@ def row(name: str, xs: list[float]) -> str:
             f"| {max(xs):.1f} |")
 
 
+def renames(n: int) -> list[float]:
+    """Seconds from ``a.name = ...`` to B's peer list and chat showing it."""
+    from ui_front import Front, until
+
+    from ownkernel import ui
+    from ownkernel.node import Node
+
+    root = Path(tempfile.mkdtemp(prefix="ownkernel-ui-rename-"))
+    a = Node(root / "a", name="a0", listen="tcp://127.0.0.1:0")
+    b = Node(root / "b", name="b", listen="tcp://127.0.0.1:0")
+    try:
+        da = a.new_doc("d")
+        db = b.join(a.invite(da), timeout=30)
+        ea, cb, pb = ui.editor(da.text("body")), ui.chat(db.log("chat")), ui.peers(b)
+        fronts = [Front(w) for w in (ea, cb, pb)]
+        for f in fronts:
+            f.deliver({"t": "ready"})
+        ui.chat(da.log("chat")).send_message("hello")
+        until(lambda: len(db.log("chat")) == 1, 30, "message at B")
+        out = []
+        for i in range(1, n + 1):
+            name = f"a{i}"
+            t0 = time.monotonic()
+            a.name = name
+
+            def shown(name: str = name) -> bool:
+                with fronts[2].lock:
+                    peers = [m for _, m in fronts[2].sent[-5:]]
+                with fronts[1].lock:
+                    chat = [m for _, m in fronts[1].sent[-3:]]
+                rows = [r for m in peers for op in m.get("ops", [m]) for r in op.get("peers", [])]
+                msgs = [x for m in chat for x in m.get("messages", [])]
+                return (any(r["name"] == name for r in rows)
+                        and any(x["author"] == name for x in msgs))
+            until(shown, 30, f"rename {i} shown")
+            out.append(time.monotonic() - t0)
+        return out
+    finally:
+        b.close()
+        a.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=300)
@@ -218,7 +438,28 @@ def main() -> None:
     ap.add_argument("--skip-anchor", action="store_true")
     ap.add_argument("--sustain", type=float, default=0.0, metavar="SECONDS",
                     help="then both pages type at --rate keys/s each for SECONDS (e.g. 60)")
+    ap.add_argument("--trace", action="store_true", help="where a key's time goes (ours)")
+    ap.add_argument("--rename", type=int, default=0, metavar="N",
+                    help="only: N renames of node A until B's widgets show them (no browser)")
+    ap.add_argument("--nodelay", action="store_true",
+                    help="TCP_NODELAY on the Jupyter server's sockets (both rows)")
+    ap.add_argument("--burst", type=int, default=0, metavar="N",
+                    help="then N remote edits into page A's open editor (e.g. 10000)")
+    ap.add_argument("--burst-batch", type=int, default=100, metavar="K",
+                    help="edits per commit in the burst (default 100)")
+    ap.add_argument("--burst-lines", type=int, default=1, choices=[0, 1],
+                    help="1 (default): 1 insert in 11 is a newline; 0: no newlines")
     args = ap.parse_args()
+    if args.rename:
+        xs = renames(args.rename)
+        print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+        print(f"rename shown in the other node's peer list and chat, {len(xs)} renames: "
+              f"p50 {statistics.median(xs) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms")
+        return
+    if args.nodelay:
+        LAB_ARGS.append('--ServerApp.jpserver_extensions={"lab_nodelay": True}')
+        path = os.environ.get("PYTHONPATH", "")
+        LAB_ENV["PYTHONPATH"] = str(REPO / "benchmarks") + (os.pathsep + path if path else "")
     why = lab.missing()
     if why:
         sys.exit(f"cannot run: {why}")
@@ -227,7 +468,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ownkernel-ui-bench-"))
     results = {}
     with sync_playwright() as pw:
-        ours, both = run_ours(root, pw, args.keys, args.rate, args.sustain)
+        load_before = Path("/proc/loadavg").read_text().split()[:3]
+        ours, extra = run_ours(root, pw, args.keys, args.rate, args.sustain, args.trace,
+                               args.burst, args.burst_batch, bool(args.burst_lines))
         results["ownkernel ui.editor (2 kernels, 2 nodes)"] = ours
         if not args.skip_anchor:
             try:
@@ -238,17 +481,34 @@ def main() -> None:
             else:
                 results["jupyter-collaboration (1 shared cell)"] = run_anchor(
                     root, pw, args.keys, args.rate)
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"TCP_NODELAY on the server's sockets: {'yes' if args.nodelay else 'no (default)'}")
+    print(f"load average before {' '.join(load_before)}, after {' '.join(load_after)}")
     print(f"keystroke page A -> visible in page B, {args.keys - WARMUP} keys at "
           f"{args.rate:g} keys/s (ms)")
     print("| editor | keys | p50 | p99 | max |")
     print("|---|---|---|---|---|")
     for name, xs in results.items():
         print(row(name, xs))
+    if "trace" in extra:
+        print("\n" + "\n".join(extra["trace"]))
+    both = extra.get("sustain")
     if both:
         print(f"\nsustained: both pages at {args.rate:g} keys/s for {args.sustain:g} s "
               f"({both['keys']} keys): p50 {both['p50']:.1f} ms, p99 first 10 s "
               f"{both['first_p99']:.1f} ms, last 10 s {both['last_p99']:.1f} ms; "
               f"editors equal at the end: {both['equal']}")
+        if "trace" in both:
+            print("\n".join(both["trace"]))
+
+
+    bu = extra.get("burst")
+    if bu:
+        print(f"\nburst: {bu['edits']} remote edits in commits of {bu['batch']}, "
+              f"{'with' if bu['lines'] else 'without'} newlines "
+              f"(made in {bu['made_s']:.1f} s): page A equal after {bu['equal_s']:.1f} s; "
+              f"long tasks {bu['longtasks']}, longest {bu['longest_ms']:.0f} ms, "
+              f"over 100 ms: {bu['over_100ms']}; a key typed afterwards reached page B")
 
 
 if __name__ == "__main__":

@@ -52,3 +52,11 @@ def test_explicit_constructors_from_ownkernel_ui(kernel: Kernel) -> None:
     out = kernel.run("from ownkernel import ui\nd3 = node.new_doc('x')\n"
                      "w = ui.editor(d3.text('notes.md'))\nprint(w.kind, w.language, w.root)")
     assert out.stdout.split() == ["editor", "markdown", "notes.md"]
+
+
+def test_doc_handle_shows_the_doc_view(kernel: Kernel) -> None:
+    [doc] = kernel.run("d4 = node.new_doc('viewed')\nd4.text('body')\nd4").results
+    assert WIDGET in doc and "viewed" in doc["text/plain"]
+    kinds = kernel.value("sorted({w.kind for w in __import__('ipywidgets').Widget.widgets"
+                         ".values() if hasattr(w, '_post')})")
+    assert "doc" in kinds

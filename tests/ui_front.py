@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ownkernel.ui.editor import parse_changes
+from ownkernel.ui.utf16 import ChangeSet
 
 
 def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -52,37 +53,73 @@ class Front:
 
 
 class EditorFront(Front):
-    """The collab client of widgets/src/editor.js, in Python (UTF-16 units)."""
+    """The collab client of widgets/src/editor.js, in Python (UTF-16 units):
+    @codemirror/collab's ``receiveUpdates`` over utf16.ChangeSet (a port of
+    CodeMirror's), pipelined pushes numbered within a snapshot generation.
+    Several fronts may share one widget (``share=``): two views of one model."""
 
-    def __init__(self, widget: Any, client: str = "web1") -> None:
-        super().__init__(widget)
+    def __init__(self, widget: Any, client: str = "web1", share: Front | None = None) -> None:
+        if share is None:
+            super().__init__(widget)
+        else:  # a second view: it sees what the first one sees
+            self.w, self.sent, self.lock = widget, share.sent, share.lock
         self.client = client
         self.doc: list[int] = []
         self.version = -1
-        self.unconfirmed: list[list[Any]] = []
+        self.unconfirmed: list[ChangeSet] = []
+        self.pushed = 0  # of the unconfirmed, how many were sent
+        self.gen = 0
+        self.seq = 0
         self.seen = 0  # messages processed
         self.resyncs = 0
+        self.length_errors = 0
 
-    def pump(self) -> None:
-        """Process the messages that arrived, like the browser's handler."""
+    def pump(self, limit: int | None = None) -> None:
+        """Process the messages that arrived (at most ``limit``), like the browser."""
         with self.lock:
-            new = [m for _, m in self.sent[self.seen:]]
-            self.seen = len(self.sent)
+            end = len(self.sent) if limit is None else min(len(self.sent), self.seen + limit)
+            new = [m for _, m in self.sent[self.seen:end]]
+            self.seen = end
         for m in new:
             if m["t"] == "snapshot":
-                self.doc, self.version, self.unconfirmed = to_units(m["text"]), m["v"], []
+                self.doc, self.version = to_units(m["text"]), m["v"]
+                self.unconfirmed, self.pushed, self.gen, self.seq = [], 0, m["g"], 0
             elif m["t"] == "deltas" and self.version >= 0:
                 if m["from"] > self.version + 1:
                     self.resyncs += 1
                     self.deliver({"t": "resync", "v": self.version})
                     continue
-                for op in m["ops"][self.version + 1 - m["from"]:]:
-                    if self.unconfirmed and op["c"] == self.client:
-                        self.unconfirmed.pop(0)  # our own, already applied here
-                    else:
-                        assert not self.unconfirmed, "test fronts push only when settled"
-                        self.doc = self.apply(self.doc, op["ch"])
-                    self.version += 1
+                ops = m["ops"][self.version + 1 - m["from"]:]
+                for op in ops:  # one at a time, as editor.js does (see there)
+                    self.receive([op])
+                if ops and not self.unconfirmed and len(self.doc) != m["n16"]:
+                    self.length_errors += 1
+                    self.deliver({"t": "resync", "v": -1})
+
+    def receive(self, ops: list[dict[str, Any]]) -> None:
+        """@codemirror/collab ``receiveUpdates``, line by line."""
+        changes: ChangeSet | None = None
+        own = 0
+        for op in ops:
+            ours = self.unconfirmed[own] if own < len(self.unconfirmed) else None
+            if ours is not None and op["c"] == self.client:
+                if changes is not None:
+                    changes = changes.map(ours, True)
+                own += 1
+            else:
+                cs = ChangeSet.from_json(op["ch"])
+                changes = cs if changes is None else changes.compose(cs)
+        self.unconfirmed = self.unconfirmed[own:]
+        self.pushed = max(0, self.pushed - own)
+        if self.unconfirmed and changes is not None:
+            out = []
+            for u in self.unconfirmed:
+                out.append(u.map(changes))
+                changes = changes.map(u, True)
+            self.unconfirmed = out
+        if changes is not None:
+            self.doc = self.apply(self.doc, changes.to_json())
+        self.version += len(ops)
 
     @staticmethod
     def apply(doc: list[int], ch: Any) -> list[int]:
@@ -95,22 +132,31 @@ class EditorFront(Front):
     def text(self) -> str:
         return from_units(self.doc)
 
-    def edit(self, pos16: int, delete16: int, insert: str) -> None:
-        """A local edit, pushed at once (the front is settled)."""
-        n = len(self.doc)
-        ch: list[Any] = []
-        if pos16:
-            ch.append(pos16)
-        ch.append([delete16, *insert.split("\n")] if insert else [delete16])
-        if n - pos16 - delete16:
-            ch.append(n - pos16 - delete16)
+    def change(self, ch: Any, push: bool = True) -> None:
+        """A local update (ChangeSet JSON on the current document)."""
         self.doc = self.apply(self.doc, ch)
-        self.unconfirmed.append(ch)
-        self.deliver({"t": "push", "v": self.version, "c": self.client, "e": 0,
-                      "updates": [{"c": self.client, "ch": ch}]})
+        self.unconfirmed.append(ChangeSet.from_json(ch))
+        if push:
+            self.push()
+
+    def edit(self, pos16: int, delete16: int, insert: str, push: bool = True) -> None:
+        """A local edit, pushed at once unless ``push=False``."""
+        self.change(ChangeSet.single(len(self.doc), pos16, delete16, insert).to_json(), push)
+
+    def push(self) -> None:
+        """Send the unconfirmed updates not sent yet (no waiting for the others)."""
+        unsent = self.unconfirmed[self.pushed:]
+        if not unsent:
+            return
+        self.deliver({"t": "push", "v": self.version, "c": self.client, "g": self.gen,
+                      "n": self.seq, "updates": [{"c": self.client, "ch": u.to_json()}
+                                                 for u in unsent]})
+        self.seq += len(unsent)
+        self.pushed = len(self.unconfirmed)
 
     def settle(self, timeout: float = 10.0) -> None:
         def done() -> bool:
             self.pump()
+            self.push()
             return not self.unconfirmed and self.version == self.w._version
         until(done, timeout, "front settled")

@@ -3,7 +3,7 @@
 import * as esbuild from "esbuild";
 
 await esbuild.build({
-  entryPoints: ["src/editor.js", "src/chat.js", "src/peers.js"],
+  entryPoints: ["src/editor.js", "src/chat.js", "src/peers.js", "src/docview.js"],
   outdir: "../ownkernel/ui/static",
   bundle: true,
   format: "esm",

@@ -126,15 +126,16 @@ class Message:
 
 # -- live widgets as a cell's last expression -----------------------------------------
 def install_widget_formatters(shell: Any, get_node: Callable[[], Any]) -> None:
-    """A text root shows as its editor, a log root as its chat, ``node.peers`` as the
-    live peer list. Registered here, in the kernel layer: the node layer must not
-    import the widgets. The bundle keeps a text/plain form, which is what a
-    terminal (``ownkernel console``) prints."""
-    from ownkernel.node.handle import RootProxy
+    """A text root shows as its editor, a log root as its chat, a DocHandle as the
+    doc view, ``node.peers`` as the live peer list. Registered here, in the
+    kernel layer: the node layer must not import the widgets. The bundle keeps a
+    text/plain form, which is what a terminal (``ownkernel console``) prints."""
+    from ownkernel.node.handle import DocHandle, RootProxy
     from ownkernel.node.reprs import PeerList
 
     mimebundle = shell.display_formatter.mimebundle_formatter
     mimebundle.for_type(RootProxy, _root_bundle)
+    mimebundle.for_type(DocHandle, _doc_bundle)
     mimebundle.for_type(PeerList, lambda peers: _peers_bundle(peers, get_node()))
     # the pretty-printer's list rule would beat the bundle's text form
     shell.display_formatter.formatters["text/plain"].for_type(
@@ -162,6 +163,16 @@ def _root_bundle(obj: Any) -> dict[str, Any] | None:
     except Exception:  # a closed doc or node: the plain reprs still work
         return None
     return None if widget is None else _widget_bundle(widget, repr(obj))
+
+
+def _doc_bundle(handle: Any) -> dict[str, Any] | None:
+    from ownkernel import ui
+
+    try:
+        widget = ui.doc(handle)
+    except Exception:  # a closed doc or node: the plain reprs still work
+        return None
+    return _widget_bundle(widget, repr(handle))
 
 
 def _peers_bundle(peers: Any, node: Any) -> dict[str, Any] | None:

@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("[N]", "the last N (default 20) events: peers joining and leaving, remote edits"),
     "cells": ("", "shared cells: who changed them last and when"),
     "pull": ("NAME", "put the latest source of shared cell NAME into the next cell"),
+    "name": ("[NAME] [--color #RRGGBB]", "show or set this node's display name (and colour)"),
     "help": ("[COMMAND]", "this help, or one command's"),
     # -- workshop mode and simulated classmates (ownkernel/apps) --
     "workshop": ("[TITLE] [--classmates N] [--seed S]",
@@ -225,6 +226,17 @@ class OwnMagics(Magics):
                 ("profile", self.host.profile),
             ]
         )
+
+    def _cmd_name(self, args: list[str]) -> Fields:
+        """Peers see a new name or colour within a second (widgets/ui docs)."""
+        ns = _parser("name", ("name", {"metavar": "NAME", "nargs": "*"}),
+                     ("--color", {"metavar": "#RRGGBB"})).parse_args(args)
+        node = self._node()
+        if ns.name:
+            node.name = " ".join(ns.name)
+        if ns.color:
+            node.color = ns.color
+        return Fields([("name", node.name), ("color", getattr(node, "color", None))])
 
     def _cmd_peers(self, args: list[str]) -> Table:
         _parser("peers").parse_args(args)

@@ -126,6 +126,27 @@ class Presence:
         return {origin: c.state for origin, (c, _b, _s) in self.remote.get(doc, {}).items()
                 if c.expires > now}
 
+    def profiles(self) -> dict[bytes, tuple[str, str]]:
+        """``{origin: (name, colour)}`` from the newest unexpired claim of each
+        origin that carries them (any doc): what each peer calls itself."""
+        now = time.time()
+        best: dict[bytes, tuple[int, str, str]] = {}
+        for heard in self.remote.values():
+            for origin, (c, _b, _s) in heard.items():
+                st = c.state
+                if c.expires <= now or not isinstance(st, dict):
+                    continue
+                name, colour = st.get("name"), st.get("color")
+                if not isinstance(name, str) or not name:
+                    continue
+                # a peer's words end up in style attributes: #rrggbb or nothing
+                if not (isinstance(colour, str) and len(colour) == 7 and colour[0] == "#"
+                        and all(ch in "0123456789abcdefABCDEF" for ch in colour[1:])):
+                    colour = ""
+                if origin not in best or best[origin][0] < c.counter:
+                    best[origin] = (c.counter, name[:64], colour)
+        return {o: (n, col) for o, (_k, n, col) in best.items()}
+
     # -- sending ------------------------------------------------------------------
     def send(self, link: Link, docs: Any = None) -> None:
         if link.peer is None or not link.session.is_open:

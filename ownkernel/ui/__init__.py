@@ -16,10 +16,11 @@ from typing import Any
 # (ui.editor, ui.chat, ui.peers) would otherwise replace that function on the
 # package the first time it is imported.
 from ownkernel.ui.chat import Chat
+from ownkernel.ui.docview import DocView
 from ownkernel.ui.editor import Editor
 from ownkernel.ui.peers import Peers
 
-__all__ = ["Chat", "Editor", "Peers", "chat", "editor", "peers", "widget_for"]
+__all__ = ["Chat", "DocView", "Editor", "Peers", "chat", "doc", "editor", "peers", "widget_for"]
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -35,6 +36,11 @@ def chat(log: Any) -> Any:
 def peers(node: Any) -> Any:
     """The node's peers, online and offline, live."""
     return Peers(node)
+
+
+def doc(handle: Any) -> Any:
+    """A document: title, roots (each opens its widget), peers present, access list."""
+    return DocView(handle)
 
 
 def widget_for(obj: Any) -> Any | None:

@@ -25,6 +25,7 @@ import asyncio
 import colorsys
 import hashlib
 import logging
+import re
 import time
 from collections import deque
 from pathlib import Path
@@ -39,7 +40,7 @@ STATIC = Path(__file__).with_name("static")
 MAX_RATE = 60.0  # delta messages per second and widget
 HISTORY = 4000  # deltas kept for resync before we fall back to a snapshot
 
-__all__ = ["LiveWidget", "colour_of", "PresenceBoard"]
+__all__ = ["LiveWidget", "PresenceBoard", "announce", "colour_of", "node_colour", "safe_colour"]
 
 
 def colour_of(node_id: bytes) -> str:
@@ -48,6 +49,21 @@ def colour_of(node_id: bytes) -> str:
     hue = int.from_bytes(h, "big") / 65536
     r, g, b = colorsys.hls_to_rgb(hue, 0.42, 0.65)
     return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+def safe_colour(value: Any, fallback: str) -> str:
+    """``value`` if it is ``#rrggbb``, else ``fallback``: colours come from
+    peers (presence, chat messages) and end up in style attributes."""
+    return value if isinstance(value, str) and _HEX.fullmatch(value) else fallback
+
+
+def node_colour(node: Any) -> str:
+    """The colour a node chose (``node.color``), else one from its id."""
+    c = getattr(node, "color", None)
+    return c if isinstance(c, str) and c else colour_of(node.id)
 
 
 class PresenceBoard:
@@ -63,7 +79,7 @@ class PresenceBoard:
     def update(cls, node: Any, doc_id: bytes, part: str, key: str, value: Any) -> None:
         st = cls._states.setdefault((id(node), doc_id), {})
         st["name"] = node.name
-        st["color"] = colour_of(node.id)
+        st["color"] = node_colour(node)
         section = st.setdefault(part, {})
         if value is None:
             section.pop(key, None)
@@ -73,6 +89,15 @@ class PresenceBoard:
             node.set_presence(doc_id, dict(st))
         except RuntimeError:  # no network: nobody to tell
             pass
+
+
+def announce(node: Any, doc_id: bytes, kind: str, root: str, shown: bool) -> None:
+    """Tell the doc's peers that a widget of ours shows it (presence "open"):
+    they see us present in it, under our current name and colour."""
+    try:
+        PresenceBoard.update(node, doc_id, "open", f"{kind}:{root}", True if shown else None)
+    except Exception as exc:  # a closing node: nobody left to tell
+        log.debug("presence not announced: %s", exc)
 
 
 class LiveWidget(anywidget.AnyWidget):
@@ -141,7 +166,7 @@ class LiveWidget(anywidget.AnyWidget):
         if isinstance(v, int) and not isinstance(v, bool) and first - 1 <= v <= self._version:
             self._outbox.clear()
             ops = list(hist)[v - first + 1:]
-            self._post({"t": "deltas", "from": v + 1, "ops": ops})
+            self._post({"t": "deltas", "from": v + 1, "ops": ops, **self._deltas_extra()})
             self._last_flush = time.monotonic()
         else:
             self._send_snapshot()
@@ -175,7 +200,12 @@ class LiveWidget(anywidget.AnyWidget):
             return
         ops, self._outbox = self._outbox, []
         self._last_flush = time.monotonic()
-        self._post({"t": "deltas", "from": self._version - len(ops) + 1, "ops": ops})
+        self._post({"t": "deltas", "from": self._version - len(ops) + 1, "ops": ops,
+                    **self._deltas_extra()})
+
+    def _deltas_extra(self) -> dict[str, Any]:
+        """Fields a subclass adds to every deltas message (state after the last op)."""
+        return {}
 
     # -- life --------------------------------------------------------------------
     def _detach(self) -> None:

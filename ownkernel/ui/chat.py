@@ -13,22 +13,36 @@ from typing import Any
 import traitlets
 
 from ownkernel.node.handle import RootProxy
-from ownkernel.ui.base import STATIC, LiveWidget, PresenceBoard, colour_of
+from ownkernel.ui.base import (
+    STATIC,
+    LiveWidget,
+    PresenceBoard,
+    announce,
+    colour_of,
+    node_colour,
+    safe_colour,
+)
 
 __all__ = ["Chat"]
 
 MAX_MESSAGE = 10_000  # characters
 
 
-def _view(mid: tuple[int, bytes], m: Any) -> dict[str, Any]:
-    """What the browser shows of one message (any log value, not only ours)."""
+def _view(mid: tuple[int, bytes], m: Any,
+          names: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """What the browser shows of one message (any log value, not only ours).
+    ``names``: the current name and colour of authors by node id (hex), so a
+    renamed peer shows under its new name everywhere at once."""
     key = [mid[0], mid[1].hex()]
     if isinstance(m, dict):
         author = m.get("author") or m.get("name") or m.get("from") or "?"
+        colour = safe_colour(m.get("color"), colour_of(str(author).encode()))
+        now = (names or {}).get(str(m.get("from")))
+        if now is not None:
+            author, colour = now[0], now[1] or colour
         text = m.get("text", "")
         t = m.get("time")
-        return {"key": key, "author": str(author), "text": str(text),
-                "color": str(m.get("color") or colour_of(str(author).encode())),
+        return {"key": key, "author": str(author), "text": str(text), "color": str(colour),
                 "time": t if isinstance(t, (int, float)) else None}
     return {"key": key, "author": "?", "text": str(m), "color": "#666", "time": None}
 
@@ -45,6 +59,7 @@ class Chat(LiveWidget):
         self._log = log
         self._handle = handle
         self._seen: set[tuple[int, bytes]] = set()
+        self._names: dict[str, tuple[str, str]] = {}
         self._drain_scheduled = False
         self._off: list[Any] = []
         with handle.transaction():
@@ -55,6 +70,8 @@ class Chat(LiveWidget):
             self._off.append(self._node.on("presence", self._on_presence))
         except RuntimeError:
             pass
+        if hasattr(self._node, "on_profile"):
+            self._off.append(self._node.on_profile(self._on_profile))
 
     def _observe(self, _message: Any, _local: bool) -> None:
         # Any thread, under the node lock: only ask the node thread to look.
@@ -69,15 +86,30 @@ class Chat(LiveWidget):
             new = [(mid, obj[i]) for i, mid in enumerate(obj.ids()) if mid not in self._seen]
         for mid, m in new:
             self._seen.add(mid)
-            self._push(_view(mid, m))
+            self._push(_view(mid, m, self._names))
 
     def _snapshot(self) -> dict[str, Any]:
         with self._handle.transaction():
             obj = self._handle.crdt.log(self._log.name)
             ids = obj.ids()
-            msgs = [_view(mid, obj[i]) for i, mid in enumerate(ids)]
+            self._names = self._current_names()
+            msgs = [_view(mid, obj[i], self._names) for i, mid in enumerate(ids)]
             self._seen = set(ids)
+        announce(self._node, self._handle.id, "chat", self._log.name, True)
         return {"messages": msgs}
+
+    def _current_names(self) -> dict[str, tuple[str, str]]:
+        node = self._node
+        try:
+            names = {k.hex(): v for k, v in node.peer_profiles().items()}
+        except (AttributeError, RuntimeError):
+            names = {}
+        names[node.id.hex()] = (node.name, node_colour(node))
+        return names
+
+    def _on_profile(self) -> None:
+        if self._ready and not self._closed and self._current_names() != self._names:
+            self._send_snapshot()  # messages show under the new name
 
     def _on_message(self, t: str, content: dict[str, Any]) -> None:
         if t == "send":
@@ -98,16 +130,21 @@ class Chat(LiveWidget):
         """Append a message as this node (name, colour, time)."""
         node = self._node
         self._log.append({"author": node.name, "from": node.id.hex(), "text": text,
-                          "color": colour_of(node.id), "time": time.time()})
+                          "color": node_colour(node), "time": time.time()})
 
     def _on_presence(self, doc: Any, _peer: Any, _state: Any) -> None:
-        if doc != self._handle.id or not self._ready or self._closed:
+        if not self._ready or self._closed:
+            return
+        self._on_profile()  # a peer may have a new name (any doc tells)
+        if doc != self._handle.id:
             return
         names = [str(st.get("name", "?")) for st in self._node.presence(self._handle).values()
                  if isinstance(st, dict) and (st.get("typing") or {}).get(self._log.name)]
         self._post({"t": "typing", "names": sorted(names)})
 
     def _detach(self) -> None:
+        if getattr(self, "_ready", False):
+            announce(self._node, self._handle.id, "chat", self._log.name, False)
         for off in getattr(self, "_off", []):
             off()
         self._off = []

@@ -1,16 +1,19 @@
 """``ui.editor(text)``: a CodeMirror 6 editor bound to a text root, character by character.
 
 The kernel is the authority of ``@codemirror/collab`` for its browser: a
-version is the number of updates it has accepted. The browser pushes its
-unconfirmed updates with the version they are based on; if that is the
-current version we apply them to the CRDT as character ops and echo them
-(the echo confirms them), otherwise we drop the push: the browser first
-receives the updates it missed, rebases its own over them and pushes again.
-Pushes are pipelined (no round trip per key), so each carries an epoch: once
-one push of an epoch is refused, the later ones of that epoch are too, since
-they build on it (see widgets/src/editor.js).
-Changes from elsewhere (peers, cell code) become updates with client id
-``"py"``, so CodeMirror maps the local caret and selection through them.
+version is the number of updates it has accepted, and it sends them all, in
+order, to every view. A view pushes its local updates at once (pipelined: no
+round trip per key) with the version it had received when it made them. By the
+time a push arrives the kernel may have accepted other updates (a peer's, cell
+code's, another view's), so each push goes through that client's **bridge**, as
+an OT server keeps one: a replay of what the view does with its own unconfirmed
+updates as it receives ours (``receiveUpdates``: drop its own, rebase the rest
+over everyone else's), from which we know the exact document the update was
+made on, and map it, with CodeMirror's own rules (utf16.ChangeSet, a port),
+over every update the view had not seen. Every push is applied on arrival; none
+is refused, so two pages typing at once never wait for each other.
+Changes from elsewhere become updates with client id ``"py"``, so CodeMirror
+maps the local caret and selection through them.
 
 Positions on the wire are UTF-16 units; :class:`AstralIndex` mirrors the text
 as the browser knows it (at our current version) to convert them.
@@ -18,111 +21,66 @@ as the browser knows it (at our current version) to convert them.
 
 from __future__ import annotations
 
+import os
+import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import traitlets
 
 from ownkernel.node.handle import RootProxy
-from ownkernel.ui.base import STATIC, LiveWidget, PresenceBoard, colour_of
-from ownkernel.ui.utf16 import AstralIndex
+from ownkernel.ui.base import (
+    HISTORY,
+    STATIC,
+    LiveWidget,
+    PresenceBoard,
+    announce,
+    colour_of,
+    node_colour,
+    safe_colour,
+)
+from ownkernel.ui.utf16 import AstralIndex, ChangeSet
 
 __all__ = ["Editor", "parse_changes"]
 
 PY_CLIENT = "py"
+MAX_SECTIONS = 64  # remote edits composed into one update until it has this many parts
+
+
+# Latency tracing for benchmarks/ui.py --trace: with $OWNKERNEL_UI_TRACE set,
+# each kernel appends "stage text-length wall-clock-ms" lines to that path plus
+# its pid, for every step a keystroke takes through it. Off: one test per step.
+_TRACE_PATH = os.environ.get("OWNKERNEL_UI_TRACE")
+_trace_file: Any = None
+
+
+def _trace(stage: str, length16: int) -> None:
+    global _trace_file
+    if _trace_file is None:
+        _trace_file = open(f"{_TRACE_PATH}.{os.getpid()}", "a", buffering=1)  # noqa: SIM115
+    _trace_file.write(f"{stage} {length16} {time.time() * 1000:.3f}\n")
 
 
 def parse_changes(spec: Any, length16: int) -> list[tuple[int, int, str]]:
     """A CodeMirror ``ChangeSet.toJSON()`` as ``[(from, to, insert)]`` in the
     pre-change document's UTF-16 offsets, ascending; checks it covers ``length16``."""
-    out, pos = _walk_checked(spec)
-    if pos != length16:
-        raise ValueError(f"changes cover {pos} UTF-16 units, the text has {length16}")
-    return out
+    cs = ChangeSet.from_json(spec)
+    if cs.length != length16:
+        raise ValueError(f"changes cover {cs.length} UTF-16 units, the text has {length16}")
+    return cs.edits()
 
 
-def _walk(spec: Any) -> list[tuple[int, int, str]]:
-    return _walk_checked(spec)[0]
+@dataclass
+class Bridge:
+    """What the kernel knows of one view (client id): the version ``v`` it had
+    last received when it pushed, its updates not yet confirmed by then (in its
+    own frame, as it holds them), and the number of the next update it sends."""
 
-
-def _walk_checked(spec: Any) -> tuple[list[tuple[int, int, str]], int]:
-    if not isinstance(spec, list):
-        raise ValueError("changes must be a list (ChangeSet JSON)")
-    out: list[tuple[int, int, str]] = []
-    pos = 0
-    for part in spec:
-        if isinstance(part, int) and not isinstance(part, bool):
-            if part < 0:
-                raise ValueError("negative retain in changes")
-            pos += part
-        elif (isinstance(part, list) and part and isinstance(part[0], int)
-              and not isinstance(part[0], bool) and part[0] >= 0
-              and all(isinstance(s, str) for s in part[1:])):
-            out.append((pos, pos + part[0], "\n".join(part[1:])))
-            pos += part[0]
-        else:
-            raise ValueError(f"bad section in changes: {part!r:.60}")
-    return out, pos
-
-
-def _map_pos(x: int, remote: list[tuple[int, int, int]], assoc: int) -> int:
-    """``x`` through remote sections ``(from, to, inserted length)`` (pre-change,
-    ascending); at an insert on ``x`` it moves after it if ``assoc > 0``."""
-    off = 0
-    for rf, rt, n in remote:
-        if rf == rt:
-            if rf < x or (rf == x and assoc > 0):
-                off += n
-        elif rt <= x:
-            off -= rt - rf
-        elif rf < x:
-            return rf + off  # inside a deleted range: to where it was
-    return x + off
-
-
-def rebase(own: list[tuple[int, int, str]],
-           remote: list[tuple[int, int, int]]) -> list[tuple[int, int, str]] | None:
-    """Own sections over one remote update, as CodeMirror's ``ChangeSet.map``
-    (ours after theirs at the same place) does in the browser; None for the cases
-    we leave to a refusal (a replacement on either side meeting the other)."""
-    if any(rf < rt and n for rf, rt, n in remote):
-        return None
-    out = []
-    for f, t, ins in own:
-        if f < t:
-            if any(rf == rt and f < rf < t for rf, rt, _ in remote):
-                return None  # their insert inside our deletion: it would split
-            if ins and any(rf < rt and rf < t and rt > f for rf, rt, _ in remote):
-                return None
-        nf = _map_pos(f, remote, 1)
-        nt = max(nf, _map_pos(t, remote, -1)) if f < t else nf
-        if nt > nf or ins:
-            out.append((nf, nt, ins))
-    return out
-
-
-def _sections_json(sections: list[tuple[int, int, str]], len16: int) -> list[Any]:
-    out: list[Any] = []
-    pos = 0
-    for f, t, ins in sections:
-        if f > pos:
-            out.append(f - pos)
-        out.append([t - f, *ins.split("\n")] if ins else [t - f])
-        pos = t
-    if len16 > pos:
-        out.append(len16 - pos)
-    return out
-
-
-def _changes_json(pos16: int, del16: int, ins: str, len16: int) -> list[Any]:
-    out: list[Any] = []
-    if pos16:
-        out.append(pos16)
-    out.append([del16, *ins.split("\n")] if ins else [del16])
-    rest = len16 - pos16 - del16
-    if rest:
-        out.append(rest)
-    return out
+    gen: int
+    v: int
+    unconfirmed: list[ChangeSet] = field(default_factory=list)
+    seq: int = 0
 
 
 class Editor(LiveWidget):
@@ -148,7 +106,11 @@ class Editor(LiveWidget):
         self._pushes_scheduled = False
         self._drain_scheduled = False
         self._applying = False
-        self._refused: dict[str, int] = {}  # client id -> last epoch with a refused push
+        self._bridges: dict[str, Bridge] = {}
+        self._gen = 0  # snapshots sent: a push names the one it builds on
+        self._snap_v = 0  # version of the last snapshot
+        # the updates of _history as change sets, with their client id (same length)
+        self._updates: deque[tuple[str, ChangeSet]] = deque(maxlen=HISTORY)
         self._unsub: Any = None
         self._observed: Any = None
         self._idx = AstralIndex()
@@ -182,18 +144,37 @@ class Editor(LiveWidget):
             self._node.call_soon(self._drain)
 
     def _drain(self) -> None:
+        """Node thread: the CRDT's changes since the last drain, as few updates:
+        consecutive edits are composed (a burst of thousands of remote changes
+        costs the browser a few updates, not one each)."""
+        with self._node.lock:
+            # under the lock, so that the mirror (idx) and the numbered updates
+            # move with the text in one step: without it a push handled just
+            # after could be mapped against a text the updates do not describe
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
         self._drain_scheduled = False
         idx = self._idx
         crlf = False
+        cs: ChangeSet | None = None
         while self._inbox:
             pos, deleted, inserted, local = self._inbox.popleft()
             crlf = crlf or (local and "\r" in inserted)
             len16 = idx.length16
             pos16 = idx.to16(pos)
+            if cs is not None and len(cs.sections) > 2 * MAX_SECTIONS:
+                self._push_update(PY_CLIENT, cs)  # idx is at its end: n16 is right
+                cs = None
             del16 = idx.delete(pos, deleted) if deleted else 0
             if inserted:
                 idx.insert(pos, inserted)
-            self._push({"c": PY_CLIENT, "ch": _changes_json(pos16, del16, inserted, len16)})
+            one = ChangeSet.single(len16, pos16, del16, inserted)
+            cs = one if cs is None else cs.compose(one)
+        if cs is not None:
+            self._push_update(PY_CLIENT, cs)
+            if _TRACE_PATH:
+                _trace("drain", idx.length16)
         if crlf:
             self._node.call_soon(self._normalise_line_ends)
 
@@ -233,8 +214,24 @@ class Editor(LiveWidget):
             self._drain()
             text = str(self._observed)
         me = self._node
-        return {"text": text, "name": me.name, "color": colour_of(me.id),
+        # every view starts over from here: its bridge too
+        self._gen += 1
+        self._snap_v = self._version
+        self._bridges.clear()
+        announce(me, self._handle.id, "editor", self._text.name, True)
+        return {"text": text, "g": self._gen, "name": me.name, "color": node_colour(me),
                 "cursors": self._cursors()}
+
+    def _push_update(self, client: str, cs: ChangeSet) -> None:
+        self._updates.append((client, cs))
+        self._push({"c": client, "ch": cs.to_json()})
+
+    def _deltas_extra(self) -> dict[str, Any]:
+        # the text's length at the last delta sent: a view with nothing
+        # unconfirmed checks it and asks for a snapshot if it differs
+        if _TRACE_PATH:
+            _trace("post", self._idx.length16)
+        return {"n16": self._idx.length16}
 
     def _on_comm_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         # Comm thread. Pushes queue up and the node thread takes all that are
@@ -242,6 +239,11 @@ class Editor(LiveWidget):
         # wire) for every key typed while the node was busy, so a backlog
         # drains instead of growing.
         if isinstance(content, dict) and content.get("t") == "push":
+            if _TRACE_PATH:
+                try:
+                    _trace("recv", ChangeSet.from_json(content["updates"][-1]["ch"]).new_length)
+                except Exception:  # a bad push: the node thread will say what
+                    pass
             self._pushes.append(content)
             if not self._pushes_scheduled:
                 self._pushes_scheduled = True
@@ -253,9 +255,13 @@ class Editor(LiveWidget):
         self._pushes_scheduled = False
         if self._closed:
             return
+        if _TRACE_PATH:
+            _trace("take", self._idx.length16)
         with self._handle.transaction():
             while self._pushes:
                 self._receive(self._pushes.popleft())
+        if _TRACE_PATH:
+            _trace("commit", self._idx.length16)
 
     def _on_message(self, t: str, content: dict[str, Any]) -> None:
         if t == "push":
@@ -266,83 +272,98 @@ class Editor(LiveWidget):
             super()._on_message(t, content)
 
     def _on_push(self, msg: dict[str, Any]) -> None:
-        updates = msg.get("updates")
-        if not isinstance(updates, list):
+        updates, client = msg.get("updates"), msg.get("c")
+        gen, seq, v = msg.get("g"), msg.get("n"), msg.get("v")
+        if not isinstance(updates, list) or not updates:
             raise ValueError("push without updates")
-        client, epoch = msg.get("c", ""), msg.get("e", 0)
-        if not isinstance(client, str) or not isinstance(epoch, int):
-            raise ValueError("push with a bad client id or epoch")
+        if not isinstance(client, str) or client == PY_CLIENT or not client:
+            raise ValueError(f"push with a bad client id {client!r:.40}")
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (gen, seq, v)):
+            raise ValueError("push needs integer g (snapshot), n (sequence) and v (version)")
         with self._handle.transaction():
             self._drain()  # under the lock: nothing else can change the text now
-            if epoch <= self._refused.get(client, -1):
-                return  # made before the browser learnt of an earlier refusal
-            mapped = None
-            if msg.get("v") != self._version:
-                mapped = self._rebase_stale(msg, client)
-            if msg.get("v") != self._version and mapped is None:
-                # stale: the browser rebases over what it has not seen yet and
-                # pushes again in a new epoch; its pipelined pushes of this
-                # epoch build on this one, so they are refused too
-                self._refused[client] = max(epoch, self._refused.get(client, -1))
-                self._flush()  # what it missed first, then the word
-                self._post({"t": "refused", "e": epoch})
-                return
-            idx = self._idx
+            if gen != self._gen:
+                return  # built on an older snapshot: the view has dropped it too
+            br = self._bridges.get(client)
+            if br is None:
+                br = self._bridges[client] = Bridge(gen, self._snap_v)
+            if seq != br.seq:
+                raise ValueError(f"push number {seq} from {client}, expected {br.seq}")
+            self._advance(br, v, client)
             for upd in updates:
-                if not isinstance(upd, dict) or not isinstance(upd.get("c"), str):
-                    raise ValueError("update without a client id")
-                if mapped is not None:  # one update, rebased over others' edits
-                    edits, upd = mapped, {"c": upd["c"],
-                                          "ch": _sections_json(mapped, idx.length16)}
-                else:
-                    edits = parse_changes(upd.get("ch"), idx.length16)
-                self._applying = True
-                try:
-                    # pre-change offsets, ascending: apply from the end so the
-                    # earlier offsets still hold
-                    for f16, t16, ins in reversed(edits):
-                        cp = idx.to_cp(f16)
-                        n = idx.to_cp(t16) - cp
-                        if n:
-                            self._text.delete(cp, n)
-                            idx.delete(cp, n)
-                        if ins:
-                            self._text.insert(cp, ins)
-                            idx.insert(cp, ins)
-                finally:
-                    self._applying = False
-                self._push({"c": upd["c"], "ch": upd["ch"]})
+                if not isinstance(upd, dict) or upd.get("c") != client:
+                    raise ValueError("update without its client's id")
+                own = ChangeSet.from_json(upd.get("ch"))
+                self._apply(client, self._through_bridge(br, own, client))
+                br.unconfirmed.append(own)
+                br.seq += 1
 
-    def _rebase_stale(self, msg: dict[str, Any], client: str) -> Any:
-        """A push based on version v < ours: its one update mapped over the
-        updates since v, if those are all someone else's (a round trip saved;
-        what the browser does with them is the same mapping). None: refuse."""
-        v, updates = msg.get("v"), msg.get("updates")
-        if not (isinstance(v, int) and isinstance(updates, list) and len(updates) == 1
-                and isinstance(updates[0], dict)):
-            return None
-        first = self._version - len(self._history) + 1
-        if not first - 1 <= v < self._version:
-            return None
-        later = list(self._history)[v - first + 1:]
-        if any(u["c"] == client for u in later):
-            return None  # our own updates since v: it may build on a refused one
-        # the length of the text at version v: ours minus what came since
-        len16 = self._idx.length16
-        walks = []
-        for u in later:
-            secs = _walk(u["ch"])
-            walks.append(secs)
-            len16 -= sum(len(ins.encode("utf-16-le")) // 2 - (t - f) for f, t, ins in secs)
-        try:
-            own = parse_changes(updates[0].get("ch"), len16)
-        except ValueError:
-            return None
-        for secs in walks:
-            own = rebase(own, [(f, t, len(ins.encode("utf-16-le")) // 2) for f, t, ins in secs])
-            if own is None:
-                return None
+    def _since(self, v: int) -> list[tuple[str, ChangeSet]]:
+        """The updates after version ``v``; LookupError if no longer kept."""
+        first = self._version - len(self._updates) + 1
+        if not first - 1 <= v <= self._version:
+            raise LookupError(f"version {v} is not kept (kept: {first}..{self._version})")
+        return list(self._updates)[v - first + 1:]
+
+    def _advance(self, br: Bridge, v: int, client: str) -> None:
+        """Replay on the bridge what the view did on receiving our updates up to ``v``."""
+        if v < br.v or v > self._version:
+            raise ValueError(f"push based on version {v}: expected {br.v}..{self._version}")
+        if not br.unconfirmed:  # nothing to rebase: no need for the history
+            br.v = v
+            return
+        for c, h in self._since(br.v)[:v - br.v]:
+            if c == client:
+                br.unconfirmed.pop(0)  # confirmed (ours come back in order)
+                if not br.unconfirmed:
+                    break
+            else:
+                br.unconfirmed = _rebase(br.unconfirmed, h)
+        br.v = v
+
+    def _through_bridge(self, br: Bridge, own: ChangeSet, client: str) -> ChangeSet:
+        """``own``, made on the view's document (version ``br.v`` plus its
+        unconfirmed updates), mapped onto the document at our version."""
+        pending = list(br.unconfirmed)
+        for c, h in self._since(br.v):
+            if c == client:
+                if not pending:
+                    raise ValueError(f"push from {client} does not match what it was sent")
+                pending.pop(0)
+            else:
+                # the other update as it looks after the view's pending ones;
+                # ours go after theirs at the same place (as receiveUpdates maps)
+                h = _rebase_over(pending, h)
+                own = own.map(h)
+        if pending:
+            raise ValueError(f"push from {client} skips some of its own updates")
+        if own.length != self._idx.length16:
+            raise ValueError(f"changes cover {own.length} UTF-16 units, "
+                             f"the text has {self._idx.length16}")
         return own
+
+    def _apply(self, client: str, cs: ChangeSet) -> None:
+        """One update onto the CRDT as character ops, numbered and echoed (the
+        echo confirms it to its view; others receive it as any update)."""
+        idx = self._idx
+        self._applying = True
+        try:
+            # pre-change offsets, ascending: apply from the end so the
+            # earlier offsets still hold
+            for f16, t16, ins in reversed(cs.edits()):
+                cp = idx.to_cp(f16)
+                n = idx.to_cp(t16) - cp
+                if n:
+                    self._text.delete(cp, n)
+                    idx.delete(cp, n)
+                if ins:
+                    self._text.insert(cp, ins)
+                    idx.insert(cp, ins)
+        finally:
+            self._applying = False
+        self._push_update(client, cs)
+        if _TRACE_PATH:
+            _trace("applied", idx.length16)
 
     def _on_selection(self, msg: dict[str, Any]) -> None:
         if msg.get("v") != self._version:
@@ -369,7 +390,7 @@ class Editor(LiveWidget):
                     and all(isinstance(x, int) and 0 <= x <= idx.length for x in sel)):
                 continue
             out.append({"id": peer.hex()[:8], "name": str(st.get("name", peer.hex()[:8])),
-                        "color": str(st.get("color", colour_of(peer))),
+                        "color": safe_colour(st.get("color"), colour_of(peer)),
                         "anchor": idx.to16(sel[0]), "head": idx.to16(sel[1])})
         return out
 
@@ -382,6 +403,8 @@ class Editor(LiveWidget):
 
     # -- life ----------------------------------------------------------------------
     def _detach(self) -> None:
+        if getattr(self, "_ready", False):
+            announce(self._node, self._handle.id, "editor", self._text.name, False)
         for off in getattr(self, "_node_off", []):
             off()
         self._node_off = []
@@ -392,3 +415,21 @@ class Editor(LiveWidget):
     @property
     def value(self) -> str:
         return str(self._text)
+
+
+def _rebase(pending: list[ChangeSet], other: ChangeSet) -> list[ChangeSet]:
+    """A view's unconfirmed updates after it received ``other`` (receiveUpdates)."""
+    out = []
+    for u in pending:
+        out.append(u.map(other))
+        other = other.map(u, True)
+    return out
+
+
+def _rebase_over(pending: list[ChangeSet], other: ChangeSet) -> ChangeSet:
+    """``other`` as it applies after the view's unconfirmed updates; ``pending``
+    is rebased over it in place (what the view will do on receiving it)."""
+    for i, u in enumerate(pending):
+        pending[i] = u.map(other)
+        other = other.map(u, True)
+    return other

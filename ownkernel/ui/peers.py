@@ -1,4 +1,8 @@
-"""``ui.peers(node)``: one row per known peer, updated on join and leave."""
+"""``ui.peers(node)``: one row per known peer, updated on join and leave.
+
+A row shows the name and colour the peer gave itself (its signed address-book
+entry and presence claims, else its hello), how it is reached, the last ping's round trip and the
+docs we share with it (the ones it may read here)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from ownkernel.ui.base import STATIC, LiveWidget, colour_of
 
 __all__ = ["Peers", "peer_rows"]
 
-REFRESH = 5.0  # seconds: round-trip times change without an event
+REFRESH = 1.0  # seconds: round trips and address-book names change without an event
 
 
 def _via(p: Any) -> str:
@@ -31,13 +35,37 @@ def _via(p: Any) -> str:
     return "-"
 
 
-def peer_rows(peers: Any) -> list[dict[str, Any]]:
+def shared_docs(node: Any, peer: bytes) -> list[str]:
+    """Titles (else short ids) of our docs that ``peer`` may read."""
+    out = []
+    gate = getattr(node, "gate", None)
+    if gate is None:
+        return out
+    for d in node.docs():
+        with node.lock:
+            ok = gate.may_read(peer, d.id)
+        if ok:
+            out.append(d.title or d.short_id)
+    return sorted(out)
+
+
+def peer_rows(peers: Any, node: Any = None) -> list[dict[str, Any]]:
+    peers = list(peers)
+    profiles = {}
+    if node is not None and hasattr(node, "peer_profiles"):
+        try:
+            profiles = node.peer_profiles([p.id for p in peers])
+        except RuntimeError:  # network closing
+            profiles = {}
     rows = []
     for p in peers:
-        rows.append({"id": p.id.hex(), "short_id": p.id.hex()[:8], "name": p.name,
-                     "color": colour_of(p.id), "online": bool(p.online), "via": _via(p),
+        name, colour = profiles.get(p.id, (p.name, ""))
+        docs = shared_docs(node, p.id) if node is not None else []
+        rows.append({"id": p.id.hex(), "short_id": p.id.hex()[:8], "name": name or p.name,
+                     "color": colour or colour_of(p.id), "online": bool(p.online),
+                     "via": _via(p),
                      "rtt_ms": None if p.latency is None else round(p.latency * 1000, 2),
-                     "docs": "-"})
+                     "docs": ", ".join(docs) or "-"})
     return rows
 
 
@@ -54,11 +82,12 @@ class Peers(LiveWidget):
         try:
             self._off.append(node.on("peer_joined", self._changed))
             self._off.append(node.on("peer_left", self._changed))
+            self._off.append(node.on("presence", self._changed))  # names, colours
         except RuntimeError:  # no network: the list stays empty
             pass
 
     def _snapshot(self) -> dict[str, Any]:
-        self._rows = peer_rows(self._node.peers)
+        self._rows = peer_rows(self._node.peers, self._node)
         if self._timer is None:
             self._tick()
         return {"peers": self._rows}
@@ -66,7 +95,7 @@ class Peers(LiveWidget):
     def _changed(self, *_: Any) -> None:
         if not self._ready or self._closed:
             return
-        rows = peer_rows(self._node.peers)
+        rows = peer_rows(self._node.peers, self._node)
         if rows != self._rows:
             self._rows = rows
             self._push({"peers": rows})

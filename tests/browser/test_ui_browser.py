@@ -31,6 +31,7 @@ CELL_A = [
     "ui.editor(doc.text('body'))",
     "ui.chat(doc.log('chat'))",
     "ui.peers(node)",
+    "doc",
 ]
 CELL_B = [
     "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\n"
@@ -172,6 +173,73 @@ def test_chat_message_sent_in_one_page_appears_in_the_other(pages: Pages) -> Non
     msg.wait_for(timeout=WAIT)
     assert "ann" in msg.inner_text()
     assert a.input_value('[data-own="chat-input"]') == ""  # Enter sent and cleared it
+
+
+def run_code(page: Any, code: str) -> None:
+    """Run code in the page's kernel (no cell, no output)."""
+    page.evaluate("""async (code) => {
+      const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+      await k.requestExecute({ code }).done; }""", code)
+
+
+def shot(page: Any, name: str) -> None:
+    if os.environ.get("OWNKERNEL_UI_SHOTS"):
+        page.screenshot(path=os.path.join(os.environ["OWNKERNEL_UI_SHOTS"], name),
+                        full_page=True)
+
+
+def test_burst_of_remote_edits_into_an_open_editor_ends_equal(pages: Pages) -> None:
+    """Node B makes 1,000 random edits (10 commits); page A's editor ends with
+    B's text and still takes keys (the 10,000-edit run and its long tasks are
+    in benchmarks/ui.py --burst)."""
+    a, b = pages.a, pages.b
+    run_code(b, "import random as _r\n_t = doc.text('body'); _g = _r.Random(3)\n"
+                "for _k in range(10):\n    with doc.transaction():\n"
+                "        for _ in range(100):\n            _n = len(str(_t))\n"
+                "            if _n and _g.random() < 0.2: _t.delete(_g.randrange(_n), 1)\n"
+                "            else: _t.insert(_g.randint(0, _n), 'xyz😀'[_g.randrange(4)])\n")
+    want = pages.text(b) or ""
+    pages.wait_text(a, want)
+    a.click(EDITOR)
+    a.keyboard.press("Control+End")
+    a.keyboard.type("!")
+    pages.wait_text(b, want + "!")
+
+
+def test_doc_view_shows_roots_people_and_access_and_opens_a_root(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    view = a.locator('[data-own-widget="doc"]')
+    view.locator('[data-own="doc-title"]', has_text="live").wait_for(timeout=WAIT)
+    view.locator('[data-own="doc-present"]', has_text="ben").wait_for(timeout=WAIT)
+    view.locator('[data-own="doc-access"][data-own-role="owner"]', has_text="ann").wait_for(
+        timeout=WAIT)
+    assert view.locator('[data-own="doc-root"]').all_inner_texts() == [
+        "body (text)", "chat (log)"]
+    view.locator('[data-own="doc-root"][data-own-root="body"]').click()
+    # the root's editor opens below the header, in the same output
+    opened = a.locator('.jp-OutputArea-output:has([data-own-widget="doc"]) '
+                       '[data-own-widget="editor"] .cm-content')
+    opened.wait_for(timeout=WAIT)
+    opened.click()
+    opened.press("Control+End")
+    opened.type(" via doc")
+    _wait_suffix(b, " via doc")  # B's editor shows what was typed in A's doc view
+    shot(a, "doc-view-A.png")
+
+
+def _wait_suffix(page: Any, suffix: str) -> str:
+    page.wait_for_function(f"() => ({lab.EDITOR_TEXT})().endsWith({_js(suffix)})",
+                           timeout=WAIT)
+    return page.evaluate(lab.EDITOR_TEXT)
+
+
+def test_a_new_name_shows_in_the_other_pages_widgets(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    run_code(a, "node.name = 'Ann Lee'\nnode.color = '#8e44ad'")
+    b.locator('[data-own="peer"]', has_text="Ann Lee").wait_for(timeout=WAIT)
+    # the chat shows A's earlier message under the new name
+    b.locator('[data-own="chat-message"]', has_text="Ann Lee").wait_for(timeout=WAIT)
+    shot(b, "renamed-B.png")
 
 
 def test_peer_that_shuts_down_turns_offline_in_the_other_page(pages: Pages) -> None:

@@ -17,7 +17,7 @@ export function connect(model, { onSnapshot, onDeltas, onOther }) {
       }
       const ops = msg.ops.slice(cur + 1 - msg.from); // skip what we already have
       if (ops.length) {
-        onDeltas(ops, cur + 1);
+        onDeltas(ops, cur + 1, msg);
         version = cur + ops.length;
       }
     } else if (onOther) {

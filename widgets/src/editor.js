@@ -102,48 +102,35 @@ function render({ model, el }) {
   // the frame is on our element: JupyterLab's styles reset borders of .cm-editor
   Object.assign(el.style, { border: "1px solid #c8c8c8", borderRadius: "4px", overflow: "hidden" });
   let view = null;
-  let inflight = null;
   let selTimer = null;
   const clientID = Math.random().toString(36).slice(2, 10);
 
-  // Pushes are pipelined: we do not wait for the kernel to confirm one before
-  // sending the next (a round trip would hold every key typed meanwhile).
-  // `pushed` counts our unconfirmed updates already sent; the next push is
-  // based on the version they will have made. The kernel applies a push only
-  // if its version matches, and it orders everything it applies, so when an
-  // update of someone else reaches us while some of ours are still pushed,
-  // those were (or will be) refused: we send them again, rebased.
-  // `epoch` tells the kernel which of our pushes were made before we learnt of
-  // a refusal: after refusing one, it refuses the rest of that epoch, even one
-  // whose version happens to match again (ours refused, someone else's taken).
+  // Pushes are pipelined: each local update is sent at once, without waiting
+  // for the kernel to confirm the previous one. A push names the version we
+  // had received (v), the snapshot we built on (g) and the number of its first
+  // update (n); the kernel maps it through its replay of this client (its
+  // "bridge", see ownkernel/ui/editor.py) over whatever it accepted meanwhile,
+  // so it is never refused and we never resend. `pushed` counts our
+  // unconfirmed updates already sent.
   let pushed = 0;
-  let epoch = 0;
-  const restart = () => { pushed = 0; epoch++; };
+  let seq = 0;
+  let gen = 0;
   const push = () => {
     if (!view) return;
     const ups = sendableUpdates(view.state);
     if (ups.length <= pushed) return;
     model.send({
       t: "push",
-      v: getSyncedVersion(view.state) + pushed,
+      v: getSyncedVersion(view.state),
       c: clientID,
-      e: epoch,
+      g: gen,
+      n: seq,
       updates: ups.slice(pushed).map((u) => ({ c: u.clientID, ch: u.changes.toJSON() })),
     });
+    seq += ups.length - pushed;
     pushed = ups.length;
-    if (inflight) clearTimeout(inflight);
-    // only a guard against a lost message: start over from what is unconfirmed
-    inflight = setTimeout(() => { inflight = null; restart(); push(); }, 10000);
-  };
-  const received = (ops) => {
-    // Someone else's update between ours does not mean ours were refused: the
-    // kernel maps a stale push over others' edits when it can, and says
-    // "refused" when it cannot.
-    for (const o of ops) if (o.c === clientID && pushed > 0) pushed--;
-    if (!pushed && inflight) {
-      clearTimeout(inflight);
-      inflight = null;
-    }
+    // latency tracing (benchmarks/ui.py --trace): when the push left the page
+    if (window.__ownTrace) window.__ownTrace.push(["push", view.state.doc.length, performance.timeOrigin + performance.now()]);
   };
   const sendSelection = () => {
     selTimer = null;
@@ -197,15 +184,31 @@ function render({ model, el }) {
         view = new EditorView({ state, parent: el });
       }
       view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
-      restart();
-      push();
+      gen = msg.g;
+      seq = 0;
+      pushed = 0;
     },
-    onDeltas: Object.assign((ops) => {
+    onDeltas: Object.assign((ops, _from, msg) => {
       try {
-        const updates = ops.map((o) => ({ changes: ChangeSet.fromJSON(o.ch), clientID: o.c }));
-        const tr = receiveUpdates(view.state, updates);
-        view.dispatch(tr);
-        received(ops);
+        // One receiveUpdates per update, chained, then one dispatch: the
+        // kernel's bridge replays exactly this (composing a batch first can
+        // order two inserts at one place differently), and the view still
+        // redraws once per message.
+        let state = view.state;
+        const trs = [];
+        for (const o of ops) {
+          const tr = receiveUpdates(state, [{ changes: ChangeSet.fromJSON(o.ch), clientID: o.c }]);
+          trs.push(tr);
+          state = tr.state;
+          if (o.c === clientID && pushed > 0) pushed--;
+        }
+        view.dispatch(trs);
+        if (window.__ownTrace) window.__ownTrace.push(["shown", view.state.doc.length, performance.timeOrigin + performance.now()]);
+        // nothing of ours pending: the text must be as long as the kernel's
+        if (typeof msg.n16 === "number" && !sendableUpdates(view.state).length
+            && view.state.doc.length !== msg.n16) {
+          throw new Error(`text is ${view.state.doc.length} units, the kernel has ${msg.n16}`);
+        }
       } catch (err) {
         fail(err);
         return;
@@ -215,12 +218,6 @@ function render({ model, el }) {
     onOther(msg) {
       if (msg.t === "cursors" && view) {
         view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
-      } else if (msg.t === "refused") {
-        // sent after the deltas that made it stale, so we have rebased by now
-        if (msg.e === epoch) {
-          restart();
-          push();
-        }
       } else if (msg.t === "error") {
         console.warn("ownkernel:", msg.error);
       }
@@ -228,7 +225,6 @@ function render({ model, el }) {
   });
   return () => {
     stop();
-    if (inflight) clearTimeout(inflight);
     if (selTimer) clearTimeout(selTimer);
     if (view) view.destroy();
   };
