@@ -3,7 +3,8 @@
 import * as esbuild from "esbuild";
 
 await esbuild.build({
-  entryPoints: ["src/editor.js", "src/chat.js", "src/peers.js"],
+  entryPoints: ["src/editor.js", "src/chat.js", "src/peers.js",
+    "src/grid.js"], // issue #10
   outdir: "../ownkernel/ui/static",
   bundle: true,
   format: "esm",

@@ -17,9 +17,10 @@ from typing import Any
 # package the first time it is imported.
 from ownkernel.ui.chat import Chat
 from ownkernel.ui.editor import Editor
+from ownkernel.ui.grid import Grid  # issue #10
 from ownkernel.ui.peers import Peers
 
-__all__ = ["Chat", "Editor", "Peers", "chat", "editor", "peers", "widget_for"]
+__all__ = ["Chat", "Editor", "Grid", "Peers", "chat", "editor", "grid", "peers", "widget_for"]
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -44,9 +45,17 @@ def widget_for(obj: Any) -> Any | None:
         return editor(obj)
     if kind == "Log":
         return chat(obj)
+    if kind == "Sheet":  # issue #10
+        return grid(obj)
     return None
 
 
 def _target(obj: Any) -> Any:
     get = getattr(obj, "_get", None)  # a root proxy: what it stands for
     return get() if callable(get) else obj
+
+
+# -- grid (issue #10) -------------------------------------------------------------
+def grid(sheet: Any) -> Any:
+    """A live spreadsheet over a sheet root (``doc.sheet("budget")``)."""
+    return Grid(sheet)
