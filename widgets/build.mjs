@@ -4,7 +4,7 @@ import * as esbuild from "esbuild";
 
 await esbuild.build({
   entryPoints: ["src/editor.js", "src/chat.js", "src/peers.js",
-    "src/grid.js"], // issue #10
+    "src/grid.js", "src/items.js", "src/budget.js"], // issue #10
   outdir: "../ownkernel/ui/static",
   bundle: true,
   format: "esm",

@@ -18,9 +18,11 @@ from typing import Any
 from ownkernel.ui.chat import Chat
 from ownkernel.ui.editor import Editor
 from ownkernel.ui.grid import Grid  # issue #10
+from ownkernel.ui.items import Items  # issue #10
 from ownkernel.ui.peers import Peers
 
-__all__ = ["Chat", "Editor", "Grid", "Peers", "chat", "editor", "grid", "peers", "widget_for"]
+__all__ = ["Chat", "Editor", "Grid", "Items", "Peers", "chat", "editor", "grid", "items", "peers",
+           "widget_for"]
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -59,3 +61,8 @@ def _target(obj: Any) -> Any:
 def grid(sheet: Any) -> Any:
     """A live spreadsheet over a sheet root (``doc.sheet("budget")``)."""
     return Grid(sheet)
+
+
+def items(lst: Any) -> Any:
+    """A shared to-do list over a list root (``doc.list("todo")``): records, moves."""
+    return Items(lst)
