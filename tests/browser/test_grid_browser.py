@@ -27,18 +27,28 @@ GRID = '[data-own-widget="grid"]'
 WAIT = 60_000  # ms: generous, these are conditions, not timings
 
 CELL_A = [
-    "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\n"
+    "from ownkernel import ui\nfrom ownkernel.apps import budget\nimport pathlib\n"
+    "node.name = 'ann'\n"
     "doc = node.new_doc('sheets')\ns = doc.sheet('s')\n"
     "s.set('A1', 1); s.set('A2', 2); s.set('B2', 'keep'); s.set('A3', '=SUM(A1:A2)')\n"
     "s.set('B1', '=1/0')\n"
+    "b = budget(doc, categories=['Food', 'Fun'], people=['ann', 'ben'], planned={'Food': 100})\n"
+    "b.add_expense('2026-11-01', 'lunch', 'Food', 20, paid_by='ann')\n"
     "pathlib.Path('invite.txt').write_text(node.invite(doc))",
     "ui.grid(doc.sheet('s'))",
+    "todo = ui.items(doc.list('todo'))\ntodo.add('milk')\ntodo.add('eggs')\ntodo",
+    "b.chart()",
 ]
 CELL_B = [
-    "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\n"
+    "from ownkernel import ui\nfrom ownkernel.apps import budget\nimport pathlib\n"
+    "node.name = 'ben'\n"
     "doc = node.join(pathlib.Path('invite.txt').read_text(), timeout=60)",
     "doc.sheet('s')",  # a sheet root as the last expression shows as its grid
+    "ui.items(doc.list('todo'))",
+    "b = budget(doc)\nb.grid()",  # the budget's own sheet, a second grid in this page
 ]
+ITEM = '[data-own-widget="items"] [data-own="item"]'
+BUDGET_EXPENSE = "D11"  # first expense row of a 2-category, 2-person budget: its amount
 
 
 def cell(ref: str) -> str:
@@ -100,7 +110,7 @@ def screenshots(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
     if request.session.testsfailed > failed or keep:
         d = Path(keep) if keep and request.session.testsfailed == failed else pages.shots
         for name, page in (("A", pages.a), ("B", pages.b)):
-            page.locator(GRID).screenshot(path=str(d / f"{request.node.name}-{name}.png"))
+            page.screenshot(path=str(d / f"{request.node.name}-{name}.png"), full_page=True)
         if request.session.testsfailed > failed:
             print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
 
@@ -154,3 +164,43 @@ def test_row_inserted_above_a_filled_row_keeps_its_cells_together(pages: Pages) 
     for page in (a, b):
         wait_cell(page, "B2", "keep")
         wait_cell(page, "A3", "42")
+
+
+def test_checking_an_item_in_one_page_shows_checked_in_the_other(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    milk_b = b.locator(ITEM, has_text="milk")
+    milk_b.wait_for(timeout=WAIT)
+    b.locator(ITEM, has_text="eggs").wait_for(timeout=WAIT)
+    milk_b.locator('[data-own="item-done"]').click()
+    a.locator(f'{ITEM}[data-own-done="true"]', has_text="milk").wait_for(timeout=WAIT)
+    assert a.locator(ITEM, has_text="milk").locator('[data-own="item-done"]').is_checked()
+    assert a.locator(ITEM, has_text="eggs").get_attribute("data-own-done") == "false"
+    # and an item added in page A appears in page B, last
+    a.fill('[data-own-widget="items"] [data-own="item-input"]', "bread 🍞")
+    a.press('[data-own-widget="items"] [data-own="item-input"]', "Enter")
+    b.locator(ITEM, has_text="bread 🍞").wait_for(timeout=WAIT)
+    assert b.locator(ITEM).nth(2).inner_text().startswith("⋮⋮")  # grip, then the text
+    assert "bread 🍞" in b.locator(ITEM).nth(2).inner_text()
+
+
+def test_budget_chart_changes_when_a_value_changes(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    spent = ('[data-own-widget="budget"] [data-own="bar"][data-own-cat="Food"]'
+             '[data-own-kind="spent"]')
+    a.wait_for_selector(f'{spent}[data-own-value="20"]', timeout=WAIT)
+    height = float(a.get_attribute(spent, "height") or 0)
+    grid_b = b.locator(GRID).filter(has_text="Category")  # the budget's sheet in page B
+    grid_b.locator(f'[data-own-cell="{BUDGET_EXPENSE}"]').wait_for(timeout=WAIT)
+    assert grid_b.locator(f'[data-own-cell="{BUDGET_EXPENSE}"]').inner_text() == "20"
+    grid_b.locator(f'[data-own-cell="{BUDGET_EXPENSE}"]').click()
+    b.keyboard.press("Control+a")
+    b.keyboard.type("80")
+    b.keyboard.press("Enter")
+    a.wait_for_selector(f'{spent}[data-own-value="80"]', timeout=WAIT)
+    assert float(a.get_attribute(spent, "height") or 0) > height
+    owes = a.locator('[data-own-widget="budget"] [data-own="owes"]')
+    assert owes.inner_text() == "ben owes ann 40"  # 80 paid by ann, shared by two
+    if os.environ.get("OWNKERNEL_UI_SHOTS"):
+        d = Path(os.environ["OWNKERNEL_UI_SHOTS"])
+        a.locator('[data-own-widget="budget"]').screenshot(path=str(d / "budget-chart-A.png"))
+        grid_b.screenshot(path=str(d / "budget-grid-B.png"))

@@ -84,7 +84,8 @@ function line(points, planned) {
   const step = Math.max(1, Math.ceil(points.length / 5));
   points.forEach((p, i) => {
     if (i % step === 0 || i === points.length - 1) {
-      s.append(svg("text", { x: x(i + 1), y: H - B + 14, "text-anchor": "middle" }, String(p[0]).slice(5) || p[0]));
+      const last = i === points.length - 1; // kept inside the chart's right edge
+      s.append(svg("text", { x: x(i + 1), y: H - B + 14, "text-anchor": last ? "end" : "middle" }, String(p[0]).slice(5) || p[0]));
     }
   });
   return s;

@@ -166,13 +166,16 @@ function render({ model, el }) {
   const schedule = () => { if (!frame) frame = requestAnimationFrame(draw); };
   function draw() {
     frame = 0;
-    const top = view.scrollTop, lx = view.scrollLeft;
-    const vh = view.clientHeight || MAX_H, vw = view.clientWidth || 800;
+    // a short sheet takes the room it needs, a long one scrolls (+ room for a
+    // scrollbar); the height is ours, so the rows drawn never depend on a
+    // layout that has not happened yet (an output still being attached)
+    const vh = Math.min(MAX_H, nrows * RH + 18);
+    view.style.height = vh + "px";
+    rh.style.height = vh + "px";
     sizer.style.height = nrows * RH + "px";
-    // a short sheet takes the room it needs, a long one scrolls (+ room for a scrollbar)
-    view.style.height = Math.min(MAX_H, nrows * RH + 18) + "px";
     sizer.style.width = totalW() + "px";
-    rh.style.height = view.offsetHeight + "px";
+    const top = view.scrollTop, lx = view.scrollLeft;
+    const vw = Math.max(view.clientWidth, 1600); // columns: draw generously, they are few
     const r0 = Math.max(0, Math.floor(top / RH) - OVERSCAN);
     const r1 = Math.min(nrows, Math.ceil((top + vh) / RH) + OVERSCAN);
     let c0 = 0, x0 = 0;
