@@ -32,7 +32,8 @@ const CSS = `
 .own-grid-rh .own-grid-hd { left: 0; width: ${RW}px; height: ${RH}px; border-bottom: 1px solid #e6e6e6; }
 .own-grid-hd.own-on { background: #dde8f6; color: #1a1a1a; }
 .own-grid-resize { position: absolute; top: 0; right: -3px; width: 6px; height: 100%; cursor: col-resize; z-index: 2; }
-.own-grid-c { position: absolute; box-sizing: border-box; height: ${RH}px; padding: 0 5px; line-height: ${RH - 1}px; border-right: 1px solid #ececec; border-bottom: 1px solid #ececec; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; cursor: cell; }
+.own-grid-row { position: absolute; left: 0; right: 0; height: ${RH}px; }
+.own-grid-c { position: absolute; top: 0; box-sizing: border-box; height: ${RH}px; padding: 0 5px; line-height: ${RH - 1}px; border-right: 1px solid #ececec; border-bottom: 1px solid #ececec; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; cursor: cell; }
 .own-grid-c.own-num { text-align: right; font-variant-numeric: tabular-nums; }
 .own-grid-c.own-bool { text-align: center; }
 .own-grid-c.own-err { color: #c92a2a; font-weight: 600; text-align: center; background: #fff5f5; }
@@ -126,6 +127,9 @@ function render({ model, el }) {
   let sel = { r: 0, c: 0 }, anchor = { r: 0, c: 0 };
   let edit = null; // {r, c, startRaw, conflict, el}
   let frame = 0;
+  const rowEls = new Map(); // row index -> its drawn element, while in view
+  let colKey = ""; // the columns the drawn rows were built for
+  const redraw = { all: true, sel: false, rows: new Set() };
 
   // -- DOM ---------------------------------------------------------------------
   const ref = h("span", { className: "own-grid-ref" }, "A1");
@@ -184,8 +188,23 @@ function render({ model, el }) {
     for (let c = c0, x = x0; c < ncols && x < lx + vw + CW; x += width(c++)) cols.push([c, x]);
     const r0s = Math.min(sel.r, anchor.r), r1s = Math.max(sel.r, anchor.r);
     const c0s = Math.min(sel.c, anchor.c), c1s = Math.max(sel.c, anchor.c);
-    const frag = document.createDocumentFragment();
-    for (let r = r0; r < r1; r++) {
+    // Rows are kept while in view and rebuilt only when their cells, the
+    // selection or the columns change: a scroll step builds the few rows that
+    // came into view, not the whole window.
+    const key = cols.map(([c, x]) => `${c}:${x}:${width(c)}`).join(",");
+    const headers = key !== colKey || redraw.all || redraw.sel;
+    if (key !== colKey || redraw.all) {
+      layer.replaceChildren();
+      rowEls.clear();
+      colKey = key;
+    } else if (redraw.sel) {
+      for (const r of rowEls.keys()) redraw.rows.add(r);
+    }
+    redraw.all = redraw.sel = false;
+    const makeRow = (r) => {
+      const el = document.createElement("div");
+      el.className = "own-grid-row";
+      el.style.top = r * RH + "px";
       const row = data[r];
       for (const [c, x] of cols) {
         const [text, cls] = display(row && row[c]);
@@ -194,29 +213,43 @@ function render({ model, el }) {
         if (cls) k += " " + cls;
         if (r >= r0s && r <= r1s && c >= c0s && c <= c1s) k += r === sel.r && c === sel.c ? " own-sel" : " own-range";
         d.className = k;
-        d.style.top = r * RH + "px";
         d.style.left = x + "px";
         d.style.width = width(c) + "px";
         d.setAttribute("data-own-cell", a1(r, c));
         d.textContent = text;
-        frag.append(d);
+        el.append(d);
       }
+      return el;
+    };
+    for (const [r, el] of rowEls) {
+      if (r < r0 || r >= r1) { el.remove(); rowEls.delete(r); }
     }
-    layer.replaceChildren(frag);
+    for (const r of redraw.rows) {
+      const old = rowEls.get(r);
+      if (old) { const el = makeRow(r); old.replaceWith(el); rowEls.set(r, el); }
+    }
+    redraw.rows.clear();
+    const frag = document.createDocumentFragment();
+    for (let r = r0; r < r1; r++) {
+      if (!rowEls.has(r)) { const el = makeRow(r); rowEls.set(r, el); frag.append(el); }
+    }
+    layer.append(frag);
     placeEditor();
     // headers, moved with the view (outside it, so they never scroll away)
-    const hf = document.createDocumentFragment();
-    for (const [c, x] of cols) {
-      const d = h("div", { className: "own-grid-hd" + (c >= c0s && c <= c1s ? " own-on" : "") }, colName(c));
-      d.style.left = x + "px";
-      d.style.width = width(c) + "px";
-      d.setAttribute("data-own-col", colName(c));
-      const grip = h("div", { className: "own-grid-resize" });
-      grip.addEventListener("mousedown", (e) => startResize(e, c));
-      d.append(grip);
-      hf.append(d);
+    if (headers) {
+      const hf = document.createDocumentFragment();
+      for (const [c, x] of cols) {
+        const d = h("div", { className: "own-grid-hd" + (c >= c0s && c <= c1s ? " own-on" : "") }, colName(c));
+        d.style.left = x + "px";
+        d.style.width = width(c) + "px";
+        d.setAttribute("data-own-col", colName(c));
+        const grip = h("div", { className: "own-grid-resize" });
+        grip.addEventListener("mousedown", (e) => startResize(e, c));
+        d.append(grip);
+        hf.append(d);
+      }
+      chInner.replaceChildren(hf);
     }
-    chInner.replaceChildren(hf);
     chInner.style.transform = `translateX(${-lx}px)`;
     chInner.style.width = totalW() + "px";
     const rf = document.createDocumentFragment();
@@ -263,6 +296,7 @@ function render({ model, el }) {
   function select(r, c, extend = false) {
     sel = { r: Math.max(0, Math.min(nrows - 1, r)), c: Math.max(0, Math.min(ncols - 1, c)) };
     if (!extend) anchor = { ...sel };
+    redraw.sel = true;
     const top = sel.r * RH, x = left(sel.c);
     if (top < view.scrollTop) view.scrollTop = top;
     else if (top + RH > view.scrollTop + view.clientHeight) view.scrollTop = top + RH - view.clientHeight;
@@ -493,6 +527,7 @@ function render({ model, el }) {
 
   // -- the protocol ---------------------------------------------------------------
   function apply(op) {
+    if (op.o !== "cells") redraw.all = true; // every row below moved
     if (op.o === "rows") {
       const fresh = Array.from({ length: op.ins }, () => []);
       data.splice(op.at, op.del, ...fresh);
@@ -514,6 +549,7 @@ function render({ model, el }) {
         const [r, c] = cell;
         const row = data[r] || (data[r] = []);
         row[c] = cell.length > 2 ? cell.slice(2) : undefined;
+        redraw.rows.add(r);
         // the cell being edited is not overwritten: its editor keeps the
         // user's text and shows what the peer wrote
         if (edit && edit.r === r && edit.c === c) {
@@ -530,10 +566,17 @@ function render({ model, el }) {
       nrows = msg.rows;
       ncols = msg.cols;
       data = Array.from({ length: nrows }, () => []);
-      for (const cell of msg.cells) data[cell[0]][cell[1]] = cell.slice(2);
+      for (const [r, row] of msg.data) {
+        const out = data[r];
+        for (let c = 0; c < row.length; c++) {
+          const v = row[c];
+          if (v !== null) out[c] = Array.isArray(v) ? v : [v];
+        }
+      }
       if (edit && (edit.r >= nrows || edit.c >= ncols)) closeEditor();
       sel = { r: Math.min(sel.r, Math.max(0, nrows - 1)), c: Math.min(sel.c, Math.max(0, ncols - 1)) };
       anchor = { ...sel };
+      redraw.all = true;
       status.textContent = `${nrows} × ${ncols}`;
       schedule();
     },
@@ -562,6 +605,7 @@ function render({ model, el }) {
     const o = model.get("widths") || {};
     widths = [];
     for (const [k, w] of Object.entries(o)) widths[Number(k)] = w;
+    redraw.all = true;
     schedule();
   };
   model.on("change:widths", sync);
