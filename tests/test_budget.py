@@ -100,6 +100,8 @@ def test_a_peer_opening_the_budget_reads_the_same_layout(doc) -> None:
     make(doc)
     again = budget(doc, categories=["ignored"])
     assert again.categories == ["Food", "Rent", "Fun"] and again.people == ["ann", "ben", "cy"]
+    with pytest.raises(ValueError, match="holds no budget yet"):
+        budget(doc, name="empty")
     with pytest.raises(ValueError, match="distinct non-empty"):
         budget(doc, name="other", categories=["a", "a"], people=["p"])
     doc.sheet("notes").set("A1", "hello")

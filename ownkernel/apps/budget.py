@@ -317,10 +317,14 @@ class BudgetChart(LiveWidget):
 def budget(doc: Any, name: str = "budget", categories: list[str] | None = None,
            people: list[str] | None = None, planned: dict[str, float] | None = None) -> Budget:
     """The budget in sheet ``name`` of ``doc``, made with these categories and
-    people if the sheet is still empty (a peer who joins later just calls
-    ``budget(doc)``)."""
+    people (default: this node alone) if the sheet is still empty; a peer who
+    joins later calls ``budget(doc)`` once the doc has synced."""
     b = Budget(doc, name)
     if b.sheet.raw((0, 0)) is None:
-        b._create(list(categories or ["Food", "Housing", "Transport", "Fun"]),
-                  list(people or [doc.node.name]), dict(planned or {}))
+        # Creating needs the categories said out loud: a peer calling budget(doc)
+        # before the doc synced would otherwise lay a second budget over the first.
+        if not categories:
+            raise ValueError(f"sheet {name!r} holds no budget yet: give categories (and "
+                             f"people) to make one, or wait until the doc has synced")
+        b._create(list(categories), list(people or [doc.node.name]), dict(planned or {}))
     return b
