@@ -204,3 +204,50 @@ def test_budget_chart_changes_when_a_value_changes(pages: Pages) -> None:
         d = Path(os.environ["OWNKERNEL_UI_SHOTS"])
         a.locator('[data-own-widget="budget"]').screenshot(path=str(d / "budget-chart-A.png"))
         grid_b.screenshot(path=str(d / "budget-grid-B.png"))
+
+
+PASTE = """([sel, text]) => {
+  const dt = new DataTransfer();
+  dt.setData('text/plain', text);
+  document.querySelector(sel).dispatchEvent(
+    new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true}));
+}"""
+COPY = """(sel) => {
+  const dt = new DataTransfer();
+  document.querySelector(sel).dispatchEvent(
+    new ClipboardEvent('copy', {clipboardData: dt, bubbles: true, cancelable: true}));
+  return [dt.getData('text/plain'), dt.getData('application/x-ownkernel-grid')];
+}"""
+
+
+def test_paste_and_copy_a_tab_separated_range(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    a.click(cell("B1"))  # opens the editor; Escape leaves B1 selected
+    a.keyboard.press("Escape")
+    # what a spreadsheet application puts on the clipboard: tabs, CRLF, a quoted field;
+    # the sheet grows a column C to hold it
+    # dispatched where a real paste lands: the focused grid (its inner root)
+    a.evaluate(PASTE, [f"{GRID} .own-grid", '5\t6\r\n=B1+C1\t"a\tb"\r\n'])
+    wait_cell(b, "B2", "11")
+    assert texts(b, ["B1", "C1", "C2"]) == ["5", "6", "a\tb"]
+    b.click(cell("B1"))
+    b.keyboard.press("Escape")
+    b.click(cell("C2"), modifiers=["Shift"])  # extends the selection to B1:C2
+    plain, raw = b.evaluate(COPY, f"{GRID} .own-grid")
+    assert plain == '5\t6\n11\t"a\tb"'  # values, for other applications
+    assert raw == '5\t6\n=B1+C1\t"a\tb"'  # raw text, for pasting into a grid
+
+
+def test_dragging_an_item_moves_it_in_both_pages(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    b.locator(ITEM, has_text="bread").wait_for(timeout=WAIT)
+    before = [t.split("\n")[0] for t in a.locator(f"{ITEM} [data-own=item-text]").all_inner_texts()]
+    assert before[-1].startswith("bread")
+    b.locator(ITEM, has_text="bread").drag_to(b.locator(ITEM).first,
+                                                 target_position={"x": 40, "y": 2})
+    a.wait_for_function(
+        "() => { const t = document.querySelector('[data-own-widget=\"items\"] "
+        "[data-own=\"item\"] [data-own=\"item-text\"]'); return t && "
+        "t.textContent.startsWith('bread'); }", timeout=WAIT)
+    after = [t.split("\n")[0] for t in a.locator(f"{ITEM} [data-own=item-text]").all_inner_texts()]
+    assert sorted(after) == sorted(before) and len(after) == len(before)  # moved, not copied
