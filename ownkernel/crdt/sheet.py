@@ -112,7 +112,9 @@ class Sheet:
 
     def raw_cells(self) -> dict[tuple[int, int], Any]:
         """Every non-empty raw cell by current (row, col) position."""
-        return self._grid()
+        # the evaluator holds exactly this, kept current by every write and
+        # rebuilt from _grid() after structural edits: copying it is cheaper
+        return dict(self._evaluator()._raw)
 
     def value_cells(self) -> dict[tuple[int, int], Any]:
         """Every evaluated cell by position (builds the evaluator if a structural
