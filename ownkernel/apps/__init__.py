@@ -1,6 +1,15 @@
-"""Applications built on the node's public API (simulated classmates, workshop rooms)."""
+"""Applications built on the node's public API: simulated classmates, workshop rooms,
+a shared budget.
 
+    from ownkernel.apps import budget
+    b = budget(doc, categories=["Food", "Rent"], people=["ann", "ben"])
+"""
+
+from __future__ import annotations
+
+from ownkernel.apps.budget import Budget, budget, settle
 from ownkernel.apps.classmates import Classmates, classmates
 from ownkernel.apps.workshop import Room, join_room, workshop
 
-__all__ = ["Classmates", "Room", "classmates", "join_room", "workshop"]
+__all__ = ["Budget", "Classmates", "Room", "budget", "classmates", "join_room", "settle",
+           "workshop"]

@@ -30,7 +30,8 @@ CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col 
 
 
 class Sheet:
-    __slots__ = ("_doc", "_key", "_rows", "_cols", "_cells", "_ev", "_observers")
+    __slots__ = ("_doc", "_key", "_rows", "_cols", "_cells", "_ev", "_observers",
+                 "_cell_observers")
 
     def __init__(self, doc: DocCore, key: str) -> None:
         self._doc = doc
@@ -43,6 +44,7 @@ class Sheet:
         self._cells: dict[CellKey, tuple[int, bytes, Any]] = {}
         self._ev: Evaluator | None = None
         self._observers: list[Callable[[], None]] = []
+        self._cell_observers: list[Callable[[set[tuple[int, int]]], None]] = []
         self._rows.observe(self._structure_changed)
         self._cols.observe(self._structure_changed)
 
@@ -67,6 +69,57 @@ class Sheet:
         """``callback()`` after any change of cells, rows or columns."""
         self._observers.append(callback)
         return lambda: self._observers.remove(callback) if callback in self._observers else None
+
+    def observe_cells(self, callback: Callable[[set[tuple[int, int]]], None]
+                      ) -> Callable[[], None]:
+        """``callback(positions)`` with the (row, col) cells whose *value* changed
+        through one cell write (the cell and its recomputed dependents), before the
+        ``observe`` callbacks of that write. Only while the evaluator is live: a
+        write after a structural edit (or to a deleted row) fires ``observe``
+        alone, and a view must then compare everything. For live views
+        (``ownkernel.ui.grid``), which would otherwise rescan the whole sheet."""
+        self._cell_observers.append(callback)
+        return lambda: (self._cell_observers.remove(callback)
+                        if callback in self._cell_observers else None)
+
+    def observe_structure(self, callback: Callable[[str, Any], None]) -> Callable[[], None]:
+        """``callback("rows" | "cols", Delta)`` after rows or columns are inserted or
+        deleted (locally or by a peer), before the ``observe`` callbacks."""
+        offs = [self._rows.observe(lambda d: callback("rows", d)),
+                self._cols.observe(lambda d: callback("cols", d))]
+
+        def unsubscribe() -> None:
+            for off in offs:
+                off()
+
+        return unsubscribe
+
+    def position_of(self, row_id: tuple[int, int], col_id: tuple[int, int]
+                    ) -> tuple[int, int] | None:
+        """Where the cell with these ids is now (None: its row or column was deleted)."""
+        return self._position((*row_id, *col_id))
+
+    def row_ids(self) -> list[tuple[int, int]]:
+        """The rows' stable ids in order (a cell keeps its row's id when rows move)."""
+        return self._ids(self._rows)
+
+    def col_ids(self) -> list[tuple[int, int]]:
+        return self._ids(self._cols)
+
+    def id_of(self, row: int, col: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The (row id, column id) of the cell now at (row, col)."""
+        return self._rows._seq.element_id(row), self._cols._seq.element_id(col)
+
+    def raw_cells(self) -> dict[tuple[int, int], Any]:
+        """Every non-empty raw cell by current (row, col) position."""
+        # the evaluator holds exactly this, kept current by every write and
+        # rebuilt from _grid() after structural edits: copying it is cheaper
+        return dict(self._evaluator()._raw)
+
+    def value_cells(self) -> dict[tuple[int, int], Any]:
+        """Every evaluated cell by position (builds the evaluator if a structural
+        edit dropped it, so later cell writes report through ``observe_cells``)."""
+        return self._evaluator().values()
 
     def _fire(self) -> None:
         for cb in list(self._observers):
@@ -129,7 +182,9 @@ class Sheet:
         if self._ev is not None:
             pos = self._position(key)
             if pos is not None:
-                self._ev.set(pos[0], pos[1], value)
+                changed = self._ev.set(pos[0], pos[1], value)
+                for cb in list(self._cell_observers):
+                    cb(changed)
         self._fire()
 
     def _position(self, key: CellKey) -> tuple[int, int] | None:

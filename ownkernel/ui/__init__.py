@@ -18,9 +18,12 @@ from typing import Any
 from ownkernel.ui.chat import Chat
 from ownkernel.ui.docview import DocView
 from ownkernel.ui.editor import Editor
+from ownkernel.ui.grid import Grid  # issue #10
+from ownkernel.ui.items import Items  # issue #10
 from ownkernel.ui.peers import Peers
 
-__all__ = ["Chat", "DocView", "Editor", "Peers", "chat", "doc", "editor", "peers", "widget_for"]
+__all__ = ["Chat", "DocView", "Editor", "Grid", "Items", "Peers", "chat", "doc", "editor", "grid",
+           "items", "peers", "widget_for"]
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -50,9 +53,22 @@ def widget_for(obj: Any) -> Any | None:
         return editor(obj)
     if kind == "Log":
         return chat(obj)
+    if kind == "Sheet":  # issue #10
+        return grid(obj)
     return None
 
 
 def _target(obj: Any) -> Any:
     get = getattr(obj, "_get", None)  # a root proxy: what it stands for
     return get() if callable(get) else obj
+
+
+# -- grid (issue #10) -------------------------------------------------------------
+def grid(sheet: Any) -> Any:
+    """A live spreadsheet over a sheet root (``doc.sheet("budget")``)."""
+    return Grid(sheet)
+
+
+def items(lst: Any) -> Any:
+    """A shared to-do list over a list root (``doc.list("todo")``): records, moves."""
+    return Items(lst)

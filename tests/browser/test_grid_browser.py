@@ -1,0 +1,253 @@
+"""ui.grid in a real JupyterLab and Debian's Chromium, two notebooks on two
+ownkernel kernels whose nodes share one doc over 127.0.0.1: a cell edited in
+one page recomputes a dependent =SUM in the other; a row inserted in one page
+above a filled row keeps that row's cells together in both. Screenshots of
+both pages go to a temporary directory when a test fails (the path is printed);
+with OWNKERNEL_UI_SHOTS=<dir> they are also taken when it passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import kernel_sandbox
+
+lab = pytest.importorskip("lab", reason="tests/browser/lab.py")
+_why = lab.missing()
+pytestmark = pytest.mark.skipif(_why is not None, reason=_why or "")
+
+GRID = '[data-own-widget="grid"]'
+WAIT = 60_000  # ms: generous, these are conditions, not timings
+
+CELL_A = [
+    "from ownkernel import ui\nfrom ownkernel.apps import budget\nimport pathlib\n"
+    "node.name = 'ann'\n"
+    "doc = node.new_doc('sheets')\ns = doc.sheet('s')\n"
+    "s.set('A1', 1); s.set('A2', 2); s.set('B2', 'keep'); s.set('A3', '=SUM(A1:A2)')\n"
+    "s.set('B1', '=1/0')\n"
+    "b = budget(doc, categories=['Food', 'Fun'], people=['ann', 'ben'], planned={'Food': 100})\n"
+    "b.add_expense('2026-11-01', 'lunch', 'Food', 20, paid_by='ann')\n"
+    "pathlib.Path('invite.txt').write_text(node.invite(doc))",
+    "ui.grid(doc.sheet('s'))",
+    "todo = ui.items(doc.list('todo'))\ntodo.add('milk')\ntodo.add('eggs')\ntodo",
+    "b.chart()",
+]
+CELL_B = [
+    "from ownkernel import ui\nfrom ownkernel.apps import budget\nimport pathlib\n"
+    "node.name = 'ben'\n"
+    "doc = node.join(pathlib.Path('invite.txt').read_text(), timeout=60)",
+    "doc.sheet('s')",  # a sheet root as the last expression shows as its grid
+    "ui.items(doc.list('todo'))",
+    "b = budget(doc)\nb.grid()",  # the budget's own sheet, a second grid in this page
+]
+ITEM = '[data-own-widget="items"] [data-own="item"]'
+BUDGET_EXPENSE = "D11"  # first expense row of a 2-category, 2-person budget: its amount
+
+
+def cell(ref: str) -> str:
+    return f'{GRID} [data-own-cell="{ref}"]'
+
+
+def wait_cell(page: Any, ref: str, text: str) -> None:
+    page.wait_for_function(
+        f"() => {{ const e = document.querySelector({json.dumps(cell(ref))});"
+        f" return !!e && e.textContent === {json.dumps(text)}; }}", timeout=WAIT)
+
+
+def texts(page: Any, refs: list[str]) -> list[str | None]:
+    return page.evaluate(
+        "(refs) => refs.map(r => { const e = document.querySelector("
+        "`[data-own-widget=\"grid\"] [data-own-cell=\"${r}\"]`); return e && e.textContent; })",
+        refs)
+
+
+class Pages:
+    def __init__(self, a: Any, b: Any, shots: Path) -> None:
+        self.a, self.b, self.shots = a, b, shots
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path_factory.mktemp("gridlab")
+    shots = Path(tempfile.mkdtemp(prefix="ownkernel-grid-shots-"))
+    with kernel_sandbox(root / "sandbox"):
+        os.environ["OWNKERNEL_LISTEN"] = "tcp://127.0.0.1:0"
+        work = root / "work"
+        work.mkdir()
+        lab.notebook(work / "A.ipynb", CELL_A)
+        lab.notebook(work / "B.ipynb", CELL_B)
+        server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
+        try:
+            with sync_playwright() as pw:
+                browser = lab.launch(pw)
+                a = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+                b = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+                lab.open_and_run(a, server.url("a", "A.ipynb"))
+                wait_cell(a, "A3", "3")
+                lab.open_and_run(b, server.url("b", "B.ipynb"))
+                wait_cell(b, "A3", "3")
+                yield Pages(a, b, shots)
+                browser.close()
+        finally:
+            server.stop()
+            os.environ.pop("OWNKERNEL_LISTEN", None)
+
+
+@pytest.fixture(autouse=True)
+def screenshots(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
+    failed = request.session.testsfailed
+    yield
+    keep = os.environ.get("OWNKERNEL_UI_SHOTS")
+    if request.session.testsfailed > failed or keep:
+        d = Path(keep) if keep and request.session.testsfailed == failed else pages.shots
+        for name, page in (("A", pages.a), ("B", pages.b)):
+            page.screenshot(path=str(d / f"{request.node.name}-{name}.png"), full_page=True)
+        if request.session.testsfailed > failed:
+            print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
+
+
+def test_snapshot_shows_computed_values_and_errors(pages: Pages) -> None:
+    for page in (pages.a, pages.b):
+        assert texts(page, ["A1", "A2", "A3", "B1", "B2"]) == ["1", "2", "3", "#DIV/0!", "keep"]
+        assert "own-num" in page.get_attribute(cell("A3"), "class")
+        assert "own-err" in page.get_attribute(cell("B1"), "class")
+        assert page.inner_text(f'{GRID} [data-own-col="B"]') == "B"
+        assert page.inner_text(f'{GRID} [data-own-row="3"]') == "3"
+
+
+def test_editing_a_cell_recomputes_the_sum_in_the_other_page(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    a.click(cell("A3"))  # the editor holds the raw formula, as does the formula bar
+    editor = f'{GRID} [data-own="cell-editor"]'
+    assert a.input_value(editor) == "=SUM(A1:A2)"
+    assert a.input_value(f'{GRID} [data-own="formula-bar"]') == "=SUM(A1:A2)"
+    a.keyboard.press("Escape")
+    a.click(cell("A1"))
+    a.keyboard.press("Control+a")
+    a.keyboard.type("40")
+    a.keyboard.press("Enter")
+    wait_cell(b, "A3", "42")
+    wait_cell(a, "A3", "42")
+    assert "own-num" in b.get_attribute(cell("A1"), "class")  # stored as a number
+    # Tab moves right: B1 gets a formula, its error clears in the other page
+    a.click(cell("A2"))
+    a.keyboard.press("Tab")  # commits unchanged A2, moves to B2
+    a.keyboard.press("ArrowUp")
+    a.keyboard.type("=A1/2")  # typing on a selected cell replaces it
+    a.keyboard.press("Enter")
+    wait_cell(b, "B1", "20")
+
+
+def test_row_inserted_above_a_filled_row_keeps_its_cells_together(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    b.click(cell("A2"))
+    b.keyboard.press("Escape")
+    b.click(f'{GRID} [data-own-action="row-above"]')
+    for page in (a, b):  # row 2 (2, keep) moved to row 3 whole; row 2 is new and empty
+        wait_cell(page, "B3", "keep")
+        wait_cell(page, "A3", "2")
+        assert texts(page, ["A2", "B2"]) == ["", ""]
+    # the positional =SUM(A1:A2) moved to A4 and now reads A1 and the new row
+    wait_cell(a, "A4", "40")
+    # and from the context menu in page A: delete that empty row again
+    a.click(cell("B2"), button="right")
+    a.click(f'{GRID} [data-own="grid-menu"] [data-own-action="row-delete"]')
+    for page in (a, b):
+        wait_cell(page, "B2", "keep")
+        wait_cell(page, "A3", "42")
+
+
+def test_checking_an_item_in_one_page_shows_checked_in_the_other(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    milk_b = b.locator(ITEM, has_text="milk")
+    milk_b.wait_for(timeout=WAIT)
+    b.locator(ITEM, has_text="eggs").wait_for(timeout=WAIT)
+    milk_b.locator('[data-own="item-done"]').click()
+    a.locator(f'{ITEM}[data-own-done="true"]', has_text="milk").wait_for(timeout=WAIT)
+    assert a.locator(ITEM, has_text="milk").locator('[data-own="item-done"]').is_checked()
+    assert a.locator(ITEM, has_text="eggs").get_attribute("data-own-done") == "false"
+    # and an item added in page A appears in page B, last
+    a.fill('[data-own-widget="items"] [data-own="item-input"]', "bread 🍞")
+    a.press('[data-own-widget="items"] [data-own="item-input"]', "Enter")
+    b.locator(ITEM, has_text="bread 🍞").wait_for(timeout=WAIT)
+    assert b.locator(ITEM).nth(2).inner_text().startswith("⋮⋮")  # grip, then the text
+    assert "bread 🍞" in b.locator(ITEM).nth(2).inner_text()
+
+
+def test_budget_chart_changes_when_a_value_changes(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    spent = ('[data-own-widget="budget"] [data-own="bar"][data-own-cat="Food"]'
+             '[data-own-kind="spent"]')
+    a.wait_for_selector(f'{spent}[data-own-value="20"]', timeout=WAIT)
+    height = float(a.get_attribute(spent, "height") or 0)
+    grid_b = b.locator(GRID).filter(has_text="Category")  # the budget's sheet in page B
+    grid_b.locator(f'[data-own-cell="{BUDGET_EXPENSE}"]').wait_for(timeout=WAIT)
+    assert grid_b.locator(f'[data-own-cell="{BUDGET_EXPENSE}"]').inner_text() == "20"
+    grid_b.locator(f'[data-own-cell="{BUDGET_EXPENSE}"]').click()
+    b.keyboard.press("Control+a")
+    b.keyboard.type("80")
+    b.keyboard.press("Enter")
+    a.wait_for_selector(f'{spent}[data-own-value="80"]', timeout=WAIT)
+    assert float(a.get_attribute(spent, "height") or 0) > height
+    owes = a.locator('[data-own-widget="budget"] [data-own="owes"]')
+    assert owes.inner_text() == "ben owes ann 40"  # 80 paid by ann, shared by two
+    if os.environ.get("OWNKERNEL_UI_SHOTS"):
+        d = Path(os.environ["OWNKERNEL_UI_SHOTS"])
+        a.locator('[data-own-widget="budget"]').screenshot(path=str(d / "budget-chart-A.png"))
+        grid_b.screenshot(path=str(d / "budget-grid-B.png"))
+
+
+PASTE = """([sel, text]) => {
+  const dt = new DataTransfer();
+  dt.setData('text/plain', text);
+  document.querySelector(sel).dispatchEvent(
+    new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true}));
+}"""
+COPY = """(sel) => {
+  const dt = new DataTransfer();
+  document.querySelector(sel).dispatchEvent(
+    new ClipboardEvent('copy', {clipboardData: dt, bubbles: true, cancelable: true}));
+  return [dt.getData('text/plain'), dt.getData('application/x-ownkernel-grid')];
+}"""
+
+
+def test_paste_and_copy_a_tab_separated_range(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    a.click(cell("B1"))  # opens the editor; Escape leaves B1 selected
+    a.keyboard.press("Escape")
+    # what a spreadsheet application puts on the clipboard: tabs, CRLF, a quoted field;
+    # the sheet grows a column C to hold it
+    # dispatched where a real paste lands: the focused grid (its inner root)
+    a.evaluate(PASTE, [f"{GRID} .own-grid", '5\t6\r\n=B1+C1\t"a\tb"\r\n'])
+    wait_cell(b, "B2", "11")
+    assert texts(b, ["B1", "C1", "C2"]) == ["5", "6", "a\tb"]
+    b.click(cell("B1"))
+    b.keyboard.press("Escape")
+    b.click(cell("C2"), modifiers=["Shift"])  # extends the selection to B1:C2
+    plain, raw = b.evaluate(COPY, f"{GRID} .own-grid")
+    assert plain == '5\t6\n11\t"a\tb"'  # values, for other applications
+    assert raw == '5\t6\n=B1+C1\t"a\tb"'  # raw text, for pasting into a grid
+
+
+def test_dragging_an_item_moves_it_in_both_pages(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    b.locator(ITEM, has_text="bread").wait_for(timeout=WAIT)
+    before = [t.split("\n")[0] for t in a.locator(f"{ITEM} [data-own=item-text]").all_inner_texts()]
+    assert before[-1].startswith("bread")
+    b.locator(ITEM, has_text="bread").drag_to(b.locator(ITEM).first,
+                                                 target_position={"x": 40, "y": 2})
+    a.wait_for_function(
+        "() => { const t = document.querySelector('[data-own-widget=\"items\"] "
+        "[data-own=\"item\"] [data-own=\"item-text\"]'); return t && "
+        "t.textContent.startsWith('bread'); }", timeout=WAIT)
+    after = [t.split("\n")[0] for t in a.locator(f"{ITEM} [data-own=item-text]").all_inner_texts()]
+    assert sorted(after) == sorted(before) and len(after) == len(before)  # moved, not copied
