@@ -153,10 +153,11 @@ class Gate:
         return _Doc(r.owner, bool(r.encrypted), not r.encrypted or r.key is not None,
                     dict(r.access or {}), creds, mine=mine)
 
-    def refresh(self, doc: bytes) -> None:
-        """The documents table row of ``doc`` changed (new doc, access list, key)."""
+    def refresh(self, doc: bytes, row: Any = None) -> None:
+        """The documents table row of ``doc`` changed (new doc, access list, key);
+        ``row``: that row as just read, when the caller has it."""
         if self._docs is not None:
-            r = self._row_fn(doc)
+            r = row if row is not None else self._row_fn(doc)
             if r is None:
                 self._docs.pop(doc, None)
             else:
