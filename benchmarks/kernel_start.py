@@ -20,7 +20,10 @@ source again (~100 ms CPU) — a cost no installed kernel pays. `--from-source`
 measures exactly that: the checkout itself, with whatever .pyc files the
 environment lets Python keep.
 
-    python benchmarks/kernel_start.py [--runs 7] [--from-source]
+    python benchmarks/kernel_start.py [--runs 7] [--from-source] [--docs 1000]
+
+``--docs N``: the kernel's profile holds N small documents (issue #15 target 3:
+start with 1,000 docs within 1.1x the stock kernel).
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=7, help="timed starts per kernel (default 7)")
     p.add_argument("--from-source", action="store_true",
                    help="run the checkout itself instead of a byte-compiled copy (see above)")
+    p.add_argument("--docs", type=int, default=0,
+                   help="documents in the kernel's profile (made after the warm-up start)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ownkernel-bench-") as tmp:
         prefix = Path(tmp) / "prefix"
@@ -115,6 +120,13 @@ def main() -> None:
         start = functools.partial(one_start, code_dir=code_dir, cwd=tmp)
         start("python3")  # warm-up: page cache, .pyc files, identity key creation
         start("ownkernel")
+        if args.docs:
+            from ownkernel import Node
+
+            with Node("default", network=False) as node, node.lock, node.store.batch():
+                for i in range(args.docs):
+                    node.new_doc(f"doc {i}").text().insert(0, f"content of doc {i}")
+            start("ownkernel")  # warm again: the page cache now holds the bigger store
         stock: list[float] = []
         own_first: list[float] = []
         own_ready: list[float] = []
@@ -128,7 +140,7 @@ def main() -> None:
     def med(xs: list[float]) -> float:
         return statistics.median(xs)
 
-    print(f"kernel start, median of {args.runs} starts each (alternating), "
+    print(f"kernel start, median of {args.runs} starts each (alternating), {args.docs} docs, "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, ownkernel "
           f"{'from source (checkout)' if args.from_source else 'byte-compiled (as installed)'}")
     print(f"  python3   first execute reply : {med(stock) * 1000:7.0f} ms")

@@ -4,6 +4,7 @@
     python benchmarks/net.py --quick    # fewer samples, a trace prefix
     python benchmarks/net.py --mesh [--long]   # 12 nodes typing into one doc
     python benchmarks/net.py --floods   # an honest pair while an attacker floods
+    python benchmarks/net.py --fanout 2 4 8   # one typist, 20 keys/s, to N-1 readers
 
 1. raw pyzmq round trip on loopback, plain and CurveZMQ (the floor);
 2. edit on A -> visible on B: two node processes, Curve, signed envelopes,
@@ -219,6 +220,32 @@ def mesh(n: int, rate: float, seconds: float, warmup: float) -> None:
     print(f"RSS per node at end (MB): {[round(x / 1024) for x in r.rss_end_kb]}")
 
 
+# ------------------------------------------------------------------ --fanout
+def fanout(sizes: list[int], rate: float, seconds: float) -> None:
+    """One typist, the others only read: CPU of all processes and propagation, per size."""
+    cores = os.cpu_count() or 1
+    print(f"{'nodes':>5s} {'p50':>9s} {'p99':>9s} {'CPU all processes':>20s} {'load avg':>9s}")
+    for n in sizes:
+        base = Path(tempfile.mkdtemp(prefix="ownk-fan-"))
+        children: list[Child] = []
+
+        def make(name: str, *args: str, base: Path = base,
+                 children: list[Child] = children) -> Child:
+            children.append(Child(base, name, *args, fast=False))
+            return children[-1]
+        try:
+            nodes, doc = build_mesh(make, n)
+            r = run_load(nodes, doc, rate, seconds, converge_timeout=60, typists=1)
+        finally:
+            for c in children:
+                c.kill()
+            shutil.rmtree(base, ignore_errors=True)
+        assert len(r.texts) == 1 and not r.missing, "fan-out run did not converge"
+        print(f"{n:>5d} {ms(pct(r.lat_t0, 50)):>9s} {ms(pct(r.lat_t0, 99)):>9s} "
+              f"{100 * r.cpu_s / r.seconds:>10.1f}% of a core {os.getloadavg()[0]:>9.1f}"
+              f"   ({cores} cores, {r.changes} keystrokes)")
+
+
 # ------------------------------------------------------------------ --floods
 ATTACKER = ROOT / "tests" / "attacker.py"
 
@@ -351,7 +378,15 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=60.0, help="--mesh keystrokes/s in total")
     ap.add_argument("--seconds", type=float, default=0.0, help="--mesh duration override")
     ap.add_argument("--floods", action="store_true", help="only the flood runs")
+    ap.add_argument("--fanout", type=int, nargs="*", metavar="N",
+                    help="one typist at --rate (default 20/s) to N-1 readers, e.g. 2 4 8")
     args = ap.parse_args()
+    if args.fanout is not None:
+        rate = args.rate if args.rate != 60.0 else 20.0
+        print(f"== fan-out: one typist at {rate:g} keystrokes/s, "
+              f"{args.seconds or 30:g} s, fully meshed (127.0.0.1, Curve, signed, durable)")
+        fanout(args.fanout or [2, 4, 8], rate, args.seconds or 30.0)
+        return
     if args.mesh:
         secs = args.seconds or (180.0 if args.long else 60.0)
         print(f"== mesh: {args.nodes} node processes, {args.rate:g} keystrokes/s in total, "

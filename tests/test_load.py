@@ -104,10 +104,13 @@ class LoadResult:
 
 
 def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
-             warmup: float = 0.0, converge_timeout: float = 60.0) -> LoadResult:
-    """All nodes type ``rate`` keystrokes/s in total for ``seconds``, evenly interleaved;
-    then wait for every node to hold the whole text and collect the figures."""
-    n = len(nodes)
+             warmup: float = 0.0, converge_timeout: float = 60.0,
+             typists: int | None = None) -> LoadResult:
+    """The first ``typists`` nodes (default: all) type ``rate`` keystrokes/s in total
+    for ``seconds``, evenly interleaved; then wait for every node to hold the whole
+    text and collect the figures."""
+    everyone = nodes
+    n = len(nodes) if typists is None else typists
     per_node = rate / n
     k = max(1, int(per_node * seconds))
     start_len = len(nodes[0]("text", doc=doc)["text"])
@@ -115,12 +118,12 @@ def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
         nd("seen", doc=doc, start=True)
     before = [nd("stats") for nd in nodes]
     at = before[-1]["t"] + 0.3  # perf_counter: the same clock in every process
-    for i, nd in enumerate(nodes):
+    for i, nd in enumerate(nodes[:n]):
         nd("type", doc=doc, n=k, rate=per_node, at=at + i / rate, chars=CHARS[i % len(CHARS)])
     time.sleep(max(0.0, at + warmup - time.perf_counter()))
     warm = [nd("rss") for nd in nodes] if warmup else before
     typed = []
-    for nd in nodes:
+    for nd in nodes[:n]:
         out = nd("typed", doc=doc, timeout=seconds + 120)
         assert out["finished"] and not out["failed"], (nd.name, out)
         typed.append(out["done"])
@@ -140,8 +143,8 @@ def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
     lat1: list[float] = []
     missing = 0
     lacking: dict[str, dict[str, int]] = {}  # observer -> author -> changes never seen
-    for a, author in enumerate(nodes):
-        for o, observer in enumerate(nodes):
+    for a, author in enumerate(nodes[:n]):
+        for o, observer in enumerate(everyone):
             if o == a:
                 continue
             got = seen[o].get(author.id, [])
