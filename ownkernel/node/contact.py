@@ -10,8 +10,8 @@ talking, kept in their own module so the rest of the Node stays as it was.
   of the address book;
 - the control socket the CLI talks to (control.py).
 
-``FirstContact`` is a mixin of ``Node``: it uses the Node's lock, store, replica
-and network, and only the Node constructs it.
+Functions of a ``Node`` (its lock, store, replica and network); the Node's
+methods ``join``, ``doc``, ``describe_docs`` and ``peers`` call them.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from ownkernel.store.identity import short_id
 
 if TYPE_CHECKING:
     from ownkernel.node.handle import DocHandle
+    from ownkernel.node.node import Node
 
-__all__ = ["JOIN_WAIT", "UNLISTED_GRACE", "AmbiguousDoc", "FirstContact", "JoinWarning"]
+__all__ = ["JOIN_WAIT", "UNLISTED_GRACE", "AmbiguousDoc", "JoinWarning"]
 
 log = logging.getLogger("ownkernel.node.node")
 
@@ -55,156 +56,141 @@ class AmbiguousDoc(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class FirstContact:
-    """Mixin of ``Node``: join, doc(title), peers with routes, advertise, control."""
+def join(node: Node, token: str, timeout: float | None = JOIN_WAIT, *,
+         strict: bool = False) -> DocHandle:
+    """Join the doc an invite token grants, connect to its inviter, fetch the doc.
 
-    # provided by Node
-    _lock: Any
-    _closed: bool
-    _temp: bool
-    _net: Any
-    _control: Any
-    _left: dict[bytes, float]
-    store: Any
-    name: str
-    id: bytes
-    profile: Any
-
-    def join(self, token: str, timeout: float | None = JOIN_WAIT, *,
-             strict: bool = False) -> DocHandle:
-        """Join the doc an invite token grants, connect to its inviter, fetch the doc.
-
-        Waits (up to ``timeout`` seconds, default ``JOIN_WAIT``) until the first
-        sync has landed, so the next line sees the content. If nobody who has the
-        doc was reachable in that time it warns (``JoinWarning``: who was tried)
-        and returns the handle anyway: the content arrives in the background when
-        a peer comes online. ``strict=True`` raises ``TimeoutError`` instead;
-        ``timeout=0``/``None`` returns at once. Joining again is harmless.
-        """
-        handle = self._join_local(token)
-        if self._net is None:
-            return handle  # a local node: the invite is recorded, nothing to wait for
-        self._net.connect(token, timeout=None)
-        if not timeout or self._has_content(handle.id):
-            return handle
-        end = time.monotonic() + timeout
-        while not self._has_content(handle.id):
-            if self._closed or self._net is None:
-                return handle
-            if time.monotonic() > end:
-                msg = self._join_trouble(handle, token, timeout)
-                if strict:
-                    raise TimeoutError(msg)
-                warnings.warn(msg, JoinWarning, stacklevel=2)
-                log.warning("%s", msg)
-                return handle
-            time.sleep(0.01)
+    Waits (up to ``timeout`` seconds, default ``JOIN_WAIT``) until the first
+    sync has landed, so the next line sees the content. If nobody who has the
+    doc was reachable in that time it warns (``JoinWarning``: who was tried)
+    and returns the handle anyway: the content arrives in the background when
+    a peer comes online. ``strict=True`` raises ``TimeoutError`` instead;
+    ``timeout=0``/``None`` returns at once. Joining again is harmless.
+    """
+    handle = node._join_local(token)
+    if node._net is None:
+        return handle  # a local node: the invite is recorded, nothing to wait for
+    node._net.connect(token, timeout=None)
+    if not timeout or node._has_content(handle.id):
         return handle
+    end = time.monotonic() + timeout
+    while not node._has_content(handle.id):
+        if node._closed or node._net is None:
+            return handle
+        if time.monotonic() > end:
+            msg = join_trouble(node, handle, token, timeout)
+            if strict:
+                raise TimeoutError(msg)
+            warnings.warn(msg, JoinWarning, stacklevel=3)  # the caller of Node.join
+            log.warning("%s", msg)
+            return handle
+        time.sleep(0.01)
+    return handle
 
-    def _join_trouble(self, handle: DocHandle, token: str, timeout: float) -> str:
-        """Why a join's content did not arrive: who we tried, whether they answered."""
-        inv = Invite.parse(token)
-        who = short_id(inv.inviter)
-        online = {p.id for p in self.peers if p.online}
-        head = f"document {handle.short_id} ({handle.title!r}) not received within {timeout:g} s"
-        tail = "; it syncs in the background once a peer that has it is online"
-        if inv.inviter in online:
-            return f"{head}: the inviter {who} is connected but has not sent it yet{tail}"
-        where = ", ".join(a.split("#")[0] for a in inv.addresses) or "no address in the token"
-        others = f" (connected to {len(online)} other peer(s))" if online else ""
-        return f"{head}: nobody who has it was reachable: inviter {who} at {where}{others}{tail}"
+def join_trouble(node: Node, handle: DocHandle, token: str, timeout: float) -> str:
+    """Why a join's content did not arrive: who we tried, whether they answered."""
+    inv = Invite.parse(token)
+    who = short_id(inv.inviter)
+    online = {p.id for p in node.peers if p.online}
+    head = f"document {handle.short_id} ({handle.title!r}) not received within {timeout:g} s"
+    tail = "; it syncs in the background once a peer that has it is online"
+    if inv.inviter in online:
+        return f"{head}: the inviter {who} is connected but has not sent it yet{tail}"
+    where = ", ".join(a.split("#")[0] for a in inv.addresses) or "no address in the token"
+    others = f" (connected to {len(online)} other peer(s))" if online else ""
+    return f"{head}: nobody who has it was reachable: inviter {who} at {where}{others}{tail}"
 
-    def doc(self, title: str, *, encrypted: bool = False) -> DocHandle:
-        """The document titled ``title``: opened when one has it, created when none does.
+def doc(node: Node, title: str, *, encrypted: bool = False) -> DocHandle:
+    """The document titled ``title``: opened when one has it, created when none does.
 
-        Re-running a notebook therefore reuses its documents instead of making a
-        new one each time. When several documents have that title, raises
-        ``AmbiguousDoc`` listing them with ids and authors (open one by id).
-        """
-        if not isinstance(title, str) or not title.strip():
-            raise ValueError("node.doc(title): a non-empty title is required "
-                             "(node.new_doc() makes an untitled document)")
-        with self._lock:
-            self._check_open()
-            rows = [r for r in self.store.documents() if r.title == title]
-            if len(rows) > 1:
-                raise AmbiguousDoc(self._ambiguous(title, rows))
-            if rows:
-                return self._handle(rows[0].id)
-            return self.new_doc(title=title, encrypted=encrypted)
+    Re-running a notebook therefore reuses its documents instead of making a
+    new one each time. When several documents have that title, raises
+    ``AmbiguousDoc`` listing them with ids and authors (open one by id).
+    """
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError("node.doc(title): a non-empty title is required "
+                         "(node.new_doc() makes an untitled document)")
+    with node._lock:
+        node._check_open()
+        rows = [r for r in node.store.documents() if r.title == title]
+        if len(rows) > 1:
+            raise AmbiguousDoc(ambiguous(node, title, rows))
+        if rows:
+            return node._handle(rows[0].id)
+        return node.new_doc(title=title, encrypted=encrypted)
 
-    def _ambiguous(self, ref: str, rows: list[Any]) -> str:
-        names = {p["id"]: p.get("name") for p in self.store.peers()}
-        names[self.id] = f"{self.name} (you)"
-        items = [f"{r.id.hex()[:12]} {r.title!r} by {names.get(r.owner) or '?'} "
-                 f"({short_id(r.owner)})" for r in rows[:8]]
-        more = f" and {len(rows) - 8} more" if len(rows) > 8 else ""
-        return (f"{ref!r} is ambiguous: {len(rows)} documents match: {'; '.join(items)}{more}. "
-                f"Open one by id (or more of its digits), e.g. "
-                f"node.open({rows[0].id.hex()[:12]!r})")
+def ambiguous(node: Node, ref: str, rows: list[Any]) -> str:
+    names = {p["id"]: p.get("name") for p in node.store.peers()}
+    names[node.id] = f"{node.name} (you)"
+    items = [f"{r.id.hex()[:12]} {r.title!r} by {names.get(r.owner) or '?'} "
+             f"({short_id(r.owner)})" for r in rows[:8]]
+    more = f" and {len(rows) - 8} more" if len(rows) > 8 else ""
+    return (f"{ref!r} is ambiguous: {len(rows)} documents match: {'; '.join(items)}{more}. "
+            f"Open one by id (or more of its digits), e.g. "
+            f"node.open({rows[0].id.hex()[:12]!r})")
 
-    def describe_docs(self, ids: Iterable[bytes], ref: str) -> str:
-        """The listing ``AmbiguousDoc`` shows, for other callers (the %own magics)."""
-        with self._lock:
-            rows = [r for r in self.store.documents() if r.id in set(ids)]
-            return self._ambiguous(ref, rows)
+def describe_docs(node: Node, ids: Iterable[bytes], ref: str) -> str:
+    """The listing ``AmbiguousDoc`` shows, for other callers (the %own magics)."""
+    with node._lock:
+        rows = [r for r in node.store.documents() if r.id in set(ids)]
+        return ambiguous(node, ref, rows)
 
-    def _peers_with_routes(self) -> list[Peer]:
-        """On the network thread: peers with how we reach them (see ``peers``)."""
-        net = self._net
-        assert net is not None
-        assert net.book is not None
-        listed = net.book.entries()
-        # Offline peers we could never dial (temporary profiles, dial-only nodes)
-        # or whose book entry expired are not listed (after a grace, if they
-        # left during this run): re-running a notebook must not pile up dead
-        # "neighbours". They reappear when they connect.
-        now = time.monotonic()
-        peers = [p for p in net._peers() if p.online or p.id in listed
-                 or now - self._left.get(p.id, -1e18) < UNLISTED_GRACE]
-        relays = [p for p in peers if p.relay and p.online]
-        out = []
-        for p in peers:
-            route = ""
-            if p.online:
-                link = net.by_peer.get(p.id)
-                dial = net.dialing.planner.dials.get(p.id)
-                if link is not None and link.conn[0] == "out" and dial and dial.addresses:
-                    addr = dial.addresses[dial.idx % len(dial.addresses)]
-                    route = f"direct {addr.split('#')[0]}"
-                else:
-                    route = "direct (inbound)"
-            elif relays and not p.relay:
-                route = f"via relay {relays[0].name or relays[0].short_id}"
-            out.append(dataclasses.replace(p, route=route))
-        return out
+def peers_with_routes(node: Node) -> list[Peer]:
+    """On the network thread: peers with how we reach them (see ``peers``)."""
+    net = node._net
+    assert net is not None
+    assert net.book is not None
+    listed = net.book.entries()
+    # Offline peers we could never dial (temporary profiles, dial-only nodes)
+    # or whose book entry expired are not listed (after a grace, if they
+    # left during this run): re-running a notebook must not pile up dead
+    # "neighbours". They reappear when they connect.
+    now = time.monotonic()
+    peers = [p for p in net._peers() if p.online or p.id in listed
+             or now - node._left.get(p.id, -1e18) < UNLISTED_GRACE]
+    relays = [p for p in peers if p.relay and p.online]
+    out = []
+    for p in peers:
+        route = ""
+        if p.online:
+            link = net.by_peer.get(p.id)
+            dial = net.dialing.planner.dials.get(p.id)
+            if link is not None and link.conn[0] == "out" and dial and dial.addresses:
+                addr = dial.addresses[dial.idx % len(dial.addresses)]
+                route = f"direct {addr.split('#')[0]}"
+            else:
+                route = "direct (inbound)"
+        elif relays and not p.relay:
+            route = f"via relay {relays[0].name or relays[0].short_id}"
+        out.append(dataclasses.replace(p, route=route))
+    return out
 
-    def _configure_contact(self, cfg: NetConfig, advertise: Any) -> None:
-        extra = env_advertise()
-        if advertise is not None or extra:
-            given = [advertise] if isinstance(advertise, str) else list(advertise or [])
-            cfg.advertise = list(dict.fromkeys([*(cfg.advertise or []), *given, *extra]))
-        if self._temp:
-            # A temporary profile is gone when it closes: it never enters the
-            # replicated address book, so nobody dials (or passes on) a dead node.
-            cfg.listed = False
+def configure(node: Node, cfg: NetConfig, advertise: Any) -> None:
+    extra = env_advertise()
+    if advertise is not None or extra:
+        given = [advertise] if isinstance(advertise, str) else list(advertise or [])
+        cfg.advertise = list(dict.fromkeys([*(cfg.advertise or []), *given, *extra]))
+    if node._temp:
+        # A temporary profile is gone when it closes: it never enters the
+        # replicated address book, so nobody dials (or passes on) a dead node.
+        cfg.listed = False
 
-    def _remember_addresses(self) -> None:
-        """Keep what we advertise: an invite made offline (`ownkernel invite`) carries it."""
-        if self._net is None or self._temp:
-            return
-        if self.store.get_setting("net.advertised") != self.addresses:  # usually unchanged
-            self.store.set_setting("net.advertised", self.addresses)
+def remember_addresses(node: Node) -> None:
+    """Keep what we advertise: an invite made offline (`ownkernel invite`) carries it."""
+    if node._net is None or node._temp:
+        return
+    if node.store.get_setting("net.advertised") != node.addresses:  # usually unchanged
+        node.store.set_setting("net.advertised", node.addresses)
 
-    def _start_control(self) -> None:
-        from ownkernel.node.control import ControlServer, node_handlers
+def start_control(node: Node) -> None:
+    from ownkernel.node.control import ControlServer, node_handlers
 
-        try:
-            self._control = ControlServer(self, node_handlers(self))
-        except OSError as exc:  # the node works without it; the CLI says why it can't talk
-            log.warning("no control socket for profile %s: %s", self.profile, exc)
+    try:
+        node._control = ControlServer(node, node_handlers(node))
+    except OSError as exc:  # the node works without it; the CLI says why it can't talk
+        log.warning("no control socket for profile %s: %s", node.profile, exc)
 
-    def _stop_control(self) -> None:
-        ctl, self._control = self._control, None
-        if ctl is not None:
-            ctl.close()
+def stop_control(node: Node) -> None:
+    ctl, node._control = node._control, None
+    if ctl is not None:
+        ctl.close()

@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ownkernel.node import contact
 from ownkernel.node.access import ACCESS_ROOT, META_ROOT, revoked_key, role_key, token_key
 from ownkernel.node.config import NetConfig, Peer, env_bootstrap
-from ownkernel.node.contact import JOIN_WAIT, AmbiguousDoc, FirstContact, JoinWarning
+from ownkernel.node.contact import JOIN_WAIT, AmbiguousDoc, JoinWarning
 from ownkernel.node.gate import Credentials, Gate
 from ownkernel.node.grants import (
     TOKEN_PREFIX,
@@ -72,7 +73,7 @@ def _is_colour(value: str) -> bool:
             and all(c in "0123456789abcdefABCDEF" for c in value[1:]))
 
 
-class Node(FirstContact):
+class Node:
     """A node you own. ``Node(profile=None)`` uses a temporary profile, deleted on close.
 
     ``profile`` is a directory path or a bare profile name (``"default"``) under
@@ -128,9 +129,9 @@ class Node(FirstContact):
             raise
         try:
             self._start_network(listen, bootstrap, relay, discovery, network, advertise)
-            self._remember_addresses()
+            contact.remember_addresses(self)
             if control or (control is None and self._net is not None and not self._temp):
-                self._start_control()
+                contact.start_control(self)
         except BaseException:
             self.close()
             raise
@@ -300,7 +301,7 @@ class Node(FirstContact):
 
     def close(self) -> None:
         """Stop the network, snapshot changed docs, close the database, release the profile."""
-        self._stop_control()
+        contact.stop_control(self)
         self._stop_network()  # first, and outside the lock: its thread may be waiting on it
         with self._lock:
             if self._closed:
@@ -369,7 +370,7 @@ class Node(FirstContact):
             if not prefix or not matches:
                 raise KeyError(f"no document matching {doc!r} on this node")
             if len(matches) > 1:
-                raise AmbiguousDoc(self._ambiguous(doc, matches))
+                raise AmbiguousDoc(contact.ambiguous(self, doc, matches))
             return self._handle(matches[0].id)
 
     def _doc_title(self, doc_id: bytes) -> str:
@@ -461,6 +462,22 @@ class Node(FirstContact):
                 m[role_key(actor)] = role
             else:
                 raise ValueError("role must be 'admin', 'writer', 'reader' or None")
+
+    # -- first contact (node/contact.py) ---------------------------------------
+    def join(self, token: str, timeout: float | None = JOIN_WAIT, *,
+             strict: bool = False) -> DocHandle:
+        """Join the doc an invite token grants and wait (bounded) for its content;
+        see :func:`ownkernel.node.contact.join` (``JoinWarning``, ``strict``)."""
+        return contact.join(self, token, timeout, strict=strict)
+
+    def doc(self, title: str, *, encrypted: bool = False) -> DocHandle:
+        """The doc titled ``title``, opened or created (re-running a notebook reuses it);
+        ``AmbiguousDoc`` lists several with that title."""
+        return contact.doc(self, title, encrypted=encrypted)
+
+    def describe_docs(self, ids: Iterable[bytes], ref: str) -> str:
+        """The listing ``AmbiguousDoc`` shows, for other callers (the %own magics)."""
+        return contact.describe_docs(self, ids, ref)
 
     def _join_local(self, token: str) -> DocHandle:
         """Record the doc, capability and key of an invite (``join`` also fetches it)."""
@@ -557,7 +574,7 @@ class Node(FirstContact):
         cfg.relay = cfg.relay or relay
         if discovery is not None:
             cfg.discovery = discovery
-        self._configure_contact(cfg, advertise)
+        contact.configure(self, cfg, advertise)
         self._net = NodeNetwork(self, cfg).start()
         self._net.on("peer_left", lambda p: self._left.__setitem__(p.id, time.monotonic()))
 
@@ -595,7 +612,7 @@ class Node(FirstContact):
         """
         if self._net is None:
             return PeerList([])
-        return PeerList(self._net._call(self._peers_with_routes))
+        return PeerList(self._net._call(lambda: contact.peers_with_routes(self)))
 
     def connect(self, target: str, timeout: float | None = 5.0) -> Peer | None:
         """Connect to an address (``node.address`` of a peer) or an invite token.
