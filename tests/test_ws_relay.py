@@ -386,3 +386,26 @@ def test_listeners_per_ws_address_are_bounded(monkeypatch: pytest.MonkeyPatch):
             await t.close()
 
     asyncio.run(run())
+
+
+def test_relay_host_opens_its_node_on_first_use(tmp_path: Path):
+    from ownkernel.serverext.host import RelayHost
+
+    with pytest.raises(ValueError, match="no host"):
+        RelayHost(tmp_path / "x", public_url="wss:///ownkernel/relay")  # config typo: named
+    host = RelayHost(tmp_path / "relay", public_url="wss://hub.example.org/u/ownkernel/relay")
+    assert host.node is None  # nothing runs until someone connects or asks /info
+    node = host.start()
+    try:
+        assert host.start() is node and host.upstream()[0] == "127.0.0.1"
+        want = f"wss://hub.example.org/u/ownkernel/relay#{node.id.hex()}"
+        assert _until(lambda: node.addresses[:1] == [want]), node.addresses
+        # its profile is locked while it runs: a second host falls back to a temporary one
+        other = RelayHost(tmp_path / "relay")
+        try:
+            assert other.start().id != node.id
+        finally:
+            other.close()
+    finally:
+        host.close()
+    assert host.node is None
