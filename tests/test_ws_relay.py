@@ -33,7 +33,9 @@ ID = "ab" * 32
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    s = JupyterRelay(tmp_path_factory.mktemp("jupyter"))
+    # the strict mode: every endpoint must say whether it needs a login (ours does)
+    s = JupyterRelay(tmp_path_factory.mktemp("jupyter"),
+                     extra=("--ServerApp.allow_unauthenticated_access=False",))
     yield s
     s.stop()
     s.log.close()
@@ -141,13 +143,23 @@ def test_unauthenticated_websockets_get_nothing(server: JupyterRelay):
     r = attack(address, [{"raw": "00"}, {"raw": "ff" * 100}], listen=1.5)
     assert r["frames"] == [], r
     # ... and after a hello, the relay's hello etc., but no document (see the sync test)
-    r = attack(address, [{"hello": True}], listen=1.0)
+    r = attack(address, [{"hello": True}], listen=5.0)
     assert "hello" in {f.get("type") for f in r["frames"]}, r  # the tunnel does carry
     # the server and its relay keep serving
     assert server.get("ownkernel/relay/info")[0] == 200
 
 
 # -------------------------------------------------------------------- sync
+def _child_until(child: Child, op: str, deadline: float = 60.0, **kw: object) -> bool:
+    """Ask a child's bounded wait op (it gives up after 10 s) again until ok or deadline."""
+    end = time.monotonic() + deadline
+    while True:
+        if child(op, **kw)["ok"]:
+            return True
+        if time.monotonic() > end:
+            return False
+
+
 def test_nodes_with_no_route_but_the_websocket_sync_both_ways(server: JupyterRelay,
                                                               tmp_path: Path):
     address = ws_address(server)
@@ -156,14 +168,14 @@ def test_nodes_with_no_route_but_the_websocket_sync_both_ways(server: JupyterRel
     b = Child(tmp_path, "b", "--no-listen", "--bootstrap", address)
     try:
         assert a.address is None and b.address is None  # nobody can dial them
-        assert a("wait_peers", n=1, timeout=30)["ok"] and b("wait_peers", n=1, timeout=30)["ok"]
+        assert _child_until(a, "wait_peers", n=1) and _child_until(b, "wait_peers", n=1)
         doc = a("new_doc", title="over websocket")["doc"]
         a("insert", doc=doc, text="from a")
         token = a("invite", doc=doc)["token"]  # no address of a's: the relay carries it
         assert b("join", token=token)["doc"] == doc
-        b.wait_text(doc, "from a", timeout=30)
+        assert _child_until(b, "wait_text", doc=doc, contains=["from a"])
         b("insert", doc=doc, text=" and b")
-        assert a.wait_text(doc, "from a and b", timeout=30) == "from a and b"
+        assert _child_until(a, "wait_text", doc=doc, contains=["from a and b"], length=12)
         for n in (a, b):  # each has exactly one peer online: the relay
             online = [p for p in n("wait_peers", n=1)["peers"] if p[2]]
             assert [p[0] for p in online] == [relay_id], (n.name, online)
@@ -374,3 +386,26 @@ def test_listeners_per_ws_address_are_bounded(monkeypatch: pytest.MonkeyPatch):
             await t.close()
 
     asyncio.run(run())
+
+
+def test_relay_host_opens_its_node_on_first_use(tmp_path: Path):
+    from ownkernel.serverext.host import RelayHost
+
+    with pytest.raises(ValueError, match="no host"):
+        RelayHost(tmp_path / "x", public_url="wss:///ownkernel/relay")  # config typo: named
+    host = RelayHost(tmp_path / "relay", public_url="wss://hub.example.org/u/ownkernel/relay")
+    assert host.node is None  # nothing runs until someone connects or asks /info
+    node = host.start()
+    try:
+        assert host.start() is node and host.upstream()[0] == "127.0.0.1"
+        want = f"wss://hub.example.org/u/ownkernel/relay#{node.id.hex()}"
+        assert _until(lambda: node.addresses[:1] == [want]), node.addresses
+        # its profile is locked while it runs: a second host falls back to a temporary one
+        other = RelayHost(tmp_path / "relay")
+        try:
+            assert other.start().id != node.id
+        finally:
+            other.close()
+    finally:
+        host.close()
+    assert host.node is None
