@@ -60,6 +60,7 @@ from .syncapi import (  # noqa: F401  (re-exported: part of this API)
     Pong,
     PresenceExpired,
     PresenceReceived,
+    ProfileReceived,
     ProtocolError,
     SessionClosed,
     SessionConfig,
@@ -465,7 +466,7 @@ class PeerSession(Session):
 __all__ = [
     "CarryReceived", "ChangesReceived", "DocId", "ErrorReceived", "Event", "GrantsReceived",
     "HaveReceived", "HelloReceived", "LocalInfo", "PROTOCOL_VERSIONS", "PeerInfo",
-    "PeerSession", "PeersReceived", "PeerTimeout", "Pong", "PresenceExpired",
+    "PeerSession", "PeersReceived", "PeerTimeout", "Pong", "PresenceExpired", "ProfileReceived",
     "PresenceReceived", "ProtocolError", "PullTracker", "Session", "SessionClosed", "SessionConfig",
     "SyncHost", "SyncPlan", "VersionVector", "curve_key_of", "decode", "encode", "plan_sync",
     "shared_digest", "vv_digest",

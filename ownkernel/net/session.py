@@ -26,6 +26,7 @@ from .syncapi import (
     Pong,
     PresenceExpired,
     PresenceReceived,
+    ProfileReceived,
     ProtocolError,
     SessionClosed,
     SessionConfig,
@@ -63,6 +64,8 @@ HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
 # Always a frame of their own. grants/carry too, so that one frame holds at most
 # 256 grants or 1,000 carried docs (the host verifies each: bounded work per frame).
 _NOT_BATCHED = frozenset({"hello", "error", "batch", "grants", "carry"})
+
+MAX_PROFILE_NAME = 64  # characters of a display name in a `profile` message
 
 
 @dataclass
@@ -194,6 +197,14 @@ class Session:
             return False
         rows = [[p.node_id, p.name, list(p.addresses), float(p.last_seen)] for p in peers]
         self._queue({"type": "peers", "peers": rows[:MAX_PEERS]})
+        return True
+
+    def send_profile(self, name: str, color: str) -> bool:
+        """Queue our display name and colour: sent when they change (the hello
+        carries the name at connect). Only ever "this key calls itself X"."""
+        if not self.is_open:
+            return False
+        self._queue({"type": "profile", "name": name[:MAX_PROFILE_NAME], "color": color})
         return True
 
     def send_presence(self, doc: DocId, state: bytes, ttl: float) -> bool:
@@ -400,6 +411,15 @@ class Session:
         self.presence[doc] = p
         return [PresenceReceived(doc, p.state, ttl, p.expires_at)]
 
+    def _on_profile(self, msg: dict[str, Any], now: float) -> list[Event]:
+        name, color = msg.get("name"), msg.get("color", "")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_PROFILE_NAME:
+            raise Bad("bad-field", f"name must be 1 to {MAX_PROFILE_NAME} characters")
+        if not (color == "" or (isinstance(color, str) and len(color) == 7 and color[0] == "#"
+                                and all(c in "0123456789abcdefABCDEF" for c in color[1:]))):
+            raise Bad("bad-field", "color must be #rrggbb")
+        return [ProfileReceived(name, color.lower())]
+
     def _on_grants(self, msg: dict[str, Any], now: float) -> list[Event]:
         return [GrantsReceived(tuple(bytes_list_field(msg, "grants", MAX_GRANTS, MAX_GRANT)))]
 
@@ -411,6 +431,7 @@ class Session:
         "ping": _on_ping,
         "pong": _on_pong,
         "presence": _on_presence,
+        "profile": _on_profile,
         "grants": _on_grants,
         "carry": _on_carry,
     }

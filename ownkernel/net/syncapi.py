@@ -77,6 +77,14 @@ class CarryReceived(Event):
 
 
 @dataclass(frozen=True)
+class ProfileReceived(Event):
+    """The peer's display name and colour changed (what its key calls itself)."""
+
+    name: str
+    color: str  # "#rrggbb" or ""
+
+
+@dataclass(frozen=True)
 class PresenceReceived(Event):
     doc: DocId
     state: bytes  # opaque (a signed blob): the host verifies it

@@ -55,6 +55,7 @@ from ownkernel.net.protocol import (
     PeerTimeout,
     PresenceExpired,
     PresenceReceived,
+    ProfileReceived,
     ProtocolError,
     SessionClosed,
     SessionConfig,
@@ -153,6 +154,8 @@ class NodeNetwork:
         self._sendq: deque[tuple[ConnId, bytes]] = deque()
         self._sending = False
         self._more_scheduled = False
+        # peer -> (name, colour) from its `profile` messages (sent when it renames)
+        self.profiles: dict[bytes, tuple[str, str]] = {}
         self._local: dict[bytes, list[bytes]] = {}
         self._local_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -609,6 +612,12 @@ class NodeNetwork:
                     if not self.presence.received(link, ev.doc, ev.state):
                         self.count("bad-presence")
                     self._emit("presence", ev.doc, link.peer, ev.state)
+            elif isinstance(ev, ProfileReceived):
+                if link.peer is not None:
+                    _, addrs = self._names.get(link.peer, ("", ()))
+                    self._names[link.peer] = (ev.name, addrs)
+                    self.profiles[link.peer] = (ev.name, ev.color)
+                    self._emit("peer_joined", self._peer(link.peer))  # widgets redraw
             elif isinstance(ev, PresenceExpired):
                 if link.peer is not None:
                     self._emit("presence", ev.doc, link.peer, None)
@@ -639,6 +648,8 @@ class NodeNetwork:
         addrs = tuple(a for a in ev.addresses if a.endswith("#" + peer.hex()))
         self._names[peer] = (ev.name, addrs)
         self._last_seen[peer] = time.time()
+        node = self.node
+        link.session.send_profile(node.name, getattr(node, "color", ""))  # the colour too
         if addrs:
             self.dialing.planner.add(peer, list(addrs), sticky=False)
         cur = self.by_peer.get(peer)
@@ -858,6 +869,12 @@ class NodeNetwork:
     def online(self, peer: bytes) -> bool:
         link = self.by_peer.get(peer)
         return link is not None and link.session.is_open
+
+    def send_profile(self, name: str, color: str) -> None:
+        """Node thread: tell every connected peer our new name/colour."""
+        for link in list(self.by_peer.values()):
+            link.session.send_profile(name, color)
+        self._flush_all()
 
     def _peer(self, peer: bytes) -> Peer:
         link = self.by_peer.get(peer)

@@ -200,8 +200,8 @@ class Node:
     def name(self) -> str:
         """The display name peers see (stored in the profile). Setting it tells
         the peers present in a doc with us at once (in the signed presence
-        claim, so it only ever means "this key calls itself X"), and the others
-        at the next hello or address-book round."""
+        claim, so it only ever means "this key calls itself X"), every connected
+        peer in a `profile` message, and the others at the next hello."""
         return self._name
 
     @name.setter
@@ -246,6 +246,7 @@ class Node:
             for doc, st in list(net.presence.local_state.items()):
                 if isinstance(st, dict):
                     net.set_presence(doc, {**st, "name": self._name, "color": self._color})
+            net.send_profile(self._name, self._color)  # and every connected peer
             for cb in list(self._profile_listeners):
                 cb()
         try:
@@ -272,6 +273,8 @@ class Node:
 
         def read() -> dict[bytes, tuple[str, str]]:
             out = dict(net.presence.profiles())
+            for pid, prof in net.profiles.items():  # what connected peers said since
+                out.setdefault(pid, prof)
             pids = set(out) | set(net.by_peer) if wanted is None else wanted
             if net.book is not None:
                 for pid in pids:
