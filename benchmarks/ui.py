@@ -166,6 +166,12 @@ def sustain_trace(root: Path, pages: list[Any], since: float) -> list[str]:
         def fmt(xs: list[float]) -> str:
             return f"{statistics.median(xs):.1f} / {percentile(xs, 90):.1f}" if xs else "-"
         out.append(f"| {name} ({len(hop)} pushes) | {fmt(hop)} | {fmt(wait)} | {fmt(txn)} |")
+    for name, k in zip("12", kernels):
+        sends = sorted(n / 1000 for st, n, _ in k if st == "send_us")
+        if sends:
+            out.append(f"kernel {name}: {len(sends)} comm sends from the node thread took "
+                       f"median {statistics.median(sends):.2f} ms, p99 {percentile(sends, 99):.1f}"
+                       f" ms, max {sends[-1]:.1f} ms")
     return out
 
 
