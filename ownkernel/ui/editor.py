@@ -222,6 +222,14 @@ class Editor(LiveWidget):
         return {"text": text, "g": self._gen, "name": me.name, "color": node_colour(me),
                 "cursors": self._cursors()}
 
+    def _post(self, msg: dict[str, Any]) -> None:
+        if not _TRACE_PATH:
+            super()._post(msg)
+            return
+        t0 = time.perf_counter()
+        super()._post(msg)
+        _trace("send_us", int((time.perf_counter() - t0) * 1e6))  # how long the comm send took
+
     def _push_update(self, client: str, cs: ChangeSet) -> None:
         self._updates.append((client, cs))
         self._push({"c": client, "ch": cs.to_json()})

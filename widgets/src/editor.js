@@ -103,6 +103,8 @@ function render({ model, el }) {
   Object.assign(el.style, { border: "1px solid #c8c8c8", borderRadius: "4px", overflow: "hidden" });
   let view = null;
   let selTimer = null;
+  // for tests and benchmarks: the whole text (the DOM holds only what is in view)
+  el.ownText = () => (view ? view.state.doc.toString() : null);
   const clientID = Math.random().toString(36).slice(2, 10);
 
   // Pushes are pipelined: each local update is sent at once, without waiting
