@@ -303,3 +303,22 @@ def test_a_member_not_the_owner_can_have_a_relay_carry_the_doc(mk):
     reader = mk("reader", bootstrap=[relay.address], allow={relay.id})
     reader.join(reader_token)
     until(lambda: text(reader, doc.id) == SECRET)
+
+
+# ------------------------------------------------------------------ profile messages
+def test_a_bad_profile_message_is_refused_and_a_name_is_only_what_a_key_calls_itself(mk):
+    """A peer's `profile` can only name the key that sent it: a stranger that
+    renames itself "owner" changes its own entry, never the owner's; malformed
+    ones (a 10 kB name, a colour that is CSS) are counted and dropped."""
+    owner = mk("owner")
+    attack(owner.address, [{"hello": True}, {"sleep": 0.2},
+                           {"msg": {"type": "profile", "name": "x" * 10_000, "color": ""}},
+                           {"msg": {"type": "profile", "name": "ok",
+                                    "color": "red;background:url(//evil)"}},
+                           {"msg": {"type": "profile", "name": "owner", "color": "#ff0000"}}],
+           listen=0.5)
+    until(lambda: owner.stats()["net"]["errors"].get("bad-field", 0) >= 2)
+    profiles = owner.network.profiles
+    assert ("owner", "#ff0000") in profiles.values()
+    assert owner.id not in profiles and owner.name == "owner"
+    assert all(len(n) <= 64 and (c == "" or c.startswith("#")) for n, c in profiles.values())

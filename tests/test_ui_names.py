@@ -180,3 +180,20 @@ def test_colours_from_peers_are_checked_before_they_reach_a_style() -> None:
         assert safe_colour(bad, "#000000") == "#000000"
     v = _view((1, b"\x01" * 32), {"author": "eve", "text": "hi", "color": "#0;all:"})
     assert v["color"].startswith("#") and ";" not in v["color"]
+
+
+def test_a_rename_reaches_a_connected_temporary_peer_that_shares_no_doc() -> None:
+    """Temporary profiles have no address-book entry and here no shared doc: the
+    session's `profile` message carries the rename (and the colour at hello)."""
+    a = Node(name="ann", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
+    b = Node(name="ben", network=NetConfig(**FAST), bootstrap=[a.address])
+    try:
+        until(lambda: b.id in a.peer_profiles())
+        assert a.peer_profiles()[b.id] == ("ben", b.color)  # colour sent at hello
+        b.name = "Grace"
+        b.color = "#0a0b0c"
+        until(lambda: a.peer_profiles().get(b.id) == ("Grace", "#0a0b0c"))
+        assert any(p.name == "Grace" for p in a.peers if p.id == b.id)
+    finally:
+        b.close()
+        a.close()
