@@ -56,7 +56,7 @@ def test_notebook_runs_on_ownkernel(path: Path, kernel_env: Path) -> None:
                  if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert len(views) >= 4, "editor, markdown editor, chat and peers show as widgets"
         assert "The neighbour says hi 😀. Type here" in outputs
-        assert "[('neighbour', False)]" in outputs
+        assert "[('Grace', False)]" in outputs  # the rename reached node.peers too
     check_course_notebook(path.name, nb, outputs)
 
 
