@@ -251,3 +251,28 @@ def test_dragging_an_item_moves_it_in_both_pages(pages: Pages) -> None:
         "t.textContent.startsWith('bread'); }", timeout=WAIT)
     after = [t.split("\n")[0] for t in a.locator(f"{ITEM} [data-own=item-text]").all_inner_texts()]
     assert sorted(after) == sorted(before) and len(after) == len(before)  # moved, not copied
+
+
+def test_a_cell_being_edited_is_not_overwritten_and_shows_the_conflict(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    editor = f'{GRID} [data-own="cell-editor"]'
+    a.click(cell("A2"))  # page A starts editing A2 ("2") ...
+    a.keyboard.press("Control+a")
+    a.keyboard.type("mine")
+    b.click(cell("A2"))  # ... while page B writes it
+    b.keyboard.press("Control+a")
+    b.keyboard.type("theirs")
+    b.keyboard.press("Enter")
+    a.locator(f'{GRID} [data-own="grid-conflict"]').wait_for(timeout=WAIT)
+    assert a.input_value(editor) == "mine"  # the editor kept the user's text
+    assert "theirs" in a.inner_text(f'{GRID} [data-own="grid-conflict"]')
+    wait_cell(a, "A2", "theirs")  # the cell underneath shows the peer's value
+    a.keyboard.press("Enter")  # keep mine
+    wait_cell(b, "A2", "mine")
+    wait_cell(a, "A2", "mine")
+    # the formula bar edits the selected cell too
+    b.click(cell("A2"))
+    b.keyboard.press("Escape")
+    b.fill(f'{GRID} [data-own="formula-bar"]', "=A1*2")
+    b.press(f'{GRID} [data-own="formula-bar"]', "Enter")
+    wait_cell(a, "A2", "80")
