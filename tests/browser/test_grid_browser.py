@@ -276,3 +276,18 @@ def test_a_cell_being_edited_is_not_overwritten_and_shows_the_conflict(pages: Pa
     b.fill(f'{GRID} [data-own="formula-bar"]', "=A1*2")
     b.press(f'{GRID} [data-own="formula-bar"]', "Enter")
     wait_cell(a, "A2", "80")
+
+
+def test_typing_below_the_last_row_grows_the_sheet(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    rows = int(a.inner_text(f'{GRID} .own-grid-status').split(" × ")[0])
+    below = f"A{rows + 1}"  # shown empty under the sheet, to type into
+    a.click(cell(below))
+    a.keyboard.type("new row")
+    a.keyboard.press("Enter")
+    wait_cell(b, below, "new row")
+    b.wait_for_function(
+        f"() => document.querySelector('{GRID} .own-grid-status').textContent"
+        f".startsWith('{rows + 1} ×')", timeout=WAIT)
+    # the sheet grew under the selection, which Enter moved one row down, not two
+    assert a.inner_text(f'{GRID} [data-own="grid-ref"]') == f"A{rows + 2}"
