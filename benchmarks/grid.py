@@ -13,7 +13,8 @@ The sheet: column A holds numbers, B1:B1000 are formulas reading A1
   every dependent in view (B1..B19) shows its new value: p50/p99 over --edits;
 * without a browser, as process CPU time: making the widget (which builds the
   sheet's evaluator), the snapshot (and its JSON size), and the 1,000-dependent
-  edit (message in -> patches out; and the patch size).
+  edit (message in -> patches out; and the patch size), and a row inserted at
+  the top (the evaluator is rebuilt and every cell compared).
 
     python benchmarks/grid.py [--edits 30]
 """
@@ -149,9 +150,18 @@ def python_side() -> dict[str, Any]:
             patches = [m for _, m in f.sent[k:] if m["t"] == "deltas"]
             size = len(json.dumps(patches[-1]))
             assert sum(len(op["c"]) for m in patches for op in m["ops"]) == DEPS + 1
+        # a row inserted at the top: structural delta, evaluator rebuilt, every
+        # cell compared with what the page shows (positional references moved)
+        k = len(f.sent)
+        c0 = time.process_time()
+        f.deliver({"t": "rows", "v": w._version, "op": "insert", "at": 0, "n": 1})
+        insert_cpu = (time.process_time() - c0) * 1000
+        insert_patches = sum(len(op.get("c", ())) for _, m in f.sent[k:]
+                             if m["t"] == "deltas" for op in m["ops"])
         w.close()
         n.close()
-    return {"build_s": build, "widget_cpu_ms": widget_cpu * 1000,
+    return {"build_s": build, "row_insert_cpu_ms": insert_cpu,
+            "row_insert_patches": insert_patches, "widget_cpu_ms": widget_cpu * 1000,
             "snapshot_cpu_ms": snap_cpu * 1000,
             "snapshot_wall_ms": snap_wall * 1000, "snapshot_bytes": snap_bytes,
             "edit_cpu_ms_p50": statistics.median(cpu), "edit_cpu_ms_max": max(cpu),

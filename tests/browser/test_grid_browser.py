@@ -251,3 +251,43 @@ def test_dragging_an_item_moves_it_in_both_pages(pages: Pages) -> None:
         "t.textContent.startsWith('bread'); }", timeout=WAIT)
     after = [t.split("\n")[0] for t in a.locator(f"{ITEM} [data-own=item-text]").all_inner_texts()]
     assert sorted(after) == sorted(before) and len(after) == len(before)  # moved, not copied
+
+
+def test_a_cell_being_edited_is_not_overwritten_and_shows_the_conflict(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    editor = f'{GRID} [data-own="cell-editor"]'
+    a.click(cell("A2"))  # page A starts editing A2 ("2") ...
+    a.keyboard.press("Control+a")
+    a.keyboard.type("mine")
+    b.click(cell("A2"))  # ... while page B writes it
+    b.keyboard.press("Control+a")
+    b.keyboard.type("theirs")
+    b.keyboard.press("Enter")
+    a.locator(f'{GRID} [data-own="grid-conflict"]').wait_for(timeout=WAIT)
+    assert a.input_value(editor) == "mine"  # the editor kept the user's text
+    assert "theirs" in a.inner_text(f'{GRID} [data-own="grid-conflict"]')
+    wait_cell(a, "A2", "theirs")  # the cell underneath shows the peer's value
+    a.keyboard.press("Enter")  # keep mine
+    wait_cell(b, "A2", "mine")
+    wait_cell(a, "A2", "mine")
+    # the formula bar edits the selected cell too
+    b.click(cell("A2"))
+    b.keyboard.press("Escape")
+    b.fill(f'{GRID} [data-own="formula-bar"]', "=A1*2")
+    b.press(f'{GRID} [data-own="formula-bar"]', "Enter")
+    wait_cell(a, "A2", "80")
+
+
+def test_typing_below_the_last_row_grows_the_sheet(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    rows = int(a.inner_text(f'{GRID} .own-grid-status').split(" × ")[0])
+    below = f"A{rows + 1}"  # shown empty under the sheet, to type into
+    a.click(cell(below))
+    a.keyboard.type("new row")
+    a.keyboard.press("Enter")
+    wait_cell(b, below, "new row")
+    b.wait_for_function(
+        f"() => document.querySelector('{GRID} .own-grid-status').textContent"
+        f".startsWith('{rows + 1} ×')", timeout=WAIT)
+    # the sheet grew under the selection, which Enter moved one row down, not two
+    assert a.inner_text(f'{GRID} [data-own="grid-ref"]') == f"A{rows + 2}"

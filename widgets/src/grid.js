@@ -4,6 +4,9 @@
 // Protocol: see ownkernel/ui/grid.py. A cell is [raw] (a literal) or
 // [formula, value]; a value is a number, text, boolean or {e: "#DIV/0!"}.
 import { connect, h } from "./common.js";
+import { colName, display, parseTSV, rawText, toTSV } from "./gridcells.js";
+
+const a1 = (r, c) => colName(c) + (r + 1);
 
 const RH = 24; // row height, px
 const HH = 24; // column header height
@@ -11,7 +14,8 @@ const RW = 52; // row header width
 const CW = 96; // default column width
 const MIN_W = 28;
 const OVERSCAN = 4;
-const MAX_H = 360; // px of rows shown before the grid scrolls // rows drawn beyond the view, so a fast wheel shows no blank
+const MAX_H = 360;
+const MIN_ROWS = 10, MIN_COLS = 5; // px of rows shown before the grid scrolls // rows drawn beyond the view, so a fast wheel shows no blank
 
 const CSS = `
 .own-grid { font: 13px sans-serif; color: #1a1a1a; background: #fff; border: 1px solid #c8c8c8; border-radius: 4px; outline: none; position: relative; }
@@ -48,80 +52,17 @@ const CSS = `
 .own-grid-status { font-size: 11px; color: #888; padding: 2px 6px; min-height: 14px; }
 `;
 
-export function colName(c) {
-  let s = "";
-  for (c += 1; c > 0; c = Math.floor((c - 1) / 26)) s = String.fromCharCode(65 + ((c - 1) % 26)) + s;
-  return s;
-}
-const a1 = (r, c) => colName(c) + (r + 1);
-
-// What Python's parse_input would not read back as the same text (grid.py).
-const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
-function looksTyped(s) {
-  const t = s.trim();
-  return s === "" || NUMBER.test(t) || /^(true|false)$/i.test(t) || s.startsWith("'");
-}
-
-export function rawText(cell) {
-  if (!cell) return "";
-  const raw = cell[0];
-  if (typeof raw === "boolean") return raw ? "TRUE" : "FALSE";
-  if (typeof raw === "number") return String(raw);
-  if (typeof raw === "string" && !raw.startsWith("=") && cell.length === 1 && looksTyped(raw)) return "'" + raw;
-  return String(raw);
-}
-
-export function formatNumber(n) {
-  if (Number.isInteger(n)) return String(n);
-  return String(parseFloat(n.toPrecision(15))); // 0.1+0.2 shows 0.3, as spreadsheets do
-}
-
-// [text, css class] of what a cell shows.
-export function display(cell) {
-  if (!cell) return ["", ""];
-  const v = cell.length === 2 ? cell[1] : cell[0];
-  if (v === null || v === undefined) return ["", ""];
-  if (typeof v === "number") return [formatNumber(v), "own-num"];
-  if (typeof v === "boolean") return [v ? "TRUE" : "FALSE", "own-bool"];
-  if (typeof v === "object" && v.e) return [v.e, "own-err"];
-  return [String(v), ""];
-}
-
-// Tab-separated values as spreadsheet applications put them on the clipboard
-// (a field with a tab, newline or quote is quoted, "" escapes a quote).
-export function parseTSV(text) {
-  const rows = [];
-  let row = [], field = "", i = 0, quoted = false;
-  text = text.replace(/\r\n?/g, "\n");
-  if (text.endsWith("\n")) text = text.slice(0, -1);
-  while (i < text.length) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') { field += '"'; i += 2; continue; }
-      if (ch === '"') { quoted = false; i++; continue; }
-      field += ch; i++; continue;
-    }
-    if (ch === '"' && field === "") { quoted = true; i++; continue; }
-    if (ch === "\t") { row.push(field); field = ""; i++; continue; }
-    if (ch === "\n") { row.push(field); rows.push(row); row = []; field = ""; i++; continue; }
-    field += ch; i++;
-  }
-  row.push(field);
-  rows.push(row);
-  return rows;
-}
-
-export function toTSV(rows) {
-  const q = (s) => (/[\t\n"]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s);
-  return rows.map((r) => r.map(q).join("\t")).join("\n");
-}
-
 function render({ model, el }) {
   el.setAttribute("data-own-widget", "grid");
   el.setAttribute("data-lm-suppress-shortcuts", "true"); // keys edit cells, not the notebook
 
   // -- state -------------------------------------------------------------------
   let nrows = 0, ncols = 0, version = -1;
+  // Shown: the sheet plus an empty row and column to type into (at least
+  // MIN_ROWS x MIN_COLS, so a new sheet is not an empty box). Writing there
+  // grows the sheet in Python; structural edits there change nothing.
+  const NR = () => Math.max(nrows + 1, MIN_ROWS);
+  const NC = () => Math.max(ncols + 1, MIN_COLS);
   let data = []; // data[r][c] = cell tuple or undefined
   let widths = [];
   let sel = { r: 0, c: 0 }, anchor = { r: 0, c: 0 };
@@ -164,7 +105,7 @@ function render({ model, el }) {
 
   const width = (c) => widths[c] || CW;
   const left = (c) => { let x = 0; for (let j = 0; j < c; j++) x += width(j); return x; };
-  const totalW = () => left(ncols);
+  const totalW = () => left(NC());
 
   // -- drawing: only what is in view -------------------------------------------
   const schedule = () => { if (!frame) frame = requestAnimationFrame(draw); };
@@ -173,19 +114,19 @@ function render({ model, el }) {
     // a short sheet takes the room it needs, a long one scrolls (+ room for a
     // scrollbar); the height is ours, so the rows drawn never depend on a
     // layout that has not happened yet (an output still being attached)
-    const vh = Math.min(MAX_H, nrows * RH + 18);
+    const vh = Math.min(MAX_H, NR() * RH + 18);
     view.style.height = vh + "px";
     rh.style.height = vh + "px";
-    sizer.style.height = nrows * RH + "px";
+    sizer.style.height = NR() * RH + "px";
     sizer.style.width = totalW() + "px";
     const top = view.scrollTop, lx = view.scrollLeft;
     const vw = Math.max(view.clientWidth, 1600); // columns: draw generously, they are few
     const r0 = Math.max(0, Math.floor(top / RH) - OVERSCAN);
-    const r1 = Math.min(nrows, Math.ceil((top + vh) / RH) + OVERSCAN);
+    const r1 = Math.min(NR(), Math.ceil((top + vh) / RH) + OVERSCAN);
     let c0 = 0, x0 = 0;
-    while (c0 < ncols && x0 + width(c0) < lx) x0 += width(c0++);
+    while (c0 < NC() && x0 + width(c0) < lx) x0 += width(c0++);
     const cols = [];
-    for (let c = c0, x = x0; c < ncols && x < lx + vw + CW; x += width(c++)) cols.push([c, x]);
+    for (let c = c0, x = x0; c < NC() && x < lx + vw + CW; x += width(c++)) cols.push([c, x]);
     const r0s = Math.min(sel.r, anchor.r), r1s = Math.max(sel.r, anchor.r);
     const c0s = Math.min(sel.c, anchor.c), c1s = Math.max(sel.c, anchor.c);
     // Rows are kept while in view and rebuilt only when their cells, the
@@ -290,11 +231,11 @@ function render({ model, el }) {
     const y = e.clientY - box.top, x = e.clientX - box.left;
     const r = Math.floor(y / RH);
     let c = 0, acc = 0;
-    while (c < ncols && acc + width(c) <= x) acc += width(c++);
-    return r >= 0 && r < nrows && c < ncols ? { r, c } : null;
+    while (c < NC() && acc + width(c) <= x) acc += width(c++);
+    return r >= 0 && r < NR() && c < NC() ? { r, c } : null;
   };
   function select(r, c, extend = false) {
-    sel = { r: Math.max(0, Math.min(nrows - 1, r)), c: Math.max(0, Math.min(ncols - 1, c)) };
+    sel = { r: Math.max(0, Math.min(NR() - 1, r)), c: Math.max(0, Math.min(NC() - 1, c)) };
     if (!extend) anchor = { ...sel };
     redraw.sel = true;
     const top = sel.r * RH, x = left(sel.c);
@@ -526,24 +467,31 @@ function render({ model, el }) {
   document.addEventListener("mousedown", outside);
 
   // -- the protocol ---------------------------------------------------------------
+  // Where position p goes through a structural op (-1: deleted). Rows or
+  // columns appended at the end fill the empty ones shown there (the user
+  // typed into them): they move nothing.
+  const mover = (op, size) => (p) => {
+    if (!op.del && op.at >= size) return p;
+    return p >= op.at + op.del ? p + op.ins - op.del : p >= op.at ? (op.del ? -1 : p + op.ins) : p;
+  };
   function apply(op) {
     if (op.o !== "cells") redraw.all = true; // every row below moved
     if (op.o === "rows") {
       const fresh = Array.from({ length: op.ins }, () => []);
       data.splice(op.at, op.del, ...fresh);
+      const move = mover(op, nrows);
       nrows += op.ins - op.del;
-      const move = (p) => (p >= op.at + op.del ? p + op.ins - op.del : p >= op.at ? (op.del ? -1 : p + op.ins) : p);
       if (edit) { edit.r = move(edit.r); if (edit.r < 0) { closeEditor(); status.textContent = "the row you were editing was deleted by a peer"; } }
-      sel.r = Math.max(0, Math.min(nrows - 1, move(sel.r) < 0 ? op.at : move(sel.r)));
-      anchor.r = Math.max(0, Math.min(nrows - 1, move(anchor.r) < 0 ? op.at : move(anchor.r)));
+      sel.r = Math.max(0, Math.min(NR() - 1, move(sel.r) < 0 ? op.at : move(sel.r)));
+      anchor.r = Math.max(0, Math.min(NR() - 1, move(anchor.r) < 0 ? op.at : move(anchor.r)));
     } else if (op.o === "cols") {
       for (const row of data) if (row.length > op.at) row.splice(op.at, op.del, ...new Array(op.ins));
       widths.splice(op.at, op.del, ...new Array(op.ins));
+      const move = mover(op, ncols);
       ncols += op.ins - op.del;
-      const move = (p) => (p >= op.at + op.del ? p + op.ins - op.del : p >= op.at ? (op.del ? -1 : p + op.ins) : p);
       if (edit) { edit.c = move(edit.c); if (edit.c < 0) { closeEditor(); status.textContent = "the column you were editing was deleted by a peer"; } }
-      sel.c = Math.max(0, Math.min(ncols - 1, move(sel.c) < 0 ? op.at : move(sel.c)));
-      anchor.c = Math.max(0, Math.min(ncols - 1, move(anchor.c) < 0 ? op.at : move(anchor.c)));
+      sel.c = Math.max(0, Math.min(NC() - 1, move(sel.c) < 0 ? op.at : move(sel.c)));
+      anchor.c = Math.max(0, Math.min(NC() - 1, move(anchor.c) < 0 ? op.at : move(anchor.c)));
     } else if (op.o === "cells") {
       for (const cell of op.c) {
         const [r, c] = cell;
@@ -573,8 +521,8 @@ function render({ model, el }) {
           if (v !== null) out[c] = Array.isArray(v) ? v : [v];
         }
       }
-      if (edit && (edit.r >= nrows || edit.c >= ncols)) closeEditor();
-      sel = { r: Math.min(sel.r, Math.max(0, nrows - 1)), c: Math.min(sel.c, Math.max(0, ncols - 1)) };
+      if (edit && (edit.r >= NR() || edit.c >= NC())) closeEditor();
+      sel = { r: Math.min(sel.r, Math.max(0, NR() - 1)), c: Math.min(sel.c, Math.max(0, NC() - 1)) };
       anchor = { ...sel };
       redraw.all = true;
       status.textContent = `${nrows} × ${ncols}`;
