@@ -100,6 +100,8 @@ def test_stop_leaves_no_process_and_no_profile(teacher: Node, tmp_path: Path) ->
     # the classmates closed their nodes cleanly (exit 0), deleting their profiles
     assert [m.proc.returncode for m in cm.members] == [0, 0]
     cm.stop()  # twice is fine
+    with pytest.raises(RuntimeError, match="Ada has left"):
+        cm.offline("Ada", 1)
 
 
 def test_killing_the_parent_leaves_no_orphan(tmp_path: Path) -> None:

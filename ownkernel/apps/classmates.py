@@ -3,24 +3,20 @@
     from ownkernel.apps import classmates
     with classmates(node, doc, n=3, seed=1) as cm:   # three processes on 127.0.0.1
         ...                                          # they type, chat, add rows
-    # or: cm = classmates(node, doc); ...; cm.stop()
 
-Each classmate is a separate Python process (``python -m ownkernel.apps.classmates``)
-with its own temporary profile, name and colour. It joins ``doc`` through an
-invite token (sent on its stdin, never on the command line, since ``ps`` shows
-argv to everyone) and then, at a human pace: types sentences into its own line
-of the text root (with typos it backspaces over), answers in the chat when its
-name is mentioned, adds rows to the sheet, and now and then goes offline for a
-while, keeps typing, and comes back, so the merge shows.
+Each classmate is a separate Python process with its own temporary profile, name
+and colour. It joins ``doc`` through an invite token (sent on its stdin, never in
+argv, which ``ps`` shows to everyone) and then, at a human pace: types sentences
+on its own line of the text root (with typos it backspaces over), answers in the
+chat when mentioned, adds rows to the sheet, and now and then goes offline, keeps
+typing, and comes back, so the merge shows. What it does is a pure script
+(:func:`script`) seeded by ``(seed, index)``: same seed, same choices in the same
+order; only the timing is the real world's.
 
-What a classmate does is a pure script (:func:`script`) drawn from a
-``random.Random`` seeded by ``(seed, index)``: the same seed gives the same
-choices in the same order; only the timing of the real world differs.
-
-A classmate ends when ``stop()`` closes its stdin, when its parent process
-dies (its stdin reaches EOF, and it also watches ``os.getppid()``), or after
-``idle`` seconds without an edit from the node that started it: a Binder
-session must be able to shut down, and nothing may be left behind.
+A classmate ends when ``stop()`` closes its stdin, when its parent dies (stdin
+reaches EOF; it also watches ``os.getppid()``), or after ``idle`` seconds without
+an edit from the node that started it: a Binder session must be able to shut
+down, and nothing may be left behind. More in docs/workshop.md.
 """
 
 from __future__ import annotations
@@ -178,6 +174,8 @@ class Classmates:
         assert m.proc.stdout is not None
         for raw in m.proc.stdout:
             line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
             with self._lock:
                 if line.startswith("ready ") and m.id is None:
                     with contextlib.suppress(ValueError):
@@ -230,9 +228,14 @@ class Classmates:
         if not 0 < seconds <= 3600:
             raise ValueError(f"seconds must be in (0, 3600], not {seconds!r}")
         m = self.member(name)
+        if self._stopped or not m.alive:
+            raise RuntimeError(f"classmate {m.name} has left (see .events({m.name!r}))")
         assert m.proc.stdin is not None
-        m.proc.stdin.write(f"offline {seconds:g}\n".encode())
-        m.proc.stdin.flush()
+        try:
+            m.proc.stdin.write(f"offline {seconds:g}\n".encode())
+            m.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # it left just now
+            raise RuntimeError(f"classmate {m.name} has left") from None
 
     def events(self, name: str) -> list[str]:
         """What classmate ``name`` reported so far: ready, offline, online, idle."""
