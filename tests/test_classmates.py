@@ -169,7 +169,9 @@ def test_offline_on_request_then_back_and_the_offline_edits_merge(teacher: Node)
         doc.text("body").insert(0, "Teacher was here.\n")
         assert wait_for(lambda: "online" in cm.events("Grace"))
         # what Grace typed offline arrives after she is back
-        assert wait_for(lambda: "(typed offline)" in str(doc.text("body")))
+        grace = cm.member("Grace").id
+        assert wait_for(lambda: "(typed offline)" in str(doc.text("body"))), \
+            (str(doc.text("body")), doc.version.get(grace), teacher.stats()["waiting"])
         assert str(doc.text("body")).startswith("Teacher was here.\n")
         assert "offline" not in cm.events("Ada")
 
