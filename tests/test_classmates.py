@@ -100,6 +100,8 @@ def test_stop_leaves_no_process_and_no_profile(teacher: Node, tmp_path: Path) ->
     # the classmates closed their nodes cleanly (exit 0), deleting their profiles
     assert [m.proc.returncode for m in cm.members] == [0, 0]
     cm.stop()  # twice is fine
+    with pytest.raises(RuntimeError, match="Ada has left"):
+        cm.offline("Ada", 1)
 
 
 def test_killing_the_parent_leaves_no_orphan(tmp_path: Path) -> None:
@@ -167,7 +169,9 @@ def test_offline_on_request_then_back_and_the_offline_edits_merge(teacher: Node)
         doc.text("body").insert(0, "Teacher was here.\n")
         assert wait_for(lambda: "online" in cm.events("Grace"))
         # what Grace typed offline arrives after she is back
-        assert wait_for(lambda: "(typed offline)" in str(doc.text("body")))
+        grace = cm.member("Grace").id
+        assert wait_for(lambda: "(typed offline)" in str(doc.text("body"))), \
+            (str(doc.text("body")), doc.version.get(grace), teacher.stats()["waiting"])
         assert str(doc.text("body")).startswith("Teacher was here.\n")
         assert "offline" not in cm.events("Ada")
 

@@ -3,24 +3,20 @@
     from ownkernel.apps import classmates
     with classmates(node, doc, n=3, seed=1) as cm:   # three processes on 127.0.0.1
         ...                                          # they type, chat, add rows
-    # or: cm = classmates(node, doc); ...; cm.stop()
 
-Each classmate is a separate Python process (``python -m ownkernel.apps.classmates``)
-with its own temporary profile, name and colour. It joins ``doc`` through an
-invite token (sent on its stdin, never on the command line, since ``ps`` shows
-argv to everyone) and then, at a human pace: types sentences into its own line
-of the text root (with typos it backspaces over), answers in the chat when its
-name is mentioned, adds rows to the sheet, and now and then goes offline for a
-while, keeps typing, and comes back, so the merge shows.
+Each classmate is a separate Python process with its own temporary profile, name
+and colour. It joins ``doc`` through an invite token (sent on its stdin, never in
+argv, which ``ps`` shows to everyone) and then, at a human pace: types sentences
+on its own line of the text root (with typos it backspaces over), answers in the
+chat when mentioned, adds rows to the sheet, and now and then goes offline, keeps
+typing, and comes back, so the merge shows. What it does is a pure script
+(:func:`script`) seeded by ``(seed, index)``: same seed, same choices in the same
+order; only the timing is the real world's.
 
-What a classmate does is a pure script (:func:`script`) drawn from a
-``random.Random`` seeded by ``(seed, index)``: the same seed gives the same
-choices in the same order; only the timing of the real world differs.
-
-A classmate ends when ``stop()`` closes its stdin, when its parent process
-dies (its stdin reaches EOF, and it also watches ``os.getppid()``), or after
-``idle`` seconds without an edit from the node that started it: a Binder
-session must be able to shut down, and nothing may be left behind.
+A classmate ends when ``stop()`` closes its stdin, when its parent dies (stdin
+reaches EOF; it also watches ``os.getppid()``), or after ``idle`` seconds without
+an edit from the node that started it: a Binder session must be able to shut
+down, and nothing may be left behind. More in docs/workshop.md.
 """
 
 from __future__ import annotations
@@ -73,6 +69,7 @@ CHATTER = ["Hi everyone!", "Is my text showing up for you?", "Back online now.",
 ITEMS = [("coffee", 12.5), ("cake", 20), ("juice", 6), ("fruit", 9.5), ("cookies", 4),
          ("tea", 3.5), ("sandwiches", 18), ("napkins", 2)]
 KEYS = "qwertyuiopasdfghjklzxcvbnm"
+KEY_DELAY = (0.12, 0.45)  # s: ~200 characters a minute, someone taking notes while listening
 
 PROTOCOL = 1  # of the stdin/stdout conversation between parent and classmate
 
@@ -86,6 +83,7 @@ class Step:
     text: str = ""
     seconds: float = 0.0
     row: tuple[Any, ...] = ()
+    boundary: bool = False  # the pause between two actions: where a request may cut in
 
 
 def script(seed: Any, index: int, offline: bool = True) -> Iterator[Step]:
@@ -104,7 +102,7 @@ def script(seed: Any, index: int, offline: bool = True) -> Iterator[Step]:
             yield Step("offline", seconds=rng.uniform(3.0, 10.0))
         else:
             yield Step("pause", seconds=rng.uniform(2.0, 6.0))
-        yield Step("pause", seconds=rng.uniform(0.8, 4.0))
+        yield Step("pause", seconds=rng.uniform(0.8, 4.0), boundary=True)
 
 
 def _type_sentence(rng: random.Random, sentence: str) -> Iterator[Step]:
@@ -112,22 +110,16 @@ def _type_sentence(rng: random.Random, sentence: str) -> Iterator[Step]:
     for ch in sentence:
         if ch.isalpha() and rng.random() < 0.05:  # a typo, noticed after 0-2 more keys
             wrong = rng.choice(KEYS.replace(ch.lower(), ""))
-            yield Step("type", text=wrong, seconds=_key_delay(rng))
+            yield Step("type", text=wrong, seconds=rng.uniform(*KEY_DELAY))
             extra = rng.randint(0, 2)
-            # only the keys of the sentence itself, so the line reads right afterwards
             for _ in range(extra):
-                yield Step("type", text=rng.choice(KEYS), seconds=_key_delay(rng))
+                yield Step("type", text=rng.choice(KEYS), seconds=rng.uniform(*KEY_DELAY))
             yield Step("pause", seconds=rng.uniform(0.2, 0.6))
             for _ in range(extra + 1):
                 yield Step("backspace", seconds=rng.uniform(0.08, 0.15))
-        yield Step("type", text=ch, seconds=_key_delay(rng))
+        yield Step("type", text=ch, seconds=rng.uniform(*KEY_DELAY))
         if ch in ",.?!" and rng.random() < 0.5:
             yield Step("pause", seconds=rng.uniform(0.5, 2.0))
-
-
-def _key_delay(rng: random.Random) -> float:
-    # ~200 characters a minute, the pace of someone typing notes while listening
-    return rng.uniform(0.12, 0.45)
 
 
 # ============================================================ the parent side
@@ -178,6 +170,8 @@ class Classmates:
         assert m.proc.stdout is not None
         for raw in m.proc.stdout:
             line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
             with self._lock:
                 if line.startswith("ready ") and m.id is None:
                     with contextlib.suppress(ValueError):
@@ -230,9 +224,14 @@ class Classmates:
         if not 0 < seconds <= 3600:
             raise ValueError(f"seconds must be in (0, 3600], not {seconds!r}")
         m = self.member(name)
+        if self._stopped or not m.alive:
+            raise RuntimeError(f"classmate {m.name} has left (see .events({m.name!r}))")
         assert m.proc.stdin is not None
-        m.proc.stdin.write(f"offline {seconds:g}\n".encode())
-        m.proc.stdin.flush()
+        try:
+            m.proc.stdin.write(f"offline {seconds:g}\n".encode())
+            m.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # it left just now
+            raise RuntimeError(f"classmate {m.name} has left") from None
 
     def events(self, name: str) -> list[str]:
         """What classmate ``name`` reported so far: ready, offline, online, idle."""
@@ -405,8 +404,9 @@ class _Bot:
             self.node = None
 
     # -- waiting, with the watchdogs ------------------------------------------------------
-    def sleep(self, seconds: float) -> bool:
-        """Wait ``seconds / speed``; answer mentions meanwhile. False: time to leave."""
+    def sleep(self, seconds: float, boundary: bool = False) -> bool:
+        """Wait ``seconds / speed``; answer mentions meanwhile. False: time to leave.
+        On a ``boundary`` a request from the parent ends the wait (``self.pending``)."""
         end = time.monotonic() + seconds / self.speed
         while True:
             if self.stop.is_set():
@@ -420,7 +420,7 @@ class _Bot:
             left = end - time.monotonic()
             if left <= 0:
                 return True
-            if self.online and self.pending is None and not self.commands.empty():
+            if boundary and self.online and self.pending is None and not self.commands.empty():
                 self.pending = self.commands.get()
                 return True  # the parent asked for something: do it now
             self.stop.wait(min(left, 0.05))
@@ -511,33 +511,42 @@ class _Bot:
         self.seen_chat = len(self.doc.log(self.cfg["chat"]).messages())
         print(f"ready {self.node.id.hex()}", flush=True)
         for step in script(self.cfg["seed"], self.cfg["index"], self.cfg["offline"]):
-            cmd, self.pending = self.pending, None
-            if cmd and cmd[0] == "offline" and len(cmd) == 2:
-                # asked by the parent (Classmates.offline): real seconds, not scaled
-                step = Step("offline", seconds=float(cmd[1]) * self.speed)
             if step.kind == "offline":
-                print("offline", flush=True)
-                self.close()
-                self.open(online=False)
-                ok = self.offline(step.seconds)
-                self.close()
-                if not ok:
+                if not self.spell(step.seconds):
                     return
-                self.open(online=True)
-                print("online", flush=True)
                 continue
             if step.kind != "pause":
                 self.act(step)
-            if not self.sleep(step.seconds):
+            if not self.sleep(step.seconds, boundary=step.boundary):
+                return
+            cmd, self.pending = self.pending, None
+            # asked by the parent (Classmates.offline), only between two actions: cut
+            # into a typo, its backspaces would eat what was typed meanwhile
+            offline = cmd is not None and len(cmd) == 2 and cmd[0] == "offline"
+            if offline and not self.spell(float(cmd[1]) * self.speed):  # real seconds
                 return
 
+    def spell(self, seconds: float) -> bool:
+        """Go offline for ``seconds`` (scaled by speed), then back. False: time to leave."""
+        print("offline", flush=True)
+        self.close()
+        self.open(online=False)
+        ok = self.offline(seconds)
+        self.close()
+        if not ok:
+            return False
+        self.open(online=True)
+        print("online", flush=True)
+        return True
+
     def offline(self, seconds: float) -> bool:
-        """Keep typing, without a network, for ``seconds``."""
+        """Type "(typed offline)" without a network; stay away ``seconds`` at least.
+
+        The sentence is always finished (on a busy machine each commit's fsync can
+        be slow), so what was typed offline is recognisable once it merges."""
         end = time.monotonic() + seconds / self.speed
         for step in _type_sentence(random.Random(f"offline:{self.cfg['seed']}"),
                                    "(typed offline)"):
-            if time.monotonic() > end:
-                break
             self.act(step)
             if not self.sleep(step.seconds):
                 return False
