@@ -68,7 +68,9 @@ class Child:
 
     def __call__(self, op: str, timeout: float = 30.0, **kw: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+        # the child's own waits give up a little before we stop reading
+        self.proc.stdin.write(json.dumps({"op": op, **kw, "timeout": max(1.0, timeout - 2.0)})
+                              + "\n")
         self.proc.stdin.flush()
         out = self._read(timeout)
         assert "error" not in out or op in ("wait_text",), (self.name, op, out)

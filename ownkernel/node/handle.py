@@ -235,6 +235,13 @@ class DocHandle:
         return self._node.replica.row(self.id).owner
 
     @property
+    def received(self) -> bool:
+        """Whether anything from another node is here: False for a doc joined a moment
+        ago whose first sync has not landed yet (widgets show "syncing…"), True for
+        one we own or have caught up with."""
+        return self.owner == self._node.id or self._node._has_content(self.id)
+
+    @property
     def role(self) -> str | None:
         """This node's role in the doc: owner, admin, writer, reader (or None)."""
         return self._node._role(self.id, self._node.id)

@@ -104,6 +104,8 @@ class LiveWidget(anywidget.AnyWidget):
     """Base class: snapshot on ready, numbered batched deltas, resync on gaps."""
 
     kind = traitlets.Unicode("").tag(sync=True)
+    # a doc joined a moment ago whose first sync has not landed (the page says "syncing…")
+    syncing = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, node: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -117,6 +119,27 @@ class LiveWidget(anywidget.AnyWidget):
         self._closed = False
         self.messages_sent = 0  # for tests and benchmarks
         self.on_msg(self._on_comm_msg)
+
+    def _watch_first_sync(self, handle: Any) -> None:
+        """Show "syncing…" until ``handle``'s doc holds something from another node."""
+        if handle.received:
+            return
+        self.syncing = True
+        node, off = self._node, None
+
+        def changed(doc_id: bytes, source: Any) -> None:  # node thread
+            if doc_id == handle.id and source is not None and self.syncing:
+                self.syncing = False
+                if off is not None:
+                    off()
+        try:
+            off = node.on("doc_changed", changed)
+        except RuntimeError:  # no network: nothing will arrive
+            self.syncing = False
+            return
+        if handle.received:  # it landed between the check and the subscription
+            self.syncing = False
+            off()
 
     # -- browser -> Python --------------------------------------------------------
     def _on_comm_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:

@@ -56,6 +56,7 @@ class Chat(LiveWidget):
         if handle is None or not hasattr(log, "messages") or not hasattr(log, "append"):
             raise TypeError(f"ui.chat needs a log root (doc.log('chat')), not {type(log).__name__}")
         super().__init__(handle.node, kind="chat", root=log.name)
+        self._watch_first_sync(handle)
         self._log = log
         self._handle = handle
         self._seen: set[tuple[int, bytes]] = set()

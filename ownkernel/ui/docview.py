@@ -85,6 +85,7 @@ class DocHeader(LiveWidget):
 
     def __init__(self, handle: Any, on_open: Any = None) -> None:
         super().__init__(handle.node, kind="doc", doc_id=handle.id.hex())
+        self._watch_first_sync(handle)
         self._handle = handle
         self._on_open = on_open
         self._state: dict[str, Any] | None = None

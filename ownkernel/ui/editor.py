@@ -99,6 +99,7 @@ class Editor(LiveWidget):
         if language is None:
             language = "markdown" if name.endswith(".md") else ""
         super().__init__(node, kind="editor", root=name, language=language)
+        self._watch_first_sync(handle)
         self._text = text
         self._handle = handle
         self._inbox: deque[Any] = deque()

@@ -119,6 +119,7 @@ class Grid(LiveWidget):
             raise TypeError(f"ui.grid needs a sheet root (doc.sheet('budget')), "
                             f"not {type(sheet).__name__}")
         super().__init__(handle.node, kind="grid", root=sheet.name)
+        self._watch_first_sync(handle)
         self._sheet = sheet
         self._handle = handle
         self._name = sheet.name

@@ -54,6 +54,7 @@ class Items(LiveWidget):
             raise TypeError(f"ui.items needs a list root (doc.list('todo')), "
                             f"not {type(lst).__name__}")
         super().__init__(handle.node, kind="items", root=lst.name)
+        self._watch_first_sync(handle)
         self._handle = handle
         self._name = lst.name
         self._drain_scheduled = False

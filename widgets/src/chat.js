@@ -1,7 +1,7 @@
 // ui.chat(log): messages (author, colour, time), newest at the bottom; Enter
 // sends, Shift+Enter adds a line; "<name> is typing…" from presence; an
 // unread mark when scrolled away from the bottom.
-import { connect, h } from "./common.js";
+import { connect, h, syncingBadge } from "./common.js";
 
 const CSS = `
 .own-chat { border: 1px solid #c8c8c8; border-radius: 4px; font: 13px sans-serif; background: #fff; color: #1a1a1a; }
@@ -16,6 +16,7 @@ const CSS = `
 `;
 
 function render({ model, el }) {
+  syncingBadge(model, el);
   el.setAttribute("data-own-widget", "chat");
   el.setAttribute("data-lm-suppress-shortcuts", "true"); // Enter sends, not runs a cell
   const style = h("style", {}, CSS);

@@ -39,3 +39,22 @@ export function h(tag, attrs = {}, ...children) {
   for (const c of children) el.append(c);
   return el;
 }
+
+// "syncing…" while the doc was joined a moment ago and its first sync has not
+// landed (the Python side clears the `syncing` trait when it has).
+export function syncingBadge(model, el) {
+  const badge = h("div", {
+    className: "own-syncing",
+    title: "waiting for the first sync from a peer that has this document",
+    style: { font: "12px sans-serif", color: "#7a5b00", background: "#fff4cc",
+             border: "1px solid #e6d38a", borderRadius: "3px", padding: "1px 6px",
+             margin: "0 0 4px 0", display: "none" },
+  }, "syncing\u2026");
+  badge.setAttribute("data-own", "syncing");
+  el.prepend(badge);
+  const show = () => {
+    badge.style.display = model.get("syncing") ? "inline-block" : "none";
+  };
+  model.on("change:syncing", show);
+  show();
+}

@@ -1,6 +1,6 @@
 // The doc view's header (ownkernel/ui/docview.py): title, roots (a click opens
 // the root's widget below, in the same output), peers present, access list.
-import { connect, h } from "./common.js";
+import { connect, h, syncingBadge } from "./common.js";
 
 const CSS = `
 .own-doc { font: 13px sans-serif; color: #1a1a1a; background: #fff; border: 1px solid #ddd;
@@ -26,6 +26,7 @@ function person(p, extra) {
 }
 
 function render({ model, el }) {
+  syncingBadge(model, el);
   el.setAttribute("data-own-widget", "doc");
   const box = h("div", { className: "own-doc" });
   el.append(h("style", {}, CSS), box);

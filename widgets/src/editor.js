@@ -6,7 +6,7 @@ import { collab, getSyncedVersion, receiveUpdates, sendableUpdates } from "@code
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { defaultHighlightStyle, syntaxHighlighting } from "@codemirror/language";
 import { markdown } from "@codemirror/lang-markdown";
-import { connect } from "./common.js";
+import { connect, syncingBadge } from "./common.js";
 
 const setCursors = StateEffect.define();
 
@@ -96,6 +96,7 @@ const theme = EditorView.theme({
 });
 
 function render({ model, el }) {
+  syncingBadge(model, el);
   el.setAttribute("data-own-widget", "editor");
   el.setAttribute("data-lm-suppress-shortcuts", "true"); // keys are ours, not JupyterLab's
   el.setAttribute("data-own-root", model.get("root"));

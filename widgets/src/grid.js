@@ -3,7 +3,7 @@
 // rows and columns in view, so 10,000 x 10 costs what 30 x 10 does.
 // Protocol: see ownkernel/ui/grid.py. A cell is [raw] (a literal) or
 // [formula, value]; a value is a number, text, boolean or {e: "#DIV/0!"}.
-import { connect, h } from "./common.js";
+import { connect, h, syncingBadge } from "./common.js";
 import { colName, display, parseTSV, rawText, toTSV } from "./gridcells.js";
 
 const a1 = (r, c) => colName(c) + (r + 1);
@@ -53,6 +53,7 @@ const CSS = `
 `;
 
 function render({ model, el }) {
+  syncingBadge(model, el);
   el.setAttribute("data-own-widget", "grid");
   el.setAttribute("data-lm-suppress-shortcuts", "true"); // keys edit cells, not the notebook
 

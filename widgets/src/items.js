@@ -2,7 +2,7 @@
 // checkbox, its text (click to edit: Enter saves, Escape cancels), who added
 // it and when, a delete button, and drags to a new place. Protocol: see
 // ownkernel/ui/items.py (every snapshot and delta carries the whole list).
-import { connect, h } from "./common.js";
+import { connect, h, syncingBadge } from "./common.js";
 
 const CSS = `
 .own-items { border: 1px solid #c8c8c8; border-radius: 4px; font: 13px sans-serif; background: #fff; color: #1a1a1a; max-width: 640px; }
@@ -24,6 +24,7 @@ const CSS = `
 `;
 
 function render({ model, el }) {
+  syncingBadge(model, el);
   el.setAttribute("data-own-widget", "items");
   el.setAttribute("data-lm-suppress-shortcuts", "true"); // typing edits items, not the notebook
   const list = h("ul", { className: "own-items-list" });
