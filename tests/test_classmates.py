@@ -112,7 +112,7 @@ def test_killing_the_parent_leaves_no_orphan(tmp_path: Path) -> None:
         node = Node(None, "teacher", listen="tcp://127.0.0.1:0")
         doc = node.new_doc(title="x")
         cm = classmates(node, doc, n=3, seed=2, speed=25)
-        print(" ".join(map(str, cm.pids)), flush=True)
+        print(" ".join(map(str, cm.pids)), cm._tmp, flush=True)
         time.sleep(600)
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -120,12 +120,14 @@ def test_killing_the_parent_leaves_no_orphan(tmp_path: Path) -> None:
                          text=True)
     try:
         assert p.stdout is not None
-        pids = [int(x) for x in p.stdout.readline().split()]
-        assert len(pids) == 3 and not any(gone(x) for x in pids)
+        *words, tmp = p.stdout.readline().split()
+        pids = [int(x) for x in words]
+        assert len(pids) == 3 and not any(gone(x) for x in pids) and Path(tmp).is_dir()
         p.send_signal(signal.SIGKILL)  # no cleanup code of the parent runs
         p.wait()
         assert wait_for(lambda: all(gone(x) for x in pids), timeout=30), \
             [x for x in pids if not gone(x)]
+        assert not Path(tmp).exists()  # the last one out removed the folder of logs
     finally:
         if p.poll() is None:
             p.kill()

@@ -344,7 +344,7 @@ def classmates(node: Any, doc: Any, n: int = 3, seed: Any = None, *, speed: floa
             cfg = {"v": PROTOCOL, "token": token, "name": name, "colour": colour,
                    "index": i, "seed": seed, "speed": speed, "idle": idle, "text": text,
                    "chat": chat, "sheet": sheet, "offline": offline, "parent": os.getpid(),
-                   "starter": node.id.hex()}
+                   "starter": node.id.hex(), "log": str(log_path)}
             assert proc.stdin is not None
             proc.stdin.write((json.dumps(cfg) + "\n").encode())
             proc.stdin.flush()
@@ -601,7 +601,17 @@ def _child_main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     threading.Thread(target=watch_stdin, args=(buf,), daemon=True).start()
-    return run_bot(cfg, stop, commands)
+    try:
+        return run_bot(cfg, stop, commands)
+    finally:
+        if os.getppid() != cfg["parent"] and cfg.get("log"):
+            # the parent died before stop(): nobody will read the log or remove the
+            # folder of logs; the last classmate out removes it
+            log = Path(cfg["log"])
+            with contextlib.suppress(OSError):
+                log.unlink()
+            with contextlib.suppress(OSError):
+                log.parent.rmdir()
 
 
 if __name__ == "__main__":
