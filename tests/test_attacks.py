@@ -109,8 +109,9 @@ def test_stranger_gets_nothing_before_or_after_hello(mk):
         ], listen=1.5)
         assert not _saw_doc(r, doc.id), r
         assert all(f.get("grants", 0) == 0 for f in r["frames"]), r
+        # (`profile`: the name the hello already gave, and a colour)
         assert {f.get("type") for f in r["frames"]} <= {
-            "hello", "ping", "pong", "have", "digest", "digests", "settled"}, r
+            "hello", "profile", "ping", "pong", "have", "digest", "digests", "settled"}, r
     assert text(owner, doc.id) == text(member, doc.id) == "m:" + SECRET
     for n in (owner, member):
         errors = n.stats()["net"]["errors"]

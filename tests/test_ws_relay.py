@@ -138,7 +138,9 @@ def test_unauthenticated_websockets_get_nothing(server: JupyterRelay):
     bad_hello = b"\x04\xc8\x05HELLO\x01\x00" + bytes(72) + bytes(32) + bytes(8) + bytes(80)
     got, closed = asyncio.run(_raw_ws(url, [greeting, bad_hello], wait=10.0))
     assert closed and len(got) <= 64, got
-    assert got[:1] == b"\xff" and b"CURVE" in got, got
+    # libzmq sends its greeting in two parts (10-byte signature, then the rest once
+    # it read ours): how much of it arrives before the hang-up depends on timing
+    assert got[:1] == b"\xff" and (len(got) <= 10 or b"CURVE" in got), got
     # a stranger that completes CurveZMQ (any key may) gets no frame before its hello
     r = attack(address, [{"raw": "00"}, {"raw": "ff" * 100}], listen=1.5)
     assert r["frames"] == [], r
