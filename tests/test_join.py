@@ -263,3 +263,23 @@ def test_route_shows_direct_or_via_relay(tmp_path: Path) -> None:
                 assert routes["ann"] == "via relay relay", routes
         finally:
             a.close()
+
+
+def test_ipv6_listen_and_a_dual_stack_peer(tmp_path: Path) -> None:
+    """A node bound to [::1] is reached by a node on 127.0.0.1 (both loopback); a
+    wildcard [::] bind works and advertises interface addresses, never `::` itself."""
+    import socket
+
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with Node(tmp_path / "a", "ann", listen="tcp://[::1]:0", network=NetConfig(**FAST)) as a, \
+            Node(tmp_path / "b", "ben", network=NetConfig(**FAST)) as b:
+        assert a.address is not None and a.address.startswith("tcp://[::1]:")
+        doc = a.new_doc("six")
+        doc.text("body").insert(0, "over IPv6")
+        mine = b.join(a.invite(doc), timeout=15)
+        assert str(mine.text("body")) == "over IPv6"
+    with Node(tmp_path / "w", listen="tcp://[::]:0", network=NetConfig(**FAST)) as w:
+        assert w.addresses and not any("[::]" in x for x in w.addresses)

@@ -267,6 +267,10 @@ class Transport:
         r.setsockopt(zmq.ROUTER_MANDATORY, 1)
         r.setsockopt(zmq.SNDHWM, self.config.sndhwm)
         r.setsockopt(zmq.RCVHWM, self.config.rcvhwm)
+        if any("[" in ep for ep in self.config.listen):
+            # an IPv6 bind (tcp://[::]:port, [::1]) needs it; IPv4-only binds keep
+            # IPv4 endpoints (with it, 127.0.0.1 would read back as [::ffff:127.0.0.1])
+            r.setsockopt(zmq.IPV6, 1)
         self._router_mon = r.get_monitor_socket(MONITOR_EVENTS)
         self._router_mon.setsockopt(zmq.LINGER, 0)
         self._tasks.append(asyncio.ensure_future(self._router_monitor_loop()))
@@ -526,6 +530,8 @@ class Transport:
                 self._tunnels = TunnelClient(stats=self.stats)
             endpoint = await self._tunnels.endpoint(endpoint)
         s = self._socket(zmq.DEALER)
+        if "[" in endpoint:
+            s.setsockopt(zmq.IPV6, 1)  # dialing an IPv6 literal
         s.curve_secretkey = self._curve_secret
         s.curve_publickey = self.curve_public
         s.curve_serverkey = curve_key
