@@ -173,8 +173,8 @@ def test_only_docs_a_peer_may_see_are_offered(nodes):
     nb.announce_doc(shared.id)
     until(lambda: text_of(b, shared.id) == "for b")
     until(lambda: c.id in {p.id for p in na.peers() if p.online})
-    offered_b = na._call(na.shared_docs, b.id)
-    offered_c = na._call(na.shared_docs, c.id)
+    offered_b = na._call(na.sharing.shared_docs, b.id)
+    offered_c = na._call(na.sharing.shared_docs, c.id)
     assert shared.id in offered_b and private.id not in offered_b
     assert shared.id not in offered_c and private.id not in offered_c
     # c knows the private doc id and asks for it anyway: silence, counted

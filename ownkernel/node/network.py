@@ -43,7 +43,6 @@ import zmq
 
 from ownkernel.crdt.integrate import gc_paused
 from ownkernel.net.limits import SessionLimits, SessionTable
-from ownkernel.net.peerstate import PullTracker
 from ownkernel.net.protocol import (
     CarryReceived,
     ErrorReceived,
@@ -69,13 +68,12 @@ from ownkernel.net.transport import (
     Transport,
     TransportConfig,
 )
-from ownkernel.net.wire import vv_digest
 from ownkernel.node.addressbook import BOOK_DOC, AddressBook
 from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, advertised, sticky_listen
 from ownkernel.node.dialing import Dialing
 from ownkernel.node.presence import Presence
 from ownkernel.node.relay import Relay
-from ownkernel.store import decode_envelope, encode_envelope
+from ownkernel.node.sharing import Sharing
 
 if TYPE_CHECKING:
     from ownkernel.node.node import Node
@@ -101,11 +99,6 @@ class Link:
     presence_sent: set[Any] = field(default_factory=set)
     greeted: bool = False  # our grants went out (relay.py)
     offered: set[Any] = field(default_factory=set)  # docs the session has synced or offered
-
-
-def strip_signature(env: bytes) -> bytes:
-    """The envelope without its signature (a later one in the same frame covers it)."""
-    return encode_envelope(decode_envelope(env)._replace(sig=None))
 
 
 def _is_hello(frame: bytes) -> bool:
@@ -139,6 +132,7 @@ class NodeNetwork:
         self.relay = Relay(self, self.config.relay, self.config.use_relays)
         self.presence = Presence(self, self.config.presence_ttl)
         self.dialing = Dialing(self)
+        self.sharing = Sharing(self)
         self.links: dict[ConnId, Link] = {}
         # who may hold an incoming session, and who makes room (net/limits.py)
         self.table = SessionTable(SessionLimits(total=MAX_LINKS))
@@ -146,8 +140,6 @@ class NodeNetwork:
         self._names: dict[bytes, tuple[str, tuple[str, ...]]] = {}
         self._last_seen: dict[bytes, float] = {}
         self._seen_docs: set[bytes] = set()
-        self._digests: dict[bytes, bytes] = {}  # doc -> version digest (cleared on change)
-        self.pulls = PullTracker()  # several peers announcing one change: one pull
         self._inbox: list[Incoming] = []
         self._inbox_scheduled = False
         self._held_events: list[tuple[str, tuple[Any, ...]]] | None = None
@@ -156,8 +148,6 @@ class NodeNetwork:
         self._more_scheduled = False
         # peer -> (name, colour) from its `profile` messages (sent when it renames)
         self.profiles: dict[bytes, tuple[str, str]] = {}
-        self._local: dict[bytes, list[bytes]] = {}
-        self._local_scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ================================================================ lifecycle
@@ -169,7 +159,7 @@ class NodeNetwork:
         if self._start_error is not None:
             self._thread.join(2.0)
             raise self._start_error
-        self.node.replica.listeners.append(self._on_commit)
+        self.node.replica.listeners.append(self.sharing.on_commit)
         return self
 
     def _run(self) -> None:
@@ -258,7 +248,7 @@ class NodeNetwork:
             return
         self._closed = True
         try:
-            self.node.replica.listeners.remove(self._on_commit)
+            self.node.replica.listeners.remove(self.sharing.on_commit)
         except ValueError:
             pass
         loop, stop = self._loop, self._stop
@@ -364,144 +354,6 @@ class NodeNetwork:
                 self.counts["callback-errors"] += 1
                 log.exception("%s callback %r failed", event, cb)
 
-    # ================================================================ SyncHost
-    def may_share(self, peer_id: bytes, doc: Any) -> bool:
-        with self.node.lock:
-            return doc in self.node.gate.shared_with(peer_id)
-
-    may_read = may_share
-
-    def shared_docs(self, peer_id: bytes) -> frozenset[Any]:
-        with self.node.lock:
-            return frozenset(self.node.gate.shared_with(peer_id))
-
-    def version(self, doc: Any) -> dict[bytes, int]:
-        if doc == BOOK_DOC:
-            assert self.book is not None
-            return self.book.version
-        node = self.node
-        with node.lock:
-            if not node.gate.knows(doc):
-                return {}
-            return node.replica.version(doc)
-
-    def version_digest(self, doc: Any) -> bytes:
-        if doc == BOOK_DOC:
-            return vv_digest(self.version(doc))
-        d = self._digests.get(doc)
-        if d is None:
-            d = self._digests[doc] = vv_digest(self.version(doc))
-        return d
-
-    def claim_pull(self, doc: Any, actor: bytes, seq: int, now: float) -> bool:
-        return self.pulls.claim(doc, actor, seq, now)
-
-    def changes_since(self, doc: Any, vv: Any) -> list[bytes]:
-        if doc == BOOK_DOC:
-            assert self.book is not None
-            return self.book.changes_since(dict(vv))
-        return self.node.replica.outgoing(doc, dict(vv))
-
-    def ingest(self, doc: Any, blobs: list[bytes], source: bytes) -> None:
-        if doc == BOOK_DOC:
-            assert self.book is not None
-            if self.book.ingest(blobs):
-                self.dialing.dial_from_book()
-                self._forward(BOOK_DOC, [], source, book=True)
-            return
-        node = self.node
-        before = Counter(node.replica.rejected)
-        accepted = node.replica.ingest(doc, blobs, source)
-        for reason, n in (Counter(node.replica.rejected) - before).items():
-            self.count(f"rejected:{reason}", n)
-        if accepted:
-            self._digests.pop(doc, None)
-            self.counts["accepted"] += len(accepted)
-            self._forward(doc, accepted, source)
-            self._emit("doc_changed", doc, source)
-
-    # ================================================================ sharing state
-    def offer_new(self, link: Link) -> None:
-        """What ``link``'s peer may read grew (grants, carried docs): offer the new docs
-        with a `have` each (the digest exchange at open covered the others)."""
-        if link.peer is None or not link.session.is_open:
-            return
-        with self.node.lock:
-            new = self.node.gate.shared_with(link.peer) - link.offered
-        for doc in new:
-            link.session.send_have(doc)
-        link.offered |= new
-
-    def _forward(self, doc: Any, envs: list[bytes], source: bytes | None,
-                 book: bool = False) -> None:
-        """Our own changes (``source`` None) go at once to every peer that may read
-        ``doc`` and lacks them; others' changes are announced (a relay pushes them)."""
-        if book:
-            for peer, link in list(self.by_peer.items()):
-                if peer != source and link.session.is_open and self.may_share(peer, doc):
-                    link.session.send_have(doc)  # small doc: the versions decide
-            return
-        ids = []
-        for e in envs:
-            env = decode_envelope(e)
-            ids.append((env.actor, env.seq))
-        eager = source is None or self.config.relay
-        for peer, link in list(self.by_peer.items()):
-            s = link.session
-            if peer == source or not s.is_open or not self.may_share(peer, doc):
-                continue
-            lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if not s.peer_has(doc, a, q)]
-            if not lack:
-                continue
-            upto: dict[bytes, int] = {}
-            first: dict[bytes, int] = {}
-            for _e, a, q in lack:
-                upto[a] = max(upto.get(a, 0), q)
-                first[a] = min(first.get(a, q), q)
-            # Claim "it holds up to q" only where the push joins what the peer is known
-            # to hold: after a gap (e.g. changes made offline, not yet sent) the claim
-            # would hide the gap from the answer to its `have` for as long as we push.
-            upto = {a: q for a, q in upto.items()
-                    if first[a] <= 1 or s.peer_has(doc, a, first[a] - 1)}
-            if eager:
-                s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None)
-                self.counts["pushed"] += len(lack)
-            else:
-                s.announce(doc, upto)
-                self.counts["announced"] += 1
-
-    # ================================================================ local commits
-    def _on_commit(self, doc_id: bytes, env: bytes) -> None:
-        """Node change listener: called in the committing thread, after the fsync."""
-        loop = self._loop
-        if loop is None or self._closed:
-            return
-        try:
-            loop.call_soon_threadsafe(self._queue_local, doc_id, env)
-        except RuntimeError:  # loop closed under us: nothing to push to anyway
-            pass
-
-    def _queue_local(self, doc_id: bytes, env: bytes) -> None:
-        self._local.setdefault(doc_id, []).append(env)
-        if not self._local_scheduled:
-            self._local_scheduled = True
-            # call_soon runs after the commits already queued: they go in one frame
-            asyncio.get_running_loop().call_soon(self._push_local)
-
-    def _push_local(self) -> None:
-        self._local_scheduled = False
-        pending, self._local = self._local, {}
-        for doc, envs in pending.items():
-            self._digests.pop(doc, None)
-            if doc not in self._seen_docs:  # a new doc: ask relays to carry it
-                self._seen_docs.add(doc)
-                self.relay.ask_all_relays([doc])
-            if len(envs) > 1:  # one signature per frame is enough: it covers the chain
-                envs = [strip_signature(e) for e in envs[:-1]] + envs[-1:]
-            self._forward(doc, envs, None)
-            self._emit("doc_changed", doc, None)
-        self._flush_all()
-
     # ================================================================ frames
     def _on_frame(self, inc: Incoming) -> None:
         """Transport callback, once per frame: queue it; a burst is handled in one go."""
@@ -590,7 +442,7 @@ class NodeNetwork:
         session = PeerSession(
             LocalInfo(self.id, self.node.name[:256], tuple(self.addresses),
                       relay=self.config.relay), time.monotonic(),
-            host=self, transport_key=curve_key, config=SessionConfig(
+            host=self.sharing, transport_key=curve_key, config=SessionConfig(
                 max_frame_size=cfg.max_frame_size, anti_entropy_interval=cfg.anti_entropy,
                 ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
                 handshake_timeout=cfg.handshake_timeout, announce_delay=cfg.announce))
@@ -732,7 +584,7 @@ class NodeNetwork:
                     blob = self.book.announce(
                         self.node.name, self.addresses if cfg.listed else [], cfg.relay)
                     if blob is not None:
-                        self._forward(BOOK_DOC, [blob], None, book=True)
+                        self.sharing.forward(BOOK_DOC, [blob], None, book=True)
                     self.book.save()
                     self.dialing.dial_from_book()
                 if now - last_presence >= cfg.presence_ttl / 3:
@@ -859,7 +711,7 @@ class NodeNetwork:
                 link.session.send_grants(grants)
         self.relay.ask_all_relays([doc])
         for link in list(self.by_peer.values()):
-            self.offer_new(link)
+            self.sharing.offer_new(link)
         self._flush_all()
 
     def announce_doc(self, doc: bytes) -> None:

@@ -153,7 +153,7 @@ class Presence:
             return
         wanted = self.docs() if docs is None else docs
         for doc in wanted:
-            if not self.net.may_read(link.peer, doc):
+            if not self.net.sharing.may_read(link.peer, doc):
                 continue
             claims = self.wire_state(doc, link.peer)
             if claims or doc in link.presence_sent:

@@ -57,7 +57,7 @@ class Relay:
             for g in grants:
                 self.gate.present(peer, g)
         self.net.privilege(link)  # a member now: never evicted for strangers
-        self.net.offer_new(link)
+        self.net.sharing.offer_new(link)
 
     def on_carry(self, link: Link, docs: Sequence[bytes]) -> None:
         peer = link.peer
@@ -72,7 +72,7 @@ class Relay:
                 node.carry_doc(desc)  # (tells the gate about the new doc)
             added = True
         if added:
-            self.net.offer_new(link)
+            self.net.sharing.offer_new(link)
 
     def ask(self, link: Link, docs: list[bytes] | None = None) -> None:
         """Ask relay ``link.peer`` to carry our docs (all, or ``docs``)."""
@@ -86,7 +86,7 @@ class Relay:
             link.session.send_grants(grants)
         if descs:
             link.session.send_carry(descs)
-        self.net.offer_new(link)
+        self.net.sharing.offer_new(link)
 
     def ask_all_relays(self, docs: list[bytes]) -> None:
         if not self.use_relays:

@@ -1,0 +1,181 @@
+"""`Sharing`: what a node shares with its peers, as the sync protocol sees it.
+
+The protocol (``net/protocol.py``) asks its host who may read a doc, a doc's
+version and version digest, the changes a peer lacks, and hands it what
+arrives (``net/syncapi.py``: the ``SyncHost`` interface). This part answers
+from the node's gate and replica, and spreads changes: our own commits go at
+once to every peer that may read the doc and lacks them; changes accepted from
+a peer are announced (a relay pushes them). The address book travels as a doc
+of its own (``BOOK_DOC``). Runs on the network thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from ownkernel.net.peerstate import PullTracker
+from ownkernel.net.wire import vv_digest
+from ownkernel.node.addressbook import BOOK_DOC
+from ownkernel.store import decode_envelope, encode_envelope
+
+if TYPE_CHECKING:
+    from ownkernel.node.network import Link, NodeNetwork
+
+__all__ = ["Sharing", "strip_signature"]
+
+
+def strip_signature(env: bytes) -> bytes:
+    """The envelope without its signature (a later one in the same frame covers it)."""
+    return encode_envelope(decode_envelope(env)._replace(sig=None))
+
+
+class Sharing:
+    """The node as the sync protocol's host, and the spreading of changes."""
+
+    def __init__(self, net: NodeNetwork) -> None:
+        self.net = net
+        self.node = net.node
+        self.digests: dict[bytes, bytes] = {}  # doc -> version digest (cleared on change)
+        self.pulls = PullTracker()  # several peers announcing one change: one pull
+        self._local: dict[bytes, list[bytes]] = {}
+        self._local_scheduled = False
+
+    # ------------------------------------------------------------ the sync protocol's host
+    def may_share(self, peer_id: bytes, doc: Any) -> bool:
+        with self.node.lock:
+            return doc in self.node.gate.shared_with(peer_id)
+
+    may_read = may_share
+
+    def shared_docs(self, peer_id: bytes) -> frozenset[Any]:
+        with self.node.lock:
+            return frozenset(self.node.gate.shared_with(peer_id))
+
+    def version(self, doc: Any) -> dict[bytes, int]:
+        if doc == BOOK_DOC:
+            assert self.net.book is not None
+            return self.net.book.version
+        node = self.node
+        with node.lock:
+            if not node.gate.knows(doc):
+                return {}
+            return node.replica.version(doc)
+
+    def version_digest(self, doc: Any) -> bytes:
+        if doc == BOOK_DOC:
+            return vv_digest(self.version(doc))
+        d = self.digests.get(doc)
+        if d is None:
+            d = self.digests[doc] = vv_digest(self.version(doc))
+        return d
+
+    def claim_pull(self, doc: Any, actor: bytes, seq: int, now: float) -> bool:
+        return self.pulls.claim(doc, actor, seq, now)
+
+    def changes_since(self, doc: Any, vv: Any) -> list[bytes]:
+        if doc == BOOK_DOC:
+            assert self.net.book is not None
+            return self.net.book.changes_since(dict(vv))
+        return self.node.replica.outgoing(doc, dict(vv))
+
+    def ingest(self, doc: Any, blobs: list[bytes], source: bytes) -> None:
+        if doc == BOOK_DOC:
+            assert self.net.book is not None
+            if self.net.book.ingest(blobs):
+                self.net.dialing.dial_from_book()
+                self.forward(BOOK_DOC, [], source, book=True)
+            return
+        node = self.node
+        before = Counter(node.replica.rejected)
+        accepted = node.replica.ingest(doc, blobs, source)
+        for reason, n in (Counter(node.replica.rejected) - before).items():
+            self.net.count(f"rejected:{reason}", n)
+        if accepted:
+            self.digests.pop(doc, None)
+            self.net.counts["accepted"] += len(accepted)
+            self.forward(doc, accepted, source)
+            self.net._emit("doc_changed", doc, source)
+
+    # ------------------------------------------------------------ what a peer may read grew
+    def offer_new(self, link: Link) -> None:
+        """What ``link``'s peer may read grew (grants, carried docs): offer the new docs
+        with a `have` each (the digest exchange at open covered the others)."""
+        if link.peer is None or not link.session.is_open:
+            return
+        with self.node.lock:
+            new = self.node.gate.shared_with(link.peer) - link.offered
+        for doc in new:
+            link.session.send_have(doc)
+        link.offered |= new
+
+    def forward(self, doc: Any, envs: list[bytes], source: bytes | None,
+                 book: bool = False) -> None:
+        """Our own changes (``source`` None) go at once to every peer that may read
+        ``doc`` and lacks them; others' changes are announced (a relay pushes them)."""
+        if book:
+            for peer, link in list(self.net.by_peer.items()):
+                if peer != source and link.session.is_open and self.may_share(peer, doc):
+                    link.session.send_have(doc)  # small doc: the versions decide
+            return
+        ids = []
+        for e in envs:
+            env = decode_envelope(e)
+            ids.append((env.actor, env.seq))
+        eager = source is None or self.net.config.relay
+        for peer, link in list(self.net.by_peer.items()):
+            s = link.session
+            if peer == source or not s.is_open or not self.may_share(peer, doc):
+                continue
+            lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if not s.peer_has(doc, a, q)]
+            if not lack:
+                continue
+            upto: dict[bytes, int] = {}
+            first: dict[bytes, int] = {}
+            for _e, a, q in lack:
+                upto[a] = max(upto.get(a, 0), q)
+                first[a] = min(first.get(a, q), q)
+            # Claim "it holds up to q" only where the push joins what the peer is known
+            # to hold: after a gap (e.g. changes made offline, not yet sent) the claim
+            # would hide the gap from the answer to its `have` for as long as we push.
+            upto = {a: q for a, q in upto.items()
+                    if first[a] <= 1 or s.peer_has(doc, a, first[a] - 1)}
+            if eager:
+                s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None)
+                self.net.counts["pushed"] += len(lack)
+            else:
+                s.announce(doc, upto)
+                self.net.counts["announced"] += 1
+
+    # ------------------------------------------------------------ our own commits
+    def on_commit(self, doc_id: bytes, env: bytes) -> None:
+        """Node change listener: called in the committing thread, after the fsync."""
+        loop = self.net._loop
+        if loop is None or self.net._closed:
+            return
+        try:
+            loop.call_soon_threadsafe(self._queue_local, doc_id, env)
+        except RuntimeError:  # loop closed under us: nothing to push to anyway
+            pass
+
+    def _queue_local(self, doc_id: bytes, env: bytes) -> None:
+        self._local.setdefault(doc_id, []).append(env)
+        if not self._local_scheduled:
+            self._local_scheduled = True
+            # call_soon runs after the commits already queued: they go in one frame
+            asyncio.get_running_loop().call_soon(self._push_local)
+
+    def _push_local(self) -> None:
+        self._local_scheduled = False
+        pending, self._local = self._local, {}
+        for doc, envs in pending.items():
+            self.digests.pop(doc, None)
+            if doc not in self.net._seen_docs:  # a new doc: ask relays to carry it
+                self.net._seen_docs.add(doc)
+                self.net.relay.ask_all_relays([doc])
+            if len(envs) > 1:  # one signature per frame is enough: it covers the chain
+                envs = [strip_signature(e) for e in envs[:-1]] + envs[-1:]
+            self.forward(doc, envs, None)
+            self.net._emit("doc_changed", doc, None)
+        self.net._flush_all()
