@@ -111,7 +111,7 @@ class Sharing:
         link.offered |= new
 
     def forward(self, doc: Any, envs: list[bytes], source: bytes | None,
-                 book: bool = False) -> None:
+                book: bool = False) -> None:
         """Our own changes (``source`` None) go at once to every peer that may read
         ``doc`` and lacks them; others' changes are announced (a relay pushes them)."""
         if book:
