@@ -182,6 +182,12 @@ class Text(_SequenceRoot):
     def __str__(self) -> str:
         return self._seq.value()
 
+    def blame(self) -> list[tuple[int, int, bytes]]:
+        """``[(start, end, actor), ...]``: who inserted each visible character."""
+        from .undo import blame
+
+        return blame(self)
+
     def __repr__(self) -> str:
         s = str(self)
         return f"Text({self.name!r}, {s[:60]!r}{'…' if len(s) > 60 else ''})"
