@@ -315,11 +315,15 @@ def _invert(doc: Doc, seq: int) -> bytes | None:
     st = _state(doc)
     for key, ranges in seq_ins.items():
         _add_copies(st, key, ranges)
+    ncopies = len(st.copies)
     with doc.transaction():
         for key in sorted(set(seq_ins) | set(seq_del)):
             _invert_sequence(
                 doc, st, doc._objs[key], seq_ins.get(key, []), seq_del.get(key, [])
             )
+        sheets = {k[2:] for k, *_ in st.copies[ncopies:] if k[0] in "rc"}
+        for name in sorted(sheets):
+            _carry_cells(doc, st, name)
         for op in reversed(writes):
             _invert_write(doc, op)
     # the transaction committed one change, unless nothing was left to invert
@@ -339,6 +343,24 @@ def _add_copies(st: _UndoState, key: str, ranges: list[tuple[int, int]]) -> None
                 if not any(lo <= r[0] and r[1] <= hi for lo, hi in ranges):
                     ranges.append(r)
                     grew = True
+
+
+def _carry_cells(doc: Doc, st: _UndoState, name: str) -> None:
+    """Restored rows/columns are copies with new ids: give them their cells back
+    (every author's), since a cell is keyed by the ids of its row and column."""
+    sheet = doc.sheet(name)
+    key = "s:" + name
+    me = doc.actor
+    for ck, (_lam, _who, value) in list(sheet._cells.items()):
+        if value is None:
+            continue
+        row = _live_id(doc, st, "r:" + name, ck[0], ck[1])
+        col = _live_id(doc, st, "c:" + name, ck[2], ck[3])
+        target = (*row, *col)
+        if target == ck or sheet._cells.get(target) is not None:
+            continue
+        nlam = doc._local_op([CELL, key, 0, *target, value])
+        sheet._write(target, nlam, me, value)
 
 
 def _live_id(doc: Doc, st: _UndoState, key: str, lam: int, act: int) -> tuple[int, int]:
