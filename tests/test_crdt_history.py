@@ -395,3 +395,35 @@ def test_replicas_that_exchange_undos_converge(data: st.DataObject) -> None:
     sync(a, b)
     assert state(a) == state(b)
     assert a.version == b.version
+
+
+def test_undo_inside_a_transaction_is_refused_and_pending_ops_count_as_the_latest() -> None:
+    d = Doc(A)
+    t = d.text("body")
+    assert not d.can_undo() and not d.can_redo()
+    with d.transaction():
+        t.insert(0, "ab")
+        with pytest.raises(RuntimeError, match="transaction"):
+            d.undo()
+        assert d.version == {}  # the transaction was not split
+    t.insert(2, "c")  # not committed: undo() commits it, then undoes it
+    assert d.can_undo()
+    d.undo()
+    assert str(t) == "ab" and d.version == {A: 3}
+    assert d.can_redo()
+
+
+def test_restored_sheet_rows_keep_every_authors_cells() -> None:
+    a, b = Doc(A), Doc(B)
+    a.sheet("grid").set("A1", 1)  # creates the row and the column
+    a.commit()
+    sync(a, b)
+    b.sheet("grid").set("A1", "bob's")
+    b.commit()
+    sync(a, b)
+    a.undo()  # a's row and column go; bob's cell was on them
+    assert a.sheet("grid").raws() == []
+    a.redo()
+    assert a.sheet("grid").raws() == [["bob's"]]
+    sync(a, b)
+    assert b.sheet("grid").raws() == [["bob's"]]

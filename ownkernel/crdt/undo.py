@@ -1,4 +1,5 @@
-"""History you can walk: ``history()``, ``at(version)``, ``blame()``, ``undo()`` / ``redo()``.
+"""History you can walk: ``history()``, ``at(version)``, ``undo()`` / ``redo()``
+(``Text.blame()`` lives in text.py).
 
 Everything here is read back from what a Doc already keeps (issue #12 §1):
 each actor's change starts, its op log and the sequences' runs, which hold
@@ -29,7 +30,7 @@ from .codec import CELL, DEL, DELKEY, INC, INS, SET
 
 if TYPE_CHECKING:
     from .doc import Doc
-    from .text import _SequenceRoot
+    from .text import List, Text
 
 _KINDS = {"t": "text", "l": "list", "m": "map", "n": "counter", "g": "log", "s": "sheet"}
 
@@ -189,25 +190,6 @@ def view_at(doc: Doc, version: Mapping[bytes, int]) -> DocView:
     return DocView(replica, dict(version))
 
 
-# -------------------------------------------------------------------- blame
-def blame(root: _SequenceRoot) -> list[tuple[int, int, bytes]]:
-    """``[(start, end, actor), ...]`` covering the visible sequence, adjacent same-author
-    ranges merged."""
-    actors = root._doc._actors
-    out: list[tuple[int, int, bytes]] = []
-    pos = 0
-    for r in root._seq.runs():
-        if r.dead or not r.n:
-            continue
-        actor = actors[r.act]
-        if out and out[-1][2] == actor and out[-1][1] == pos:
-            out[-1] = (out[-1][0], pos + r.n, actor)
-        else:
-            out.append((pos, pos + r.n, actor))
-        pos += r.n
-    return out
-
-
 # --------------------------------------------------------------- undo/redo
 class _UndoState:
     """In memory, per Doc: which own changes were undone and by which change.
@@ -242,9 +224,10 @@ def _candidate(doc: Doc, st: _UndoState) -> int:
 
 
 def _begin(doc: Doc, what: str) -> _UndoState:
-    doc.commit()
     if doc._txn_depth:
+        # committing here would split the caller's transaction in two
         raise RuntimeError(f"{what}() inside an open transaction")
+    doc.commit()  # what was just typed is the latest change, the one to undo
     st = _state(doc)
     if doc._vv[0] > st.last:
         st.redo.clear()  # a plain edit since the last undo/redo: the redo chain is gone
@@ -252,11 +235,16 @@ def _begin(doc: Doc, what: str) -> _UndoState:
 
 
 def can_undo(doc: Doc) -> bool:
-    return _candidate(doc, _begin(doc, "can_undo")) > 0
+    """Whether undo() has an own change to invert (pending ops count as one)."""
+    if doc._pending:
+        return True
+    return _candidate(doc, _state(doc)) > 0
 
 
 def can_redo(doc: Doc) -> bool:
-    return bool(_begin(doc, "can_redo").redo)
+    """Whether redo() has an undo to invert (no plain edit since it)."""
+    st = _state(doc)
+    return bool(st.redo) and not doc._pending and doc._vv[0] <= st.last
 
 
 def undo(doc: Doc) -> bytes | None:
@@ -392,7 +380,7 @@ def _hits(ranges: list[tuple[int, int]], lam: int, n: int) -> list[tuple[int, in
 def _invert_sequence(
     doc: Doc,
     st: _UndoState,
-    root: _SequenceRoot,
+    root: Text | List,
     ins: list[tuple[int, int]],
     dels: list[tuple[int, int, int]],
 ) -> None:
