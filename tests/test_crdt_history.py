@@ -427,3 +427,20 @@ def test_restored_sheet_rows_keep_every_authors_cells() -> None:
     assert a.sheet("grid").raws() == [["bob's"]]
     sync(a, b)
     assert b.sheet("grid").raws() == [["bob's"]]
+
+
+def test_undo_of_a_delete_leaves_what_another_actor_deleted_too() -> None:
+    a, b = Doc(A), Doc(B)
+    a.text("body").insert(0, "abcdef")
+    a.commit()
+    sync(a, b)
+    a.text("body").delete(1, 3)  # bcd
+    a.commit()
+    b.text("body").delete(2, 3)  # cde, concurrently
+    b.commit()
+    sync(a, b)
+    assert str(a.text("body")) == "af"
+    a.undo()
+    assert str(a.text("body")) == "abf"  # c and d were deleted by b as well: they stay gone
+    sync(a, b)
+    assert str(b.text("body")) == "abf"

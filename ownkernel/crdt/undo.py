@@ -366,6 +366,20 @@ def _live_id(doc: Doc, st: _UndoState, key: str, lam: int, act: int) -> tuple[in
     return lam, act
 
 
+def _minus(ranges: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """``ranges`` without [lo, hi)."""
+    out = []
+    for a, b in ranges:
+        if b <= lo or a >= hi:
+            out.append((a, b))
+            continue
+        if a < lo:
+            out.append((a, lo))
+        if hi < b:
+            out.append((hi, b))
+    return out
+
+
 def _hits(ranges: list[tuple[int, int]], lam: int, n: int) -> list[tuple[int, int]]:
     """Offsets [a, b) of run [lam, lam+n) that fall in one of ``ranges``."""
     out = []
@@ -392,6 +406,13 @@ def _invert_sequence(
     by_actor: dict[int, list[tuple[int, int]]] = {}
     for act, lo, hi in dels:
         by_actor.setdefault(act, []).append((lo, hi))
+    if by_actor:
+        # elements another actor deleted too stay deleted: restoring them
+        # would undo that actor's delete, not just ours
+        for a in range(1, len(doc._oplog)):
+            for op in doc._oplog[a]:
+                if op[0] == DEL and op[1] == root._key and op[3] in by_actor:
+                    by_actor[op[3]] = _minus(by_actor[op[3]], op[4], op[4] + op[5])
     pos = 0
     for r in root._seq.runs():
         if not r.dead:
