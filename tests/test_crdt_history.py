@@ -444,3 +444,24 @@ def test_undo_of_a_delete_leaves_what_another_actor_deleted_too() -> None:
     assert str(a.text("body")) == "abf"  # c and d were deleted by b as well: they stay gone
     sync(a, b)
     assert str(b.text("body")) == "abf"
+
+
+def test_undo_without_commit_leaves_one_change_for_the_callers_commit() -> None:
+    d = Doc(A)
+    d.text("body").insert(0, "ab")
+    d.map("meta").set("k", 1)
+    d.commit()
+    assert d.undo(commit=False) is None
+    assert d.pending_ops and str(d.text("body")) == "" and d.map("meta").to_dict() == {}
+    blob = d.commit()
+    assert blob is not None and d.version == {A: 2}
+    assert d.can_redo()
+    d.redo(commit=False)
+    d.commit()
+    assert str(d.text("body")) == "ab" and d.map("meta").to_dict() == {"k": 1}
+    d.text("body").insert(0, "x")
+    with pytest.raises(RuntimeError, match="pending"):
+        d.undo(commit=False)
+    e = Doc(B)
+    e.apply(d.changes())
+    assert str(e.text("body")) == "xab"

@@ -297,13 +297,17 @@ class Doc(History, Integrator):
         """A read-only :class:`~.undo.DocView` of the document at ``version``."""
         return undo.view_at(self, version)
 
-    def undo(self) -> bytes | None:
-        """Undo this actor's latest change as a new change (returned; None if nothing)."""
-        return undo.undo(self)
+    def undo(self, commit: bool = True) -> bytes | None:
+        """Undo this actor's latest change as a new change (returned; None if nothing).
 
-    def redo(self) -> bytes | None:
+        ``commit=False`` leaves the new ops pending for the caller's
+        ``commit()`` (how a node stores it like any edit) and returns None.
+        """
+        return undo.undo(self, commit)
+
+    def redo(self, commit: bool = True) -> bytes | None:
         """Redo what the latest ``undo()`` undid, as a new change (None if nothing)."""
-        return undo.redo(self)
+        return undo.redo(self, commit)
 
     def can_undo(self) -> bool:
         return undo.can_undo(self)

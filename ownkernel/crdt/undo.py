@@ -223,11 +223,14 @@ def _candidate(doc: Doc, st: _UndoState) -> int:
     return s
 
 
-def _begin(doc: Doc, what: str) -> _UndoState:
+def _begin(doc: Doc, what: str, commit: bool) -> _UndoState:
     if doc._txn_depth:
         # committing here would split the caller's transaction in two
         raise RuntimeError(f"{what}() inside an open transaction")
-    doc.commit()  # what was just typed is the latest change, the one to undo
+    if commit:
+        doc.commit()  # what was just typed is the latest change, the one to undo
+    elif doc._pending:
+        raise RuntimeError(f"{what}(commit=False) with pending local ops: commit them first")
     st = _state(doc)
     if doc._vv[0] > st.last:
         st.redo.clear()  # a plain edit since the last undo/redo: the redo chain is gone
@@ -247,42 +250,46 @@ def can_redo(doc: Doc) -> bool:
     return bool(st.redo) and not doc._pending and doc._vv[0] <= st.last
 
 
-def undo(doc: Doc) -> bytes | None:
+def undo(doc: Doc, commit: bool = True) -> bytes | None:
     """Invert this actor's latest change not undone yet; returns the new change
-    (None when there is nothing to undo or nothing of it is left to invert)."""
-    st = _begin(doc, "undo")
+    (None when there is nothing to undo or nothing of it is left to invert).
+
+    ``commit=False`` leaves the inverse ops pending for the caller to commit
+    at once (a node commits through its store) and returns None.
+    """
+    st = _begin(doc, "undo", commit)
     s = _candidate(doc, st)
     if s < 1:
         return None
-    blob = _invert(doc, s)
+    made = _invert(doc, s)
     st.undone.add(s)
-    if blob is None:
+    if not made:
         st.redo.append(0)  # nothing was left to invert: redo() does nothing either
         st.last = doc._vv[0]
-    else:
-        u = doc._vv[0]
-        st.made_by_undo.add(u)
-        st.redo.append(u)
-        st.last = u
-    return blob
+        return None
+    u = doc._vv[0] + 1  # the seq the pending inverse commits as
+    st.made_by_undo.add(u)
+    st.redo.append(u)
+    st.last = u
+    return doc.commit() if commit else None
 
 
-def redo(doc: Doc) -> bytes | None:
-    """Invert the latest undo change, if no plain edit was made since it."""
-    st = _begin(doc, "redo")
+def redo(doc: Doc, commit: bool = True) -> bytes | None:
+    """Invert the latest undo change, if no plain edit was made since it
+    (``commit`` as for :func:`undo`)."""
+    st = _begin(doc, "redo", commit)
     if not st.redo:
         return None
     u = st.redo.pop()
-    if not u:
+    if not u or not _invert(doc, u):
         return None
-    blob = _invert(doc, u)
-    if blob is not None:
-        st.last = doc._vv[0]  # the redo change is a plain edit: undo() may invert it
-    return blob
+    st.last = doc._vv[0] + 1  # the redo change is a plain edit: undo() may invert it
+    return doc.commit() if commit else None
 
 
-def _invert(doc: Doc, seq: int) -> bytes | None:
-    """Make and commit the inverse of own change ``seq`` (see module docs)."""
+def _invert(doc: Doc, seq: int) -> bool:
+    """Make the inverse of own change ``seq`` as pending ops (see module docs);
+    False when nothing was left to invert."""
     lo, hi = doc._change_range(0, seq)
     ops = doc._ops_in(0, lo, hi)
     seq_ins: dict[str, list[tuple[int, int]]] = {}  # key -> own lamport ranges to delete
@@ -299,23 +306,20 @@ def _invert(doc: Doc, seq: int) -> bytes | None:
             seq_del.setdefault(key, []).append((op[3], t, t + n))
         else:
             writes.append(op)
-    before = doc._vv[0]
     st = _state(doc)
     for key, ranges in seq_ins.items():
         _add_copies(st, key, ranges)
     ncopies = len(st.copies)
-    with doc.transaction():
-        for key in sorted(set(seq_ins) | set(seq_del)):
-            _invert_sequence(
-                doc, st, doc._objs[key], seq_ins.get(key, []), seq_del.get(key, [])
-            )
-        sheets = {k[2:] for k, *_ in st.copies[ncopies:] if k[0] in "rc"}
-        for name in sorted(sheets):
-            _carry_cells(doc, st, name)
-        for op in reversed(writes):
-            _invert_write(doc, op)
-    # the transaction committed one change, unless nothing was left to invert
-    return doc.change(doc.actor, doc._vv[0]) if doc._vv[0] > before else None
+    # no root method commits on its own: every op below stays pending, so the
+    # inverse becomes one change at the caller's commit
+    for key in sorted(set(seq_ins) | set(seq_del)):
+        _invert_sequence(doc, st, doc._objs[key], seq_ins.get(key, []), seq_del.get(key, []))
+    sheets = {k[2:] for k, *_ in st.copies[ncopies:] if k[0] in "rc"}
+    for name in sorted(sheets):
+        _carry_cells(doc, st, name)
+    for op in reversed(writes):
+        _invert_write(doc, op)
+    return bool(doc._pending)
 
 
 def _add_copies(st: _UndoState, key: str, ranges: list[tuple[int, int]]) -> None:
