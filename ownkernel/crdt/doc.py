@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from . import codec, snapshot
+from . import codec, snapshot, undo
 from .codec import APPEND, CELL, CHANGE, DEL, INS, SET
 from .errors import DecodeError
 from .history import History, amap_index, log_delete, op_end, to_wire
@@ -282,6 +282,38 @@ class Doc(History, Integrator):
         ev = DocEvent(local, frozenset(keys))
         for cb in list(self._observers):
             cb(ev)
+
+    # ------------------------------------------------ walking the history
+    # (issue #12 §1; the work is in undo.py, these are its entry points)
+    def history(self, times: Any = None) -> list[Any]:
+        """Every change, oldest first: ``.actor, .seq, .version, .time, .summary``.
+
+        ``times`` maps ``(actor, seq)`` to the wall time the authoring node
+        recorded (a bare Doc has no clock, so ``.time`` is None without it).
+        """
+        return undo.history(self, times)
+
+    def at(self, version: dict[bytes, int]) -> Any:
+        """A read-only :class:`~.undo.DocView` of the document at ``version``."""
+        return undo.view_at(self, version)
+
+    def undo(self, commit: bool = True) -> bytes | None:
+        """Undo this actor's latest change as a new change (returned; None if nothing).
+
+        ``commit=False`` leaves the new ops pending for the caller's
+        ``commit()`` (how a node stores it like any edit) and returns None.
+        """
+        return undo.undo(self, commit)
+
+    def redo(self, commit: bool = True) -> bytes | None:
+        """Redo what the latest ``undo()`` undid, as a new change (None if nothing)."""
+        return undo.redo(self, commit)
+
+    def can_undo(self) -> bool:
+        return undo.can_undo(self)
+
+    def can_redo(self) -> bool:
+        return undo.can_redo(self)
 
     def save(self) -> bytes:
         """State and whole history as compact bytes (see :mod:`.snapshot`).

@@ -182,6 +182,23 @@ class Text(_SequenceRoot):
     def __str__(self) -> str:
         return self._seq.value()
 
+    def blame(self) -> list[tuple[int, int, bytes]]:
+        """``[(start, end, actor), ...]`` covering the text: who inserted each
+        visible character (adjacent ranges of one author merged)."""
+        actors = self._doc._actors
+        out: list[tuple[int, int, bytes]] = []
+        pos = 0
+        for r in self._seq.runs():
+            if r.dead or not r.n:
+                continue
+            actor = actors[r.act]
+            if out and out[-1][2] == actor and out[-1][1] == pos:
+                out[-1] = (out[-1][0], pos + r.n, actor)
+            else:
+                out.append((pos, pos + r.n, actor))
+            pos += r.n
+        return out
+
     def __repr__(self) -> str:
         s = str(self)
         return f"Text({self.name!r}, {s[:60]!r}{'…' if len(s) > 60 else ''})"

@@ -1,0 +1,510 @@
+"""History you can walk: ``history()``, ``at(version)``, ``undo()`` / ``redo()``
+(``Text.blame()`` lives in text.py).
+
+Everything here is read back from what a Doc already keeps (issue #12 §1):
+each actor's change starts, its op log and the sequences' runs, which hold
+every inserted element with its id even after it was deleted (tombstones).
+Nothing new is stored or sent, so it works on any document, loaded or merged.
+
+* ``history()`` lists every integrated change ordered by (lamport, actor):
+  lamport order extends causal order, so every prefix of the list is a
+  causally closed state, and an entry's ``version`` is exactly that prefix.
+* ``at(version)`` replays the changes within ``version`` into a fresh
+  document and answers with plain values (a :class:`DocView`); ``doc`` is
+  never touched.
+* ``undo()`` inverts this actor's latest change as a NEW change (so it syncs
+  like any edit): an insert's surviving elements are deleted; deleted
+  elements are inserted again, as copies, where their tombstones are; a
+  map/sheet write is replaced by the value it overwrote, only while it is
+  still the winning write; a counter increment by its negation. ``redo()``
+  inverts the undo change the same way. Log appends and redactions cannot
+  be inverted and are left as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .codec import CELL, DEL, DELKEY, INC, INS, SET
+
+if TYPE_CHECKING:
+    from .doc import Doc
+    from .text import List, Text
+
+_KINDS = {"t": "text", "l": "list", "m": "map", "n": "counter", "g": "log", "s": "sheet"}
+
+
+class HistoryEntry(NamedTuple):
+    """One change of a document's history (see :meth:`Doc.history`)."""
+
+    actor: bytes
+    seq: int
+    lamport: int  # lamport of the change's first op
+    version: dict[bytes, int]  # the document right after this change (and all before it)
+    time: float | None  # wall time recorded by the authoring node; None in a bare Doc
+    summary: str  # e.g. "+12 −3 in body"
+
+
+# ------------------------------------------------------------------ history
+def _root_name(key: str) -> str:
+    # rows and columns of a sheet are lists "r:<sheet>" / "c:<sheet>"
+    return key[2:]
+
+
+def summarize(ops: list[list[Any]]) -> str:
+    """A one-line human summary of a change's ops, per root, in first-touched order."""
+    per: dict[str, list[int]] = {}  # root name -> [inserted, deleted, cells, messages]
+    words: dict[str, list[str]] = {}
+    for op in ops:
+        k, key = op[0], op[1]
+        name = _root_name(key)
+        c = per.setdefault(name, [0, 0, 0, 0])
+        if k == INS:
+            c[0] += len(op[5])
+        elif k == DEL:
+            c[1] += op[5]
+        elif k in (SET, DELKEY):
+            w = words.setdefault(name, [])
+            verb = ("set " if k == SET else "delete ") + str(op[3])
+            if verb not in w:
+                w.append(verb)
+        elif k == INC:
+            words.setdefault(name, []).append(f"{op[3]:+}")
+        elif k == CELL:
+            c[2] += 1
+        else:  # log append / redact
+            c[3] += 1
+    parts = []
+    for name, (ins, dele, cells, msgs) in per.items():
+        bits = []
+        if ins or dele:
+            bits.append(f"+{ins} −{dele}")
+        if cells:
+            bits.append(f"{cells} cell{'s' if cells > 1 else ''}")
+        if msgs:
+            bits.append(f"{msgs} message op{'s' if msgs > 1 else ''}")
+        bits.extend(words.get(name, [])[:3])
+        parts.append(" ".join(bits) + f" in {name}")
+    return "; ".join(parts) or "empty"
+
+
+def _change_ops(doc: Doc, a: int, seq: int) -> list[list[Any]]:
+    lo, hi = doc._change_range(a, seq)
+    return doc._ops_in(a, lo, hi)
+
+
+def history(
+    doc: Doc, times: Mapping[tuple[bytes, int], float] | None = None
+) -> list[HistoryEntry]:
+    """Every integrated change, oldest first; ``times`` maps (actor, seq) to wall time."""
+    doc._autocommit()
+    order = []
+    for a, actor in enumerate(doc._actors):
+        starts = doc._starts[a]
+        for s in range(1, doc._vv[a] + 1):
+            order.append((starts[s - 1], actor, a, s))
+    order.sort()
+    version: dict[bytes, int] = {}
+    out = []
+    for lam, actor, a, s in order:
+        version[actor] = s
+        t = times.get((actor, s)) if times is not None else None
+        summary = summarize(_change_ops(doc, a, s))
+        out.append(HistoryEntry(actor, s, lam, dict(version), t, summary))
+    return out
+
+
+# ----------------------------------------------------------------------- at
+class DocView:
+    """A read-only picture of a document at one version: plain values, no writes."""
+
+    def __init__(self, replica: Doc, version: dict[bytes, int]) -> None:
+        self._d = replica
+        self.version = dict(version)
+
+    def _has(self, key: str) -> bool:
+        return key in self._d._objs
+
+    def text(self, name: str) -> str:
+        return str(self._d.text(name)) if self._has("t:" + name) else ""
+
+    def list(self, name: str) -> list[Any]:
+        return self._d.list(name).to_list() if self._has("l:" + name) else []
+
+    def map(self, name: str) -> dict[str, Any]:
+        return self._d.map(name).to_dict() if self._has("m:" + name) else {}
+
+    def counter(self, name: str) -> int | float:
+        return self._d.counter(name).value if self._has("n:" + name) else 0
+
+    def log(self, name: str) -> list[Any]:
+        return self._d.log(name).messages() if self._has("g:" + name) else []
+
+    def sheet(self, name: str) -> list[list[Any]]:
+        """The raw cells (values or formula text) by row, as they were."""
+        return self._d.sheet(name).raws() if self._has("s:" + name) else []
+
+    def sheet_values(self, name: str) -> list[list[Any]]:
+        """The evaluated cells by row, as they were."""
+        return self._d.sheet(name).values() if self._has("s:" + name) else []
+
+    def roots(self) -> dict[str, Any]:
+        """Every root that existed, ``"<type>:<name>"`` -> its plain value."""
+        read = {"t": self.text, "l": self.list, "m": self.map, "n": self.counter,
+                "g": self.log, "s": self.sheet}
+        return {k: read[k[0]](k[2:]) for k in self._d.roots()}
+
+    def __repr__(self) -> str:
+        return f"DocView({self.version!r})"
+
+
+def view_at(doc: Doc, version: Mapping[bytes, int]) -> DocView:
+    """The document as it was at ``version``, replayed into a private replica."""
+    from .doc import Doc as DocClass
+
+    if not isinstance(version, Mapping):
+        raise TypeError("version must be a mapping {actor bytes: seq}")
+    doc._autocommit()
+    blobs = []
+    for actor, seq in version.items():
+        a = doc._aidx.get(actor) if isinstance(actor, bytes) else None
+        if a is None:
+            raise KeyError(f"version names an actor this document does not know: {actor!r}")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ValueError(f"version seq for actor {actor.hex()} must be an int >= 0")
+        if seq > doc._vv[a]:
+            raise KeyError(f"version asks for change {seq} of {actor.hex()}; "
+                           f"this document has {doc._vv[a]}")
+        if seq == 1:
+            blobs.append(doc._encode_change(a, 1))
+        elif seq > 1:
+            blobs.append(doc._encode_bundle(a, 1, seq))
+    replica = DocClass(b"\x00view")
+    if blobs:
+        replica.apply(blobs)
+    if replica.pending_count:
+        # a version that is not causally closed would silently show less
+        raise ValueError("version is not causally closed: some changes in it depend on "
+                         "changes outside it (use a version from history())")
+    return DocView(replica, dict(version))
+
+
+# --------------------------------------------------------------- undo/redo
+class _UndoState:
+    """In memory, per Doc: which own changes were undone and by which change.
+
+    Not saved: after a load every own change counts as a plain edit again.
+    """
+
+    def __init__(self) -> None:
+        self.undone: set[int] = set()  # own seqs that an undo inverted
+        self.made_by_undo: set[int] = set()  # own seqs that are undo changes
+        self.redo: list[int] = []  # undo changes that redo() may invert, latest last
+        self.last: int = 0  # own seq of the latest undo/redo change
+        # restored copies: (root key, copy lamport, original actor index,
+        # original lamport, length). Undoing an insert also deletes the copies
+        # an undo made of its elements: to the user they are the same text.
+        self.copies: list[tuple[str, int, int, int, int]] = []
+
+
+def _state(doc: Doc) -> _UndoState:
+    st = doc.__dict__.get("_undo_state")
+    if st is None:
+        st = doc.__dict__["_undo_state"] = _UndoState()
+    return st
+
+
+def _candidate(doc: Doc, st: _UndoState) -> int:
+    """The own change undo() would invert next (0: none)."""
+    s = doc._vv[0]
+    while s >= 1 and (s in st.undone or s in st.made_by_undo):
+        s -= 1
+    return s
+
+
+def _begin(doc: Doc, what: str, commit: bool) -> _UndoState:
+    if doc._txn_depth:
+        # committing here would split the caller's transaction in two
+        raise RuntimeError(f"{what}() inside an open transaction")
+    if commit:
+        doc.commit()  # what was just typed is the latest change, the one to undo
+    elif doc._pending:
+        raise RuntimeError(f"{what}(commit=False) with pending local ops: commit them first")
+    st = _state(doc)
+    if doc._vv[0] > st.last:
+        st.redo.clear()  # a plain edit since the last undo/redo: the redo chain is gone
+    return st
+
+
+def can_undo(doc: Doc) -> bool:
+    """Whether undo() has an own change to invert (pending ops count as one)."""
+    if doc._pending:
+        return True
+    return _candidate(doc, _state(doc)) > 0
+
+
+def can_redo(doc: Doc) -> bool:
+    """Whether redo() has an undo to invert (no plain edit since it)."""
+    st = _state(doc)
+    return bool(st.redo) and not doc._pending and doc._vv[0] <= st.last
+
+
+def undo(doc: Doc, commit: bool = True) -> bytes | None:
+    """Invert this actor's latest change not undone yet; returns the new change
+    (None when there is nothing to undo or nothing of it is left to invert).
+
+    ``commit=False`` leaves the inverse ops pending for the caller to commit
+    at once (a node commits through its store) and returns None.
+    """
+    st = _begin(doc, "undo", commit)
+    s = _candidate(doc, st)
+    if s < 1:
+        return None
+    made = _invert(doc, s)
+    st.undone.add(s)
+    if not made:
+        st.redo.append(0)  # nothing was left to invert: redo() does nothing either
+        st.last = doc._vv[0]
+        return None
+    u = doc._vv[0] + 1  # the seq the pending inverse commits as
+    st.made_by_undo.add(u)
+    st.redo.append(u)
+    st.last = u
+    return doc.commit() if commit else None
+
+
+def redo(doc: Doc, commit: bool = True) -> bytes | None:
+    """Invert the latest undo change, if no plain edit was made since it
+    (``commit`` as for :func:`undo`)."""
+    st = _begin(doc, "redo", commit)
+    if not st.redo:
+        return None
+    u = st.redo.pop()
+    if not u or not _invert(doc, u):
+        return None
+    st.last = doc._vv[0] + 1  # the redo change is a plain edit: undo() may invert it
+    return doc.commit() if commit else None
+
+
+def _invert(doc: Doc, seq: int) -> bool:
+    """Make the inverse of own change ``seq`` as pending ops (see module docs);
+    False when nothing was left to invert."""
+    lo, hi = doc._change_range(0, seq)
+    ops = doc._ops_in(0, lo, hi)
+    seq_ins: dict[str, list[tuple[int, int]]] = {}  # key -> own lamport ranges to delete
+    seq_del: dict[str, list[tuple[int, int, int]]] = {}  # key -> (actor, lo, hi) to restore
+    writes: list[list[Any]] = []
+    for op in ops:
+        k, key = op[0], op[1]
+        if k == INS:
+            seq_ins.setdefault(key, []).append((op[2], op[2] + len(op[5])))
+        elif k == DEL:
+            t, n = op[4], op[5]
+            if op[3] == 0 and lo <= t < hi:
+                continue  # typed and deleted in the same change: nothing to restore
+            seq_del.setdefault(key, []).append((op[3], t, t + n))
+        else:
+            writes.append(op)
+    st = _state(doc)
+    for key, ranges in seq_ins.items():
+        _add_copies(st, key, ranges)
+    ncopies = len(st.copies)
+    # no root method commits on its own: every op below stays pending, so the
+    # inverse becomes one change at the caller's commit
+    for key in sorted(set(seq_ins) | set(seq_del)):
+        _invert_sequence(doc, st, doc._objs[key], seq_ins.get(key, []), seq_del.get(key, []))
+    sheets = {k[2:] for k, *_ in st.copies[ncopies:] if k[0] in "rc"}
+    for name in sorted(sheets):
+        _carry_cells(doc, st, name)
+    for op in reversed(writes):
+        _invert_write(doc, op)
+    return bool(doc._pending)
+
+
+def _add_copies(st: _UndoState, key: str, ranges: list[tuple[int, int]]) -> None:
+    """Extend own lamport ranges with the copies undo made of them (transitively)."""
+    grew = True
+    while grew:
+        grew = False
+        for k, clam, oact, olam, n in st.copies:
+            if k != key or oact != 0:
+                continue
+            for a, b in _hits(ranges, olam, n):
+                r = (clam + a, clam + b)
+                if not any(lo <= r[0] and r[1] <= hi for lo, hi in ranges):
+                    ranges.append(r)
+                    grew = True
+
+
+def _carry_cells(doc: Doc, st: _UndoState, name: str) -> None:
+    """Restored rows/columns are copies with new ids: give them their cells back
+    (every author's), since a cell is keyed by the ids of its row and column."""
+    sheet = doc.sheet(name)
+    key = "s:" + name
+    me = doc.actor
+    for ck, (_lam, _who, value) in list(sheet._cells.items()):
+        if value is None:
+            continue
+        row = _live_id(doc, st, "r:" + name, ck[0], ck[1])
+        col = _live_id(doc, st, "c:" + name, ck[2], ck[3])
+        target = (*row, *col)
+        if target == ck or sheet._cells.get(target) is not None:
+            continue
+        nlam = doc._local_op([CELL, key, 0, *target, value])
+        sheet._write(target, nlam, me, value)
+
+
+def _live_id(doc: Doc, st: _UndoState, key: str, lam: int, act: int) -> tuple[int, int]:
+    """Element ``(lam, act)`` of sequence ``key``, or its latest live copy made by undo."""
+    seq = doc._objs[key]._seq
+    seen = 0
+    while seq.position_of_id(lam, act) is None and seen < len(st.copies):
+        seen += 1
+        for k, clam, oact, olam, n in reversed(st.copies):
+            if k == key and oact == act and olam <= lam < olam + n:
+                lam, act = clam + (lam - olam), 0
+                break
+        else:
+            break
+    return lam, act
+
+
+def _minus(ranges: list[tuple[int, int]], lo: int, hi: int) -> list[tuple[int, int]]:
+    """``ranges`` without [lo, hi)."""
+    out = []
+    for a, b in ranges:
+        if b <= lo or a >= hi:
+            out.append((a, b))
+            continue
+        if a < lo:
+            out.append((a, lo))
+        if hi < b:
+            out.append((hi, b))
+    return out
+
+
+def _hits(ranges: list[tuple[int, int]], lam: int, n: int) -> list[tuple[int, int]]:
+    """Offsets [a, b) of run [lam, lam+n) that fall in one of ``ranges``."""
+    out = []
+    for lo, hi in ranges:
+        a, b = max(lo, lam), min(hi, lam + n)
+        if a < b:
+            out.append((a - lam, b - lam))
+    out.sort()  # in document order within the run, whatever order the ops came in
+    return out
+
+
+def _invert_sequence(
+    doc: Doc,
+    st: _UndoState,
+    root: Text | List,
+    ins: list[tuple[int, int]],
+    dels: list[tuple[int, int, int]],
+) -> None:
+    """Delete the surviving own elements of ``ins``; insert copies of the ``dels``
+    targets where their tombstones are. One walk over the runs finds both."""
+    to_delete: list[tuple[int, int]] = []  # (pos, count)
+    # (visible pos, [(actor, lamport, content)]), in document order
+    groups: list[tuple[int, list[tuple[int, int, Any]]]] = []
+    by_actor: dict[int, list[tuple[int, int]]] = {}
+    for act, lo, hi in dels:
+        by_actor.setdefault(act, []).append((lo, hi))
+    if by_actor:
+        # elements another actor deleted too stay deleted: restoring them
+        # would undo that actor's delete, not just ours
+        for a in range(1, len(doc._oplog)):
+            for op in doc._oplog[a]:
+                if op[0] == DEL and op[1] == root._key and op[3] in by_actor:
+                    by_actor[op[3]] = _minus(by_actor[op[3]], op[4], op[4] + op[5])
+    pos = 0
+    for r in root._seq.runs():
+        if not r.dead:
+            if r.act == 0 and ins:
+                for a, b in _hits(ins, r.lam, r.n):
+                    to_delete.append((pos + a, b - a))
+            pos += r.n
+        elif r.act in by_actor:
+            for a, b in _hits(by_actor[r.act], r.lam, r.n):
+                piece = (r.act, r.lam + a, r.content[a:b])
+                if groups and groups[-1][0] == pos:
+                    groups[-1][1].append(piece)  # no visible element between: one insert
+                else:
+                    groups.append((pos, [piece]))
+    # inserts first, from the end, so the positions found above stay right; the
+    # deletes' positions then shift by what was inserted before them
+    inserted: list[tuple[int, int]] = []
+    empty = root._seq.empty
+    for p, pieces in reversed(groups):
+        parts = [pc[2] for pc in pieces]
+        content = "".join(parts) if isinstance(empty, str) else [x for pc in parts for x in pc]
+        lam = doc._lamport + 1  # the copy takes the next lamports, in order
+        for act, olam, part in pieces:
+            st.copies.append((root._key, lam, act, olam, len(part)))
+            lam += len(part)
+        root._insert(p, content)
+        inserted.append((p, len(content)))
+    for p, n in sorted(to_delete, reverse=True):
+        shift = sum(m for q, m in inserted if q <= p)
+        root.delete(p + shift, n)
+
+
+def _previous(doc: Doc, root_key: str, kind: int, match: Any, lam: int, actor: bytes) -> Any:
+    """The write to the same map key / sheet cell that ``(lam, actor)`` overwrote:
+    (found, present, value) of the greatest write with a smaller id."""
+    best: tuple[int, bytes] | None = None
+    found: tuple[bool, Any] = (False, None)
+    for a, log in enumerate(doc._oplog):
+        who = doc._actors[a]
+        for op in log:
+            if op[1] != root_key or (op[2], who) >= (lam, actor):
+                continue
+            if kind == CELL:
+                if op[0] != CELL or tuple(op[3:7]) != match:
+                    continue
+                cand: tuple[bool, Any] = (True, op[7])
+            else:
+                if op[0] not in (SET, DELKEY) or op[3] != match:
+                    continue
+                cand = (op[0] == SET, op[4] if op[0] == SET else None)
+            if best is None or (op[2], who) > best:
+                best, found = (op[2], who), cand
+    return found
+
+
+def _invert_write(doc: Doc, op: list[Any]) -> None:
+    k, key, lam = op[0], op[1], op[2]
+    me = doc.actor
+    if k == INC:
+        doc.counter(key[2:]).increment(-op[3])
+    elif k in (SET, DELKEY):
+        m = doc.map(key[2:])
+        cur = m._entries.get(op[3])
+        if cur is None or cur[1] != me:
+            return  # someone else wrote this key since: their write stays
+        present, value = _previous(doc, key, SET, op[3], lam, me)
+        if present:
+            m.set(op[3], value)
+        else:
+            m.delete(op[3])
+    elif k == CELL:
+        name = key[2:]
+        sheet = doc.sheet(name)
+        ck = tuple(op[3:7])
+        cur = sheet._cells.get(ck)
+        if cur is None or cur[1] != me:
+            return
+        _found, value = _previous(doc, key, CELL, ck, lam, me)
+        # a row or column this same undo restored is a copy with a new id:
+        # the cell goes with the copy, where the user sees it
+        st = _state(doc)
+        row = _live_id(doc, st, "r:" + name, ck[0], ck[1])
+        col = _live_id(doc, st, "c:" + name, ck[2], ck[3])
+        target = (*row, *col)
+        if target != ck:
+            cur = sheet._cells.get(target)
+            if cur is not None and cur[1] != me:
+                return
+        nlam = doc._local_op([CELL, key, 0, *target, value])
+        sheet._write(target, nlam, me, value)
+    # APPEND / REDACT: a log keeps what was said (see module docs)

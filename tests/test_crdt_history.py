@@ -1,0 +1,467 @@
+"""History you can walk (issue #12 §1): history(), at(version), blame(), undo()/redo().
+
+Unit tests through the public Doc API, then hypothesis properties: undo then
+redo is the identity; undo never touches another actor's ops; replicas that
+exchange undo changes converge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ownkernel.crdt import Doc
+from ownkernel.crdt.codec import DEL, DELKEY, SET
+
+A, B = b"\x01alice", b"\x02bob"
+
+PROPS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def sync(*docs: Doc) -> None:
+    for x in docs:
+        for y in docs:
+            if x is not y:
+                y.apply(x.changes(since=y.version))
+
+
+def state(d: Doc) -> dict[str, Any]:
+    return {
+        "body": str(d.text("body")),
+        "items": d.list("items").to_list(),
+        "meta": d.map("meta").to_dict(),
+        "hits": d.counter("hits").value,
+        "grid": d.sheet("grid").raws(),
+    }
+
+
+# ------------------------------------------------------------------ history
+def test_history_lists_every_change_oldest_first_with_versions_and_summaries() -> None:
+    a, b = Doc(A), Doc(B)
+    a.text("body").insert(0, "hello world")
+    a.commit()
+    b.apply(a.changes())
+    b.text("body").insert(5, ", dear")
+    b.map("meta").set("title", "greeting")
+    b.commit()
+    a.apply(b.changes(a.version))
+    a.text("body").delete(0, 3)
+    a.counter("hits").increment(2)
+    a.commit()
+    h = a.history()
+    assert [(e.actor, e.seq) for e in h] == [(A, 1), (B, 1), (A, 2)]
+    assert [e.version for e in h] == [{A: 1}, {A: 1, B: 1}, {A: 2, B: 1}]
+    assert all(e.time is None for e in h)
+    assert h[0].summary == "+11 −0 in body"
+    assert h[1].summary == "+6 −0 in body; set title in meta"
+    assert h[2].summary == "+0 −3 in body; +2 in hits"
+    # the same history, read on the other replica once synced
+    sync(a, b)
+    assert [(e.actor, e.seq, e.version) for e in b.history()] == [
+        (e.actor, e.seq, e.version) for e in h
+    ]
+
+
+def test_history_takes_wall_times_from_the_node_and_commits_open_ops() -> None:
+    d = Doc(A)
+    d.text("body").insert(0, "x")  # not committed yet: history() commits it
+    h = d.history(times={(A, 1): 1234.5})
+    assert len(h) == 1 and h[0].time == 1234.5
+
+
+# ----------------------------------------------------------------------- at
+def test_at_shows_every_root_type_as_it_was_and_leaves_the_doc_alone() -> None:
+    d = Doc(A)
+    d.text("body").insert(0, "first")
+    d.list("items").extend([1, 2])
+    d.map("meta").set("k", "v1")
+    d.counter("hits").increment(5)
+    d.log("chat").append("hi")
+    d.sheet("grid").set("B2", "=1+1")
+    d.commit()
+    d.text("body").set("second")
+    d.list("items").delete(0)
+    d.map("meta").set("k", "v2")
+    d.counter("hits").increment(1)
+    d.sheet("grid").set("B2", 7)
+    d.commit()
+    before = state(d)
+    h = d.history()
+    old = d.at(h[0].version)
+    assert old.text("body") == "first"
+    assert old.list("items") == [1, 2]
+    assert old.map("meta") == {"k": "v1"}
+    assert old.counter("hits") == 5
+    assert old.log("chat") == ["hi"]
+    assert old.sheet("grid") == [[None, None], [None, "=1+1"]]
+    assert old.sheet_values("grid")[1][1] == 2
+    assert old.text("missing") == "" and old.map("missing") == {}
+    assert old.roots()["t:body"] == "first"
+    now = d.at(h[-1].version)
+    assert now.text("body") == "second" and now.map("meta") == {"k": "v2"}
+    assert d.at({}).text("body") == ""
+    assert state(d) == before and d.version == {A: 2}
+
+
+def test_at_refuses_bad_versions_clearly() -> None:
+    d = Doc(A)
+    d.text("body").insert(0, "x")
+    with pytest.raises(KeyError, match="does not know"):
+        d.at({B: 1})
+    with pytest.raises(KeyError, match="has 1"):
+        d.at({A: 5})
+    with pytest.raises(ValueError, match=">= 0"):
+        d.at({A: -1})
+    with pytest.raises(TypeError):
+        d.at([A])  # type: ignore[arg-type]
+
+
+def test_at_refuses_a_version_that_is_not_causally_closed() -> None:
+    a, b = Doc(A), Doc(B)
+    a.text("body").insert(0, "ab")
+    a.commit()
+    a.text("body").insert(2, "cd")
+    a.commit()
+    b.apply(a.changes())
+    b.text("body").insert(4, "!")  # after 'd': depends on A's change 2
+    b.commit()
+    a.apply(b.changes(a.version))
+    with pytest.raises(ValueError, match="causally closed"):
+        a.at({A: 1, B: 1})
+
+
+# -------------------------------------------------------------------- blame
+def test_blame_covers_the_text_by_author() -> None:
+    a, b = Doc(A), Doc(B)
+    t = a.text("body")
+    t.insert(0, "hello world")
+    b.apply(a.changes())
+    b.text("body").insert(5, ", dear")
+    a.apply(b.changes(a.version))
+    t.delete(0, 2)
+    assert str(t) == "llo, dear world"
+    assert t.blame() == [(0, 3, A), (3, 9, B), (9, 15, A)]
+    assert Doc(A).text("empty").blame() == []
+
+
+# --------------------------------------------------------------- undo/redo
+def test_undo_an_insert_deletes_what_is_left_and_keeps_others_edits() -> None:
+    a, b = Doc(A), Doc(B)
+    a.text("body").insert(0, "base ")
+    a.commit()
+    a.text("body").insert(5, "mine")
+    a.commit()
+    b.apply(a.changes())
+    b.text("body").insert(7, "THEIRS")  # inside a's insert
+    b.text("body").delete(5, 1)  # b removes a's 'm'
+    b.commit()
+    a.apply(b.changes(a.version))
+    assert str(a.text("body")) == "base iTHEIRSne"
+    change = a.undo()
+    assert change is not None
+    assert str(a.text("body")) == "base THEIRS"
+    b.apply([change])
+    assert str(b.text("body")) == "base THEIRS"
+    a.redo()
+    assert str(a.text("body")) == "base iTHEIRSne"
+
+
+def test_undo_a_delete_restores_the_characters_at_their_place() -> None:
+    a, b = Doc(A), Doc(B)
+    t = a.text("body")
+    t.insert(0, "one two three")
+    a.commit()
+    t.delete(3, 4)  # " two"
+    a.commit()
+    b.apply(a.changes())
+    b.text("body").insert(3, "!")  # right where the deleted text was
+    b.text("body").insert(0, ">")
+    b.commit()
+    a.apply(b.changes(a.version))
+    assert str(t) == ">one! three"
+    a.undo()
+    assert str(t) == ">one! two three"
+    sync(a, b)
+    assert str(b.text("body")) == str(t)
+    assert t.blame()[0] == (0, 1, B)
+
+
+def test_undo_walks_back_own_changes_only_and_redo_walks_forward() -> None:
+    a, b = Doc(A), Doc(B)
+    t = a.text("body")
+    for word in ["a", "b", "c"]:
+        t.insert(len(t), word)
+        a.commit()
+    b.apply(a.changes())
+    b.text("body").insert(3, "B")
+    b.commit()
+    a.apply(b.changes(a.version))
+    a.undo()
+    a.undo()
+    assert str(t) == "aB"
+    a.redo()
+    assert str(t) == "abB"
+    a.undo()
+    a.undo()
+    a.undo()
+    assert str(t) == "B"
+    assert a.undo() is None  # nothing of A's left
+    a.redo()
+    a.redo()
+    assert str(t) == "abB"
+
+
+def test_a_new_edit_clears_redo() -> None:
+    d = Doc(A)
+    t = d.text("body")
+    t.insert(0, "x")
+    d.commit()
+    d.undo()
+    t.insert(0, "y")
+    d.commit()
+    assert d.redo() is None
+    assert str(t) == "y"
+
+
+def test_undo_of_type_then_delete_in_one_change_restores_nothing_stray() -> None:
+    d = Doc(A)
+    t = d.text("body")
+    with d.transaction():
+        t.insert(0, "hello")
+        t.delete(1, 3)
+    assert str(t) == "ho"
+    d.undo()
+    assert str(t) == ""
+    d.redo()
+    assert str(t) == "ho"
+
+
+def test_undo_a_map_set_restores_the_previous_value_unless_someone_set_it_since() -> None:
+    a, b = Doc(A), Doc(B)
+    m = a.map("meta")
+    m.set("k", 1)
+    a.commit()
+    m.set("k", 2)
+    m.set("j", 1)
+    a.commit()
+    a.undo()
+    assert m.to_dict() == {"k": 1}
+    a.undo()
+    assert m.to_dict() == {}
+    a.redo()
+    a.redo()
+    assert m.to_dict() == {"k": 2, "j": 1}
+    b.apply(a.changes())
+    b.map("meta").set("k", "bob")
+    b.commit()
+    a.apply(b.changes(a.version))
+    a.undo()  # the redo of k=2, j=1: k is bob's now
+    assert m.to_dict() == {"k": "bob", "j": 1} or m.to_dict() == {"k": "bob"}
+    assert m["k"] == "bob"
+
+
+def test_undo_sheet_cells_counters_and_list_items() -> None:
+    d = Doc(A)
+    g = d.sheet("grid")
+    g.set("A1", 5)
+    d.commit()
+    g.set("A1", 7)
+    d.commit()
+    d.undo()
+    assert g.raw("A1") == 5
+    d.redo()
+    assert g.raw("A1") == 7
+    d.counter("hits").increment(3)
+    d.commit()
+    d.undo()
+    assert d.counter("hits").value == 0
+    lst = d.list("items")
+    lst.extend([1, 2, 3])
+    d.commit()
+    del lst[1]
+    d.commit()
+    d.undo()
+    assert lst.to_list() == [1, 2, 3]
+    d.undo()
+    assert lst.to_list() == []
+
+
+def test_undo_works_on_a_loaded_document() -> None:
+    d = Doc(A)
+    d.text("body").insert(0, "saved")
+    d.commit()
+    e = Doc.load(d.save(), actor=A)
+    e.undo()
+    assert str(e.text("body")) == ""
+    assert e.version == {A: 2}
+
+
+# --------------------------------------------------------------- properties
+def _edit(d: Doc, data: st.DataObject) -> None:
+    kind = data.draw(st.sampled_from(["ins", "del", "set", "delkey", "inc", "list", "cell"]))
+    t = d.text("body")
+    if kind == "ins" or (kind == "del" and not len(t)):
+        pos = data.draw(st.integers(0, len(t)))
+        t.insert(pos, data.draw(st.text("abcxyz", min_size=1, max_size=4)))
+    elif kind == "del":
+        pos = data.draw(st.integers(0, len(t) - 1))
+        t.delete(pos, data.draw(st.integers(1, len(t) - pos)))
+    elif kind == "set":
+        d.map("meta").set(data.draw(st.sampled_from("kj")), data.draw(st.integers(0, 9)))
+    elif kind == "delkey":
+        d.map("meta").delete(data.draw(st.sampled_from("kj")))
+    elif kind == "inc":
+        d.counter("hits").increment(data.draw(st.integers(-3, 3)))
+    elif kind == "list":
+        lst = d.list("items")
+        if len(lst) and data.draw(st.booleans()):
+            del lst[data.draw(st.integers(0, len(lst) - 1))]
+        else:
+            lst.insert(data.draw(st.integers(0, len(lst))), data.draw(st.integers(0, 9)))
+    else:
+        d.sheet("grid").set((data.draw(st.integers(0, 2)), 0), data.draw(st.integers(0, 9)))
+    d.commit()
+
+
+def _history(data: st.DataObject, a: Doc, b: Doc) -> None:
+    for _ in range(data.draw(st.integers(1, 8), label="steps")):
+        who = data.draw(st.sampled_from([a, b]))
+        _edit(who, data)
+        if data.draw(st.booleans()):
+            sync(a, b)
+
+
+@PROPS
+@given(st.data())
+def test_undo_then_redo_is_the_identity(data: st.DataObject) -> None:
+    a, b = Doc(A), Doc(B)
+    _history(data, a, b)
+    for _ in range(data.draw(st.integers(0, 3), label="earlier undos")):
+        a.undo()
+    before = state(a)
+    could = a.can_undo()
+    made = a.undo()
+    assert could or made is None
+    assert a.can_redo() or not could
+    a.redo()
+    if could:
+        assert state(a) == before
+
+
+@PROPS
+@given(st.data())
+def test_undo_never_touches_another_actors_ops(data: st.DataObject) -> None:
+    a, b = Doc(A), Doc(B)
+    _history(data, a, b)
+    sync(a, b)
+    theirs = "".join(str(a.text("body"))[s:e] for s, e, who in a.text("body").blame() if who == B)
+    their_keys = {k: v for k, (_l, who, v, _p) in a.map("meta")._entries.items() if who == B}
+    for _ in range(data.draw(st.integers(1, 3), label="undos")):
+        blob = a.undo()
+        if blob is None:
+            continue
+        lo, hi = a._change_range(0, a._vv[0])
+        for op in a._ops_in(0, lo, hi):
+            if op[0] == DEL:
+                assert a._actors[op[3]] == A  # only own elements are deleted
+            if op[0] in (SET, DELKEY):
+                assert op[3] not in their_keys
+    body = a.text("body")
+    assert "".join(str(body)[s:e] for s, e, who in body.blame() if who == B) == theirs
+    for k, v in their_keys.items():
+        assert a.map("meta")._entries[k][1] == B and a.map("meta")._entries[k][2] == v
+
+
+@PROPS
+@given(st.data())
+def test_replicas_that_exchange_undos_converge(data: st.DataObject) -> None:
+    a, b = Doc(A), Doc(B)
+    _history(data, a, b)
+    for _ in range(data.draw(st.integers(1, 4), label="rounds")):
+        who = data.draw(st.sampled_from([a, b]))
+        if data.draw(st.booleans()):
+            who.undo()
+        else:
+            who.redo()
+        if data.draw(st.booleans()):
+            _edit(who, data)
+    sync(a, b)
+    assert state(a) == state(b)
+    assert a.version == b.version
+
+
+def test_undo_inside_a_transaction_is_refused_and_pending_ops_count_as_the_latest() -> None:
+    d = Doc(A)
+    t = d.text("body")
+    assert not d.can_undo() and not d.can_redo()
+    with d.transaction():
+        t.insert(0, "ab")
+        with pytest.raises(RuntimeError, match="transaction"):
+            d.undo()
+        assert d.version == {}  # the transaction was not split
+    t.insert(2, "c")  # not committed: undo() commits it, then undoes it
+    assert d.can_undo()
+    d.undo()
+    assert str(t) == "ab" and d.version == {A: 3}
+    assert d.can_redo()
+
+
+def test_restored_sheet_rows_keep_every_authors_cells() -> None:
+    a, b = Doc(A), Doc(B)
+    a.sheet("grid").set("A1", 1)  # creates the row and the column
+    a.commit()
+    sync(a, b)
+    b.sheet("grid").set("A1", "bob's")
+    b.commit()
+    sync(a, b)
+    a.undo()  # a's row and column go; bob's cell was on them
+    assert a.sheet("grid").raws() == []
+    a.redo()
+    assert a.sheet("grid").raws() == [["bob's"]]
+    sync(a, b)
+    assert b.sheet("grid").raws() == [["bob's"]]
+
+
+def test_undo_of_a_delete_leaves_what_another_actor_deleted_too() -> None:
+    a, b = Doc(A), Doc(B)
+    a.text("body").insert(0, "abcdef")
+    a.commit()
+    sync(a, b)
+    a.text("body").delete(1, 3)  # bcd
+    a.commit()
+    b.text("body").delete(2, 3)  # cde, concurrently
+    b.commit()
+    sync(a, b)
+    assert str(a.text("body")) == "af"
+    a.undo()
+    assert str(a.text("body")) == "abf"  # c and d were deleted by b as well: they stay gone
+    sync(a, b)
+    assert str(b.text("body")) == "abf"
+
+
+def test_undo_without_commit_leaves_one_change_for_the_callers_commit() -> None:
+    d = Doc(A)
+    d.text("body").insert(0, "ab")
+    d.map("meta").set("k", 1)
+    d.commit()
+    assert d.undo(commit=False) is None
+    assert d.pending_ops and str(d.text("body")) == "" and d.map("meta").to_dict() == {}
+    blob = d.commit()
+    assert blob is not None and d.version == {A: 2}
+    assert d.can_redo()
+    d.redo(commit=False)
+    d.commit()
+    assert str(d.text("body")) == "ab" and d.map("meta").to_dict() == {"k": 1}
+    d.text("body").insert(0, "x")
+    with pytest.raises(RuntimeError, match="pending"):
+        d.undo(commit=False)
+    e = Doc(B)
+    e.apply(d.changes())
+    assert str(e.text("body")) == "xab"
