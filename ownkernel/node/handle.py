@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ownkernel.node.access import ACCESS_KEY
 from ownkernel.store.identity import short_id
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ __all__ = ["DocHandle", "RootProxy"]
 _KINDS = {"t": "text", "l": "list", "m": "map", "n": "counter", "g": "log", "s": "sheet"}
 _ORDER = "tslmgn"  # export order: text first, counters last
 _READ_ONLY = frozenset({"observe", "keys", "items", "values", "get", "to_dict", "to_list",
-                        "messages", "ids", "has", "name"})
+                        "messages", "ids", "has", "name", "blame"})
 
 
 def _wrap(handle: DocHandle, value: Any) -> Any:
@@ -254,6 +255,58 @@ class DocHandle:
     def version(self) -> dict[bytes, int]:
         with self._node.lock:
             return dict(self._crdt().version)
+
+    # -- history (crdt/undo.py; issue #12) -------------------------------------
+    def history(self) -> list[Any]:
+        """Every change, oldest first: ``.actor, .seq, .version, .time, .summary``
+        (``.time`` is None: changes do not carry their wall time yet)."""
+        with self._node.lock:
+            return self._crdt().history()
+
+    def at(self, version: dict[bytes, int]) -> Any:
+        """A read-only view of the document as it was at ``version`` (see history())."""
+        with self._node.lock:
+            return self._crdt().at(version)
+
+    def undo(self) -> bool:
+        """Undo this node's latest change not undone yet, as a new change that is
+        checked, stored and synced like any edit; others' later edits stay.
+        False when there was nothing (left) to undo."""
+        return self._invert("undo")
+
+    def redo(self) -> bool:
+        """Redo what the latest ``undo()`` undid (False if nothing)."""
+        return self._invert("redo")
+
+    def can_undo(self) -> bool:
+        with self._node.lock:
+            return self._crdt().can_undo()
+
+    def can_redo(self) -> bool:
+        with self._node.lock:
+            return self._crdt().can_redo()
+
+    def _invert(self, which: str) -> bool:
+        node = self._node
+        with node.lock:
+            self._check_open()
+            od = node.replica.open(self.id)
+            crdt = od.require_crdt()
+            if od.txn:
+                raise RuntimeError(f"{which}() inside a transaction block")
+            if crdt.pending_ops:
+                node.replica.commit(od)
+            getattr(crdt, which)(commit=False)  # the inverse ops stay pending ...
+            if not crdt.pending_ops:
+                return False
+            if any(op[1] == ACCESS_KEY for op in crdt._pending):
+                node.replica.reload(od)  # forget them: memory must equal disk
+                raise PermissionError(
+                    f"{which}(): the change it would invert edited the access list (a grant, "
+                    f"revocation or the doc's creation); undo never changes who may access "
+                    f"a document: use node.grant / node.revoke")
+            node.replica.commit(od)  # ... and go through the node's commit path
+            return True
 
     @property
     def crdt(self) -> Doc:
