@@ -180,7 +180,8 @@ def test_only_docs_a_peer_may_see_are_offered(nodes):
     # c knows the private doc id and asks for it anyway: silence, counted
     c.store.add_document(private.id, title="", owner=a.id, capability="relay",
                          access={"owner": a.id})
-    c.gate.refresh(private.id)
+    with c.lock:  # the gate is the node thread's: only under the node lock
+        c.gate.refresh(private.id)
     nc.announce_doc(private.id)
     nc.sync_now()
     time.sleep(1.0)  # several digest exchanges: the private doc is never among a's
