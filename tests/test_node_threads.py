@@ -22,7 +22,7 @@ def test_network_thread_reading_docs_while_they_are_created() -> None:
             while not stop.is_set():
                 for row in a.store.documents():
                     try:
-                        net.may_read(b"\x01" * 32, row.id)
+                        net.sharing.may_read(b"\x01" * 32, row.id)
                     except BaseException as e:  # noqa: BLE001 - reported below
                         failures.append(e)
                         return
