@@ -61,7 +61,8 @@ def join(node: Node, token: str, timeout: float | None = JOIN_WAIT, *,
     """Join the doc an invite token grants, connect to its inviter, fetch the doc.
 
     Waits (up to ``timeout`` seconds, default ``JOIN_WAIT``) until the first
-    sync has landed, so the next line sees the content. If nobody who has the
+    sync has landed and nothing more arrived for ``SETTLE`` seconds, so the next
+    line sees the content. If nobody who has the
     doc was reachable in that time it warns (``JoinWarning``: who was tried)
     and returns the handle anyway: the content arrives in the background when
     a peer comes online. ``strict=True`` raises ``TimeoutError`` instead;
@@ -85,7 +86,25 @@ def join(node: Node, token: str, timeout: float | None = JOIN_WAIT, *,
             log.warning("%s", msg)
             return handle
         time.sleep(0.01)
+    _settle(node, handle.id, end)
     return handle
+
+
+# A first sync can land in parts (a relay forwards an author's changes as they
+# were made): after the first, wait until no more arrive for this long.
+SETTLE = 0.2
+
+
+def _settle(node: Node, doc_id: bytes, end: float) -> None:
+    last, quiet_since = node.replica.version(doc_id), time.monotonic()
+    while time.monotonic() - quiet_since < SETTLE and time.monotonic() < end:
+        if node._closed:
+            return
+        time.sleep(0.02)
+        now = node.replica.version(doc_id)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+
 
 def join_trouble(node: Node, handle: DocHandle, token: str, timeout: float) -> str:
     """Why a join's content did not arrive: who we tried, whether they answered."""
