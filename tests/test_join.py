@@ -40,6 +40,44 @@ def test_join_returns_with_the_content(tmp_path: Path) -> None:
         assert time.monotonic() - t0 < 2.0
 
 
+def test_join_returns_while_the_inviter_keeps_typing(tmp_path: Path) -> None:
+    """Join waits for what the inviter held, not for a quiet moment: a doc someone
+    is typing into never goes quiet (a classmate joining a busy doc hung until its
+    timeout)."""
+    import threading
+
+    with Node(tmp_path / "a", "ann", network=NetConfig(**FAST)) as a, \
+            Node(tmp_path / "b", "ben", network=NetConfig(**FAST)) as b:
+        doc = a.new_doc("busy")
+        body = doc.text("body")
+        body.insert(0, "start ")
+        typed = threading.Event()
+        stop = threading.Event()
+
+        def type_on() -> None:
+            while not stop.is_set():
+                body.insert(len(body), "x")
+                typed.set()
+                time.sleep(0.02)
+
+        typist = threading.Thread(target=type_on, daemon=True)
+        typist.start()
+        try:
+            typed.wait(5)
+            before = len(str(body))
+            t0 = time.monotonic()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", JoinWarning)
+                mine = b.join(a.invite(doc), timeout=30)
+            took = time.monotonic() - t0
+            assert len(str(mine.text("body"))) >= before
+            assert str(mine.text("body")).startswith("start x")
+            assert took < 15, f"join waited {took:.1f} s for a doc that never goes quiet"
+        finally:
+            stop.set()
+            typist.join(5)
+
+
 def test_join_with_nobody_reachable_warns_and_keeps_trying(tmp_path: Path) -> None:
     with Node(tmp_path / "a", "ann", network=NetConfig(**FAST)) as a:
         doc = a.new_doc("plan")

@@ -61,7 +61,7 @@ def join(node: Node, token: str, timeout: float | None = JOIN_WAIT, *,
     """Join the doc an invite token grants, connect to its inviter, fetch the doc.
 
     Waits (up to ``timeout`` seconds, default ``JOIN_WAIT``) until the first
-    sync has landed and nothing more arrived for ``SETTLE`` seconds, so the next
+    sync has landed, with all that the peers said they held then, so the next
     line sees the content. If nobody who has the
     doc was reachable in that time it warns (``JoinWarning``: who was tried)
     and returns the handle anyway: the content arrives in the background when
@@ -90,20 +90,23 @@ def join(node: Node, token: str, timeout: float | None = JOIN_WAIT, *,
     return handle
 
 
-# A first sync can land in parts (a relay forwards an author's changes as they
-# were made): after the first, wait until no more arrive for this long.
-SETTLE = 0.2
-
-
 def _settle(node: Node, doc_id: bytes, end: float) -> None:
-    last, quiet_since = node.replica.version(doc_id), time.monotonic()
-    while time.monotonic() - quiet_since < SETTLE and time.monotonic() < end:
-        if node._closed:
+    """A first sync can land in parts (a relay passes an author's changes on as
+    they were made): wait, until ``end``, for what the peers said they held when
+    the first part landed. Not for later edits: a doc being typed into would
+    keep a wait for "nothing more arrives" going until the timeout."""
+    net = node._net
+    if net is None:
+        return
+    try:
+        target = net.peers_hold(doc_id)
+    except RuntimeError:  # the network stopped meanwhile
+        return
+    while time.monotonic() < end and not node._closed:
+        have = node.replica.version(doc_id)
+        if all(have.get(a, 0) >= s for a, s in target.items()):
             return
-        time.sleep(0.02)
-        now = node.replica.version(doc_id)
-        if now != last:
-            last, quiet_since = now, time.monotonic()
+        time.sleep(0.01)
 
 
 def join_trouble(node: Node, handle: DocHandle, token: str, timeout: float) -> str:

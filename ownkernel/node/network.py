@@ -43,6 +43,7 @@ import zmq
 
 from ownkernel.crdt.integrate import gc_paused
 from ownkernel.net.limits import SessionLimits, SessionTable
+from ownkernel.net.peerstate import vv_max
 from ownkernel.net.protocol import (
     CarryReceived,
     ErrorReceived,
@@ -667,6 +668,17 @@ class NodeNetwork:
                 link.session.sync_all(time.monotonic())
             self._flush_all()
         self._call(run)
+
+    def peers_hold(self, doc: bytes) -> dict[bytes, int]:
+        """What the connected peers said they hold of ``doc`` (the max of their word)."""
+        def snap() -> dict[bytes, int]:
+            held: dict[bytes, int] = {}
+            for link in self.links.values():
+                held = vv_max(held, link.session.known.said.get(doc, {}))
+            return held
+        if self._closed:
+            return {}
+        return self._call(snap)
 
     def stats(self) -> dict[str, Any]:
         def snap() -> dict[str, Any]:
