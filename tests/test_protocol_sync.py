@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cbor2
 import pytest
 
@@ -439,3 +441,30 @@ def test_old_protocol_version_is_refused():
     s = PeerSession(LocalInfo(A_ID), 0)
     evs = s.receive(encode({"type": "hello", "id": B_ID, "versions": [1]}), 0)
     assert evs[0].reason == "version-mismatch" and s.state == "closed"
+
+
+def test_next_due_names_the_earliest_timer():
+    """A node sleeps until its sessions' next timer instead of polling every 50 ms:
+    each timer that `tick` fires must show in `next_due`, or it would fire late."""
+    ha, hb = SetHost(A_ID), SetHost(B_ID)
+    w = connect(ha, hb, now=0.0, ping_interval=5.0, peer_timeout=15.0,
+                anti_entropy_interval=30.0, pull_delay=0.02, announce_delay=0.05)
+    a, b = w.a, w.b
+    assert a.next_due() == 5.0  # idle: the next ping
+    a.tick(5.0)  # the pings go (and their pongs come back)
+    b.tick(5.0)
+    w.pump(5.0)
+    assert a.next_due() == 10.0
+    ha.make_change()
+    a.announce(DOC, {ha.actor: 1})  # held announce_delay
+    assert a.next_due() == 5.05
+    assert not a.has_output  # held, not yet output
+    a.tick(5.05)
+    assert a.has_output and a.next_due() == 10.0
+    w.pump(5.05)
+    assert b.next_due() == pytest.approx(5.07)  # the delayed pull
+    b.tick(5.07)
+    w.pump(5.07)
+    assert hb.vv[DOC] == {ha.actor: 1}
+    a.close("bye")
+    assert a.next_due() == math.inf

@@ -257,6 +257,11 @@ class PeerSession(Session):
             self._produce_answers(ANSWER_BYTES)
 
     @property
+    def has_output(self) -> bool:
+        return bool(self._outbox or self._answers or
+                    (self._announces and self.config.announce_delay <= 0))
+
+    @property
     def wants_send(self) -> bool:
         """Answers are still waiting to be produced: call data_to_send() again
         (once the link has room)."""
@@ -281,6 +286,16 @@ class PeerSession(Session):
     def _opened(self) -> None:
         if self._h is not None:
             self.sync_all(self._now)  # the digest exchange replaces a have per doc
+
+    def _next_due_sync(self) -> float:
+        due = self._last_anti_entropy + self.config.anti_entropy_interval
+        if self._digest_pending is not None:
+            due = min(due, self._digest_answered + self.config.digest_min_interval)
+        if self._pulls:
+            due = min(due, self._pulls[0][0])
+        if self._announce_due is not None:
+            due = min(due, self._announce_due)
+        return due
 
     def _tick_sync(self, now: float) -> None:
         if now - self._last_anti_entropy >= self.config.anti_entropy_interval:

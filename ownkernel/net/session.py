@@ -7,6 +7,7 @@ so each reads on its own. Pure: no sockets, threads or clocks.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -129,6 +130,12 @@ class Session:
     def _limit(self) -> int:
         return min(self.config.max_frame_size, self.peer_max_frame)
 
+    @property
+    def has_output(self) -> bool:
+        """Would data_to_send() return frames now? (Cheap: a node asks every link
+        after every burst, and most links have nothing.)"""
+        return bool(self._outbox)
+
     def data_to_send(self) -> list[bytes]:
         """Frames to send, small messages packed into `batch` frames under the frame limit."""
         self._before_send()
@@ -238,6 +245,21 @@ class Session:
         return [SessionClosed(reason)]
 
     # ------------------------------------------------------------ timers
+    def next_due(self) -> float:
+        """When ``tick`` next has something to do (the clock ``now`` is given in):
+        a node sleeps until the earliest of its sessions' instead of polling."""
+        cfg = self.config
+        if self.state == CLOSED:
+            return math.inf
+        if self.state == HANDSHAKE:
+            return self._started + cfg.handshake_timeout
+        due = self._last_ping + cfg.ping_interval
+        if not self._timed_out:
+            due = min(due, self._last_recv + cfg.peer_timeout)
+        for p in self.presence.values():
+            due = min(due, p.expires_at)
+        return min(due, self._next_due_sync())
+
     def tick(self, now: float) -> list[Event]:
         """Fire due timers (handshake, ping, silence, presence, and the sync layer's)."""
         if self.state == CLOSED:
@@ -377,6 +399,10 @@ class Session:
 
     def _tick_sync(self, now: float) -> None:
         """Called by ``tick`` on an open session (sync timers)."""
+
+    def _next_due_sync(self) -> float:
+        """When ``_tick_sync`` next has something to do."""
+        return math.inf
 
     def _opened(self) -> None:
         """Called once when the handshake completes."""

@@ -36,7 +36,8 @@ class NetConfig:
     allow: set[bytes] | None = None  # node ids allowed to connect (None: anyone not denied)
     deny: set[bytes] = field(default_factory=set)
     sticky_port: bool = True  # listen on ":0" reuses last run's port when free
-    tick: float = 0.05
+    tick: float = 0.05  # shortest wait between two timer rounds
+    idle_tick: float = 0.25  # longest (dialing, address book); sessions' timers wake sooner
     ping_interval: float = 5.0
     peer_timeout: float = 15.0
     anti_entropy: float = 10.0

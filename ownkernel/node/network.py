@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import threading
 import time
 from collections import Counter, deque
@@ -147,6 +148,10 @@ class NodeNetwork:
         self._sendq: deque[tuple[ConnId, bytes]] = deque()
         self._sending = False
         self._more_scheduled = False
+        # the timer round sleeps until a session's next timer (at most idle_tick)
+        self._tick_wake: asyncio.Future[None] | None = None
+        self._tick_at = 0.0
+        self._tick_handle: asyncio.TimerHandle | None = None
         # peer -> (name, colour) from its `profile` messages (sent when it renames)
         self.profiles: dict[bytes, tuple[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -597,7 +602,42 @@ class NodeNetwork:
             except Exception:  # a bug in one round must not stop the node syncing
                 self.count("tick-error")
                 log.exception("network tick failed")
-            await asyncio.sleep(cfg.tick)
+            await self._nap()
+
+    def _next_due(self) -> float:
+        return min((link.session.next_due() for link in self.links.values()),
+                   default=math.inf)
+
+    async def _nap(self) -> None:
+        """Sleep until the next timer round: a session's earliest timer, at least
+        ``tick`` and at most ``idle_tick`` away (idle, a node wakes 4 times a
+        second, not 20: that polling was most of an idle node's CPU)."""
+        cfg = self.config
+        now = time.monotonic()
+        delay = min(max(self._next_due() - now, cfg.tick), cfg.idle_tick)
+        loop = asyncio.get_running_loop()
+        wake = self._tick_wake = loop.create_future()
+        self._tick_at = now + delay
+        self._tick_handle = loop.call_later(delay, _wake_up, wake)
+        try:
+            await wake
+        finally:
+            self._tick_handle.cancel()
+            self._tick_wake = None
+
+    def _plan_tick(self) -> None:
+        """Something was queued that has a timer (an announce, a delayed pull):
+        bring the sleeping timer round forward to it."""
+        wake = self._tick_wake
+        if wake is None or wake.done():
+            return
+        due = max(self._next_due(), time.monotonic() + self.config.tick)
+        if due < self._tick_at:
+            assert self._tick_handle is not None
+            self._tick_handle.cancel()
+            self._tick_at = due
+            self._tick_handle = asyncio.get_running_loop().call_later(
+                due - time.monotonic(), _wake_up, wake)
 
     # ================================================================ presence
 
@@ -610,6 +650,8 @@ class NodeNetwork:
         return self.by_peer.get(peer)
 
     def flush(self, link: Link) -> None:
+        if not link.session.has_output:
+            return
         if self.transport is not None and self.transport.congested(link.conn):
             return  # the peer is not reading: keep it in the session until it drains
         for f in link.session.data_to_send():
@@ -634,6 +676,7 @@ class NodeNetwork:
     def _flush_all(self) -> None:
         for link in list(self.links.values()):
             self.flush(link)
+        self._plan_tick()
 
     def _kick(self) -> None:
         if self._sendq and not self._sending:
@@ -784,3 +827,8 @@ class NodeNetwork:
             time.sleep(0.01)
         raise TimeoutError(f"no session with {peer.hex()[:12]} after {timeout:.1f} s; "
                            f"still trying in the background")
+
+
+def _wake_up(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
