@@ -160,6 +160,10 @@ class Sequence:
             return self._build_index()
         dirty = self._dirty
         if dirty:
+            if len(dirty) * 4 > len(self.blocks):
+                # many blocks changed (remote edits merged since the last lookup):
+                # one rebuild by C-level maps beats a Python walk up per block
+                return self._build_index()
             size = self._size
             for b in dirty:
                 i = size + b.idx
