@@ -8,7 +8,6 @@ hundreds of blocks, block splits, index growth and edits at block boundaries.
 from __future__ import annotations
 
 import random
-import zlib
 
 import cbor2
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 from ownkernel.crdt import Doc, rga, snapshot
 from ownkernel.crdt.errors import DecodeError
+from ownkernel.crdt.snapshot import zstd
 
 
 @pytest.fixture
@@ -227,11 +227,53 @@ def test_big_text_saves_at_the_fast_level_and_round_trips() -> None:
     for _ in range(500):
         model = edit(t, model, rnd)
     saved = d.save()
-    assert len(zlib.decompress(saved)) > snapshot.SMALL_BODY
+    assert len(zstd.decompress(saved)) > snapshot.SMALL_BODY
     e = Doc.load(saved)
     assert str(e.text("t")) == model
     assert e.changes() and len(e.changes()) == len(d.changes())
     check_index(e.text("t")._seq)
+
+
+def test_loading_reads_the_text_without_building_its_runs() -> None:
+    """A loaded text is built at its first edit or merge, not at load: reading it
+    back, its length and a save of it need no runs (issue #15 target 5)."""
+    rnd = random.Random(8)
+    a = Doc(actor=b"A")
+    t = a.text("t")
+    model = ""
+    for _ in range(400):
+        model = edit(t, model, rnd)
+    a.commit()
+    e = Doc.load(a.save(), actor=b"A")
+    te = e.text("t")
+    assert "_lazy" in vars(te._seq)
+    assert str(te) == model and len(te) == len(model)
+    assert "_lazy" in vars(te._seq)  # reading did not build it
+    b = Doc(actor=b"B")  # a peer's edit merged into the unbuilt copy
+    b.apply(a.changes())
+    b.text("t").insert(3, "peer")
+    e.apply([b.commit()])
+    model = str(b.text("t"))
+    assert "_lazy" not in vars(te._seq) and str(te) == model
+    check_index(te._seq)
+    te.insert(0, "me")  # and a local edit after it
+    assert str(te) == "me" + model
+
+
+def test_overlapping_saved_runs_are_a_clear_error_at_first_use() -> None:
+    """The runs are built lazily, so the check that needs them (an actor's runs
+    may not overlap) raises DecodeError at first use, every time, not another error."""
+    d = Doc(actor=b"A")
+    t = d.text("t")
+    t.insert(0, "hello")
+    t.insert(2, "XY")
+    body = cbor2.loads(zstd.decompress(d.save()))
+    cols = body[3]["t:t"]
+    cols[1][1] = 0  # the second run starts where the first does: they overlap
+    e = Doc.load(zstd.compress(cbor2.dumps(body)))
+    for _ in range(2):
+        with pytest.raises(DecodeError, match="overlapping"):
+            e.text("t").insert(0, "x")
 
 
 def test_list_round_trip_with_many_blocks(tiny_blocks: None) -> None:
@@ -255,10 +297,10 @@ def test_list_round_trip_with_many_blocks(tiny_blocks: None) -> None:
 
 
 def _tamper(saved: bytes, column: int, value: object) -> bytes:
-    body = cbor2.loads(zlib.decompress(saved))
+    body = cbor2.loads(zstd.decompress(saved))
     cols = body[3]["t:t"]
     cols[column][0] = value
-    return zlib.compress(cbor2.dumps(body))
+    return zstd.compress(cbor2.dumps(body))
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime
 import random
-import zlib
 from typing import Any
 
 import cbor2
 import pytest
 
 from ownkernel.crdt import CRDTError, DecodeError, Doc, InvalidValueError, codec
+from ownkernel.crdt.snapshot import zstd
 from ownkernel.crdt.values import MAX_DEPTH
 
 W, R = b"\x01writer", b"\x02reader"
@@ -289,7 +289,7 @@ def test_map_key_checks() -> None:
 
 # ------------------------------------------------------------ saved documents
 def _resave(body: list[Any]) -> bytes:
-    return zlib.compress(cbor2.dumps(body))
+    return zstd.compress(cbor2.dumps(body))
 
 
 def test_saved_document_with_a_bad_value_does_not_load() -> None:
@@ -298,13 +298,13 @@ def test_saved_document_with_a_bad_value_does_not_load() -> None:
     d.list("l").extend([{"a": 1}])
     saved = d.save()
     assert Doc.load(saved).map("m")["k"] == [1]
-    body = cbor2.loads(zlib.decompress(saved))
+    body = cbor2.loads(zstd.decompress(saved))
     rest = body[2][0][4][8]  # actor 0's op log, the non-delete ops' fields
     assert rest == [["k", [1]]]
     rest[0][1] = cyclic_list()  # the map value becomes a list holding itself
     with pytest.raises(DecodeError, match="shared or cyclic"):
-        Doc.load(zlib.compress(cbor2.dumps(body, value_sharing=True)))
-    body2 = cbor2.loads(zlib.decompress(saved))
+        Doc.load(zstd.compress(cbor2.dumps(body, value_sharing=True)))
+    body2 = cbor2.loads(zstd.decompress(saved))
     seqs = body2[3]
     seqs["l:l"][-1][0] = cbor2.CBORTag(9999, 0)  # the list's content column
     with pytest.raises(DecodeError, match="CBOR tag 9999"):

@@ -113,6 +113,25 @@ class Sequence:
         # fragment starts of entries with long chains, by first fragment (see find_id)
         self._frags: dict[Run, tuple[list[int], list[Run]]] = {}
 
+    def _defer(self, lazy: Any, length: int) -> None:
+        """Install a saved sequence without building it (load): ``lazy.value()``
+        gives the visible content, ``lazy.build(self)`` installs the runs (via
+        ``_set_blocks`` and ``entries``). The first use of ``blocks`` or
+        ``entries`` builds it (``__getattr__`` runs only for attributes not set,
+        so a built sequence pays nothing); reading the text does not."""
+        del self.blocks, self.entries
+        self._lazy = lazy
+        self.length = length
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("blocks", "entries"):
+            lazy = self.__dict__.get("_lazy")
+            if lazy is not None:
+                lazy.build(self)  # a DecodeError leaves it unbuilt: raised again next time
+                del self.__dict__["_lazy"]
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def _set_blocks(self, blocks: list[Block]) -> None:
         """Install a freshly built block list (whole-history build, load)."""
         self.blocks = blocks or [Block([], 0)]
@@ -131,6 +150,9 @@ class Sequence:
             yield from b.runs
 
     def value(self) -> Any:
+        lazy = self.__dict__.get("_lazy")
+        if lazy is not None:  # loaded, not built yet
+            return lazy.value()
         if isinstance(self.empty, str):
             return "".join([r.content for b in self.blocks for r in b.runs if not r.dead])
         out: list[Any] = []
