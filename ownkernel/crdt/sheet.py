@@ -11,6 +11,12 @@ not rewritten when rows move, unlike a desktop spreadsheet — a choice that
 keeps concurrent structural edits free of formula-rewrite conflicts).
 Evaluation is incremental for cell edits (only dependents recompute) and
 rebuilt after structural edits.
+
+Column widths are shared too: they live in a map root named ``"s:<sheet>"``
+(key ``"m:s:<sheet>"``), one LWW entry per column *id*, so a width follows its
+column through inserts and deletes, and two people resizing the same column
+converge on the later write. A map and not a new op kind: every replica,
+snapshot and undo path already handles map writes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ if TYPE_CHECKING:
     from .types import DocCore
 
 CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col actor
+
+MIN_WIDTH, MAX_WIDTH = 16, 4000  # px: a column still grabbable / not absurd
 
 
 class Sheet:
@@ -245,6 +253,54 @@ class Sheet:
     def raws(self) -> list[list[Any]]:
         grid = self._grid()
         return [[grid.get((r, c)) for c in range(self.ncols)] for r in range(self.nrows)]
+
+    # --------------------------------------------------------- column widths
+    def _layout(self, create: bool) -> Any:
+        # created on first use only: a sheet nobody resized adds no root
+        key = "m:s:" + self.name
+        if create or key in self._doc._objs:
+            return self._doc.map("s:" + self.name)  # type: ignore[attr-defined]
+        return None
+
+    def set_col_width(self, col: int, px: int | None) -> None:
+        """Share column ``col``'s width in pixels (None: back to the default)."""
+        if not isinstance(col, int) or isinstance(col, bool) or not 0 <= col < self.ncols:
+            raise IndexError(f"no column {col!r} in sheet {self.name!r} ({self.ncols} columns)")
+        if px is not None and (not isinstance(px, int) or isinstance(px, bool)
+                               or not MIN_WIDTH <= px <= MAX_WIDTH):
+            raise ValueError(f"column width must be an int of {MIN_WIDTH}..{MAX_WIDTH} px "
+                             f"or None, not {px!r}")
+        lam, act = self._cols._seq.element_id(col)
+        key = f"w{lam}.{self._doc._actors[act].hex()}"  # type: ignore[attr-defined]
+        layout = self._layout(True)
+        if px is None:
+            if key in layout:
+                layout.delete(key)
+        else:
+            layout.set(key, px)
+
+    def col_widths(self) -> dict[int, int]:
+        """Shared widths by current column position (columns at the default are absent)."""
+        layout = self._layout(False)
+        if layout is None:
+            return {}
+        aidx = self._doc._aidx  # type: ignore[attr-defined]
+        seq = self._cols._seq
+        out = {}
+        for key, px in layout.to_dict().items():
+            lam, _, hexa = key[1:].partition(".")
+            try:
+                act = aidx.get(bytes.fromhex(hexa))
+                pos = None if act is None else seq.position_of_id(int(lam), act)
+            except ValueError:  # not a width entry (written by hand): ignored
+                continue
+            if pos is not None and isinstance(px, int) and not isinstance(px, bool):
+                out[pos] = max(MIN_WIDTH, min(MAX_WIDTH, px))
+        return out
+
+    def observe_layout(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """``callback()`` after a column width changes (locally or by a peer)."""
+        return self._layout(True).observe(lambda _k, _v, _local: callback())
 
     def __repr__(self) -> str:
         return f"Sheet({self.name!r}, {self.nrows}x{self.ncols})"
