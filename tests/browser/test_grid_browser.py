@@ -291,3 +291,25 @@ def test_typing_below_the_last_row_grows_the_sheet(pages: Pages) -> None:
         f".startsWith('{rows + 1} ×')", timeout=WAIT)
     # the sheet grew under the selection, which Enter moved one row down, not two
     assert a.inner_text(f'{GRID} [data-own="grid-ref"]') == f"A{rows + 2}"
+
+
+def test_a_column_resized_in_one_page_shows_in_the_other(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    head = f'{GRID} [data-own-col="B"]'
+    width = "(sel) => parseInt(document.querySelector(sel).style.width)"
+    before = a.evaluate(width, head)
+    box = a.locator(f"{head} .own-grid-resize").first.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    a.mouse.move(x, y)
+    a.mouse.down()
+    a.mouse.move(x + 40, y, steps=4)
+    a.mouse.move(x + 70, y, steps=4)
+    a.mouse.up()
+    want = before + 70
+    for page in (b, a):  # shared through the sheet, echoed to the page that dragged
+        page.wait_for_function(
+            f"(sel) => {{ const e = document.querySelector(sel);"
+            f" return !!e && parseInt(e.style.width) === {want}; }}", arg=head, timeout=WAIT)
+    # the cells under it are as wide as their header
+    assert b.evaluate(width, f'{GRID} [data-own-cell="B1"]') == want
