@@ -33,7 +33,7 @@ def test_width_follows_its_column_through_inserts_and_deletes() -> None:
     assert s.col_widths() == {1: 150}
     s.delete_cols(1)
     assert s.col_widths() == {}
-    assert "m:s:s" in a.roots()  # where it is kept, as documented
+    assert "m:_layout:s" in a.roots()  # where it is kept, as documented
 
 
 def test_a_sheet_nobody_resized_adds_no_root() -> None:
@@ -88,8 +88,8 @@ def test_bad_widths_are_refused_and_write_nothing() -> None:
         s.set_col_width(2, 100)
     assert s.col_widths() == {}
     # an entry that is not a width (written into the map by hand) is ignored
-    a.map("s:s").set("note", "hello")
-    a.map("s:s").set("w1.zz", 100)
+    a.map("_layout:s").set("note", "hello")
+    a.map("_layout:s").set("w1.zz", 100)
     s.set_col_width(1, 90)
     assert s.col_widths() == {1: 90}
 

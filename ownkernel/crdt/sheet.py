@@ -12,11 +12,11 @@ keeps concurrent structural edits free of formula-rewrite conflicts).
 Evaluation is incremental for cell edits (only dependents recompute) and
 rebuilt after structural edits.
 
-Column widths are shared too: they live in a map root named ``"s:<sheet>"``
-(key ``"m:s:<sheet>"``), one LWW entry per column *id*, so a width follows its
-column through inserts and deletes, and two people resizing the same column
-converge on the later write. A map and not a new op kind: every replica,
-snapshot and undo path already handles map writes.
+Column widths are shared too: they live in the map root ``_layout:<sheet>``
+(as a list's records live in ``_records:<list>``), one LWW entry per column
+*id*, so a width follows its column through inserts and deletes, and two
+people resizing the same column converge on the later write. A map and not a
+new op kind: every replica, snapshot and undo path already handles map writes.
 """
 
 from __future__ import annotations
@@ -257,9 +257,9 @@ class Sheet:
     # --------------------------------------------------------- column widths
     def _layout(self, create: bool) -> Any:
         # created on first use only: a sheet nobody resized adds no root
-        key = "m:s:" + self.name
+        key = "m:_layout:" + self.name
         if create or key in self._doc._objs:
-            return self._doc.map("s:" + self.name)  # type: ignore[attr-defined]
+            return self._doc.map("_layout:" + self.name)  # type: ignore[attr-defined]
         return None
 
     def set_col_width(self, col: int, px: int | None) -> None:
