@@ -181,8 +181,10 @@ def test_remote_edit_and_row_insert_reach_the_other_grid(pair) -> None:
     fa.settle(sa)
     assert fa.rows[2] == [(20,), ("row2",)]
     assert fa.rows[1] == [(), ()]
-    # the positional formula now reads A1:A2 = 10 + empty
-    assert fa.shown(3, 0) == 10 and sa.value("A4") == 10
+    # the range grew with the row inserted inside it: still 10 + 20, in both pages
+    assert fa.rows[3][0] == ("=SUM(A1:A3)", 30) and sa.value("A4") == 30
+    fb.settle(sb)
+    assert fb.rows[3][0] == ("=SUM(A1:A3)", 30)
     fb.settle(sb)
     wa.close()
     wb.close()
@@ -254,7 +256,8 @@ def test_column_insert_delete_and_paste_of_a_range(node: Node) -> None:
     f.deliver({"t": "cols", "v": f.version, "op": "insert", "at": 1, "n": 1})
     until(lambda: s.ncols == 4, what="column insert")
     f.settle(s)
-    assert s.raws()[0] == [1, None, 2, "=A1+B1"] and f.shown(0, 3) == 1  # positional refs
+    # references follow their cells: B1 moved to C1, the formula with it
+    assert s.raws()[0] == [1, None, 2, "=A1+C1"] and f.rows[0][3] == ("=A1+C1", 3)
     f.deliver({"t": "cols", "v": f.version, "op": "delete", "at": 1, "n": 1})
     until(lambda: s.ncols == 3, what="column delete")
     f.settle(s)

@@ -5,10 +5,21 @@ position, so when two people insert rows concurrently every cell stays with
 the row it was typed into. A1 addresses are resolved against the current
 row and column order at the moment of reading or writing.
 
-Formulas (``"=..."``) are stored as text and evaluated by
-:mod:`.formula` over the current A1 grid; references are positional (they are
-not rewritten when rows move, unlike a desktop spreadsheet — a choice that
-keeps concurrent structural edits free of formula-rewrite conflicts).
+Formulas (``"=..."``) are evaluated by :mod:`.formula` over the current A1
+grid. Their references follow the cells they named, as in a desktop
+spreadsheet, without ever rewriting a formula: ``set`` stores a formula as
+``{"=f": text, "=a": anchors}``, one anchor per cell reference (a range has
+two, its corners), each the (row id, column id) of the cell the reference named
+when it was written (``None`` for a reference outside the sheet then: it stays
+positional). Reading renders the text again from where those rows and columns
+are now (``=A1*10`` reads ``=A2*10`` once a row is inserted above; a reference
+to a deleted row or column, or a range with a deleted corner, reads ``#REF!``).
+Rewriting the text on each insert instead would be wrong under concurrency: two
+peers inserting a row would each rewrite the formula by one, and
+last-writer-wins would keep only one of the shifts; and a formula typed
+concurrently with an insert would not move at all. Ids make every replica render
+the same text from the same state. A formula stored as plain text (an older
+document, or one naming no cell of the sheet) stays positional.
 Evaluation is incremental for cell edits (only dependents recompute) and
 rebuilt after structural edits.
 
@@ -25,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .codec import CELL
-from .formula import Evaluator, parse_a1, to_a1
+from .formula import Evaluator, is_formula, parse_a1, ref_a1, ref_groups, to_a1
 from .text import List
 from .values import tree_copy
 
@@ -35,6 +46,7 @@ if TYPE_CHECKING:
 CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col actor
 
 MIN_WIDTH, MAX_WIDTH = 16, 4000  # px: a column still grabbable / not absurd
+_F, _A = "=f", "=a"  # an anchored formula's keys (a user's own dict never has both alone)
 
 
 class Sheet:
@@ -172,6 +184,8 @@ class Sheet:
         row, col = self._address(ref)
         value = tree_copy(value, f"value for cell {ref!r} of sheet {self.name!r}")
         self.resize(row + 1, col + 1)
+        if is_formula(value):
+            value = self._anchored(value)
         rl, ra, cl, ca = self._cell_key(row, col)
         doc = self._doc
         lam = doc._local_op([CELL, self._key, 0, rl, ra, cl, ca, value])
@@ -190,7 +204,7 @@ class Sheet:
         if self._ev is not None:
             pos = self._position(key)
             if pos is not None:
-                changed = self._ev.set(pos[0], pos[1], value)
+                changed = self._ev.set(pos[0], pos[1], self._render(value))
                 for cb in list(self._cell_observers):
                     cb(changed)
         self._fire()
@@ -206,7 +220,7 @@ class Sheet:
         if row >= self.nrows or col >= self.ncols:
             return None
         e = self._cells.get(self._cell_key(row, col))
-        return None if e is None else e[2]
+        return None if e is None else self._render(e[2])
 
     def _grid(self) -> dict[tuple[int, int], Any]:
         rows = {}
@@ -220,8 +234,63 @@ class Sheet:
             r = rows.get((rl, ra))
             c = cols.get((cl, ca))
             if r is not None and c is not None and value is not None:
-                grid[(r, c)] = value
+                grid[(r, c)] = self._render(value)
         return grid
+
+    # ------------------------------------------------- anchored references
+    def _anchored(self, text: str) -> Any:
+        """``text`` with each cell it names anchored to that cell's ids (see module doc)."""
+        anchors: list[Any] = []
+        actors = self._doc._actors  # type: ignore[attr-defined]
+        for _, _, refs, _ in ref_groups(text):
+            for ref in refs:
+                if ref.row < self.nrows and ref.col < self.ncols:
+                    rl, ra = self._rows._seq.element_id(ref.row)
+                    cl, ca = self._cols._seq.element_id(ref.col)
+                    anchors.append([rl, actors[ra], cl, actors[ca]])
+                else:
+                    anchors.append(None)
+        return {_F: text, _A: anchors} if any(a is not None for a in anchors) else text
+
+    def _render(self, value: Any) -> Any:
+        """A stored cell value as users see it: an anchored formula as its text now."""
+        if type(value) is not dict or len(value) != 2:
+            return value
+        text, anchors = value.get(_F), value.get(_A)
+        if not isinstance(text, str) or not isinstance(anchors, list):
+            return value  # a user's own dict
+        groups = ref_groups(text)
+        if sum(len(g[2]) for g in groups) != len(anchors):
+            return text  # not written by _anchored: its references as typed
+        out, last, k = [], 0, 0
+        for start, end, refs, texts in groups:
+            parts, gone = [], False
+            for ref, typed in zip(refs, texts):
+                at = self._anchor_position(anchors[k])
+                k += 1
+                if anchors[k - 1] is None or at == (ref.row, ref.col):
+                    parts.append(typed)  # unmoved (or positional): as typed
+                elif at is None:
+                    gone = True
+                else:
+                    parts.append(ref_a1(ref, *at))
+            out.append(text[last:start])
+            out.append("#REF!" if gone else ":".join(parts))
+            last = end
+        out.append(text[last:])
+        return "".join(out)
+
+    def _anchor_position(self, anchor: Any) -> tuple[int, int] | None:
+        if not isinstance(anchor, list) or len(anchor) != 4:
+            return None
+        rl, rab, cl, cab = anchor
+        aidx = self._doc._aidx  # type: ignore[attr-defined]
+        ra, ca = aidx.get(rab), aidx.get(cab)
+        if ra is None or ca is None or not isinstance(rl, int) or not isinstance(cl, int):
+            return None
+        r = self._rows._seq.position_of_id(rl, ra)
+        c = self._cols._seq.position_of_id(cl, ca)
+        return None if r is None or c is None else (r, c)
 
     @staticmethod
     def _ids(lst: List) -> list[tuple[int, int]]:

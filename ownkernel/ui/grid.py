@@ -29,9 +29,10 @@ finds the cell changed meanwhile writes nothing and answers
 shows both and lets the user keep one (``force``).
 
 Which cells to patch: one cell write reports the cells whose value changed
-(``Sheet.observe_cells``); after a structural edit every formula may read other
-cells (references are positional), so the widget compares its mirror of what
-the browser shows, keyed by stable (row id, column id), with the sheet.
+(``Sheet.observe_cells``); after a structural edit formula texts change (their
+references follow the cells they named) and some may read other cells, so the
+widget compares its mirror of what the browser shows, keyed by stable
+(row id, column id), with the sheet.
 """
 
 from __future__ import annotations

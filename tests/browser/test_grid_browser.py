@@ -156,8 +156,12 @@ def test_row_inserted_above_a_filled_row_keeps_its_cells_together(pages: Pages) 
         wait_cell(page, "B3", "keep")
         wait_cell(page, "A3", "2")
         assert texts(page, ["A2", "B2"]) == ["", ""]
-    # the positional =SUM(A1:A2) moved to A4 and now reads A1 and the new row
-    wait_cell(a, "A4", "40")
+    # =SUM(A1:A2) moved to A4 and grew to =SUM(A1:A3) with the row inserted inside it
+    for page in (a, b):
+        wait_cell(page, "A4", "42")
+    a.click(cell("A4"))
+    a.keyboard.press("Escape")
+    assert a.input_value(f'{GRID} [data-own="formula-bar"]') == "=SUM(A1:A3)"
     # and from the context menu in page A: delete that empty row again
     a.click(cell("B2"), button="right")
     a.click(f'{GRID} [data-own="grid-menu"] [data-own-action="row-delete"]')
