@@ -16,7 +16,9 @@ The sheet: column A holds numbers, B1:B1000 are formulas reading A1
   edit (message in -> patches out; and the patch size), and a row inserted at
   the top (the evaluator is rebuilt and every cell compared).
 
-    python benchmarks/grid.py [--edits 30]
+    python benchmarks/grid.py [--edits 30] [--rows 10000]
+
+(``benchmarks/grid_bare.py`` times the front-end alone against RevoGrid.)
 """
 
 from __future__ import annotations
@@ -38,20 +40,20 @@ import lab  # noqa: E402
 
 ROWS, COLS, DEPS = 10_000, 10, 1_000
 
-SETUP = f"""
+SETUP = """
 from ownkernel import ui
 import time
 doc = node.new_doc('big')
 s = doc.sheet('s')
 t = time.perf_counter()
 with doc.transaction():
-    s.resize({ROWS}, {COLS})
-    for r in range({ROWS}):
-        for c in range({COLS}):
-            if c == 1 and r < {DEPS}:
+    s.resize({rows}, {cols})
+    for r in range({rows}):
+        for c in range({cols}):
+            if c == 1 and r < {deps}:
                 s.set((r, c), f'=A1+{{r}}')
             else:
-                s.set((r, c), r * {COLS} + c)
+                s.set((r, c), r * {cols} + c)
 print('built in', round(time.perf_counter() - t, 1), 's')
 """
 
@@ -177,7 +179,8 @@ def browser_side(edits: int) -> dict[str, Any]:
         with kernel_sandbox(root / "sandbox"):
             work = root / "work"
             work.mkdir()
-            lab.notebook(work / "G.ipynb", [SETUP, "ui.grid(s)"])
+            setup = SETUP.format(rows=ROWS, cols=COLS, deps=DEPS)
+            lab.notebook(work / "G.ipynb", [setup, "ui.grid(s)"])
             server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
             try:
                 with sync_playwright() as pw:
@@ -215,12 +218,15 @@ def loadavg() -> list[str]:
 
 
 def main() -> None:
+    global ROWS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--edits", type=int, default=30)
     ap.add_argument("--skip-browser", action="store_true")
+    ap.add_argument("--rows", type=int, default=ROWS, help="rows of the sheet (10 columns)")
     args = ap.parse_args()
+    ROWS = args.rows
     os.environ.setdefault("PYTHONPATH", str(REPO))
-    print(f"load average: {loadavg()}")
+    print(f"rows: {ROWS:,}; load average: {loadavg()}")
     py = python_side()
     for k, v in py.items():
         print(f"python  {k:24} {v:,.1f}")

@@ -749,7 +749,7 @@ class TestSheet:
         s.resize(1, 1)  # never shrinks
         assert (s.nrows, s.ncols) == (3, 2)
 
-    def test_formula_references_positional_after_row_insert(self):
+    def test_formula_references_follow_their_cells_after_row_insert(self):
         d = Doc(actor=A)
         s = d.sheet("s")
         s["A1"] = 2
@@ -757,11 +757,11 @@ class TestSheet:
         s["B1"] = "=A1*10"
         assert s.value("B1") == 20
         s.insert_rows(0)
-        # the formula moved with its row to B2 and still reads A1 (now empty)
-        assert s.raw("B2") == "=A1*10"
-        assert s.value("B2") == 0
+        # the formula moved with its row to B2 and reads the cell it named, now A2
+        assert s.raw("B2") == "=A2*10"
+        assert s.value("B2") == 20
         s["A1"] = 7
-        assert s.value("B2") == 70
+        assert s.value("B2") == 20
 
     def test_concurrent_row_inserts_keep_cells_with_rows(self):
         a, b = Doc(actor=A), Doc(actor=B)

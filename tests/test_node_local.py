@@ -141,13 +141,15 @@ def test_reopen_equals_before_every_type(tmp_path: Path):
         before = doc.export("json")
         version = doc.version
         doc_id = doc.id
-        assert json.loads(before)["roots"]["grid"]["value"][2][1] == "=A1*21"
+        # the reference followed A1 down to A2 (references follow their cells)
+        assert json.loads(before)["roots"]["grid"]["value"][2][1] == "=A2*21"
     with Node(profile=p) as node:
         doc = node.open(doc_id)
         assert doc.export("json") == before and doc.version == version
         assert doc.title == "all types"
         assert int(doc.counter("hits")) == 13
         assert doc.sheet("grid").value("A2") == 2
+        assert doc.sheet("grid").value("B3") == 42
         assert audit(node.store, doc_id) == []
 
 

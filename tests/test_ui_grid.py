@@ -30,6 +30,7 @@ class GridFront(Front):
         self.rows: list[list[tuple[Any, ...]]] = []
         self.ncols = 0
         self.seen = 0
+        self.widths: dict[str, int] = {}
 
     def pump(self) -> None:
         with self.lock:
@@ -39,6 +40,7 @@ class GridFront(Front):
             if m["t"] == "snapshot":
                 self.version = m["v"]
                 self.ncols = m["cols"]
+                self.widths = m["widths"]
                 self.rows = [[() for _ in range(m["cols"])] for _ in range(m["rows"])]
                 for r, row in m["data"]:
                     for c, v in enumerate(row):
@@ -60,6 +62,8 @@ class GridFront(Front):
                 del row[op["at"]:op["at"] + op["del"]]
                 row[op["at"]:op["at"]] = [()] * op["ins"]
             self.ncols += op["ins"] - op["del"]
+        elif op["o"] == "widths":
+            self.widths = op["w"]
         else:
             for cell in op["c"]:
                 self.rows[cell[0]][cell[1]] = tuple(cell[2:])
@@ -177,8 +181,10 @@ def test_remote_edit_and_row_insert_reach_the_other_grid(pair) -> None:
     fa.settle(sa)
     assert fa.rows[2] == [(20,), ("row2",)]
     assert fa.rows[1] == [(), ()]
-    # the positional formula now reads A1:A2 = 10 + empty
-    assert fa.shown(3, 0) == 10 and sa.value("A4") == 10
+    # the range grew with the row inserted inside it: still 10 + 20, in both pages
+    assert fa.rows[3][0] == ("=SUM(A1:A3)", 30) and sa.value("A4") == 30
+    fb.settle(sb)
+    assert fb.rows[3][0] == ("=SUM(A1:A3)", 30)
     fb.settle(sb)
     wa.close()
     wb.close()
@@ -250,7 +256,8 @@ def test_column_insert_delete_and_paste_of_a_range(node: Node) -> None:
     f.deliver({"t": "cols", "v": f.version, "op": "insert", "at": 1, "n": 1})
     until(lambda: s.ncols == 4, what="column insert")
     f.settle(s)
-    assert s.raws()[0] == [1, None, 2, "=A1+B1"] and f.shown(0, 3) == 1  # positional refs
+    # references follow their cells: B1 moved to C1, the formula with it
+    assert s.raws()[0] == [1, None, 2, "=A1+C1"] and f.rows[0][3] == ("=A1+C1", 3)
     f.deliver({"t": "cols", "v": f.version, "op": "delete", "at": 1, "n": 1})
     until(lambda: s.ncols == 3, what="column delete")
     f.settle(s)
@@ -312,3 +319,37 @@ def test_widget_for_a_sheet_root_is_a_grid(node: Node) -> None:
     w.close()
     with pytest.raises(TypeError, match="needs a sheet root"):
         ui.grid(doc.text("body"))
+
+
+def test_a_column_resized_in_one_page_shows_in_the_other(pair) -> None:
+    a, b, da, db = pair
+    sa, sb = da.sheet("s"), db.sheet("s")
+    sa.set("C1", "c")
+    until(lambda: sb.ncols == 3, what="sync to B")
+    wa, wb = ui.grid(sa), ui.grid(sb)
+    fa, fb = ready(wa), ready(wb)
+    assert fa.widths == {} and fb.widths == {}
+    fa.deliver({"t": "width", "v": fa.version, "col": 2, "px": 180})
+    until(lambda: (fb.pump(), fb.widths)[1] == {"2": 180}, what="width reached B")
+    until(lambda: (fa.pump(), fa.widths)[1] == {"2": 180}, what="width echoed to A")
+    # B inserts a column before it: the width moves with its column, in both
+    fb.deliver({"t": "cols", "v": fb.version, "op": "insert", "at": 0, "n": 1})
+    until(lambda: (fa.pump(), fa.widths)[1] == {"3": 180}, what="width moved in A")
+    until(lambda: (fb.pump(), fb.widths)[1] == {"3": 180}, what="width moved in B")
+    # a width typed against the old layout lands on the column the user saw
+    v = fa.version
+    sa.insert_cols(0, 1)
+    until(lambda: wa._version > v, what="structure delta")
+    fa.deliver({"t": "width", "v": v, "col": 3, "px": 60})
+    until(lambda: sa.col_widths() == {4: 60}, what="moved width written")
+    # a fresh page gets them in its snapshot; resetting goes back to the default
+    wc = ui.grid(sb)
+    assert ready(wc).widths in ({"4": 180}, {"4": 60})
+    wc.close()
+    fb.deliver({"t": "width", "v": fb.version + 100, "col": 0, "px": None})
+    fa.deliver({"t": "width", "v": fa.version, "col": 1, "px": 10})  # too narrow
+    until(lambda: any("column width" in m["error"] for m in fa.of_type("error")),
+          what="error for a bad width")
+    until(lambda: sb.col_widths() == sa.col_widths() == {4: 60}, what="converged")
+    wa.close()
+    wb.close()

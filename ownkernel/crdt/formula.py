@@ -389,6 +389,41 @@ class _Parser:
         return Func(name, tuple(args))
 
 
+def ref_groups(text: str) -> list[tuple[int, int, tuple[Ref, ...], tuple[str, ...]]]:
+    """Where a formula's text names cells, in order: ``(start, end, refs, texts)`` per
+    single reference (one Ref) or range (two: its corners), with each corner's text as
+    typed. ``[]`` when the text does not tokenize (it then evaluates to ``#ERROR!``).
+    For :class:`~ownkernel.crdt.sheet.Sheet`, which anchors references to row/column ids."""
+    try:
+        toks = _tokenize(text)
+    except _ParseError:
+        return []
+    out: list[tuple[int, int, tuple[Ref, ...], tuple[str, ...]]] = []
+    i = 0
+    while i < len(toks):
+        kind, tok, pos = toks[i]
+        ref = _Parser.ref(tok) if kind == "word" else None
+        if ref is None:
+            i += 1
+            continue
+        end = (_Parser.ref(toks[i + 2][1]) if i + 2 < len(toks) and toks[i + 1][:2] == (
+            "op", ":") and toks[i + 2][0] == "word" else None)
+        if end is not None:
+            etok, epos = toks[i + 2][1], toks[i + 2][2]
+            out.append((pos, epos + len(etok), (ref, end), (tok, etok)))
+            i += 3
+        else:
+            out.append((pos, pos + len(tok), (ref,), (tok,)))
+            i += 1
+    return out
+
+
+def ref_a1(ref: Ref, row: int, col: int) -> str:
+    """``ref``'s ``$`` flags at (row, col): ``$B3``, ``B$3``…"""
+    return (f"{'$' if ref.abs_col else ''}{index_to_col(col)}"
+            f"{'$' if ref.abs_row else ''}{row + 1}")
+
+
 def parse(formula: str) -> Node:
     """Parse ``"=1+A1"`` (leading ``=`` optional). Bad input gives an ``Error("#ERROR!")`` node."""
     if not isinstance(formula, str):

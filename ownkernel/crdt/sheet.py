@@ -5,12 +5,29 @@ position, so when two people insert rows concurrently every cell stays with
 the row it was typed into. A1 addresses are resolved against the current
 row and column order at the moment of reading or writing.
 
-Formulas (``"=..."``) are stored as text and evaluated by
-:mod:`.formula` over the current A1 grid; references are positional (they are
-not rewritten when rows move, unlike a desktop spreadsheet — a choice that
-keeps concurrent structural edits free of formula-rewrite conflicts).
+Formulas (``"=..."``) are evaluated by :mod:`.formula` over the current A1
+grid. Their references follow the cells they named, as in a desktop
+spreadsheet, without ever rewriting a formula: ``set`` stores a formula as
+``{"=f": text, "=a": anchors}``, one anchor per cell reference (a range has
+two, its corners), each the (row id, column id) of the cell the reference named
+when it was written (``None`` for a reference outside the sheet then: it stays
+positional). Reading renders the text again from where those rows and columns
+are now (``=A1*10`` reads ``=A2*10`` once a row is inserted above; a reference
+to a deleted row or column, or a range with a deleted corner, reads ``#REF!``).
+Rewriting the text on each insert instead would be wrong under concurrency: two
+peers inserting a row would each rewrite the formula by one, and
+last-writer-wins would keep only one of the shifts; and a formula typed
+concurrently with an insert would not move at all. Ids make every replica render
+the same text from the same state. A formula stored as plain text (an older
+document, or one naming no cell of the sheet) stays positional.
 Evaluation is incremental for cell edits (only dependents recompute) and
 rebuilt after structural edits.
+
+Column widths are shared too: they live in the map root ``_layout:<sheet>``
+(as a list's records live in ``_records:<list>``), one LWW entry per column
+*id*, so a width follows its column through inserts and deletes, and two
+people resizing the same column converge on the later write. A map and not a
+new op kind: every replica, snapshot and undo path already handles map writes.
 """
 
 from __future__ import annotations
@@ -19,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .codec import CELL
-from .formula import Evaluator, parse_a1, to_a1
+from .formula import Evaluator, is_formula, parse_a1, ref_a1, ref_groups, to_a1
 from .text import List
 from .values import tree_copy
 
@@ -27,6 +44,9 @@ if TYPE_CHECKING:
     from .types import DocCore
 
 CellKey = tuple[int, int, int, int]  # row lamport, row actor, col lamport, col actor
+
+MIN_WIDTH, MAX_WIDTH = 16, 4000  # px: a column still grabbable / not absurd
+_F, _A = "=f", "=a"  # an anchored formula's keys (a user's own dict never has both alone)
 
 
 class Sheet:
@@ -164,6 +184,8 @@ class Sheet:
         row, col = self._address(ref)
         value = tree_copy(value, f"value for cell {ref!r} of sheet {self.name!r}")
         self.resize(row + 1, col + 1)
+        if is_formula(value):
+            value = self._anchored(value)
         rl, ra, cl, ca = self._cell_key(row, col)
         doc = self._doc
         lam = doc._local_op([CELL, self._key, 0, rl, ra, cl, ca, value])
@@ -182,7 +204,7 @@ class Sheet:
         if self._ev is not None:
             pos = self._position(key)
             if pos is not None:
-                changed = self._ev.set(pos[0], pos[1], value)
+                changed = self._ev.set(pos[0], pos[1], self._render(value))
                 for cb in list(self._cell_observers):
                     cb(changed)
         self._fire()
@@ -198,7 +220,7 @@ class Sheet:
         if row >= self.nrows or col >= self.ncols:
             return None
         e = self._cells.get(self._cell_key(row, col))
-        return None if e is None else e[2]
+        return None if e is None else self._render(e[2])
 
     def _grid(self) -> dict[tuple[int, int], Any]:
         rows = {}
@@ -212,8 +234,63 @@ class Sheet:
             r = rows.get((rl, ra))
             c = cols.get((cl, ca))
             if r is not None and c is not None and value is not None:
-                grid[(r, c)] = value
+                grid[(r, c)] = self._render(value)
         return grid
+
+    # ------------------------------------------------- anchored references
+    def _anchored(self, text: str) -> Any:
+        """``text`` with each cell it names anchored to that cell's ids (see module doc)."""
+        anchors: list[Any] = []
+        actors = self._doc._actors  # type: ignore[attr-defined]
+        for _, _, refs, _ in ref_groups(text):
+            for ref in refs:
+                if ref.row < self.nrows and ref.col < self.ncols:
+                    rl, ra = self._rows._seq.element_id(ref.row)
+                    cl, ca = self._cols._seq.element_id(ref.col)
+                    anchors.append([rl, actors[ra], cl, actors[ca]])
+                else:
+                    anchors.append(None)
+        return {_F: text, _A: anchors} if any(a is not None for a in anchors) else text
+
+    def _render(self, value: Any) -> Any:
+        """A stored cell value as users see it: an anchored formula as its text now."""
+        if type(value) is not dict or len(value) != 2:
+            return value
+        text, anchors = value.get(_F), value.get(_A)
+        if not isinstance(text, str) or not isinstance(anchors, list):
+            return value  # a user's own dict
+        groups = ref_groups(text)
+        if sum(len(g[2]) for g in groups) != len(anchors):
+            return text  # not written by _anchored: its references as typed
+        out, last, k = [], 0, 0
+        for start, end, refs, texts in groups:
+            parts, gone = [], False
+            for ref, typed in zip(refs, texts):
+                at = self._anchor_position(anchors[k])
+                k += 1
+                if anchors[k - 1] is None or at == (ref.row, ref.col):
+                    parts.append(typed)  # unmoved (or positional): as typed
+                elif at is None:
+                    gone = True
+                else:
+                    parts.append(ref_a1(ref, *at))
+            out.append(text[last:start])
+            out.append("#REF!" if gone else ":".join(parts))
+            last = end
+        out.append(text[last:])
+        return "".join(out)
+
+    def _anchor_position(self, anchor: Any) -> tuple[int, int] | None:
+        if not isinstance(anchor, list) or len(anchor) != 4:
+            return None
+        rl, rab, cl, cab = anchor
+        aidx = self._doc._aidx  # type: ignore[attr-defined]
+        ra, ca = aidx.get(rab), aidx.get(cab)
+        if ra is None or ca is None or not isinstance(rl, int) or not isinstance(cl, int):
+            return None
+        r = self._rows._seq.position_of_id(rl, ra)
+        c = self._cols._seq.position_of_id(cl, ca)
+        return None if r is None or c is None else (r, c)
 
     @staticmethod
     def _ids(lst: List) -> list[tuple[int, int]]:
@@ -245,6 +322,54 @@ class Sheet:
     def raws(self) -> list[list[Any]]:
         grid = self._grid()
         return [[grid.get((r, c)) for c in range(self.ncols)] for r in range(self.nrows)]
+
+    # --------------------------------------------------------- column widths
+    def _layout(self, create: bool) -> Any:
+        # created on first use only: a sheet nobody resized adds no root
+        key = "m:_layout:" + self.name
+        if create or key in self._doc._objs:
+            return self._doc.map("_layout:" + self.name)  # type: ignore[attr-defined]
+        return None
+
+    def set_col_width(self, col: int, px: int | None) -> None:
+        """Share column ``col``'s width in pixels (None: back to the default)."""
+        if not isinstance(col, int) or isinstance(col, bool) or not 0 <= col < self.ncols:
+            raise IndexError(f"no column {col!r} in sheet {self.name!r} ({self.ncols} columns)")
+        if px is not None and (not isinstance(px, int) or isinstance(px, bool)
+                               or not MIN_WIDTH <= px <= MAX_WIDTH):
+            raise ValueError(f"column width must be an int of {MIN_WIDTH}..{MAX_WIDTH} px "
+                             f"or None, not {px!r}")
+        lam, act = self._cols._seq.element_id(col)
+        key = f"w{lam}.{self._doc._actors[act].hex()}"  # type: ignore[attr-defined]
+        layout = self._layout(True)
+        if px is None:
+            if key in layout:
+                layout.delete(key)
+        else:
+            layout.set(key, px)
+
+    def col_widths(self) -> dict[int, int]:
+        """Shared widths by current column position (columns at the default are absent)."""
+        layout = self._layout(False)
+        if layout is None:
+            return {}
+        aidx = self._doc._aidx  # type: ignore[attr-defined]
+        seq = self._cols._seq
+        out = {}
+        for key, px in layout.to_dict().items():
+            lam, _, hexa = key[1:].partition(".")
+            try:
+                act = aidx.get(bytes.fromhex(hexa))
+                pos = None if act is None else seq.position_of_id(int(lam), act)
+            except ValueError:  # not a width entry (written by hand): ignored
+                continue
+            if pos is not None and isinstance(px, int) and not isinstance(px, bool):
+                out[pos] = max(MIN_WIDTH, min(MAX_WIDTH, px))
+        return out
+
+    def observe_layout(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """``callback()`` after a column width changes (locally or by a peer)."""
+        return self._layout(True).observe(lambda _k, _v, _local: callback())
 
     def __repr__(self) -> str:
         return f"Sheet({self.name!r}, {self.nrows}x{self.ncols})"

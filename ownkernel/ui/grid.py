@@ -17,15 +17,22 @@ Browser → Python (``v`` is the version the browser had applied, so positions
 typed against an older layout are moved through the structural deltas since):
   ``{"t": "set", "v": V, "cells": [[r, c, text], ...], "expect": raw?, "force": b}``
   ``{"t": "rows"|"cols", "v": V, "op": "insert"|"delete", "at": P, "n": N}``
+  ``{"t": "width", "v": V, "col": C, "px": W}``  (W null: the default width)
+
+Column widths are shared through the sheet (``Sheet.set_col_width``, stored per
+column id): the snapshot carries ``"widths": {"C": W, ...}`` and every change
+(a peer's resize, or a structural edit moving them) pushes the delta
+``{"o": "widths", "w": {"C": W, ...}}`` with all of them by position.
 A ``set`` of one cell with ``expect`` (the raw text the user started from) that
 finds the cell changed meanwhile writes nothing and answers
 ``{"t": "conflict", "cell": [r, c], "mine": text, "theirs": raw}``: the browser
 shows both and lets the user keep one (``force``).
 
 Which cells to patch: one cell write reports the cells whose value changed
-(``Sheet.observe_cells``); after a structural edit every formula may read other
-cells (references are positional), so the widget compares its mirror of what
-the browser shows, keyed by stable (row id, column id), with the sheet.
+(``Sheet.observe_cells``); after a structural edit formula texts change (their
+references follow the cells they named) and some may read other cells, so the
+widget compares its mirror of what the browser shows, keyed by stable
+(row id, column id), with the sheet.
 """
 
 from __future__ import annotations
@@ -110,8 +117,6 @@ def show(raw: Any, value: Any) -> tuple[Any, ...]:
 class Grid(LiveWidget):
     _esm = STATIC / "grid.js"
     root = traitlets.Unicode("").tag(sync=True)
-    # column widths in px by column index, kept by the front-end (local, not shared)
-    widths = traitlets.Dict({}).tag(sync=True)
 
     def __init__(self, sheet: Any) -> None:
         handle = sheet.handle if isinstance(sheet, RootProxy) else None
@@ -134,6 +139,7 @@ class Grid(LiveWidget):
             self._off.append(obj.observe_structure(self._on_structure))
             self._off.append(obj.observe_cells(self._on_cells))
             self._off.append(obj.observe(self._on_any))
+            self._off.append(obj.observe_layout(self._on_layout))
             obj.value_cells()  # a live evaluator: later writes report their cells
 
     def _obj(self) -> Any:
@@ -157,6 +163,10 @@ class Grid(LiveWidget):
         self._explained = False
         self._schedule()
 
+    def _on_layout(self) -> None:
+        self._events.append(("widths",))
+        self._schedule()
+
     def _schedule(self) -> None:
         if not self._drain_scheduled:
             self._drain_scheduled = True
@@ -171,18 +181,24 @@ class Grid(LiveWidget):
             events, self._events = self._events, []
             if not events:
                 return
-            full = False
+            full = widths = False
             ids: set[tuple[Id, Id]] = set()
             for ev in events:
                 if ev[0] in ("rows", "cols"):
                     _, pos, deleted, ins = ev
                     self._push({"o": ev[0], "at": pos, "del": deleted, "ins": ins})
                     full = True  # positional references may now read other cells
+                    # a concurrent column insert/delete may have moved shared widths
+                    widths = widths or (ev[0] == "cols")
+                elif ev[0] == "widths":
+                    widths = True
                 elif ev[0] == "cells":
                     ids.update(ev[1])
                 else:
                     full = True
             patches = self._compare_all() if full else self._compare(ids)
+            if widths:
+                self._push({"o": "widths", "w": self._widths()})
         if patches:
             self._push({"o": "cells", "c": patches})
 
@@ -253,8 +269,11 @@ class Grid(LiveWidget):
                     row = rows[r] = [None] * ncols
                 row[c] = out
             self._mirror = mirror
-            return {"rows": obj.nrows, "cols": ncols,
+            return {"rows": obj.nrows, "cols": ncols, "widths": self._widths(),
                     "data": [[r, rows[r]] for r in sorted(rows)]}
+
+    def _widths(self) -> dict[str, int]:
+        return {str(c): px for c, px in sorted(self._obj().col_widths().items())}
 
     # -- browser -> Python (node thread) ---------------------------------------------
     def _moved(self, axis: str, pos: int, since: Any) -> int | None:
@@ -282,6 +301,8 @@ class Grid(LiveWidget):
             self._on_set(content)
         elif t in ("rows", "cols"):
             self._on_structure_msg(t, content)
+        elif t == "width":
+            self._on_width(content)
         else:
             super()._on_message(t, content)
 
@@ -317,6 +338,22 @@ class Grid(LiveWidget):
                 if value is None and (r >= obj.nrows or c >= obj.ncols):
                     continue  # emptying a cell outside the sheet: nothing to grow for
                 obj.set((r, c), value)
+
+    def _on_width(self, content: dict[str, Any]) -> None:
+        col, px = content.get("col"), content.get("px")
+        if not _index(col):
+            raise ValueError(f"width: bad column {col!r}")
+        if px is not None and not (isinstance(px, int) and not isinstance(px, bool)):
+            raise ValueError(f"width: px must be an integer or null, not {px!r}")
+        with self._handle.transaction():
+            obj = self._obj()
+            c = self._moved("cols", col, content.get("v"))
+            if c is None or c >= obj.ncols:
+                # its column was deleted meanwhile, or it is the empty column
+                # shown past the end: nothing to keep the width with
+                self._push({"o": "widths", "w": self._widths()})
+                return
+            obj.set_col_width(c, px)  # range errors raise here, naming the limits
 
     def _on_structure_msg(self, axis: str, content: dict[str, Any]) -> None:
         op, at, n = content.get("op"), content.get("at"), content.get("n", 1)

@@ -156,8 +156,12 @@ def test_row_inserted_above_a_filled_row_keeps_its_cells_together(pages: Pages) 
         wait_cell(page, "B3", "keep")
         wait_cell(page, "A3", "2")
         assert texts(page, ["A2", "B2"]) == ["", ""]
-    # the positional =SUM(A1:A2) moved to A4 and now reads A1 and the new row
-    wait_cell(a, "A4", "40")
+    # =SUM(A1:A2) moved to A4 and grew to =SUM(A1:A3) with the row inserted inside it
+    for page in (a, b):
+        wait_cell(page, "A4", "42")
+    a.click(cell("A4"))
+    a.keyboard.press("Escape")
+    assert a.input_value(f'{GRID} [data-own="formula-bar"]') == "=SUM(A1:A3)"
     # and from the context menu in page A: delete that empty row again
     a.click(cell("B2"), button="right")
     a.click(f'{GRID} [data-own="grid-menu"] [data-own-action="row-delete"]')
@@ -291,3 +295,25 @@ def test_typing_below_the_last_row_grows_the_sheet(pages: Pages) -> None:
         f".startsWith('{rows + 1} ×')", timeout=WAIT)
     # the sheet grew under the selection, which Enter moved one row down, not two
     assert a.inner_text(f'{GRID} [data-own="grid-ref"]') == f"A{rows + 2}"
+
+
+def test_a_column_resized_in_one_page_shows_in_the_other(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    head = f'{GRID} [data-own-col="B"]'
+    width = "(sel) => parseInt(document.querySelector(sel).style.width)"
+    before = a.evaluate(width, head)
+    box = a.locator(f"{head} .own-grid-resize").first.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    a.mouse.move(x, y)
+    a.mouse.down()
+    a.mouse.move(x + 40, y, steps=4)
+    a.mouse.move(x + 70, y, steps=4)
+    a.mouse.up()
+    want = before + 70
+    for page in (b, a):  # shared through the sheet, echoed to the page that dragged
+        page.wait_for_function(
+            f"(sel) => {{ const e = document.querySelector(sel);"
+            f" return !!e && parseInt(e.style.width) === {want}; }}", arg=head, timeout=WAIT)
+    # the cells under it are as wide as their header
+    assert b.evaluate(width, f'{GRID} [data-own-cell="B1"]') == want

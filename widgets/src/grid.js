@@ -13,6 +13,7 @@ const HH = 24; // column header height
 const RW = 52; // row header width
 const CW = 96; // default column width
 const MIN_W = 28;
+const MAX_W = 4000; // as Python's sheet.MAX_WIDTH
 const OVERSCAN = 4;
 const MAX_H = 360;
 const MIN_ROWS = 10, MIN_COLS = 5; // px of rows shown before the grid scrolls // rows drawn beyond the view, so a fast wheel shows no blank
@@ -217,10 +218,10 @@ function render({ model, el }) {
     const up = () => {
       window.removeEventListener("mousemove", move);
       window.removeEventListener("mouseup", up);
-      const o = {};
-      widths.forEach((w, i) => { if (w) o[i] = w; });
-      model.set("widths", o);
-      model.save_changes();
+      // shared through the sheet: Python stores it by column id and echoes
+      // every width back as a "widths" delta (to this page and the others)
+      const w = widths[c];
+      if (w && w !== w0) model.send({ t: "width", v: version, col: c, px: Math.min(MAX_W, Math.round(w)) });
     };
     window.addEventListener("mousemove", move);
     window.addEventListener("mouseup", up);
@@ -468,6 +469,11 @@ function render({ model, el }) {
   document.addEventListener("mousedown", outside);
 
   // -- the protocol ---------------------------------------------------------------
+  function setWidths(o) {
+    widths = [];
+    for (const [k, w] of Object.entries(o || {})) widths[Number(k)] = w;
+    redraw.all = true;
+  }
   // Where position p goes through a structural op (-1: deleted). Rows or
   // columns appended at the end fill the empty ones shown there (the user
   // typed into them): they move nothing.
@@ -493,6 +499,8 @@ function render({ model, el }) {
       if (edit) { edit.c = move(edit.c); if (edit.c < 0) { closeEditor(); status.textContent = "the column you were editing was deleted by a peer"; } }
       sel.c = Math.max(0, Math.min(NC() - 1, move(sel.c) < 0 ? op.at : move(sel.c)));
       anchor.c = Math.max(0, Math.min(NC() - 1, move(anchor.c) < 0 ? op.at : move(anchor.c)));
+    } else if (op.o === "widths") {
+      setWidths(op.w);
     } else if (op.o === "cells") {
       for (const cell of op.c) {
         const [r, c] = cell;
@@ -522,6 +530,7 @@ function render({ model, el }) {
           if (v !== null) out[c] = Array.isArray(v) ? v : [v];
         }
       }
+      setWidths(msg.widths);
       if (edit && (edit.r >= NR() || edit.c >= NC())) closeEditor();
       sel = { r: Math.min(sel.r, Math.max(0, NR() - 1)), c: Math.min(sel.c, Math.max(0, NC() - 1)) };
       anchor = { ...sel };
@@ -550,19 +559,9 @@ function render({ model, el }) {
       }
     },
   });
-  const sync = () => {
-    const o = model.get("widths") || {};
-    widths = [];
-    for (const [k, w] of Object.entries(o)) widths[Number(k)] = w;
-    redraw.all = true;
-    schedule();
-  };
-  model.on("change:widths", sync);
-  sync();
   schedule();
   return () => {
     stop();
-    model.off("change:widths", sync);
     document.removeEventListener("mousedown", outside);
     if (frame) cancelAnimationFrame(frame);
   };
