@@ -481,15 +481,19 @@ def test_time_marks_are_plain_map_writes_read_back_by_history() -> None:
     d.text("body").insert(2, "c")
     d.commit()  # no clock at all (a bare Doc's commit): carried too
     d.text("body").insert(3, "d")
-    stamp(d, 1003.2)
+    stamp(d, 1020.2)  # after a pause: marked
     d.commit()
+    for now in (1023.0, 1026.0, 1029.0, 1031.0):  # typing on: marked again 10 s later
+        d.text("body").insert(0, "x")
+        stamp(d, now)
+        d.commit()
     e = Doc(B)
     e.apply(d.changes())  # an old decoder reads a mark as a map write
     e.text("body").insert(0, ">")
     for doc in (d, e):
         h = doc.history()
-        assert [x.time for x in h[:4]] == [1000.0, 1000.0, 1000.0, 1003.0]
-        assert [x.summary for x in h[:4]] == ["+1 −0 in body"] * 4  # no "_time" in it
+        assert [x.time for x in h[:8]] == [1000.0] * 3 + [1020.0] * 4 + [1031.0]
+        assert [x.summary for x in h[:8]] == ["+1 −0 in body"] * 8  # no "_time" in it
     assert e.history()[-1].time is None  # B has no clock
     assert list(d.at(d.version).roots()) == ["t:body"]
     assert d.history(times={(A, 1): 5.0})[0].time == 5.0  # given times win

@@ -9,7 +9,7 @@ import pytest
 from ui_front import Front
 
 from ownkernel import Node, ui
-from ownkernel.ui.history import GROUP_GAP, history_steps
+from ownkernel.ui.history import GROUP_SPAN, history_steps
 
 
 def _sync(src: Node, dst: Node, doc_id: bytes) -> None:
@@ -46,7 +46,7 @@ def test_steps_group_one_authors_typing_and_keep_authors_apart(two) -> None:  # 
     typed = [s for s in steps if "+5 −0 in body" in s["summary"]]
     assert len(typed) == 1 and typed[0]["changes"] >= 6 and typed[0]["author"] == a.id
     assert steps[-1]["author"] == b.id and steps[-1]["summary"] == "+4 −0 in body"
-    assert GROUP_GAP > 0
+    assert GROUP_SPAN > 0
 
 
 def test_the_widget_shows_a_step_with_marks_blames_and_restores(two) -> None:  # type: ignore[no-untyped-def]
@@ -90,3 +90,19 @@ def test_the_widget_shows_a_step_with_marks_blames_and_restores(two) -> None:  #
     w.close()
     with pytest.raises(TypeError, match="DocHandle"):
         ui.history(doc.text("body"))
+
+
+def test_changes_without_times_are_grouped_by_count() -> None:
+    from types import SimpleNamespace
+
+    from ownkernel.crdt import Doc
+    from ownkernel.ui.history import MAX_STEPS
+
+    d = Doc(b"\x01a")
+    t = d.text("body")
+    for i in range(2 * MAX_STEPS + 10):
+        t.insert(i, "x")
+        d.commit()
+    steps = history_steps(SimpleNamespace(crdt=d, history=d.history))
+    assert len(steps) <= MAX_STEPS + 1 and sum(s["changes"] for s in steps) == 2 * MAX_STEPS + 10
+    assert steps[-1]["version"] == d.version and all(s["time"] is None for s in steps)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 # Reserved map roots that carry history metadata inside ordinary changes, so
 # every old decoder reads them as plain map writes (no format change):
 # ``_time`` holds each author's wall clock (whole seconds) -- written by a
-# node into at most one change per second per author, and ``_undo`` marks
+# node into the first change after a pause and then at most every
+# ``MARK_EVERY`` seconds of continuous editing, and ``_undo`` marks
 # undo/redo changes (see undo.py). Neither is user content: summaries,
 # views and undo skip them.
 TIME_ROOT = "_time"
@@ -31,6 +32,12 @@ TIME_KEY = "m:" + TIME_ROOT
 UNDO_ROOT = "_undo"
 UNDO_KEY = "m:" + UNDO_ROOT
 META_KEYS = frozenset((TIME_KEY, UNDO_KEY))
+# A mark costs one map write (~25 bytes); a keystroke is a change. Marking
+# every change would double what typing stores, so a change is marked when
+# MARK_EVERY seconds passed since this author's last mark or last commit
+# (a pause): the first change of a burst has its exact second, the ones
+# during continuous typing are at most MARK_EVERY s late.
+MARK_EVERY = 10.0
 
 op_end = codec.bundle_op_end  # lamport after an op's last (bundle form)
 
@@ -322,8 +329,8 @@ def history(
 
     Without ``times``, a change's time is the ``_time`` mark its author's node
     put in it or, failing that, in the author's latest earlier change that
-    has one (a node marks at most one change per second): None when the
-    author never marked any (a bare Doc has no clock)."""
+    has one (a node marks the first change after a pause, then one every
+    ``MARK_EVERY`` s): None when the author never marked any (a bare Doc)."""
     doc._autocommit()
     order = []
     for a, actor in enumerate(doc._actors):
@@ -360,16 +367,18 @@ def _time_mark(ops: list[list[Any]]) -> float | None:
 
 
 def stamp(doc: Doc, now: float) -> None:
-    """Add this author's wall-clock mark (whole seconds) to the pending change,
-    unless one went out in this same second. A node calls it before each
-    commit; the mark is a plain map write, so every peer decodes it."""
+    """Add this author's wall-clock mark (whole seconds) to the pending change
+    when one is due (see ``MARK_EVERY``). A node calls it before each commit;
+    the mark is a plain map write, so every peer decodes it."""
     if not doc._pending:
         return
-    sec = int(now)
-    if doc.__dict__.get("_time_marked") == sec:
+    st = doc.__dict__
+    marked, last = st.get("_time_marked"), st.get("_time_last", 0.0)
+    st["_time_last"] = now
+    if marked is not None and now - marked < MARK_EVERY and now - last < MARK_EVERY:
         return
-    doc.__dict__["_time_marked"] = sec
-    doc.map(TIME_ROOT).set(doc.actor.hex()[:16], sec)
+    st["_time_marked"] = now
+    doc.map(TIME_ROOT).set(doc.actor.hex()[:16], int(now))
 
 
 # ----------------------------------------------------------------------- at

@@ -7,9 +7,11 @@ and deleted marked, sheets as values, other roots as plain values — and
 (``DocHandle.restore``; nothing is rewritten, undo takes it back). "Blame"
 colours the text by who wrote each character (author name and colour).
 
-A step is one change, or a run of consecutive changes by one author less
-than ``GROUP_GAP`` seconds apart (typing makes one change per keystroke:
-nobody wants to walk a thousand steps). Everything the page shows is
+A step is one change, or a run of consecutive changes by one author within
+``GROUP_SPAN`` seconds of the step's first (typing makes one change per
+keystroke: nobody wants to walk a thousand steps). Changes without a time
+(a bare Doc's) are grouped by count instead, so that there are at most
+about ``MAX_STEPS`` steps. Everything the page shows is
 computed here from ``handle.history()`` / ``handle.at()``; each state is
 sent whole (numbered like any delta of base.py) since it replaces the last.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from difflib import SequenceMatcher
 from typing import Any
 
@@ -32,9 +35,12 @@ from ownkernel.ui.docview import _names
 
 __all__ = ["History", "history_steps", "step_view"]
 
-GROUP_GAP = 10.0  # seconds between one author's changes still shown as one step
+GROUP_SPAN = 60.0  # seconds of one author's consecutive changes shown as one step
+MAX_STEPS = 2000  # changes without times are grouped by count down to about this
 DIFF_LIMIT = 20_000  # characters: above, the diff is one changed region (linear)
-REFRESH_DELAY = 0.3  # seconds: a burst of edits (typing) costs one refresh
+REFRESH_DELAY = 0.3  # seconds: a burst of edits (typing) costs one refresh, and
+REFRESH_SHARE = 0.2  # at most about this share of a core goes to refreshing a big history
+VIEW_CACHE = 4  # views at() kept per widget
 
 
 def history_steps(handle: Any) -> list[dict[str, Any]]:
@@ -42,25 +48,31 @@ def history_steps(handle: Any) -> list[dict[str, Any]]:
     crdt = handle.crdt
     steps: list[dict[str, Any]] = []
     ops_of: list[list[Any]] = []
-    for e in handle.history():
+    hist = handle.history()
+    per_step = -(-len(hist) // MAX_STEPS)  # for changes without a time
+    for e in hist:
         a = crdt._aidx[e.actor]
         lo, hi = crdt._change_range(a, e.seq)
         ops = crdt._ops_in(a, lo, hi)
         last = steps[-1] if steps else None
         marked = e.summary.startswith(("undo:", "redo:"))
-        if (last is not None and not marked and not last["marked"]
-                and last["author"] == e.actor and e.time is not None
-                and last["time"] is not None and e.time - last["time"] < GROUP_GAP):
+        if last is None or marked or last["marked"] or last["author"] != e.actor:
+            same = False
+        elif e.time is not None and last["start"] is not None:
+            same = e.time - last["start"] < GROUP_SPAN
+        else:
+            same = e.time is None and last["start"] is None and last["changes"] < per_step
+        if same:
             last.update(time=e.time, version=e.version, changes=last["changes"] + 1)
             ops_of[-1].extend(ops)
             continue
-        steps.append({"author": e.actor, "time": e.time, "version": e.version,
+        steps.append({"author": e.actor, "time": e.time, "start": e.time, "version": e.version,
                       "changes": 1, "marked": marked, "summary": e.summary})
         ops_of.append(list(ops))
     for s, ops in zip(steps, ops_of):
         if s["changes"] > 1:
             s["summary"] = summarize(ops)
-        del s["marked"]
+        del s["marked"], s["start"]
     return steps
 
 
@@ -121,10 +133,26 @@ def text_segments(before: Any, after: Any, name: str) -> list[list[Any]]:
     return [s for s in segs if s[1]]
 
 
-def step_view(handle: Any, steps: list[dict[str, Any]], i: int) -> dict[str, Any]:
-    """What step ``i`` shows: every user root as it was, texts with marks."""
-    after = handle.at(steps[i]["version"])
-    before = handle.at(steps[i - 1]["version"] if i else {})
+def step_view(handle: Any, steps: list[dict[str, Any]], i: int,
+              cache: dict[Any, Any] | None = None) -> dict[str, Any]:
+    """What step ``i`` shows: every user root as it was, texts with marks.
+    ``cache`` (a dict the caller keeps) holds the last few views: moving the
+    slider by one step, or a new step arriving, then costs one replay, not two."""
+
+    def at(version: dict[bytes, int]) -> Any:
+        if cache is None:
+            return handle.at(version)
+        key = frozenset(version.items())
+        v = cache.pop(key, None)
+        if v is None:
+            v = handle.at(version)
+        cache[key] = v  # most recent last
+        while len(cache) > VIEW_CACHE:
+            del cache[next(iter(cache))]
+        return v
+
+    after = at(steps[i]["version"])
+    before = at(steps[i - 1]["version"] if i else {})
     roots = []
     for key in sorted(set(after._d.roots()) | set(before._d.roots())):
         kind, name = key[0], key[2:]
@@ -159,6 +187,8 @@ class History(LiveWidget):
         self._sel: int | None = None  # None: follow the latest step
         self._blame = False
         self._due = False
+        self._cost = 0.0  # CPU seconds of the last state computed
+        self._views: dict[Any, Any] = {}
         self._off: list[Any] = []
         try:
             self._off.append(handle.node.on("doc_changed", self._changed))
@@ -166,6 +196,13 @@ class History(LiveWidget):
             pass
 
     def _state(self) -> dict[str, Any]:
+        t0 = time.process_time()
+        try:
+            return self._compute()
+        finally:
+            self._cost = time.process_time() - t0
+
+    def _compute(self) -> dict[str, Any]:
         h = self._handle
         with h.node.lock:
             self._steps = steps = history_steps(h)
@@ -178,7 +215,7 @@ class History(LiveWidget):
                     authors[a.hex()] = {"name": name, "color": colour, "me": a == h.node.id}
             n = len(steps)
             sel = n - 1 if self._sel is None or self._sel >= n else self._sel
-            view = step_view(h, steps, sel) if n else {"i": -1, "roots": []}
+            view = step_view(h, steps, sel, self._views) if n else {"i": -1, "roots": []}
             can_write = h.role in ("owner", "admin", "writer")
         entries = [{"author": s["author"].hex(), "time": s["time"], "summary": s["summary"],
                     "changes": s["changes"]} for s in steps]
@@ -194,7 +231,10 @@ class History(LiveWidget):
             return
         self._due = True
         try:
-            asyncio.get_running_loop().call_later(REFRESH_DELAY, self._refresh)
+            # a history of 100,000s of changes takes seconds to walk: wait
+            # long enough that refreshing takes at most REFRESH_SHARE of a core
+            delay = max(REFRESH_DELAY, self._cost / REFRESH_SHARE)
+            asyncio.get_running_loop().call_later(delay, self._refresh)
         except RuntimeError:
             self._refresh()
 
