@@ -104,3 +104,55 @@ def test_one_presenter_with_handover_following_slide_ids(tmp_path: Path) -> None
     finally:
         a.close()
         b.close()
+
+
+def test_the_deck_widget_follows_stops_following_and_resumes(tmp_path: Path) -> None:
+    from ui_front import Front
+
+    from ownkernel import ui
+
+    a = Node(tmp_path / "a", "ann", listen="tcp://127.0.0.1:0")
+    b = Node(tmp_path / "b", "ben", listen="tcp://127.0.0.1:0")
+    try:
+        doc = a.new_doc("talk")
+        deck = Deck(doc)
+        for i in range(3):
+            deck.add(f"# Slide {i}", notes=f"notes {i}")
+        deck.present()
+        mine = b.join(a.invite(doc, write=True), timeout=30)
+        other = Deck(mine)
+        until(lambda: len(other) == 3 and other.presenter is not None, what="deck and claim")
+        wa, wb = ui.deck(deck), ui.deck(other)
+        fa, fb = Front(wa), Front(wb)
+        fa.deliver({"t": "ready"})
+        fb.deliver({"t": "ready"})
+
+        def state(f: Front) -> dict:
+            with f.lock:
+                msgs = [m for _, m in f.sent if m.get("t") in ("snapshot", "deltas")]
+            last = msgs[-1] if msgs else None
+            if last is None:
+                return {}
+            return last["state"] if last["t"] == "snapshot" else last["ops"][-1]["state"]
+
+        until(lambda: state(fb).get("index") == 0, what="ben lands on the current slide")
+        assert state(fb)["following"] and state(fb)["notes"] == ""  # no speaker notes
+        until(lambda: state(fa).get("notes") == "notes 0", what="ann's speaker view")
+        fa.deliver({"t": "go", "i": 1})
+        until(lambda: state(fb).get("index") == 1, what="ben follows to slide 2")
+        fb.deliver({"t": "go", "i": 2})  # ben looks ahead: stops following
+        until(lambda: state(fb).get("index") == 2 and not state(fb)["following"],
+              what="ben stopped following")
+        fa.deliver({"t": "go", "i": 0})
+        until(lambda: state(fa).get("index") == 0, what="ann back on slide 1")
+        until(lambda: state(fb).get("presenter", {}).get("index") == 0, what="ben sees it")
+        assert state(fb)["index"] == 2  # but stays where he looked
+        fb.deliver({"t": "follow"})
+        until(lambda: state(fb).get("index") == 0 and state(fb)["following"], what="resumed")
+        fb.deliver({"t": "go", "i": 7})
+        until(lambda: fb.of_type("error"), what="an error for a bad slide")
+        wa.close()
+        wb.close()
+    finally:
+        a.close()
+        b.close()

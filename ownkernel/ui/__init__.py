@@ -23,9 +23,11 @@ from ownkernel.ui.grid import Grid  # issue #10
 from ownkernel.ui.history import History  # issue #12
 from ownkernel.ui.items import Items  # issue #10
 from ownkernel.ui.peers import Peers
+from ownkernel.ui.slides import DeckView  # issue #12
 
-__all__ = ["Chat", "CommentsView", "DocView", "Editor", "Grid", "History", "Items", "Peers",
-           "chat", "comments", "doc", "editor", "grid", "history", "items", "peers", "widget_for"]
+__all__ = ["Chat", "CommentsView", "DeckView", "DocView", "Editor", "Grid", "History", "Items",
+           "Peers", "chat", "comments", "deck", "doc", "editor", "grid", "history", "items",
+           "peers", "widget_for"]
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -85,3 +87,8 @@ def history(handle: Any) -> Any:
 def comments(text: Any) -> Any:
     """A text with its comment threads in the margin: start, reply, resolve."""
     return CommentsView(text)
+
+
+def deck(d: Any) -> Any:
+    """A presentation (``ownkernel.apps.Deck``): slides that follow the presenter."""
+    return DeckView(d)

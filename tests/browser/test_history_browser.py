@@ -3,7 +3,9 @@ notebooks on two ownkernel kernels share one doc over 127.0.0.1; ann writes,
 ben rewrites a word. Page A's history widget shows ben's step with ann's
 deleted word marked, blames by author, walks back with the slider, and
 "restore this version" brings ann's text back in both pages. Then comments
-(§3): ann comments on a word she selects, ben replies, ann resolves. Screenshots go
+(§3): ann comments on a word she selects, ben replies, ann resolves. Then a
+deck (§4): ann presents, ben's deck follows her slides, stops following when
+ben navigates, and follows again on "follow the presenter". Screenshots go
 to a temporary directory when a test fails (the path is printed); with
 OWNKERNEL_UI_SHOTS=<dir> they are also taken when it passes.
 """
@@ -35,6 +37,10 @@ CELL_A = [
     "ui.history(doc)",
     "ui.editor(doc.text('body'))",
     "ui.comments(doc.text('body'))",
+    "from ownkernel.apps import Deck\ndeck = Deck(doc)\n"
+    "for i in range(3):\n"
+    "    deck.add(f'# Slide {i + 1}\\n\\n* point `x{i}`', notes=f'say {i + 1}')\n"
+    "deck.present()\nui.deck(deck)",
 ]
 CELL_B = [
     "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\n"
@@ -42,6 +48,7 @@ CELL_B = [
     "doc.text('body').replace(0, 5, 'HOWDY')",
     "ui.editor(doc.text('body'))",
     "ui.comments(doc.text('body'))",
+    "from ownkernel.apps import Deck\nui.deck(Deck(doc))",
 ]
 CMT = '[data-own-widget="comments"]'
 
@@ -52,9 +59,10 @@ class Pages:
 
 
 def view_text(page: Any, kinds: str = "same,ins") -> str:
-    """The body as the history view shows it, only segments of these kinds."""
+    """Text root "body" as the history view shows it, only segments of these kinds."""
     return page.evaluate(
-        "(kinds) => [...document.querySelectorAll('" + HIST + " [data-own=\"history-text\"] "
+        "(kinds) => [...document.querySelectorAll('" + HIST + " [data-own=\"history-text\"]"
+        "[data-own-root=\"body\"] "
         "[data-own-seg]')].filter(s => kinds.includes(s.getAttribute('data-own-seg')))"
         ".map(s => s.textContent).join('')", kinds.split(","))
 
@@ -186,4 +194,38 @@ def test_a_comment_on_selected_text_gets_a_reply_and_is_resolved(pages: Pages) -
     wait_js(b, f"const t = document.querySelector('{CMT} [data-own=\"thread\"]');"
                " return !!t && t.getAttribute('data-own-resolved') === 'true';")
     assert b.locator(f'{CMT} [data-own-anchor]').count() == 0  # resolved: no highlight
+
+
+DECK = '[data-own-widget="deck"]'
+
+
+def wait_slide(page: Any, i: int, following: bool | None = None) -> None:
+    cond = f"e.getAttribute('data-own-slide') === '{i}'"
+    if following is not None:
+        cond += f" && e.getAttribute('data-own-following') === '{str(following).lower()}'"
+    wait_js(page, f"const e = document.querySelector('{DECK}'); return !!e && {cond};")
+
+
+def test_the_followers_deck_follows_the_presenter_stops_and_resumes(pages: Pages) -> None:
+    a, b = pages.a, pages.b
+    wait_slide(b, 0, following=True)  # ben joined late: he lands on ann's slide
+    assert "ann is presenting" in b.inner_text(f'{DECK} [data-own="deck-presenter"]')
+    assert b.inner_text(f'{DECK} [data-own="deck-slide"] h1') == "Slide 1"
+    assert b.inner_text(f'{DECK} [data-own="deck-slide"] code') == "x0"
+    assert not b.is_visible(f'{DECK} [data-own="deck-speaker"]')
+    assert "say 1" in a.inner_text(f'{DECK} [data-own="deck-speaker"]')  # speaker view
+    a.click(f'{DECK} [data-own="deck-next"]')
+    wait_slide(b, 1, following=True)
+    assert b.inner_text(f'{DECK} [data-own="deck-slide"] h1') == "Slide 2"
+    b.click(f'{DECK} [data-own="deck-next"]')  # ben looks ahead: stops following
+    wait_slide(b, 2, following=False)
+    assert b.is_visible(f'{DECK} [data-own="deck-follow"]')
+    a.click(f'{DECK} [data-own="deck-prev"]')
+    wait_slide(a, 0)
+    wait_js(b, f"return document.querySelector('{DECK} [data-own=\"deck-presenter\"]')"
+               ".textContent.includes('slide 1');")
+    assert b.get_attribute(DECK, "data-own-slide") == "2"  # he stays where he looked
+    b.click(f'{DECK} [data-own="deck-follow"]')
+    wait_slide(b, 0, following=True)
+    assert not b.is_visible(f'{DECK} [data-own="deck-follow"]')
 
