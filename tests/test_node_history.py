@@ -68,3 +68,63 @@ def test_a_reader_cannot_undo_and_nothing_is_left_pending(tmp_path: Path) -> Non
     finally:
         a.close()
         b.close()
+
+
+def test_changes_carry_the_authors_wall_time_and_undo_survives_a_restart(
+        tmp_path: Path) -> None:
+    import time
+
+    t0 = time.time()
+    a = Node(tmp_path / "a", "ann", network=False)
+    try:
+        doc = a.new_doc("h")
+        doc.text("body").insert(0, "one")
+        doc.text("body").insert(3, " two")
+        doc.map("meta").set("k", 1)
+        assert doc.undo() and doc.undo()  # the set, then " two"
+        assert str(doc.text("body")) == "one" and doc.map("meta").to_dict() == {}
+        doc_id = doc.id
+        times = [e.time for e in doc.history()]
+    finally:
+        a.close()
+    t1 = time.time()
+    assert all(t is not None and int(t0) <= t <= t1 for t in times)
+    a = Node(tmp_path / "a", "ann", network=False)  # the kernel restarted
+    try:
+        doc = a.open(doc_id)
+        assert doc.can_redo() and doc.redo()  # " two" comes back, not the set
+        assert str(doc.text("body")) == "one two" and doc.map("meta").to_dict() == {}
+        assert doc.undo()  # undoes that redo, not the undo changes before it
+        assert doc.undo()  # then "one": the undone changes are skipped
+        assert str(doc.text("body")) == "" and doc.map("meta").to_dict() == {}
+        assert "_time" not in doc.roots() and "_undo" not in doc.roots()
+    finally:
+        a.close()
+
+
+def test_restore_on_a_handle_is_one_synced_change_and_leaves_the_access_list(
+        tmp_path: Path) -> None:
+    a = Node(tmp_path / "a", "ann", network=False)
+    b = Node(tmp_path / "b", "ben", network=False)
+    try:
+        doc = a.new_doc("h")
+        doc.text("body").insert(0, "first draft")
+        v = doc.history()[-1].version
+        mine = b.join(a.invite(doc, write=True))
+        _sync(a, b, doc.id)
+        mine.text("body").replace(0, 5, "second")
+        _sync(b, a, doc.id)
+        access = doc.access
+        n = a.store.change_count(doc.id)
+        assert doc.restore(v)
+        assert str(doc.text("body")) == "first draft" and doc.access == access
+        assert a.store.change_count(doc.id) == n + 1
+        assert not doc.restore(v)
+        _sync(a, b, doc.id)
+        assert str(mine.text("body")) == "first draft"
+        with pytest.raises(KeyError, match="does not know"):
+            doc.restore({b"\x09" * 32: 1})
+        assert not doc.crdt.pending_ops
+    finally:
+        a.close()
+        b.close()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ownkernel.apps.budget import Budget, budget, settle
 from ownkernel.apps.classmates import Classmates, classmates
+from ownkernel.apps.deck import Deck  # issue #12
 from ownkernel.apps.workshop import Room, join_room, workshop
 
-__all__ = ["Budget", "Classmates", "Room", "budget", "classmates", "join_room", "settle",
-           "workshop"]
+__all__ = ["Budget", "Classmates", "Deck", "Room", "budget", "classmates", "join_room",
+           "settle", "workshop"]

@@ -218,6 +218,20 @@ class Text(_SequenceRoot):
 
     __hash__ = None  # type: ignore[assignment]
 
+    # comment threads (issue #12 §3): the work is in comments.py
+    def comment(self, start: int, end: int, text: str) -> str:
+        """Anchor a comment thread to characters [start, end); returns its id.
+        It stays on those characters (CRDT ids) while the text changes around it."""
+        from .comments import Comments
+
+        return Comments(self._doc).add(self, start, end, text)
+
+    def comments(self) -> Any:
+        """The comment threads on this text: ``.threads()``, ``.reply()``, ``.resolve()``."""
+        from .comments import Comments
+
+        return Comments(self._doc, only=self._key)
+
     def replace(self, pos: int, n: int, text: str) -> None:
         """Delete ``n`` characters at ``pos`` and insert ``text`` there."""
         checked_text(text)  # before deleting: a refused insert must leave no delete behind

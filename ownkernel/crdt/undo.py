@@ -1,17 +1,6 @@
-"""History you can walk: ``history()``, ``at(version)``, ``undo()`` / ``redo()``
-(``Text.blame()`` lives in text.py).
+"""Undo and redo of this actor's own changes (issue #12 §1); ``history()`` and
+``at(version)`` live in history.py, ``Text.blame()`` in text.py.
 
-Everything here is read back from what a Doc already keeps (issue #12 §1):
-each actor's change starts, its op log and the sequences' runs, which hold
-every inserted element with its id even after it was deleted (tombstones).
-Nothing new is stored or sent, so it works on any document, loaded or merged.
-
-* ``history()`` lists every integrated change ordered by (lamport, actor):
-  lamport order extends causal order, so every prefix of the list is a
-  causally closed state, and an entry's ``version`` is exactly that prefix.
-* ``at(version)`` replays the changes within ``version`` into a fresh
-  document and answers with plain values (a :class:`DocView`); ``doc`` is
-  never touched.
 * ``undo()`` inverts this actor's latest change as a NEW change (so it syncs
   like any edit): an insert's surviving elements are deleted; deleted
   elements are inserted again, as copies, where their tombstones are; a
@@ -19,14 +8,30 @@ Nothing new is stored or sent, so it works on any document, loaded or merged.
   still the winning write; a counter increment by its negation. ``redo()``
   inverts the undo change the same way. Log appends and redactions cannot
   be inverted and are left as they are.
+* Every undo/redo change also writes a mark into the reserved map ``_undo``
+  (``["u" | "r", inverted seq, copies]``), in the same change, so the undo
+  state is part of the document: after a save/load or a node restart,
+  ``undo()`` continues exactly where it was (:func:`_rebuild`). To any other
+  replica the mark is an ordinary map write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from .codec import CELL, DEL, DELKEY, INC, INS, SET
+
+# history() and at() live in history.py; Doc reaches them through here
+from .history import (  # noqa: F401
+    META_KEYS,
+    UNDO_KEY,
+    UNDO_ROOT,
+    DocView,
+    HistoryEntry,
+    history,
+    summarize,
+    view_at,
+)
 
 if TYPE_CHECKING:
     from .doc import Doc
@@ -35,166 +40,12 @@ if TYPE_CHECKING:
 _KINDS = {"t": "text", "l": "list", "m": "map", "n": "counter", "g": "log", "s": "sheet"}
 
 
-class HistoryEntry(NamedTuple):
-    """One change of a document's history (see :meth:`Doc.history`)."""
-
-    actor: bytes
-    seq: int
-    lamport: int  # lamport of the change's first op
-    version: dict[bytes, int]  # the document right after this change (and all before it)
-    time: float | None  # wall time recorded by the authoring node; None in a bare Doc
-    summary: str  # e.g. "+12 −3 in body"
-
-
-# ------------------------------------------------------------------ history
-def _root_name(key: str) -> str:
-    # rows and columns of a sheet are lists "r:<sheet>" / "c:<sheet>"
-    return key[2:]
-
-
-def summarize(ops: list[list[Any]]) -> str:
-    """A one-line human summary of a change's ops, per root, in first-touched order."""
-    per: dict[str, list[int]] = {}  # root name -> [inserted, deleted, cells, messages]
-    words: dict[str, list[str]] = {}
-    for op in ops:
-        k, key = op[0], op[1]
-        name = _root_name(key)
-        c = per.setdefault(name, [0, 0, 0, 0])
-        if k == INS:
-            c[0] += len(op[5])
-        elif k == DEL:
-            c[1] += op[5]
-        elif k in (SET, DELKEY):
-            w = words.setdefault(name, [])
-            verb = ("set " if k == SET else "delete ") + str(op[3])
-            if verb not in w:
-                w.append(verb)
-        elif k == INC:
-            words.setdefault(name, []).append(f"{op[3]:+}")
-        elif k == CELL:
-            c[2] += 1
-        else:  # log append / redact
-            c[3] += 1
-    parts = []
-    for name, (ins, dele, cells, msgs) in per.items():
-        bits = []
-        if ins or dele:
-            bits.append(f"+{ins} −{dele}")
-        if cells:
-            bits.append(f"{cells} cell{'s' if cells > 1 else ''}")
-        if msgs:
-            bits.append(f"{msgs} message op{'s' if msgs > 1 else ''}")
-        bits.extend(words.get(name, [])[:3])
-        parts.append(" ".join(bits) + f" in {name}")
-    return "; ".join(parts) or "empty"
-
-
-def _change_ops(doc: Doc, a: int, seq: int) -> list[list[Any]]:
-    lo, hi = doc._change_range(a, seq)
-    return doc._ops_in(a, lo, hi)
-
-
-def history(
-    doc: Doc, times: Mapping[tuple[bytes, int], float] | None = None
-) -> list[HistoryEntry]:
-    """Every integrated change, oldest first; ``times`` maps (actor, seq) to wall time."""
-    doc._autocommit()
-    order = []
-    for a, actor in enumerate(doc._actors):
-        starts = doc._starts[a]
-        for s in range(1, doc._vv[a] + 1):
-            order.append((starts[s - 1], actor, a, s))
-    order.sort()
-    version: dict[bytes, int] = {}
-    out = []
-    for lam, actor, a, s in order:
-        version[actor] = s
-        t = times.get((actor, s)) if times is not None else None
-        summary = summarize(_change_ops(doc, a, s))
-        out.append(HistoryEntry(actor, s, lam, dict(version), t, summary))
-    return out
-
-
-# ----------------------------------------------------------------------- at
-class DocView:
-    """A read-only picture of a document at one version: plain values, no writes."""
-
-    def __init__(self, replica: Doc, version: dict[bytes, int]) -> None:
-        self._d = replica
-        self.version = dict(version)
-
-    def _has(self, key: str) -> bool:
-        return key in self._d._objs
-
-    def text(self, name: str) -> str:
-        return str(self._d.text(name)) if self._has("t:" + name) else ""
-
-    def list(self, name: str) -> list[Any]:
-        return self._d.list(name).to_list() if self._has("l:" + name) else []
-
-    def map(self, name: str) -> dict[str, Any]:
-        return self._d.map(name).to_dict() if self._has("m:" + name) else {}
-
-    def counter(self, name: str) -> int | float:
-        return self._d.counter(name).value if self._has("n:" + name) else 0
-
-    def log(self, name: str) -> list[Any]:
-        return self._d.log(name).messages() if self._has("g:" + name) else []
-
-    def sheet(self, name: str) -> list[list[Any]]:
-        """The raw cells (values or formula text) by row, as they were."""
-        return self._d.sheet(name).raws() if self._has("s:" + name) else []
-
-    def sheet_values(self, name: str) -> list[list[Any]]:
-        """The evaluated cells by row, as they were."""
-        return self._d.sheet(name).values() if self._has("s:" + name) else []
-
-    def roots(self) -> dict[str, Any]:
-        """Every root that existed, ``"<type>:<name>"`` -> its plain value."""
-        read = {"t": self.text, "l": self.list, "m": self.map, "n": self.counter,
-                "g": self.log, "s": self.sheet}
-        return {k: read[k[0]](k[2:]) for k in self._d.roots()}
-
-    def __repr__(self) -> str:
-        return f"DocView({self.version!r})"
-
-
-def view_at(doc: Doc, version: Mapping[bytes, int]) -> DocView:
-    """The document as it was at ``version``, replayed into a private replica."""
-    from .doc import Doc as DocClass
-
-    if not isinstance(version, Mapping):
-        raise TypeError("version must be a mapping {actor bytes: seq}")
-    doc._autocommit()
-    blobs = []
-    for actor, seq in version.items():
-        a = doc._aidx.get(actor) if isinstance(actor, bytes) else None
-        if a is None:
-            raise KeyError(f"version names an actor this document does not know: {actor!r}")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise ValueError(f"version seq for actor {actor.hex()} must be an int >= 0")
-        if seq > doc._vv[a]:
-            raise KeyError(f"version asks for change {seq} of {actor.hex()}; "
-                           f"this document has {doc._vv[a]}")
-        if seq == 1:
-            blobs.append(doc._encode_change(a, 1))
-        elif seq > 1:
-            blobs.append(doc._encode_bundle(a, 1, seq))
-    replica = DocClass(b"\x00view")
-    if blobs:
-        replica.apply(blobs)
-    if replica.pending_count:
-        # a version that is not causally closed would silently show less
-        raise ValueError("version is not causally closed: some changes in it depend on "
-                         "changes outside it (use a version from history())")
-    return DocView(replica, dict(version))
-
-
 # --------------------------------------------------------------- undo/redo
 class _UndoState:
-    """In memory, per Doc: which own changes were undone and by which change.
-
-    Not saved: after a load every own change counts as a plain edit again.
+    """Per Doc: which own changes were undone and by which change. Kept in
+    memory and rebuilt from the ``_undo`` marks of the own changes when a Doc
+    is loaded; only an undo that found nothing left to invert (it makes no
+    change, so leaves no mark) is forgotten then.
     """
 
     def __init__(self) -> None:
@@ -211,7 +62,48 @@ class _UndoState:
 def _state(doc: Doc) -> _UndoState:
     st = doc.__dict__.get("_undo_state")
     if st is None:
-        st = doc.__dict__["_undo_state"] = _UndoState()
+        st = doc.__dict__["_undo_state"] = _rebuild(doc)
+    return st
+
+
+def _mark(doc: Doc, st: _UndoState, kind: str, seq: int, ncopies: int) -> None:
+    """Write the pending change's ``_undo`` mark: what it inverts, the copies it made."""
+    copies = [[k, clam, None if oact == 0 else doc._actors[oact], olam, n]
+              for k, clam, oact, olam, n in st.copies[ncopies:]]
+    doc.map(UNDO_ROOT).set(doc.actor.hex()[:16], [kind, seq, copies])
+
+
+def _rebuild(doc: Doc) -> _UndoState:
+    """The undo state as the ``_undo`` marks of this actor's changes left it."""
+    st = _UndoState()
+    starts = doc._starts[0]
+    marks: list[tuple[int, str, int, list[Any]]] = []
+    for op in doc._oplog[0]:
+        if op[0] != SET or op[1] != UNDO_KEY:
+            continue
+        v = op[4]
+        if (isinstance(v, list) and len(v) == 3 and v[0] in ("u", "r")
+                and type(v[1]) is int and isinstance(v[2], list)):
+            marks.append((starts.count_le(op[2]), v[0], v[1], v[2]))
+    marks.sort(key=lambda m: m[0])
+    for c, kind, target, copies in marks:
+        if c > st.last + 1:
+            st.redo.clear()  # plain edits between the previous mark and this one
+        for cp in copies:
+            if not (isinstance(cp, list) and len(cp) == 5 and isinstance(cp[0], str)
+                    and all(type(x) is int for x in (cp[1], cp[3], cp[4]))):
+                continue
+            who = cp[2]
+            oact = 0 if who is None else doc._aidx.get(who) if isinstance(who, bytes) else None
+            if oact is not None:
+                st.copies.append((cp[0], cp[1], oact, cp[3], cp[4]))
+        if kind == "u":
+            st.undone.add(target)
+            st.made_by_undo.add(c)
+            st.redo.append(c)
+        elif st.redo and st.redo[-1] == target:
+            st.redo.pop()
+        st.last = c
     return st
 
 
@@ -261,12 +153,14 @@ def undo(doc: Doc, commit: bool = True) -> bytes | None:
     s = _candidate(doc, st)
     if s < 1:
         return None
+    ncopies = len(st.copies)
     made = _invert(doc, s)
     st.undone.add(s)
     if not made:
         st.redo.append(0)  # nothing was left to invert: redo() does nothing either
         st.last = doc._vv[0]
         return None
+    _mark(doc, st, "u", s, ncopies)
     u = doc._vv[0] + 1  # the seq the pending inverse commits as
     st.made_by_undo.add(u)
     st.redo.append(u)
@@ -281,8 +175,10 @@ def redo(doc: Doc, commit: bool = True) -> bytes | None:
     if not st.redo:
         return None
     u = st.redo.pop()
+    ncopies = len(st.copies)
     if not u or not _invert(doc, u):
         return None
+    _mark(doc, st, "r", u, ncopies)
     st.last = doc._vv[0] + 1  # the redo change is a plain edit: undo() may invert it
     return doc.commit() if commit else None
 
@@ -305,7 +201,8 @@ def _invert(doc: Doc, seq: int) -> bool:
                 continue  # typed and deleted in the same change: nothing to restore
             seq_del.setdefault(key, []).append((op[3], t, t + n))
         else:
-            writes.append(op)
+            if key not in META_KEYS:  # a time or undo mark is no content to invert
+                writes.append(op)
     st = _state(doc)
     for key, ranges in seq_ins.items():
         _add_copies(st, key, ranges)

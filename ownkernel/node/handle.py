@@ -259,7 +259,9 @@ class DocHandle:
     # -- history (crdt/undo.py; issue #12) -------------------------------------
     def history(self) -> list[Any]:
         """Every change, oldest first: ``.actor, .seq, .version, .time, .summary``
-        (``.time`` is None: changes do not carry their wall time yet)."""
+        (``.time``: the author node's wall clock, to the second, from the ``_time``
+        mark a node adds to at most one change per second; None for authors
+        whose changes carry none)."""
         with self._node.lock:
             return self._crdt().history()
 
@@ -278,6 +280,23 @@ class DocHandle:
         """Redo what the latest ``undo()`` undid (False if nothing)."""
         return self._invert("redo")
 
+    def restore(self, version: dict[bytes, int]) -> bool:
+        """Bring the content back as it was at ``version`` (see history()), as ONE
+        new change checked, stored and synced like any edit: nothing is rewritten,
+        and undo() takes it back. Logs and the access list are left as they are.
+        False when the content already was like that."""
+        from ownkernel.crdt.history import restore
+
+        return self._apply_pending("restore", lambda crdt: restore(crdt, version))
+
+    def comments(self) -> RootProxy:
+        """Every comment thread of the doc (texts and sheet cells): ``.threads()``,
+        ``.add_cell(sheet, "B2", text)``, ``.reply(tid, text)``, ``.resolve(tid)``;
+        each write is a change committed like any edit (docs/history.md)."""
+        from ownkernel.crdt.comments import Comments
+
+        return RootProxy(self, lambda: Comments(self._crdt()))
+
     def can_undo(self) -> bool:
         with self._node.lock:
             return self._crdt().can_undo()
@@ -287,6 +306,11 @@ class DocHandle:
             return self._crdt().can_redo()
 
     def _invert(self, which: str) -> bool:
+        return self._apply_pending(which, lambda crdt: getattr(crdt, which)(commit=False))
+
+    def _apply_pending(self, which: str, make: Callable[[Doc], Any]) -> bool:
+        """Run ``make`` (it leaves its ops pending) and commit them as one change
+        through the node's commit path; refused if they would touch the access list."""
         node = self._node
         with node.lock:
             self._check_open()
@@ -296,7 +320,11 @@ class DocHandle:
                 raise RuntimeError(f"{which}() inside a transaction block")
             if crdt.pending_ops:
                 node.replica.commit(od)
-            getattr(crdt, which)(commit=False)  # the inverse ops stay pending ...
+            try:
+                make(crdt)  # the new ops stay pending ...
+            except BaseException:
+                node.replica.reload(od)  # half-made ops: memory must equal disk
+                raise
             if not crdt.pending_ops:
                 return False
             if any(op[1] == ACCESS_KEY for op in crdt._pending):

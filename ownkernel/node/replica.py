@@ -23,12 +23,14 @@ of it: the network layer calls from its own thread. See docs/auth.md.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ownkernel.crdt import Doc
 from ownkernel.crdt import codec as crdt_codec
+from ownkernel.crdt.history import stamp as stamp_time
 from ownkernel.node.access import ACCESS_KEY, ACCESS_ROOT, AccessView
 from ownkernel.node.admit import admit_run
 from ownkernel.node.gate import Credentials, Gate
@@ -282,6 +284,7 @@ class Replica:
         with self.lock:
             self.check_open()
             crdt = od.require_crdt()
+            stamp_time(crdt, time.time())  # the author's wall clock, for history()
             blob = crdt.commit()
             if blob is None:
                 return None

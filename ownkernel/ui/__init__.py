@@ -16,14 +16,18 @@ from typing import Any
 # (ui.editor, ui.chat, ui.peers) would otherwise replace that function on the
 # package the first time it is imported.
 from ownkernel.ui.chat import Chat
+from ownkernel.ui.comments import CommentsView  # issue #12
 from ownkernel.ui.docview import DocView
 from ownkernel.ui.editor import Editor
 from ownkernel.ui.grid import Grid  # issue #10
+from ownkernel.ui.history import History  # issue #12
 from ownkernel.ui.items import Items  # issue #10
 from ownkernel.ui.peers import Peers
+from ownkernel.ui.slides import DeckView  # issue #12
 
-__all__ = ["Chat", "DocView", "Editor", "Grid", "Items", "Peers", "chat", "doc", "editor", "grid",
-           "items", "peers", "widget_for"]
+__all__ = ["Chat", "CommentsView", "DeckView", "DocView", "Editor", "Grid", "History", "Items",
+           "Peers", "chat", "comments", "deck", "doc", "editor", "grid", "history", "items",
+           "peers", "widget_for"]
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -72,3 +76,19 @@ def grid(sheet: Any) -> Any:
 def items(lst: Any) -> Any:
     """A shared to-do list over a list root (``doc.list("todo")``): records, moves."""
     return Items(lst)
+
+
+# -- history (issue #12) ----------------------------------------------------------
+def history(handle: Any) -> Any:
+    """A doc's history: timeline by author, slider, the doc at a step, blame, restore."""
+    return History(handle)
+
+
+def comments(text: Any) -> Any:
+    """A text with its comment threads in the margin: start, reply, resolve."""
+    return CommentsView(text)
+
+
+def deck(d: Any) -> Any:
+    """A presentation (``ownkernel.apps.Deck``): slides that follow the presenter."""
+    return DeckView(d)
