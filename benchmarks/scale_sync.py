@@ -118,6 +118,9 @@ def run_pair(n: int, idle: float) -> dict[str, float]:
     if os.environ.get("SCALE_TRACE"):
         marks = [sum(1 for x in arrivals if x - t0 <= q) for q in (0.25, 0.5, 1, 2, 4, 8, 16)]
         print("synced by 0.25/0.5/1/2/4/8/16 s:", marks, file=sys.stderr)
+        if arrivals:
+            print(f"first doc at {arrivals[0] - t0:.3f} s, last at {arrivals[-1] - t0:.3f} s",
+                  file=sys.stderr)
         print("B net:", {k: v for k, v in b.stats()["net"].items() if k != "sessions_now"},
               file=sys.stderr)
     out = {"docs": n, "create_s": made, "sync_s": synced, "missing": len(missing),

@@ -28,6 +28,8 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import cbor2
+
 from ownkernel.crdt import Doc
 from ownkernel.crdt import codec as crdt_codec
 from ownkernel.crdt.history import stamp as stamp_time
@@ -186,10 +188,10 @@ class Replica:
                 return od
             return self._load(doc_id)
 
-    def _load(self, doc_id: bytes) -> OpenDoc:
+    def _load(self, doc_id: bytes, row: DocRow | None = None) -> OpenDoc:
         self.check_open()
         self._versions.pop(doc_id, None)
-        row = self.row(doc_id)
+        row = row or self.row(doc_id)
         heads = self.store.heads(doc_id)
         crdt: Doc | None = None
         damaged: list[CorruptRowError] = []
@@ -379,8 +381,11 @@ class Replica:
     def save_access(self, od: OpenDoc) -> None:
         if od.crdt is not None:
             od.access_before = dict(od.crdt.map(ACCESS_ROOT).items())
-        self.store.update_document(od.row.id, access=od.access().snapshot())
-        self.refresh_row(od)
+        access = od.access().snapshot()
+        self.store.update_document(od.row.id, access=access)
+        # the row as the store would now read it back, without reading it (an
+        # access change arrives with nearly every newly shared doc)
+        od.row = od.row._replace(access=cbor2.loads(cbor2.dumps(access)))
         self.gate.refresh(od.row.id, od.row)
 
     def ingest(self, doc_id: bytes, blobs: Iterable[bytes],
@@ -393,10 +398,13 @@ class Replica:
         with self.lock:
             self.check_open()
             blobs = list(blobs)
-            if self.store.document(doc_id) is None:
-                self.reject("unknown_doc", len(blobs))
-                return []
-            od = self.open(doc_id)
+            od = self.docs.get(doc_id)
+            if od is None:
+                row = self.store.document(doc_id)
+                if row is None:
+                    self.reject("unknown_doc", len(blobs))
+                    return []
+                od = self._load(doc_id, row)
             envs: list[Envelope] = []
             for b in blobs:
                 try:
