@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import random
 import shutil
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
