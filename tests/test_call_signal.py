@@ -278,6 +278,57 @@ def test_a_non_member_in_its_own_process_is_refused_and_counted(trio, tmp_path: 
             proc.kill()
 
 
+def test_the_call_widget_relays_the_set_up_between_two_pages(trio) -> None:
+    """Two ui.call widgets on two nodes, their browsers stood in for by ui_front.Front."""
+    from ui_front import Front
+
+    from ownkernel import ui
+
+    a, b, c, doc = trio
+    wa, wb = ui.call(doc), ui.call(b.open(doc.id))
+    fa, fb = Front(wa), Front(wb)
+    try:
+        for f in (fa, fb):
+            f.deliver({"t": "ready"})
+            until(lambda f=f: f.of_type("snapshot"))
+            assert f.of_type("snapshot")[0]["joined"] is False
+        fa.deliver({"t": "join"})
+        fb.deliver({"t": "join"})
+
+        def state(f: Front) -> dict[str, Any]:
+            snaps = [m for _, m in f.sent if m.get("t") in ("snapshot", "deltas")]
+            last = snaps[-1]
+            return last if last["t"] == "snapshot" else last["ops"][-1]
+        until(lambda: [p["id"] for p in state(fa)["participants"]] == [b.id.hex()]
+              and [p["id"] for p in state(fb)["participants"]] == [a.id.hex()])
+        assert state(fa)["joined"] and state(fb)["participants"][0]["name"] == "a"
+        # who is in the call shows in presence (for the peer list and the chat)
+        for n in (a, b):
+            until(lambda n=n: (c.presence(doc.id).get(n.id) or {}).get("call") == {"joined": True})
+        off, ans = (fa, fb) if a.id < b.id else (fb, fa)
+        offerer, answerer = (a, b) if off is fa else (b, a)
+        [o] = until(lambda: off.of_type("offer-to"))
+        assert o["peer"] == answerer.id.hex() and ans.of_type("offer-to") == []
+        off.deliver({"t": "signal", "to": answerer.id.hex(), "kind": "offer", "data": "v=0 o"})
+        [got] = until(lambda: ans.of_type("signal"))
+        assert got == {"t": "signal", "from": offerer.id.hex(), "kind": "offer", "data": "v=0 o"}
+        ans.deliver({"t": "signal", "to": offerer.id.hex(), "kind": "answer", "data": "v=0 a"})
+        until(lambda: off.of_type("signal"))
+        # bad input from a page: a clear error, nothing sent, the call goes on
+        off.deliver({"t": "signal", "to": "zz", "kind": "offer", "data": ""})
+        off.deliver({"t": "signal", "to": c.id.hex(), "kind": "offer", "data": ""})
+        errs = until(lambda: len(off.of_type("error")) >= 2 and off.of_type("error"))
+        assert "not a hex node id" in errs[0]["error"] and "not in the call" in errs[1]["error"]
+        fb.deliver({"t": "leave"})
+        [hang] = until(lambda: fa.of_type("hangup"))
+        assert hang == {"t": "hangup", "peer": b.id.hex(), "reason": "left"}
+        until(lambda: state(fa)["participants"] == [])
+        until(lambda: (c.presence(doc.id).get(b.id) or {}).get("call") == {})  # left
+    finally:
+        wa.close()
+        wb.close()
+
+
 def intruder(address: str, doc_hex: str, home: str) -> None:
     """A node of its own that may not read ``doc`` sends call signals for it anyway
     (it bypasses its own session's check by queueing the raw message)."""

@@ -4,7 +4,8 @@ import * as esbuild from "esbuild";
 
 await esbuild.build({
   entryPoints: ["src/editor.js", "src/chat.js", "src/peers.js", "src/docview.js",
-    "src/grid.js", "src/items.js", "src/budget.js"],
+    "src/grid.js", "src/items.js", "src/budget.js",
+    "src/call.js"],
   outdir: "../ownkernel/ui/static",
   bundle: true,
   format: "esm",

@@ -21,33 +21,16 @@ import asyncio
 import contextlib
 import fractions
 import json
-import os
 import sys
 import threading
 import time
 from typing import Any
 
-from ownkernel.node.calls import Deliver, Hangup, MakeOffer, Roster, calls_of
+from ownkernel.node.calls import Deliver, Hangup, MakeOffer, Roster, calls_of, ice_servers
 
 __all__ = ["CallBot", "ice_servers"]
 
 WIDTH, HEIGHT, FPS = 320, 240, 15  # small: a bot's video costs a 2-core machine little
-
-
-def ice_servers() -> list[dict[str, Any]]:
-    """``OWNKERNEL_ICE_SERVERS`` (a JSON list of RTCIceServer dicts), default none.
-    ValueError naming the variable when it is not such a list."""
-    raw = os.environ.get("OWNKERNEL_ICE_SERVERS", "").strip()
-    if not raw:
-        return []
-    try:
-        val = json.loads(raw)
-    except ValueError as e:
-        raise ValueError(f"OWNKERNEL_ICE_SERVERS is not JSON: {e}") from None
-    if not isinstance(val, list) or not all(isinstance(s, dict) and s.get("urls") for s in val):
-        raise ValueError('OWNKERNEL_ICE_SERVERS must be a JSON list like '
-                         '[{"urls": "stun:stun.example.org:3478"}]')
-    return val
 
 
 def _tracks() -> list[Any]:

@@ -26,7 +26,9 @@ trickle: four messages per pair.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ownkernel.calls")
 
 __all__ = ["MAX_MESH", "Action", "CallState", "Calls", "Deliver", "Full", "Hangup", "MakeOffer",
-           "Roster", "Send", "calls_of"]
+           "Roster", "Send", "calls_of", "ice_servers"]
 
 # A mesh sends every stream to every other participant: at 4 that is 3 uploads
 # of camera video per browser, about what a laptop and a home uplink carry.
@@ -323,3 +325,19 @@ def calls_of(node: Any) -> Calls:
     if net is None:
         raise RuntimeError("calls need the node's network (it was opened with network=False)")
     return net.calls
+
+
+def ice_servers() -> list[dict[str, Any]]:
+    """``OWNKERNEL_ICE_SERVERS`` (a JSON list of RTCIceServer dicts), default none.
+    ValueError naming the variable when it is not such a list."""
+    raw = os.environ.get("OWNKERNEL_ICE_SERVERS", "").strip()
+    if not raw:
+        return []
+    try:
+        val = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"OWNKERNEL_ICE_SERVERS is not JSON: {e}") from None
+    if not isinstance(val, list) or not all(isinstance(s, dict) and s.get("urls") for s in val):
+        raise ValueError('OWNKERNEL_ICE_SERVERS must be a JSON list like '
+                         '[{"urls": "stun:stun.example.org:3478"}]')
+    return val

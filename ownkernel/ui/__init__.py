@@ -15,6 +15,7 @@ from typing import Any
 # Import the widget modules first: a submodule named like a function below
 # (ui.editor, ui.chat, ui.peers) would otherwise replace that function on the
 # package the first time it is imported.
+from ownkernel.ui.call import Call  # issue #14
 from ownkernel.ui.chat import Chat
 from ownkernel.ui.docview import DocView
 from ownkernel.ui.editor import Editor
@@ -24,6 +25,7 @@ from ownkernel.ui.peers import Peers
 
 __all__ = ["Chat", "DocView", "Editor", "Grid", "Items", "Peers", "chat", "doc", "editor", "grid",
            "items", "peers", "widget_for"]
+__all__ += ["Call", "call"]  # issue #14
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -72,3 +74,9 @@ def grid(sheet: Any) -> Any:
 def items(lst: Any) -> Any:
     """A shared to-do list over a list root (``doc.list("todo")``): records, moves."""
     return Items(lst)
+
+
+# -- call (issue #14) -------------------------------------------------------------
+def call(doc: Any) -> Any:
+    """A WebRTC call among the people of ``doc`` (mesh of up to 4, signalled over the node)."""
+    return Call(doc)
