@@ -303,8 +303,9 @@ def test_the_call_widget_relays_the_set_up_between_two_pages(trio) -> None:
               and [p["id"] for p in state(fb)["participants"]] == [a.id.hex()])
         assert state(fa)["joined"] and state(fb)["participants"][0]["name"] == "a"
         # who is in the call shows in presence (for the peer list and the chat)
-        for n in (a, b):
-            until(lambda n=n: (c.presence(doc.id).get(n.id) or {}).get("call") == {"joined": True})
+        for seer, n in ((c, a), (a, b)):
+            until(lambda s=seer, n=n: (s.presence(doc.id).get(n.id) or {}).get("call")
+                  == {"joined": True})
         off, ans = (fa, fb) if a.id < b.id else (fb, fa)
         offerer, answerer = (a, b) if off is fa else (b, a)
         [o] = until(lambda: off.of_type("offer-to"))
@@ -323,7 +324,7 @@ def test_the_call_widget_relays_the_set_up_between_two_pages(trio) -> None:
         [hang] = until(lambda: fa.of_type("hangup"))
         assert hang == {"t": "hangup", "peer": b.id.hex(), "reason": "left"}
         until(lambda: state(fa)["participants"] == [])
-        until(lambda: (c.presence(doc.id).get(b.id) or {}).get("call") == {})  # left
+        until(lambda: (a.presence(doc.id).get(b.id) or {}).get("call") == {})  # left
     finally:
         wa.close()
         wb.close()
