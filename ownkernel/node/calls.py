@@ -45,6 +45,7 @@ __all__ = ["MAX_MESH", "Action", "CallState", "Calls", "Deliver", "Full", "Hangu
 # of camera video per browser, about what a laptop and a home uplink carry.
 MAX_MESH = 4
 MEDIA_KINDS = frozenset({"offer", "answer", "candidate"})
+SWEEP = 0.5  # seconds between looks for members that became reachable
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class CallState:
         self.max_size = max_size
         self.joined = False
         self.members: dict[bytes, None] = {}  # remote members, in order of arrival
+        self.asked: set[bytes] = set()  # peers we sent our join to (since they connected)
 
     def _roster(self) -> Roster:
         return Roster(tuple(self.members))
@@ -135,12 +137,15 @@ class CallState:
         if self.joined:
             return []
         self.joined = True
-        return [Send(p, "join") for p in reachable if p != self.me] + [self._roster()]
+        told = [p for p in reachable if p != self.me]
+        self.asked.update(told)
+        return [Send(p, "join") for p in told] + [self._roster()]
 
     def leave(self) -> list[Action]:
         if not self.joined:
             return []
         self.joined = False
+        self.asked.clear()
         out: list[Action] = []
         for p in self.members:
             out += [Send(p, "leave"), Hangup(p, "left")]
@@ -148,12 +153,16 @@ class CallState:
         return [*out, self._roster()]
 
     def peer_online(self, peer: bytes) -> list[Action]:
-        """A peer that may read the doc connected (after our join, or again)."""
-        if not self.joined or peer in self.members or peer == self.me:
+        """A peer that may read the doc is connected (after our join, or again):
+        tell it once per connection. Called again and again (a sweep) because
+        "may read" can turn true after the connection opened (grants follow hello)."""
+        if not self.joined or peer in self.members or peer in self.asked or peer == self.me:
             return []
+        self.asked.add(peer)
         return [Send(peer, "join")]
 
     def peer_gone(self, peer: bytes) -> list[Action]:
+        self.asked.discard(peer)
         if peer not in self.members:
             return []
         del self.members[peer]
@@ -205,6 +214,7 @@ class Calls:
         self.calls: dict[bytes, CallState] = {}
         self.listeners: dict[bytes, Listener] = {}
         self._subscribed = False
+        self._sweeping = False
 
     # -- network thread -------------------------------------------------------------
     def _subscribe(self) -> None:
@@ -212,6 +222,47 @@ class Calls:
             self._subscribed = True
             self.net.on("peer_joined", lambda p: self._peer_online(p.id))
             self.net.on("peer_left", lambda p: self._peer_gone(p.id))
+
+    def _sweep(self) -> None:
+        """Every SWEEP s while in a call: tell peers that became reachable (a
+        session opened, or its grants arrived after the hello) that we are in."""
+        self._sweeping = False
+        if not any(st.joined for st in self.calls.values()):
+            return
+        for doc, st in list(self.calls.items()):
+            for p in self._reachable(doc):
+                self._run(doc, st.peer_online(p))
+        loop = self.net._loop
+        if loop is not None and not self.net._closed:
+            self._sweeping = True
+            loop.call_later(SWEEP, self._sweep)
+
+    def _introduce(self, doc: bytes, to: bytes) -> str:
+        """``present`` data: the other members and their addresses, so a newcomer
+        that reached only one of us (its inviter) can dial the rest of the mesh."""
+        st = self.calls[doc]
+        out = []
+        for m in st.members:
+            if m != to:
+                _name, addrs = self.net._names.get(m, ("", ()))
+                out.append([m.hex(), list(addrs)[:4]])
+        return json.dumps({"members": out[:MAX_MESH]}) if out else ""
+
+    def _dial_members(self, data: str) -> None:
+        """Dial the members a ``present`` names (addresses pinned to their ids)."""
+        from ownkernel.net.transport import parse_address
+        try:
+            rows = json.loads(data).get("members", []) if data else []
+            for mid, addrs in rows[:MAX_MESH]:
+                nid = bytes.fromhex(mid)
+                if nid == self.net.id or self.net.online(nid):
+                    continue
+                good = [a for a in addrs[:4] if isinstance(a, str)
+                        and parse_address(a)[1] == nid]
+                if good:
+                    self.net.dialing.planner.add(nid, good, sticky=False, urgent=True)
+        except (ValueError, TypeError, AttributeError) as e:
+            self.net.count("signal-bad-present", detail=str(e))
 
     def received(self, link: Link, doc: bytes, kind: str, data: str) -> None:
         """A ``signal`` from ``link.peer``: admitted only if it may read ``doc``."""
@@ -229,6 +280,8 @@ class Calls:
             if kind not in ("join", "present", "leave"):
                 self.net.count("signal-no-call")
             return
+        if kind == "present" and st.joined:
+            self._dial_members(data)
         self._run(doc, st.receive(peer, kind, data))
 
     def _run(self, doc: bytes, actions: list[Action]) -> None:
@@ -237,7 +290,8 @@ class Calls:
         for a in actions:
             if isinstance(a, Send):
                 link = self.net.by_peer.get(a.to)
-                if link is not None and link.session.send_signal(doc, a.kind, a.data):
+                data = self._introduce(doc, a.to) if a.kind == "present" else a.data
+                if link is not None and link.session.send_signal(doc, a.kind, data):
                     self.net.counts["signals_out"] += 1
                     sent = True
             elif isinstance(a, Dropped):
@@ -263,6 +317,10 @@ class Calls:
         st = self.calls[doc] = CallState(self.net.id)
         self.listeners[doc] = listener
         self._run(doc, st.join(self._reachable(doc)))
+        if not self._sweeping:
+            self._sweeping = True
+            assert self.net._loop is not None
+            self.net._loop.call_later(SWEEP, self._sweep)
         return tuple(st.members)
 
     def _leave(self, doc: bytes) -> None:
