@@ -250,6 +250,34 @@ def test_a_peer_that_drops_leaves_the_call(trio) -> None:
     assert ha.of(Hangup) == [Hangup(c.id, "gone")]
 
 
+def test_a_newcomer_that_reached_only_its_inviter_meets_the_whole_mesh(tmp_path: Path) -> None:
+    """b and c joined a's doc and never wrote: they do not show each other their
+    grants, and are not connected. In the call they meet through a's `present`."""
+    made = [Node(tmp_path / n, name=n, network=NetConfig(**FAST)) for n in "abc"]
+    a, b, c = made
+    try:
+        doc = a.new_doc("mesh")
+        for other in (b, c):
+            other.join(a.invite(doc), timeout=20)
+        heard = {n.id: Heard() for n in made}
+        calls_of(a).join(doc, heard[a.id])
+        calls_of(b).join(doc, heard[b.id])
+        until(lambda: calls_of(a).members(doc) == (b.id,))
+        calls_of(c).join(doc, heard[c.id])
+        for n in made:
+            until(lambda n=n: sorted(calls_of(n).members(doc))
+                  == sorted(m.id for m in made if m is not n))
+        # of each pair exactly one offered
+        offers = [(n.id, o.peer) for n in made for o in heard[n.id].of(MakeOffer)]
+        assert sorted(offers) == sorted((min(x.id, y.id), max(x.id, y.id))
+                                        for x, y in ((a, b), (a, c), (b, c)))
+        for n in made:
+            assert n.network.stats()["errors"].get("signal-refused", 0) == 0
+    finally:
+        for n in made:
+            n.close()
+
+
 def test_a_non_member_in_its_own_process_is_refused_and_counted(trio, tmp_path: Path) -> None:
     a, b, c, doc = trio
     ha = Heard()

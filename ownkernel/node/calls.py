@@ -215,6 +215,10 @@ class Calls:
         self.listeners: dict[bytes, Listener] = {}
         self._subscribed = False
         self._sweeping = False
+        # doc -> peers a call member named in its `present`: we may not see their
+        # grants yet (grants are shown only to the owner, inviter, known writers)
+        self.introduced: dict[bytes, set[bytes]] = {}
+        self._shown: set[tuple[bytes, bytes, int]] = set()  # (peer, doc, link id) shown our grant
 
     # -- network thread -------------------------------------------------------------
     def _subscribe(self) -> None:
@@ -248,14 +252,17 @@ class Calls:
                 out.append([m.hex(), list(addrs)[:4]])
         return json.dumps({"members": out[:MAX_MESH]}) if out else ""
 
-    def _dial_members(self, data: str) -> None:
+    def _dial_members(self, doc: bytes, data: str) -> None:
         """Dial the members a ``present`` names (addresses pinned to their ids)."""
         from ownkernel.net.transport import parse_address
         try:
             rows = json.loads(data).get("members", []) if data else []
             for mid, addrs in rows[:MAX_MESH]:
                 nid = bytes.fromhex(mid)
-                if nid == self.net.id or self.net.online(nid):
+                if len(nid) != 32 or nid == self.net.id:
+                    continue
+                self.introduced.setdefault(doc, set()).add(nid)
+                if self.net.online(nid):
                     continue
                 good = [a for a in addrs[:4] if isinstance(a, str)
                         and parse_address(a)[1] == nid]
@@ -281,7 +288,7 @@ class Calls:
                 self.net.count("signal-no-call")
             return
         if kind == "present" and st.joined:
-            self._dial_members(data)
+            self._dial_members(doc, data)
         self._run(doc, st.receive(peer, kind, data))
 
     def _run(self, doc: bytes, actions: list[Action]) -> None:
@@ -290,8 +297,13 @@ class Calls:
         for a in actions:
             if isinstance(a, Send):
                 link = self.net.by_peer.get(a.to)
+                if link is None:
+                    continue
                 data = self._introduce(doc, a.to) if a.kind == "present" else a.data
-                if link is not None and link.session.send_signal(doc, a.kind, data):
+                vouched = a.to in self.introduced.get(doc, ())
+                if a.kind in ("join", "present"):
+                    self._show_grant(link, doc)  # before the signal: it must admit it
+                if link.session.send_signal(doc, a.kind, data, vouched=vouched):
                     self.net.counts["signals_out"] += 1
                     sent = True
             elif isinstance(a, Dropped):
@@ -305,9 +317,25 @@ class Calls:
         if sent:
             self.net._flush_all()
 
+    def _show_grant(self, link: Link, doc: bytes) -> None:
+        """Show ``link.peer`` our grant for ``doc`` (once per connection): a call
+        member that does not know us yet must be able to admit our signals."""
+        assert link.peer is not None
+        key = (link.peer, doc, id(link))
+        if key in self._shown:
+            return
+        node = self.net.node
+        with node.lock:
+            d = node.gate._index().get(doc)
+            grant = d.creds.grant if d is not None and d.mine is not None else None
+        if grant is not None:
+            self._shown.add(key)
+            link.session.send_grants([grant])
+
     def _reachable(self, doc: bytes) -> list[bytes]:
+        vouched = self.introduced.get(doc, set())
         return [p for p, link in self.net.by_peer.items()
-                if link.session.is_open and self.net.sharing.may_read(p, doc)]
+                if link.session.is_open and (p in vouched or self.net.sharing.may_read(p, doc))]
 
     def _join(self, doc: bytes, listener: Listener) -> tuple[bytes, ...]:
         self._subscribe()
@@ -330,6 +358,7 @@ class Calls:
         self._run(doc, st.leave())
         self.calls.pop(doc, None)
         self.listeners.pop(doc, None)
+        self.introduced.pop(doc, None)
 
     def _signal(self, doc: bytes, to: bytes, kind: str, data: str) -> None:
         st = self.calls.get(doc)
@@ -347,6 +376,7 @@ class Calls:
                 self._run(doc, st.peer_online(peer))
 
     def _peer_gone(self, peer: bytes) -> None:
+        self._shown = {k for k in self._shown if k[0] != peer}
         for doc, st in list(self.calls.items()):
             self._run(doc, st.peer_gone(peer))
 
