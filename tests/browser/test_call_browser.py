@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import random
 import shutil
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +127,148 @@ def test_two_aiortc_bots_call_each_other_through_their_nodes(tmp_path: Path) -> 
                 bot.close()
             a.close()
             b.close()
+
+
+# ------------------------------------------------------------------ Chromium pages
+MEDIA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+              "--autoplay-policy=no-user-gesture-required"]
+WAIT = 90_000  # ms: conditions, not timings
+CALL = '[data-own-widget="call"]'
+CELL_A = [
+    "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\ndoc = node.new_doc('call')\n"
+    "pathlib.Path('invite.txt').write_text(node.invite(doc))\n"
+    "pathlib.Path('invite-bot.txt').write_text(node.invite(doc))",
+    "ui.call(doc)",
+]
+CELL_B = [
+    "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\n"
+    "doc = node.join(pathlib.Path('invite.txt').read_text(), timeout=60)",
+    "ui.call(doc)",
+]
+# the participant tiles a page shows: {peer hex: [media state, frames decoded]}
+TILES = f"""() => Object.fromEntries([...document.querySelectorAll(
+  '{CALL} [data-own="participant"]')].map(t => [t.getAttribute('data-own-peer'),
+  [t.getAttribute('data-own-media'), +t.getAttribute('data-own-frames')]]))"""
+
+
+def connected(n: int) -> str:
+    """JS: exactly ``n`` tiles, every one with media connected and frames decoded."""
+    return (f"() => {{ const t = Object.values(({TILES})()); return t.length === {n} && "
+            f"t.every(([m, f]) => m === 'connected' && f > 0); }}")
+
+
+class CallPages:
+    """JupyterLab + Chromium inside a fresh namespace; pages A and B show ui.call(doc)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.shots = Path(tempfile.mkdtemp(prefix="ownkernel-call-shots-"))
+        self.work = root / "work"
+        self.pages: dict[str, Any] = {}
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> CallPages:
+        from conftest import kernel_sandbox
+        from playwright.sync_api import sync_playwright
+
+        st = self._stack
+        try:
+            self.ns = st.enter_context(namespace())
+            st.enter_context(kernel_sandbox(self.root / "sandbox"))
+            mp = st.enter_context(pytest.MonkeyPatch.context())
+            mp.setenv("OWNKERNEL_LISTEN", "tcp://127.0.0.1:0")
+            self.work.mkdir()
+            lab.notebook(self.work / "A.ipynb", CELL_A)
+            lab.notebook(self.work / "B.ipynb", CELL_B)
+            self.server = lab.Lab(self.work, ["--YDocExtension.disable_rtc=True"])
+            st.callback(self.server.stop)
+            pw = st.enter_context(sync_playwright())
+            self.browser = pw.chromium.launch(executable_path=lab.CHROMIUM, headless=True,
+                                              args=[*lab.CHROMIUM_ARGS, *MEDIA_ARGS])
+            st.callback(self.browser.close)
+            for name in ("A", "B"):
+                ctx = self.browser.new_context(viewport={"width": 1000, "height": 800})
+                page = self.pages[name] = ctx.new_page()
+                lab.open_and_run(page, self.server.url(name.lower(), f"{name}.ipynb"))
+                page.wait_for_selector(f"{CALL} [data-own='call-join']", timeout=WAIT)
+        except BaseException:
+            st.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None:
+            for name, page in self.pages.items():
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=str(self.shots / f"call-{name}.png"), full_page=True)
+            print(f"screenshots of the failure in {self.shots}", file=sys.__stderr__)
+        self._stack.close()
+
+    def join(self, name: str) -> None:
+        self.pages[name].click(f"{CALL} [data-own='call-join']")
+
+    def tiles(self, name: str) -> dict[str, list[Any]]:
+        return self.pages[name].evaluate(TILES)
+
+    def bot(self) -> subprocess.Popen[str]:
+        """An aiortc participant in its own process (own node, own key)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "ownkernel.apps.callbot", "--home", str(self.root / "bot"),
+             "--invite-file", str(self.work / "invite-bot.txt"), "--name", "bot"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=self.work)
+
+
+def read_status(proc: subprocess.Popen[str], pred: Any, timeout: float, what: str) -> Any:
+    """Read the bot's JSON lines until ``pred(line)`` holds."""
+    assert proc.stdout is not None
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"{what}: the bot exited ({proc.poll()})")
+        st = json.loads(line)
+        if pred(st):
+            return st
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+@needs_ns
+@needs_browser
+def test_two_pages_and_a_bot_in_a_call(tmp_path: Path) -> None:
+    pytest.importorskip("aiortc", reason="aiortc is in the test extra")
+    with CallPages(tmp_path) as cp:
+        a, b = cp.pages["A"], cp.pages["B"]
+        cp.join("A")
+        cp.join("B")
+        # each page shows the other's tile, media playing and frames decoded
+        a.wait_for_function(connected(1), timeout=WAIT)
+        b.wait_for_function(connected(1), timeout=WAIT)
+        [peer_of_a] = cp.tiles("A")
+        [peer_of_b] = cp.tiles("B")
+        assert peer_of_a != peer_of_b
+        name_b = a.locator(f"{CALL} [data-own='participant'] .own-call-label").inner_text()
+        assert name_b == "ben"
+        # an aiortc bot joins: both pages see it, it decodes both pages' video
+        bot = cp.bot()
+        try:
+            ready = read_status(bot, lambda s: s.get("ready"), 120, "bot ready")
+            a.wait_for_function(connected(2), timeout=WAIT)
+            b.wait_for_function(connected(2), timeout=WAIT)
+            assert ready["id"] in cp.tiles("A") and ready["id"] in cp.tiles("B")
+            read_status(bot, lambda s: len(s.get("frames", {})) == 2
+                        and all(n > 0 for n in s["frames"].values()), 120,
+                        "the bot decodes video from both pages")
+            # B leaves: A and the bot see it go
+            b.click(f"{CALL} [data-own='call-leave']")
+            a.wait_for_function(f"() => Object.keys(({TILES})()).length === 1", timeout=WAIT)
+            assert list(cp.tiles("A")) == [ready["id"]]
+            assert "left" in a.locator(f"{CALL} [data-own='call-status']").inner_text()
+            read_status(bot, lambda s: len(s["members"]) == 1, 60, "the bot sees B leave")
+            assert cp.tiles("B") == {}
+        finally:
+            if bot.stdin is not None:
+                bot.stdin.close()
+            try:
+                bot.wait(30)
+            except subprocess.TimeoutExpired:
+                bot.kill()
