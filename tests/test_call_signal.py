@@ -157,6 +157,54 @@ def test_the_session_checks_the_shape_and_the_size_of_a_signal() -> None:
     assert y.is_open
 
 
+def test_ice_servers_come_from_the_environment(monkeypatch: Any) -> None:
+    from ownkernel.node.calls import ice_servers
+
+    monkeypatch.delenv("OWNKERNEL_ICE_SERVERS", raising=False)
+    assert ice_servers() == []  # default: none (host candidates only)
+    monkeypatch.setenv("OWNKERNEL_ICE_SERVERS", '[{"urls": "stun:stun.example.org:3478"}]')
+    assert ice_servers() == [{"urls": "stun:stun.example.org:3478"}]
+    monkeypatch.setenv("OWNKERNEL_ICE_SERVERS", "stun:x")
+    with pytest.raises(ValueError, match="OWNKERNEL_ICE_SERVERS is not JSON"):
+        ice_servers()
+    monkeypatch.setenv("OWNKERNEL_ICE_SERVERS", '{"urls": "stun:x"}')
+    with pytest.raises(ValueError, match="OWNKERNEL_ICE_SERVERS must be a JSON list"):
+        ice_servers()
+
+
+def test_a_present_naming_bad_members_is_counted_not_dialed() -> None:
+    """`present` data comes from a member, but is still checked: ids, addresses."""
+    from ownkernel.node.calls import Calls
+
+    class Net:
+        id = A
+        counts: dict[str, int] = {}
+
+        def __init__(self) -> None:
+            self.errors: list[str] = []
+            self.dialed: list[Any] = []
+            self.dialing = type("D", (), {"planner": type("P", (), {
+                "add": lambda _s, nid, addrs, **kw: self.dialed.append((nid, addrs))})()})()
+
+        def count(self, reason: str, detail: str = "") -> None:
+            self.errors.append(reason)
+
+        def online(self, peer: bytes) -> bool:
+            return False
+
+    net = Net()
+    calls = Calls(net)  # type: ignore[arg-type]
+    calls._dial_members(b"doc", "not json")
+    calls._dial_members(b"doc", '{"members": [["zz", []]]}')
+    good = "tcp://10.0.0.2:7700#" + B.hex()
+    other = "tcp://10.0.0.3:7700#" + C.hex()  # an address of another node: not dialed as B
+    calls._dial_members(b"doc", json.dumps({"members": [[B.hex(), [other, good]],
+                                                        [A.hex(), [good]]]}))
+    assert net.errors == ["signal-bad-present", "signal-bad-present"]
+    assert net.dialed == [(B, [good])]
+    assert calls.introduced == {b"doc": {B}}
+
+
 # ------------------------------------------------------------------ real nodes
 def until(pred: Callable[[], Any], timeout: float = 20.0) -> Any:
     end = time.monotonic() + timeout

@@ -106,6 +106,9 @@ class CallBot:
         return self
 
     def close(self) -> None:
+        if self._thread.ident is None:  # never started
+            self._loop.close()
+            return
         with contextlib.suppress(RuntimeError):  # a closed node: nobody left to tell
             calls_of(self.node).leave(self.doc_id)
         self._set_presence(False)
@@ -114,6 +117,8 @@ class CallBot:
             fut.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def _set_presence(self, joined: bool) -> None:
         state = {"name": self.node.name, "color": getattr(self.node, "color", "") or "",
@@ -124,6 +129,13 @@ class CallBot:
     async def _close_all(self) -> None:
         for peer in list(self.pcs):
             await self._hangup(peer)
+        # aiortc leaves tasks behind (ICE consent checks, RTP loops): end them here,
+        # so stopping the loop destroys nothing still pending
+        me = asyncio.current_task()
+        rest = [t for t in asyncio.all_tasks() if t is not me]
+        for t in rest:
+            t.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     # -- signals (network thread -> our loop) --------------------------------------------
     def _on_action(self, a: Any) -> None:

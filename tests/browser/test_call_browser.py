@@ -160,8 +160,9 @@ def connected(n: int) -> str:
 class CallPages:
     """JupyterLab + Chromium inside a fresh namespace; pages A and B show ui.call(doc)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, init: dict[str, str] | None = None) -> None:
         self.root = root
+        self.init = init or {}  # page name -> script run before the page's own
         self.shots = Path(tempfile.mkdtemp(prefix="ownkernel-call-shots-"))
         self.work = root / "work"
         self.pages: dict[str, Any] = {}
@@ -189,6 +190,8 @@ class CallPages:
             for name in ("A", "B"):
                 ctx = self.browser.new_context(viewport={"width": 1000, "height": 800})
                 page = self.pages[name] = ctx.new_page()
+                if name in self.init:
+                    page.add_init_script(self.init[name])
                 lab.open_and_run(page, self.server.url(name.lower(), f"{name}.ipynb"))
                 page.wait_for_selector(f"{CALL} [data-own='call-join']", timeout=WAIT)
         except BaseException:
@@ -272,3 +275,26 @@ def test_two_pages_and_a_bot_in_a_call(tmp_path: Path) -> None:
                 bot.wait(30)
             except subprocess.TimeoutExpired:
                 bot.kill()
+
+
+DENY_CAMERA = """navigator.mediaDevices.getUserMedia = () =>
+  Promise.reject(new DOMException('denied by the test', 'NotAllowedError'));"""
+
+
+@needs_ns
+@needs_browser
+def test_no_camera_permission_is_said_and_the_page_still_receives(tmp_path: Path) -> None:
+    with CallPages(tmp_path, init={"A": DENY_CAMERA}) as cp:
+        a, b = cp.pages["A"], cp.pages["B"]
+        cp.join("A")
+        status = a.locator(f"{CALL} [data-own='call-status']")
+        a.wait_for_function(f"""() => document.querySelector(
+          `{CALL} [data-own='call-status']`).getAttribute('data-own-error') === 'permission'""",
+                            timeout=WAIT)
+        assert "no camera/microphone permission" in status.inner_text()
+        cp.join("B")
+        a.wait_for_function(connected(1), timeout=WAIT)  # A sees and hears B
+        # B sees A's tile, but A sends no media: never "connected"
+        b.wait_for_function(f"() => Object.keys(({TILES})()).length === 1", timeout=WAIT)
+        [(media, frames)] = cp.tiles("B").values()
+        assert media == "connecting" and frames == 0
