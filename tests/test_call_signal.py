@@ -326,6 +326,28 @@ def test_a_newcomer_that_reached_only_its_inviter_meets_the_whole_mesh(tmp_path:
             n.close()
 
 
+def test_a_fifth_node_is_told_the_call_is_full(tmp_path: Path) -> None:
+    made = [Node(tmp_path / n, name=n, network=NetConfig(**FAST)) for n in "abcde"]
+    try:
+        doc = made[0].new_doc("full")
+        for other in made[1:]:
+            other.join(made[0].invite(doc), timeout=20)
+        heard = {n.id: Heard() for n in made}
+        for n in made[:4]:
+            calls_of(n).join(doc, heard[n.id])
+        for n in made[:4]:
+            until(lambda n=n: len(calls_of(n).members(doc)) == 3)
+        e = made[4]
+        calls_of(e).join(doc, heard[e.id])
+        until(lambda: heard[e.id].of(Full))
+        assert calls_of(e).members(doc) == ()
+        for n in made[:4]:
+            assert e.id not in calls_of(n).members(doc)
+    finally:
+        for n in made:
+            n.close()
+
+
 def test_a_non_member_in_its_own_process_is_refused_and_counted(trio, tmp_path: Path) -> None:
     a, b, c, doc = trio
     ha = Heard()
