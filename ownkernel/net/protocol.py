@@ -65,6 +65,7 @@ from .syncapi import (  # noqa: F401  (re-exported: part of this API)
     SessionClosed,
     SessionConfig,
     SessionStats,
+    SignalReceived,
     SyncHost,
     SyncPlan,
     curve_key_of,
@@ -483,6 +484,7 @@ __all__ = [
     "HaveReceived", "HelloReceived", "LocalInfo", "PROTOCOL_VERSIONS", "PeerInfo",
     "PeerSession", "PeersReceived", "PeerTimeout", "Pong", "PresenceExpired", "ProfileReceived",
     "PresenceReceived", "ProtocolError", "PullTracker", "Session", "SessionClosed", "SessionConfig",
+    "SignalReceived",
     "SyncHost", "SyncPlan", "VersionVector", "curve_key_of", "decode", "encode", "plan_sync",
     "shared_digest", "vv_digest",
 ]

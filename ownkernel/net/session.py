@@ -32,6 +32,7 @@ from .syncapi import (
     SessionClosed,
     SessionConfig,
     SessionStats,
+    SignalReceived,
     SyncHost,
     curve_key_of,
 )
@@ -50,6 +51,7 @@ from .wire import (
     bytes_list_field,
     chunked,
     decode,
+    doc_field,
     encode,
     int_field,
     num_field,
@@ -67,6 +69,13 @@ HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
 _NOT_BATCHED = frozenset({"hello", "error", "batch", "grants", "carry"})
 
 MAX_PROFILE_NAME = 64  # characters of a display name in a `profile` message
+
+# -- call signalling (issue #14) ----------------------------------------------------
+# A `signal` message carries WebRTC set-up between two call members, point to
+# point over this session: never stored, never forwarded. 64 KiB is ~10x the
+# full SDP of a 3-track offer with its candidates; more is a bug or an attack.
+MAX_SIGNAL = 64 * 1024
+SIGNAL_KINDS = frozenset({"join", "present", "leave", "full", "offer", "answer", "candidate"})
 
 
 @dataclass
@@ -212,6 +221,19 @@ class Session:
         if not self.is_open:
             return False
         self._queue({"type": "profile", "name": name[:MAX_PROFILE_NAME], "color": color})
+        return True
+
+    def send_signal(self, doc: DocId, kind: str, data: str = "", *, vouched: bool = False) -> bool:
+        """Queue a call signal for ``doc`` (issue #14). ValueError on a bad kind or
+        data over ``MAX_SIGNAL``; False when closed or the peer may not read ``doc``
+        (``vouched``: the host knows better, e.g. a call member introduced the peer)."""
+        if kind not in SIGNAL_KINDS:
+            raise ValueError(f"signal kind must be one of {sorted(SIGNAL_KINDS)}, not {kind!r}")
+        if not isinstance(data, str) or len(data) > MAX_SIGNAL:
+            raise ValueError(f"signal data must be a str of at most {MAX_SIGNAL} characters")
+        if not self.is_open or not (vouched or self._may_share(doc)):
+            return False
+        self._queue({"type": "signal", "doc": doc, "kind": kind, "data": data})
         return True
 
     def send_presence(self, doc: DocId, state: bytes, ttl: float) -> bool:
@@ -446,6 +468,20 @@ class Session:
             raise Bad("bad-field", "color must be #rrggbb")
         return [ProfileReceived(name, color.lower())]
 
+    def _on_signal(self, msg: dict[str, Any], now: float) -> list[Event]:
+        # Shape only: whether the peer may read the doc is the host's call
+        # (node/calls.py asks the gate, and counts what it drops).
+        doc = doc_field(msg)
+        kind = msg.get("kind")
+        if not isinstance(kind, str) or kind not in SIGNAL_KINDS:
+            raise Bad("bad-signal", f"unknown signal kind {str(kind)[:32]!r}")
+        data = msg.get("data", "")
+        if not isinstance(data, str):
+            raise Bad("bad-signal", "signal data must be a str")
+        if len(data) > MAX_SIGNAL:
+            raise Bad("signal-too-large", f"{len(data)} > {MAX_SIGNAL} characters")
+        return [SignalReceived(doc, kind, data)]
+
     def _on_grants(self, msg: dict[str, Any], now: float) -> list[Event]:
         return [GrantsReceived(tuple(bytes_list_field(msg, "grants", MAX_GRANTS, MAX_GRANT)))]
 
@@ -460,6 +496,7 @@ class Session:
         "profile": _on_profile,
         "grants": _on_grants,
         "carry": _on_carry,
+        "signal": _on_signal,
     }
 
 

@@ -93,6 +93,19 @@ class PresenceReceived(Event):
 
 
 @dataclass(frozen=True)
+class SignalReceived(Event):
+    """A call signal from the peer (issue #14): ephemeral, never stored.
+
+    ``kind`` is one of ``SIGNAL_KINDS`` (net/session.py); ``data`` is opaque text
+    (an SDP or a JSON candidate), at most ``MAX_SIGNAL`` characters. The host
+    checks that the peer may read ``doc`` before it acts on it."""
+
+    doc: DocId
+    kind: str
+    data: str
+
+
+@dataclass(frozen=True)
 class PresenceExpired(Event):
     doc: DocId
 

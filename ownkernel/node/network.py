@@ -60,6 +60,7 @@ from ownkernel.net.protocol import (
     ProtocolError,
     SessionClosed,
     SessionConfig,
+    SignalReceived,
     curve_key_of,
     decode,
 )
@@ -71,6 +72,7 @@ from ownkernel.net.transport import (
     TransportConfig,
 )
 from ownkernel.node.addressbook import BOOK_DOC, AddressBook
+from ownkernel.node.calls import Calls
 from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, advertised, sticky_listen
 from ownkernel.node.dialing import Dialing
 from ownkernel.node.presence import Presence
@@ -133,6 +135,7 @@ class NodeNetwork:
         node.gate.relay = self.config.relay
         self.relay = Relay(self, self.config.relay, self.config.use_relays)
         self.presence = Presence(self, self.config.presence_ttl)
+        self.calls = Calls(self)  # call signalling (node/calls.py, issue #14)
         self.dialing = Dialing(self)
         self.sharing = Sharing(self)
         self.links: dict[ConnId, Link] = {}
@@ -476,6 +479,9 @@ class NodeNetwork:
                     self._names[link.peer] = (ev.name, addrs)
                     self.profiles[link.peer] = (ev.name, ev.color)
                     self._emit("peer_joined", self._peer(link.peer))  # widgets redraw
+            elif isinstance(ev, SignalReceived):
+                if link.peer is not None:
+                    self.calls.received(link, ev.doc, ev.kind, ev.data)
             elif isinstance(ev, PresenceExpired):
                 if link.peer is not None:
                     self._emit("presence", ev.doc, link.peer, None)

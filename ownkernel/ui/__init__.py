@@ -15,6 +15,7 @@ from typing import Any
 # Import the widget modules first: a submodule named like a function below
 # (ui.editor, ui.chat, ui.peers) would otherwise replace that function on the
 # package the first time it is imported.
+from ownkernel.ui.call import Call  # issue #14
 from ownkernel.ui.chat import Chat
 from ownkernel.ui.comments import CommentsView  # issue #12
 from ownkernel.ui.docview import DocView
@@ -25,9 +26,15 @@ from ownkernel.ui.items import Items  # issue #10
 from ownkernel.ui.peers import Peers
 from ownkernel.ui.slides import DeckView  # issue #12
 
+<<<<<<< HEAD
 __all__ = ["Chat", "CommentsView", "DeckView", "DocView", "Editor", "Grid", "History", "Items",
            "Peers", "chat", "comments", "deck", "doc", "editor", "grid", "history", "items",
            "peers", "widget_for"]
+=======
+__all__ = ["Chat", "DocView", "Editor", "Grid", "Items", "Peers", "chat", "doc", "editor", "grid",
+           "items", "peers", "widget_for"]
+__all__ += ["Call", "call"]  # issue #14
+>>>>>>> h-call
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -78,6 +85,7 @@ def items(lst: Any) -> Any:
     return Items(lst)
 
 
+<<<<<<< HEAD
 # -- history (issue #12) ----------------------------------------------------------
 def history(handle: Any) -> Any:
     """A doc's history: timeline by author, slider, the doc at a step, blame, restore."""
@@ -92,3 +100,9 @@ def comments(text: Any) -> Any:
 def deck(d: Any) -> Any:
     """A presentation (``ownkernel.apps.Deck``): slides that follow the presenter."""
     return DeckView(d)
+=======
+# -- call (issue #14) -------------------------------------------------------------
+def call(doc: Any) -> Any:
+    """A WebRTC call among the people of ``doc`` (mesh of up to 4, signalled over the node)."""
+    return Call(doc)
+>>>>>>> h-call
