@@ -26,15 +26,10 @@ from ownkernel.ui.items import Items  # issue #10
 from ownkernel.ui.peers import Peers
 from ownkernel.ui.slides import DeckView  # issue #12
 
-<<<<<<< HEAD
 __all__ = ["Chat", "CommentsView", "DeckView", "DocView", "Editor", "Grid", "History", "Items",
            "Peers", "chat", "comments", "deck", "doc", "editor", "grid", "history", "items",
            "peers", "widget_for"]
-=======
-__all__ = ["Chat", "DocView", "Editor", "Grid", "Items", "Peers", "chat", "doc", "editor", "grid",
-           "items", "peers", "widget_for"]
 __all__ += ["Call", "call"]  # issue #14
->>>>>>> h-call
 
 
 def editor(text: Any, language: str | None = None) -> Any:
@@ -85,7 +80,6 @@ def items(lst: Any) -> Any:
     return Items(lst)
 
 
-<<<<<<< HEAD
 # -- history (issue #12) ----------------------------------------------------------
 def history(handle: Any) -> Any:
     """A doc's history: timeline by author, slider, the doc at a step, blame, restore."""
@@ -100,9 +94,9 @@ def comments(text: Any) -> Any:
 def deck(d: Any) -> Any:
     """A presentation (``ownkernel.apps.Deck``): slides that follow the presenter."""
     return DeckView(d)
-=======
+
+
 # -- call (issue #14) -------------------------------------------------------------
 def call(doc: Any) -> Any:
     """A WebRTC call among the people of ``doc`` (mesh of up to 4, signalled over the node)."""
     return Call(doc)
->>>>>>> h-call
