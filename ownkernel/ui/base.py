@@ -230,12 +230,35 @@ class LiveWidget(anywidget.AnyWidget):
         """Fields a subclass adds to every deltas message (state after the last op)."""
         return {}
 
+    # -- polling -----------------------------------------------------------------
+    # unsubscribers a subclass collects; a class default, so that closing a widget
+    # whose __init__ raised early (a wrong argument) finds none rather than failing
+    _off: Any = ()
+    POLL: float | None = None  # seconds: a widget whose state also changes without an event
+    _poll_timer: asyncio.TimerHandle | None = None
+
+    def _changed(self, *_: Any) -> None:
+        """Node thread: re-read the state and push it if it changed (polling widgets)."""
+
+    def _poll(self) -> None:
+        """Node thread: ``_changed`` now, then every ``POLL`` seconds until closed
+        (started by the first snapshot; a node without a loop only reads on events)."""
+        if self._closed or self.POLL is None:
+            return
+        self._changed()
+        try:
+            self._poll_timer = asyncio.get_running_loop().call_later(self.POLL, self._poll)
+        except RuntimeError:
+            self._poll_timer = None
+
     # -- life --------------------------------------------------------------------
     def _detach(self) -> None:
         """Stop listening to the node (subclasses unsubscribe here)."""
 
     def close(self) -> None:
         self._closed = True
+        if self._poll_timer is not None:
+            self._poll_timer.cancel()
         try:
             self._detach()
         finally:

@@ -13,7 +13,6 @@ any delta of the protocol in base.py.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import ipywidgets
@@ -80,6 +79,8 @@ def doc_state(handle: Any) -> dict[str, Any]:
 class DocHeader(LiveWidget):
     """Title, roots, peers present and access list of one doc; live."""
 
+    POLL = REFRESH
+
     _esm = STATIC / "docview.js"
     doc_id = traitlets.Unicode("").tag(sync=True)
 
@@ -90,7 +91,6 @@ class DocHeader(LiveWidget):
         self._on_open = on_open
         self._state: dict[str, Any] | None = None
         self._off: list[Any] = []
-        self._timer: Any = None
         node = handle.node
         try:
             for event in ("presence", "doc_changed", "peer_joined", "peer_left"):
@@ -102,8 +102,8 @@ class DocHeader(LiveWidget):
 
     def _snapshot(self) -> dict[str, Any]:
         self._state = doc_state(self._handle)
-        if self._timer is None:
-            self._tick()
+        if self._poll_timer is None:
+            self._poll()
         return {"doc": self._state}
 
     def _changed(self, *_: Any) -> None:
@@ -114,14 +114,6 @@ class DocHeader(LiveWidget):
             self._state = state
             self._push({"doc": state})
 
-    def _tick(self) -> None:
-        if self._closed:
-            return
-        self._changed()
-        try:
-            self._timer = asyncio.get_running_loop().call_later(REFRESH, self._tick)
-        except RuntimeError:
-            self._timer = None
 
     def _on_message(self, t: str, content: dict[str, Any]) -> None:
         if t != "open":
@@ -140,8 +132,6 @@ class DocHeader(LiveWidget):
         for off in self._off:
             off()
         self._off = []
-        if self._timer is not None:
-            self._timer.cancel()
 
 
 class DocView(ipywidgets.VBox):

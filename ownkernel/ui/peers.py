@@ -6,7 +6,6 @@ docs we share with it (the ones it may read here)."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from typing import Any
 from urllib.parse import urlparse
@@ -70,6 +69,9 @@ def peer_rows(peers: Any, node: Any = None) -> list[dict[str, Any]]:
 
 
 class Peers(LiveWidget):
+    """The node's peers, online and offline; round trips refresh every REFRESH s."""
+
+    POLL = REFRESH
     _esm = STATIC / "peers.js"
 
     def __init__(self, node: Any) -> None:
@@ -78,7 +80,6 @@ class Peers(LiveWidget):
         super().__init__(node, kind="peers")
         self._rows: list[dict[str, Any]] = []
         self._off: list[Any] = []
-        self._timer: Any = None
         try:
             self._off.append(node.on("peer_joined", self._changed))
             self._off.append(node.on("peer_left", self._changed))
@@ -88,8 +89,8 @@ class Peers(LiveWidget):
 
     def _snapshot(self) -> dict[str, Any]:
         self._rows = peer_rows(self._node.peers, self._node)
-        if self._timer is None:
-            self._tick()
+        if self._poll_timer is None:
+            self._poll()
         return {"peers": self._rows}
 
     def _changed(self, *_: Any) -> None:
@@ -100,18 +101,8 @@ class Peers(LiveWidget):
             self._rows = rows
             self._push({"peers": rows})
 
-    def _tick(self) -> None:
-        if self._closed:
-            return
-        self._changed()
-        try:
-            self._timer = asyncio.get_running_loop().call_later(REFRESH, self._tick)
-        except RuntimeError:
-            self._timer = None
 
     def _detach(self) -> None:
         for off in getattr(self, "_off", []):
             off()
         self._off = []
-        if getattr(self, "_timer", None) is not None:
-            self._timer.cancel()
