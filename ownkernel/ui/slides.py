@@ -132,6 +132,7 @@ class DeckView(LiveWidget):
         self._refresh()
 
     def _detach(self) -> None:
-        for off in self._off:
+        # getattr: a widget whose __init__ refused its argument is still closed
+        for off in getattr(self, "_off", []):
             off()
         self._off = []
