@@ -156,3 +156,37 @@ def test_the_deck_widget_follows_stops_following_and_resumes(tmp_path: Path) -> 
     finally:
         a.close()
         b.close()
+
+
+def test_images_are_stored_once_by_content_hash_and_shown_as_data_urls(
+        tmp_path: Path) -> None:
+    from ui_front import Front
+
+    from ownkernel import ui
+    from ownkernel.apps.deck import MAX_IMAGE
+
+    a = Node(tmp_path / "a", "ann", network=False)
+    try:
+        doc = a.new_doc("talk")
+        deck = Deck(doc)
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+        ref = deck.add_image(png)
+        assert ref.startswith("image:") and deck.add_image(png) == ref  # stored once
+        assert len(doc.map("deck/images")) == 1
+        deck.add(f"# Chart\n\n![the chart]({ref})")
+        [(h, (mime, data))] = deck.images(deck.slides[0].markdown).items()
+        assert (f"image:{h}", mime, data) == (ref, "image/png", png)
+        for args, match in [((b"<svg/>", "image/svg+xml"), "not one of"),
+                            ((b"not a png",), "not a image/png"),
+                            ((b"\x89PNG\r\n\x1a\n" + bytes(MAX_IMAGE),), "at most")]:
+            with pytest.raises(ValueError, match=match):
+                deck.add_image(*args)
+        w = ui.deck(deck)
+        f = Front(w)
+        f.deliver({"t": "ready"})
+        st = f.of_type("snapshot")[-1]["state"]
+        assert st["images"] == {h: "data:image/png;base64," + __import__("base64").b64encode(
+            png).decode()}
+        w.close()
+    finally:
+        a.close()

@@ -6,11 +6,14 @@
     deck.move(0, 1); deck.remove(1); deck.slides
     deck.present()                        # this node presents (a lease, visible to all)
     deck.goto(2); deck.presenter          # Presenter(node id, slide id, since) or None
+    ref = deck.add_image(png_bytes)       # "image:<hash>", for ![a chart](image:<hash>)
 
 The doc holds the list ``<name>`` of slide ids (an RGA: concurrent inserts
 are safe; a move is a delete and an insert, and when two people move the
 same slide at once both copies stay in the list: the first one counts) and,
 per slide, the texts ``<name>/<id>`` (Markdown) and ``<name>/<id>/notes``.
+Images live in the map ``<name>/images`` under their content hash (the
+same picture on ten slides, or added by two people, is stored once).
 
 Who presents, and which slide, is NOT document state: it is this node's
 presence in the doc (signed, expiring after the network's presence TTL
@@ -22,6 +25,7 @@ over); ties go to the greater node id, so every node agrees.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from typing import Any, NamedTuple
@@ -31,6 +35,10 @@ from ownkernel.ui.base import PresenceBoard
 __all__ = ["Deck", "Presenter", "Slide"]
 
 PART = "deck"  # our part of the merged presence state (ui/base.py PresenceBoard)
+# raster formats only: an SVG can carry script, and the page shows images inline
+IMAGE_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff",
+               "image/gif": b"GIF8", "image/webp": b"RIFF"}
+MAX_IMAGE = 2 * 1024 * 1024  # bytes: every peer stores and syncs it
 
 
 class Slide(NamedTuple):
@@ -147,6 +155,37 @@ class Deck:
         order = self._order()
         raw, _sid = order[self._check_index(i, len(order), "remove")]
         self.doc.list(self.name).delete(raw, 1)
+
+    def add_image(self, data: bytes, mime: str = "image/png") -> str:
+        """Store an image in the doc by its content hash; returns ``"image:<hash>"``
+        to use as ``![alt](image:<hash>)`` in a slide's Markdown."""
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError("add_image(data): bytes of a PNG, JPEG, GIF or WebP image")
+        magic = IMAGE_TYPES.get(mime)
+        if magic is None:
+            raise ValueError(f"add_image: {mime!r} is not one of {sorted(IMAGE_TYPES)}")
+        if not bytes(data).startswith(magic):
+            raise ValueError(f"add_image: the bytes are not a {mime} image")
+        if len(data) > MAX_IMAGE:
+            raise ValueError(f"add_image: {len(data)} bytes; at most {MAX_IMAGE} in a deck")
+        h = hashlib.sha256(bytes(data)).hexdigest()[:32]
+        images = self.doc.map(f"{self.name}/images")
+        if h not in images:
+            images.set(h, {"mime": mime, "data": bytes(data)})
+        return f"image:{h}"
+
+    def images(self, markdown: str) -> dict[str, tuple[str, bytes]]:
+        """``{hash: (mime, bytes)}`` of the stored images ``markdown`` refers to."""
+        import re
+
+        images = self.doc.map(f"{self.name}/images")
+        out = {}
+        for h in set(re.findall(r"\(image:([0-9a-f]{32})\)", markdown)):
+            v = images.get(h)
+            if (isinstance(v, dict) and v.get("mime") in IMAGE_TYPES
+                    and isinstance(v.get("data"), bytes)):
+                out[h] = (v["mime"], v["data"])
+        return out
 
     # ------------------------------------------------------------- presenting
     def _claims(self) -> dict[bytes, Any]:

@@ -110,6 +110,7 @@ class CommentsView(LiveWidget):
         self._refresh()
 
     def _detach(self) -> None:
-        for off in self._off:
+        # getattr: a widget whose __init__ refused its argument is still closed
+        for off in getattr(self, "_off", []):
             off()
         self._off = []

@@ -269,6 +269,7 @@ class History(LiveWidget):
         self._node.call_soon(self._receive, {"t": "select", "i": i % n if n else 0})
 
     def _detach(self) -> None:
-        for off in self._off:
+        # getattr: a widget whose __init__ refused its argument is still closed
+        for off in getattr(self, "_off", []):
             off()
         self._off = []

@@ -20,6 +20,7 @@ Browser -> Python: ``{"t": "go", "i": n}``, ``{"t": "follow"}``,
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import traitlets
@@ -72,7 +73,10 @@ class DeckView(LiveWidget):
             presenter = {"name": name, "color": colour, "me": me, "since": p.since,
                          "index": ids.index(p.slide) if p.slide in ids else -1}
         shown = slides[i] if i >= 0 else None
-        return {"n": len(ids), "index": i, "id": self._shown,
+        # the shown slide's stored images, as data: URLs (the page fetches nothing)
+        images = {h: f"data:{mime};base64,{base64.b64encode(data).decode()}"
+                  for h, (mime, data) in deck.images(shown.markdown if shown else "").items()}
+        return {"n": len(ids), "index": i, "id": self._shown, "images": images,
                 "markdown": shown.markdown if shown else "",
                 "notes": shown.notes if shown and me else "",  # speaker view only
                 "presenter": presenter, "following": self._following and not me,
@@ -132,6 +136,7 @@ class DeckView(LiveWidget):
         self._refresh()
 
     def _detach(self) -> None:
-        for off in self._off:
+        # getattr: a widget whose __init__ refused its argument is still closed
+        for off in getattr(self, "_off", []):
             off()
         self._off = []

@@ -30,6 +30,8 @@ pytestmark = pytest.mark.skipif(_why is not None, reason=_why or "")
 HIST = '[data-own-widget="history"]'
 WAIT = 60_000  # ms: generous, these are conditions, not timings
 
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
+       "rkJggg==")  # a 1x1 PNG
 CELL_A = [
     "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\n"
     "doc = node.new_doc('hist')\ndoc.text('body').insert(0, 'hello world')\n"
@@ -37,9 +39,11 @@ CELL_A = [
     "ui.history(doc)",
     "ui.editor(doc.text('body'))",
     "ui.comments(doc.text('body'))",
-    "from ownkernel.apps import Deck\ndeck = Deck(doc)\n"
+    "from ownkernel.apps import Deck\nimport base64\ndeck = Deck(doc)\n"
+    f"dot = deck.add_image(base64.b64decode('{PNG}'))\n"
     "for i in range(3):\n"
-    "    deck.add(f'# Slide {i + 1}\\n\\n* point `x{i}`', notes=f'say {i + 1}')\n"
+    "    deck.add(f'# Slide {i + 1}\\n\\n* point `x{i}`\\n\\n![a dot]({dot})',"
+    " notes=f'say {i + 1}')\n"
     "deck.present()\nui.deck(deck)",
 ]
 CELL_B = [
@@ -212,6 +216,11 @@ def test_the_followers_deck_follows_the_presenter_stops_and_resumes(pages: Pages
     assert "ann is presenting" in b.inner_text(f'{DECK} [data-own="deck-presenter"]')
     assert b.inner_text(f'{DECK} [data-own="deck-slide"] h1') == "Slide 1"
     assert b.inner_text(f'{DECK} [data-own="deck-slide"] code') == "x0"
+    # the image stored in the doc by its hash, shown from a data: URL
+    src = b.get_attribute(f'{DECK} [data-own="deck-slide"] img', "src") or ""
+    assert src.startswith("data:image/png;base64,")
+    wait_js(b, f"const i = document.querySelector('{DECK} [data-own=\"deck-slide\"] img');"
+               " return i.complete && i.naturalWidth === 1;")  # it decoded: a real image
     assert not b.is_visible(f'{DECK} [data-own="deck-speaker"]')
     assert "say 1" in a.inner_text(f'{DECK} [data-own="deck-speaker"]')  # speaker view
     a.click(f'{DECK} [data-own="deck-next"]')

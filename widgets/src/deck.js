@@ -3,7 +3,7 @@
 // come back; the presenter's speaker view (notes, timer); edit the slide.
 // Markdown is rendered here by a small renderer that builds DOM nodes (never
 // innerHTML): headings, paragraphs, lists, code blocks, inline code,
-// bold/italic, links and data: images.
+// bold/italic, links, images stored in the deck (image:<hash>) and data: images.
 import { connect, h, syncingBadge } from "./common.js";
 
 const CSS = `
@@ -29,6 +29,8 @@ const CSS = `
 .own-deck textarea { width: 100%; box-sizing: border-box; font: 12px monospace; min-height: 120px; }
 `;
 
+let IMAGES = {}; // hash -> data: URL of the shown slide's stored images
+
 function inline(text) {
   // `code`, **bold**, *italic*, [link](url), ![alt](data:image/...)
   const out = [];
@@ -43,7 +45,9 @@ function inline(text) {
     else if (m[4]) {
       const [, alt, src] = /!\[([^\]]*)\]\(([^)]*)\)/.exec(s);
       // only images carried in the slide itself: a deck never loads from elsewhere
-      if (src.startsWith("data:image/")) out.push(h("img", { alt, src }));
+      const stored = src.startsWith("image:") ? IMAGES[src.slice(6)] : null;
+      if (stored) out.push(h("img", { alt, src: stored }));
+      else if (src.startsWith("data:image/")) out.push(h("img", { alt, src }));
       else out.push(document.createTextNode(`[image: ${alt}]`));
     } else {
       const [, label, href] = /\[([^\]]+)\]\(([^)]*)\)/.exec(s);
@@ -143,6 +147,7 @@ function render({ model, el }) {
 
   const show = (s) => {
     st = s;
+    IMAGES = s.images || {};
     el.setAttribute("data-own-slide", String(s.index));
     el.setAttribute("data-own-following", String(s.following));
     pos.textContent = s.n ? `${s.index + 1} / ${s.n}` : "no slides";
