@@ -256,14 +256,17 @@ def test_real_full_file_system_loses_nothing_acknowledged(tmp_path: Path):
 # --- doctor: the store-level audit and quarantine ------------------------------------
 
 def node_profile(tmp_path: Path, words: str = "abc") -> tuple[Path, bytes, bytes]:
-    """A closed profile: doc "hurt" (creation + one change per word, then a snapshot
-    at close) and doc "fine"."""
+    """A closed profile: doc "hurt" (creation + one change per word, then a snapshot)
+    and doc "fine" (with a snapshot too)."""
     p = tmp_path / "p"
     with Node(profile=p, network=False) as node:
         hurt, fine = node.new_doc("hurt"), node.new_doc("fine")
         for w in words:
             hurt.text("body").insert(len(hurt.text("body")), w)
         fine.text("body").insert(0, "fine")
+        with node.lock:  # (a close snapshots only docs with many changes since)
+            for h in (hurt, fine):
+                node.replica.snapshot(node.replica.open(h.id))
         return p, hurt.id, fine.id
 
 

@@ -66,6 +66,10 @@ Listener = Callable[[bytes, bytes], None]
 # arrives in the same batch as the new writer's first change): retried once more.
 _RETRYABLE = frozenset({"not_writer", "not_admin", "bad_capability", "revoked"})
 SNAPSHOT_EVERY = 1000  # changes since the last snapshot that trigger a new one
+# ... and at close: replaying a few changes at the next open costs less than a
+# snapshot now (closing a node that caught up with 2,000 small docs spent 0.7 s
+# saving a snapshot of each)
+SNAPSHOT_AT_CLOSE = 32
 
 
 class OpenDoc:
@@ -159,7 +163,7 @@ class Replica:
                 for od in list(self.docs.values()):
                     if od.crdt is not None and od.crdt.pending_ops:
                         self.commit(od)
-                    if od.since_snapshot:
+                    if od.since_snapshot >= SNAPSHOT_AT_CLOSE:
                         self.snapshot(od)
                 self.sign_heads()
             finally:
