@@ -119,15 +119,14 @@ class Sharing:
                 if peer != source and link.session.is_open and self.may_share(peer, doc):
                     link.session.send_have(doc)  # small doc: the versions decide
             return
-        ids = []
-        for e in envs:
-            env = decode_envelope(e)
-            ids.append((env.actor, env.seq))
+        ids: list[tuple[bytes, int]] | None = None  # decoded for the first taker only
         eager = source is None or self.net.config.relay
         for peer, link in list(self.net.by_peer.items()):
             s = link.session
             if peer == source or not s.is_open or not self.may_share(peer, doc):
                 continue
+            if ids is None:
+                ids = [(env.actor, env.seq) for env in map(decode_envelope, envs)]
             lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if not s.peer_has(doc, a, q)]
             if not lack:
                 continue
