@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ownkernel.node.gate import Credentials
+from ownkernel.node.gate import BOOK_DOC, Credentials
 from ownkernel.node.grants import Descriptor, Grant, InviteError
 from ownkernel.node.users import (
     Cert,
@@ -279,13 +279,21 @@ class Devices:
         if peer is None or not link.session.is_open:
             return
         with self.node.lock:
-            recs = self.users.records()
+            recs = self.users.records() if self._tells(peer) else []
             shares = self._shares() if self.users.sibling(peer) else []
             grants = self.node.gate.grants_for(peer) if again else []
         if recs or shares or grants:
             link.session.send_grants(recs + shares + grants)
         if again or shares:
             self.node._network().sharing.offer_new(link)
+
+    def _tells(self, peer: bytes) -> bool:
+        """Node lock held: is ``peer`` told our records? Our user's devices and peers
+        that share a doc with us are; a stranger learns nothing, not even which
+        devices belong to whom."""
+        if self.users.sibling(peer):
+            return True
+        return any(d != BOOK_DOC for d in self.node.gate.shared_with(peer))
 
     def _shares(self) -> list[bytes]:
         out = []
@@ -301,10 +309,14 @@ class Devices:
     def broadcast(self, recs: list[bytes], skip: bytes | None = None) -> None:
         net = self.node._network()
         for peer, link in list(net.by_peer.items()):
-            if peer != skip and link.session.is_open:
+            if peer == skip or not link.session.is_open:
+                continue
+            with self.node.lock:
+                tells = self._tells(peer)
+            if tells:
                 link.session.send_grants(recs)
-                if self.users.sibling(peer):
-                    self.greet(link)
+            if self.users.sibling(peer):
+                self.greet(link)
         for link in list(net.by_peer.values()):
             net.sharing.offer_new(link)
         net._flush_all()
