@@ -106,6 +106,7 @@ class Devices:
         self.pending: dict[bytes, PairToken] = {}  # token id -> token (in memory only)
         self.used: set[bytes] = set()
         self._answers: dict[bytes, tuple[bytes | None, str | None, str, str]] = {}
+        self._asking: dict[bytes, PairToken] = {}  # issuer -> token we sent a request for
         self._answered = threading.Condition(node.lock)
         self.users = self._setup()
 
@@ -204,6 +205,7 @@ class Devices:
         net.connect(tok.addresses[0] if tok.addresses else "", timeout=timeout)
 
         def send() -> None:
+            self._asking[tok.node] = tok
             link = net.link_of(tok.node)
             if link is not None and link.session.is_open:
                 link.session.send_grants([pair_request(tok, self.node.identity)])
@@ -216,19 +218,9 @@ class Devices:
                     raise TimeoutError(f"no pairing answer from {short_id(tok.node)} after "
                                        f"{timeout:.1f} s")
                 self._answered.wait(left)
-            cert, error, name, colour = self._answers.pop(tok.node)
-            if error or cert is None:
+            _cert, error, name, colour = self._answers.pop(tok.node)
+            if error:
                 raise PermissionError(f"pairing refused by {short_id(tok.node)}: {error}")
-            try:
-                c = parse_record(cert)
-            except UserError as e:
-                raise PermissionError(f"pairing answer carries a bad certificate: {e}") from e
-            if not isinstance(c, Cert) or c.user != tok.user or c.device != self.node.id:
-                raise PermissionError("pairing answer certifies someone else")
-            self.node.store.set_setting("user_paired", {"u": tok.user, "c": cert})
-            self.user_key = None
-            self.users.user = tok.user
-            self._learn([cert])
         # Names and colours belong to the user: take the user's.
         self.node.name = name or self.node.name
         if colour:
@@ -278,6 +270,9 @@ class Devices:
         peer = link.peer
         if peer is None or not link.session.is_open:
             return
+        if self.users.revoked(peer):
+            self._shut_out(link)
+            return
         with self.node.lock:
             recs = self.users.records() if self._tells(peer) else []
             shares = self._shares() if self.users.sibling(peer) else []
@@ -287,6 +282,20 @@ class Devices:
         if again or shares:
             self.node._network().sharing.offer_new(link)
 
+    def share_docs(self, docs: list[bytes]) -> None:
+        """Node thread: new docs of ours (made or joined here) go to our live devices
+        (before their changes, so those find the doc there)."""
+        net = self.node._network()
+        with self.node.lock:
+            sibs = [lk for p, lk in net.by_peer.items()
+                    if lk.session.is_open and self.users.sibling(p)]
+            if not sibs:
+                return
+            shares = self._shares(set(docs))
+        for link in sibs:
+            if shares:
+                link.session.send_grants(shares)
+
     def _tells(self, peer: bytes) -> bool:
         """Node lock held: is ``peer`` told our records? Our user's devices and peers
         that share a doc with us are; a stranger learns nothing, not even which
@@ -295,10 +304,10 @@ class Devices:
             return True
         return any(d != BOOK_DOC for d in self.node.gate.shared_with(peer))
 
-    def _shares(self) -> list[bytes]:
+    def _shares(self, only: set[bytes] | None = None) -> list[bytes]:
         out = []
         for r in self.node.store.documents():
-            if r.capability == "relay":
+            if r.capability == "relay" or (only is not None and r.id not in only):
                 continue
             creds = Credentials.from_bytes(r.token)
             if creds.descriptor is None:
@@ -312,37 +321,43 @@ class Devices:
             if peer == skip or not link.session.is_open:
                 continue
             with self.node.lock:
-                tells = self._tells(peer)
+                tells = self._tells(peer) or self.users.revoked(peer)
             if tells:
                 link.session.send_grants(recs)
-            if self.users.sibling(peer):
+            if self.users.revoked(peer):
+                self._shut_out(link)  # after it was told why
+            elif self.users.sibling(peer):
                 self.greet(link)
         for link in list(net.by_peer.values()):
             net.sharing.offer_new(link)
         net._flush_all()
 
+    def _shut_out(self, link: Link) -> None:
+        """A revoked device gets no session with us: nothing new reaches it, and what
+        it makes now can reach us only through others (and the cut rejects it)."""
+        self.node.gate.reject("revoked_device_session")
+        self.node._network()._close_link(link, "revoked device")
+
     def on_blobs(self, link: Link, blobs: Sequence[bytes]) -> list[bytes]:
         """Take the user-layer blobs of a ``grants`` frame; returns the other (grants)."""
         peer = link.peer
         assert peer is not None
-        rest, recs = [], []
-        for raw in blobs:
+        rest, new = [], []
+        for raw in blobs:  # in order: a certificate may make the next blob's sender a sibling
             kind, m = kind_of(raw)
             if kind is None:
                 rest.append(raw)
             elif kind in ("ucert", "urev"):
-                recs.append(raw)
+                with self.node.lock:
+                    new += self._learn([raw])
             elif kind == "upair":
                 self._on_pair_request(link, m)
             elif kind == "upaired":
                 self._on_pair_answer(peer, m)
             elif kind == "udoc":
                 self._on_doc_share(peer, m)
-        if recs:
-            with self.node.lock:
-                new = self._learn(recs)
-            if new:
-                self.broadcast(new, skip=peer)
+        if new:
+            self.broadcast(new, skip=peer)
         return rest
 
     def _on_pair_request(self, link: Link, m: dict[str, Any]) -> None:
@@ -386,11 +401,32 @@ class Devices:
         cert, err = m.get("c"), m.get("e")
         name, colour = m.get("n"), m.get("o")
         with self._answered:
+            tok = self._asking.pop(peer, None)
+            if tok is None:
+                self.node.gate.reject("pair_unasked")
+                return
+            if err is None:
+                err = self._adopt(tok, cert)
             self._answers[peer] = (cert if isinstance(cert, bytes) else None,
                                    err if isinstance(err, str) else None,
                                    name if isinstance(name, str) else "",
                                    colour if isinstance(colour, str) else "")
             self._answered.notify_all()
+
+    def _adopt(self, tok: PairToken, cert: Any) -> str | None:
+        """Node thread, lock held: become a device of ``tok.user`` by ``cert`` at once,
+        so the blobs right behind the answer (our user's docs) find us a sibling."""
+        try:
+            c = parse_record(cert) if isinstance(cert, bytes) else None
+        except UserError as e:
+            return f"the answer carries a bad certificate: {e}"
+        if not isinstance(c, Cert) or c.user != tok.user or c.device != self.node.id:
+            return "the answer certifies someone else"
+        self.node.store.set_setting("user_paired", {"u": tok.user, "c": cert})
+        self.user_key = None
+        self.users.user = tok.user
+        self._learn([cert])
+        return None
 
     def _on_doc_share(self, peer: bytes, m: dict[str, Any]) -> None:
         node = self.node

@@ -1,0 +1,192 @@
+"""One person, many devices (issue #13): pairing, a user's docs on every device,
+user grants, revocation. Device nodes run as separate OS processes
+(tests/device_child_node.py) on 127.0.0.1; every wait is bounded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from device_child_node import FAST, Proc
+
+from ownkernel.node import Node
+from ownkernel.node.config import NetConfig
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    made: list[Proc] = []
+
+    def make(name: str, *args: str) -> Proc:
+        p = Proc(tmp_path, name, *args)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.kill()
+
+
+def until(pred: Callable[[], object], timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    assert pred()
+
+
+def pair(issuer: Proc, device: Proc) -> None:
+    out = device("pair_with", token=issuer("pair")["token"], wait=15.0)
+    assert out.get("id") == issuer("user")["id"], out
+
+
+def test_two_devices_pair_and_share_all_docs(spawn):
+    a = spawn("laptop")
+    notes = a("new_doc", title="notes", text="from the laptop")["doc"]
+    secret = a("new_doc", title="diary", text="dear diary", encrypted=True)["doc"]
+    b = spawn("desktop")
+    assert b("user")["id"] != a("user")["id"]  # a fresh profile: its own user at first
+    pair(a, b)
+    ua, ub = a("user"), b("user")
+    assert ub["id"] == ua["id"] and ub["node"] != ua["node"]
+    assert (ub["name"], ub["colour"]) == (ua["name"], ua["colour"])  # the user's
+    # every doc of the user appears on the new device without an invite (the
+    # encrypted one with its key), and edits flow both ways
+    b.wait_text(notes, "from the laptop")
+    b.wait_text(secret, "dear diary")
+    b("append", doc=notes, text=" + desktop")
+    a.wait_text(notes, "from the laptop + desktop")
+    fresh = b("new_doc", title="todo", text="made on the desktop")["doc"]
+    a.wait_text(fresh, "made on the desktop")
+    devs = {d[0]: d for d in a("devices")["devices"]}
+    assert set(devs) == {a.id, b.id} and not any(d[3] for d in devs.values())
+    assert {d[0] for d in b("devices")["devices"]} == {a.id, b.id}
+    assert a("rejected")["rejected"] == {} and b("rejected")["rejected"] == {}
+
+
+def test_three_devices_write_under_one_user_grant_of_another_user(spawn):
+    a1, a2, a3 = spawn("a1"), spawn("a2"), spawn("a3")
+    pair(a1, a2)
+    pair(a1, a3)
+    user_a = a1("user")["id"]
+    carol = spawn("carol")
+    doc = carol("new_doc", title="shared", text="carol:")["doc"]
+    # one grant to the user (not to a device), and a read-only invite that brings
+    # the doc's descriptor to one of the user's devices
+    carol("grant", doc=doc, actor=user_a, role="writer")
+    a1("join", token=carol("invite", doc=doc, write=False)["token"], wait=15.0)
+    a1.wait_text(doc, "carol:")
+    a2.wait_text(doc, "carol:")  # from a1: the user's devices sync all its docs
+    a3.wait_text(doc, "carol:")
+    for dev in (a1, a2, a3):
+        assert dev("append", doc=doc, text=f" {dev.name}") == {"ok": True}
+    for node in (carol, a1, a2, a3):
+        node.wait_text(doc, " a1", " a2", " a3")
+    assert carol("rejected")["rejected"] == {}
+    # a device the user did not certify gets nothing from carol's grant
+    stranger = spawn("stranger")
+    stranger("connect", address=carol.address)
+    assert carol("may_read", peer=stranger.id, doc=doc)["ok"] is False
+    assert carol("may_read", peer=a3.id, doc=doc)["ok"] is True
+
+
+def test_revoked_device_is_shut_out_and_a_late_peer_converges(spawn):
+    a1, a2, a3 = spawn("a1"), spawn("a2"), spawn("a3")
+    pair(a1, a2)
+    pair(a1, a3)
+    carol = spawn("carol")
+    doc = carol("new_doc", title="shared", text="c")["doc"]
+    carol("grant", doc=doc, actor=a1("user")["id"], role="writer")
+    a1("join", token=carol("invite", doc=doc, write=False)["token"], wait=15.0)
+    mine = a1("new_doc", title="mine", text="m")["doc"]
+    for node in (a2, a3):
+        node.wait_text(doc, "c")
+        node.wait_text(mine, "m")
+    a2("append", doc=doc, text=" before")  # made before the revocation: stays valid
+    a2("append", doc=mine, text=" before")
+    for node in (a1, a3, carol):
+        node.wait_text(doc, "c before")
+    a1.wait_text(mine, "m before")
+    a3.wait_text(mine, "m before")
+
+    a3.stop()  # offline while a2 is revoked: learns it late
+    a1("unpair", device=a2.id)
+    devs = {d[0]: d[3] for d in a1("devices")["devices"]}
+    assert devs[a2.id] is True and devs[a1.id] is False
+    # every node that knows the revocation shuts the device out (counted)
+    until(lambda: carol("may_read", peer=a2.id, doc=doc)["ok"] is False)
+    until(lambda: all(n("rejected")["rejected"].get("revoked_device_session", 0) > 0
+                      for n in (a1, carol)))
+    # the revoked device keeps writing locally; it receives nothing new
+    a2("append", doc=doc, text=" after")
+    a2("append", doc=mine, text=" after")
+    a1("append", doc=mine, text=" new")
+    carol("append", doc=doc, text=" new")
+    a1.wait_text(doc, "c before new")
+    time.sleep(2.0)  # several anti-entropy rounds (0.5 s) for anything to leak
+    assert " new" not in a2("text", doc=mine)["text"] + a2("text", doc=doc)["text"]
+    a2.stop()  # offline, holding changes made after its revocation
+
+    # a3 comes back and meets a1 (learns of the revocation), then the revoked a2
+    a3.start()
+    a3("connect", address=a1.address)
+    a3.wait_text(mine, "m before new")
+    a3.wait_text(doc, "c before new")
+    until(lambda: a3("may_read", peer=a2.id, doc=mine)["ok"] is False)
+    a2.start()
+    a2("connect", address=a3.address, wait=0)
+    until(lambda: a3("rejected")["rejected"].get("revoked_device_session", 0) > 0)
+    time.sleep(1.0)
+    for d in (doc, mine):
+        texts = {n("text", doc=d)["text"] for n in (a1, a3, carol) if n is not carol
+                 or d == doc}
+        assert len(texts) == 1 and " after" not in texts.pop()
+
+
+# ---------------------------------------------------------------- the cut, in one process
+def test_revocation_cut_gives_the_same_verdict_whenever_it_is_learned(tmp_path):
+    def mk(name: str, **kw: object) -> Node:
+        return Node(tmp_path / name / "p", name=name, network=NetConfig(
+            **FAST, listen=["tcp://127.0.0.1:0"]), **kw)  # type: ignore[arg-type]
+
+    a1, a2 = mk("a1"), mk("a2")
+    late = mk("late")
+    try:
+        a2.pair_with(a1.pair(), timeout=15)
+        late.pair_with(a1.pair(), timeout=15)
+        doc = a1.new_doc("d")
+        doc.text().insert(0, "a1;")
+        until(lambda: any(h.id == doc.id for h in a2.docs())
+              and any(h.id == doc.id for h in late.docs()))
+        t2 = a2.open(doc.id).text()
+        until(lambda: str(t2) == "a1;")
+        t2.insert(3, "ok;")  # before the revocation, seen by a1: below the cut
+        until(lambda: str(a1.open(doc.id).text()) == "a1;ok;"
+              and str(late.open(doc.id).text()) == "a1;ok;")
+        late.close()  # learns of the revocation only later
+        a1.unpair(a2.id)
+        t2.insert(len(t2), "late;")  # after: beyond the cut
+        t2.insert(len(t2), "later;")
+        with a2.lock:
+            envs = a2.replica.outgoing(doc.id, {})  # everything a2 wrote, signed
+        assert len(envs) >= 3
+        before = a1.stats()["rejected"].get("revoked_device", 0)
+        a1.replica.ingest(doc.id, envs)
+        assert a1.stats()["rejected"]["revoked_device"] - before == 2
+        assert str(a1.open(doc.id).text()) == "a1;ok;"
+        # the late device: first the records (as any session shows them), then the
+        # changes — the verdict is the same as on a1
+        late = Node(tmp_path / "late" / "p", network=False)
+        with a1.lock:
+            recs = a1._devices.users.records()
+        with late.lock:
+            late._devices._learn(recs)
+        late.replica.ingest(doc.id, envs)
+        assert late.stats()["rejected"]["revoked_device"] == 2
+        assert str(late.open(doc.id).text()) == "a1;ok;"
+        assert [d.revoked for d in late.devices() if d.id == a2.id] == [True]
+    finally:
+        for n in (a1, a2, late):
+            n.close()
