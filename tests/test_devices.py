@@ -190,3 +190,67 @@ def test_revocation_cut_gives_the_same_verdict_whenever_it_is_learned(tmp_path):
     finally:
         for n in (a1, a2, late):
             n.close()
+
+
+# ---------------------------------------------------------------- one OS user, CLI
+def test_profiles_under_the_profiles_root_share_one_user(tmp_path, monkeypatch):
+    monkeypatch.setenv("OWNKERNEL_HOME", str(tmp_path / "home"))
+    cfg = NetConfig(**FAST, listen=["tcp://127.0.0.1:0"])
+    one = Node("default", network=cfg, control=False)
+    two = Node("default-2", network=cfg, control=False)
+    elsewhere = Node(tmp_path / "elsewhere", network=False)
+    try:
+        assert one.user.id == two.user.id != elsewhere.user.id
+        assert one.id != two.id  # each kernel is still its own device
+        key = tmp_path / "home" / "user.key"
+        assert key.exists() and key.stat().st_mode & 0o077 == 0
+        # a doc made in one kernel reaches the other without an invite
+        d = one.new_doc("scratch")
+        d.text().insert(0, "typed in kernel one")
+        two.connect(one.address, timeout=10)
+        until(lambda: any(h.id == d.id for h in two.docs()))
+        t = two.open(d.id).text()
+        until(lambda: str(t) == "typed in kernel one")
+        t.insert(0, "two: ")
+        until(lambda: str(one.open(d.id).text()) == "two: typed in kernel one")
+    finally:
+        for n in (one, two, elsewhere):
+            n.close()
+
+
+def test_cli_pair_prints_a_token_and_pairs_a_profile(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OWNKERNEL_")}
+    env["OWNKERNEL_HOME"] = str(tmp_path / "home")
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])
+
+    def own(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ownkernel", *args], env=env, cwd=repo,
+                              capture_output=True, text=True, timeout=90)
+
+    a = Node(tmp_path / "a", name="laptop", network=NetConfig(
+        **FAST, listen=["tcp://127.0.0.1:0"]), control=True)
+    try:
+        d = a.new_doc("notes")
+        d.text().insert(0, "hello")
+        r = own("pair", "--profile", str(tmp_path / "a"))
+        assert r.returncode == 0, r.stderr
+        token = r.stdout.strip()
+        assert token.startswith("own-pair:")
+        r = own("pair", token, "--profile", str(tmp_path / "b"))
+        assert r.returncode == 0, r.stderr
+        assert "paired" in r.stdout and a.user.id.hex()[:12] in r.stdout
+        r = own("pair", token, "--profile", str(tmp_path / "c"))  # used: refused, exit 1
+        assert r.returncode == 1 and "pair_used" in r.stderr, (r.stdout, r.stderr)
+        assert len(a.devices()) == 2
+    finally:
+        a.close()
+    b = Node(tmp_path / "b", network=False)
+    try:
+        assert b.user.id == a.user.id and b.user.name == "laptop"
+    finally:
+        b.close()

@@ -59,6 +59,7 @@ __all__ = ["Device", "Devices", "UserInfo", "user_key_path"]
 log = logging.getLogger(__name__)
 
 USER_KEY_FILE = "user.key"
+LOCAL_CERTS = "devices"  # beside a shared user key: one certificate file per profile
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ class Devices:
         self.used: set[bytes] = set()
         self._answers: dict[bytes, tuple[bytes | None, str | None, str, str]] = {}
         self._asking: dict[bytes, PairToken] = {}  # issuer -> token we sent a request for
+        # where this machine's profiles of one user leave their certificates for each
+        # other (they share the user key, but meet as strangers over the network)
+        self._local: Path | None = None
         self._answered = threading.Condition(node.lock)
         self.users = self._setup()
 
@@ -118,7 +122,10 @@ class Devices:
         if isinstance(paired, dict) and isinstance(paired.get("c"), bytes):
             user, own = paired["u"], paired["c"]
         else:
-            self.user_key = self._load_user_key(user_key_path(node.profile, node._temp))
+            kpath = user_key_path(node.profile, node._temp)
+            self.user_key = self._load_user_key(kpath)
+            if kpath.parent != node.profile:  # shared by this OS user's profiles
+                self._local = kpath.parent / LOCAL_CERTS
             user = self.user_key.node_id
             own = store.get_setting("user_cert")
             try:
@@ -133,10 +140,35 @@ class Devices:
                 store.set_setting("user_cert", own)
         users = Users(me, user)
         users.add(own)
+        if self._local is not None:
+            self._publish_local(own)
         self._records: list[bytes] = list(store.get_setting("user_records") or [])
         for raw in self._records:
             users.add(raw)
         return users
+
+    def _publish_local(self, cert: bytes) -> None:
+        assert self._local is not None
+        path = self._local / self.node.id.hex()
+        try:
+            if not path.exists() or path.read_bytes() != cert:
+                self._local.mkdir(mode=0o700, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(cert)
+                tmp.replace(path)
+        except OSError as e:  # then only pairing introduces them: say so, go on
+            log.warning("cannot write device certificate %s: %s", path, e)
+
+    def _local_cert(self, peer: bytes) -> None:
+        """Node lock held: a peer we know nothing of may be a profile of ours on this
+        machine: its certificate is then beside our user key."""
+        if self._local is None or self.users.user_of(peer) is not None:
+            return
+        try:
+            raw = (self._local / peer.hex()).read_bytes()
+        except OSError:
+            return
+        self._learn([raw])
 
     @staticmethod
     def _load_user_key(path: Path) -> Identity:
@@ -274,6 +306,7 @@ class Devices:
             self._shut_out(link)
             return
         with self.node.lock:
+            self._local_cert(peer)
             recs = self.users.records() if self._tells(peer) else []
             shares = self._shares() if self.users.sibling(peer) else []
             grants = self.node.gate.grants_for(peer) if again else []
