@@ -254,3 +254,34 @@ def test_cli_pair_prints_a_token_and_pairs_a_profile(tmp_path):
         assert b.user.id == a.user.id and b.user.name == "laptop"
     finally:
         b.close()
+
+
+# ---------------------------------------------------------------- migration
+def test_profile_of_the_previous_release_gets_a_user_and_keeps_its_docs(tmp_path):
+    import shutil
+
+    src = Path(__file__).with_name("data") / "profile-before-users"
+    prof = tmp_path / "old"
+    shutil.copytree(src, prof, ignore=shutil.ignore_patterns("README.md"))
+    prof.chmod(0o700)
+    (prof / "identity.key").chmod(0o600)
+    node_id = bytes.fromhex("4eb588331291f89124afdf76826d693c4ce54ab6dc7fa303bd89669aca9caa38")
+    doc_id = bytes.fromhex("a7dd7064a8c71a9a7d0bb7a8c1a0b9df")
+    n = Node(prof, network=False)
+    try:
+        assert n.id == node_id and n.name == "old-laptop"
+        user = n.user.id
+        assert user != node_id and (prof / "user.key").exists()
+        assert [(d.id, d.revoked) for d in n.devices()] == [(node_id, False)]
+        assert str(n.open(doc_id).text()) == "written before users existed"
+        with n.lock:  # the doc the node owned is now its user's
+            assert n.gate.view(doc_id).explicit_role(node_id) == "owner"
+        n.open(doc_id).text().insert(0, "still mine: ")
+    finally:
+        n.close()
+    again = Node(prof, network=False)  # the second start changes nothing
+    try:
+        assert again.user.id == user
+        assert str(again.open(doc_id).text()) == "still mine: written before users existed"
+    finally:
+        again.close()
