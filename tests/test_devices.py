@@ -285,3 +285,43 @@ def test_profile_of_the_previous_release_gets_a_user_and_keeps_its_docs(tmp_path
         assert str(again.open(doc_id).text()) == "still mine: written before users existed"
     finally:
         again.close()
+
+
+# ---------------------------------------------------------------- %own pair / devices
+class _Host:
+    """Stands in for the kernel's NodeHost: the magics only ask it for the node."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def wait(self) -> Node:
+        return self.node
+
+
+def test_own_pair_and_own_devices_magics(tmp_path):
+    from IPython.core.error import UsageError
+
+    from ownkernel.kernel.magics import OwnMagics
+
+    cfg = NetConfig(**FAST, listen=["tcp://127.0.0.1:0"])
+    a = Node(tmp_path / "a" / "p", name="laptop", network=cfg, control=False)
+    b = Node(tmp_path / "b" / "p", name="tablet", network=cfg, control=False)
+    try:
+        own_a = OwnMagics(None, host=_Host(a)).own  # type: ignore[arg-type]
+        own_b = OwnMagics(None, host=_Host(b)).own  # type: ignore[arg-type]
+        msg = own_a("pair")
+        assert msg.text.startswith("own-pair:") and msg.text in msg._repr_html_()
+        assert "now a device of user laptop" in repr(own_b("pair " + msg.text))
+        assert b.user.id == a.user.id
+        table = own_a("devices")
+        text = repr(table) if not hasattr(table, "rows") else str(table.rows)
+        assert a.id.hex()[:12] in text and b.id.hex()[:12] in text
+        c = Node(tmp_path / "c" / "p", network=cfg, control=False)
+        try:
+            with pytest.raises(UsageError, match="pair_used"):
+                OwnMagics(None, host=_Host(c)).own("pair " + msg.text)
+        finally:
+            c.close()
+    finally:
+        a.close()
+        b.close()

@@ -91,6 +91,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message.strip() if message else f"{self.prog}: stopped")
 
 
+class _PairMessage(Message):
+    """A pairing token with its QR code (a phone's notebook can scan it)."""
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        from ownkernel.apps.workshop import qr_png
+
+        png = qr_png(self.text)
+        img = "" if png is None else (
+            '<br><img alt="QR code of the pairing token" style="width:220px;'
+            'image-rendering:pixelated" src="data:image/png;base64,'
+            + base64.b64encode(png).decode() + '">')
+        return super()._repr_html_() + img
+
+
 def _parser(cmd: str, *args: tuple[str, dict[str, Any]]) -> _Parser:
     p = _Parser(prog=f"%own {cmd}", add_help=False, description=COMMANDS[cmd][1])
     for name, kw in args:
@@ -272,8 +288,9 @@ class OwnMagics(Magics):
             u = node.pair_with(ns.token, timeout=JOIN_TIMEOUT)
             return Message(f"{u.name} ({u.short_id}); its documents follow",
                            "this kernel is now a device of user ")
-        return Message(node.pair(), "pairing token (one use, valid 10 min; paste it into "
-                       "`%own pair TOKEN` or `ownkernel pair TOKEN` on the new device):\n")
+        return _PairMessage(node.pair(), "pairing token (one use, valid 10 min; paste it "
+                            "into `%own pair TOKEN` or `ownkernel pair TOKEN` on the new "
+                            "device):\n")
 
     def _cmd_devices(self, args: list[str]) -> Table:
         _parser("devices").parse_args(args)
