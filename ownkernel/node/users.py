@@ -243,11 +243,10 @@ class Users:
         return c is not None and (c.user, device) in self.cuts
 
     def same_user(self, a: bytes, b: bytes) -> bool:
-        """Are ``a`` and ``b`` devices of one user, ``b`` not revoked?"""
-        if a == b:
-            return not self.revoked(b)
+        """Are ``a`` and ``b`` devices of one user? (Revocation is not judged here: the
+        cut decides which of a revoked device's changes count, Gate.may_read the rest.)"""
         ua = self.user_of(a)
-        return ua is not None and ua == self.user_of(b) and not self.revoked(b)
+        return ua is not None and ua == self.user_of(b)
 
     def sibling(self, device: bytes) -> bool:
         """Is ``device`` another live device of our own user?"""
