@@ -172,18 +172,22 @@ class Users:
         self.revocations: dict[bytes, dict[bytes, Revocation]] = {}  # device -> raw -> rec
         self.cuts: dict[tuple[bytes, bytes], dict[bytes, int]] = {}  # (user, dev) -> cuts
         self.per_user: dict[bytes, int] = {}
-        self.generation = 0  # bumped on every change (caches key on it)
+        self._known: set[bytes] = set()  # records already taken (bounded like the rest)
 
     # -- learning --------------------------------------------------------------
     def add(self, raw: bytes) -> tuple[str | None, bool]:
         """Learn a record: (problem or None, whether anything changed)."""
+        if raw in self._known:  # every session shows them again: no re-verification
+            return None, False
         try:
             rec = parse_record(raw)
         except UserError:
             return "bad_user_record", False
-        if isinstance(rec, Cert):
-            return self._add_cert(rec)
-        return self._add_revocation(rec)
+        problem, changed = (self._add_cert(rec) if isinstance(rec, Cert)
+                            else self._add_revocation(rec))
+        if problem is None and len(self._known) < 4 * MAX_USERS * 4:
+            self._known.add(raw)
+        return problem, changed
 
     def _add_cert(self, c: Cert) -> tuple[str | None, bool]:
         old = self.certs.get(c.device)
@@ -198,7 +202,6 @@ class Users:
             if old is not None:
                 self.per_user[old.user] -= 1
         self.certs[c.device] = c
-        self.generation += 1
         return None, True
 
     def _add_revocation(self, r: Revocation) -> tuple[str | None, bool]:
@@ -211,7 +214,6 @@ class Users:
         cuts = self.cuts.setdefault((r.user, r.device), {})
         for d, s in r.cuts.items():
             cuts[d] = max(cuts.get(d, 0), s)
-        self.generation += 1
         return None, True
 
     def records(self, users: Iterable[bytes] | None = None) -> list[bytes]:
