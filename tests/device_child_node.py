@@ -30,6 +30,11 @@ def handle(node: Any, cmd: dict[str, Any]) -> dict[str, Any]:
     if op == "user":
         u = node.user
         return {"id": u.id.hex(), "name": u.name, "colour": u.colour, "node": node.id.hex()}
+    if op == "rename":
+        node.name = cmd["name"]
+        if cmd.get("colour"):
+            node.color = cmd["colour"]
+        return {"ok": True}
     if op == "pair":
         return {"token": node.pair(**({"ttl": cmd["ttl"]} if "ttl" in cmd else {}))}
     if op == "pair_with":

@@ -63,6 +63,9 @@ def test_two_devices_pair_and_share_all_docs(spawn):
     devs = {d[0]: d for d in a("devices")["devices"]}
     assert set(devs) == {a.id, b.id} and not any(d[3] for d in devs.values())
     assert {d[0] for d in b("devices")["devices"]} == {a.id, b.id}
+    # the name and colour are the user's: set on one device, shown by all
+    b("rename", name="Ada", colour="#123abc")
+    until(lambda: (a("user")["name"], a("user")["colour"]) == ("Ada", "#123abc"))
     assert a("rejected")["rejected"] == {} and b("rejected")["rejected"] == {}
 
 
