@@ -243,6 +243,8 @@ class OwnMagics(Magics):
                 ("id", _field(node, "id")),
                 ("short id", _field(node, "short_id")),
                 ("name", _field(node, "name")),
+                *([("user", f"{u.short_id} (devices: %own devices)")]
+                  if (u := getattr(node, "user", None)) is not None else []),
                 ("profile", self.host.profile),
             ]
         )

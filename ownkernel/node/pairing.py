@@ -20,6 +20,7 @@ session accepts only after a verified hello), told apart from grants by their
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import threading
@@ -493,6 +494,10 @@ class Devices:
             return "the answer certifies someone else"
         self.node.store.set_setting("user_paired", {"u": tok.user, "c": cert})
         self.user_key = None
+        if self._local is not None:  # no longer one of this machine's user: say so there
+            with contextlib.suppress(OSError):
+                (self._local / self.node.id.hex()).unlink()
+            self._local = None
         self.users.user = tok.user
         self._learn([cert])
         # Names and colours belong to the user: take the user's, both at once here on
