@@ -259,7 +259,11 @@ class Devices:
             _cert, error, _name, _colour = self._answers.pop(tok.node)
             if error:
                 raise PermissionError(f"pairing refused by {short_id(tok.node)}: {error}")
-        net._call(lambda: [self.greet(lk, again=True) for lk in list(net.by_peer.values())])
+        def greet_all() -> None:  # what we may read and show changed: say so now
+            for lk in list(net.by_peer.values()):
+                self.greet(lk, again=True)
+            net._flush_all()
+        net._call(greet_all)
         return self.user
 
     def devices(self) -> list[Device]:
@@ -384,6 +388,7 @@ class Devices:
         for p, link in list(net.by_peer.items()):
             if link.session.is_open and self.users.sibling(p):
                 link.session.send_grants([blob])
+        net._flush_all()
 
     def _on_profile(self, peer: bytes, m: dict[str, Any]) -> None:
         n, o, t, d = m.get("n"), m.get("o"), m.get("t"), m.get("d")
