@@ -15,7 +15,7 @@ from typing import Any
 
 from ownkernel.cli import CliError, _open_node, _settings, cmd_install
 
-__all__ = ["add_contact_commands", "cmd_docs", "cmd_lab", "cmd_new"]
+__all__ = ["add_contact_commands", "cmd_docs", "cmd_lab", "cmd_new", "cmd_pair"]
 
 
 # -- the CLI beside a running node (control socket), docs, new, lab -------------
@@ -109,6 +109,29 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 1  # pragma: no cover
 
 
+# -- users and devices (ownkernel/node/pairing.py) -------------------------------
+def cmd_pair(args: argparse.Namespace) -> int:
+    """``ownkernel pair [TOKEN]``: with TOKEN this profile becomes a device of the
+    token's user; without, the profile's running node prints a pairing token."""
+    from ownkernel.cli import CliError
+
+    live = _control(args, "pair", timeout=args.timeout + 30, token=args.token or "",
+                    wait=args.timeout)
+    if live is None and not args.token:
+        raise CliError("a pairing token is only good while its node runs: start the "
+                       "profile's node (a kernel, `ownkernel node`) and run this again")
+    if live is None:
+        with _open_node(_settings(args, network=True)) as node:
+            try:
+                u = node.pair_with(args.token, timeout=args.timeout)
+            except (ValueError, PermissionError, TimeoutError) as exc:
+                raise CliError(f"cannot pair: {' '.join(str(exc).split())}") from None
+            live = {"user": u.id.hex(), "name": u.name}
+    print(live.get("token") or f"paired: now a device of user {live['name']} "
+          f"({live['user'][:12]})")
+    return 0
+
+
 def add_contact_commands(sub: Any) -> None:
     s = sub.add_parser("docs", help="list a profile's documents",
                        description="List DOCs: id, your role, owner, title (from the "
@@ -122,6 +145,17 @@ def add_contact_commands(sub: Any) -> None:
     s.add_argument("title", metavar="TITLE", nargs="+")
     s.add_argument("--profile", help="profile name or directory")
     s.set_defaults(func=cmd_new)
+
+    s = sub.add_parser("pair", help="pair devices of one user",
+                       description="With TOKEN (from `node.pair()`, `%own pair` or "
+                       "`ownkernel pair` on the other device): this profile becomes a device "
+                       "of that token's user and receives its documents. Without: the "
+                       "profile's running node prints a one-time pairing token.")
+    s.add_argument("token", metavar="TOKEN", nargs="?")
+    s.add_argument("--profile", help="profile name or directory")
+    s.add_argument("--timeout", type=float, default=15.0, metavar="S",
+                   help="seconds to wait for the other device (default 15)")
+    s.set_defaults(func=cmd_pair, name=None, listen=None, bootstrap=None, relay=False)
 
     s = sub.add_parser("lab", help="JupyterLab on the course notebooks",
                        description="Open JupyterLab on notebooks/ (or --notebooks DIR) with the "

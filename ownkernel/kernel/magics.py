@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cells": ("", "shared cells: who changed them last and when"),
     "pull": ("NAME", "put the latest source of shared cell NAME into the next cell"),
     "name": ("[NAME] [--color #RRGGBB]", "show or set this node's display name (and colour)"),
+    # -- users and devices (ownkernel/node/pairing.py, docs/auth.md) --
+    "pair": ("[TOKEN]", "a one-time pairing token for another device; with TOKEN: become "
+             "a device of that token's user"),
+    "devices": ("", "the devices of this node's user: id, name, last seen, revoked"),
     "help": ("[COMMAND]", "this help, or one command's"),
     # -- workshop mode and simulated classmates (ownkernel/apps) --
     "workshop": ("[TITLE] [--classmates N] [--seed S]",
@@ -85,6 +89,22 @@ class _Parser(argparse.ArgumentParser):
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise UsageError(message.strip() if message else f"{self.prog}: stopped")
+
+
+class _PairMessage(Message):
+    """A pairing token with its QR code (a phone's notebook can scan it)."""
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        from ownkernel.apps.workshop import qr_png
+
+        png = qr_png(self.text)
+        img = "" if png is None else (
+            '<br><img alt="QR code of the pairing token" style="width:220px;'
+            'image-rendering:pixelated" src="data:image/png;base64,'
+            + base64.b64encode(png).decode() + '">')
+        return super()._repr_html_() + img
 
 
 def _parser(cmd: str, *args: tuple[str, dict[str, Any]]) -> _Parser:
@@ -223,6 +243,8 @@ class OwnMagics(Magics):
                 ("id", _field(node, "id")),
                 ("short id", _field(node, "short_id")),
                 ("name", _field(node, "name")),
+                *([("user", f"{u.short_id} (devices: %own devices)")]
+                  if (u := getattr(node, "user", None)) is not None else []),
                 ("profile", self.host.profile),
             ]
         )
@@ -259,6 +281,26 @@ class OwnMagics(Magics):
             )
         cols = ["id", "name", "addresses", "online", "latency", "last seen", "route"]
         return Table(cols, rows, title="peers", empty="no peers yet (%own connect ADDR|TOKEN)")
+
+    # -- users and devices (issue #13) ---------------------------------------------
+    def _cmd_pair(self, args: list[str]) -> Any:
+        ns = _parser("pair", ("token", {"nargs": "?", "metavar": "TOKEN"})).parse_args(args)
+        node = self._networked("pair")
+        if ns.token:
+            u = node.pair_with(ns.token, timeout=JOIN_TIMEOUT)
+            return Message(f"{u.name} ({u.short_id}); its documents follow",
+                           "this kernel is now a device of user ")
+        return _PairMessage(node.pair(), "pairing token (one use, valid 10 min; paste it "
+                            "into `%own pair TOKEN` or `ownkernel pair TOKEN` on the new "
+                            "device):\n")
+
+    def _cmd_devices(self, args: list[str]) -> Table:
+        _parser("devices").parse_args(args)
+        node = self._node()
+        rows = [[d.id.hex()[:12] + (" (this)" if d.id == node.id else ""), d.name,
+                 ago(d.last_seen), "revoked" if d.revoked else "-"] for d in node.devices()]
+        return Table(["device", "name", "last seen", "revoked"], rows,
+                     title=f"devices of {node.user.name}", empty="no devices")
 
     def _networked(self, cmd: str) -> Any:
         node = self._node()

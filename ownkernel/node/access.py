@@ -24,9 +24,12 @@ nodes that have not yet seen the revocation).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ownkernel.node.grants import Grant
+
+if TYPE_CHECKING:
+    from ownkernel.node.users import Users
 
 __all__ = ["ACCESS_KEY", "ACCESS_ROOT", "RANK", "AccessView", "role_key", "revoked_key"]
 
@@ -51,20 +54,41 @@ def token_key(token_id: bytes) -> str:
 class AccessView:
     """Roles in one doc, from its owner, its ``_access`` map and presented capabilities."""
 
-    def __init__(self, owner: bytes, amap: Any, grants: dict[bytes, Grant]) -> None:
+    def __init__(self, owner: bytes, amap: Any, grants: dict[bytes, Grant],
+                 users: Users | None = None) -> None:
         self.owner = owner
         self.amap = amap  # anything with .get(key, default): the crdt Map or a dict
         self.grants = grants
+        self.users = users  # device -> user (users.py); None: devices only
 
     def explicit_role(self, actor: bytes) -> str | None:
         if actor == self.owner:
             return "owner"
         r = self.amap.get(role_key(actor))
-        return r if r in ("admin", "writer", "reader") else None
+        best = r if r in ("admin", "writer", "reader") else None
+        # A device acts for its user: the owner device's user owns the doc, and a
+        # role given to a user id covers each of its devices. Revocation is not
+        # judged here but by seq cut at admission (a revoked device's earlier
+        # changes keep the role they had) and in Gate.may_read.
+        u = self.users.user_of(actor) if self.users is not None else None
+        if u is not None:
+            if u == self.users.user_of(self.owner):  # type: ignore[union-attr]
+                return "owner"
+            ru = self.amap.get(role_key(u))
+            if ru in ("admin", "writer", "reader") and RANK[ru] > RANK[best]:
+                best = ru
+        return best
+
+    def _same_user(self, a: bytes, b: bytes) -> bool:
+        if self.users is None:
+            return False
+        u = self.users.user_of(a)
+        return u is not None and u == self.users.user_of(b)
 
     def grant_problem(self, g: Grant, doc: bytes, holder: bytes) -> str | None:
-        """Why grant ``g`` gives ``holder`` nothing here (None: it is valid)."""
-        if g.holder != holder:
+        """Why grant ``g`` gives ``holder`` nothing here (None: it is valid).
+        A grant held by one device of a user counts for all its devices."""
+        if g.holder != holder and not self._same_user(g.holder, holder):
             return "foreign_grant"
         if g.doc != doc or g.owner != self.owner:
             return "bad_capability"
@@ -77,6 +101,8 @@ class AccessView:
     def role(self, actor: bytes, doc: bytes) -> str | None:
         best = self.explicit_role(actor)
         g = self.grants.get(actor)
+        if g is None and self.users is not None and self.users.user_of(actor) is not None:
+            g = next((h for k, h in self.grants.items() if self._same_user(k, actor)), None)
         if (g is not None and self.grant_problem(g, doc, actor) is None
                 and RANK[g.role] > RANK[best]):
             best = g.role

@@ -310,5 +310,12 @@ def node_handlers(node: Node) -> dict[str, Callable[..., dict[str, Any]]]:
                 received = False
         return {"doc": h.hex, "received": received}
 
+    def pair(token: str = "", wait: float = 15.0) -> dict[str, Any]:
+        """Users and devices (pairing.py): without a token, make one; with one, pair."""
+        if not token:
+            return {"token": node.pair()}
+        u = node.pair_with(str(token), timeout=float(wait))
+        return {"user": u.id.hex(), "name": u.name}
+
     return {"ping": ping, "docs": docs, "status": status, "new": new, "invite": invite,
-            "join": join}
+            "join": join, "pair": pair}

@@ -29,6 +29,7 @@ import cbor2
 
 from ownkernel.node.access import RANK, AccessView
 from ownkernel.node.grants import Descriptor, Grant, InviteError
+from ownkernel.node.users import Users
 from ownkernel.store.identity import verify
 
 __all__ = ["BOOK_DOC", "Credentials", "Gate", "PresenceClaim", "seal_presence"]
@@ -82,6 +83,7 @@ class _Doc:
     creds: Credentials
     env_grants: dict[bytes, Grant] | None = None  # holder -> grant seen in stored envelopes
     mine: Grant | None = None  # our own grant, parsed once (we made it: no need to verify)
+    relay_only: bool = False  # carried for others: not one of our user's docs
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,10 @@ class Gate:
 
     def __init__(self, node_id: bytes, rows: Callable[[], Iterable[Any]],
                  row: Callable[[bytes], Any], env_grants: Callable[[bytes], Iterable[tuple]],
-                 relay: bool = False) -> None:
+                 relay: bool = False, users: Users | None = None) -> None:
         self.me = node_id
+        # who is which user's device (users.py); the node replaces it with its own
+        self.users = users if users is not None else Users(node_id, node_id)
         self._rows_fn = rows
         self._row_fn = row
         self._env_grants_fn = env_grants
@@ -151,7 +155,8 @@ class Gate:
             except InviteError:
                 pass
         return _Doc(r.owner, bool(r.encrypted), not r.encrypted or r.key is not None,
-                    dict(r.access or {}), creds, mine=mine)
+                    dict(r.access or {}), creds, mine=mine,
+                    relay_only=r.capability == "relay")
 
     def refresh(self, doc: bytes, row: Any = None) -> None:
         """The documents table row of ``doc`` changed (new doc, access list, key);
@@ -219,7 +224,7 @@ class Gate:
         """Roles in ``doc`` from its signed access map and the holder-bound grants in it."""
         d = self._index()[doc]
         return AccessView(d.owner, d.access if access is None else access,
-                          self._env_grants(doc, d))
+                          self._env_grants(doc, d), self.users)
 
     def role(self, doc: bytes, actor: bytes) -> str | None:
         d = self._index().get(doc)
@@ -240,6 +245,10 @@ class Gate:
         d = self._index().get(doc)
         if d is None:
             return False
+        if self.users.revoked(peer):
+            return False  # a revoked device receives nothing new
+        if self.users.sibling(peer) and not d.relay_only:
+            return True  # our user's other devices sync all of our docs
         if doc in self.carriers.get(peer, ()):
             return True  # a relay we chose ourselves to carry it
         if not d.readable:
@@ -284,13 +293,13 @@ class Gate:
                 grant = Grant.from_bytes(grant_raw)
             except InviteError:
                 return "bad_capability", None
-            if grant.holder != actor:
+            if grant.holder != actor and not self.users.same_user(grant.holder, actor):
                 # someone else's grant (seen in an envelope) presented as one's own
                 return "foreign_grant", None
             problem = acc.grant_problem(grant, doc, actor)
             if problem:
                 return problem, None
-            acc = AccessView(acc.owner, acc.amap, {**acc.grants, actor: grant})
+            acc = AccessView(acc.owner, acc.amap, {**acc.grants, actor: grant}, acc.users)
         if touches_access:
             if not acc.can_admin(actor, doc):
                 return "not_admin", grant
@@ -314,7 +323,7 @@ class Gate:
                 for k in list(self._verified)[:32_768]:
                     del self._verified[k]
             self._verified[raw] = g  # a reconnect does not verify the same grant again
-        if g.holder != peer:
+        if g.holder != peer and not self.users.same_user(g.holder, peer):
             self.reject("foreign_grant")
             return "foreign_grant"
         d = self._index().get(g.doc)
@@ -343,11 +352,12 @@ class Gate:
         owner, the inviter, has a role we can see, or carries the doc for us — a
         grant is useless to others, but it would still tell them we are members."""
         out = []
+        sibling = self.users.sibling(peer)
         for doc, d in self._index().items():
             g = d.mine
             if g is None or d.creds.grant is None:
                 continue
-            if (peer in (d.owner, g.inviter) or doc in self.carriers.get(peer, ())
+            if (sibling or peer in (d.owner, g.inviter) or doc in self.carriers.get(peer, ())
                     or (d.readable and self.view(doc).role(peer, doc) is not None)):
                 out.append(d.creds.grant)
         return out

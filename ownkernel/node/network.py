@@ -763,6 +763,7 @@ class NodeNetwork:
     def offer_doc(self, doc: bytes) -> None:
         """A doc appeared here (joined): show our grant to whom it concerns, offer it."""
         self._seen_docs.add(doc)
+        self.node._devices.share_docs([doc])  # to our user's other devices (pairing.py)
         for link in list(self.by_peer.values()):
             if link.peer is None or not link.session.is_open:
                 continue

@@ -39,6 +39,7 @@ from ownkernel.node.grants import (
 )
 from ownkernel.node.handle import DocHandle
 from ownkernel.node.network import NodeNetwork
+from ownkernel.node.pairing import Device, Devices, UserInfo
 from ownkernel.node.replica import OpenDoc, Replica
 from ownkernel.node.reprs import PeerList
 from ownkernel.store import (
@@ -116,11 +117,12 @@ class Node:
             self.store = Store(self.profile / DB_FILE)
             try:
                 self._check_store_identity(name)
+                self._devices = Devices(self)  # the user key, certificates (pairing.py)
             except BaseException:
                 self.store.close()
                 raise
             self.gate = Gate(self.id, self.store.documents, self.store.document,
-                             self.store.caps)
+                             self.store.caps, users=self._devices.users)
             self.replica = Replica(self.store, self._identity, self.gate, self._lock)
         except BaseException:
             self._plock.release()
@@ -465,6 +467,33 @@ class Node:
                 m[role_key(actor)] = role
             else:
                 raise ValueError("role must be 'admin', 'writer', 'reader' or None")
+
+    # -- users and devices (node/pairing.py, docs/auth.md) ------------------------
+    @property
+    def user(self) -> UserInfo:
+        """The user this node is a device of: ``.id``, ``.name``, ``.colour``."""
+        return self._devices.user
+
+    def pair(self, ttl: float = 600.0) -> str:
+        """A one-time ``own-pair:`` token (valid ``ttl`` s) that makes another node a
+        device of our user (``other.pair_with(token)``). Needs the user key here."""
+        self._check_open()
+        return self._devices.pair(ttl)
+
+    def pair_with(self, token: str, timeout: float = 15.0) -> UserInfo:
+        """Become a device of the user that made ``token``; our user's docs follow."""
+        self._check_open()
+        return self._devices.pair_with(token, timeout)
+
+    def devices(self) -> list[Device]:
+        """``[(device id, name, last seen, revoked?)]`` of our user."""
+        return self._devices.devices()
+
+    def unpair(self, device_id: bytes) -> None:
+        """Revoke a device of our user: its later changes are rejected everywhere and it
+        receives nothing new (its earlier changes stay valid)."""
+        self._check_open()
+        self._devices.unpair(device_id)
 
     # -- first contact (node/contact.py) ---------------------------------------
     def join(self, token: str, timeout: float | None = JOIN_WAIT, *,

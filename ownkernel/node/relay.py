@@ -45,6 +45,7 @@ class Relay:
         if link.greeted or link.peer is None:
             return
         link.greeted = True
+        self.net.node._devices.greet(link)  # certificates first, then grants
         with self.net.node.lock:
             grants = self.gate.grants_for(link.peer)
         if grants:
@@ -53,6 +54,10 @@ class Relay:
     def on_grants(self, link: Link, grants: Sequence[bytes]) -> None:
         peer = link.peer
         assert peer is not None
+        grants = self.net.node._devices.on_blobs(link, grants)  # user records: pairing.py
+        if not grants:
+            self.net.sharing.offer_new(link)
+            return
         with self.net.node.lock:
             for g in grants:
                 self.gate.present(peer, g)

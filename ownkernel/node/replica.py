@@ -81,6 +81,7 @@ class OpenDoc:
         self.crdt = crdt
         self.heads = heads
         self.grants = grants
+        self.users: Any = None  # the gate's device -> user registry (set by Replica)
         # envelopes that cannot be verified yet (gap, unsigned tail), per author:
         # actor -> seq -> (envelope, the peer it came from, its size in bytes)
         self.waiting: dict[bytes, dict[int, tuple[Envelope, Any, int]]] = {}
@@ -105,7 +106,7 @@ class OpenDoc:
 
     def access(self) -> AccessView:
         amap: Any = self.crdt.map(ACCESS_ROOT) if self.crdt is not None else {}
-        return AccessView(self.row.owner, amap, self.grants)
+        return AccessView(self.row.owner, amap, self.grants, self.users)
 
 
 class Replica:
@@ -205,6 +206,7 @@ class Replica:
             crdt = self._load_crdt(row, heads, damaged) if heads else Doc(actor=self.id)
         grants = self.gate.doc_grants(doc_id)
         od = self.docs[doc_id] = OpenDoc(row, crdt, heads, grants)
+        od.users = self.gate.users
         od.compacted = self.store.compacted(doc_id) if heads else {}
         for e in damaged:  # loaded what does not depend on it; counted and named
             log.error("%s", e)
@@ -362,7 +364,7 @@ class Replica:
         return {op[1] for op in c.ops}
 
     def _local_problem(self, od: OpenDoc, blob: bytes) -> str | None:
-        acc = AccessView(od.row.owner, od.access_before, od.grants)
+        acc = AccessView(od.row.owner, od.access_before, od.grants, od.users)
         doc = od.row.id
         if acc.can_admin(self.id, doc):
             return None
@@ -504,6 +506,16 @@ class Replica:
 
     def _admit_run(self, od: OpenDoc, run: Run) -> tuple[int, str | None, bool]:
         """Check and apply a verified run; returns (accepted prefix length, reason, access?)."""
+        cut = self.gate.users.cut(run.actor, od.row.id)
+        if cut is not None and run.envelopes[-1].seq > cut:
+            # A revoked device: only its changes up to the revocation's cut stay valid
+            # (users.py) — the same verdict on every node that knows the revocation.
+            keep = sum(1 for e in run.envelopes if e.seq <= cut)
+            if keep == 0:
+                return 0, "revoked_device", False
+            n, reason, touched = self._admit_run(
+                od, Run(run.actor, run.envelopes[:keep], run.hashes[:keep]))
+            return n, reason or "revoked_device", touched
         if od.crdt is None:
             # No key: authorship is verified, content and access cannot be; we only
             # store and forward ciphertext (relay / bootstrap role).

@@ -173,6 +173,7 @@ class Sharing:
             if doc not in self.net._seen_docs:  # a new doc: ask relays to carry it
                 self.net._seen_docs.add(doc)
                 self.net.relay.ask_all_relays([doc])
+                self.node._devices.share_docs([doc])  # to our user's other devices
             if len(envs) > 1:  # one signature per frame is enough: it covers the chain
                 envs = [strip_signature(e) for e in envs[:-1]] + envs[-1:]
             self.forward(doc, envs, None)

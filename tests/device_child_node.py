@@ -1,0 +1,194 @@
+"""A node in its own OS process for the users/devices tests (test_devices.py,
+test_pairing_attacks.py), and ``Proc``, the driver the tests use.
+
+Commands arrive as JSON lines on stdin; each gets one JSON line on stdout (the
+first line out is ``{"ready": true, ...}``). Networking on 127.0.0.1 only, with
+short timers. Byte values travel as hex.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FAST = dict(ping_interval=0.3, peer_timeout=3.0, anti_entropy=0.5, backoff_min=0.05,
+            backoff_max=0.5, connect_timeout=1.0)
+
+
+def handle(node: Any, cmd: dict[str, Any]) -> dict[str, Any]:
+    op = cmd["op"]
+    h = (lambda: node.open(bytes.fromhex(cmd["doc"])))
+    if op == "user":
+        u = node.user
+        return {"id": u.id.hex(), "name": u.name, "colour": u.colour, "node": node.id.hex()}
+    if op == "rename":
+        node.name = cmd["name"]
+        if cmd.get("colour"):
+            node.color = cmd["colour"]
+        return {"ok": True}
+    if op == "pair":
+        return {"token": node.pair(**({"ttl": cmd["ttl"]} if "ttl" in cmd else {}))}
+    if op == "pair_with":
+        try:
+            u = node.pair_with(cmd["token"], timeout=cmd.get("wait", 10.0))
+        except (PermissionError, TimeoutError, ValueError) as e:
+            return {"refused": f"{type(e).__name__}: {e}"}
+        return {"id": u.id.hex()}
+    if op == "new_doc":
+        d = node.new_doc(cmd.get("title", ""), encrypted=cmd.get("encrypted", False))
+        d.text().insert(0, cmd.get("text", ""))
+        return {"doc": d.id.hex()}
+    if op == "append":
+        t = h().text()
+        try:
+            t.insert(len(t), cmd["text"])
+        except PermissionError as e:
+            return {"refused": str(e)}
+        return {"ok": True}
+    if op == "text":
+        try:
+            return {"text": str(h().text())}
+        except KeyError:
+            return {"text": None}
+    if op == "wait_text":  # until the doc exists and its text contains every part
+        end = time.monotonic() + cmd["timeout"]
+        txt = None
+        while time.monotonic() < end:
+            try:
+                txt = str(h().text())
+            except KeyError:
+                txt = None
+            if txt is not None and all(p in txt for p in cmd["contains"]):
+                return {"ok": True, "text": txt}
+            time.sleep(0.05)
+        return {"ok": False, "text": txt}
+    if op == "docs":
+        return {"docs": sorted(d.id.hex() for d in node.docs())}
+    if op == "devices":
+        return {"devices": [[d.id.hex(), d.name, d.last_seen, d.revoked]
+                            for d in node.devices()]}
+    if op == "unpair":
+        node.unpair(bytes.fromhex(cmd["device"]))
+        return {"ok": True}
+    if op == "connect":
+        node.connect(cmd["address"], timeout=cmd.get("wait", 10.0))
+        return {"ok": True}
+    if op == "invite":
+        return {"token": node.invite(bytes.fromhex(cmd["doc"]), write=cmd.get("write", True))}
+    if op == "join":
+        d = node.join(cmd["token"], timeout=cmd.get("wait", 10.0))
+        return {"doc": d.id.hex()}
+    if op == "grant":
+        node.grant(bytes.fromhex(cmd["doc"]), bytes.fromhex(cmd["actor"]), cmd["role"])
+        return {"ok": True}
+    if op == "rejected":
+        return {"rejected": node.stats()["rejected"]}
+    if op == "may_read":
+        with node.lock:
+            return {"ok": node.gate.may_read(bytes.fromhex(cmd["peer"]),
+                                             bytes.fromhex(cmd["doc"]))}
+    if op == "quit":
+        return {"ok": True}
+    return {"error": f"unknown op {op}"}
+
+
+def main() -> None:
+    from ownkernel.node import Node
+    from ownkernel.node.config import NetConfig
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--profile", required=True)
+    ap.add_argument("--name", default="child")
+    ap.add_argument("--bootstrap", action="append", default=[])
+    args = ap.parse_args()
+    node = Node(args.profile, name=args.name, network=NetConfig(
+        **FAST, listen=["tcp://127.0.0.1:0"], bootstrap=args.bootstrap))
+    print(json.dumps({"ready": True, "id": node.id.hex(), "address": node.address}),
+          flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            out = handle(node, cmd)
+        except Exception as e:  # report, keep serving
+            out = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(out), flush=True)
+        if cmd["op"] == "quit":
+            break
+    node.close()
+
+
+class Proc:
+    """Test side: one device node process (``proc("op", **kw)`` -> its answer)."""
+
+    def __init__(self, tmp: Path, name: str, *args: str) -> None:
+        self.tmp, self.name, self.args = tmp, name, list(args)
+        self.start()
+
+    def start(self) -> Proc:
+        # each in its own directory: a path profile keeps its own user key
+        prof = self.tmp / self.name / "profile"
+        prof.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.tmp / f"{self.name}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--profile", str(prof), "--name", self.name, *self.args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+            bufsize=1)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._reader, daemon=True).start()
+        info = self._read(30.0)
+        assert info.get("ready"), info
+        self.id, self.address = info["id"], info["address"]
+        return self
+
+    def _reader(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.name}: no answer within {timeout} s") from None
+        if line is None:
+            raise AssertionError(f"{self.name} exited: see {self.tmp / (self.name + '.log')}")
+        return json.loads(line)
+
+    def __call__(self, op: str, timeout: float = 30.0, **kw: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, **kw, "timeout": max(1.0, timeout - 2)})
+                              + "\n")
+        self.proc.stdin.flush()
+        out = self._read(timeout)
+        assert "error" not in out, (self.name, op, out)
+        return out
+
+    def wait_text(self, doc: str, *parts: str, timeout: float = 20.0) -> str:
+        out = self("wait_text", doc=doc, contains=list(parts), timeout=timeout)
+        assert out["ok"], (self.name, out)
+        return str(out["text"])
+
+    def stop(self) -> None:
+        self("quit", timeout=15)
+        self.proc.wait(15)
+        self.log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+if __name__ == "__main__":
+    main()
