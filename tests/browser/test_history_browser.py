@@ -33,7 +33,9 @@ WAIT = 60_000  # ms: generous, these are conditions, not timings
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
        "rkJggg==")  # a 1x1 PNG
 CELL_A = [
-    "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\n"
+    # both kernels belong to this machine's one user (issue #13): each plays another
+    # person, so each gets its own name and colour (a device's own choice stays its own)
+    "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\nnode.color = '#1f77b4'\n"
     "doc = node.new_doc('hist')\ndoc.text('body').insert(0, 'hello world')\n"
     "pathlib.Path('invite.txt').write_text(node.invite(doc, write=True))",
     "ui.history(doc)",
@@ -47,7 +49,7 @@ CELL_A = [
     "deck.present()\nui.deck(deck)",
 ]
 CELL_B = [
-    "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\n"
+    "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\nnode.color = '#d62728'\n"
     "doc = node.join(pathlib.Path('invite.txt').read_text(), timeout=60)\n"
     "doc.text('body').replace(0, 5, 'HOWDY')",
     "ui.editor(doc.text('body'))",
