@@ -404,6 +404,18 @@ def test_the_call_widget_relays_the_set_up_between_two_pages(trio) -> None:
         for seer, n in ((c, a), (a, b)):
             until(lambda s=seer, n=n: (s.presence(doc.id).get(n.id) or {}).get("call")
                   == {"joined": True})
+        # ... and c's peer list and chat show it (issue #14 §1)
+        from ownkernel.ui.peers import peer_rows
+
+        def in_call_on(n: Node) -> dict[str, str]:
+            return {r["name"]: r["call"] for r in peer_rows(n.peers, n)}
+        until(lambda: in_call_on(c).get("a") == "call" and in_call_on(a).get("b") == "call")
+        chat_c = ui.chat(c.open(doc.id).log("chat"))
+        fc = Front(chat_c)
+        fc.deliver({"t": "ready"})
+        # (c hears a, through whom it joined; b's presence may not reach it)
+        until(lambda: fc.of_type("snapshot") and "a" in fc.of_type("snapshot")[-1]["call"])
+        chat_c.close()
         off, ans = (fa, fb) if a.id < b.id else (fb, fa)
         offerer, answerer = (a, b) if off is fa else (b, a)
         [o] = until(lambda: off.of_type("offer-to"))
@@ -423,6 +435,7 @@ def test_the_call_widget_relays_the_set_up_between_two_pages(trio) -> None:
         assert hang == {"t": "hangup", "peer": b.id.hex(), "reason": "left"}
         until(lambda: state(fa)["participants"] == [])
         until(lambda: (a.presence(doc.id).get(b.id) or {}).get("call") == {})  # left
+        until(lambda: in_call_on(a).get("b") == "-")
     finally:
         wa.close()
         wb.close()

@@ -40,7 +40,8 @@ STATIC = Path(__file__).with_name("static")
 MAX_RATE = 60.0  # delta messages per second and widget
 HISTORY = 4000  # deltas kept for resync before we fall back to a snapshot
 
-__all__ = ["LiveWidget", "PresenceBoard", "announce", "colour_of", "node_colour", "safe_colour"]
+__all__ = ["LiveWidget", "PresenceBoard", "announce", "colour_of", "in_call", "node_colour",
+           "safe_colour"]
 
 
 def colour_of(node_id: bytes) -> str:
@@ -89,6 +90,13 @@ class PresenceBoard:
             node.set_presence(doc_id, dict(st))
         except RuntimeError:  # no network: nobody to tell
             pass
+
+
+def in_call(states: Any) -> list[str]:
+    """Names of the peers whose presence states (of one doc) say they are in its call."""
+    return [str(st.get("name") or "?") for st in states
+            if isinstance(st, dict) and isinstance(st.get("call"), dict)
+            and st["call"].get("joined") is True]
 
 
 def announce(node: Any, doc_id: bytes, kind: str, root: str, shown: bool) -> None:

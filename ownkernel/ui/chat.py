@@ -19,6 +19,7 @@ from ownkernel.ui.base import (
     PresenceBoard,
     announce,
     colour_of,
+    in_call,
     node_colour,
     safe_colour,
 )
@@ -97,7 +98,13 @@ class Chat(LiveWidget):
             msgs = [_view(mid, obj[i], self._names) for i, mid in enumerate(ids)]
             self._seen = set(ids)
         announce(self._node, self._handle.id, "chat", self._log.name, True)
-        return {"messages": msgs}
+        return {"messages": msgs, "call": sorted(in_call(self._present()))}
+
+    def _present(self) -> Any:
+        try:
+            return self._node.presence(self._handle).values()
+        except RuntimeError:  # no network: nobody present
+            return ()
 
     def _current_names(self) -> dict[str, tuple[str, str]]:
         node = self._node
@@ -139,9 +146,12 @@ class Chat(LiveWidget):
         self._on_profile()  # a peer may have a new name (any doc tells)
         if doc != self._handle.id:
             return
-        names = [str(st.get("name", "?")) for st in self._node.presence(self._handle).values()
+        present = self._present()
+        names = [str(st.get("name", "?")) for st in present
                  if isinstance(st, dict) and (st.get("typing") or {}).get(self._log.name)]
         self._post({"t": "typing", "names": sorted(names)})
+        # who is in this doc's call (ui.call puts "call": {"joined": true} in presence)
+        self._post({"t": "call", "names": sorted(in_call(present))})
 
     def _detach(self) -> None:
         if getattr(self, "_ready", False):

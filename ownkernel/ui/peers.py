@@ -10,7 +10,7 @@ import ipaddress
 from typing import Any
 from urllib.parse import urlparse
 
-from ownkernel.ui.base import STATIC, LiveWidget, colour_of
+from ownkernel.ui.base import STATIC, LiveWidget, colour_of, in_call
 
 __all__ = ["Peers", "peer_rows"]
 
@@ -48,8 +48,22 @@ def shared_docs(node: Any, peer: bytes) -> list[str]:
     return sorted(out)
 
 
+def calls_by_peer(node: Any) -> dict[bytes, list[str]]:
+    """``{peer id: titles of the docs whose call it is in}``, from presence."""
+    out: dict[bytes, list[str]] = {}
+    try:
+        for d in node.docs():
+            for pid, st in node.presence(d).items():
+                if in_call([st]):
+                    out.setdefault(pid, []).append(d.title or d.short_id)
+    except RuntimeError:  # network closing, or none
+        return {}
+    return out
+
+
 def peer_rows(peers: Any, node: Any = None) -> list[dict[str, Any]]:
     peers = list(peers)
+    calls = calls_by_peer(node) if node is not None and hasattr(node, "presence") else {}
     profiles = {}
     if node is not None and hasattr(node, "peer_profiles"):
         try:
@@ -64,7 +78,8 @@ def peer_rows(peers: Any, node: Any = None) -> list[dict[str, Any]]:
                      "color": colour or colour_of(p.id), "online": bool(p.online),
                      "via": _via(p),
                      "rtt_ms": None if p.latency is None else round(p.latency * 1000, 2),
-                     "docs": ", ".join(docs) or "-"})
+                     "docs": ", ".join(docs) or "-",
+                     "call": ", ".join(sorted(calls.get(p.id, []))) or "-"})
     return rows
 
 

@@ -11,6 +11,7 @@ const CSS = `
 .own-chat-time { color: #888; font-size: 11px; margin-right: 6px; }
 .own-chat-foot { display: flex; gap: 6px; padding: 6px; border-top: 1px solid #eee; align-items: center; }
 .own-chat-input { flex: 1; resize: none; font: inherit; padding: 4px; min-height: 1.6em; }
+.own-chat-call { color: #2e7d32; font-size: 12px; padding: 2px 6px; border-bottom: 1px solid #eee; }
 .own-chat-typing { color: #888; font-size: 11px; min-height: 1em; padding: 0 6px; }
 .own-chat-unread { display: none; color: #fff; background: #d9480f; border-radius: 8px; padding: 0 6px; font-size: 11px; cursor: pointer; }
 `;
@@ -26,7 +27,14 @@ function render({ model, el }) {
   const unread = h("span", { className: "own-chat-unread", title: "new messages below" }, "new");
   unread.setAttribute("data-own", "chat-unread");
   const typing = h("div", { className: "own-chat-typing" });
-  const root = h("div", { className: "own-chat" }, list, typing, h("div", { className: "own-chat-foot" }, input, unread));
+  const callLine = h("div", { className: "own-chat-call" });
+  callLine.setAttribute("data-own", "chat-call");
+  callLine.style.display = "none";
+  const showCall = (who = []) => {
+    callLine.textContent = who.length ? `in the call: ${who.join(", ")}` : "";
+    callLine.style.display = who.length ? "block" : "none";
+  };
+  const root = h("div", { className: "own-chat" }, callLine, list, typing, h("div", { className: "own-chat-foot" }, input, unread));
   el.append(style, root);
   let keys = [];
 
@@ -84,11 +92,13 @@ function render({ model, el }) {
       add(msg.messages);
       toBottom();
       typing.textContent = "";
+      showCall(msg.call);
     },
     onDeltas(ops) {
       add(ops);
     },
     onOther(msg) {
+      if (msg.t === "call") showCall(msg.names);
       if (msg.t === "typing") {
         const who = msg.names || [];
         typing.textContent = who.length ? `${who.join(", ")} ${who.length > 1 ? "are" : "is"} typing…` : "";

@@ -13,7 +13,7 @@ function render({ model, el }) {
   el.setAttribute("data-own-widget", "peers");
   const body = h("tbody");
   const table = h("table", { className: "own-peers" },
-    h("thead", {}, h("tr", {}, ...["name", "id", "state", "reached via", "rtt", "docs"].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ...["name", "id", "state", "reached via", "rtt", "docs", "in call"].map((c) => h("th", {}, c)))),
     body);
   const empty = h("div", { className: "own-peers-empty" }, "no peers known yet");
   el.append(h("style", {}, CSS), table, empty);
@@ -26,7 +26,9 @@ function render({ model, el }) {
         h("td", { className: "own-peer-state" }, p.online ? "online" : "offline"),
         h("td", {}, p.via),
         h("td", {}, p.rtt_ms == null ? "-" : `${p.rtt_ms.toFixed(1)} ms`),
-        h("td", {}, String(p.docs)));
+        h("td", {}, String(p.docs)),
+        h("td", { className: "own-peer-call" }, String(p.call || "-")));
+      tr.setAttribute("data-own-call", p.call && p.call !== "-" ? p.call : "");
       tr.setAttribute("data-own", "peer");
       tr.setAttribute("data-own-state", p.online ? "online" : "offline");
       tr.setAttribute("data-own-peer", p.id);
