@@ -17,6 +17,12 @@ Rules (checked on every change that arrives, before anything is stored):
   whose token is not revoked. A grant names its holder, so it only ever counts
   for that holder.
 
+Users (users.py, docs/auth.md): a device certified by a user acts for it — the
+owner device's user owns the doc, ``role:<user id>`` covers each of its
+devices, and one device's grant counts for its siblings. Which changes of a
+revoked device count is decided by its revocation's seq cut (replica.py), not
+here.
+
 Access is judged against the receiving node's current view (documented
 limitation: a change made concurrently with a revocation may be accepted by
 nodes that have not yet seen the revocation).

@@ -9,6 +9,8 @@ Every inbound path asks here, and nowhere else (docs/security.md):
 - presence (``open_presence``: signed by its origin, who must be able to read the doc);
 - the address book (``may_see_book``);
 - held envelopes (``hold`` / ``release``: byte budgets per peer and per doc).
+- users and devices (``users``: device -> user from verified certificates; a
+  user's live devices read all its docs, revoked devices nothing; pairing.py).
 
 A peer reaches any of these only after its hello was verified (ZAP ties the
 Curve key to the signing key; the session ties the hello to both). The gate is
