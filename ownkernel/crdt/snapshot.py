@@ -27,6 +27,7 @@ path: they arrive as changes and bundles and are integrated by the rules.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from itertools import accumulate, compress
 from operator import attrgetter, not_, sub
 from typing import TYPE_CHECKING, Any
@@ -95,10 +96,12 @@ def _runs_to_columns(seq: Sequence) -> list[Any]:
     dlams = [lams[0], *map(sub, lams[1:], lams)]
     offs = list(map(sub, lams, olams))
     if isinstance(seq.empty, str):
-        content: Any = "".join(parts)
+        # visible text, then deleted text: a load reads the text back without
+        # cutting the runs apart (the runs are rebuilt only when needed)
+        content: Any = ["".join(compress(parts, map(not_, dead))), "".join(compress(parts, dead))]
     else:
         content = [x for p in parts for x in p]
-    return [list(acts), dlams, offs, list(oacts), list(map(int, dead)), list(lens), content]
+    return [acts, dlams, offs, oacts, list(map(int, dead)), lens, content]
 
 
 def _ops_to_columns(ops: list[list[Any]]) -> list[Any]:
@@ -230,8 +233,16 @@ def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
     n = len(acts)
     if not (len(dlams) == len(offs) == len(oacts) == len(dead) == len(lens) == n):
         raise DecodeError("corrupt saved document: sequence columns differ in length")
-    if type(content) is not type(seq.empty) or sum(lens) != len(content):
+    if isinstance(seq.empty, str) and type(content) is list:  # [visible, deleted] text
+        if not (len(content) == 2 and all(type(c) is str for c in content)
+                and sum(compress(lens, map(not_, dead))) == len(content[0])
+                and sum(compress(lens, dead)) == len(content[1])):
+            raise DecodeError("corrupt saved document: run content")
+        length, split = len(content[0]), True
+    elif type(content) is not type(seq.empty) or sum(lens) != len(content):
         raise DecodeError("corrupt saved document: run content")
+    else:
+        length, split = len(content) - sum(compress(lens, dead)), False
     if n and min(lens) < 1:
         raise DecodeError("corrupt saved document: empty run")
     if n and not (
@@ -240,20 +251,36 @@ def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
         raise DecodeError("corrupt saved document: actor index")
     if not n:
         return
-    length = len(content) - sum(compress(lens, dead))
-    seq._defer(_SavedRuns(cols, amap), length)
+    seq._defer(_SavedRuns(cols, amap, split), length)
+
+
+def _cut(content: Any, lens: Any) -> Iterator[Any]:
+    ends = list(accumulate(lens))
+    return map(content.__getitem__, map(slice, [0, *ends[:-1]], ends))
+
+
+def _run_contents(content: Any, dead: list[int], lens: list[int], split: bool) -> Any:
+    """Each run's content, in run order, from either saved form of it."""
+    if split:
+        alive = _cut(content[0], compress(lens, map(not_, dead)))
+        gone = _cut(content[1], compress(lens, dead))
+        return [next(gone) if d else next(alive) for d in dead]
+    return _cut(content, lens)
 
 
 class _SavedRuns:
     """A saved sequence's columns, turned into runs on first use (see _fill)."""
 
-    __slots__ = ("cols", "amap")
+    __slots__ = ("amap", "cols", "split")
 
-    def __init__(self, cols: list[Any], amap: list[int]) -> None:
+    def __init__(self, cols: list[Any], amap: list[int], split: bool) -> None:
         self.cols, self.amap = cols, amap
+        self.split = split  # text content saved as [visible, deleted]
 
     def value(self) -> Any:
         _acts, _dlams, _offs, _oacts, dead, lens, content = self.cols
+        if self.split:
+            return content[0]
         if not any(dead):
             return content if isinstance(content, str) else list(content)
         ends = list(accumulate(lens))
@@ -268,7 +295,7 @@ class _SavedRuns:
         # one Run per run and one pass per actor to link fragments.
         with gc_paused(True):
             try:
-                _build(seq, self.cols, self.amap)
+                _build(seq, self.cols, self.amap, self.split)
             except DecodeError:
                 raise
             except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
@@ -276,13 +303,12 @@ class _SavedRuns:
                                   f"{e}") from None
 
 
-def _build(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
+def _build(seq: Sequence, cols: list[Any], amap: list[int], split: bool) -> None:
     acts, dlams, offs, oacts, dead, lens, content = cols
     n = len(acts)
     amap_h = [*amap, -1]  # a saved origin actor of -1 (the head) stays -1
     lams = list(accumulate(dlams))
-    ends = list(accumulate(lens))
-    parts = map(content.__getitem__, map(slice, [0, *ends[:-1]], ends))
+    parts = _run_contents(content, dead, lens, split)
     runs = list(
         map(
             Run,
