@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+OTHER_PERSON = "ownkernel-other-person"  # kernelspec of kernel_sandbox's second user
 
 
 @contextmanager
@@ -32,4 +33,10 @@ def kernel_sandbox(root: Path) -> Iterator[Path]:
                     "OWNKERNEL_NAME"):
             mp.delenv(var, raising=False)
         install(prefix=str(prefix))
+        # A second person on this machine: kernels of one OS user share its user
+        # (issue #13: names and colours follow across them), so a test that plays
+        # two people starts the second one's notebooks on this kernelspec, whose
+        # profiles (and user key) live elsewhere.
+        install(prefix=str(prefix), name=OTHER_PERSON, display_name="ownkernel (other person)",
+                env={"OWNKERNEL_HOME": str(root / "home-other")})
         yield root / "home"

@@ -63,11 +63,9 @@ def test_two_devices_pair_and_share_all_docs(spawn):
     devs = {d[0]: d for d in a("devices")["devices"]}
     assert set(devs) == {a.id, b.id} and not any(d[3] for d in devs.values())
     assert {d[0] for d in b("devices")["devices"]} == {a.id, b.id}
-    # after pairing a name is per device again (two kernels of one OS user may play
-    # two people in a demo): a rename stays where it was made
+    # the name and colour are the user's: set on one device, shown by all
     b("rename", name="Ada", colour="#123abc")
-    time.sleep(1.0)
-    assert (a("user")["name"], a("user")["colour"]) == (ua["name"], ua["colour"])
+    until(lambda: (a("user")["name"], a("user")["colour"]) == ("Ada", "#123abc"))
     assert a("rejected")["rejected"] == {} and b("rejected")["rejected"] == {}
 
 

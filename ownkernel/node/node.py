@@ -249,6 +249,7 @@ class Node:
                 if isinstance(st, dict):
                     net.set_presence(doc, {**st, "name": self._name, "color": self._color})
             net.send_profile(self._name, self._color)  # and every connected peer
+            self._devices.profile_changed()  # and our user's other devices (pairing.py)
             for cb in list(self._profile_listeners):
                 cb()
         try:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import cbor2
+
 from ownkernel.node.gate import BOOK_DOC, Credentials
 from ownkernel.node.grants import Descriptor, Grant, InviteError
 from ownkernel.node.users import (
@@ -112,6 +114,9 @@ class Devices:
         # where this machine's profiles of one user leave their certificates for each
         # other (they share the user key, but meet as strangers over the network)
         self._local: Path | None = None
+        prof = node.store.get_setting("user_profile")
+        # the user's name and colour as last set on any of its devices (last writer wins)
+        self._profile: dict[str, Any] | None = prof if isinstance(prof, dict) else None
         self._answered = threading.Condition(node.lock)
         self.users = self._setup()
 
@@ -310,6 +315,8 @@ class Devices:
             self._local_cert(peer)
             recs = self.users.records() if self._tells(peer) else []
             shares = self._shares() if self.users.sibling(peer) else []
+            if shares and self._profile is not None:
+                shares.append(cbor2.dumps(self._profile))
             grants = self.node.gate.grants_for(peer) if again else []
         if recs or shares or grants:
             link.session.send_grants(recs + shares + grants)
@@ -366,6 +373,38 @@ class Devices:
             net.sharing.offer_new(link)
         net._flush_all()
 
+    # -- the user's name and colour -------------------------------------------------
+    def profile_changed(self) -> None:
+        """Node thread: our name or colour changed; they are the user's: tell our devices."""
+        name, colour = self.node.name, self.node.color
+        cur = self._profile
+        if cur is not None and cur.get("n") == name and cur.get("o") == colour:
+            return  # (also: what we just took from a sibling; no echo)
+        self._profile = {"k": "uprof", "n": name, "o": colour, "t": time.time(),
+                         "d": self.node.id}
+        self.node.store.set_setting("user_profile", self._profile)
+        net = self.node._network()
+        blob = cbor2.dumps(self._profile)
+        for p, link in list(net.by_peer.items()):
+            if link.session.is_open and self.users.sibling(p):
+                link.session.send_grants([blob])
+        net._flush_all()
+
+    def _on_profile(self, peer: bytes, m: dict[str, Any]) -> None:
+        n, o, t, d = m.get("n"), m.get("o"), m.get("t"), m.get("d")
+        if not (self.users.sibling(peer) and isinstance(n, str) and 0 < len(n.strip()) <= 64
+                and isinstance(o, str) and len(o) == 7 and o[0] == "#"
+                and all(c in "0123456789abcdef" for c in o[1:]) and isinstance(t, float)
+                and isinstance(d, bytes)):
+            self.node.gate.reject("bad_user_profile")
+            return
+        cur = self._profile
+        if cur is not None and (cur["t"], cur["d"]) >= (t, d):
+            return
+        self._profile = {"k": "uprof", "n": n.strip(), "o": o, "t": t, "d": d}
+        self.node.store.set_setting("user_profile", self._profile)
+        self.node.name, self.node.color = n.strip(), o
+
     def _shut_out(self, link: Link) -> None:
         """A revoked device gets no session with us: nothing new reaches it, and what
         it makes now can reach us only through others (and the cut rejects it)."""
@@ -390,7 +429,8 @@ class Devices:
                 self._on_pair_answer(peer, m)
             elif kind == "udoc":
                 self._on_doc_share(peer, m)
-
+            elif kind == "uprof":
+                self._on_profile(peer, m)
         if new:
             self.broadcast(new, skip=peer)
         return rest
@@ -471,6 +511,9 @@ class Devices:
             self.node._set_profile("name", name.strip())
         if isinstance(colour, str) and len(colour) == 7 and colour[0] == "#":
             self.node._set_profile("color", colour.lower())
+        self._profile = {"k": "uprof", "n": self.node.name, "o": self.node.color,
+                         "t": time.time(), "d": tok.node}
+        self.node.store.set_setting("user_profile", self._profile)
         return None
 
     def _on_doc_share(self, peer: bytes, m: dict[str, Any]) -> None:

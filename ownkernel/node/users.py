@@ -341,6 +341,7 @@ def kind_of(raw: bytes) -> tuple[str | None, dict[str, Any]]:
         m = cbor2.loads(raw)
     except Exception:
         return None, {}
-    if isinstance(m, dict) and m.get("k") in ("ucert", "urev", "upair", "upaired", "udoc"):
+    if isinstance(m, dict) and m.get("k") in ("ucert", "urev", "upair", "upaired", "udoc",
+                                              "uprof"):
         return m["k"], m
     return None, {}

@@ -59,12 +59,13 @@ def until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
-def notebook(path: Path, cells: list[str]) -> None:
+def notebook(path: Path, cells: list[str], kernel: str = "ownkernel") -> None:
+    """A notebook of code cells on ``kernel`` (conftest.OTHER_PERSON: another user)."""
     nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}",
                      "metadata": {}, "outputs": [], "source": src}
                     for i, src in enumerate(cells)],
-          "metadata": {"kernelspec": {"display_name": "ownkernel", "language": "python",
-                                      "name": "ownkernel"}},
+          "metadata": {"kernelspec": {"display_name": kernel, "language": "python",
+                                      "name": kernel}},
           "nbformat": 4, "nbformat_minor": 5}
     path.write_text(json.dumps(nb))
 

@@ -169,7 +169,7 @@ class CallPages:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> CallPages:
-        from conftest import kernel_sandbox
+        from conftest import OTHER_PERSON, kernel_sandbox
         from playwright.sync_api import sync_playwright
 
         st = self._stack
@@ -180,7 +180,7 @@ class CallPages:
             mp.setenv("OWNKERNEL_LISTEN", "tcp://127.0.0.1:0")
             self.work.mkdir()
             lab.notebook(self.work / "A.ipynb", CELL_A)
-            lab.notebook(self.work / "B.ipynb", CELL_B)
+            lab.notebook(self.work / "B.ipynb", CELL_B, OTHER_PERSON)
             self.server = lab.Lab(self.work, ["--YDocExtension.disable_rtc=True"])
             st.callback(self.server.stop)
             pw = st.enter_context(sync_playwright())

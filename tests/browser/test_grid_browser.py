@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import kernel_sandbox
+from conftest import OTHER_PERSON, kernel_sandbox
 
 lab = pytest.importorskip("lab", reason="tests/browser/lab.py")
 _why = lab.missing()
@@ -84,7 +84,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
         work = root / "work"
         work.mkdir()
         lab.notebook(work / "A.ipynb", CELL_A)
-        lab.notebook(work / "B.ipynb", CELL_B)
+        lab.notebook(work / "B.ipynb", CELL_B, OTHER_PERSON)
         server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
         try:
             with sync_playwright() as pw:

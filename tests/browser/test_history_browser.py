@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import kernel_sandbox
+from conftest import OTHER_PERSON, kernel_sandbox
 
 lab = pytest.importorskip("lab", reason="tests/browser/lab.py")
 _why = lab.missing()
@@ -33,8 +33,8 @@ WAIT = 60_000  # ms: generous, these are conditions, not timings
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5E"
        "rkJggg==")  # a 1x1 PNG
 CELL_A = [
-    # both kernels belong to this machine's one user (issue #13): each plays another
-    # person, so each gets its own name and colour (a device's own choice stays its own)
+    # two people (B runs as another user: conftest.OTHER_PERSON), each with a name
+    # and a colour of their own (random colours could coincide)
     "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\nnode.color = '#1f77b4'\n"
     "doc = node.new_doc('hist')\ndoc.text('body').insert(0, 'hello world')\n"
     "pathlib.Path('invite.txt').write_text(node.invite(doc, write=True))",
@@ -88,7 +88,7 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
         work = root / "work"
         work.mkdir()
         lab.notebook(work / "A.ipynb", CELL_A)
-        lab.notebook(work / "B.ipynb", CELL_B)
+        lab.notebook(work / "B.ipynb", CELL_B, OTHER_PERSON)
         server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
         try:
             with sync_playwright() as pw:
@@ -214,8 +214,11 @@ def wait_slide(page: Any, i: int, following: bool | None = None) -> None:
 
 def test_the_followers_deck_follows_the_presenter_stops_and_resumes(pages: Pages) -> None:
     a, b = pages.a, pages.b
-    wait_slide(b, 0, following=True)  # ben joined late: he lands on ann's slide
-    assert "ann is presenting" in b.inner_text(f'{DECK} [data-own="deck-presenter"]')
+    # ben joined late: he lands on ann's slide once her presence reaches him (slide 0
+    # is also where a deck with no presenter starts: wait for the presenter's name)
+    wait_js(b, f"const p = document.querySelector('{DECK} [data-own=\"deck-presenter\"]');"
+               " return !!p && p.innerText.includes('ann is presenting');")
+    wait_slide(b, 0, following=True)
     assert b.inner_text(f'{DECK} [data-own="deck-slide"] h1') == "Slide 1"
     assert b.inner_text(f'{DECK} [data-own="deck-slide"] code') == "x0"
     # the image stored in the doc by its hash, shown from a data: URL
