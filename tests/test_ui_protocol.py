@@ -379,3 +379,38 @@ def test_peers_go_offline_when_a_peer_shuts_down(pair) -> None:
     b.close()
     until(lambda: any(r["name"] == "ben" and not r["online"] for r in rows()), what="ben offline")
     w.close()
+
+
+def test_blame_colours_the_text_by_author_on_request(pair) -> None:
+    """Issue #12 §2: on request the editor gets who wrote each character, as UTF-16
+    ranges at the version the page holds, refreshed as the text changes; off again
+    clears them. Bad input is a clear error."""
+    a, b, da, db = pair
+    wa = ui.editor(da.text("body"))
+    fa = EditorFront(wa, "pA")
+    fa.deliver({"t": "ready"})
+    fa.settle()
+    db.text("body").insert(len(db.text("body")), "!!")  # ben writes at the end
+    until(lambda: (fa.pump(), fa.text)[1] == "héllo 😀 wörld!!", what="ben's edit on page A")
+    fa.deliver({"t": "blame", "on": True})
+
+    def latest() -> Any:
+        msgs = fa.of_type("blame")
+        return msgs[-1] if msgs else None
+    m = until(lambda: (latest() or {}).get("ranges") and latest(), what="blame ranges")
+    assert wa.blame is True
+    spans = [(r[0], r[1], r[3]) for r in m["ranges"]]
+    # "héllo 😀 wörld" is 14 UTF-16 units (the emoji is two), ann's; "!!" is ben's
+    assert spans == [(0, 14, "ann"), (14, 16, "ben")]
+    assert all(r[2].startswith("#") and len(r[2]) == 7 for r in m["ranges"])
+    assert m["v"] == fa.version
+    # an edit while blame is on brings fresh ranges
+    fa.edit(0, 0, "»")
+    fa.settle()
+    until(lambda: (latest() or {}).get("ranges", [[0]])[0][1] == 15, what="ranges after the edit")
+    wa.blame = False  # from Python: the page is told to clear it
+    until(lambda: latest()["ranges"] is None, what="blame off")
+    fa.deliver({"t": "blame", "on": "yes"})
+    until(lambda: any("blame needs on" in e["error"] for e in fa.of_type("error")),
+          what="a clear error")
+    wa.close()

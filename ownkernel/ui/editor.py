@@ -21,6 +21,7 @@ as the browser knows it (at our current version) to convert them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import deque
@@ -40,6 +41,7 @@ from ownkernel.ui.base import (
     node_colour,
     safe_colour,
 )
+from ownkernel.ui.docview import _names
 from ownkernel.ui.utf16 import AstralIndex, ChangeSet
 
 __all__ = ["Editor", "parse_changes"]
@@ -83,10 +85,16 @@ class Bridge:
     seq: int = 0
 
 
+BLAME_EVERY = 0.3  # seconds: while blame is on, edits refresh it at most this often
+
+
 class Editor(LiveWidget):
     _esm = STATIC / "editor.js"
     root = traitlets.Unicode("").tag(sync=True)
     language = traitlets.Unicode("").tag(sync=True)  # "markdown" or ""
+    # Blame (issue #12 §2): on request the editor colours every character by who
+    # wrote it. Set here (``editor.blame = True``) or with the page's button.
+    blame = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, text: Any, language: str | None = None) -> None:
         handle = text.handle if isinstance(text, RootProxy) else None
@@ -116,6 +124,7 @@ class Editor(LiveWidget):
         self._observed: Any = None
         self._idx = AstralIndex()
         self._node_off: list[Any] = []
+        self._blame_due = False
         self._attach()
         try:
             self._node_off.append(node.on("presence", self._on_presence))
@@ -220,6 +229,8 @@ class Editor(LiveWidget):
         self._snap_v = self._version
         self._bridges.clear()
         announce(me, self._handle.id, "editor", self._text.name, True)
+        if self.blame:  # a new view (or a resync): its blame follows the snapshot
+            self._blame_soon(0.0)
         return {"text": text, "g": self._gen, "name": me.name, "color": node_colour(me),
                 "cursors": self._cursors()}
 
@@ -234,6 +245,8 @@ class Editor(LiveWidget):
     def _push_update(self, client: str, cs: ChangeSet) -> None:
         self._updates.append((client, cs))
         self._push({"c": client, "ch": cs.to_json()})
+        if self.blame:
+            self._blame_soon(BLAME_EVERY)
 
     def _deltas_extra(self) -> dict[str, Any]:
         # the text's length at the last delta sent: a view with nothing
@@ -277,8 +290,54 @@ class Editor(LiveWidget):
             self._on_push(content)
         elif t == "sel":
             self._on_selection(content)
+        elif t == "blame":
+            on = content.get("on")
+            if not isinstance(on, bool):
+                raise ValueError("blame needs on: true or false")
+            self.blame = on  # (the observer below sends it)
         else:
             super()._on_message(t, content)
+
+    # -- blame -------------------------------------------------------------------
+    @traitlets.observe("blame")
+    def _blame_changed(self, _change: Any) -> None:
+        # any thread (a cell sets it): the node thread sends
+        self._blame_soon(0.0)
+
+    def _blame_soon(self, delay: float) -> None:
+        if self._blame_due or self._closed:
+            return
+        self._blame_due = True
+        self._node.call_soon(self._schedule_blame, delay)
+
+    def _schedule_blame(self, delay: float) -> None:
+        try:
+            asyncio.get_running_loop().call_later(delay, self._send_blame)
+        except RuntimeError:  # a node without a loop: now
+            self._send_blame()
+
+    def _send_blame(self) -> None:
+        """Node thread: who wrote what, as UTF-16 ranges at our current version
+        (``ranges`` None: blame is off)."""
+        self._blame_due = False
+        if self._closed or not self._ready:
+            return
+        if not self.blame:
+            self._post({"t": "blame", "v": self._version, "ranges": None})
+            return
+        self._drain()
+        self._flush()  # the page must be at our version to place the ranges
+        with self._node.lock:
+            spans = self._observed.blame()
+            idx = self._idx
+            names = _names(self._node)
+            ranges = []
+            for start, end, actor in spans:
+                name, colour = names.get(actor, (actor.hex()[:8], colour_of(actor)))
+                ranges.append([idx.to16(start), idx.to16(end),
+                               safe_colour(colour, colour_of(actor)), str(name)])
+            v = self._version
+        self._post({"t": "blame", "v": v, "ranges": ranges})
 
     def _on_push(self, msg: dict[str, Any]) -> None:
         updates, client = msg.get("updates"), msg.get("c")

@@ -25,7 +25,7 @@ EDITOR = '[data-own-widget="editor"] .cm-content'
 WAIT = 60_000  # ms: generous, these are conditions, not timings
 
 CELL_A = [
-    "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\n"
+    "from ownkernel import ui\nimport pathlib\nnode.name = 'ann'\nnode.color = '#1f77b4'\n"
     "doc = node.new_doc('live')\ndoc.text('body')\ndoc.log('chat')\n"
     "pathlib.Path('invite.txt').write_text(node.invite(doc))",
     "ui.editor(doc.text('body'))",
@@ -34,7 +34,7 @@ CELL_A = [
     "doc",
 ]
 CELL_B = [
-    "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\n"
+    "from ownkernel import ui\nimport pathlib\nnode.name = 'ben'\nnode.color = '#d62728'\n"
     "doc = node.join(pathlib.Path('invite.txt').read_text(), timeout=60)",
     "ui.editor(doc.text('body'))",
     "ui.chat(doc.log('chat'))",
@@ -145,6 +145,30 @@ def test_both_pages_typing_at_once_converge_with_every_key(pages: Pages) -> None
     final = pages.text(a) or ""
     assert final.count("1") - before.count("1") == 40
     assert final.count("2") - before.count("2") == 40
+
+
+def test_blame_colours_each_authors_text_in_the_editor(pages: Pages) -> None:
+    """Issue #12 §2: the editor's blame button colours the text by who wrote it."""
+    a = pages.a
+    btn = '[data-own-widget="editor"] [data-own="editor-blame"]'
+    a.click(btn)
+    a.wait_for_function(
+        "() => ['ann', 'ben'].every(n => document.querySelector("
+        "`[data-own-widget=\"editor\"] .cm-own-blame[data-own-blame=\"${n}\"]`))",
+        timeout=WAIT)
+    assert a.get_attribute(btn, "aria-pressed") == "true"
+    colours = a.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll("
+        "'[data-own-widget=\"editor\"] .cm-own-blame')]"
+        ".map(s => [s.getAttribute('data-own-blame'), s.style.borderBottomColor]))")
+    assert colours["ann"] and colours["ben"] and colours["ann"] != colours["ben"]
+    if os.environ.get("OWNKERNEL_UI_SHOTS"):
+        a.screenshot(path=os.path.join(os.environ["OWNKERNEL_UI_SHOTS"], "editor-blame-A.png"))
+    a.click(btn)  # off again
+    a.wait_for_function(
+        "() => !document.querySelector('[data-own-widget=\"editor\"] .cm-own-blame')",
+        timeout=WAIT)
+    assert a.get_attribute(btn, "aria-pressed") == "false"
 
 
 def test_undo_takes_back_only_my_own_typing(pages: Pages) -> None:

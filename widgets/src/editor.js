@@ -6,9 +6,10 @@ import { collab, getSyncedVersion, receiveUpdates, sendableUpdates } from "@code
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
 import { defaultHighlightStyle, syntaxHighlighting } from "@codemirror/language";
 import { markdown } from "@codemirror/lang-markdown";
-import { connect, syncingBadge } from "./common.js";
+import { connect, h, syncingBadge } from "./common.js";
 
 const setCursors = StateEffect.define();
+const setBlame = StateEffect.define();
 
 class Caret extends WidgetType {
   constructor(name, color) {
@@ -62,6 +63,33 @@ function cursorDecorations(list, len) {
   return Decoration.set(ranges, true);
 }
 
+// Blame: who wrote each character, as marks (issue #12 §2). Like the cursors,
+// mapped through later edits until the kernel sends the next ranges.
+const blameField = StateField.define({
+  create: () => Decoration.none,
+  update(deco, tr) {
+    deco = deco.map(tr.changes);
+    for (const e of tr.effects) if (e.is(setBlame)) deco = e.value;
+    return deco;
+  },
+  provide: (f) => EditorView.decorations.from(f),
+});
+
+function blameDecorations(ranges, len) {
+  if (!ranges) return Decoration.none;
+  const marks = [];
+  for (const [from, to, color, name] of ranges) {
+    const a = Math.min(from, len), b = Math.min(to, len);
+    if (a >= b) continue;
+    marks.push(Decoration.mark({
+      class: "cm-own-blame",
+      attributes: { style: `background-color: ${color}26; border-bottom: 2px solid ${color}`,
+        "data-own-blame": name, title: name },
+    }).range(a, b));
+  }
+  return Decoration.set(marks, true);
+}
+
 // Only "\n" separates lines, so a position means the same on both sides; a
 // pasted "\r\n" or "\r" becomes "\n" before it enters the document.
 const normaliseLineEnds = EditorState.transactionFilter.of((tr) => {
@@ -87,6 +115,7 @@ const theme = EditorView.theme({
   "&": { fontSize: "14px", background: "#fff" },
   // room above the first line for a remote caret's name label
   ".cm-content": { minHeight: "3.5em", paddingTop: "1.1em", fontFamily: "ui-monospace, monospace", color: "#1a1a1a" },
+  ".cm-own-blame": { paddingBottom: "1px" },
   ".cm-own-caret": { position: "relative", marginLeft: "-1px", marginRight: "-1px" },
   ".cm-own-caret-label": {
     position: "absolute", top: "-1.35em", left: "-2px", fontSize: "10px", color: "#fff",
@@ -104,6 +133,31 @@ function render({ model, el }) {
   Object.assign(el.style, { border: "1px solid #c8c8c8", borderRadius: "4px", overflow: "hidden" });
   let view = null;
   let selTimer = null;
+  // blame ranges wait here until the view has the version they describe
+  let pendingBlame = null;
+  const blameBtn = h("button", {
+    className: "own-editor-blame", title: "colour the text by who wrote it",
+    style: { font: "11px sans-serif", padding: "1px 8px", cursor: "pointer", border: "1px solid #c8c8c8", borderRadius: "3px" },
+  }, "blame");
+  blameBtn.setAttribute("data-own", "editor-blame");
+  const showPressed = () => {
+    const on = !!model.get("blame");
+    blameBtn.setAttribute("aria-pressed", String(on));
+    blameBtn.style.background = on ? "#dde8f7" : "#fff";
+  };
+  showPressed();
+  model.on("change:blame", showPressed);
+  blameBtn.addEventListener("click", () => model.send({ t: "blame", on: !model.get("blame") }));
+  el.append(h("div", {
+    className: "own-editor-bar",
+    style: { display: "flex", justifyContent: "flex-end", padding: "2px 4px", background: "#f7f7f7", borderBottom: "1px solid #e4e4e4" },
+  }, blameBtn));
+  const applyBlame = () => {
+    if (!view || !pendingBlame || getSyncedVersion(view.state) !== pendingBlame.v) return;
+    view.dispatch({ effects: setBlame.of(blameDecorations(pendingBlame.ranges, view.state.doc.length)) });
+    el.setAttribute("data-own-blame-on", pendingBlame.ranges ? "true" : "false");
+    pendingBlame = null;
+  };
   // for tests and benchmarks: the whole text (the DOM holds only what is in view)
   el.ownText = () => (view ? view.state.doc.toString() : null);
   const clientID = Math.random().toString(36).slice(2, 10);
@@ -159,6 +213,7 @@ function render({ model, el }) {
       model.get("language") === "markdown" ? markdown() : [],
       EditorView.lineWrapping,
       cursorField,
+      blameField,
       theme,
       EditorView.updateListener.of((u) => {
         if (u.docChanged) push(); // a no-op when nothing of ours is unconfirmed
@@ -190,6 +245,7 @@ function render({ model, el }) {
       gen = msg.g;
       seq = 0;
       pushed = 0;
+      applyBlame();
     },
     onDeltas: Object.assign((ops, _from, msg) => {
       try {
@@ -206,6 +262,7 @@ function render({ model, el }) {
           if (o.c === clientID && pushed > 0) pushed--;
         }
         view.dispatch(trs);
+        applyBlame();
         if (window.__ownTrace) window.__ownTrace.push(["shown", view.state.doc.length, performance.timeOrigin + performance.now()]);
         // nothing of ours pending: the text must be as long as the kernel's
         if (typeof msg.n16 === "number" && !sendableUpdates(view.state).length
@@ -219,7 +276,10 @@ function render({ model, el }) {
       push();
     }, { version: () => (view ? getSyncedVersion(view.state) : -1) }),
     onOther(msg) {
-      if (msg.t === "cursors" && view) {
+      if (msg.t === "blame") {
+        pendingBlame = msg;
+        applyBlame();
+      } else if (msg.t === "cursors" && view) {
         view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
       } else if (msg.t === "error") {
         console.warn("ownkernel:", msg.error);
