@@ -414,3 +414,30 @@ def test_blame_colours_the_text_by_author_on_request(pair) -> None:
     until(lambda: any("blame needs on" in e["error"] for e in fa.of_type("error")),
           what="a clear error")
     wa.close()
+
+
+def test_the_editor_shows_comment_anchors_and_threads(pair) -> None:
+    """Issue #12 §3: a comment made on another node shows in this editor: its anchor
+    (UTF-16, at the version the page holds) and its thread with replies; resolving
+    it is shown too."""
+    a, b, da, db = pair
+    wa = ui.editor(da.text("body"))
+    fa = EditorFront(wa, "pA")
+    fa.deliver({"t": "ready"})
+    fa.settle()
+    tid = db.text("body").comment(8, 13, "which world?")  # code points: "wörld"
+
+    def latest() -> Any:
+        msgs = fa.of_type("comments")
+        return msgs[-1] if msgs else None
+    m = until(lambda: (latest() or {}).get("threads") and latest(), what="the thread on page A")
+    [t] = m["threads"]
+    # "héllo 😀 " is 9 code points, 10 UTF-16 units: the anchor is 9..14 in UTF-16
+    assert (t["id"], t["from"], t["to"], t["quote"]) == (tid, 9, 14, "wörld")
+    assert (t["name"], t["text"], t["resolved"]) == ("ben", "which world?", False)
+    da.text("body").comments().reply(tid, "this one")
+    until(lambda: [(r["name"], r["text"]) for r in latest()["threads"][0]["replies"]]
+          == [("ann", "this one")], what="the reply")
+    db.text("body").comments().resolve(tid)
+    until(lambda: latest()["threads"][0]["resolved"] is True, what="resolved")
+    wa.close()

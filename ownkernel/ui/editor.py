@@ -125,6 +125,8 @@ class Editor(LiveWidget):
         self._idx = AstralIndex()
         self._node_off: list[Any] = []
         self._blame_due = False
+        self._comments_due = False
+        self._comments_key: Any = None  # what the page was last told of the threads
         self._attach()
         try:
             self._node_off.append(node.on("presence", self._on_presence))
@@ -217,6 +219,8 @@ class Editor(LiveWidget):
             self._attach()
             if self._ready:
                 self._send_snapshot()
+        elif self._ready:
+            self._comments_soon(0.1)  # a comment added, replied to or resolved
 
     # -- browser side ----------------------------------------------------------
     def _snapshot(self) -> dict[str, Any]:
@@ -231,6 +235,8 @@ class Editor(LiveWidget):
         announce(me, self._handle.id, "editor", self._text.name, True)
         if self.blame:  # a new view (or a resync): its blame follows the snapshot
             self._blame_soon(0.0)
+        self._comments_key = None  # and so do the comments
+        self._comments_soon(0.0)
         return {"text": text, "g": self._gen, "name": me.name, "color": node_colour(me),
                 "cursors": self._cursors()}
 
@@ -297,6 +303,48 @@ class Editor(LiveWidget):
             self.blame = on  # (the observer below sends it)
         else:
             super()._on_message(t, content)
+
+    # -- comments (issue #12 §3: the editor shows the anchors and the threads) -------
+    def _comments_soon(self, delay: float) -> None:
+        if self._comments_due or self._closed:
+            return
+        self._comments_due = True
+        self._node.call_soon(self._schedule_comments, delay)
+
+    def _schedule_comments(self, delay: float) -> None:
+        try:
+            asyncio.get_running_loop().call_later(delay, self._send_comments)
+        except RuntimeError:
+            self._send_comments()
+
+    def _send_comments(self) -> None:
+        """Node thread: the text's comment threads with their anchors (UTF-16, at our
+        version), when they changed; the page maps the anchors through later edits."""
+        self._comments_due = False
+        if self._closed or not self._ready:
+            return
+        self._drain()
+        with self._node.lock:
+            threads = self._observed.comments().threads()
+            names = _names(self._node)
+            idx = self._idx
+
+            def who(a: bytes) -> dict[str, str]:
+                name, colour = names.get(a, (a.hex()[:8], colour_of(a)))
+                return {"name": str(name), "color": safe_colour(colour, colour_of(a))}
+            out = [{"id": t.id, "quote": t.quote, "text": t.text, "resolved": t.resolved,
+                    **who(t.author),
+                    "from": None if t.start is None else idx.to16(t.start),
+                    "to": None if t.end is None else idx.to16(t.end),
+                    "replies": [{"text": r.text, **who(r.author)} for r in t.replies]}
+                   for t in threads]
+            v = self._version
+        key = [{k: x for k, x in t.items() if k not in ("from", "to", "quote")} for t in out]
+        if key == self._comments_key:
+            return  # only positions moved: the page maps those itself
+        self._comments_key = key
+        self._flush()  # the page must be at our version (v) to place the anchors
+        self._post({"t": "comments", "v": v, "threads": out})
 
     # -- blame -------------------------------------------------------------------
     @traitlets.observe("blame")

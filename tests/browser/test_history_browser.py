@@ -191,6 +191,11 @@ def test_a_comment_on_selected_text_gets_a_reply_and_is_resolved(pages: Pages) -
     assert b.inner_text(f'{CMT} [data-own="thread"] .quote') == "“world”"
     assert "ann" in b.inner_text(f'{CMT} [data-own="thread"]')
     assert b.inner_text(f'{CMT} [data-own-anchor]') == "world"
+    # ... and ben's live editor shows the anchor and the thread in its margin
+    ed = '[data-own-widget="editor"]'
+    b.wait_for_selector(f'{ed} .cm-own-comment', timeout=WAIT)
+    assert b.inner_text(f'{ed} .cm-own-comment') == "world"
+    assert "which world?" in b.inner_text(f'{ed} [data-own="editor-thread"]')
     b.fill(f'{CMT} [data-own="reply-input"]', "this one")
     b.click(f'{CMT} [data-own="reply-send"]')
     a.wait_for_selector(f'{CMT} [data-own="reply"]', timeout=WAIT)
@@ -200,6 +205,14 @@ def test_a_comment_on_selected_text_gets_a_reply_and_is_resolved(pages: Pages) -
     wait_js(b, f"const t = document.querySelector('{CMT} [data-own=\"thread\"]');"
                " return !!t && t.getAttribute('data-own-resolved') === 'true';")
     assert b.locator(f'{CMT} [data-own-anchor]').count() == 0  # resolved: no highlight
+    wait_js(b, "const t = document.querySelector('[data-own-widget=\"editor\"] "
+               "[data-own=\"editor-thread\"]');"
+               " return !!t && t.getAttribute('data-own-resolved') === 'true';")
+    assert b.locator('[data-own-widget="editor"] .cm-own-comment').count() == 0
+    assert "this one" in b.inner_text('[data-own-widget="editor"] [data-own="editor-thread"]')
+    if os.environ.get("OWNKERNEL_UI_SHOTS"):
+        b.screenshot(path=os.path.join(os.environ["OWNKERNEL_UI_SHOTS"], "editor-comments-B.png"),
+                     full_page=True)
 
 
 DECK = '[data-own-widget="deck"]'

@@ -75,6 +75,32 @@ const blameField = StateField.define({
   provide: (f) => EditorView.decorations.from(f),
 });
 
+// Comment anchors (issue #12 §3), mapped through edits like the blame marks.
+const setComments = StateEffect.define();
+const commentField = StateField.define({
+  create: () => Decoration.none,
+  update(deco, tr) {
+    deco = deco.map(tr.changes);
+    for (const e of tr.effects) if (e.is(setComments)) deco = e.value;
+    return deco;
+  },
+  provide: (f) => EditorView.decorations.from(f),
+});
+
+function commentDecorations(threads, len) {
+  const marks = [];
+  for (const t of threads || []) {
+    if (t.resolved || t.from == null || t.to == null) continue;
+    const a = Math.min(t.from, len), b = Math.min(t.to, len);
+    if (a >= b) continue;
+    marks.push(Decoration.mark({
+      class: "cm-own-comment",
+      attributes: { "data-own-comment": t.id, title: `${t.name}: ${t.text}` },
+    }).range(a, b));
+  }
+  return Decoration.set(marks, true);
+}
+
 function blameDecorations(ranges, len) {
   if (!ranges) return Decoration.none;
   const marks = [];
@@ -116,6 +142,7 @@ const theme = EditorView.theme({
   // room above the first line for a remote caret's name label
   ".cm-content": { minHeight: "3.5em", paddingTop: "1.1em", fontFamily: "ui-monospace, monospace", color: "#1a1a1a" },
   ".cm-own-blame": { paddingBottom: "1px" },
+  ".cm-own-comment": { backgroundColor: "#ffe58f88", borderBottom: "2px dotted #d4a017" },
   ".cm-own-caret": { position: "relative", marginLeft: "-1px", marginRight: "-1px" },
   ".cm-own-caret-label": {
     position: "absolute", top: "-1.35em", left: "-2px", fontSize: "10px", color: "#fff",
@@ -152,6 +179,42 @@ function render({ model, el }) {
     className: "own-editor-bar",
     style: { display: "flex", justifyContent: "flex-end", padding: "2px 4px", background: "#f7f7f7", borderBottom: "1px solid #e4e4e4" },
   }, blameBtn));
+  // the margin: the text's comment threads (replies and resolving are in ui.comments)
+  const margin = h("div", {
+    className: "own-editor-margin",
+    style: { width: "34%", maxWidth: "280px", borderLeft: "1px solid #e4e4e4", background: "#fafafa",
+      font: "12px sans-serif", color: "#1a1a1a", overflowY: "auto", display: "none" },
+  });
+  margin.setAttribute("data-own", "editor-margin");
+  const main = h("div", { style: { flex: "1", minWidth: "0" } });
+  el.append(h("div", { style: { display: "flex", alignItems: "stretch" } }, main, margin));
+  let pendingComments = null;
+  const showThreads = (threads) => {
+    margin.replaceChildren(...threads.map((t) => {
+      const head = h("div", {}, h("b", { style: { color: t.color } }, t.name), ": ", t.text);
+      const quote = h("div", { style: { color: "#666", fontStyle: "italic" } }, t.quote ? `“${t.quote}”` : "(text deleted)");
+      const box = h("div", {
+        style: { padding: "4px 6px", borderBottom: "1px solid #eee", opacity: t.resolved ? "0.5" : "1", cursor: "pointer" },
+      }, quote, head, ...t.replies.map((r) => h("div", { style: { paddingLeft: "8px" } },
+        h("b", { style: { color: r.color } }, r.name), ": ", r.text)));
+      box.setAttribute("data-own", "editor-thread");
+      box.setAttribute("data-own-thread", t.id);
+      box.setAttribute("data-own-resolved", String(!!t.resolved));
+      box.addEventListener("click", () => { // select the commented text
+        if (!view) return;
+        const m = view.contentDOM.querySelector(`[data-own-comment="${CSS.escape(t.id)}"]`);
+        if (m) view.dispatch({ selection: { anchor: view.posAtDOM(m, 0) }, scrollIntoView: true });
+      });
+      return box;
+    }));
+    margin.style.display = threads.length ? "block" : "none";
+  };
+  const applyComments = () => {
+    if (!view || !pendingComments || getSyncedVersion(view.state) !== pendingComments.v) return;
+    view.dispatch({ effects: setComments.of(commentDecorations(pendingComments.threads, view.state.doc.length)) });
+    showThreads(pendingComments.threads);
+    pendingComments = null;
+  };
   const applyBlame = () => {
     if (!view || !pendingBlame || getSyncedVersion(view.state) !== pendingBlame.v) return;
     view.dispatch({ effects: setBlame.of(blameDecorations(pendingBlame.ranges, view.state.doc.length)) });
@@ -214,6 +277,7 @@ function render({ model, el }) {
       EditorView.lineWrapping,
       cursorField,
       blameField,
+      commentField,
       theme,
       EditorView.updateListener.of((u) => {
         if (u.docChanged) push(); // a no-op when nothing of ours is unconfirmed
@@ -239,13 +303,14 @@ function render({ model, el }) {
         view.setState(state);
         view.dispatch({ selection: { anchor: head } });
       } else {
-        view = new EditorView({ state, parent: el });
+        view = new EditorView({ state, parent: main });
       }
       view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
       gen = msg.g;
       seq = 0;
       pushed = 0;
       applyBlame();
+      applyComments();
     },
     onDeltas: Object.assign((ops, _from, msg) => {
       try {
@@ -263,6 +328,7 @@ function render({ model, el }) {
         }
         view.dispatch(trs);
         applyBlame();
+        applyComments();
         if (window.__ownTrace) window.__ownTrace.push(["shown", view.state.doc.length, performance.timeOrigin + performance.now()]);
         // nothing of ours pending: the text must be as long as the kernel's
         if (typeof msg.n16 === "number" && !sendableUpdates(view.state).length
@@ -279,6 +345,9 @@ function render({ model, el }) {
       if (msg.t === "blame") {
         pendingBlame = msg;
         applyBlame();
+      } else if (msg.t === "comments") {
+        pendingComments = msg;
+        applyComments();
       } else if (msg.t === "cursors" && view) {
         view.dispatch({ effects: setCursors.of(cursorDecorations(msg.cursors, view.state.doc.length)) });
       } else if (msg.t === "error") {
