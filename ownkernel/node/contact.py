@@ -61,12 +61,13 @@ def join(node: Node, token: str, timeout: float | None = JOIN_WAIT, *,
     """Join the doc an invite token grants, connect to its inviter, fetch the doc.
 
     Waits (up to ``timeout`` seconds, default ``JOIN_WAIT``) until the first
-    sync has landed, with all that the peers said they held then, so the next
-    line sees the content. If nobody who has the
-    doc was reachable in that time it warns (``JoinWarning``: who was tried)
-    and returns the handle anyway: the content arrives in the background when
-    a peer comes online. ``strict=True`` raises ``TimeoutError`` instead;
-    ``timeout=0``/``None`` returns at once. Joining again is harmless.
+    sync has landed, with all that the peers said they held then and a moment
+    without anything new (at most ``SETTLE_MAX``), so the next line sees the
+    content. If nobody who has the doc was reachable in that time it warns
+    (``JoinWarning``: who was tried) and returns the handle anyway: the content
+    arrives in the background when a peer comes online. ``strict=True`` raises
+    ``TimeoutError`` instead; ``timeout=0``/``None`` returns at once. Joining
+    again is harmless.
     """
     handle = node._join_local(token)
     if node._net is None:
@@ -90,11 +91,17 @@ def join(node: Node, token: str, timeout: float | None = JOIN_WAIT, *,
     return handle
 
 
+# After the first part of a sync lands: what else to wait for (see _settle).
+SETTLE_QUIET = 0.2  # seconds without anything new ...
+SETTLE_MAX = 1.0  # ... but at most this long, for a doc someone keeps typing into
+
+
 def _settle(node: Node, doc_id: bytes, end: float) -> None:
-    """A first sync can land in parts (a relay passes an author's changes on as
-    they were made): wait, until ``end``, for what the peers said they held when
-    the first part landed. Not for later edits: a doc being typed into would
-    keep a wait for "nothing more arrives" going until the timeout."""
+    """A first sync can land in parts. Wait (until ``end``) for what the peers said
+    they held when the first part landed; then, since a relay may not have heard
+    all of the author's changes yet when it answered (it passes them on as they
+    were made), until nothing new arrived for SETTLE_QUIET seconds, for at most
+    SETTLE_MAX: a doc someone keeps typing into never goes quiet."""
     net = node._net
     if net is None:
         return
@@ -105,8 +112,17 @@ def _settle(node: Node, doc_id: bytes, end: float) -> None:
     while time.monotonic() < end and not node._closed:
         have = node.replica.version(doc_id)
         if all(have.get(a, 0) >= s for a, s in target.items()):
-            return
+            break
         time.sleep(0.01)
+    stop = min(end, time.monotonic() + SETTLE_MAX)
+    last, quiet_since = node.replica.version(doc_id), time.monotonic()
+    while time.monotonic() - quiet_since < SETTLE_QUIET and time.monotonic() < stop:
+        if node._closed:
+            return
+        time.sleep(0.02)
+        now = node.replica.version(doc_id)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
 
 
 def join_trouble(node: Node, handle: DocHandle, token: str, timeout: float) -> str:
