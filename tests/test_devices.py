@@ -120,6 +120,10 @@ def test_revoked_device_is_shut_out_and_a_late_peer_converges(spawn):
     assert devs[a2.id] is True and devs[a1.id] is False
     # every node that knows the revocation shuts the device out (counted)
     until(lambda: carol("may_read", peer=a2.id, doc=doc)["ok"] is False)
+    # (a2 may or may not hold a session with each of them right now: it dials both,
+    # so that each has one to refuse whatever its backoff would have done)
+    for n in (a1, carol):
+        a2("connect", address=n.address, wait=0)
     until(lambda: all(n("rejected")["rejected"].get("revoked_device_session", 0) > 0
                       for n in (a1, carol)))
     # the revoked device keeps writing locally; it receives nothing new
