@@ -378,9 +378,11 @@ class NodeNetwork:
             asyncio.get_running_loop().call_soon(self._process_inbox)
 
     def _process_inbox(self) -> None:
-        """Handle the queued frames under one store transaction (one fsync for the
-        burst), then fire events and send. Nothing received is acknowledged or
-        passed on before it is durable: sends leave after the batch commits."""
+        """Handle the queued frames under one store transaction, then fire events
+        and send. Nothing received is acknowledged or passed on before it is
+        committed: sends leave after the batch commits. Other authors' changes are
+        not fsynced (see Store.batch(durable=False): peers hold them); anything
+        else written here is, once for the burst."""
         self._inbox_scheduled = False  # (a pending call finds nothing: harmless)
         burst, self._inbox = self._inbox, []
         if not burst:
@@ -392,7 +394,7 @@ class NodeNetwork:
             # many small acyclic objects, and in a process holding thousands of
             # docs each full collection it triggers scans them all (measured:
             # 25 % of ingest time at 2,000 docs).
-            with node.lock, node.store.batch(), gc_paused(True):
+            with node.lock, node.store.batch(durable=False), gc_paused(True):
                 for inc in burst:
                     try:
                         self._receive(inc)

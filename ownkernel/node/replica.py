@@ -485,7 +485,8 @@ class Replica:
                     self.reject(reason, len(run.envelopes) - n_ok)
             if rows:
                 try:
-                    self.store.append(doc_id, rows, heads)
+                    # other authors' changes: see Store.batch(durable=False)
+                    self.store.append(doc_id, rows, heads, remote=True)
                 except BaseException:
                     self.reload(od)  # the Doc already holds them: make memory equal disk
                     raise
