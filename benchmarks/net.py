@@ -221,12 +221,44 @@ def mesh(n: int, rate: float, seconds: float, warmup: float) -> None:
 
 
 # ------------------------------------------------------------------ --fanout
+def fsync_cost(where: Path, n: int = 200) -> tuple[float, float]:
+    """p50/p99 seconds of one small SQLite commit with synchronous=FULL in ``where``:
+    the author's floor (its own changes are fsynced before they are sent)."""
+    import sqlite3
+    path = Path(tempfile.mkdtemp(dir=where)) / "probe.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("CREATE TABLE t (b BLOB)")
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            db.execute("INSERT INTO t VALUES (?)", (os.urandom(200),))
+            out.append(time.perf_counter() - t0)
+    finally:
+        db.close()
+        shutil.rmtree(path.parent, ignore_errors=True)
+    return pct(out, 50), pct(out, 99)
+
+
 def fanout(sizes: list[int], rate: float, seconds: float) -> None:
-    """One typist, the others only read: CPU of all processes and propagation, per size."""
+    """One typist, the others only read: CPU of all processes and propagation, per
+    size; on the temp dir's disk and on /dev/shm (no fsync cost) when it exists."""
     cores = os.cpu_count() or 1
+    places = [Path(tempfile.gettempdir())]
+    if Path("/dev/shm").is_dir():
+        places.append(Path("/dev/shm"))
+    for where in places:
+        f50, f99 = fsync_cost(where)
+        print(f"-- profiles in {where}: one fsynced commit p50 {ms(f50)}, p99 {ms(f99)}")
+        fanout_in(where, sizes, rate, seconds, cores)
+
+
+def fanout_in(where: Path, sizes: list[int], rate: float, seconds: float, cores: int) -> None:
     print(f"{'nodes':>5s} {'p50':>9s} {'p99':>9s} {'CPU all processes':>20s} {'load avg':>9s}")
     for n in sizes:
-        base = Path(tempfile.mkdtemp(prefix="ownk-fan-"))
+        base = Path(tempfile.mkdtemp(prefix="ownk-fan-", dir=where))
         children: list[Child] = []
 
         def make(name: str, *args: str, base: Path = base,
