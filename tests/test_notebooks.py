@@ -109,9 +109,12 @@ def check_course_notebook(name: str, nb: nbformat.NotebookNode, outputs: str) ->
         assert "%own join TOKEN" in html and "data:image/png;base64," in html  # token, QR
         assert "'Ada']" in outputs and "'Alan']" in outputs
         assert "3 classmates left" in outputs
+        assert "presenting: ## Today" in outputs  # the room's deck, on the second slide
         assert _views(nb) >= 1, "the room shows its widgets"
     elif name == "10-workshop-student.ipynb":
         assert "Ada:" in outputs and "following along" in outputs and "'juice', 6" in outputs
+        assert "the teacher presents slide 1: ## Today" in outputs  # the deck came along
+        assert "DeckView" in outputs  # first of the room's widgets (text/plain of the view)
         assert _views(nb) >= 1, "the room shows its widgets"
 
 
