@@ -82,14 +82,39 @@ def check_course_notebook(name: str, nb: nbformat.NotebookNode, outputs: str) ->
         assert all(f"\n{n}:" in outputs for n in ("Ada", "Grace", "Alan"))
         assert "(typed offline)" in outputs and "'offline', 'online'" in outputs
         assert "# shared notes" in outputs  # the export
+    elif name == "06-history-and-comments.ipynb":
+        # the doc right after our line, seen again through at(); blame by three authors
+        assert "me: history is kept on my disk\n" in outputs
+        assert all(f"('{n}', " in outputs for n in ("Ada", "Grace", "me"))
+        # undo took back only our line, the classmates' text stayed; redo, restore, undo
+        for line in ("undone, the mistake is gone: True", "the classmates' lines are kept: True",
+                     "redone, it is back: True", "and undone again: True",
+                     "as it was after our line: True",
+                     "undo of the restore brings it all back: True"):
+            assert line in outputs, line
+        assert ("'history': all of it, even deleted text? -> yes: deletions are kept as "
+                "tombstones") in outputs  # the anchor held while text went in above it
+        assert "cell (1, 1): why 7? -> ['it went up'], resolved: True" in outputs  # moved down
+        assert _views(nb) >= 4, "editor, history, blame editor and comments show as widgets"
+    elif name == "07-slides.ipynb":
+        assert "1 image(s) in the doc, 3 slides" in outputs  # stored once, by hash
+        assert "Ada sees" in outputs and "presenting slide 0" in outputs
+        assert "Ada follows to slide 2" in outputs
+        assert "Ada is still on '## Try it', now slide 0" in outputs  # follows the id
+        assert "notes for ## Try it -> Leave this up while people scan it." in outputs
+        assert "presenting now: None" in outputs
+        assert _views(nb) >= 2, "the presenter's and Ada's decks show as widgets"
     elif name == "09-workshop-teacher.ipynb":
         html = _html(nb)
         assert "%own join TOKEN" in html and "data:image/png;base64," in html  # token, QR
         assert "'Ada']" in outputs and "'Alan']" in outputs
         assert "3 classmates left" in outputs
+        assert "presenting: ## Today" in outputs  # the room's deck, on the second slide
         assert _views(nb) >= 1, "the room shows its widgets"
     elif name == "10-workshop-student.ipynb":
         assert "Ada:" in outputs and "following along" in outputs and "'juice', 6" in outputs
+        assert "the teacher presents slide 1: ## Today" in outputs  # the deck came along
+        assert "DeckView" in outputs  # first of the room's widgets (text/plain of the view)
         assert _views(nb) >= 1, "the room shows its widgets"
 
 

@@ -1,5 +1,5 @@
-"""Workshop rooms: a teacher's room (chat, notes, sheet) reached by a student through
-its token, in Python and through `%own workshop` / `%own join` on real kernels."""
+"""Workshop rooms: a teacher's room (chat, notes, sheet, slides) reached by a student
+through its token, in Python and through `%own workshop` / `%own join` on real kernels."""
 
 from __future__ import annotations
 
@@ -50,6 +50,59 @@ def test_student_reaches_chat_notes_and_sheet_through_the_token(
                     and [m["text"] for m in room.chat.messages()]
                     == ["welcome!", "hello from a student"], timeout=15)
     assert room.chat.messages()[1]["author"] == "student"
+
+
+def test_the_student_follows_the_teachers_slides(pair: tuple[Node, Node]) -> None:
+    from ui_front import Front
+
+    from ownkernel.ui.slides import DeckView
+
+    teacher, student = pair
+    room = workshop(teacher, "Friday")
+    assert [s.markdown.splitlines()[0] for s in room.deck.slides] == ["# Friday"]
+    second = room.deck.add("# CRDTs\n\n* merge without asking", notes="ask who used git")
+    room.present()
+    theirs = join_room(student, room.token, timeout=15)
+    assert wait_for(lambda: theirs.deck.ids == room.deck.ids
+                    and theirs.deck.presenter is not None, timeout=15)
+    assert theirs.deck.presenter.node == teacher.id  # late joiner: lands on the talk
+    # the room's widgets on the student's side start with the deck, which follows
+    box = theirs.widgets()
+    view = box.children[0]
+    assert isinstance(view, DeckView)
+    front = Front(view)
+    front.deliver({"t": "ready"})
+
+    def shown() -> dict:
+        with front.lock:
+            msgs = [m for _, m in front.sent if m.get("t") in ("snapshot", "deltas")]
+        last = msgs[-1] if msgs else {}
+        return (last.get("state") if last.get("t") == "snapshot"
+                else last["ops"][-1]["state"]) if last else {}
+
+    assert wait_for(lambda: shown().get("index") == 0, timeout=15)
+    assert shown()["notes"] == "" and shown()["following"]  # speaker notes stay with her
+    room.deck.goto(1)
+    assert wait_for(lambda: shown().get("id") == second
+                    and "merge without asking" in shown().get("markdown", ""), timeout=15)
+    assert room.deck.slides[1].notes == "ask who used git"
+    for w in box.children:
+        w.close()
+
+
+def test_a_room_made_before_slides_gets_a_title_slide_once(pair: tuple[Node, Node]) -> None:
+    from ownkernel.apps.workshop import KIND
+    from ownkernel.node.access import META_ROOT
+
+    teacher, _ = pair
+    old = teacher.new_doc(title="Old room")  # as workshop() made rooms before slides
+    with old.transaction():
+        old.map(META_ROOT)["app"] = KIND
+        old.text("notes").insert(0, "# Old room\n")
+    room = workshop(teacher, "Old room")
+    assert room.doc.id == old.id and len(room.deck) == 1
+    room.deck.remove(0)  # a teacher who wants no slides keeps none
+    assert len(workshop(teacher, "Old room").deck) == 0
 
 
 def test_rerunning_reopens_the_same_room_and_token(pair: tuple[Node, Node]) -> None:
@@ -125,9 +178,13 @@ def test_own_workshop_and_own_join_bring_the_room(kernels: tuple[tk.Kernel, tk.K
     assert b.value("type(room).__name__") == "Room"
     assert b.value("room.title") == "Friday workshop"
     b.wait_for("len(room.chat) == 1 and room.sheet.values()[1:] == [['coffee', None, None]]")
-    # the room's widgets: notes editor, chat, sheet, people
-    assert b.value("[type(w).__name__ for w in room.widgets().children][:2]") == \
-        ["Editor", "Chat"]
+    # the room's widgets: slides, notes editor, chat, sheet, people
+    assert b.value("[type(w).__name__ for w in room.widgets().children]") == \
+        ["DeckView", "Editor", "Chat", "Grid", "Peers"]
+    # the teacher presents: the student's room deck follows her slides
+    a.run("s2 = room.deck.add('# Second'); room.present(); room.deck.goto(1)")
+    b.wait_for(f"room.deck.presenter is not None and room.deck.presenter.slide == "
+               f"{a.value('s2')!r} and room.deck.slides[1].markdown == '# Second'")
     # classmates in the teacher's room reach the student too, then leave on request
     a.run("cm = %own classmates 2 --seed 5 --speed 25")
     assert a.value("cm.names") == ["Ada", "Grace"]

@@ -10,7 +10,9 @@ Student::
     room = join_room(node, TOKEN)              # %own join TOKEN does the same
 
 A room is an ordinary document (so it syncs, stores and merges like any other)
-with three roots: ``notes`` (text), ``chat`` (log) and ``sheet``; its owner marks
+with ``notes`` (text), ``chat`` (log), ``sheet`` and the slides of a ``Deck``
+(``room.deck``, the list root ``deck``; ``room.present()`` makes this node the
+presenter and every member's deck widget follows it); its owner marks
 it as a room in the doc's reserved ``_meta`` map, which every member receives,
 so a student's ``%own join`` knows to show the room rather than a bare doc.
 
@@ -36,10 +38,11 @@ from ownkernel.node.access import ACCESS_ROOT, META_ROOT, revoked_key
 __all__ = ["Room", "is_room", "join_room", "qr_png", "workshop"]
 
 KIND = "workshop"
-NOTES, CHAT, SHEET = "notes", "chat", "sheet"
+NOTES, CHAT, SHEET, DECK = "notes", "chat", "sheet", "deck"
 SHEET_HEAD = ("item", "price", "who")
 _TOKEN_SETTING = "workshop-token:"  # + doc hex: the room's token, kept in the owner's profile
 JOIN_TIMEOUT = 15.0
+_TITLE_NOTES = "Welcome everyone; the token is on the screen."
 
 
 def is_room(doc: Any) -> bool:
@@ -62,7 +65,10 @@ def workshop(node: Any, title: str = "workshop") -> Room:
         if row.title == title and row.owner == node.id:
             doc = node.open(row.id)
             if is_room(doc):
-                return Room(node, doc)
+                room = Room(node, doc)
+                if DECK not in doc.roots():  # a room made before rooms had slides
+                    room.deck.add(_title_slide(title), notes=_TITLE_NOTES)
+                return room
     doc = node.new_doc(title=title)
     with doc.transaction():
         doc.map(META_ROOT)["app"] = KIND
@@ -73,7 +79,15 @@ def workshop(node: Any, title: str = "workshop") -> Room:
         sheet = doc.sheet(SHEET)
         for col, head in enumerate(SHEET_HEAD):
             sheet[(0, col)] = head
-    return Room(node, doc)
+    room = Room(node, doc)
+    room.deck.add(_title_slide(title), notes=_TITLE_NOTES)
+    return room
+
+
+def _title_slide(title: str) -> str:
+    """The first slide of a new room: the teacher edits it or adds more."""
+    return (f"# {title}\n\nJoin with `%own join TOKEN`: the notes, chat, sheet and these "
+            f"slides come with it.")
 
 
 def join_room(node: Any, token: str, timeout: float = JOIN_TIMEOUT) -> Room:
@@ -108,6 +122,18 @@ class Room:
     @property
     def sheet(self) -> Any:
         return self.doc.sheet(SHEET)
+
+    @property
+    def deck(self) -> Any:
+        """The room's slides (an ``ownkernel.apps.Deck`` on the root ``deck``)."""
+        from ownkernel.apps.deck import Deck
+
+        return Deck(self.doc, name=DECK)
+
+    def present(self, slide: int = 0) -> None:
+        """Present the room's slides from ``slide`` on: every member's deck follows
+        (``room.deck.goto(i)`` moves them, ``room.deck.stop()`` ends it)."""
+        self.deck.present(slide)
 
     @property
     def is_host(self) -> bool:
@@ -171,15 +197,19 @@ class Room:
                 f"<code>node.revoke(room.token)</code>.</small></div>")
 
     def widgets(self) -> Any:
-        """The room's live widgets in one box: notes editor, chat, sheet, people."""
+        """The room's live widgets in one box: slides, notes editor, chat, sheet, people."""
         import ipywidgets
 
         from ownkernel import ui
 
         grid = getattr(ui, "grid", None)  # the sheet widget, when this version has it
+        deck = getattr(ui, "deck", None)  # the slides widget (issue #12), likewise
         parts = [ui.editor(self.notes, language="markdown"), ui.chat(self.chat),
                  grid(self.sheet) if callable(grid) else _SheetView(self).widget,
                  ui.peers(self.node)]
+        if callable(deck):
+            # first: while the teacher presents, the shown slide is what the class looks at
+            parts.insert(0, deck(self.deck))
         return ipywidgets.VBox(parts)
 
     def _ipython_display_(self) -> None:

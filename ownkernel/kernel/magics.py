@@ -55,7 +55,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "help": ("[COMMAND]", "this help, or one command's"),
     # -- workshop mode and simulated classmates (ownkernel/apps) --
     "workshop": ("[TITLE] [--classmates N] [--seed S]",
-                 "a workshop room (chat, notes, sheet): its join token, QR code, widgets"),
+                 "a workshop room (chat, notes, sheet, slides): join token, QR code, widgets"),
     "classmates": ("N [--doc DOC] [--seed S] [--speed X] | stop",
                    "N simulated classmates type, chat, add rows (in the room, or DOC)"),
 }
