@@ -2,6 +2,7 @@
 JupyterLab (kernel.py ``_publish_status``): a real ownkernel process through
 jupyter_client, a comm message to a live widget gets only its "idle"; any other
 comm message (here to a plain anywidget) and any other request still get both.
+And the kernel hands the GIL over quickly (its node thread waits for it per key).
 """
 
 from __future__ import annotations
@@ -66,3 +67,10 @@ def test_widget_comm_messages_leave_the_kernel_idle(kernel: Kernel) -> None:
         if m["parent_header"].get("msg_id") == run and m["msg_type"] == "status":
             seen.append(m["content"]["execution_state"])
     assert seen == ["busy", "idle"]
+
+
+def test_the_node_thread_gets_the_gil_quickly(kernel: Kernel) -> None:
+    from ownkernel.kernel.kernel import SWITCH_INTERVAL
+
+    assert SWITCH_INTERVAL < 0.005  # below Python's default
+    assert kernel.value("__import__('sys').getswitchinterval()") == SWITCH_INTERVAL

@@ -25,6 +25,14 @@ from ownkernel.kernel.settings import Settings, SettingsError, load_settings
 
 __all__ = ["OwnKernel"]
 
+# The GIL switch interval of the kernel process (Python's default: 5 ms). The
+# node's thread wakes for every key typed into a widget or arriving from a peer,
+# and each time it has to win the GIL from the kernel's other threads, or from
+# a cell computing: at 5 ms per hand-over a running cell added tens of ms to a
+# key's way (benchmarks/results/ui.md). The forced switch only happens when
+# another thread waits, so a cell alone pays nothing.
+SWITCH_INTERVAL = 0.0005
+
 log = logging.getLogger("ownkernel.kernel")
 
 
@@ -44,6 +52,7 @@ class OwnKernel(IPythonKernel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.help_links = [
             *self.help_links,
             {"text": "ownkernel: %own help", "url": "https://pypi.org/project/ownkernel/"},
