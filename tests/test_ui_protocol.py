@@ -313,6 +313,25 @@ def test_a_remote_key_goes_to_the_page_before_our_store_commits(pair) -> None:
     w.close()
 
 
+def test_a_widget_failing_to_send_does_not_fail_the_nodes_ingest(pair) -> None:
+    """The leading edge is sent from inside the node's ingest of a frame: a page
+    whose send fails must not make the node drop or half-handle that frame."""
+    a, b, da, db = pair
+    w = ui.editor(db.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+
+    def broken(msg: dict[str, Any], buffers: Any = None) -> None:
+        raise RuntimeError("the comm is gone")
+    w.send = broken
+    da.text("body").insert(0, "k")
+    until(lambda: str(db.text("body")) == str(da.text("body")), what="B has the key")
+    assert b.network.errors["handler-error"] == 0
+    assert b.network.errors["batch-error"] == 0
+    w.close()
+
+
 def test_crlf_from_cell_code_becomes_lf_on_both_sides(pair) -> None:
     a, b, da, db = pair
     w = ui.editor(da.text("body"))

@@ -22,6 +22,7 @@ as the browser knows it (at our current version) to convert them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections import deque
@@ -46,6 +47,8 @@ from ownkernel.ui.docview import _names
 from ownkernel.ui.utf16 import AstralIndex, ChangeSet
 
 __all__ = ["Editor", "parse_changes"]
+
+log = logging.getLogger("ownkernel.ui")
 
 PY_CLIENT = "py"
 MAX_SECTIONS = 64  # remote edits composed into one update until it has this many parts
@@ -172,16 +175,21 @@ class Editor(LiveWidget):
         commit failing here reloads the doc (a fresh snapshot), so nothing shown
         is lost. Only the leading edge: within a batching window the scheduled
         drain composes the rest into one update, as before."""
-        if COMMENTS_KEY in ev.objects:
-            self._comments_soon(0.1)  # a comment added, replied to or resolved
-        if (ev.local or not self._inbox or self._flush_pending or not self._ready
-                or self._closed or not self._on_node_thread()):
-            return
-        self._eager = True
+        # Never raise from here: we are inside the CRDT's apply of someone's change
+        # (a failing widget must not fail the node's ingest of a frame).
         try:
-            self._drain()
-        finally:
-            self._eager = False
+            if COMMENTS_KEY in ev.objects:
+                self._comments_soon(0.1)  # a comment added, replied to or resolved
+            if (ev.local or not self._inbox or self._flush_pending or not self._ready
+                    or self._closed or not self._on_node_thread()):
+                return
+            self._eager = True
+            try:
+                self._drain()
+            finally:
+                self._eager = False
+        except Exception:
+            log.exception("editor: sending a remote change to the page failed")
 
     _eager = False  # _drain is sending the leading edge of a remote change at once
 
