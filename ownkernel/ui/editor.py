@@ -222,9 +222,9 @@ class Editor(LiveWidget):
             one = ChangeSet.single(len16, pos16, del16, inserted)
             cs = one if cs is None else cs.compose(one)
         if cs is not None:
-            self._push_update(PY_CLIENT, cs)
-            if _TRACE_PATH:
+            if _TRACE_PATH:  # (before the push: a leading edge is posted inside it)
                 _trace("drain", idx.length16)
+            self._push_update(PY_CLIENT, cs)
         if crlf:
             self._node.call_soon(self._normalise_line_ends)
 
