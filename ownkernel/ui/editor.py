@@ -171,10 +171,11 @@ class Editor(LiveWidget):
         rate allows), on the node thread in the middle of storing the frames it
         came in: the drain that ``_observe`` scheduled would run only after the
         store's commit (an fsync), and a key typed on the other node would wait
-        for our disk before showing. The change is durable at its author's, and a
-        commit failing here reloads the doc (a fresh snapshot), so nothing shown
-        is lost. Only the leading edge: within a batching window the scheduled
-        drain composes the rest into one update, as before."""
+        for our disk before showing. The page is shown what the node's memory
+        holds, as the scheduled drain would show it; only the moment is earlier
+        (the change is durable at its author's; a refused store write reloads the
+        doc, and the page gets a fresh snapshot). Only the leading edge: within a
+        batching window the scheduled drain composes the rest into one update."""
         # Never raise from here: we are inside the CRDT's apply of someone's change
         # (a failing widget must not fail the node's ingest of a frame).
         try:
