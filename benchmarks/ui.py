@@ -49,6 +49,8 @@ sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tests"), str(REPO)]
 import lab  # noqa: E402
 
 WARMUP = 20
+OURS = "ownkernel ui.editor (2 kernels, 2 nodes)"
+ANCHOR = "jupyter-collaboration (1 shared cell)"
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
 # Page A: stamp keydowns on the editor.
@@ -87,7 +89,40 @@ def percentile(xs: list[float], p: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def measure(a: Any, b: Any, sel_a: str, sel_b: str, keys: int, rate: float) -> list[float]:
+# CPU time of this benchmark's own processes while page A types, per key: a figure
+# the other jobs on a shared machine disturb much less than the latencies.
+CPU_PER_KEY: dict[str, dict[str, float]] = {}  # row -> process kind -> CPU ms per key
+
+
+def cpu_by_kind() -> dict[str, float]:
+    """CPU seconds used so far by the processes this benchmark started, by kind."""
+    import psutil
+    out: dict[str, float] = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            with p.oneshot():
+                t = p.cpu_times()
+                cmd = " ".join(p.cmdline())
+        except psutil.Error:  # gone meanwhile
+            continue
+        if "ipykernel" in cmd or "ownkernel.kernel" in cmd:
+            kind = "kernels"
+        elif "jupyterlab" in cmd or "jupyter-lab" in cmd:
+            kind = "jupyter-server"
+        elif "--type=renderer" in cmd:
+            kind = "pages"  # Chromium's renderer processes
+        elif "--type=gpu-process" in cmd:
+            kind = "GPU"  # Chromium's compositing and raster (in software here)
+        elif "chrom" in cmd or "headless_shell" in cmd:
+            kind = "browser"  # Chromium's main process and its helpers
+        else:
+            kind = "other"  # the Playwright driver
+        out[kind] = out.get(kind, 0.0) + t.user + t.system
+    return out
+
+
+def measure(a: Any, b: Any, sel_a: str, sel_b: str, keys: int, rate: float,
+            cpu_row: str | None = None) -> list[float]:
     a.click(sel_a)
     a.keyboard.press("Control+End")
     prefix = a.evaluate(f"() => ({lab.EDITOR_TEXT.replace(lab.EDITOR_SEL, sel_a)})()") or ""
@@ -97,6 +132,7 @@ def measure(a: Any, b: Any, sel_a: str, sel_b: str, keys: int, rate: float) -> l
     a.evaluate(STAMP_KEYS, sel_a)
     b.evaluate(WATCH, [sel_b, prefix])
     text = "".join(ALPHABET[i % 26] for i in range(keys))
+    cpu0 = cpu_by_kind()
     start = time.monotonic()
     for i, ch in enumerate(text):
         # pace by the clock, not by sleeps that add up
@@ -105,6 +141,10 @@ def measure(a: Any, b: Any, sel_a: str, sel_b: str, keys: int, rate: float) -> l
             time.sleep(delay)
         a.keyboard.type(ch)
     b.wait_for_function(f"() => window.__seen.length >= {keys}", timeout=120_000)
+    if cpu_row:
+        cpu1 = cpu_by_kind()
+        CPU_PER_KEY[cpu_row] = {k: (v - cpu0.get(k, 0.0)) * 1000 / keys
+                                for k, v in cpu1.items()}
     down = a.evaluate("() => window.__down")
     seen = b.evaluate("() => window.__seen")
     assert len(down) == keys, (len(down), keys)
@@ -343,7 +383,7 @@ def run_ours(root: Path, pw: Any, keys: int, rate: float, sustain: float = 0.0,
                 a.evaluate(TRACE_ON)
                 b.evaluate(TRACE_ON)
                 prefix16 = a.evaluate(f"() => ({lab.EDITOR_TEXT})().length")
-            out = measure(a, b, sel, sel, keys, rate)
+            out = measure(a, b, sel, sel, keys, rate, cpu_row=OURS)
             extra: dict[str, Any] = {}
             if trace:
                 extra["trace"] = trace_report(root, a, b, prefix16, keys)
@@ -381,7 +421,7 @@ def run_anchor(root: Path, pw: Any, keys: int, rate: float) -> list[float]:
         for page, ws in ((a, "a"), (b, "b")):
             page.goto(server.url(ws, "C.ipynb"))
             page.wait_for_selector(sel, timeout=90_000)
-        out = measure(a, b, sel, sel, keys, rate)
+        out = measure(a, b, sel, sel, keys, rate, cpu_row=ANCHOR)
         browser.close()
         return out
     finally:
@@ -475,7 +515,7 @@ def main() -> None:
         load_before = Path("/proc/loadavg").read_text().split()[:3]
         ours, extra = run_ours(root, pw, args.keys, args.rate, args.sustain, args.trace,
                                args.burst, args.burst_batch, bool(args.burst_lines))
-        results["ownkernel ui.editor (2 kernels, 2 nodes)"] = ours
+        results[OURS] = ours
         if not args.skip_anchor:
             try:
                 import jupyter_server_ydoc  # noqa: F401
@@ -483,7 +523,7 @@ def main() -> None:
                 print("anchor skipped: jupyter-collaboration is not installed "
                       "(pip install -e '.[bench]')")
             else:
-                results["jupyter-collaboration (1 shared cell)"] = run_anchor(
+                results[ANCHOR] = run_anchor(
                     root, pw, args.keys, args.rate)
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     print(f"TCP_NODELAY on the server's sockets: {'yes' if args.nodelay else 'no (default)'}")
@@ -494,6 +534,14 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, xs in results.items():
         print(row(name, xs))
+    if CPU_PER_KEY:
+        kinds = ["pages", "GPU", "browser", "jupyter-server", "kernels", "other"]
+        print("\nCPU time per key while page A typed (ms; all processes of the row)")
+        print(f"| editor | {' | '.join(kinds)} | total |")
+        print("|---|" + "---|" * (len(kinds) + 1))
+        for name, use in CPU_PER_KEY.items():
+            print(f"| {name} | " + " | ".join(f"{use.get(k, 0.0):.2f}" for k in kinds)
+                  + f" | {sum(use.values()):.2f} |")
     if "trace" in extra:
         print("\n" + "\n".join(extra["trace"]))
     both = extra.get("sustain")

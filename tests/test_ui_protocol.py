@@ -281,6 +281,57 @@ def test_deltas_are_batched_and_rate_limited(pair) -> None:
     w.close()
 
 
+def test_a_remote_key_goes_to_the_page_before_our_store_commits(pair) -> None:
+    """The leading edge of a peer's change is sent while node B is still storing
+    the frame it came in (its store batch open), so the page does not wait for
+    B's fsync; later changes in the batching window still arrive composed."""
+    a, b, da, db = pair
+    w = ui.editor(db.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+    in_batch: list[bool] = []
+    record = f._record
+
+    def spy(msg: dict[str, Any], buffers: Any = None) -> None:
+        if msg.get("t") == "deltas":
+            in_batch.append(b.store._batch)  # (private: no public "inside a batch")
+        record(msg, buffers)
+    w.send = spy
+    da.text("body").insert(0, "k")
+    until(lambda: in_batch, what="B sent the key")
+    assert in_batch[0] is True
+    t = da.text("body")
+    for i in range(50):  # a burst: batched as before
+        t.insert(0, "x😀"[i % 2])
+
+    def caught_up() -> bool:
+        f.pump()
+        return f.text == str(t)
+    until(caught_up, what="front caught up")
+    assert len(in_batch) < 50
+    w.close()
+
+
+def test_a_widget_failing_to_send_does_not_fail_the_nodes_ingest(pair) -> None:
+    """The leading edge is sent from inside the node's ingest of a frame: a page
+    whose send fails must not make the node drop or half-handle that frame."""
+    a, b, da, db = pair
+    w = ui.editor(db.text("body"))
+    f = EditorFront(w)
+    f.deliver({"t": "ready"})
+    f.settle()
+
+    def broken(msg: dict[str, Any], buffers: Any = None) -> None:
+        raise RuntimeError("the comm is gone")
+    w.send = broken
+    da.text("body").insert(0, "k")
+    until(lambda: str(db.text("body")) == str(da.text("body")), what="B has the key")
+    assert b.network.errors["handler-error"] == 0
+    assert b.network.errors["batch-error"] == 0
+    w.close()
+
+
 def test_crlf_from_cell_code_becomes_lf_on_both_sides(pair) -> None:
     a, b, da, db = pair
     w = ui.editor(da.text("body"))

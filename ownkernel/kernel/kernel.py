@@ -25,6 +25,14 @@ from ownkernel.kernel.settings import Settings, SettingsError, load_settings
 
 __all__ = ["OwnKernel"]
 
+# The GIL switch interval of the kernel process (Python's default: 5 ms). The
+# node's thread wakes for every key typed into a widget or arriving from a peer,
+# and each time it has to win the GIL from the kernel's other threads, or from
+# a cell computing: at 5 ms per hand-over a running cell added tens of ms to a
+# key's way (benchmarks/results/ui.md). The forced switch only happens when
+# another thread waits, so a cell alone pays nothing.
+SWITCH_INTERVAL = 0.0005
+
 log = logging.getLogger("ownkernel.kernel")
 
 
@@ -44,6 +52,7 @@ class OwnKernel(IPythonKernel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.help_links = [
             *self.help_links,
             {"text": "ownkernel: %own help", "url": "https://pypi.org/project/ownkernel/"},
@@ -100,12 +109,40 @@ class OwnKernel(IPythonKernel):
             info["protocol_version"] = "5.5"
         return info
 
+    def _publish_status(self, status: str, channel: str, parent: Any = None) -> None:
+        # A key typed into one of our widgets is a comm message, and ipykernel
+        # brackets every request with "busy" and "idle": JupyterLab then flips the
+        # kernel's indicator (toolbar, status bar, favicon) twice per key on every
+        # page showing this kernel, CPU that the keystroke's own way to the other
+        # page competes with. For those messages only the "busy" is left out: the
+        # kernel stays "idle" for the page (its status signal does not fire), and
+        # the "idle" still comes, which completes the page's message future.
+        if status == "busy" and parent is None and _for_live_widget(self.get_parent(channel)):
+            return
+        super()._publish_status(status, channel, parent)
+
     def do_shutdown(self, restart: bool) -> dict[str, Any]:
         # Called on the control thread for shutdown *and* restart requests:
         # the replacement kernel (same profile) can open the node only after
         # this one has released the store and the profile lock.
         self.host.close()
         return super().do_shutdown(restart)
+
+
+def _for_live_widget(msg: Any) -> bool:
+    """True for a comm message to one of ownkernel's live widgets (ownkernel.ui)."""
+    try:
+        if msg["header"]["msg_type"] != "comm_msg":
+            return False
+        comm_id = msg["content"]["comm_id"]
+    except (KeyError, TypeError):
+        return False
+    base = sys.modules.get("ownkernel.ui.base")  # not imported: no widget of ours exists
+    registry = sys.modules.get("ipywidgets.widgets.widget")
+    if base is None or registry is None:
+        return False
+    widget = getattr(registry, "_instances", {}).get(comm_id)
+    return isinstance(widget, base.LiveWidget)
 
 
 def _make_host() -> NodeHost:

@@ -26,6 +26,7 @@ import colorsys
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -154,6 +155,11 @@ class LiveWidget(anywidget.AnyWidget):
         # Comm thread: hand over, do nothing else (see module doc).
         self._node.call_soon(self._receive, content)
 
+    def _on_node_thread(self) -> bool:
+        """True on the node's network thread (the one thread that writes to widgets)."""
+        net = getattr(self._node, "network", None)
+        return net is not None and threading.current_thread() is getattr(net, "_thread", None)
+
     def _receive(self, content: Any) -> None:
         """Node thread: one message from the front-end."""
         if self._closed:
@@ -202,8 +208,13 @@ class LiveWidget(anywidget.AnyWidget):
         else:
             self._send_snapshot()
 
-    def _push(self, delta: Any) -> None:
-        """Node thread: number one delta and send it soon (batched)."""
+    def _push(self, delta: Any, now: bool = False) -> None:
+        """Node thread: number one delta and send it soon (batched).
+
+        ``now``: when the rate allows, send it at once rather than on the loop's
+        next turn. For a caller in the middle of a longer node-thread step (a
+        network burst being stored): the next turn comes only after that step's
+        commit, and the page would wait for our fsync for nothing."""
         self._version += 1
         self._history.append(delta)
         if not self._ready:
@@ -216,7 +227,7 @@ class LiveWidget(anywidget.AnyWidget):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if loop is None:  # a node without network thread: send now
+        if loop is None or (now and delay <= 0):  # (no network thread: always now)
             self._flush()
             return
         self._flush_pending = True

@@ -22,6 +22,7 @@ as the browser knows it (at our current version) to convert them.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections import deque
@@ -30,6 +31,7 @@ from typing import Any
 
 import traitlets
 
+from ownkernel.crdt.comments import KEY as COMMENTS_KEY
 from ownkernel.node.handle import RootProxy
 from ownkernel.ui.base import (
     HISTORY,
@@ -45,6 +47,8 @@ from ownkernel.ui.docview import _names
 from ownkernel.ui.utf16 import AstralIndex, ChangeSet
 
 __all__ = ["Editor", "parse_changes"]
+
+log = logging.getLogger("ownkernel.ui")
 
 PY_CLIENT = "py"
 MAX_SECTIONS = 64  # remote edits composed into one update until it has this many parts
@@ -121,6 +125,7 @@ class Editor(LiveWidget):
         # the updates of _history as change sets, with their client id (same length)
         self._updates: deque[tuple[str, ChangeSet]] = deque(maxlen=HISTORY)
         self._unsub: Any = None
+        self._doc_unsub: Any = None
         self._observed: Any = None
         self._idx = AstralIndex()
         self._node_off: list[Any] = []
@@ -145,6 +150,10 @@ class Editor(LiveWidget):
             self._observed = obj
             self._unsub = obj.observe(self._observe)
             self._idx = AstralIndex(str(obj))
+            if self._doc_unsub is not None:
+                self._doc_unsub()
+            # once per change (after its ops), with the objects it touched
+            self._doc_unsub = self._handle.crdt.observe(self._on_doc_event)
 
     def _observe(self, delta: Any) -> None:
         # Any thread, under the node lock. Our own applies are mirrored directly.
@@ -154,6 +163,36 @@ class Editor(LiveWidget):
         if not self._drain_scheduled:
             self._drain_scheduled = True
             self._node.call_soon(self._drain)
+
+    def _on_doc_event(self, ev: Any) -> None:
+        """Any thread, under the node lock, after each change to the doc is applied.
+
+        A remote change to our text is sent to the page from right here (when the
+        rate allows), on the node thread in the middle of storing the frames it
+        came in: the drain that ``_observe`` scheduled would run only after the
+        store's commit (an fsync), and a key typed on the other node would wait
+        for our disk before showing. The page is shown what the node's memory
+        holds, as the scheduled drain would show it; only the moment is earlier
+        (the change is durable at its author's; a refused store write reloads the
+        doc, and the page gets a fresh snapshot). Only the leading edge: within a
+        batching window the scheduled drain composes the rest into one update."""
+        # Never raise from here: we are inside the CRDT's apply of someone's change
+        # (a failing widget must not fail the node's ingest of a frame).
+        try:
+            if COMMENTS_KEY in ev.objects:
+                self._comments_soon(0.1)  # a comment added, replied to or resolved
+            if (ev.local or not self._inbox or self._flush_pending or not self._ready
+                    or self._closed or not self._on_node_thread()):
+                return
+            self._eager = True
+            try:
+                self._drain()
+            finally:
+                self._eager = False
+        except Exception:
+            log.exception("editor: sending a remote change to the page failed")
+
+    _eager = False  # _drain is sending the leading edge of a remote change at once
 
     def _drain(self) -> None:
         """Node thread: the CRDT's changes since the last drain, as few updates:
@@ -184,9 +223,9 @@ class Editor(LiveWidget):
             one = ChangeSet.single(len16, pos16, del16, inserted)
             cs = one if cs is None else cs.compose(one)
         if cs is not None:
-            self._push_update(PY_CLIENT, cs)
-            if _TRACE_PATH:
+            if _TRACE_PATH:  # (before the push: a leading edge is posted inside it)
                 _trace("drain", idx.length16)
+            self._push_update(PY_CLIENT, cs)
         if crlf:
             self._node.call_soon(self._normalise_line_ends)
 
@@ -219,8 +258,6 @@ class Editor(LiveWidget):
             self._attach()
             if self._ready:
                 self._send_snapshot()
-        elif self._ready:
-            self._comments_soon(0.1)  # a comment added, replied to or resolved
 
     # -- browser side ----------------------------------------------------------
     def _snapshot(self) -> dict[str, Any]:
@@ -250,7 +287,7 @@ class Editor(LiveWidget):
 
     def _push_update(self, client: str, cs: ChangeSet) -> None:
         self._updates.append((client, cs))
-        self._push({"c": client, "ch": cs.to_json()})
+        self._push({"c": client, "ch": cs.to_json()}, now=self._eager)
         if self.blame:
             self._blame_soon(BLAME_EVERY)
 
@@ -326,7 +363,8 @@ class Editor(LiveWidget):
         self._drain()
         with self._node.lock:
             threads = self._observed.comments().threads()
-            names = _names(self._node)
+            # (the peer list behind the names costs ~2 ms: not for a text without threads)
+            names = _names(self._node) if threads else {}
             idx = self._idx
 
             def who(a: bytes) -> dict[str, str]:
@@ -513,6 +551,7 @@ class Editor(LiveWidget):
     def _on_presence(self, doc: Any, _peer: Any, _state: Any) -> None:
         if doc != self._handle.id or not self._ready or self._closed:
             return
+        self._comments_soon(0.1)  # names travel in presence: the threads show them
         self._drain()
         self._flush()  # the browser must be at our version to place the cursors
         self._post({"t": "cursors", "v": self._version, "cursors": self._cursors()})
@@ -526,6 +565,9 @@ class Editor(LiveWidget):
         self._node_off = []
         if getattr(self, "_unsub", None) is not None:
             unsub, self._unsub = self._unsub, None
+            unsub()
+        if getattr(self, "_doc_unsub", None) is not None:
+            unsub, self._doc_unsub = self._doc_unsub, None
             unsub()
 
     @property
