@@ -353,15 +353,21 @@ class Gate:
         """Our grants worth showing to ``peer``: only for docs where ``peer`` is the
         owner, the inviter, has a role we can see, or carries the doc for us — a
         grant is useless to others, but it would still tell them we are members."""
+        return [raw for _doc, raw, _src in self.grants_shown(peer)]
+
+    def grants_shown(self, peer: bytes) -> list[tuple[bytes, bytes, bool]]:
+        """``grants_for`` as ``(doc, grant, source)``; ``source``: ``peer`` is the doc's
+        owner or our inviter, so it holds the doc and can serve it to us at once."""
         out = []
         sibling = self.users.sibling(peer)
         for doc, d in self._index().items():
             g = d.mine
             if g is None or d.creds.grant is None:
                 continue
-            if (sibling or peer in (d.owner, g.inviter) or doc in self.carriers.get(peer, ())
+            source = peer in (d.owner, g.inviter)
+            if (sibling or source or doc in self.carriers.get(peer, ())
                     or (d.readable and self.view(doc).role(peer, doc) is not None)):
-                out.append(d.creds.grant)
+                out.append((doc, d.creds.grant, source))
         return out
 
     def forget_peer(self, peer: bytes) -> None:
