@@ -204,7 +204,7 @@ class Replica:
             # no heads, no history: nothing stored to read (a doc joined offline,
             # then caught up with thousands of others, costs 3 queries less)
             crdt = self._load_crdt(row, heads, damaged) if heads else Doc(actor=self.id)
-        grants = self.gate.doc_grants(doc_id)
+        grants = self.gate.doc_grants(doc_id, stored=bool(heads))
         od = self.docs[doc_id] = OpenDoc(row, crdt, heads, grants)
         od.users = self.gate.users
         od.compacted = self.store.compacted(doc_id) if heads else {}
