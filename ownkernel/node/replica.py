@@ -195,9 +195,10 @@ class Replica:
 
     def _load(self, doc_id: bytes, row: DocRow | None = None) -> OpenDoc:
         self.check_open()
-        self._versions.pop(doc_id, None)
+        known = self._versions.pop(doc_id, None)
         row = row or self.row(doc_id)
-        heads = self.store.heads(doc_id)
+        # a doc known to hold nothing (joined, never synced) has no heads to read
+        heads = {} if known == {} else self.store.heads(doc_id)
         crdt: Doc | None = None
         damaged: list[CorruptRowError] = []
         if not row.encrypted or row.key is not None:

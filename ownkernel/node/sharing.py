@@ -16,7 +16,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ownkernel.net.peerstate import PullTracker
-from ownkernel.net.wire import MAX_GRANTS, vv_digest
+from ownkernel.net.wire import EMPTY_VV_DIGEST, MAX_GRANTS, vv_digest
 from ownkernel.node.addressbook import BOOK_DOC
 from ownkernel.store import decode_envelope, encode_envelope
 
@@ -68,7 +68,8 @@ class Sharing:
             return vv_digest(self.version(doc))
         d = self.digests.get(doc)
         if d is None:
-            d = self.digests[doc] = vv_digest(self.version(doc))
+            v = self.version(doc)  # most docs of a first sync hold nothing yet
+            d = self.digests[doc] = vv_digest(v) if v else EMPTY_VV_DIGEST
         return d
 
     def claim_pull(self, doc: Any, actor: bytes, seq: int, now: float) -> bool:
