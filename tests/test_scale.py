@@ -27,10 +27,10 @@ def _sync_many(tmp_path: Path, n_docs: int, timeout: float) -> None:
                 d = a.new_doc(f"doc {i}")
                 d.text().insert(0, f"content of doc {i}")
                 tokens.append(a.invite(d, write=False, addresses=[]))
-        with Node(tmp_path / "b", name="b", network=False) as b:  # joins while offline
-            with b.lock, b.store.batch():
-                for t in tokens:
-                    b.join(t)
+        # B joins while offline (one transaction for the setup)
+        with Node(tmp_path / "b", name="b", network=False) as b, b.lock, b.store.batch():
+            for t in tokens:
+                b.join(t)
         b = Node(tmp_path / "b", name="b", bootstrap=[a.address], network=NetConfig(**FAST))
         try:
             ids = [d.id for d in b.docs()]
