@@ -124,6 +124,7 @@ def run_pair(n: int, idle: float) -> dict[str, float]:
         print("B net:", {k: v for k, v in b.stats()["net"].items() if k != "sessions_now"},
               file=sys.stderr)
     out = {"docs": n, "create_s": made, "sync_s": synced, "missing": len(missing),
+           "first_s": arrivals[0] - t0 if arrivals else float("nan"),
            "a_cpu_s": a_cpu, "b_cpu_s": b_cpu,
            "duplicates": b.stats()["duplicates"]}
     if idle:
@@ -207,16 +208,18 @@ def main() -> None:
     if args.loro_server:
         loro_server(int(args.loro_server[0]), args.loro_server[1])
         return
-    print(f"{'docs':>6} {'ownkernel sync':>15} {'CPU A+B':>13} {'loro/zmq':>9} {'dups':>5} "
-          f"{'idle frames/min':>16} {'idle bytes/min':>15}")
+    # first doc: B started -> the first doc holds A's changes; all synced: the last one
+    print(f"{'docs':>6} {'first doc':>10} {'all synced':>11} {'CPU A+B':>13} {'loro/zmq':>9} "
+          f"{'dups':>5} {'idle frames/min':>16} {'idle bytes/min':>15} {'load':>5}")
     for n in args.docs:
         r = run_pair(n, args.idle)
+        load = os.getloadavg()[0]
         lo = loro_baseline(n)
-        print(f"{n:>6} {r['sync_s'] * 1000:>12.0f} ms "
+        print(f"{n:>6} {r['first_s'] * 1000:>7.0f} ms {r['sync_s'] * 1000:>8.0f} ms "
               f"{r['a_cpu_s']:>5.2f}+{r['b_cpu_s']:.2f} s "
               f"{lo * 1000:>6.0f} ms {r['duplicates']:>5} "
               f"{r.get('idle_frames_per_min', float('nan')):>16.0f} "
-              f"{r.get('idle_bytes_per_min', float('nan')):>15.0f}"
+              f"{r.get('idle_bytes_per_min', float('nan')):>15.0f} {load:>5.1f}"
               + (f"   MISSING {r['missing']}" if r["missing"] else ""), flush=True)
 
 

@@ -341,7 +341,8 @@ class PeerSession(Session):
                 send: bool = True) -> Mapping[bytes, int]:
         """The peer holds ``vv``: send what it lacks beyond the cursor. Returns our version."""
         assert self._h is not None
-        self.known.believe(doc, vv, now, vv if part else None)
+        if not self._answers and now - self.known.sent_at.get(doc, now) >= self._stale_for(now):
+            self.known.believe(doc, vv, now, vv if part else None)
         self.known.heard(doc, vv, replace=not part)
         local = self._h.version(doc)
         # beyond what they hold or we already sent (the cursor), and for a
@@ -359,6 +360,19 @@ class PeerSession(Session):
         else:
             self.stats.answers_skipped += 1
         return local
+
+    def _stale_for(self, now: float) -> float:
+        """How long a peer's statement may lag what we sent: ``resend_after``, or twice
+        the link's round trip when that is longer (the last pong, or the oldest ping
+        still unanswered), capped. In a catch-up of thousands of docs the peer
+        processes our frames long after we sent them; what it says meanwhile
+        predates them and must not look like a loss (it made every change be sent
+        twice). For the same reason nothing is believed while answers are still
+        being produced (``_answer``). A real loss still heals, once the backlog has
+        drained (and a failed send resets what we believe at once)."""
+        rtt = max(self.latency or 0.0, now - min(self._pings.values(), default=now))
+        base = self.known.resend_after
+        return max(base, min(2 * rtt, 10 * base))
 
     def _pull(self, doc: DocId, lack: Mapping[bytes, int], now: float,
               shared: bool = True) -> None:

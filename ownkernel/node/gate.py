@@ -86,6 +86,7 @@ class _Doc:
     env_grants: dict[bytes, Grant] | None = None  # holder -> grant seen in stored envelopes
     mine: Grant | None = None  # our own grant, parsed once (we made it: no need to verify)
     relay_only: bool = False  # carried for others: not one of our user's docs
+    token: bytes | None = None  # the row's credentials as stored (parsed into creds, mine)
 
 
 @dataclass(frozen=True)
@@ -148,17 +149,22 @@ class Gate:
         return self._docs
 
     @staticmethod
-    def _entry(r: Any) -> _Doc:
-        creds = Credentials.from_bytes(r.token)
-        mine = None
-        if creds.grant is not None:
-            try:
-                mine = Grant.from_bytes(creds.grant, verify=False)
-            except InviteError:
-                pass
+    def _entry(r: Any, old: _Doc | None = None) -> _Doc:
+        if old is not None and old.token == r.token:
+            # the credentials did not change (an access list did): not parsed again,
+            # which a catch-up of thousands of newly shared docs does once per doc
+            creds, mine = old.creds, old.mine
+        else:
+            creds = Credentials.from_bytes(r.token)
+            mine = None
+            if creds.grant is not None:
+                try:
+                    mine = Grant.from_bytes(creds.grant, verify=False)
+                except InviteError:
+                    pass
         return _Doc(r.owner, bool(r.encrypted), not r.encrypted or r.key is not None,
                     dict(r.access or {}), creds, mine=mine,
-                    relay_only=r.capability == "relay")
+                    relay_only=r.capability == "relay", token=r.token)
 
     def refresh(self, doc: bytes, row: Any = None) -> None:
         """The documents table row of ``doc`` changed (new doc, access list, key);
@@ -169,7 +175,7 @@ class Gate:
                 self._docs.pop(doc, None)
             else:
                 old = self._docs.get(doc)
-                e = self._docs[doc] = self._entry(r)
+                e = self._docs[doc] = self._entry(r, old)
                 if old is not None:
                     e.env_grants = old.env_grants
         self.changed(doc=doc)
@@ -202,9 +208,14 @@ class Gate:
             d.env_grants[grant.holder] = grant
         self.changed(doc=doc)
 
-    def doc_grants(self, doc: bytes) -> dict[bytes, Grant]:
-        """The live ``{holder: grant}`` of ``doc`` (the node's loaded doc shares it)."""
-        return self._env_grants(doc, self._index()[doc])
+    def doc_grants(self, doc: bytes, stored: bool = True) -> dict[bytes, Grant]:
+        """The live ``{holder: grant}`` of ``doc`` (the node's loaded doc shares it).
+        ``stored`` False: the doc has no stored changes yet (no heads), so none of
+        their grants to read: only ours (saves a query per newly shared doc)."""
+        d = self._index()[doc]
+        if not stored and d.env_grants is None:
+            d.env_grants = {self.me: d.mine} if d.mine is not None else {}
+        return self._env_grants(doc, d)
 
     def _env_grants(self, doc: bytes, d: _Doc) -> dict[bytes, Grant]:
         if d.env_grants is None:
@@ -353,15 +364,21 @@ class Gate:
         """Our grants worth showing to ``peer``: only for docs where ``peer`` is the
         owner, the inviter, has a role we can see, or carries the doc for us — a
         grant is useless to others, but it would still tell them we are members."""
+        return [raw for _doc, raw, _src in self.grants_shown(peer)]
+
+    def grants_shown(self, peer: bytes) -> list[tuple[bytes, bytes, bool]]:
+        """``grants_for`` as ``(doc, grant, source)``; ``source``: ``peer`` is the doc's
+        owner or our inviter, so it holds the doc and can serve it to us at once."""
         out = []
         sibling = self.users.sibling(peer)
         for doc, d in self._index().items():
             g = d.mine
             if g is None or d.creds.grant is None:
                 continue
-            if (sibling or peer in (d.owner, g.inviter) or doc in self.carriers.get(peer, ())
+            source = peer in (d.owner, g.inviter)
+            if (sibling or source or doc in self.carriers.get(peer, ())
                     or (d.readable and self.view(doc).role(peer, doc) is not None)):
-                out.append(d.creds.grant)
+                out.append((doc, d.creds.grant, source))
         return out
 
     def forget_peer(self, peer: bytes) -> None:

@@ -68,6 +68,43 @@ _DESC_DOMAIN = "ownkernel/descriptor/v1"
 MAX_CREDENTIAL = 4096  # bytes: grants and descriptors are a few hundred
 
 
+# Signatures known to verify, as digests of (key, signature, message): the ones this
+# process made itself (an invite's capability, signed when it was made) and the ones
+# it verified. Whether a key signed a message is a fact, not a judgement, so the memo
+# is exactly as strict as verifying again: a forged or altered grant differs in one of
+# the three and is verified (and refused) as always. It saves the owner of 10,000
+# invited docs the check of its own 10,000 capability signatures when the joiner
+# shows its grants, and any re-check of a grant seen before. Bounded.
+_KNOWN_GOOD: set[bytes] = set()
+_KNOWN_GOOD_MAX = 131_072
+
+
+def _sig_key(key: bytes, message: bytes, sig: bytes) -> bytes:
+    # key and sig have fixed sizes (32, 64: checked by callers), so this is unambiguous
+    return hashlib.blake2b(key + sig + message, digest_size=32).digest()
+
+
+def _remember(key: bytes, message: bytes, sig: bytes) -> None:
+    if len(_KNOWN_GOOD) >= _KNOWN_GOOD_MAX:
+        _KNOWN_GOOD.clear()
+    _KNOWN_GOOD.add(_sig_key(key, message, sig))
+
+
+def _verify_memo(key: bytes, message: bytes, sig: bytes) -> bool:
+    """``verify``, remembering what verified (see ``_KNOWN_GOOD``)."""
+    if len(key) != 32 or len(sig) != 64:
+        return False
+    k = _sig_key(key, message, sig)
+    if k in _KNOWN_GOOD:
+        return True
+    if not _verify(key, message, sig):
+        return False
+    if len(_KNOWN_GOOD) >= _KNOWN_GOOD_MAX:
+        _KNOWN_GOOD.clear()
+    _KNOWN_GOOD.add(k)
+    return True
+
+
 class InviteError(ValueError):
     """A token, grant or descriptor that is malformed, forged, or not usable here."""
 
@@ -177,9 +214,9 @@ class Grant:
             raise InviteError("grant has malformed fields")
         if not verify:
             return g
-        if not _verify(g.inviter, g._cap_signed(), g.sig):
+        if not _verify_memo(g.inviter, g._cap_signed(), g.sig):
             raise InviteError("grant: the inviter's signature does not verify")
-        if not _verify(g.token_id, g._holder_signed(), g.proof):
+        if not _verify_memo(g.token_id, g._holder_signed(), g.proof):
             raise InviteError("grant: not made with the invite's key (forged or re-targeted)")
         return g
 
@@ -273,4 +310,7 @@ def make_invite(identity: Identity, *, descriptor: bytes, capability: str,
     sk = SigningKey.generate()
     inv = Invite(desc.doc, desc.owner, identity.node_id, capability, bytes(sk.verify_key),
                  bytes(64), bytes(sk), descriptor, tuple(addresses), title, key)
-    return replace(inv, sig=identity.sign(inv._cap_signed()))
+    msg = inv._cap_signed()
+    sig = identity.sign(msg)
+    _remember(identity.node_id, msg, sig)  # ours: its grants need not check it again
+    return replace(inv, sig=sig)

@@ -46,10 +46,7 @@ class Relay:
             return
         link.greeted = True
         self.net.node._devices.greet(link)  # certificates first, then grants
-        with self.net.node.lock:
-            grants = self.gate.grants_for(link.peer)
-        if grants:
-            link.session.send_grants(grants)
+        self.net.sharing.show_grants(link)  # (with a have for docs we hold nothing of)
 
     def on_grants(self, link: Link, grants: Sequence[bytes]) -> None:
         peer = link.peer

@@ -195,16 +195,17 @@ class Replica:
 
     def _load(self, doc_id: bytes, row: DocRow | None = None) -> OpenDoc:
         self.check_open()
-        self._versions.pop(doc_id, None)
+        known = self._versions.pop(doc_id, None)
         row = row or self.row(doc_id)
-        heads = self.store.heads(doc_id)
+        # a doc known to hold nothing (joined, never synced) has no heads to read
+        heads = {} if known == {} else self.store.heads(doc_id)
         crdt: Doc | None = None
         damaged: list[CorruptRowError] = []
         if not row.encrypted or row.key is not None:
             # no heads, no history: nothing stored to read (a doc joined offline,
             # then caught up with thousands of others, costs 3 queries less)
             crdt = self._load_crdt(row, heads, damaged) if heads else Doc(actor=self.id)
-        grants = self.gate.doc_grants(doc_id)
+        grants = self.gate.doc_grants(doc_id, stored=bool(heads))
         od = self.docs[doc_id] = OpenDoc(row, crdt, heads, grants)
         od.users = self.gate.users
         od.compacted = self.store.compacted(doc_id) if heads else {}

@@ -16,7 +16,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ownkernel.net.peerstate import PullTracker
-from ownkernel.net.wire import vv_digest
+from ownkernel.net.wire import EMPTY_VV_DIGEST, MAX_GRANTS, vv_digest
 from ownkernel.node.addressbook import BOOK_DOC
 from ownkernel.store import decode_envelope, encode_envelope
 
@@ -68,7 +68,8 @@ class Sharing:
             return vv_digest(self.version(doc))
         d = self.digests.get(doc)
         if d is None:
-            d = self.digests[doc] = vv_digest(self.version(doc))
+            v = self.version(doc)  # most docs of a first sync hold nothing yet
+            d = self.digests[doc] = vv_digest(v) if v else EMPTY_VV_DIGEST
         return d
 
     def claim_pull(self, doc: Any, actor: bytes, seq: int, now: float) -> bool:
@@ -97,6 +98,29 @@ class Sharing:
             self.net.counts["accepted"] += len(accepted)
             self.forward(doc, accepted, source)
             self.net._emit("doc_changed", doc, source)
+
+    # ------------------------------------------------------------ our grants out
+    def show_grants(self, link: Link) -> None:
+        """Show ``link``'s peer our grants (Gate.grants_for), each chunk followed by a
+        ``have {}`` for the docs of that chunk we hold nothing of yet, where the peer
+        is the doc's owner or our inviter. The peer checks the chunk's grants, then
+        reads those haves and answers them with the docs at once: a node that joined
+        10,000 docs offline gets its first ones while the peer still checks later
+        grants, and no `have`/pull round trip per doc (the `have` is "full": when the
+        peer's own `have` for the doc crosses it, we do not pull as well).
+        Reconnects (docs held) send no haves: the digest exchange covers them."""
+        assert link.peer is not None
+        node = self.node
+        with node.lock:
+            shown = node.gate.grants_shown(link.peer)
+        for i in range(0, len(shown), MAX_GRANTS):
+            chunk = shown[i:i + MAX_GRANTS]
+            link.session.send_grants([raw for _doc, raw, _src in chunk])
+            with node.lock:
+                empty = [doc for doc, _raw, src in chunk
+                         if src and not node.replica.version(doc)]
+            for doc in empty:
+                link.session.send_have(doc, {})
 
     # ------------------------------------------------------------ what a peer may read grew
     def offer_new(self, link: Link) -> None:
