@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
+
+from waiting import until
 
 from ownkernel.ui.editor import parse_changes
 from ownkernel.ui.utf16 import ChangeSet
-
-
-def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.005)
-    raise AssertionError(f"{what} not met within {timeout} s")
 
 
 def to_units(s: str) -> list[int]:
