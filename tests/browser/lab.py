@@ -16,13 +16,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import waiting
 
 CHROMIUM = "/usr/bin/chromium"
 # Flags that behave in a headless container (see the ui notes): no sandbox as
@@ -57,14 +57,8 @@ def free_port() -> int:
 
 
 def until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
+    # a slower poll than the default: ``pred`` is often an HTTP request
+    return waiting.until(pred, timeout, what, interval=0.05)
 
 
 def notebook(path: Path, cells: list[str], kernel: str = "ownkernel") -> None:
