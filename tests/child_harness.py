@@ -1,6 +1,7 @@
-"""The test side of a node in its own OS process: one JSON line per command on the
-child's stdin, one JSON line per answer on its stdout (the first line out is
+"""A node in its own OS process, driven by JSON lines: one line per command on the
+child's stdin, one line per answer on its stdout (the first line out is
 ``{"ready": true, "id": ..., "address": ...}``), its stderr in ``<tmp>/<name>.log``.
+``ChildProcess`` is the test's side, ``serve`` the child's.
 
 Shared by ``test_net_processes.Child`` (tests/net_child_node.py, also test_load,
 test_netns, test_ws_relay) and ``device_child_node.Proc`` (test_devices,
@@ -12,7 +13,9 @@ from __future__ import annotations
 import json
 import queue
 import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +95,19 @@ class ChildProcess:
             self.proc.kill()
             self.proc.wait(10)
         self.log.close()
+
+
+def serve(handle: Callable[[dict[str, Any]], dict[str, Any]], ready: dict[str, Any]) -> None:
+    """The child's side: say ``ready``, then answer each command on stdin with
+    ``handle(cmd)`` until "quit" is answered. A command that raises is answered with
+    ``{"error": ...}`` and the child keeps serving."""
+    print(json.dumps({"ready": True, **ready}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            out = handle(cmd)
+        except Exception as e:  # report, keep serving
+            out = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(out), flush=True)
+        if cmd["op"] == "quit":
+            return

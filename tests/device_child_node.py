@@ -9,7 +9,6 @@ short timers. Byte values travel as hex.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from child_harness import ChildProcess  # noqa: E402
+from child_harness import ChildProcess, serve  # noqa: E402
 
 FAST = dict(ping_interval=0.3, peer_timeout=3.0, anti_entropy=0.5, backoff_min=0.05,
             backoff_max=0.5, connect_timeout=1.0)
@@ -111,17 +110,7 @@ def main() -> None:
     args = ap.parse_args()
     node = Node(args.profile, name=args.name, network=NetConfig(
         **FAST, listen=["tcp://127.0.0.1:0"], bootstrap=args.bootstrap))
-    print(json.dumps({"ready": True, "id": node.id.hex(), "address": node.address}),
-          flush=True)
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        try:
-            out = handle(node, cmd)
-        except Exception as e:  # report, keep serving
-            out = {"error": f"{type(e).__name__}: {e}"}
-        print(json.dumps(out), flush=True)
-        if cmd["op"] == "quit":
-            break
+    serve(lambda cmd: handle(node, cmd), {"id": node.id.hex(), "address": node.address})
     node.close()
 
 
