@@ -1,63 +1,93 @@
-"""`ownkernel docs / new / lab` and the CLI's side of the control socket.
+"""`ownkernel invite / join / docs / new / pair`: documents and the people who share them.
 
-Split from cli.py (same conventions: one-line errors through ``CliError``):
-``_control`` asks the node that runs a profile (node/control.py) and returns
-None when none does, so every command falls back to opening the profile itself.
+Each asks the node running the profile first (node/control.py, through
+``cli_common.control``) and opens the profile itself only when none runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
+import time
 from typing import Any
 
-from ownkernel.cli import CliError, _open_node, _settings, cmd_install
-
-__all__ = ["add_contact_commands", "cmd_docs", "cmd_lab", "cmd_new", "cmd_pair"]
+from ownkernel.cli_common import CliError, cli_settings, control, last_addresses, open_node
 
 
-# -- the CLI beside a running node (control socket), docs, new, lab -------------
-def _control(args: argparse.Namespace, op: str, timeout: float = 30.0,
-             **kw: Any) -> dict[str, Any] | None:
-    """Ask the node running this profile (node/control.py); None when none runs."""
-    from ownkernel.node.control import ControlError, ControlUnavailable, request
+def cmd_invite(args: argparse.Namespace) -> int:
+    from ownkernel.kernel import cells
 
-    profile = _settings(args, network=False).profile_dir()
-    try:
-        return request(profile, op, timeout=timeout, **kw)
-    except ControlUnavailable:
-        return None
-    except ControlError as exc:
-        what = {"join": "cannot join", "invite": "cannot invite"}.get(op, op)
-        raise CliError(f"{what}: {exc} (answered by the node running {profile})") from None
-    except TimeoutError as exc:
-        raise CliError(str(exc)) from None
+    live = control(args, "invite", doc=" ".join(args.doc), write=not args.read)
+    if live is not None:  # the running node: its live addresses go in the token
+        print(live["token"])
+        return 0
+    args.doc = " ".join(args.doc)
+    with open_node(cli_settings(args, network=False), network=False) as node:
+        try:
+            doc = cells.find_doc(node, args.doc)
+        except cells.DocNotFound as exc:
+            same = [d.id for d in node.docs() if d.title == args.doc]
+            if len(same) > 1:  # as the running node says it: ids and authors
+                raise CliError(node.describe_docs(same, args.doc)) from None
+            raise CliError(str(exc)) from None
+        # No network here, so the node has no live address: put in the ones
+        # it listens on when it runs (sticky port), so the token is dialable.
+        print(node.invite(doc, write=not args.read, addresses=last_addresses(node)))
+    return 0
 
 
-def _print_live_status(st: dict[str, Any]) -> None:
-    peers = st.get("peers") or []
-    print(f"state:       running (pid {st.get('pid')}; answered through its control socket)")
-    print(f"id:          {st['id']}")
-    print(f"name:        {st.get('name') or '-'}")
-    print(f"addresses:   {', '.join(st.get('addresses') or []) or '- (not listening)'}")
-    print(f"docs:        {len(st.get('docs') or [])}")
-    for d in st.get("docs") or []:
-        print(f"  {d['id'][:12]}  {d['title'] or '(untitled)'}")
-    online = [p for p in peers if p.get("online")]
-    print(f"peers:       {len(online)} online, {len(peers)} known")
-    for p in peers:
-        state = p.get("route") or ("online" if p.get("online") else "offline")
-        print(f"  {p['id'][:12]}  {p.get('name') or '-'}  {state}")
+def cmd_join(args: argparse.Namespace) -> int:
+    from ownkernel.kernel import cells
+
+    live = control(args, "join", timeout=max(args.timeout, 0) + 30, token=args.token,
+                   wait=args.timeout)
+    if live is not None:  # the running node joins: it keeps syncing afterwards
+        if not live.get("received") and args.timeout > 0:
+            raise CliError(f"joined {live['doc'][:12]} but no peer sent its content within "
+                           f"{args.timeout:g} s (is the inviter online?); the running node "
+                           f"keeps trying")
+        print(live["doc"])
+        return 0
+    # Networked with the profile's own settings (its usual listen address, so
+    # the sticky port recorded for it stays the same).
+    with open_node(cli_settings(args, network=True)) as node:
+        try:
+            doc = node.join(args.token, timeout=0)
+        except (ValueError, PermissionError) as exc:
+            raise CliError(f"cannot join: {' '.join(str(exc).split())}") from None
+        if args.timeout > 0 and getattr(node, "network", None) is not None:
+            try:
+                node.join(args.token, timeout=args.timeout, strict=True)
+            except TimeoutError:
+                raise CliError(
+                    f"joined {cells.doc_id(doc)[:12]} but no peer sent its content within "
+                    f"{args.timeout:g} s (is the inviter online?)") from None
+            _settle(doc)
+        print(cells.doc_id(doc))
+    return 0
+
+
+def _settle(doc: Any, quiet: float = 0.3, limit: float = 3.0) -> None:
+    """Wait (bounded) until the doc's version stops moving: the fetch is complete."""
+    end = time.monotonic() + limit
+    last = dict(doc.version)
+    still = time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        now = dict(doc.version)
+        if now != last:
+            last, still = now, time.monotonic()
+        elif time.monotonic() - still >= quiet:
+            return
+
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    live = _control(args, "docs")
+    live = control(args, "docs")
     if live is not None:
         rows = [(d["id"], d["title"], d["owner"], d.get("role") or "-") for d in live["docs"]]
     else:
-        with _open_node(_settings(args, network=False), network=False) as node:
+        with open_node(cli_settings(args, network=False), network=False) as node:
             rows = [(h.hex, h.title, h.owner.hex(), h.role or "-") for h in node.docs()]
     for doc_id, title, owner, role in rows:
         print(f"{doc_id[:12]}  {role:<6}  {owner[:8]}  {title or '(untitled)'}")
@@ -68,60 +98,27 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def cmd_new(args: argparse.Namespace) -> int:
     title = " ".join(args.title)
-    live = _control(args, "new", title=title)
+    live = control(args, "new", title=title)
     if live is not None:
         print(live["doc"])
         return 0
-    with _open_node(_settings(args, network=False), network=False) as node:
+    with open_node(cli_settings(args, network=False), network=False) as node:
         print(node.new_doc(title=title).hex)
     return 0
 
-
-def _notebooks_dir() -> Path | None:
-    """The course notebooks: beside the package in a source checkout, or installed."""
-    here = Path(__file__).resolve().parent
-    for cand in (here.parent / "notebooks",
-                 Path(sys.prefix) / "share" / "ownkernel" / "notebooks"):
-        if cand.is_dir():
-            return cand
-    return None
-
-
-def cmd_lab(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    if importlib.util.find_spec("jupyterlab") is None:
-        raise CliError(f"JupyterLab is not installed for {sys.executable}: "
-                       f"{sys.executable} -m pip install jupyterlab")
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if "ownkernel" not in KernelSpecManager().find_kernel_specs():
-        # First run on a fresh machine: register the kernel where `install` would.
-        cmd_install(argparse.Namespace(user=False, sys_prefix=False, prefix=None,
-                                       name="ownkernel", display_name="ownkernel (Python 3)"))
-    where = Path(args.dir) if args.dir else _notebooks_dir()
-    if where is None or not where.is_dir():
-        raise CliError(f"no notebooks directory {where or ''}; give one: "
-                       f"ownkernel lab --notebooks DIR")
-    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={where}", *args.extra]
-    print(f"ownkernel lab: JupyterLab on {where}", file=sys.stderr, flush=True)
-    os.execv(sys.executable, argv)  # replaces this process; returns only on failure
-    return 1  # pragma: no cover
 
 
 # -- users and devices (ownkernel/node/pairing.py) -------------------------------
 def cmd_pair(args: argparse.Namespace) -> int:
     """``ownkernel pair [TOKEN]``: with TOKEN this profile becomes a device of the
     token's user; without, the profile's running node prints a pairing token."""
-    from ownkernel.cli import CliError
-
-    live = _control(args, "pair", timeout=args.timeout + 30, token=args.token or "",
-                    wait=args.timeout)
+    live = control(args, "pair", timeout=args.timeout + 30, token=args.token or "",
+                   wait=args.timeout)
     if live is None and not args.token:
         raise CliError("a pairing token is only good while its node runs: start the "
                        "profile's node (a kernel, `ownkernel node`) and run this again")
     if live is None:
-        with _open_node(_settings(args, network=True)) as node:
+        with open_node(cli_settings(args, network=True)) as node:
             try:
                 u = node.pair_with(args.token, timeout=args.timeout)
             except (ValueError, PermissionError, TimeoutError) as exc:
@@ -132,7 +129,32 @@ def cmd_pair(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_contact_commands(sub: Any) -> None:
+def add_commands(sub: Any) -> None:
+    """invite, join, docs, new, pair."""
+    s = sub.add_parser("invite", help="print an invite token for a document",
+                       description="Print an invite token for DOC (id, id prefix or title; "
+                       "a title needs no quotes). Asks the profile's running node when there "
+                       "is one (its live addresses go into the token).")
+    s.add_argument("doc", metavar="DOC", nargs="+")
+    s.add_argument("--read", action="store_true", help="read-only access")
+    s.add_argument("--profile", help="profile name or directory")
+    s.set_defaults(func=cmd_invite)
+
+    s = sub.add_parser("join", help="join a document from an invite token",
+                       description="Join the document of TOKEN: connect to the inviter, "
+                       "fetch the document, print its id. Fails (exit 1) if nothing "
+                       "arrives within the timeout. When the profile's node runs (a kernel, "
+                       "`ownkernel node`), that node joins.")
+    s.add_argument("token", metavar="TOKEN")
+    s.add_argument("--profile", help="profile name or directory")
+    s.add_argument("--timeout", type=float, default=15.0, metavar="S",
+                   help="seconds to wait for the content (default 15; 0: record the "
+                   "invite only, fetch later)")
+    # Networking settings come from the profile's config and OWNKERNEL_* like a
+    # kernel's; these attributes keep cli_settings() uniform.
+    s.set_defaults(name=None, listen=None, bootstrap=None, relay=False)
+    s.set_defaults(func=cmd_join)
+
     s = sub.add_parser("docs", help="list a profile's documents",
                        description="List DOCs: id, your role, owner, title (from the "
                        "running node when one holds the profile).")
@@ -156,12 +178,3 @@ def add_contact_commands(sub: Any) -> None:
     s.add_argument("--timeout", type=float, default=15.0, metavar="S",
                    help="seconds to wait for the other device (default 15)")
     s.set_defaults(func=cmd_pair, name=None, listen=None, bootstrap=None, relay=False)
-
-    s = sub.add_parser("lab", help="JupyterLab on the course notebooks",
-                       description="Open JupyterLab on notebooks/ (or --notebooks DIR) with the "
-                       "ownkernel "
-                       "kernel registered (installed first if missing). Other options "
-                       "(--no-browser, --port N, ...) go to JupyterLab.")
-    s.add_argument("--notebooks", dest="dir", metavar="DIR",
-                   help="directory to open (default: the course in notebooks/)")
-    s.set_defaults(func=cmd_lab, extra=[])  # other options go to JupyterLab (main())

@@ -9,16 +9,14 @@ short timers. Byte values travel as hex.
 from __future__ import annotations
 
 import argparse
-import json
-import queue
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from child_harness import ChildProcess, serve  # noqa: E402
 
 FAST = dict(ping_interval=0.3, peer_timeout=3.0, anti_entropy=0.5, backoff_min=0.05,
             backoff_max=0.5, connect_timeout=1.0)
@@ -112,82 +110,29 @@ def main() -> None:
     args = ap.parse_args()
     node = Node(args.profile, name=args.name, network=NetConfig(
         **FAST, listen=["tcp://127.0.0.1:0"], bootstrap=args.bootstrap))
-    print(json.dumps({"ready": True, "id": node.id.hex(), "address": node.address}),
-          flush=True)
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        try:
-            out = handle(node, cmd)
-        except Exception as e:  # report, keep serving
-            out = {"error": f"{type(e).__name__}: {e}"}
-        print(json.dumps(out), flush=True)
-        if cmd["op"] == "quit":
-            break
+    serve(lambda cmd: handle(node, cmd), {"id": node.id.hex(), "address": node.address})
     node.close()
 
 
-class Proc:
+class Proc(ChildProcess):
     """Test side: one device node process (``proc("op", **kw)`` -> its answer)."""
 
+    wait_text_timeout = 20.0
+
     def __init__(self, tmp: Path, name: str, *args: str) -> None:
-        self.tmp, self.name, self.args = tmp, name, list(args)
+        super().__init__(tmp, name)
+        self.args = list(args)
         self.start()
 
-    def start(self) -> Proc:
+    def command(self, *extra: str) -> list[str]:
         # each in its own directory: a path profile keeps its own user key
         prof = self.tmp / self.name / "profile"
         prof.parent.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.tmp / f"{self.name}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--profile", str(prof), "--name", self.name, *self.args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
-            bufsize=1)
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._reader, daemon=True).start()
-        info = self._read(30.0)
-        assert info.get("ready"), info
-        self.id, self.address = info["id"], info["address"]
-        return self
-
-    def _reader(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def _read(self, timeout: float) -> dict[str, Any]:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"{self.name}: no answer within {timeout} s") from None
-        if line is None:
-            raise AssertionError(f"{self.name} exited: see {self.tmp / (self.name + '.log')}")
-        return json.loads(line)
-
-    def __call__(self, op: str, timeout: float = 30.0, **kw: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, **kw, "timeout": max(1.0, timeout - 2)})
-                              + "\n")
-        self.proc.stdin.flush()
-        out = self._read(timeout)
-        assert "error" not in out, (self.name, op, out)
-        return out
-
-    def wait_text(self, doc: str, *parts: str, timeout: float = 20.0) -> str:
-        out = self("wait_text", doc=doc, contains=list(parts), timeout=timeout)
-        assert out["ok"], (self.name, out)
-        return str(out["text"])
+        return [sys.executable, __file__, "--profile", str(prof), "--name", self.name,
+                *self.args, *extra]
 
     def stop(self) -> None:
-        self("quit", timeout=15)
-        self.proc.wait(15)
-        self.log.close()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
+        self.quit(15)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ first line out is ``{"ready": true, "id": ..., "address": ...}``. Networking is 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import resource
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from child_harness import serve  # noqa: E402
 
 from ownkernel.node import Node  # noqa: E402
 from ownkernel.node.gate import Credentials  # noqa: E402
@@ -79,20 +80,13 @@ def main() -> None:
         seen.record(doc)
     net.on("doc_changed", on_changed)
 
-    def reply(**kw: Any) -> None:
-        print(json.dumps(kw), flush=True)
+    def answer(cmd: dict[str, Any]) -> dict[str, Any]:
+        if cmd["op"] in LOAD_OPS:
+            return load_op(node, seen, cmd)
+        return handle(node, net, args, changed, cmd)
 
-    reply(ready=True, id=node.id.hex(), address=net.addresses[0] if net.addresses else None)
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        try:
-            out = load_op(node, seen, cmd) if cmd["op"] in LOAD_OPS else handle(
-                node, net, args, changed, cmd)
-        except Exception as e:  # report, keep serving
-            out = {"error": f"{type(e).__name__}: {e}"}
-        reply(**out)
-        if cmd["op"] == "quit":
-            return
+    serve(answer, {"id": node.id.hex(),
+                   "address": net.addresses[0] if net.addresses else None})
 
 
 class Seen:

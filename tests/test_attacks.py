@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import until
 
 from ownkernel.node import Node
 from ownkernel.node.config import NetConfig
@@ -40,17 +41,6 @@ def attack(address: str, steps: list[dict[str, Any]], seed: bytes | None = None,
 
 def seed_of(node: Node) -> bytes:
     return bytes(node.identity._sk)  # the attacker holds this member's key
-
-
-def until(pred: Callable[[], Any], timeout: float = 15.0) -> Any:
-    import time
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def text(node: Node, doc: bytes) -> str | None:

@@ -14,13 +14,14 @@ import json
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 if __name__ != "__main__":
     import pytest
+
+from waiting import until
 
 from ownkernel.net.protocol import LocalInfo, PeerSession, SignalReceived
 from ownkernel.net.session import MAX_SIGNAL
@@ -206,16 +207,6 @@ def test_a_present_naming_bad_members_is_counted_not_dialed() -> None:
 
 
 # ------------------------------------------------------------------ real nodes
-def until(pred: Callable[[], Any], timeout: float = 20.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
 class Heard:
     """A call listener: records every action (network thread)."""
 

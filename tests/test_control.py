@@ -16,22 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cbor2
+import clirun
 import pytest
+from clirun import REPO, own
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("OWNKERNEL_")}
-    e["OWNKERNEL_HOME"] = str(tmp_path / "home")
-    e["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    return e
-
-
-def own(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ownkernel", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+env = clirun.env
 
 
 def _read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:

@@ -4,10 +4,10 @@ between two real nodes on 127.0.0.1."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from waiting import until
 
 from ownkernel import Node
 from ownkernel.apps import Deck
@@ -16,16 +16,6 @@ from ownkernel.apps import Deck
 def _sync(src: Node, dst: Node, doc_id: bytes) -> None:
     have = {a: h.seq for a, h in dst.replica.open(doc_id).heads.items()}
     dst.replica.ingest(doc_id, src.replica.outgoing(doc_id, have), src.id)
-
-
-def until(pred, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def test_slides_add_move_remove_and_concurrent_inserts(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from waiting import until
 
 from ownkernel import Node
 from ownkernel.node.config import NetConfig, advertised, interface_addresses
@@ -19,13 +20,6 @@ from ownkernel.node.node import AmbiguousDoc, JoinWarning
 
 FAST = dict(ping_interval=0.5, peer_timeout=3.0, anti_entropy=1.0, backoff_min=0.05,
             backoff_max=0.5, connect_timeout=1.0)
-
-
-def until(pred, timeout: float = 15.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, f"{what} not reached within {timeout} s"
-        time.sleep(0.02)
 
 
 def test_join_returns_with_the_content(tmp_path: Path) -> None:

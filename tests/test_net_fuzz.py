@@ -19,6 +19,7 @@ from typing import Any
 
 import cbor2
 import pytest
+from waiting import until
 
 from ownkernel.net.protocol import PROTOCOL_VERSIONS, encode
 from ownkernel.net.transport import Transport, TransportConfig
@@ -28,16 +29,6 @@ from ownkernel.node.network import NodeNetwork
 from ownkernel.store import audit, decode_envelope, encode_envelope
 
 MAX_FRAME = 256 * 1024
-
-
-def until(pred: Any, timeout: float = 15.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def text_of(node: Node, doc: bytes) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from nacl.signing import SigningKey
+from waiting import until
 
 from ownkernel.crdt import Doc
 from ownkernel.net.protocol import PROTOCOL_VERSIONS, encode
@@ -38,16 +39,6 @@ def mk(path: Any, name: str, **kw: Any) -> Node:
 def start(node: Node) -> NodeNetwork:
     assert node.network is not None
     return node.network
-
-
-def until(pred: Callable[[], Any], timeout: float = 10.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.005)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def text_of(node: Node, doc: bytes) -> str | None:

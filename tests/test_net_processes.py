@@ -7,95 +7,42 @@ seconds.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from child_harness import ChildProcess
 
 CHILD = Path(__file__).with_name("net_child_node.py")
 
 
-class Child:
-    """One node process."""
+class Child(ChildProcess):
+    """One node process of tests/net_child_node.py."""
+
+    errors_allowed = ("wait_text",)
 
     def __init__(self, tmp: Path, name: str, *args: str, fast: bool = True,
                  prefix: tuple[str, ...] = ()) -> None:
-        self.tmp, self.name, self.args, self.prefix = tmp, name, list(args), list(prefix)
+        super().__init__(tmp, name)
+        self.args, self.prefix = list(args), list(prefix)
         self.profile = tmp / name
         self.fast = fast
         self.start()
 
-    def start(self, *extra: str) -> Child:
-        cmd = [*self.prefix, sys.executable, str(CHILD), "--profile", str(self.profile),
-               "--name", self.name, *self.args, *extra]
-        if self.fast:
-            cmd.append("--fast")
-        self.log = open(self.tmp / f"{self.name}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, bufsize=1)
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._reader, daemon=True).start()
-        info = self._read(30.0)
-        assert info.get("ready"), info
-        self.id, self.address = info["id"], info["address"]
-        return self
-
-    def _reader(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def _read(self, timeout: float) -> dict[str, Any]:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"{self.name}: no answer within {timeout} s") from None
-        if line is None:
-            raise AssertionError(f"{self.name} exited: see {self.tmp / (self.name + '.log')}")
-        return json.loads(line)
-
-    def __call__(self, op: str, timeout: float = 30.0, **kw: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        # the child's own waits give up a little before we stop reading
-        self.proc.stdin.write(json.dumps({"op": op, **kw, "timeout": max(1.0, timeout - 2.0)})
-                              + "\n")
-        self.proc.stdin.flush()
-        out = self._read(timeout)
-        assert "error" not in out or op in ("wait_text",), (self.name, op, out)
-        return out
-
-    def wait_text(self, doc: str, *contains: str, timeout: float = 15.0,
-                  length: int | None = None) -> str:
-        kw: dict[str, Any] = {"contains": list(contains)}
-        if length is not None:
-            kw["length"] = length
-        out = self("wait_text", doc=doc, timeout=timeout, **kw)
-        assert out["ok"], (self.name, out)
-        return out["text"]
+    def command(self, *extra: str) -> list[str]:
+        return [*self.prefix, sys.executable, str(CHILD), "--profile", str(self.profile),
+                "--name", self.name, *self.args, *extra, *(["--fast"] if self.fast else [])]
 
     def stop(self) -> float:
-        out = self("quit", timeout=10)
-        self.proc.wait(10)
-        self.log.close()
-        return out["close_s"]
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
+        """Quit; how long the child's node took to close."""
+        return float(self.quit(10)["close_s"])
 
 
 @pytest.fixture

@@ -10,15 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ui_front import Front, until
+from ui_front import Front, fast_node, two_nodes, until
 
 from ownkernel import ui
 from ownkernel.node import Node
-from ownkernel.node.config import NetConfig
 from ownkernel.ui.grid import parse_input, show
-
-FAST = dict(ping_interval=0.3, peer_timeout=2.0, anti_entropy=1.0, backoff_min=0.05,
-            backoff_max=0.5, connect_timeout=1.0)
 
 
 class GridFront(Front):
@@ -84,7 +80,7 @@ class GridFront(Front):
 
 @pytest.fixture
 def node(tmp_path) -> Iterator[Node]:
-    n = Node(tmp_path / "n", name="ann", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
+    n = fast_node(tmp_path / "n", "ann")
     try:
         yield n
     finally:
@@ -93,16 +89,8 @@ def node(tmp_path) -> Iterator[Node]:
 
 @pytest.fixture
 def pair(tmp_path) -> Iterator[tuple[Node, Node, Any, Any]]:
-    a = Node(tmp_path / "a", name="ann", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
-    b = Node(tmp_path / "b", name="ben", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
-    try:
-        da = a.new_doc("shared")
-        da.sheet("s").set("A1", 1)
-        db = b.join(a.invite(da), timeout=10)
-        yield a, b, da, db
-    finally:
-        b.close()
-        a.close()
+    with two_nodes(tmp_path, lambda d: d.sheet("s").set("A1", 1)) as p:
+        yield p
 
 
 def ready(w: Any) -> GridFront:

@@ -7,14 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ui_front import Front, until
+from ui_front import Front, two_nodes, until
 
 from ownkernel import ui
 from ownkernel.node import Node
-from ownkernel.node.config import NetConfig
-
-FAST = dict(ping_interval=0.3, peer_timeout=2.0, anti_entropy=1.0, backoff_min=0.05,
-            backoff_max=0.5, connect_timeout=1.0)
 
 
 class ItemsFront(Front):
@@ -33,16 +29,9 @@ class ItemsFront(Front):
 
 @pytest.fixture
 def pair(tmp_path) -> Iterator[tuple[Node, Node, Any, Any]]:
-    a = Node(tmp_path / "a", name="ann", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
-    b = Node(tmp_path / "b", name="ben", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
-    try:
-        da = a.new_doc("shared")
-        da.list("todo").append("from before")  # a plain value: shown as an item
-        db = b.join(a.invite(da), timeout=10)
-        yield a, b, da, db
-    finally:
-        b.close()
-        a.close()
+    # a plain value: shown as an item
+    with two_nodes(tmp_path, lambda d: d.list("todo").append("from before")) as p:
+        yield p
 
 
 def test_items_both_ways(pair) -> None:

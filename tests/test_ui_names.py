@@ -9,30 +9,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ui_front import Front, until
+from ui_front import FAST, Front, two_nodes, until
 
 from ownkernel import ui
 from ownkernel.node import Node
 from ownkernel.node.config import NetConfig
 from ownkernel.node.node import PALETTE
 
-FAST = dict(ping_interval=0.3, peer_timeout=2.0, anti_entropy=1.0, backoff_min=0.05,
-            backoff_max=0.5, connect_timeout=1.0)
-
 
 @pytest.fixture
 def pair(tmp_path) -> Iterator[tuple[Node, Node, Any, Any]]:
-    a = Node(tmp_path / "a", name="ann", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
-    b = Node(tmp_path / "b", name="ben", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
-    try:
-        da = a.new_doc("plans")
-        da.text("body").insert(0, "hello")
-        da.log("chat")
-        db = b.join(a.invite(da), timeout=10)
-        yield a, b, da, db
-    finally:
-        b.close()
-        a.close()
+    with two_nodes(tmp_path, lambda d: (d.text("body").insert(0, "hello"), d.log("chat")),
+                   title="plans") as p:
+        yield p
 
 
 def latest(front: Front, t: str) -> dict[str, Any]:

@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-from ui_front import until
+from ui_front import FAST, fast_node, until
 
 from ownkernel import ui
 from ownkernel.node import Node
 from ownkernel.node.config import NetConfig
 
-FAST = dict(ping_interval=0.3, peer_timeout=2.0, anti_entropy=1.0, backoff_min=0.05,
-            backoff_max=0.3, connect_timeout=1.0)
-
 
 def test_widgets_say_syncing_until_the_inviters_content_arrives(tmp_path) -> None:
-    a = Node(tmp_path / "a", name="ann", listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
+    a = fast_node(tmp_path / "a", "ann")
     doc = a.new_doc("notes")
     doc.text("body").insert(0, "from ann")
     doc.log("chat").append({"author": "ann", "text": "hi"})

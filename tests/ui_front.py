@@ -3,23 +3,44 @@ in Python, against real widgets on real nodes (no browser)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+from waiting import until
+
+from ownkernel.node import Node
+from ownkernel.node.config import NetConfig
 from ownkernel.ui.editor import parse_changes
 from ownkernel.ui.utf16 import ChangeSet
 
+# Short network timers: a peer lost or a change missed shows within seconds.
+FAST = dict(ping_interval=0.3, peer_timeout=2.0, anti_entropy=1.0, backoff_min=0.05,
+            backoff_max=0.5, connect_timeout=1.0)
 
-def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.005)
-    raise AssertionError(f"{what} not met within {timeout} s")
+
+def fast_node(path: Path, name: str) -> Node:
+    """A node listening on 127.0.0.1 (a fresh port) with the FAST timers."""
+    return Node(path, name=name, listen="tcp://127.0.0.1:0", network=NetConfig(**FAST))
+
+
+@contextlib.contextmanager
+def two_nodes(tmp_path: Path, fill: Callable[[Any], Any],
+              title: str = "shared") -> Iterator[tuple[Node, Node, Any, Any]]:
+    """ann's doc ``title``, filled by ``fill(doc)``, joined by ben: ``(a, b, da, db)``."""
+    a = fast_node(tmp_path / "a", "ann")
+    b = fast_node(tmp_path / "b", "ben")
+    try:
+        da = a.new_doc(title)
+        fill(da)
+        db = b.join(a.invite(da), timeout=10)
+        yield a, b, da, db
+    finally:
+        b.close()
+        a.close()
 
 
 def to_units(s: str) -> list[int]:

@@ -32,7 +32,8 @@ from ownkernel.store.profile import (
     make_temp_profile,
     resolve_profile,
 )
-from ownkernel.store.sqlite import DB_FILE, SCHEMA_VERSION, ChangeRow, DocRow, Head, Store
+from ownkernel.store.rows import ChangeRow, DocRow, Head
+from ownkernel.store.sqlite import DB_FILE, SCHEMA_VERSION, Store
 
 __all__ = [
     "DB_FILE",

@@ -39,7 +39,7 @@ import cbor2
 import nacl.exceptions
 import nacl.signing
 
-from ownkernel.store.sqlite import Head
+from ownkernel.store.rows import Head
 
 __all__ = [
     "ZERO_HASH",

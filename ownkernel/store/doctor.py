@@ -34,8 +34,8 @@ import cbor2
 
 from ownkernel.store.auth import ZERO_HASH, audit, chain_hash
 from ownkernel.store.errors import CorruptRowError, DatabaseError
-from ownkernel.store.rows import unpack_body
-from ownkernel.store.sqlite import DocRow, Store
+from ownkernel.store.rows import DocRow, unpack_body
+from ownkernel.store.sqlite import Store
 
 __all__ = ["Damage", "DocReport", "Report", "audit_store", "quarantine"]
 

@@ -1,4 +1,5 @@
-"""How rows are stored and how SQLite failures are told apart (used by sqlite.py).
+"""How rows are stored and read back, and how SQLite failures are told apart (used by
+sqlite.py): the row types, change bodies, version vectors.
 
 Change bodies are stored deflated with a preset dictionary holding the author's
 id (which every change repeats), about half the size for typing; the first byte
@@ -9,12 +10,76 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import cbor2
 
-from ownkernel.store.errors import DatabaseError
+from ownkernel.store.errors import CorruptRowError, DatabaseError
 
-__all__ = ["decode_version", "is_corrupt", "is_full", "pack_body", "unpack_body"]
+__all__ = ["DOC_COLS", "ChangeRow", "DocRow", "Head", "decode_version", "doc_row", "is_corrupt",
+           "is_full", "pack_body", "unpack_body"]
+
+
+class DocRow(NamedTuple):
+    """One ``documents`` row. A NamedTuple, not a frozen dataclass: listing 1,000 docs
+    builds 1,000 of these at every open, and a frozen dataclass costs 3x more each."""
+
+    id: bytes
+    title: str
+    created: float
+    owner: bytes
+    capability: str
+    encrypted: bool
+    key: bytes | None
+    access: Any
+    inviter: bytes | None
+    addresses: list[str]
+    token: bytes | None
+
+
+@dataclass
+class Head:
+    """Newest link of one author's chain in one doc, and its newest signature."""
+
+    seq: int
+    hash: bytes
+    sig: bytes | None = None
+    sig_seq: int = 0
+
+
+@dataclass(frozen=True)
+class ChangeRow:
+    actor: bytes
+    seq: int
+    blob: bytes
+    auth: bytes | None = None
+
+
+DOC_COLS = (
+    "id, title, created, owner, capability, encrypted, key, access, inviter, addresses, token"
+)
+
+
+_EMPTY_LIST = cbor2.dumps([])
+
+
+def doc_row(r: Sequence[Any], path: Path) -> DocRow:
+    try:
+        access = cbor2.loads(r[7]) if r[7] else None
+        addresses = [] if not r[9] or r[9] == _EMPTY_LIST else cbor2.loads(r[9])
+    except Exception as e:  # cbor2 raises many types on garbage
+        raise CorruptRowError(path, bytes(r[0]), None, None, "document",
+                              f"its access list or addresses are not CBOR ({e})") from e
+    return DocRow(
+        id=bytes(r[0]), title=r[1], created=r[2], owner=bytes(r[3]), capability=r[4],
+        encrypted=bool(r[5]), key=bytes(r[6]) if r[6] is not None else None,
+        access=access, inviter=bytes(r[8]) if r[8] is not None else None,
+        addresses=addresses, token=bytes(r[10]) if r[10] is not None else None,
+    )
+
 
 _RAW, _DEFLATE = b"\x00", b"\x01"
 _ZDICT_COMMON = b"t:bodym:_accessm:_metatitleownerrole:revoked:token:g:chatl:m:n:s:r:c:"

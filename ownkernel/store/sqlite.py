@@ -44,81 +44,34 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import cbor2
 
 from ownkernel.store import dbfile
 from ownkernel.store.dbfile import APPLICATION_ID
 from ownkernel.store.errors import CorruptRowError, DatabaseError, StoreFullError
-from ownkernel.store.rows import decode_version, is_corrupt, is_full, pack_body, unpack_body
+from ownkernel.store.rows import (
+    DOC_COLS,
+    ChangeRow,
+    DocRow,
+    Head,
+    decode_version,
+    doc_row,
+    is_corrupt,
+    is_full,
+    pack_body,
+    unpack_body,
+)
 from ownkernel.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["DB_FILE", "SCHEMA_VERSION", "ChangeRow", "DocRow", "Head", "Store", "pack_body",
-           "unpack_body"]
+           "unpack_body"]  # the row types live in rows.py; kept importable from here
 
 DB_FILE = "ownkernel.sqlite3"
 
 
-
-class DocRow(NamedTuple):
-    """One ``documents`` row. A NamedTuple, not a frozen dataclass: listing 1,000 docs
-    builds 1,000 of these at every open, and a frozen dataclass costs 3x more each."""
-
-    id: bytes
-    title: str
-    created: float
-    owner: bytes
-    capability: str
-    encrypted: bool
-    key: bytes | None
-    access: Any
-    inviter: bytes | None
-    addresses: list[str]
-    token: bytes | None
-
-
-@dataclass
-class Head:
-    """Newest link of one author's chain in one doc, and its newest signature."""
-
-    seq: int
-    hash: bytes
-    sig: bytes | None = None
-    sig_seq: int = 0
-
-
-@dataclass(frozen=True)
-class ChangeRow:
-    actor: bytes
-    seq: int
-    blob: bytes
-    auth: bytes | None = None
-
-
-_DOC_COLS = (
-    "id, title, created, owner, capability, encrypted, key, access, inviter, addresses, token"
-)
-
-
-_EMPTY_LIST = cbor2.dumps([])
-
-
-def _doc_row(r: Sequence[Any], path: Path) -> DocRow:
-    try:
-        access = cbor2.loads(r[7]) if r[7] else None
-        addresses = [] if not r[9] or r[9] == _EMPTY_LIST else cbor2.loads(r[9])
-    except Exception as e:  # cbor2 raises many types on garbage
-        raise CorruptRowError(path, bytes(r[0]), None, None, "document",
-                              f"its access list or addresses are not CBOR ({e})") from e
-    return DocRow(
-        id=bytes(r[0]), title=r[1], created=r[2], owner=bytes(r[3]), capability=r[4],
-        encrypted=bool(r[5]), key=bytes(r[6]) if r[6] is not None else None,
-        access=access, inviter=bytes(r[8]) if r[8] is not None else None,
-        addresses=addresses, token=bytes(r[10]) if r[10] is not None else None,
-    )
 
 
 class Store:
@@ -432,7 +385,7 @@ class Store:
     ) -> None:
         def tx(db: sqlite3.Connection) -> None:
             db.execute(
-                f"INSERT INTO documents ({_DOC_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO documents ({DOC_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (doc_id, title, time.time() if created is None else created, owner, capability,
                  int(encrypted), key, cbor2.dumps(access) if access is not None else None,
                  inviter, cbor2.dumps(list(addresses)), token),
@@ -457,12 +410,12 @@ class Store:
             f"UPDATE documents SET {sets} WHERE id = ?", (*vals, doc_id)))
 
     def document(self, doc_id: bytes) -> DocRow | None:
-        rows = self._read(f"SELECT {_DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
-        return _doc_row(rows[0], self.path) if rows else None
+        rows = self._read(f"SELECT {DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
+        return doc_row(rows[0], self.path) if rows else None
 
     def documents(self) -> list[DocRow]:
-        return [_doc_row(r, self.path) for r in
-                self._read(f"SELECT {_DOC_COLS} FROM documents ORDER BY created, n")]
+        return [doc_row(r, self.path) for r in
+                self._read(f"SELECT {DOC_COLS} FROM documents ORDER BY created, n")]
 
     def doc_count(self) -> int:
         return int(self._read("SELECT count(*) FROM documents")[0][0])

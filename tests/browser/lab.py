@@ -1,20 +1,28 @@
 """JupyterLab + Debian's Chromium through Playwright, for the widget browser
 tests and benchmarks/ui.py. Never downloads a browser; everything on 127.0.0.1.
+
+A browser test module typically opens two people's pages once (``two_pages`` in a
+module-scoped ``pages`` fixture) and adopts the ``screenshots`` fixture
+(``screenshots = lab.screenshots``): both pages are saved when a test fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
+import waiting
 
 CHROMIUM = "/usr/bin/chromium"
 # Flags that behave in a headless container (see the ui notes): no sandbox as
@@ -49,14 +57,8 @@ def free_port() -> int:
 
 
 def until(pred: Callable[[], Any], timeout: float, what: str) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
+    # a slower poll than the default: ``pred`` is often an HTTP request
+    return waiting.until(pred, timeout, what, interval=0.05)
 
 
 def notebook(path: Path, cells: list[str], kernel: str = "ownkernel") -> None:
@@ -130,8 +132,9 @@ class Lab:
         self.log.close()
 
 
-def launch(pw: Any) -> Any:
-    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+def launch(pw: Any, extra_args: Sequence[str] = ()) -> Any:
+    return pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args],
+                              headless=True)
 
 
 KERNEL_IDLE = """() => {
@@ -161,3 +164,80 @@ EDITOR_TEXT = """() => {
   });
   return lines.join('\\n');
 }"""
+
+
+# -- two people's pages, screenshots ---------------------------------------------------------
+
+class Pages:
+    """The pages of :func:`two_pages`: ``a`` (notebook A) and ``b`` (notebook B)."""
+
+    def __init__(self, pages: dict[str, Any], shots: Path, server: Lab) -> None:
+        self.pages, self.shots, self.server = pages, shots, server
+        self.a, self.b = pages["A"], pages["B"]
+
+    def screenshot_all(self, directory: Path, stem: str) -> None:
+        for name, page in self.pages.items():
+            with contextlib.suppress(Exception):  # a page that crashed must not hide the failure
+                page.screenshot(path=str(directory / f"{stem}-{name}.png"), full_page=True)
+
+
+@contextlib.contextmanager
+def two_pages(root: Path, cells_a: list[str], cells_b: list[str],
+              ready: Callable[[str, Any], None], *, shots: str,
+              browser_args: Sequence[str] = (), init: dict[str, str] | None = None,
+              viewport: tuple[int, int] = (1100, 900)) -> Iterator[Pages]:
+    """Two people in one JupyterLab under ``root``: notebook A on the ownkernel kernel and
+    B on conftest.OTHER_PERSON's (another user, in a kernel sandbox), each opened in its
+    own Chromium context with all its cells run; ``ready(name, page)`` waits until a page
+    shows what the tests need, A before B (B usually joins what A made). The kernels'
+    nodes listen on 127.0.0.1, fresh ports. ``init``: page name -> a script run before the
+    page's own. Failure screenshots go to a fresh directory named after ``shots``."""
+    from conftest import OTHER_PERSON, kernel_sandbox
+    from playwright.sync_api import sync_playwright
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(kernel_sandbox(root / "sandbox"))
+        env = stack.enter_context(pytest.MonkeyPatch.context())
+        env.setenv("OWNKERNEL_LISTEN", "tcp://127.0.0.1:0")
+        work = root / "work"
+        work.mkdir()
+        notebook(work / "A.ipynb", cells_a)
+        notebook(work / "B.ipynb", cells_b, OTHER_PERSON)
+        server = Lab(work, ["--YDocExtension.disable_rtc=True"])
+        stack.callback(server.stop)
+        browser = launch(stack.enter_context(sync_playwright()), browser_args)
+        stack.callback(browser.close)
+        pages: dict[str, Any] = {}
+        for name in ("A", "B"):
+            width, height = viewport
+            page = pages[name] = browser.new_context(
+                viewport={"width": width, "height": height}).new_page()
+            if init and name in init:
+                page.add_init_script(init[name])
+            open_and_run(page, server.url(name.lower(), f"{name}.ipynb"))
+            ready(name, page)
+        yield Pages(pages, Path(tempfile.mkdtemp(prefix=f"ownkernel-{shots}-shots-")), server)
+
+
+@pytest.fixture(autouse=True)
+def screenshots(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
+    """Adopted by a module (``screenshots = lab.screenshots``) whose ``pages`` fixture gives
+    :class:`Pages`: after a failed test both pages go to ``pages.shots`` (the path is
+    printed); with OWNKERNEL_UI_SHOTS=<dir> after a passing test too, into that dir."""
+    failed = request.session.testsfailed
+    yield
+    # the call's report is logged before fixtures are torn down
+    keep = os.environ.get("OWNKERNEL_UI_SHOTS")
+    if request.session.testsfailed > failed:
+        pages.screenshot_all(pages.shots, request.node.name)
+        print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
+    elif keep:
+        pages.screenshot_all(Path(keep), request.node.name)
+
+
+def keep_shot(target: Any, name: str, **kwargs: Any) -> None:
+    """With OWNKERNEL_UI_SHOTS=<dir>: a screenshot of a page or locator, kept as <dir>/name
+    (pictures for the docs); nothing otherwise."""
+    keep = os.environ.get("OWNKERNEL_UI_SHOTS")
+    if keep:
+        target.screenshot(path=os.path.join(keep, name), **kwargs)

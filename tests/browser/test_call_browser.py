@@ -23,7 +23,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,48 +162,28 @@ class CallPages:
     def __init__(self, root: Path, init: dict[str, str] | None = None) -> None:
         self.root = root
         self.init = init or {}  # page name -> script run before the page's own
-        self.shots = Path(tempfile.mkdtemp(prefix="ownkernel-call-shots-"))
         self.work = root / "work"
-        self.pages: dict[str, Any] = {}
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> CallPages:
-        from conftest import OTHER_PERSON, kernel_sandbox
-        from playwright.sync_api import sync_playwright
-
         st = self._stack
         try:
-            self.ns = st.enter_context(namespace())
-            st.enter_context(kernel_sandbox(self.root / "sandbox"))
-            mp = st.enter_context(pytest.MonkeyPatch.context())
-            mp.setenv("OWNKERNEL_LISTEN", "tcp://127.0.0.1:0")
-            self.work.mkdir()
-            lab.notebook(self.work / "A.ipynb", CELL_A)
-            lab.notebook(self.work / "B.ipynb", CELL_B, OTHER_PERSON)
-            self.server = lab.Lab(self.work, ["--YDocExtension.disable_rtc=True"])
-            st.callback(self.server.stop)
-            pw = st.enter_context(sync_playwright())
-            self.browser = pw.chromium.launch(executable_path=lab.CHROMIUM, headless=True,
-                                              args=[*lab.CHROMIUM_ARGS, *MEDIA_ARGS])
-            st.callback(self.browser.close)
-            for name in ("A", "B"):
-                ctx = self.browser.new_context(viewport={"width": 1000, "height": 800})
-                page = self.pages[name] = ctx.new_page()
-                if name in self.init:
-                    page.add_init_script(self.init[name])
-                lab.open_and_run(page, self.server.url(name.lower(), f"{name}.ipynb"))
-                page.wait_for_selector(f"{CALL} [data-own='call-join']", timeout=WAIT)
+            self.ns = st.enter_context(namespace())  # first: everything started inherits it
+            self.two = st.enter_context(lab.two_pages(
+                self.root, CELL_A, CELL_B,
+                lambda _, page: page.wait_for_selector(f"{CALL} [data-own='call-join']",
+                                                       timeout=WAIT),
+                shots="call", browser_args=MEDIA_ARGS, init=self.init, viewport=(1000, 800)))
         except BaseException:
             st.close()
             raise
+        self.pages = self.two.pages
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if exc[0] is not None:
-            for name, page in self.pages.items():
-                with contextlib.suppress(Exception):
-                    page.screenshot(path=str(self.shots / f"call-{name}.png"), full_page=True)
-            print(f"screenshots of the failure in {self.shots}", file=sys.__stderr__)
+            self.two.screenshot_all(self.two.shots, "call")
+            print(f"screenshots of the failure in {self.two.shots}", file=sys.__stderr__)
         self._stack.close()
 
     def join(self, name: str) -> None:

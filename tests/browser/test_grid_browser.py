@@ -9,15 +9,10 @@ with OWNKERNEL_UI_SHOTS=<dir> they are also taken when it passes.
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OTHER_PERSON, kernel_sandbox
 
 lab = pytest.importorskip("lab", reason="tests/browser/lab.py")
 _why = lab.missing()
@@ -68,51 +63,17 @@ def texts(page: Any, refs: list[str]) -> list[str | None]:
         refs)
 
 
-class Pages:
-    def __init__(self, a: Any, b: Any, shots: Path) -> None:
-        self.a, self.b, self.shots = a, b, shots
+Pages = lab.Pages
 
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
-    from playwright.sync_api import sync_playwright
-
-    root = tmp_path_factory.mktemp("gridlab")
-    shots = Path(tempfile.mkdtemp(prefix="ownkernel-grid-shots-"))
-    with kernel_sandbox(root / "sandbox"):
-        os.environ["OWNKERNEL_LISTEN"] = "tcp://127.0.0.1:0"
-        work = root / "work"
-        work.mkdir()
-        lab.notebook(work / "A.ipynb", CELL_A)
-        lab.notebook(work / "B.ipynb", CELL_B, OTHER_PERSON)
-        server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
-        try:
-            with sync_playwright() as pw:
-                browser = lab.launch(pw)
-                a = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-                b = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-                lab.open_and_run(a, server.url("a", "A.ipynb"))
-                wait_cell(a, "A3", "3")
-                lab.open_and_run(b, server.url("b", "B.ipynb"))
-                wait_cell(b, "A3", "3")
-                yield Pages(a, b, shots)
-                browser.close()
-        finally:
-            server.stop()
-            os.environ.pop("OWNKERNEL_LISTEN", None)
+    with lab.two_pages(tmp_path_factory.mktemp("gridlab"), CELL_A, CELL_B,
+                       lambda _, page: wait_cell(page, "A3", "3"), shots="grid") as p:
+        yield p
 
 
-@pytest.fixture(autouse=True)
-def screenshots(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
-    failed = request.session.testsfailed
-    yield
-    keep = os.environ.get("OWNKERNEL_UI_SHOTS")
-    if request.session.testsfailed > failed or keep:
-        d = Path(keep) if keep and request.session.testsfailed == failed else pages.shots
-        for name, page in (("A", pages.a), ("B", pages.b)):
-            page.screenshot(path=str(d / f"{request.node.name}-{name}.png"), full_page=True)
-        if request.session.testsfailed > failed:
-            print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
+screenshots = lab.screenshots
 
 
 def test_snapshot_shows_computed_values_and_errors(pages: Pages) -> None:
@@ -204,10 +165,8 @@ def test_budget_chart_changes_when_a_value_changes(pages: Pages) -> None:
     assert float(a.get_attribute(spent, "height") or 0) > height
     owes = a.locator('[data-own-widget="budget"] [data-own="owes"]')
     assert owes.inner_text() == "ben owes ann 40"  # 80 paid by ann, shared by two
-    if os.environ.get("OWNKERNEL_UI_SHOTS"):
-        d = Path(os.environ["OWNKERNEL_UI_SHOTS"])
-        a.locator('[data-own-widget="budget"]').screenshot(path=str(d / "budget-chart-A.png"))
-        grid_b.screenshot(path=str(d / "budget-grid-B.png"))
+    lab.keep_shot(a.locator('[data-own-widget="budget"]'), "budget-chart-A.png")
+    lab.keep_shot(grid_b, "budget-grid-B.png")
 
 
 PASTE = """([sel, text]) => {

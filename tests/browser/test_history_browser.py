@@ -13,15 +13,10 @@ OWNKERNEL_UI_SHOTS=<dir> they are also taken when it passes.
 from __future__ import annotations
 
 import json
-import os
-import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OTHER_PERSON, kernel_sandbox
 
 lab = pytest.importorskip("lab", reason="tests/browser/lab.py")
 _why = lab.missing()
@@ -59,9 +54,7 @@ CELL_B = [
 CMT = '[data-own-widget="comments"]'
 
 
-class Pages:
-    def __init__(self, a: Any, b: Any, shots: Path) -> None:
-        self.a, self.b, self.shots = a, b, shots
+Pages = lab.Pages
 
 
 def view_text(page: Any, kinds: str = "same,ins") -> str:
@@ -79,44 +72,14 @@ def wait_js(page: Any, body: str) -> None:
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
-    from playwright.sync_api import sync_playwright
-
-    root = tmp_path_factory.mktemp("histlab")
-    shots = Path(tempfile.mkdtemp(prefix="ownkernel-history-shots-"))
-    with kernel_sandbox(root / "sandbox"):
-        os.environ["OWNKERNEL_LISTEN"] = "tcp://127.0.0.1:0"
-        work = root / "work"
-        work.mkdir()
-        lab.notebook(work / "A.ipynb", CELL_A)
-        lab.notebook(work / "B.ipynb", CELL_B, OTHER_PERSON)
-        server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
-        try:
-            with sync_playwright() as pw:
-                browser = lab.launch(pw)
-                a = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-                b = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-                lab.open_and_run(a, server.url("a", "A.ipynb"))
-                a.wait_for_selector(f'{HIST} [data-own="history-text"]', timeout=WAIT)
-                lab.open_and_run(b, server.url("b", "B.ipynb"))
-                b.wait_for_selector(lab.EDITOR_SEL, timeout=WAIT)
-                yield Pages(a, b, shots)
-                browser.close()
-        finally:
-            server.stop()
-            os.environ.pop("OWNKERNEL_LISTEN", None)
+    ready = {"A": f'{HIST} [data-own="history-text"]', "B": lab.EDITOR_SEL}
+    with lab.two_pages(tmp_path_factory.mktemp("histlab"), CELL_A, CELL_B,
+                       lambda name, page: page.wait_for_selector(ready[name], timeout=WAIT),
+                       shots="history") as p:
+        yield p
 
 
-@pytest.fixture(autouse=True)
-def screenshots(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
-    failed = request.session.testsfailed
-    yield
-    keep = os.environ.get("OWNKERNEL_UI_SHOTS")
-    if request.session.testsfailed > failed or keep:
-        d = Path(keep) if keep and request.session.testsfailed == failed else pages.shots
-        for name, page in (("A", pages.a), ("B", pages.b)):
-            page.screenshot(path=str(d / f"{request.node.name}-{name}.png"), full_page=True)
-        if request.session.testsfailed > failed:
-            print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
+screenshots = lab.screenshots
 
 
 def test_the_latest_step_marks_what_ben_deleted_and_inserted(pages: Pages) -> None:
@@ -210,9 +173,7 @@ def test_a_comment_on_selected_text_gets_a_reply_and_is_resolved(pages: Pages) -
                " return !!t && t.getAttribute('data-own-resolved') === 'true';")
     assert b.locator('[data-own-widget="editor"] .cm-own-comment').count() == 0
     assert "this one" in b.inner_text('[data-own-widget="editor"] [data-own="editor-thread"]')
-    if os.environ.get("OWNKERNEL_UI_SHOTS"):
-        b.screenshot(path=os.path.join(os.environ["OWNKERNEL_UI_SHOTS"], "editor-comments-B.png"),
-                     full_page=True)
+    lab.keep_shot(b, "editor-comments-B.png", full_page=True)
 
 
 DECK = '[data-own-widget="deck"]'

@@ -3,19 +3,16 @@ notebooks on two ownkernel kernels whose nodes sync over 127.0.0.1.
 
 Page A makes a doc and writes an invite to a file; page B joins it. Both show
 an editor, a chat and the peer list of the same doc. Screenshots of both pages
-go to a temporary directory when a test fails (the path is printed).
+go to a temporary directory when a test fails (the path is printed); with
+OWNKERNEL_UI_SHOTS=<dir> they are also taken when it passes.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OTHER_PERSON, kernel_sandbox
 
 lab = pytest.importorskip("lab", reason="tests/browser/lab.py")
 _why = lab.missing()
@@ -42,10 +39,7 @@ CELL_B = [
 ]
 
 
-class Pages:
-    def __init__(self, a: Any, b: Any, shots: Path) -> None:
-        self.a, self.b, self.shots = a, b, shots
-
+class Pages(lab.Pages):
     def text(self, page: Any) -> str | None:
         return page.evaluate(lab.EDITOR_TEXT)
 
@@ -60,44 +54,13 @@ def _js(s: str) -> str:
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pages]:
-    from playwright.sync_api import sync_playwright
-
-    root = tmp_path_factory.mktemp("lab")
-    shots = Path(tempfile.mkdtemp(prefix="ownkernel-ui-shots-"))
-    with kernel_sandbox(root / "sandbox"):
-        os.environ["OWNKERNEL_LISTEN"] = "tcp://127.0.0.1:0"
-        work = root / "work"
-        work.mkdir()
-        lab.notebook(work / "A.ipynb", CELL_A)
-        lab.notebook(work / "B.ipynb", CELL_B, OTHER_PERSON)
-        server = lab.Lab(work, ["--YDocExtension.disable_rtc=True"])
-        try:
-            with sync_playwright() as pw:
-                browser = lab.launch(pw)
-                a = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-                b = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-                lab.open_and_run(a, server.url("a", "A.ipynb"))
-                a.wait_for_selector(EDITOR, timeout=WAIT)
-                lab.open_and_run(b, server.url("b", "B.ipynb"))
-                b.wait_for_selector(EDITOR, timeout=WAIT)
-                yield Pages(a, b, shots)
-                browser.close()
-        finally:
-            server.stop()
-            os.environ.pop("OWNKERNEL_LISTEN", None)
+    with lab.two_pages(tmp_path_factory.mktemp("lab"), CELL_A, CELL_B,
+                       lambda _, page: page.wait_for_selector(EDITOR, timeout=WAIT),
+                       shots="ui") as p:
+        yield Pages(p.pages, p.shots, p.server)
 
 
-@pytest.fixture(autouse=True)
-def screenshot_on_failure(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
-    failed = request.session.testsfailed
-    yield
-    # the call's report is logged before fixtures are torn down
-    if request.session.testsfailed > failed:
-        for name, page in (("A", pages.a), ("B", pages.b)):
-            path = pages.shots / f"{request.node.name}-{name}.png"
-            page.screenshot(path=str(path), full_page=True)
-        import sys
-        print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
+screenshots = lab.screenshots
 
 
 def test_typing_in_one_editor_shows_in_the_other_and_back(pages: Pages) -> None:
@@ -110,8 +73,7 @@ def test_typing_in_one_editor_shows_in_the_other_and_back(pages: Pages) -> None:
     b.keyboard.type(" ok😀")
     pages.wait_text(a, "hi é😀 ok😀")
     assert pages.text(b) == "hi é😀 ok😀"
-    if os.environ.get("OWNKERNEL_UI_SHOTS"):
-        a.screenshot(path=os.path.join(os.environ["OWNKERNEL_UI_SHOTS"], "editor-A.png"))
+    lab.keep_shot(a, "editor-A.png")
 
 
 def test_remote_insert_before_the_caret_keeps_the_local_caret(pages: Pages) -> None:
@@ -162,8 +124,7 @@ def test_blame_colours_each_authors_text_in_the_editor(pages: Pages) -> None:
         "'[data-own-widget=\"editor\"] .cm-own-blame')]"
         ".map(s => [s.getAttribute('data-own-blame'), s.style.borderBottomColor]))")
     assert colours["ann"] and colours["ben"] and colours["ann"] != colours["ben"]
-    if os.environ.get("OWNKERNEL_UI_SHOTS"):
-        a.screenshot(path=os.path.join(os.environ["OWNKERNEL_UI_SHOTS"], "editor-blame-A.png"))
+    lab.keep_shot(a, "editor-blame-A.png")
     a.click(btn)  # off again
     a.wait_for_function(
         "() => !document.querySelector('[data-own-widget=\"editor\"] .cm-own-blame')",
@@ -220,12 +181,6 @@ def kernel_value(page: Any, expr: str) -> Any:
     return ast.literal_eval(rep)
 
 
-def shot(page: Any, name: str) -> None:
-    if os.environ.get("OWNKERNEL_UI_SHOTS"):
-        page.screenshot(path=os.path.join(os.environ["OWNKERNEL_UI_SHOTS"], name),
-                        full_page=True)
-
-
 def test_burst_of_remote_edits_into_an_open_editor_ends_equal(pages: Pages) -> None:
     """Node B makes 1,000 random edits (10 commits); page A's editor ends with
     B's text and still takes keys (the 10,000-edit run and its long tasks are
@@ -264,7 +219,7 @@ def test_doc_view_shows_roots_people_and_access_and_opens_a_root(pages: Pages) -
     opened.press("Control+End")
     opened.type(" via doc")
     _wait_suffix(b, " via doc")  # B's editor shows what was typed in A's doc view
-    shot(a, "doc-view-A.png")
+    lab.keep_shot(a, "doc-view-A.png", full_page=True)
 
 
 def _wait_suffix(page: Any, suffix: str) -> str:
@@ -279,17 +234,15 @@ def test_a_new_name_shows_in_the_other_pages_widgets(pages: Pages) -> None:
     b.locator('[data-own="peer"]', has_text="Ann Lee").wait_for(timeout=WAIT)
     # the chat shows A's earlier message under the new name
     b.locator('[data-own="chat-message"]', has_text="Ann Lee").wait_for(timeout=WAIT)
-    shot(b, "renamed-B.png")
+    lab.keep_shot(b, "renamed-B.png", full_page=True)
 
 
 def test_peer_that_shuts_down_turns_offline_in_the_other_page(pages: Pages) -> None:
     a, b = pages.a, pages.b
     a.locator('[data-own="peer"][data-own-state="online"]', has_text="ben").wait_for(
         timeout=WAIT)
-    if os.environ.get("OWNKERNEL_UI_SHOTS"):
-        d = os.environ["OWNKERNEL_UI_SHOTS"]
-        a.screenshot(path=os.path.join(d, "page-A.png"), full_page=True)
-        b.screenshot(path=os.path.join(d, "page-B.png"), full_page=True)
+    lab.keep_shot(a, "page-A.png", full_page=True)
+    lab.keep_shot(b, "page-B.png", full_page=True)
     b.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
     a.locator('[data-own="peer"][data-own-state="offline"]', has_text="ben").wait_for(
         timeout=WAIT)
