@@ -72,6 +72,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if where is None or not where.is_dir():
         raise CliError(f"no notebooks directory {where or ''}; give one: "
                        f"ownkernel lab --notebooks DIR")
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args.extra:
+        # JupyterLab's own rule, said before it starts rather than after its banner.
+        raise CliError("JupyterLab does not run as root unless told to: in a container or "
+                       "VM of your own, run `ownkernel lab --allow-root`")
     argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={where}", *args.extra]
     print(f"ownkernel lab: JupyterLab on {where}", file=sys.stderr, flush=True)
     os.execv(sys.executable, argv)  # replaces this process; returns only on failure

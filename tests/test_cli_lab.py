@@ -80,3 +80,12 @@ def test_lab_on_a_missing_directory_is_one_line(env: dict[str, str], tmp_path: P
                        timeout=60)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "no notebooks directory" in r.stderr and "nope" in r.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_lab_as_root_says_how_before_jupyterlab_refuses(env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "ownkernel", "lab", "--no-browser"], env=env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "ownkernel lab --allow-root" in r.stderr
