@@ -171,36 +171,6 @@ class Comments:
                                 t.cell or (-1, -1), t.time or 0, t.id))
         return out
 
-    def _copies(self) -> dict[str, list[tuple[int, int, int, int, int]]]:
-        """Per root: (original actor, original lamport, length, copy lamport, copy
-        actor) of every run of elements an undo re-inserted, from all ``_undo`` marks."""
-        doc = self._doc
-        cached = doc.__dict__.get("_comment_copies")
-        if cached is not None and cached[0] == doc._vv:
-            return cached[1]
-        from .codec import SET
-        from .history import UNDO_KEY
-
-        out: dict[str, list[tuple[int, int, int, int, int]]] = {}
-        for a, log in enumerate(doc._oplog):
-            for op in log:
-                if op[0] != SET or op[1] != UNDO_KEY:
-                    continue
-                v = op[4]
-                if not (isinstance(v, list) and len(v) == 3 and isinstance(v[2], list)):
-                    continue
-                for cp in v[2]:
-                    if not (isinstance(cp, list) and len(cp) == 5 and isinstance(cp[0], str)
-                            and all(type(x) is int for x in (cp[1], cp[3], cp[4]))):
-                        continue
-                    who = cp[2]
-                    oact = a if who is None else doc._aidx.get(who) if isinstance(
-                        who, bytes) else None
-                    if oact is not None:
-                        out.setdefault(cp[0], []).append((oact, cp[3], cp[4], cp[1], a))
-        doc.__dict__["_comment_copies"] = (list(doc._vv), out)
-        return out
-
     def _locate(self, on: str, v: dict[str, Any]) -> tuple[Any, Any, Any, str] | None:
         doc = self._doc
         kind = on[:2]
@@ -209,7 +179,7 @@ class Comments:
             if a is None or b is None or on not in doc._objs:
                 return None
             t = doc._objs[on]
-            copies = self._copies()
+            copies = undo_copies(doc)
             start = _where(t._seq, *_live(t._seq, copies.get(on, []), *a), after=False)
             end = _where(t._seq, *_live(t._seq, copies.get(on, []), *b), after=True)
             if start is None or end is None:
@@ -269,3 +239,71 @@ def _where(seq: Any, lam: int, act: int, after: bool) -> int | None:
     if r.dead:
         return pos
     return pos + (lam - r.lam) + (1 if after else 0)
+
+
+def undo_copies(doc: Doc) -> dict[str, list[tuple[int, int, int, int, int]]]:
+    """Per root: (original actor, original lamport, length, copy lamport, copy
+    actor) of every run of elements an undo re-inserted, from all ``_undo`` marks
+    (cached until the doc's version moves)."""
+    cached = doc.__dict__.get("_comment_copies")
+    if cached is not None and cached[0] == doc._vv:
+        return cached[1]
+    from .codec import SET
+    from .history import UNDO_KEY
+
+    out: dict[str, list[tuple[int, int, int, int, int]]] = {}
+    for a, log in enumerate(doc._oplog):
+        for op in log:
+            if op[0] != SET or op[1] != UNDO_KEY:
+                continue
+            v = op[4]
+            if not (isinstance(v, list) and len(v) == 3 and isinstance(v[2], list)):
+                continue
+            for cp in v[2]:
+                if not (isinstance(cp, list) and len(cp) == 5 and isinstance(cp[0], str)
+                        and all(type(x) is int for x in (cp[1], cp[3], cp[4]))):
+                    continue
+                who = cp[2]
+                oact = a if who is None else doc._aidx.get(who) if isinstance(
+                    who, bytes) else None
+                if oact is not None:
+                    out.setdefault(cp[0], []).append((oact, cp[3], cp[4], cp[1], a))
+    doc.__dict__["_comment_copies"] = (list(doc._vv), out)
+    return out
+
+
+def original_author(copies: list[tuple[int, int, int, int, int]], act: int, lam: int,
+                    n: int) -> list[tuple[int, int]]:
+    """Who first wrote elements ``(act, lam) .. (act, lam + n - 1)`` of one root:
+    ``[(actor index, count), ...]`` in order, following undo's copies back (an
+    undo that brings text back does not make its author the text's writer)."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < n:
+        here = lam + i
+        hit = next(((oact, olam + here - clam, clam + length - here)
+                    for oact, olam, length, clam, cact in copies
+                    if cact == act and clam <= here < clam + length), None)
+        if hit is None:  # not a copy: act wrote it, up to the next copy that starts
+            nxt = min((clam for _o, _l, _n, clam, cact in copies
+                       if cact == act and here < clam < lam + n), default=lam + n)
+            take = nxt - here
+            who = act
+        else:
+            oact, olam, left = hit
+            take = min(left, n - i)
+            # (a copy of a copy: follow it back, bounded by the copies there are)
+            who = act
+            for _ in range(len(copies) + 1):
+                step = next(((o, ol + olam - cl) for o, ol, ln, cl, ca in copies
+                             if ca == oact and cl <= olam < cl + ln), None)
+                if step is None:
+                    who = oact
+                    break
+                oact, olam = step
+        if out and out[-1][0] == who:
+            out[-1] = (who, out[-1][1] + take)
+        else:
+            out.append((who, take))
+        i += take
+    return out

@@ -183,20 +183,26 @@ class Text(_SequenceRoot):
         return self._seq.value()
 
     def blame(self) -> list[tuple[int, int, bytes]]:
-        """``[(start, end, actor), ...]`` covering the text: who inserted each
-        visible character (adjacent ranges of one author merged)."""
+        """``[(start, end, actor), ...]`` covering the text: who wrote each
+        visible character (adjacent ranges of one author merged). Text an undo or
+        a restore brought back is its original writer's, not the undoer's."""
+        from .comments import original_author, undo_copies
+
         actors = self._doc._actors
+        copies = undo_copies(self._doc).get(self._key, [])
         out: list[tuple[int, int, bytes]] = []
         pos = 0
         for r in self._seq.runs():
             if r.dead or not r.n:
                 continue
-            actor = actors[r.act]
-            if out and out[-1][2] == actor and out[-1][1] == pos:
-                out[-1] = (out[-1][0], pos + r.n, actor)
-            else:
-                out.append((pos, pos + r.n, actor))
-            pos += r.n
+            parts = original_author(copies, r.act, r.lam, r.n) if copies else [(r.act, r.n)]
+            for act, n in parts:
+                actor = actors[act]
+                if out and out[-1][2] == actor and out[-1][1] == pos:
+                    out[-1] = (out[-1][0], pos + n, actor)
+                else:
+                    out.append((pos, pos + n, actor))
+                pos += n
         return out
 
     def __repr__(self) -> str:
