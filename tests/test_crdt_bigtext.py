@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ownkernel.crdt import Doc, rga, snapshot
+from ownkernel.crdt import Doc, blocks, rga, snapshot
 from ownkernel.crdt.errors import DecodeError
 from ownkernel.crdt.snapshot import zstd
 
 
 @pytest.fixture
 def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rga, "MAX_RUNS", 4)
+    monkeypatch.setattr(blocks, "MAX_RUNS", 4)
 
 
 def check_index(seq: rga.Sequence) -> None:
@@ -150,8 +150,8 @@ def test_remote_replica_and_observer_positions(tiny_blocks: None, seed: int) -> 
     )
 )
 def test_hypothesis_ops_match_a_string(ops: list[tuple[bool, float, str, int]]) -> None:
-    old = rga.MAX_RUNS
-    rga.MAX_RUNS = 3
+    old = blocks.MAX_RUNS
+    blocks.MAX_RUNS = 3
     try:
         d = Doc(actor=b"A")
         r = Doc(actor=b"R")
@@ -178,7 +178,7 @@ def test_hypothesis_ops_match_a_string(ops: list[tuple[bool, float, str, int]]) 
         assert str(e.text("t")) == model
         check_index(e.text("t")._seq)
     finally:
-        rga.MAX_RUNS = old
+        blocks.MAX_RUNS = old
 
 
 @pytest.mark.parametrize("seed", range(3))
