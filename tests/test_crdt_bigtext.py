@@ -26,17 +26,20 @@ def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def check_index(seq: rga.Sequence) -> None:
-    """The lazily synced index equals one built from scratch, block numbers
-    are their positions, lengths add up, and position <-> id round-trips."""
-    assert all(b.idx == i for i, b in enumerate(seq.blocks))
+    """The lazily synced index equals one built from scratch, every block sits
+    in its slot (slots increase along the blocks, free slots between them),
+    lengths add up, and position <-> id round-trips."""
+    assert [b for b in seq._slots if b is not None] == seq.blocks
+    assert all(seq._slots[b.idx] is b for b in seq.blocks)
+    assert len(seq._slots) == seq._size
     assert all(b.vis == sum(r.n for r in b.runs if not r.dead) for b in seq.blocks)
     assert seq.length == sum(b.vis for b in seq.blocks)
     if seq._tree is not None:
         synced = list(seq._index())
         assert synced == list(seq._build_index())
     pos = 0
-    for bi, b in enumerate(seq.blocks):
-        assert seq._block_start(bi) == pos
+    for b in seq.blocks:
+        assert seq._block_start(b.idx) == pos
         pos += b.vis
     for p in range(0, seq.length, max(1, seq.length // 50)):
         lam, act = seq.element_id(p)

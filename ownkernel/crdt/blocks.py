@@ -27,15 +27,20 @@ index and integration live in :mod:`.rga`.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import islice
-from operator import add
+from operator import add, attrgetter
 from typing import Any
 
 MAX_RUNS = 64  # a block splits in two when it holds more runs than this
 # Runs stop growing at this many elements: extending a run copies its
 # content, so unbounded runs would make typing a long paragraph quadratic.
 RUN_CAP = 512
+# Up to this many blocks a lookup walks the blocks' lengths instead of using
+# the tree: no index to bring up to date after a merge touched most blocks
+# (a hundred writers on a small text: every local edit follows remote ones).
+LINEAR_BLOCKS = 32
 
 
 class Run:
@@ -80,23 +85,45 @@ class Blocks:
 
     def __init__(self, empty: Any) -> None:
         self.empty = empty
-        self.blocks: list[Block] = [Block([], 0)]
+        first = Block([], 0)
+        self.blocks: list[Block] = [first]  # in document order
+        # leaf slot of the positional index -> block (None: a free slot); a
+        # block's ``idx`` is its slot, increasing along ``blocks`` with gaps
+        self._slots: list[Block | None] = [first, None]
         self.length = 0
-        self._cb = 0  # cursor: index of a block ...
+        self._cb = 0  # cursor: the slot of a block ...
         self._cpos = 0  # ... and the number of visible elements before it
         self._tail: Run | None = None  # run of the last local insert, for typing
         self._tail_end = -1
         self._tree: array[int] | None = None  # positional index; None: rebuild at next use
-        self._size = 1  # leaves in the tree (a power of two >= number of blocks)
+        self._size = 2  # leaves in the tree and slots (a power of two >= 2 x blocks at layout)
         self._dirty: set[Block] = set()  # blocks whose vis changed since the tree saw them
 
     def _set_blocks(self, blocks: list[Block]) -> None:
         """Install a freshly built block list (whole-history build, load)."""
         self.blocks = blocks or [Block([], 0)]
         self.length = sum(b.vis for b in self.blocks)
-        self._cb, self._cpos, self._tail = 0, 0, None
-        self._tree = None
+        self._tail = None
         self._dirty.clear()
+        self._layout()
+
+    def _layout(self) -> None:
+        """Spread the blocks evenly over at least twice as many slots: a block
+        that splits then mostly finds a free slot next to it, so a split costs
+        O(log blocks) instead of renumbering every block after it. The tree is
+        rebuilt at the next lookup."""
+        blocks = self.blocks
+        n = len(blocks)
+        size = 2
+        while size < 2 * n:
+            size *= 2
+        slots: list[Block | None] = [None] * size
+        for i, b in enumerate(blocks):
+            b.idx = j = i * size // n
+            slots[j] = b
+        self._slots, self._size = slots, size
+        self._tree = None
+        self._cb, self._cpos = 0, 0  # blocks[0] is always at slot 0
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
@@ -127,11 +154,24 @@ class Blocks:
             return self._build_index()
         dirty = self._dirty
         if dirty:
+            size = self._size
             if len(dirty) * 4 > len(self.blocks):
                 # many blocks changed (remote edits merged since the last lookup):
-                # one rebuild by C-level maps beats a Python walk up per block
-                return self._build_index()
-            size = self._size
+                # set their leaves, then recompute the levels above by C-level
+                # maps; a Python walk up per block would cost more, and reading
+                # every block's length (a rebuild) touches blocks that did not
+                # change (a cache miss each when a node holds many documents)
+                for b in dirty:
+                    t[size + b.idx] = b.vis
+                dirty.clear()
+                lo, hi = size >> 1, size
+                while lo:
+                    t[lo:hi] = array(
+                        "q", map(add, t[2 * lo : 2 * hi : 2], t[2 * lo + 1 : 2 * hi : 2])
+                    )
+                    lo >>= 1
+                    hi >>= 1
+                return t
             for b in dirty:
                 i = size + b.idx
                 d = b.vis - t[i]
@@ -143,12 +183,7 @@ class Blocks:
         return t
 
     def _build_index(self) -> array[int]:
-        blocks = self.blocks
-        size = 1
-        while size < len(blocks):
-            size *= 2
-        row = [b.vis for b in blocks]
-        row.extend([0] * (size - len(row)))
+        row = [0 if b is None else b.vis for b in self._slots]
         levels = [row]
         while len(row) > 1:
             row = list(map(add, row[0::2], row[1::2]))
@@ -158,33 +193,20 @@ class Blocks:
         t = array("q", [0])
         for lv in reversed(levels):
             t.extend(lv)
-        self._tree, self._size = t, size
+        self._tree = t
         self._dirty.clear()
         return t
 
-    def _index_insert(self, blk: Block, nb: Block) -> None:
-        """Make room in the index for ``nb``, just split off ``blk``: shift the
-        leaves after it and recompute their ancestors, all by C-level slices."""
-        t = self._tree
-        size = self._size
-        n = len(self.blocks)
-        if t is None or n > size:
-            self._tree = None  # no spare leaf: rebuilt (twice as wide) at the next lookup
-            return
-        lo = size + blk.idx
-        hi = size + n - 1  # last leaf in use
-        t[lo + 2 : hi + 1] = t[lo + 1 : hi]
-        t[lo] = blk.vis
-        t[lo + 1] = nb.vis
-        while lo > 1:
-            lo >>= 1
-            hi >>= 1
-            t[lo : hi + 1] = array(
-                "q", map(add, t[2 * lo : 2 * hi + 2 : 2], t[2 * lo + 1 : 2 * hi + 2 : 2])
-            )
-
     def _block_start(self, bi: int) -> int:
-        """Number of visible elements before block ``bi``."""
+        """Number of visible elements before the block in slot ``bi``."""
+        blocks = self.blocks
+        if len(blocks) <= LINEAR_BLOCKS:
+            s = 0
+            for b in blocks:
+                if b.idx >= bi:
+                    break
+                s += b.vis
+            return s
         t = self._index()
         i = self._size + bi
         s = 0
@@ -195,23 +217,17 @@ class Blocks:
         return s
 
     def _block_at(self, p: int) -> tuple[int, int]:
-        """Block index and its start for the block holding visible element p."""
+        """Slot and start of the block holding visible element p."""
         blocks = self.blocks
-        bi, start = self._cb, self._cpos
-        if bi < len(blocks):
-            # near the previous lookup (typing, backspacing): walk a few blocks
-            steps = 3
-            while p < start and steps and bi:
-                bi -= 1
-                start -= blocks[bi].vis
-                steps -= 1
-            while steps and bi < len(blocks) and p >= start + blocks[bi].vis:
-                start += blocks[bi].vis
-                bi += 1
-                steps -= 1
-            if bi < len(blocks) and start <= p < start + blocks[bi].vis:
-                self._cb, self._cpos = bi, start
-                return bi, start
+        if len(blocks) <= LINEAR_BLOCKS:
+            q = p
+            for b in blocks:
+                if q < b.vis:
+                    bi, start = b.idx, p - q
+                    self._cb, self._cpos = bi, start
+                    return bi, start
+                q -= b.vis
+            raise AssertionError("block visible counts are inconsistent")
         t = self._tree
         if t is None or self._dirty:
             t = self._index()
@@ -232,13 +248,11 @@ class Blocks:
         """The run holding visible element ``p`` and the offset in it."""
         if not 0 <= p < self.length:
             raise IndexError(f"position {p} out of range for length {self.length}")
-        bi, start = self._cb, self._cpos
-        blocks = self.blocks
-        if bi < len(blocks) and start <= p < start + blocks[bi].vis:
-            blk = blocks[bi]  # the block of the previous lookup
-        else:
+        start = self._cpos
+        blk = self._slots[self._cb]  # the block of the previous lookup, if p is there
+        if not start <= p < start + blk.vis:  # type: ignore[union-attr]
             bi, start = self._block_at(p)
-            blk = blocks[bi]
+            blk = self._slots[bi]
         p -= start
         runs = blk.runs
         if 2 * p < blk.vis:
@@ -321,22 +335,107 @@ class Blocks:
             self._tail = None
         return right
 
+    def _split_insert(self, r: Run, k: int, run: Run) -> None:
+        """Split live run ``r`` before offset ``k`` (0 < k < n) and place the new
+        visible ``run`` between the halves: ``_split`` + ``_insert_after`` with
+        one list operation (typing at a random place lands inside a run)."""
+        right = Run(r.lam + k, r.act, r.content[k:], r.lam + k - 1, r.act)
+        r.content = r.content[:k]
+        r.n = k
+        right.nxt = r.nxt
+        r.nxt = right
+        blk = right.blk = run.blk = r.blk
+        runs = blk.runs
+        i = self._ix(r) + 1
+        runs[i:i] = (run, right)
+        self._hint = i
+        n = run.n
+        blk.vis += n
+        self._dirty.add(blk)
+        self.length += n
+        if self._cb > blk.idx:
+            self._cpos += n
+        if self._tail is r:
+            self._tail = None
+        if len(runs) > MAX_RUNS:
+            self._split_block(blk)
+
+    def _cut_out(self, r: Run, k: int) -> Any:
+        """Delete element ``k`` (0 < k < n - 1) of live run ``r``: three
+        fragments, the middle one dead, placed with one list operation.
+        Returns the deleted element's content."""
+        lam, act, c = r.lam, r.act, r.content
+        mid = Run(lam + k, act, c[k : k + 1], lam + k - 1, act, True)
+        right = Run(lam + k + 1, act, c[k + 1 :], lam + k, act)
+        r.content = c[:k]
+        r.n = k
+        right.nxt = r.nxt
+        mid.nxt = right
+        r.nxt = mid
+        blk = mid.blk = right.blk = r.blk
+        runs = blk.runs
+        i = self._ix(r) + 1
+        runs[i:i] = (mid, right)
+        self._hint = i
+        blk.vis -= 1
+        self._dirty.add(blk)
+        self.length -= 1
+        if self._cb > blk.idx:
+            self._cpos -= 1
+        if self._tail is r:
+            self._tail = None
+        if len(runs) > MAX_RUNS:
+            self._split_block(blk)
+        return mid.content
+
     def _split_block(self, blk: Block) -> None:
         half = len(blk.runs) // 2
         if self._hint >= half:
             self._hint -= half
         moved = blk.runs[half:]
         del blk.runs[half:]
-        nb = Block(moved, blk.idx + 1)
+        nb = Block(moved, 0)
         blk.vis -= nb.vis
         blocks = self.blocks
-        blocks.insert(blk.idx + 1, nb)
-        for i, b in enumerate(islice(blocks, blk.idx + 2, None), blk.idx + 2):
-            b.idx = i
-        self._index_insert(blk, nb)
-        # the cursor's block start is still right if it pointed at or before blk
-        if self._cb > blk.idx:
-            self._cb, self._cpos = 0, 0
+        blocks.insert(bisect_right(blocks, blk.idx, key=_idx), nb)
+        # a slot for nb right after blk: free, or freed by moving the few
+        # blocks up to the nearest free slot one to the right
+        slots = self._slots
+        s = blk.idx + 1
+        e = s
+        end = min(self._size, s + 16)
+        while e < end and slots[e] is not None:
+            e += 1
+        if e == end:
+            self._layout()  # crowded here: spread everything out again
+            return
+        if e > s:
+            slots[s + 1 : e + 1] = slots[s:e]
+            for b in islice(slots, s + 1, e + 1):
+                b.idx += 1  # type: ignore[union-attr]
+            t = self._tree
+            if t is not None:
+                # the leaves move with their blocks; their ancestors are
+                # recomputed over that range only, by C-level slices
+                size = self._size
+                lo, hi = size + s, size + e
+                t[lo + 1 : hi + 1] = t[lo:hi]
+                t[lo] = 0
+                while lo > 1:
+                    lo >>= 1
+                    hi >>= 1
+                    t[lo : hi + 1] = array(
+                        "q", map(add, t[2 * lo : 2 * hi + 2 : 2], t[2 * lo + 1 : 2 * hi + 2 : 2])
+                    )
+            if s <= self._cb < e:
+                self._cb += 1
+        slots[s] = nb
+        nb.idx = s
+        # nb's leaf holds 0 and blk's its old length: both are folded in at
+        # the next lookup like any edit
+        dirty = self._dirty
+        dirty.add(blk)
+        dirty.add(nb)
 
     def _insert_after(self, prev: Run | None, run: Run) -> None:
         """Place ``run`` right after ``prev`` (None: at the very start)."""
@@ -366,11 +465,10 @@ class Blocks:
         i = self._ix(r) + 1
         if i < len(runs):
             return runs[i]
-        bi = r.blk.idx + 1
-        while bi < len(self.blocks):
-            if self.blocks[bi].runs:
-                return self.blocks[bi].runs[0]
-            bi += 1
+        slots = self._slots
+        for b in islice(slots, r.blk.idx + 1, None):  # gaps between blocks are short
+            if b is not None and b.runs:
+                return b.runs[0]
         return None
 
     def _first_run(self) -> Run | None:
@@ -378,3 +476,6 @@ class Blocks:
             if b.runs:
                 return b.runs[0]
         return None
+
+
+_idx = attrgetter("idx")

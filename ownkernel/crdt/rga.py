@@ -52,15 +52,16 @@ class Sequence(Blocks):
     def _defer(self, lazy: Any, length: int) -> None:
         """Install a saved sequence without building it (load): ``lazy.value()``
         gives the visible content, ``lazy.build(self)`` installs the runs (via
-        ``_set_blocks`` and ``entries``). The first use of ``blocks`` or
-        ``entries`` builds it (``__getattr__`` runs only for attributes not set,
-        so a built sequence pays nothing); reading the text does not."""
-        del self.blocks, self.entries
+        ``_set_blocks`` and ``entries``). The first use of ``blocks``,
+        ``_slots`` or ``entries`` builds it (``__getattr__`` runs only for
+        attributes not set, so a built sequence pays nothing); reading the
+        text does not."""
+        del self.blocks, self.entries, self._slots
         self._lazy = lazy
         self.length = length
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("blocks", "entries"):
+        if name in ("blocks", "entries", "_slots"):
             lazy = self.__dict__.get("_lazy")
             if lazy is not None:
                 lazy.build(self)  # a DecodeError leaves it unbuilt: raised again next time
@@ -172,9 +173,13 @@ class Sequence(Blocks):
             origin = HEAD
         else:
             prev, k = self._find(pos - 1)
-            if k < prev.n - 1:
-                self._split(prev, k + 1)
             origin = (prev.lam + k, prev.act)
+            if k < prev.n - 1:  # inside a run: split it around the new one
+                run = Run(lam, act, content, origin[0], origin[1])
+                self._split_insert(prev, k + 1, run)
+                self._add_entry(run)
+                self._tail, self._tail_end = run, pos + n
+                return origin
             if (
                 prev.act == act
                 and prev.lam + prev.n == lam
@@ -203,8 +208,11 @@ class Sequence(Blocks):
             raise IndexError(f"delete range {pos}..{pos + n} out of range for length {self.length}")
         self._tail = None
         r, k = self._find(pos)
-        if n == 1 and 0 < k == r.n - 1 and self._shift_last_into_dead(r):
-            return [(r.act, r.lam + r.n, 1)], r.nxt.content[:1]  # type: ignore[union-attr]
+        if n == 1 and k > 0:
+            if k < r.n - 1:  # inside a run (a random delete)
+                return [(r.act, r.lam + k, 1)], self._cut_out(r, k)
+            if k == r.n - 1 and self._shift_last_into_dead(r):  # a backspace
+                return [(r.act, r.lam + r.n, 1)], r.nxt.content[:1]  # type: ignore[union-attr]
         if k:
             r = self._split(r, k)
         ranges: list[tuple[int, int, int]] = []
