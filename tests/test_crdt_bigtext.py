@@ -374,3 +374,80 @@ def test_one_paste_edited_all_over_stays_findable(tiny_blocks: None, seed: int) 
     for r in seq.runs():  # every fragment is found by its own first and last id
         assert seq.find_id(r.lam, r.act) is r
         assert seq.find_id(r.lam + r.n - 1, r.act) is r
+
+
+def test_dead_flags_saved_as_ints_by_earlier_releases_still_load() -> None:
+    """Dead flags are saved as CBOR bools now; earlier releases wrote 0/1."""
+    rnd = random.Random(12)
+    d = Doc(actor=b"A")
+    t = d.text("t")
+    model = ""
+    for _ in range(300):
+        model = edit(t, model, rnd)
+    body = cbor2.loads(zstd.decompress(d.save()))
+    cols = body[3]["t:t"]
+    assert set(map(type, cols[4])) == {bool}
+    cols[4] = [int(x) for x in cols[4]]
+    e = Doc.load(zstd.compress(cbor2.dumps(body)), actor=b"A")
+    assert str(e.text("t")) == model
+    e.text("t").insert(len(model) // 2, "x")
+    half = len(model) // 2
+    assert str(e.text("t")) == model[:half] + "x" + model[half:]
+    check_index(e.text("t")._seq)
+
+
+def test_a_block_split_moves_few_blocks(tiny_blocks: None) -> None:
+    """A block that splits takes a free slot next to it (or moves the few
+    blocks up to the nearest one) instead of renumbering every block after it;
+    only a crowded neighbourhood spreads all blocks out again."""
+    rnd = random.Random(5)
+    d = Doc(actor=b"A")
+    t = d.text("t")
+    model = ""
+    for _ in range(600):
+        model = edit(t, model, rnd)
+    seq = t._seq
+    layouts = 0
+    for _ in range(200):
+        before = {id(b): b.idx for b in seq.blocks}
+        n = len(seq.blocks)
+        model = edit(t, model, rnd)
+        if len(seq.blocks) > n:  # this edit split a block
+            moved = sum(1 for b in seq.blocks if before.get(id(b), b.idx) != b.idx)
+            if moved > 16:
+                layouts += 1
+    assert str(t) == model
+    check_index(seq)
+    assert len(seq.blocks) > 100
+    assert layouts < 10  # most splits found room nearby
+
+
+def test_many_remote_edits_then_local_edits(
+    tiny_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica merges a batch touching most blocks (their index leaves are
+    refreshed together), then edits locally at positions the index finds."""
+    monkeypatch.setattr(blocks, "LINEAR_BLOCKS", 4)  # the tree, not the linear walk
+    rnd = random.Random(8)
+    a, b = Doc(actor=b"A"), Doc(actor=b"B")
+    ta, tb = a.text("t"), b.text("t")
+    model = ""
+    for _ in range(500):
+        model = edit(ta, model, rnd)
+    b.apply([a.commit()])
+    tb[0]  # b builds and uses its index
+    assert len(tb._seq.blocks) > 8
+    changes = []
+    for _ in range(300):
+        model = edit(ta, model, rnd)
+        changes.append(a.commit())
+    for c in changes:  # one by one, as they arrive live
+        b.apply([c])
+    assert len(tb._seq._dirty) * 4 > len(tb._seq.blocks)  # the batch path is taken
+    for _ in range(50):
+        p = rnd.randrange(len(model))
+        assert tb[p] == model[p]
+        tb.insert(p, "Z")
+        model = model[:p] + "Z" + model[p:]
+    assert str(tb) == model
+    check_index(tb._seq)
