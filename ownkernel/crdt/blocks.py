@@ -248,11 +248,12 @@ class Blocks:
         """The run holding visible element ``p`` and the offset in it."""
         if not 0 <= p < self.length:
             raise IndexError(f"position {p} out of range for length {self.length}")
+        slots = self._slots  # first: on a loaded sequence this builds the runs
         start = self._cpos
-        blk = self._slots[self._cb]  # the block of the previous lookup, if p is there
+        blk = slots[self._cb]  # the block of the previous lookup, if p is there
         if not start <= p < start + blk.vis:  # type: ignore[union-attr]
             bi, start = self._block_at(p)
-            blk = self._slots[bi]
+            blk = slots[bi]
         p -= start
         runs = blk.runs
         if 2 * p < blk.vis:
