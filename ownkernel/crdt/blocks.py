@@ -46,7 +46,9 @@ LINEAR_BLOCKS = 32
 class Run:
     """A fragment of consecutive elements of one actor (see module docs)."""
 
-    __slots__ = ("lam", "act", "n", "content", "dead", "olam", "oact", "blk", "nxt")
+    # n and dead first: a block scan reads only those two, which then share
+    # a cache line of each Run it touches
+    __slots__ = ("n", "dead", "lam", "act", "content", "olam", "oact", "blk", "nxt")
 
     def __init__(
         self, lam: int, act: int, content: Any, olam: int, oact: int, dead: bool = False
