@@ -414,7 +414,7 @@ class Blocks:
             return
         if e > s:
             slots[s + 1 : e + 1] = slots[s:e]
-            for b in islice(slots, s + 1, e + 1):
+            for b in slots[s + 1 : e + 1]:  # (islice would skip the s slots before)
                 b.idx += 1  # type: ignore[union-attr]
             t = self._tree
             if t is not None:
@@ -469,9 +469,13 @@ class Blocks:
         if i < len(runs):
             return runs[i]
         slots = self._slots
-        for b in islice(slots, r.blk.idx + 1, None):  # gaps between blocks are short
+        i = r.blk.idx + 1
+        n = len(slots)
+        while i < n:  # gaps between blocks are short
+            b = slots[i]
             if b is not None and b.runs:
                 return b.runs[0]
+            i += 1
         return None
 
     def _first_run(self) -> Run | None:
