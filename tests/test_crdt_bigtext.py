@@ -15,28 +15,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ownkernel.crdt import Doc, rga, snapshot
+from ownkernel.crdt import Doc, blocks, rga, snapshot
 from ownkernel.crdt.errors import DecodeError
 from ownkernel.crdt.snapshot import zstd
 
 
 @pytest.fixture
 def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rga, "MAX_RUNS", 4)
+    monkeypatch.setattr(blocks, "MAX_RUNS", 4)
 
 
 def check_index(seq: rga.Sequence) -> None:
-    """The lazily synced index equals one built from scratch, block numbers
-    are their positions, lengths add up, and position <-> id round-trips."""
-    assert all(b.idx == i for i, b in enumerate(seq.blocks))
+    """The lazily synced index equals one built from scratch, every block sits
+    in its slot (slots increase along the blocks, free slots between them),
+    lengths add up, and position <-> id round-trips."""
+    assert [b for b in seq._slots if b is not None] == seq.blocks
+    assert all(seq._slots[b.idx] is b for b in seq.blocks)
+    assert len(seq._slots) == seq._size
     assert all(b.vis == sum(r.n for r in b.runs if not r.dead) for b in seq.blocks)
     assert seq.length == sum(b.vis for b in seq.blocks)
     if seq._tree is not None:
         synced = list(seq._index())
         assert synced == list(seq._build_index())
     pos = 0
-    for bi, b in enumerate(seq.blocks):
-        assert seq._block_start(bi) == pos
+    for b in seq.blocks:
+        assert seq._block_start(b.idx) == pos
         pos += b.vis
     for p in range(0, seq.length, max(1, seq.length // 50)):
         lam, act = seq.element_id(p)
@@ -150,8 +153,8 @@ def test_remote_replica_and_observer_positions(tiny_blocks: None, seed: int) -> 
     )
 )
 def test_hypothesis_ops_match_a_string(ops: list[tuple[bool, float, str, int]]) -> None:
-    old = rga.MAX_RUNS
-    rga.MAX_RUNS = 3
+    old = blocks.MAX_RUNS
+    blocks.MAX_RUNS = 3
     try:
         d = Doc(actor=b"A")
         r = Doc(actor=b"R")
@@ -178,7 +181,7 @@ def test_hypothesis_ops_match_a_string(ops: list[tuple[bool, float, str, int]]) 
         assert str(e.text("t")) == model
         check_index(e.text("t")._seq)
     finally:
-        rga.MAX_RUNS = old
+        blocks.MAX_RUNS = old
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -371,3 +374,80 @@ def test_one_paste_edited_all_over_stays_findable(tiny_blocks: None, seed: int) 
     for r in seq.runs():  # every fragment is found by its own first and last id
         assert seq.find_id(r.lam, r.act) is r
         assert seq.find_id(r.lam + r.n - 1, r.act) is r
+
+
+def test_dead_flags_saved_as_ints_by_earlier_releases_still_load() -> None:
+    """Dead flags are saved as CBOR bools now; earlier releases wrote 0/1."""
+    rnd = random.Random(12)
+    d = Doc(actor=b"A")
+    t = d.text("t")
+    model = ""
+    for _ in range(300):
+        model = edit(t, model, rnd)
+    body = cbor2.loads(zstd.decompress(d.save()))
+    cols = body[3]["t:t"]
+    assert set(map(type, cols[4])) == {bool}
+    cols[4] = [int(x) for x in cols[4]]
+    e = Doc.load(zstd.compress(cbor2.dumps(body)), actor=b"A")
+    assert str(e.text("t")) == model
+    e.text("t").insert(len(model) // 2, "x")
+    half = len(model) // 2
+    assert str(e.text("t")) == model[:half] + "x" + model[half:]
+    check_index(e.text("t")._seq)
+
+
+def test_a_block_split_moves_few_blocks(tiny_blocks: None) -> None:
+    """A block that splits takes a free slot next to it (or moves the few
+    blocks up to the nearest one) instead of renumbering every block after it;
+    only a crowded neighbourhood spreads all blocks out again."""
+    rnd = random.Random(5)
+    d = Doc(actor=b"A")
+    t = d.text("t")
+    model = ""
+    for _ in range(600):
+        model = edit(t, model, rnd)
+    seq = t._seq
+    layouts = 0
+    for _ in range(200):
+        before = {id(b): b.idx for b in seq.blocks}
+        n = len(seq.blocks)
+        model = edit(t, model, rnd)
+        if len(seq.blocks) > n:  # this edit split a block
+            moved = sum(1 for b in seq.blocks if before.get(id(b), b.idx) != b.idx)
+            if moved > 16:
+                layouts += 1
+    assert str(t) == model
+    check_index(seq)
+    assert len(seq.blocks) > 100
+    assert layouts < 10  # most splits found room nearby
+
+
+def test_many_remote_edits_then_local_edits(
+    tiny_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica merges a batch touching most blocks (their index leaves are
+    refreshed together), then edits locally at positions the index finds."""
+    monkeypatch.setattr(blocks, "LINEAR_BLOCKS", 4)  # the tree, not the linear walk
+    rnd = random.Random(8)
+    a, b = Doc(actor=b"A"), Doc(actor=b"B")
+    ta, tb = a.text("t"), b.text("t")
+    model = ""
+    for _ in range(500):
+        model = edit(ta, model, rnd)
+    b.apply([a.commit()])
+    tb[0]  # b builds and uses its index
+    assert len(tb._seq.blocks) > 8
+    changes = []
+    for _ in range(300):
+        model = edit(ta, model, rnd)
+        changes.append(a.commit())
+    for c in changes:  # one by one, as they arrive live
+        b.apply([c])
+    assert len(tb._seq._dirty) * 4 > len(tb._seq.blocks)  # the batch path is taken
+    for _ in range(50):
+        p = rnd.randrange(len(model))
+        assert tb[p] == model[p]
+        tb.insert(p, "Z")
+        model = model[:p] + "Z" + model[p:]
+    assert str(tb) == model
+    check_index(tb._seq)

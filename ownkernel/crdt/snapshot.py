@@ -101,7 +101,8 @@ def _runs_to_columns(seq: Sequence) -> list[Any]:
         content: Any = ["".join(compress(parts, map(not_, dead))), "".join(compress(parts, dead))]
     else:
         content = [x for p in parts for x in p]
-    return [acts, dlams, offs, oacts, list(map(int, dead)), lens, content]
+    # dead flags stay bools: CBOR spends one byte on True as on 1
+    return [acts, dlams, offs, oacts, dead, lens, content]
 
 
 def _ops_to_columns(ops: list[list[Any]]) -> list[Any]:
