@@ -275,9 +275,12 @@ class Classmates:
         self.stop()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        # a plain try: at interpreter exit module globals (contextlib) may be gone
+        try:
             if not self._stopped:
                 self.stop(timeout=2.0)
+        except Exception:  # noqa: S110 - nothing left to report to
+            pass
 
     def __repr__(self) -> str:
         who = ", ".join(f"{m.name} ({'on' if m.alive else 'gone'})" for m in self.members)
