@@ -113,3 +113,15 @@ def test_a_killed_process_keeps_what_a_relaxed_batch_committed(tmp_path: Path):
         assert [r.seq for r in st.changes(DOC, A)] == list(range(1, 51))
     finally:
         st.close()
+
+
+def test_a_write_after_a_relaxed_batch_that_could_not_reset_is_still_fsynced(tmp_path: Path):
+    st = _store(tmp_path / "s.sqlite3")
+    try:
+        with st.batch(durable=False):
+            pass
+        st._set_normal(st._db, True)  # as if a batch had ended inside a transaction
+        st.set_setting("k", 1)  # a write of its own: FULL again first
+        assert _synchronous(st) == 2
+    finally:
+        st.close()

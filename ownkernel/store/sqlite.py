@@ -86,8 +86,8 @@ class Store:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._batch = False  # inside batch(): writes are savepoints of one transaction
-        self._relaxed = False  # inside batch(durable=False) ...
-        self._must_sync = False  # ... in which a write that needs an fsync was made
+        self._normal = False  # the connection is at synchronous=NORMAL (batch(durable=False))
+        self._must_sync = False  # a write inside such a batch that needs an fsync was made
         self._doc_n: dict[bytes, int] = {}
         self._actor_n: dict[bytes, int] = {}
         self.checked = False
@@ -228,10 +228,9 @@ class Store:
             db = self._db
             if db is None:
                 raise DatabaseError(f"database {self.path} is closed")
-            if not durable:  # (SQLite refuses to change this inside a transaction)
-                db.execute("PRAGMA synchronous=NORMAL")
+            self._set_normal(db, not durable)
             db.execute("BEGIN IMMEDIATE")
-            self._batch, self._relaxed, self._must_sync = True, not durable, False
+            self._batch, self._must_sync = True, False
             try:
                 yield
                 if db.in_transaction:  # (SQLite ends it itself after e.g. SQLITE_FULL)
@@ -244,9 +243,17 @@ class Store:
                     raise
                 raise err from e
             finally:
-                self._batch = self._relaxed = self._must_sync = False
-                if not durable and not db.in_transaction:
-                    db.execute("PRAGMA synchronous=FULL")
+                self._batch = self._must_sync = False
+                if self._normal and not db.in_transaction:
+                    self._set_normal(db, False)
+
+    def _set_normal(self, db: sqlite3.Connection, normal: bool) -> None:
+        """synchronous=NORMAL or back to FULL, outside any transaction (SQLite
+        refuses it inside one). Every write path calls this first, so a batch
+        that could not set FULL back at its end leaves no later write relaxed."""
+        if normal != self._normal:
+            db.execute(f"PRAGMA synchronous={'NORMAL' if normal else 'FULL'}")
+            self._normal = normal
 
     def _fsync_wal(self) -> None:
         """What ``synchronous=FULL`` does at a commit: fsync the WAL (and the file,
@@ -305,6 +312,7 @@ class Store:
                     self._actor_n.clear()
                     raise
                 return out
+            self._set_normal(db, False)  # a write of its own is always fsynced
             db.execute("BEGIN IMMEDIATE")
             try:
                 out = fn(db, *args)
