@@ -53,7 +53,10 @@ from test_net_processes import Child  # noqa: E402
 from ownkernel.node import Node  # noqa: E402
 from ownkernel.store import Identity  # noqa: E402
 
-TRACE = Path("/work/shared/data/editing-traces/sequential_traces/automerge-paper.json.gz")
+TRACE = next((p for p in (ROOT.parent / "shared" / "data" / "editing-traces",
+                          ROOT / "tests" / "data" / "editing-traces")
+              if p.is_dir()), ROOT / "tests" / "data" / "editing-traces") / \
+    "sequential_traces" / "automerge-paper.json.gz"
 
 
 def ms(x: float) -> str:

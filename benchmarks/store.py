@@ -19,13 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from ownkernel.node import Node  # noqa: E402
 from ownkernel.store import Envelope, Identity, chain_hash, encode_envelope, verify_head  # noqa: E402
 from ownkernel.store.auth import ZERO_HASH, head_message  # noqa: E402
 
-TRACE = Path("/work/shared/data/editing-traces/sequential_traces/automerge-paper.json.gz")
+TRACE = next((p for p in (ROOT.parent / "shared" / "data" / "editing-traces",
+                          ROOT / "tests" / "data" / "editing-traces")
+              if p.is_dir()), ROOT / "tests" / "data" / "editing-traces") / \
+    "sequential_traces" / "automerge-paper.json.gz"
 AUTOMERGE_BYTES = 129_078
 
 
