@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ownkernel.net.peerstate import PullTracker
@@ -143,8 +145,10 @@ class Sharing:
                 if peer != source and link.session.is_open and self.may_share(peer, doc):
                     link.session.send_have(doc)  # small doc: the versions decide
             return
+        if not (source is None or self.net.config.relay):
+            self._announce(doc, envs, source)
+            return
         ids: list[tuple[bytes, int]] | None = None  # decoded for the first taker only
-        eager = source is None or self.net.config.relay
         for peer, link in list(self.net.by_peer.items()):
             s = link.session
             if peer == source or not s.is_open or not self.may_share(peer, doc):
@@ -164,11 +168,26 @@ class Sharing:
             # would hide the gap from the answer to its `have` for as long as we push.
             upto = {a: q for a, q in upto.items()
                     if first[a] <= 1 or s.peer_has(doc, a, first[a] - 1)}
-            if eager:
-                s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None)
-                self.net.counts["pushed"] += len(lack)
-            else:
-                s.announce(doc, upto)
+            s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None)
+            self.net.counts["pushed"] += len(lack)
+
+    def _announce(self, doc: Any, envs: list[bytes], source: bytes | None) -> None:
+        """Announce others' changes to the peers that lack them: what ``forward``'s
+        per-peer loop over changes gives, with the envelopes decoded once and per peer
+        one or two ``peer_has`` per actor in the common case (a receiver in a mesh of n runs
+        this for every change it gets, over n-1 peers). The share check is left to
+        the session's ``announce``, only for peers that lack something."""
+        seqs: dict[bytes, list[int]] = {}
+        for env in map(decode_envelope, envs):
+            seqs.setdefault(env.actor, []).append(env.seq)
+        for qs in seqs.values():
+            qs.sort()
+        for peer, link in list(self.net.by_peer.items()):
+            s = link.session
+            if peer == source or not s.is_open:
+                continue
+            upto = lacking_upto(seqs, partial(s.peer_has, doc))
+            if upto and s.announce(doc, upto):
                 self.net.counts["announced"] += 1
 
     # ------------------------------------------------------------ our own commits
@@ -203,3 +222,27 @@ class Sharing:
             self.forward(doc, envs, None)
             self.net._emit("doc_changed", doc, None)
         self.net._flush_all()
+
+
+def lacking_upto(seqs: dict[bytes, list[int]],
+                 has: Callable[[bytes, int], bool]) -> dict[bytes, int]:
+    """{actor: last seq} for the actors whose changes (``seqs``: actor -> sorted seqs)
+    a peer lacks, where ``has(actor, seq)`` says what it is known to hold (monotone:
+    holding a seq means holding those below). As ``Sharing.forward`` decides per
+    change: an actor counts where the peer lacks its last seq and the first seq it
+    lacks joins what it holds (after a gap the claim would hide the gap)."""
+    upto: dict[bytes, int] = {}
+    for a, qs in seqs.items():
+        if has(a, qs[-1]):
+            continue
+        lo, hi = 0, len(qs) - 1  # bisect for the first seq it lacks
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if has(a, qs[mid]):
+                lo = mid + 1
+            else:
+                hi = mid
+        first = qs[lo]
+        if first <= 1 or has(a, first - 1):
+            upto[a] = qs[-1]
+    return upto

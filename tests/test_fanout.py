@@ -1,0 +1,56 @@
+"""Sharing's announce decision (node/sharing.py lacking_upto), checked against the
+per-change rule of Sharing.forward it replaces for others' changes."""
+from __future__ import annotations
+
+import random
+
+from ownkernel.node.sharing import lacking_upto
+
+
+def per_change(changes: list[tuple[bytes, int]], mark: dict[bytes, int]) -> dict[bytes, int]:
+    """The rule as forward states it, change by change: the changes the peer lacks,
+    the last of each actor, kept where the first lacked one joins what it holds."""
+    def has(a: bytes, q: int) -> bool:
+        return mark.get(a, 0) >= q
+    lack = [(a, q) for a, q in changes if not has(a, q)]
+    upto: dict[bytes, int] = {}
+    first: dict[bytes, int] = {}
+    for a, q in lack:
+        upto[a] = max(upto.get(a, 0), q)
+        first[a] = min(first.get(a, q), q)
+    return {a: q for a, q in upto.items() if first[a] <= 1 or has(a, first[a] - 1)}
+
+
+def fast(changes: list[tuple[bytes, int]], mark: dict[bytes, int]) -> dict[bytes, int]:
+    seqs: dict[bytes, list[int]] = {}
+    for a, q in changes:
+        seqs.setdefault(a, []).append(q)
+    for qs in seqs.values():
+        qs.sort()
+    return lacking_upto(seqs, lambda a, q: mark.get(a, 0) >= q)
+
+
+def test_next_change_of_a_known_peer_is_announced() -> None:
+    assert fast([(b"a", 5)], {b"a": 4}) == {b"a": 5}
+    assert fast([(b"a", 1)], {}) == {b"a": 1}
+
+
+def test_held_changes_and_gaps_are_not_announced() -> None:
+    assert fast([(b"a", 5)], {b"a": 5}) == {}  # it holds it
+    assert fast([(b"a", 5)], {b"a": 2}) == {}  # 3..4 unknown to it: a gap
+    assert fast([(b"a", 5)], {}) == {}
+    # a burst joining its mark is announced up to its last change
+    assert fast([(b"a", 3), (b"a", 4), (b"a", 5)], {b"a": 2}) == {b"a": 5}
+    # per actor: one joins, one does not
+    assert fast([(b"a", 3), (b"b", 9)], {b"a": 2, b"b": 3}) == {b"a": 3}
+
+
+def test_matches_the_per_change_rule_on_random_bursts() -> None:
+    rng = random.Random(15)
+    actors = [b"a", b"b", b"c"]
+    for _ in range(5000):
+        changes = list({(rng.choice(actors), rng.randint(1, 12))
+                        for _ in range(rng.randint(1, 8))})
+        rng.shuffle(changes)
+        mark = {a: rng.randint(0, 12) for a in actors if rng.random() < 0.8}
+        assert fast(changes, mark) == per_change(changes, mark), (changes, mark)
