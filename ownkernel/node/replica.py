@@ -385,14 +385,19 @@ class Replica:
         od.since_snapshot = 0
         self.stats["snapshots"] += 1
 
-    def save_access(self, od: OpenDoc) -> None:
+    def save_access(self, od: OpenDoc, stored: bytes | None = None) -> None:
+        """Write ``od``'s access list to its documents row; ``stored``: it was just
+        written in the same transaction as the changes (``Store.append(access=)``),
+        as these CBOR bytes: only the in-memory row and the gate follow."""
         if od.crdt is not None:
             od.access_before = dict(od.crdt.map(ACCESS_ROOT).items())
-        access = od.access().snapshot()
-        self.store.update_document(od.row.id, access=access)
+        if stored is None:
+            access = od.access().snapshot()
+            self.store.update_document(od.row.id, access=access)
+            stored = cbor2.dumps(access)
         # the row as the store would now read it back, without reading it (an
         # access change arrives with nearly every newly shared doc)
-        od.row = od.row._replace(access=cbor2.loads(cbor2.dumps(access)))
+        od.row = od.row._replace(access=cbor2.loads(stored))
         self.gate.refresh(od.row.id, od.row)
 
     def ingest(self, doc_id: bytes, blobs: Iterable[bytes],
@@ -407,7 +412,7 @@ class Replica:
             blobs = list(blobs)
             od = self.docs.get(doc_id)
             if od is None:
-                row = self.store.document(doc_id)
+                row = self.store.document_for_write(doc_id)
                 if row is None:
                     self.reject("unknown_doc", len(blobs))
                     return []
@@ -458,6 +463,7 @@ class Replica:
         accepted: list[bytes] = []
         last_reason: dict[int, str] = {}
         access_changed = False
+        stored_access: bytes | None = None  # written with the last append, as CBOR
         while runs:
             deferred: list[Run] = []
             rows: list[ChangeRow] = []
@@ -486,8 +492,12 @@ class Replica:
                     self.reject(reason, len(run.envelopes) - n_ok)
             if rows:
                 try:
-                    # other authors' changes: see Store.batch(durable=False)
-                    self.store.append(doc_id, rows, heads, remote=True)
+                    # other authors' changes: see Store.batch(durable=False). The access
+                    # list they leave goes into the same savepoint: it is derived from
+                    # them, so stored together it can never be ahead of or behind them.
+                    stored_access = self.store.append(
+                        doc_id, rows, heads, remote=True,
+                        access=od.access().snapshot() if access_changed else None)
                 except BaseException:
                     self.reload(od)  # the Doc already holds them: make memory equal disk
                     raise
@@ -501,7 +511,9 @@ class Replica:
                 break
             runs = deferred
         if access_changed:
-            self.save_access(od)
+            # every run that touched the list was appended (it kept changes), so the
+            # last append wrote the list as it is now
+            self.save_access(od, stored_access)
         if od.since_snapshot >= SNAPSHOT_EVERY and od.txn == 0:
             self.snapshot(od)
         return accepted

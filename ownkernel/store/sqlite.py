@@ -421,6 +421,16 @@ class Store:
         rows = self._read(f"SELECT {DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
         return doc_row(rows[0], self.path) if rows else None
 
+    def document_for_write(self, doc_id: bytes) -> DocRow | None:
+        """``document()`` that also interns the doc's row number, so the writes that
+        usually follow (a newly shared doc's first changes) need no second lookup."""
+        with self._lock:
+            rows = self._read(f"SELECT n, {DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
+            if not rows:
+                return None
+            self._doc_n[doc_id] = rows[0][0]
+            return doc_row(rows[0][1:], self.path)
+
     def documents(self) -> list[DocRow]:
         return [doc_row(r, self.path) for r in
                 self._read(f"SELECT {DOC_COLS} FROM documents ORDER BY created, n")]
@@ -436,15 +446,22 @@ class Store:
 
     # -- changes -------------------------------------------------------------
     def append(self, doc_id: bytes, rows: Sequence[ChangeRow], heads: dict[bytes, Head],
-               *, remote: bool = False) -> None:
+               *, remote: bool = False, access: Any = None) -> bytes | None:
         """Store changes and the new chain heads atomically; returns after the fsync.
 
         The caller has verified the rows (see auth.py). A row that is already stored
         makes the whole call fail (IntegrityError) and nothing is written.
         ``remote``: other authors' changes only; inside ``batch(durable=False)`` they
         are not fsynced (see the module's docstring).
+        ``access``: the doc's access list as these changes leave it, written in the
+        same transaction (a newly shared doc's first changes nearly always set it:
+        one savepoint instead of two); returns it as stored (CBOR), else None.
         """
+        packed = None if access is None else cbor2.dumps(access)
+
         def tx(db: sqlite3.Connection) -> None:
+            if packed is not None:
+                db.execute("UPDATE documents SET access = ? WHERE id = ?", (packed, doc_id))
             d = self._doc(doc_id)
             db.executemany(
                 "INSERT INTO changes (doc, actor, seq, blob, auth) VALUES (?,?,?,?,?)",
@@ -458,6 +475,7 @@ class Store:
                     (d, self._actor(db, actor), h.seq, h.hash, h.sig, h.sig_seq),
                 )
         self._write(tx, remote=remote)
+        return packed
 
     def set_signature(self, doc_id: bytes, actor: bytes, sig_seq: int, sig: bytes) -> None:
         def tx(db: sqlite3.Connection) -> None:
