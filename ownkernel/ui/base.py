@@ -272,7 +272,11 @@ class LiveWidget(anywidget.AnyWidget):
 
     # -- life --------------------------------------------------------------------
     def _detach(self) -> None:
-        """Stop listening to the node (subclasses unsubscribe here)."""
+        """Stop listening to the node: call every unsubscriber in ``_off`` once.
+        Subclasses with more to undo extend this and call it."""
+        offs, self._off = list(self._off), []
+        for off in offs:
+            off()
 
     def close(self) -> None:
         self._closed = True

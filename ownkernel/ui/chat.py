@@ -156,9 +156,7 @@ class Chat(LiveWidget):
     def _detach(self) -> None:
         if getattr(self, "_ready", False):
             announce(self._node, self._handle.id, "chat", self._log.name, False)
-        for off in getattr(self, "_off", []):
-            off()
-        self._off = []
+        super()._detach()
 
     @property
     def messages(self) -> list[Any]:

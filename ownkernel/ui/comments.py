@@ -109,8 +109,3 @@ class CommentsView(LiveWidget):
             raise ValueError(f"unknown message type {t!r}")
         self._refresh()
 
-    def _detach(self) -> None:
-        # getattr: a widget whose __init__ refused its argument is still closed
-        for off in getattr(self, "_off", []):
-            off()
-        self._off = []

@@ -114,7 +114,6 @@ class DocHeader(LiveWidget):
             self._state = state
             self._push({"doc": state})
 
-
     def _on_message(self, t: str, content: dict[str, Any]) -> None:
         if t != "open":
             super()._on_message(t, content)
@@ -127,11 +126,6 @@ class DocHeader(LiveWidget):
             raise ValueError(f"root {name!r} is a {roots[name]}: no widget shows it yet")
         if self._on_open is not None:
             self._on_open(name, roots[name])
-
-    def _detach(self) -> None:
-        for off in self._off:
-            off()
-        self._off = []
 
 
 class DocView(ipywidgets.VBox):

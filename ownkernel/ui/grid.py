@@ -376,11 +376,6 @@ class Grid(LiveWidget):
                     (obj.delete_rows if axis == "rows" else obj.delete_cols)(pos, n)
 
     # -- life --------------------------------------------------------------------------
-    def _detach(self) -> None:
-        for off in getattr(self, "_off", []):
-            off()
-        self._off = []
-
     def __repr__(self) -> str:
         return f"<ui.grid of sheet {self._name!r}>"
 

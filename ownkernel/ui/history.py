@@ -268,8 +268,3 @@ class History(LiveWidget):
         n = len(history_steps(self._handle))
         self._node.call_soon(self._receive, {"t": "select", "i": i % n if n else 0})
 
-    def _detach(self) -> None:
-        # getattr: a widget whose __init__ refused its argument is still closed
-        for off in getattr(self, "_off", []):
-            off()
-        self._off = []

@@ -145,10 +145,5 @@ class Items(LiveWidget):
         else:
             super()._on_message(t, content)
 
-    def _detach(self) -> None:
-        for off in getattr(self, "_off", []):
-            off()
-        self._off = []
-
     def __repr__(self) -> str:
         return f"<ui.items of list {self._name!r}>"

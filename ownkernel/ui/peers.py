@@ -117,7 +117,3 @@ class Peers(LiveWidget):
             self._push({"peers": rows})
 
 
-    def _detach(self) -> None:
-        for off in getattr(self, "_off", []):
-            off()
-        self._off = []
