@@ -61,7 +61,7 @@ def test_script_is_repeatable_per_seed_and_differs_between_classmates() -> None:
             line += s.text
         elif s.kind == "backspace":
             line = line[:-1]
-    from ownkernel.apps.classmates import SENTENCES
+    from ownkernel.apps.classmate_bot import SENTENCES
     assert any(sentence in line for sentence in SENTENCES)
     assert all(w in " ".join(SENTENCES) for w in line.split() if w.isalpha())
 
