@@ -222,13 +222,25 @@ class Blocks:
         """Slot and start of the block holding visible element p."""
         blocks = self.blocks
         if len(blocks) <= LINEAR_BLOCKS:
+            # walk from the nearer end: after a merge every block is a cache
+            # miss, so this halves the mean cost of a random-position lookup
             q = p
-            for b in blocks:
-                if q < b.vis:
-                    bi, start = b.idx, p - q
-                    self._cb, self._cpos = bi, start
-                    return bi, start
-                q -= b.vis
+            length = self.length
+            if 2 * p < length:
+                for b in blocks:
+                    if q < b.vis:
+                        bi, start = b.idx, p - q
+                        self._cb, self._cpos = bi, start
+                        return bi, start
+                    q -= b.vis
+            else:
+                q = length - p  # element p is the q-th visible one from the end
+                for b in reversed(blocks):
+                    if q <= b.vis:
+                        bi, start = b.idx, p - (b.vis - q)
+                        self._cb, self._cpos = bi, start
+                        return bi, start
+                    q -= b.vis
             raise AssertionError("block visible counts are inconsistent")
         t = self._tree
         if t is None or self._dirty:
@@ -258,23 +270,27 @@ class Blocks:
             blk = slots[bi]
         p -= start
         runs = blk.runs
+        # the forward loop keeps no index (fewer opcodes per run): the found
+        # run's index is then a C-level search over the runs just read
         if 2 * p < blk.vis:
-            for i, r in enumerate(runs):
+            for r in runs:
                 if not r.dead:
-                    if p < r.n:
-                        self._hint = i
+                    n = r.n
+                    if p < n:
+                        self._hint = runs.index(r)
                         return r, p
-                    p -= r.n
+                    p -= n
         else:  # nearer the end: count back from there (halves the mean scan)
             q = blk.vis - p  # element p is the q-th visible one from the end
             i = len(runs)
             for r in reversed(runs):
                 i -= 1
                 if not r.dead:
-                    if q <= r.n:
+                    n = r.n
+                    if q <= n:
                         self._hint = i
-                        return r, r.n - q
-                    q -= r.n
+                        return r, n - q
+                    q -= n
         raise AssertionError("block visible count is inconsistent")
 
     _hint = 0  # index in its block of the run last found or placed (checked before use)

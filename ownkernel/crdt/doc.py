@@ -12,8 +12,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-import cbor2
-
 from . import codec, snapshot, undo
 from .codec import APPEND, CELL, CHANGE, DEL, INS, SET
 from .errors import DecodeError
@@ -25,7 +23,7 @@ from .starts import Starts
 from .text import List, PendingRun, Text
 from .values import check_decoded, check_key
 
-_dumps = cbor2.dumps
+_dumps = codec.dumps
 
 
 class DocEvent(NamedTuple):
