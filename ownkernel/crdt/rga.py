@@ -53,21 +53,12 @@ class Sequence(Blocks):
         """Install a saved sequence without building it (load): ``lazy.value()``
         gives the visible content, ``lazy.build(self)`` installs the runs (via
         ``_set_blocks`` and ``entries``). The first use of ``blocks``,
-        ``_slots`` or ``entries`` builds it (``__getattr__`` runs only for
-        attributes not set, so a built sequence pays nothing); reading the
-        text does not."""
+        ``_slots`` or ``entries`` builds it (see :class:`_LazySequence`);
+        reading the text does not."""
         del self.blocks, self.entries, self._slots
         self._lazy = lazy
         self.length = length
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("blocks", "entries", "_slots"):
-            lazy = self.__dict__.get("_lazy")
-            if lazy is not None:
-                lazy.build(self)  # a DecodeError leaves it unbuilt: raised again next time
-                del self.__dict__["_lazy"]
-                return self.__dict__[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.__class__ = _LazySequence
 
     def _set_blocks(self, blocks: list[Block]) -> None:
         super()._set_blocks(blocks)
@@ -481,3 +472,23 @@ def _concat(empty: Any, parts: list[Any]) -> Any:
     if isinstance(empty, str):
         return "".join(parts)
     return [x for p in parts for x in p]
+
+
+class _LazySequence(Sequence):
+    """A loaded :class:`Sequence` whose runs are not built yet (``_defer``).
+
+    The ``__getattr__`` that builds them lives on this subclass only, and a
+    built sequence becomes a plain ``Sequence`` again: on a class defining
+    ``__getattr__``, CPython does not specialize attribute reads, so every
+    ``self.x`` in the hot paths would cost about twice as much.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("blocks", "entries", "_slots"):
+            lazy = self.__dict__.get("_lazy")
+            if lazy is not None:
+                lazy.build(self)  # a DecodeError leaves it unbuilt: raised again next time
+                del self.__dict__["_lazy"]
+                self.__class__ = Sequence
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
