@@ -37,8 +37,6 @@ change boundaries are the run-length-encoded lamport starts::
 
 from __future__ import annotations
 
-import io
-import threading
 from itertools import accumulate, chain, repeat
 from typing import Any, NamedTuple
 
@@ -53,34 +51,6 @@ OP_KINDS = frozenset(range(8))
 CHANGE, BUNDLE, SAVED = 1, 2, 3
 MAX_ACTOR = 32
 TYPE_CODES = frozenset("tlmngsrc")  # text list map counter log sheet-cells rows cols
-
-
-class _Encoder(threading.local):
-    """One cbor2 encoder per thread, reused: ``cbor2.dumps`` builds a new
-    encoder per call, whose type lookup then checks every list against the
-    ``Mapping`` ABC in Python (~0.4 µs per nested list); a reused encoder
-    caches that lookup, and a keystroke's change encodes in ~60% of the time."""
-
-    def __init__(self) -> None:
-        self.fp = io.BytesIO()
-        self.enc = cbor2.CBOREncoder(self.fp)
-
-
-_enc = _Encoder()
-
-
-def dumps(obj: Any) -> bytes:
-    """``cbor2.dumps(obj)`` (same bytes, same errors) with a reused encoder."""
-    fp = _enc.fp
-    try:
-        _enc.enc.encode(obj)
-        return fp.getvalue()
-    except BaseException:
-        _enc.__init__()  # no state of a failed encode survives into the next one
-        raise
-    finally:
-        fp.seek(0)
-        fp.truncate()
 
 
 class ChangeInfo(NamedTuple):
@@ -117,7 +87,7 @@ def encode_change(actors: list[bytes], seq: int, lamport: int, deps: list[int], 
     flat: list[Any] = [CHANGE, actors[0] if len(actors) == 1 else actors, seq, lamport, deps or 0]
     for op in ops:
         flat += op
-    return dumps(flat)
+    return cbor2.dumps(flat)
 
 
 def op_width(op: list[Any]) -> int:

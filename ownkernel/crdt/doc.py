@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
+import cbor2
+
 from . import codec, snapshot, undo
 from .codec import APPEND, CELL, CHANGE, DEL, INS, SET
 from .errors import DecodeError
@@ -23,7 +25,7 @@ from .starts import Starts
 from .text import List, PendingRun, Text
 from .values import check_decoded, check_key
 
-_dumps = codec.dumps
+_dumps = cbor2.dumps
 
 
 class DocEvent(NamedTuple):
