@@ -217,6 +217,7 @@ class Sequence(Blocks):
                 self._split(r, left)
             m = r.n
             r.dead = True
+            r.blk.lens[self._ix(r)] = 0
             r.blk.vis -= m
             self._dirty.add(r.blk)
             self.length -= m
@@ -254,6 +255,7 @@ class Sequence(Blocks):
         ch = r.content[k:]
         r.content = r.content[:k]
         r.n = k
+        r.blk.lens[i - 1] = k
         nx.lam -= 1
         nx.olam = nx.lam - 1
         nx.content = ch + nx.content
@@ -281,6 +283,7 @@ class Sequence(Blocks):
                 r.nxt = nx.nxt
                 nx.n = 0  # merged away: a stale fragment snapshot must not use it
                 del runs[i + 1]
+                del r.blk.lens[i + 1]
         if i > 0:
             pv = runs[i - 1]
             if pv.dead and pv.nxt is r and pv.n + r.n <= RUN_CAP:
@@ -289,6 +292,8 @@ class Sequence(Blocks):
                 pv.nxt = r.nxt
                 r.n = 0
                 del runs[i]
+                del pv.blk.lens[i]
+                self._hint = i - 1
                 return pv
         return r
 
@@ -323,6 +328,7 @@ class Sequence(Blocks):
                 n = len(content)
                 r.content = r.content + content
                 r.n += n
+                blk.lens[i - 1] += n
                 blk.vis += n
                 self._dirty.add(blk)
                 self.length += n
@@ -401,6 +407,7 @@ class Sequence(Blocks):
             if self.want_positions:
                 spans.append((self._pos_of_run(r), r.n))
             r.dead = True
+            r.blk.lens[self._ix(r)] = 0
             r.blk.vis -= r.n
             self._dirty.add(r.blk)
             self.length -= r.n
