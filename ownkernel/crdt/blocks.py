@@ -29,7 +29,6 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
-from itertools import islice
 from operator import add, attrgetter
 from typing import Any
 
@@ -69,15 +68,21 @@ class Run:
 
 
 class Block:
-    __slots__ = ("runs", "vis", "idx")
+    """Runs in document order; ``lens[i]`` is the visible length of
+    ``runs[i]`` (0 when deleted), kept in step with every change, so that
+    finding a position scans a list of small ints instead of touching each
+    Run (a cache miss apiece on a document that other work evicted)."""
+
+    __slots__ = ("runs", "lens", "vis", "idx")
 
     def __init__(self, runs: list[Run], idx: int) -> None:
         self.runs = runs
-        self.vis = 0
-        for r in runs:
+        lens = self.lens = [0] * len(runs)
+        for i, r in enumerate(runs):
             r.blk = self
             if not r.dead:
-                self.vis += r.n
+                lens[i] = r.n
+        self.vis = sum(lens)
         self.idx = idx
 
 
@@ -222,13 +227,25 @@ class Blocks:
         """Slot and start of the block holding visible element p."""
         blocks = self.blocks
         if len(blocks) <= LINEAR_BLOCKS:
+            # walk from the nearer end: after a merge every block is a cache
+            # miss, so this halves the mean cost of a random-position lookup
             q = p
-            for b in blocks:
-                if q < b.vis:
-                    bi, start = b.idx, p - q
-                    self._cb, self._cpos = bi, start
-                    return bi, start
-                q -= b.vis
+            length = self.length
+            if 2 * p < length:
+                for b in blocks:
+                    if q < b.vis:
+                        bi, start = b.idx, p - q
+                        self._cb, self._cpos = bi, start
+                        return bi, start
+                    q -= b.vis
+            else:
+                q = length - p  # element p is the q-th visible one from the end
+                for b in reversed(blocks):
+                    if q <= b.vis:
+                        bi, start = b.idx, p - (b.vis - q)
+                        self._cb, self._cpos = bi, start
+                        return bi, start
+                    q -= b.vis
             raise AssertionError("block visible counts are inconsistent")
         t = self._tree
         if t is None or self._dirty:
@@ -257,24 +274,22 @@ class Blocks:
             bi, start = self._block_at(p)
             blk = slots[bi]
         p -= start
-        runs = blk.runs
+        lens = blk.lens  # (dead runs count 0: p < 0 never holds for them)
         if 2 * p < blk.vis:
-            for i, r in enumerate(runs):
-                if not r.dead:
-                    if p < r.n:
-                        self._hint = i
-                        return r, p
-                    p -= r.n
+            for i, n in enumerate(lens):
+                if p < n:
+                    self._hint = i
+                    return blk.runs[i], p
+                p -= n
         else:  # nearer the end: count back from there (halves the mean scan)
             q = blk.vis - p  # element p is the q-th visible one from the end
-            i = len(runs)
-            for r in reversed(runs):
+            i = len(lens)
+            for n in reversed(lens):
                 i -= 1
-                if not r.dead:
-                    if q <= r.n:
-                        self._hint = i
-                        return r, r.n - q
-                    q -= r.n
+                if q <= n:
+                    self._hint = i
+                    return blk.runs[i], n - q
+                q -= n
         raise AssertionError("block visible count is inconsistent")
 
     _hint = 0  # index in its block of the run last found or placed (checked before use)
@@ -294,18 +309,11 @@ class Blocks:
     def _pos_of_run(self, run: Run) -> int:
         blk = run.blk
         pos = self._block_start(blk.idx)
-        runs = blk.runs
         i = self._ix(run)
-        if 2 * i < len(runs):
-            for r in islice(runs, i):
-                if not r.dead:
-                    pos += r.n
-            return pos
-        pos += blk.vis
-        for r in islice(runs, i, None):
-            if not r.dead:
-                pos -= r.n
-        return pos
+        lens = blk.lens
+        if 2 * i < len(lens):
+            return pos + sum(lens[:i])
+        return pos + blk.vis - sum(lens[i:])
 
     # --------------------------------------------------------------- structure
     def _extend(self, r: Run, content: Any) -> None:
@@ -314,6 +322,7 @@ class Blocks:
         r.content = r.content + content
         r.n += n
         blk = r.blk
+        blk.lens[self._ix(r)] += n
         blk.vis += n
         self._dirty.add(blk)
         self.length += n
@@ -331,6 +340,12 @@ class Blocks:
         runs = blk.runs
         i = self._ix(r) + 1
         runs.insert(i, right)
+        if r.dead:
+            blk.lens.insert(i, 0)
+        else:
+            lens = blk.lens
+            lens[i - 1] = k
+            lens.insert(i, right.n)
         self._hint = i
         if len(runs) > MAX_RUNS:
             self._split_block(blk)
@@ -351,6 +366,9 @@ class Blocks:
         runs = blk.runs
         i = self._ix(r) + 1
         runs[i:i] = (run, right)
+        lens = blk.lens
+        lens[i - 1] = k
+        lens[i:i] = (run.n, right.n)
         self._hint = i
         n = run.n
         blk.vis += n
@@ -379,6 +397,9 @@ class Blocks:
         runs = blk.runs
         i = self._ix(r) + 1
         runs[i:i] = (mid, right)
+        lens = blk.lens
+        lens[i - 1] = k
+        lens[i:i] = (0, right.n)
         self._hint = i
         blk.vis -= 1
         self._dirty.add(blk)
@@ -397,6 +418,7 @@ class Blocks:
             self._hint -= half
         moved = blk.runs[half:]
         del blk.runs[half:]
+        del blk.lens[half:]
         nb = Block(moved, 0)
         blk.vis -= nb.vis
         blocks = self.blocks
@@ -442,19 +464,23 @@ class Blocks:
 
     def _insert_after(self, prev: Run | None, run: Run) -> None:
         """Place ``run`` right after ``prev`` (None: at the very start)."""
+        v = 0 if run.dead else run.n
         if prev is None:
             blk = self.blocks[0]
             blk.runs.insert(0, run)
+            blk.lens.insert(0, v)
+            self._hint = 0
             if self._cb > 0:
-                self._cpos += run.n
+                self._cpos += v
         else:
             blk = prev.blk
             runs = blk.runs
             i = self._ix(prev) + 1
             runs.insert(i, run)
+            blk.lens.insert(i, v)
             self._hint = i
             if self._cb > blk.idx:
-                self._cpos += 0 if run.dead else run.n
+                self._cpos += v
         run.blk = blk
         if not run.dead:
             blk.vis += run.n
@@ -486,3 +512,12 @@ class Blocks:
 
 
 _idx = attrgetter("idx")
+
+
+def check_lens(seq: Blocks) -> None:
+    """Assert that every block's ``lens`` and ``vis`` match its runs (tests)."""
+    for b in seq.blocks:
+        want = [0 if r.dead else r.n for r in b.runs]
+        assert b.lens == want, (b.idx, b.lens, want)
+        assert b.vis == sum(want), (b.idx, b.vis, sum(want))
+        assert all(r.blk is b for r in b.runs)

@@ -179,7 +179,7 @@ class Doc(History, Integrator):
                 declared = self._ctx[0]
                 if v > declared.get(x, 0):
                     declared[x] = v
-                    self._deps[(0, seq)] = [(x, v)]
+                    self._deps[(0, seq)] = ((x, v),)  # a tuple: the GC untracks it
                     deps = [1, v]
                 else:
                     deps = 0

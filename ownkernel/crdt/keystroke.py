@@ -160,7 +160,7 @@ class Keystrokes:
         else:
             return False
         if dep:
-            self._deps[(a, seq)] = [(other, dep)]
+            self._deps[(a, seq)] = ((other, dep),)  # a tuple: the GC untracks it
             ctx = self._ctx[a]
             if dep > ctx.get(other, 0):
                 ctx[other] = dep

@@ -53,21 +53,12 @@ class Sequence(Blocks):
         """Install a saved sequence without building it (load): ``lazy.value()``
         gives the visible content, ``lazy.build(self)`` installs the runs (via
         ``_set_blocks`` and ``entries``). The first use of ``blocks``,
-        ``_slots`` or ``entries`` builds it (``__getattr__`` runs only for
-        attributes not set, so a built sequence pays nothing); reading the
-        text does not."""
+        ``_slots`` or ``entries`` builds it (see :class:`_LazySequence`);
+        reading the text does not."""
         del self.blocks, self.entries, self._slots
         self._lazy = lazy
         self.length = length
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("blocks", "entries", "_slots"):
-            lazy = self.__dict__.get("_lazy")
-            if lazy is not None:
-                lazy.build(self)  # a DecodeError leaves it unbuilt: raised again next time
-                del self.__dict__["_lazy"]
-                return self.__dict__[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.__class__ = _LazySequence
 
     def _set_blocks(self, blocks: list[Block]) -> None:
         super()._set_blocks(blocks)
@@ -226,6 +217,7 @@ class Sequence(Blocks):
                 self._split(r, left)
             m = r.n
             r.dead = True
+            r.blk.lens[self._ix(r)] = 0
             r.blk.vis -= m
             self._dirty.add(r.blk)
             self.length -= m
@@ -263,6 +255,7 @@ class Sequence(Blocks):
         ch = r.content[k:]
         r.content = r.content[:k]
         r.n = k
+        r.blk.lens[i - 1] = k
         nx.lam -= 1
         nx.olam = nx.lam - 1
         nx.content = ch + nx.content
@@ -290,6 +283,7 @@ class Sequence(Blocks):
                 r.nxt = nx.nxt
                 nx.n = 0  # merged away: a stale fragment snapshot must not use it
                 del runs[i + 1]
+                del r.blk.lens[i + 1]
         if i > 0:
             pv = runs[i - 1]
             if pv.dead and pv.nxt is r and pv.n + r.n <= RUN_CAP:
@@ -298,6 +292,8 @@ class Sequence(Blocks):
                 pv.nxt = r.nxt
                 r.n = 0
                 del runs[i]
+                del pv.blk.lens[i]
+                self._hint = i - 1
                 return pv
         return r
 
@@ -332,6 +328,7 @@ class Sequence(Blocks):
                 n = len(content)
                 r.content = r.content + content
                 r.n += n
+                blk.lens[i - 1] += n
                 blk.vis += n
                 self._dirty.add(blk)
                 self.length += n
@@ -410,6 +407,7 @@ class Sequence(Blocks):
             if self.want_positions:
                 spans.append((self._pos_of_run(r), r.n))
             r.dead = True
+            r.blk.lens[self._ix(r)] = 0
             r.blk.vis -= r.n
             self._dirty.add(r.blk)
             self.length -= r.n
@@ -481,3 +479,23 @@ def _concat(empty: Any, parts: list[Any]) -> Any:
     if isinstance(empty, str):
         return "".join(parts)
     return [x for p in parts for x in p]
+
+
+class _LazySequence(Sequence):
+    """A loaded :class:`Sequence` whose runs are not built yet (``_defer``).
+
+    The ``__getattr__`` that builds them lives on this subclass only, and a
+    built sequence becomes a plain ``Sequence`` again: on a class defining
+    ``__getattr__``, CPython does not specialize attribute reads, so every
+    ``self.x`` in the hot paths would cost about twice as much.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("blocks", "entries", "_slots"):
+            lazy = self.__dict__.get("_lazy")
+            if lazy is not None:
+                lazy.build(self)  # a DecodeError leaves it unbuilt: raised again next time
+                del self.__dict__["_lazy"]
+                self.__class__ = Sequence
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

@@ -166,6 +166,10 @@ class Text(_SequenceRoot):
                 tail.content += text
                 tail.n += n
                 blk = tail.blk
+                i = seq._hint  # the tail's index in its block, unless something moved it
+                if i >= len(blk.runs) or blk.runs[i] is not tail:
+                    i = seq._ix(tail)
+                blk.lens[i] += n
                 blk.vis += n
                 seq._dirty.add(blk)
                 seq.length += n
