@@ -91,3 +91,25 @@ def test_a_dropped_doc_still_refuses_forged_and_foreign_changes(
     finally:
         a.close()
         b.close()
+
+
+def test_grants_stored_in_changes_survive_a_restart(tmp_path: Path) -> None:
+    """The gate reads stored grants only for docs that have any (one query at its
+    index build): a writer's grant, shown in its first change, still counts after
+    the owner restarts, and a doc without any still gives no one a role."""
+    a, b, ids = _pair(tmp_path, 3)
+    try:
+        b.open(ids[1]).text().insert(0, "by b ")  # b's first change shows its grant
+        assert a.replica.ingest(ids[1], b.replica.outgoing(ids[1], {a.id: 3}), b.id)
+        assert a.gate.role(ids[1], b.id) == "writer"
+    finally:
+        a.close()
+        b.close()
+    a = Node(tmp_path / "a", name="a", network=False)
+    try:
+        assert a.store.cap_docs() == {ids[1]}
+        assert a.gate.role(ids[1], b.id) == "writer"  # from the stored change's grant
+        assert a.gate.role(ids[0], b.id) is None  # b never showed its grant there
+        assert a.gate.role(ids[0], a.id) == "owner"
+    finally:
+        a.close()
