@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +33,68 @@ from ownkernel.node import Node  # noqa: E402
 from ownkernel.node.config import NetConfig  # noqa: E402
 
 CFG = dict(ping_interval=5.0, peer_timeout=15.0, anti_entropy=10.0)
+
+
+class Sampler:
+    """(wall clock, process CPU) every ``every`` s on a thread: each side's CPU per phase
+    of the timeline (the two processes share the wall clock: ``time.time()``)."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self.marks: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._every = every
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.marks.append((time.time(), time.process_time()))
+            self._stop.wait(self._every)
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._stop.set()
+        self._t.join()
+        self.marks.append((time.time(), time.process_time()))
+        return self.marks
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (B: the joiner), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_between(marks: list[tuple[float, float]], t0: float, t1: float) -> float:
+    """CPU seconds spent between wall times ``t0`` and ``t1`` (sampling resolution)."""
+    def at(t: float) -> float:
+        best = marks[0][1]
+        for w, c in marks:
+            if w > t:
+                break
+            best = c
+        return best
+    return at(t1) - at(t0)
+
+
+def _profiler() -> Any:
+    """yappi over all threads when $SCALE_PROFILE names a directory (else None)."""
+    if not os.environ.get("SCALE_PROFILE"):
+        return None
+    import yappi
+    yappi.set_clock_type("cpu")
+    yappi.start()
+    return yappi
+
+
+def _save_profile(yp: Any, name: str) -> None:
+    if yp is None:
+        return
+    yp.stop()
+    out = Path(os.environ["SCALE_PROFILE"]) / f"{name}.pstat"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    yp.get_func_stats().save(str(out), type="pstat")
 
 
 def serve_a(profile: str, n: int, out: str) -> None:
@@ -46,15 +109,18 @@ def serve_a(profile: str, n: int, out: str) -> None:
     Path(out).write_text(json.dumps({"address": a.address, "id": a.id.hex(),
                                      "tokens": tokens}))
     print("ready", flush=True)
+    yp = _profiler()
+    sampler = Sampler()
     cpu0 = time.process_time()
     sys.stdin.readline()  # B reports "synced": A's CPU while serving the sync
+    cpu = time.process_time() - cpu0
+    marks = sampler.stop()
+    _save_profile(yp, "a")
     net = a.stats().get("net", {})
-    print(json.dumps({"cpu_s": time.process_time() - cpu0,
+    print(json.dumps({"cpu_s": cpu, "marks": marks,
                       "net": {k: v for k, v in net.items() if k != "sessions_now"},
                       "session": net.get("sessions_now", {})}), flush=True)
     sys.stdin.read()
-    a.close()
-    return
     a.close()
 
 
@@ -95,9 +161,13 @@ def run_pair(n: int, idle: float) -> dict[str, float]:
             if len(changed) >= total:
                 all_in.set()
 
+    yp = _profiler()
+    sampler = Sampler()
+    wall0 = time.time()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     b = Node(tmp / "b", name="b", bootstrap=[meta["address"]], network=NetConfig(**CFG))
+    started = time.perf_counter() - t0
     b.on("doc_changed", on_changed)
     with b.lock:  # what landed before the callback was registered
         changed.update(d.id for d in b.docs() if a_id in b.replica.version(d.id))
@@ -106,11 +176,16 @@ def run_pair(n: int, idle: float) -> dict[str, float]:
     all_in.wait(600)
     synced = time.perf_counter() - t0
     b_cpu = time.process_time() - cpu0
+    b_marks = sampler.stop()
+    _save_profile(yp, "b")
+    rss = _rss_mb()
+    loaded = b.stats().get("docs_loaded", -1)  # (the check below loads every doc)
     assert child.stdin is not None and child.stdout is not None
     child.stdin.write("synced\n")
     child.stdin.flush()
     a_info = json.loads(child.stdout.readline())
     a_cpu = a_info["cpu_s"]
+    a_marks = a_info.pop("marks")
     if os.environ.get("SCALE_TRACE"):
         print("A:", a_info, file=sys.stderr)
     with b.lock:
@@ -121,12 +196,14 @@ def run_pair(n: int, idle: float) -> dict[str, float]:
         if arrivals:
             print(f"first doc at {arrivals[0] - t0:.3f} s, last at {arrivals[-1] - t0:.3f} s",
                   file=sys.stderr)
+        timeline(started, arrivals, t0, wall0, a_marks, b_marks)
         print("B net:", {k: v for k, v in b.stats()["net"].items() if k != "sessions_now"},
               file=sys.stderr)
     out = {"docs": n, "create_s": made, "sync_s": synced, "missing": len(missing),
            "first_s": arrivals[0] - t0 if arrivals else float("nan"),
            "a_cpu_s": a_cpu, "b_cpu_s": b_cpu,
-           "duplicates": b.stats()["duplicates"]}
+           "duplicates": b.stats()["duplicates"], "b_rss_mb": rss,
+           "b_docs_loaded": loaded}
     if idle:
         s0 = b.stats()["net"]["sessions_now"]
         time.sleep(idle)
@@ -139,6 +216,38 @@ def run_pair(n: int, idle: float) -> dict[str, float]:
     b.close()
     child.communicate("", timeout=60)
     return out
+
+
+def timeline(started: float, arrivals: list[float], t0: float, wall0: float,
+             a_marks: list[tuple[float, float]], b_marks: list[tuple[float, float]]) -> None:
+    """Phases of the sync from B's start: when B's node was up, when its k-th doc
+    landed, and the CPU each side spent in each phase (stderr)."""
+    points = [("B node up", started)]
+    for k in (1, 100, 1000, 2000, 5000, 10000, 20000):
+        if k <= len(arrivals):
+            points.append((f"doc {k}", arrivals[k - 1] - t0))
+    if arrivals and len(arrivals) not in (1, 100, 1000, 2000, 5000, 10000, 20000):
+        points.append((f"doc {len(arrivals)}", arrivals[-1] - t0))
+    print(f"{'phase end':>12} {'at':>8} {'CPU A':>7} {'CPU B':>7}   (in the phase)",
+          file=sys.stderr)
+    prev = 0.0
+    for name, at in points:
+        ca = cpu_between(a_marks, wall0 + prev, wall0 + at)
+        cb = cpu_between(b_marks, wall0 + prev, wall0 + at)
+        print(f"{name:>12} {at * 1000:>6.0f}ms {ca * 1000:>5.0f}ms {cb * 1000:>5.0f}ms",
+              file=sys.stderr)
+        prev = at
+    if os.environ.get("SCALE_TRACE") == "2":  # per 250 ms: docs landed, CPU of A and B
+        end = arrivals[-1] - t0 if arrivals else started
+        k = 0
+        while k * 0.25 < end + 0.25:
+            lo, hi = k * 0.25, (k + 1) * 0.25
+            n = sum(1 for x in arrivals if lo < x - t0 <= hi)
+            ca = cpu_between(a_marks, wall0 + lo, wall0 + hi)
+            cb = cpu_between(b_marks, wall0 + lo, wall0 + hi)
+            print(f"  {lo:5.2f}s +{n:5d} docs  A {ca * 1000:4.0f} B {cb * 1000:4.0f} ms",
+                  file=sys.stderr)
+            k += 1
 
 
 def loro_server(n: int, port_file: str) -> None:
@@ -210,7 +319,8 @@ def main() -> None:
         return
     # first doc: B started -> the first doc holds A's changes; all synced: the last one
     print(f"{'docs':>6} {'first doc':>10} {'all synced':>11} {'CPU A+B':>13} {'loro/zmq':>9} "
-          f"{'dups':>5} {'idle frames/min':>16} {'idle bytes/min':>15} {'load':>5}")
+          f"{'dups':>5} {'idle frames/min':>16} {'idle bytes/min':>15} {'load':>5} "
+          f"{'B RSS':>7} {'loaded':>6}")
     for n in args.docs:
         r = run_pair(n, args.idle)
         load = os.getloadavg()[0]
@@ -219,7 +329,8 @@ def main() -> None:
               f"{r['a_cpu_s']:>5.2f}+{r['b_cpu_s']:.2f} s "
               f"{lo * 1000:>6.0f} ms {r['duplicates']:>5} "
               f"{r.get('idle_frames_per_min', float('nan')):>16.0f} "
-              f"{r.get('idle_bytes_per_min', float('nan')):>15.0f} {load:>5.1f}"
+              f"{r.get('idle_bytes_per_min', float('nan')):>15.0f} {load:>5.1f} "
+              f"{r['b_rss_mb']:>4.0f} MB {r['b_docs_loaded']:>6}"
               + (f"   MISSING {r['missing']}" if r["missing"] else ""), flush=True)
 
 

@@ -215,7 +215,8 @@ class HostView:
 
     def shared_digest(self, peer: bytes) -> tuple[bytes, int]:
         if self._shared_digest is not None:
-            return self._shared_digest(peer), 0
+            # the count is informational (the `digest` message's ``n``)
+            return self._shared_digest(peer), len(self.shared_docs(peer))
         docs = list(self.shared_docs(peer))
         return shared_digest((d, self.version_digest(d)) for d in docs), len(docs)
 

@@ -122,7 +122,8 @@ class Node:
                 self.store.close()
                 raise
             self.gate = Gate(self.id, self.store.documents, self.store.document,
-                             self.store.caps, users=self._devices.users)
+                             self.store.caps, users=self._devices.users,
+                             cap_docs=self.store.cap_docs)
             self.replica = Replica(self.store, self._identity, self.gate, self._lock)
         except BaseException:
             self._plock.release()

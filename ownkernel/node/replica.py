@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -70,6 +71,12 @@ SNAPSHOT_EVERY = 1000  # changes since the last snapshot that trigger a new one
 # snapshot now (closing a node that caught up with 2,000 small docs spent 0.7 s
 # saving a snapshot of each)
 SNAPSHOT_AT_CLOSE = 32
+# Docs loaded only to take in remote changes, and never handed out by ``open``,
+# stay in memory up to this many (most recent first); older ones are dropped
+# and load again from the store when opened. A catch-up of 10,000 newly shared
+# docs then holds ~this many, not 10,000, and a doc peers keep editing stays
+# loaded while it is among the most recent.
+KEEP_INGESTED = 256
 
 
 class OpenDoc:
@@ -87,6 +94,8 @@ class OpenDoc:
         self.waiting: dict[bytes, dict[int, tuple[Envelope, Any, int]]] = {}
         self.since_snapshot = 0
         self.txn = 0
+        # given out by Replica.open (a handle or the node may hold it): never dropped
+        self.handed = True
         self.compacted: dict[bytes, tuple[int, bytes]] = {}  # actor -> (seq, chain hash)
         self.verified: set[bytes] = set()  # actors whose compacted history re-verified
         self.damaged: dict[bytes, int] = {}  # author -> first seq that could not be read
@@ -125,6 +134,8 @@ class Replica:
         self.rejected: Tally[str] = Tally()
         self.closed = False
         self._versions: dict[bytes, dict[bytes, int]] = {}  # of docs not loaded
+        # loaded by ingest only (OpenDoc.handed False), oldest first: see KEEP_INGESTED
+        self._ingested: OrderedDict[bytes, None] = OrderedDict()
 
     def version(self, doc_id: bytes) -> dict[bytes, int]:
         """``{author: newest seq}`` of a doc, without loading it when it is not loaded
@@ -182,16 +193,39 @@ class Replica:
     def open(self, doc_id: bytes) -> OpenDoc:
         """Load a document: newest snapshot + the changes stored after it."""
         od = self.docs.get(doc_id)
-        if od is not None:
+        if od is not None and od.handed:  # (a handed-out doc is never dropped)
             return od
         # Under the lock, even for callers that forgot it: two threads loading
         # the same doc at once would leave two in-memory copies, one of them
-        # stale (its next commit would reuse a stored seq).
+        # stale (its next commit would reuse a stored seq). A doc loaded by
+        # ingest alone is marked handed here, under the lock that drops such docs.
         with self.lock:
             od = self.docs.get(doc_id)
-            if od is not None:
-                return od
-            return self._load(doc_id)
+            if od is None:
+                od = self._load(doc_id)
+            if not od.handed:
+                od.handed = True
+                self._ingested.pop(doc_id, None)
+            return od
+
+    def _drop_ingested(self) -> None:
+        """Drop the oldest docs loaded by ingest alone beyond KEEP_INGESTED (under the
+        lock). Only a doc with nothing in memory that the store lacks goes: no held
+        envelopes, no open transaction or pending ops, no damage noted, and few
+        changes since its snapshot (a reload replays those; more: it stays)."""
+        while len(self._ingested) > KEEP_INGESTED:
+            doc_id, _ = self._ingested.popitem(last=False)
+            od = self.docs.get(doc_id)
+            if od is None or od.handed:
+                continue
+            if (od.waiting or od.txn or od.damaged or od.since_snapshot >= SNAPSHOT_AT_CLOSE
+                    or (od.crdt is not None and od.crdt.pending_ops)):
+                od.handed = True  # keep it, and stop considering it
+                continue
+            del self.docs[doc_id]
+            # its version, as version() would read it back from the store
+            self._versions[doc_id] = {a: h.seq for a, h in od.heads.items()}
+            self.stats["dropped_ingested"] += 1
 
     def _load(self, doc_id: bytes, row: DocRow | None = None) -> OpenDoc:
         self.check_open()
@@ -401,11 +435,12 @@ class Replica:
         self.gate.refresh(od.row.id, od.row)
 
     def ingest(self, doc_id: bytes, blobs: Iterable[bytes],
-                source: Any = None) -> list[bytes]:
+                source: Any = None, encode: bool = True) -> list[Any]:
         """Verify, check and store remote envelopes of one doc; returns the accepted ones.
 
         ``source`` (peer id or None) is informational. Accepted envelopes are
-        returned re-encoded as stored, ready to forward to other peers.
+        returned re-encoded as stored, ready to forward to other peers;
+        ``encode=False``: as ``Envelope`` tuples (nobody to forward them to).
         """
         with self.lock:
             self.check_open()
@@ -417,50 +452,63 @@ class Replica:
                     self.reject("unknown_doc", len(blobs))
                     return []
                 od = self._load(doc_id, row)
-            envs: list[Envelope] = []
-            for b in blobs:
+                od.handed = False
+            if not od.handed:
+                self._ingested[doc_id] = None
+                self._ingested.move_to_end(doc_id)
                 try:
-                    env = decode_envelope(b)
-                except EnvelopeError:
-                    self.reject("bad_envelope")
-                    continue
-                if env.doc != doc_id:
-                    self.reject("wrong_doc")
-                    continue
-                envs.append(env)
-            if not envs:
-                return []
-            # Only the authors this batch touches are re-examined, together with what
-            # is held for them: a full pool costs nothing for unrelated frames.
-            pool: list[Envelope] = list(envs)
-            sources: dict[tuple[bytes, int], tuple[Any, int]] = {}
-            for actor in {e.actor for e in envs}:
-                for seq, (env, src, size) in od.waiting.pop(actor, {}).items():
-                    self.gate.release(src, doc_id, size)
-                    pool.append(env)
-                    sources[(actor, seq)] = (src, size)
+                    return self._ingest(od, blobs, source, encode)
+                finally:
+                    self._drop_ingested()
+            return self._ingest(od, blobs, source, encode)
 
-            def stored(actor: bytes, seq: int) -> tuple[bytes, bytes | None] | None:
-                rows = self.bodies(od, actor, seq - 1, seq, verify=False)
-                return (rows[0].blob, rows[0].auth) if rows else None
-
-            cc = check_chains(doc_id, pool, od.heads, stored)
-            for reason, _env in cc.rejected:
-                self.reject(reason)
-            self.stats["duplicates"] += cc.duplicates
-            for env in cc.waiting:
-                src, size = sources.get((env.actor, env.seq), (source, len(env.body) + 200))
-                # Bounded memory: bytes held are budgeted per peer, per doc and in all.
-                # What does not fit is dropped (anti-entropy asks for it again later).
-                if not self.gate.hold(src, doc_id, size):
-                    self.reject("held_budget")
-                    continue
-                od.waiting.setdefault(env.actor, {})[env.seq] = (env, src, size)
-            return self._admit_runs(od, cc.runs)
-
-    def _admit_runs(self, od: OpenDoc, runs: list[Run]) -> list[bytes]:
+    def _ingest(self, od: OpenDoc, blobs: list[bytes], source: Any,
+                encode: bool) -> list[Any]:
         doc_id = od.row.id
-        accepted: list[bytes] = []
+        envs: list[Envelope] = []
+        for b in blobs:
+            try:
+                env = decode_envelope(b)
+            except EnvelopeError:
+                self.reject("bad_envelope")
+                continue
+            if env.doc != doc_id:
+                self.reject("wrong_doc")
+                continue
+            envs.append(env)
+        if not envs:
+            return []
+        # Only the authors this batch touches are re-examined, together with what
+        # is held for them: a full pool costs nothing for unrelated frames.
+        pool: list[Envelope] = list(envs)
+        sources: dict[tuple[bytes, int], tuple[Any, int]] = {}
+        for actor in {e.actor for e in envs}:
+            for seq, (env, src, size) in od.waiting.pop(actor, {}).items():
+                self.gate.release(src, doc_id, size)
+                pool.append(env)
+                sources[(actor, seq)] = (src, size)
+
+        def stored(actor: bytes, seq: int) -> tuple[bytes, bytes | None] | None:
+            rows = self.bodies(od, actor, seq - 1, seq, verify=False)
+            return (rows[0].blob, rows[0].auth) if rows else None
+
+        cc = check_chains(doc_id, pool, od.heads, stored)
+        for reason, _env in cc.rejected:
+            self.reject(reason)
+        self.stats["duplicates"] += cc.duplicates
+        for env in cc.waiting:
+            src, size = sources.get((env.actor, env.seq), (source, len(env.body) + 200))
+            # Bounded memory: bytes held are budgeted per peer, per doc and in all.
+            # What does not fit is dropped (anti-entropy asks for it again later).
+            if not self.gate.hold(src, doc_id, size):
+                self.reject("held_budget")
+                continue
+            od.waiting.setdefault(env.actor, {})[env.seq] = (env, src, size)
+        return self._admit_runs(od, cc.runs, encode)
+
+    def _admit_runs(self, od: OpenDoc, runs: list[Run], encode: bool = True) -> list[Any]:
+        doc_id = od.row.id
+        accepted: list[Any] = []
         last_reason: dict[int, str] = {}
         access_changed = False
         stored_access: bytes | None = None  # written with the last append, as CBOR
@@ -504,7 +552,7 @@ class Replica:
                 od.heads.update(heads)
                 od.since_snapshot += len(rows)
                 self.stats["accepted"] += len(rows)
-                accepted += [encode_envelope(e) for e in envs]
+                accepted += [encode_envelope(e) for e in envs] if encode else envs
             if not rows or not deferred:
                 for run in deferred:
                     self.reject(last_reason[id(run)], len(run.envelopes))

@@ -552,6 +552,13 @@ class Store:
                 (self._doc(doc_id),))
         return [(bytes(r[0]), bytes(r[1])) for r in rows]
 
+    def cap_docs(self) -> set[bytes]:
+        """Ids of the docs that have any stored change carrying authentication data
+        (one query over the partial index, instead of ``caps()`` per doc)."""
+        return {bytes(r[0]) for r in self._read(
+            "SELECT id FROM documents WHERE n IN "
+            "(SELECT DISTINCT doc FROM changes WHERE auth IS NOT NULL)")}
+
     def change(self, doc_id: bytes, actor: bytes, seq: int) -> ChangeRow | None:
         got = self.changes(doc_id, actor, seq - 1, seq)
         return got[0] if got else None
