@@ -54,3 +54,53 @@ def test_matches_the_per_change_rule_on_random_bursts() -> None:
         rng.shuffle(changes)
         mark = {a: rng.randint(0, 12) for a in actors if rng.random() < 0.8}
         assert fast(changes, mark) == per_change(changes, mark), (changes, mark)
+
+
+# ---------------------------------------------------------------- timers reported (on_due)
+# A node no longer asks every session for next_due() after every frame: a session
+# reports each timer it sets (on_due) and the node brings its sleep forward. So any
+# step that moves a session's next_due() earlier must have reported that time.
+
+
+def test_every_earlier_timer_is_reported() -> None:
+    from test_protocol_sync import A_ID, B_ID, connect
+
+    from ownkernel.net.sim import DOC, SetHost
+
+    ha, hb = SetHost(A_ID), SetHost(B_ID)
+    w = connect(ha, hb, now=0.0, ping_interval=5.0, peer_timeout=15.0,
+                anti_entropy_interval=30.0, pull_delay=0.02, announce_delay=0.05,
+                digest_min_interval=1.0)
+    reported: dict[str, list[float]] = {"a": [], "b": []}
+    w.a.on_due = reported["a"].append
+    w.b.on_due = reported["b"].append
+    sessions = {"a": w.a, "b": w.b}
+
+    def step(fn, *args) -> None:  # type: ignore[no-untyped-def]
+        before = {k: s.next_due() for k, s in sessions.items()}
+        for r in reported.values():
+            r.clear()
+        fn(*args)
+        for k, s in sessions.items():
+            after = s.next_due()
+            if after < before[k]:
+                assert reported[k] and min(reported[k]) <= after, (k, before[k], after)
+
+    for t in (5.0, 6.0, 6.5):
+        ha.make_change()
+        w.a._now = t  # (the host's clock: a node gives it with each frame and tick)
+        step(w.a.announce, DOC, dict(ha.vv[DOC]))  # held announce_delay
+        for dt in (0.05, 0.07, 0.1):  # its flush, the peer's delayed pull, the answer
+            step(w.a.tick, t + dt)
+            step(w.pump, t + dt)
+            step(w.b.tick, t + dt)
+            step(w.pump, t + dt)
+    assert hb.vv[DOC] == ha.vv[DOC]  # the announces were pulled
+    # a differing digest inside digest_min_interval waits: its answer time is reported
+    hb.make_change()
+    step(w.a.sync_all, 7.0)
+    step(w.pump, 7.0)
+    hb.make_change()
+    step(w.a.sync_all, 7.5)
+    step(w.pump, 7.5)
+    assert w.b._digest_pending is not None

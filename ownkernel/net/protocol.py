@@ -190,6 +190,7 @@ class PeerSession(Session):
         self._announces[doc] = vv_max(self._announces.get(doc, {}), news)
         if self._announce_due is None:
             self._announce_due = self._now + self.config.announce_delay
+            self._due(self._announce_due)
         return True
 
     def _flush_announces(self) -> None:
@@ -333,6 +334,7 @@ class PeerSession(Session):
                     _, d0, lack0 = self._pulls.popleft()
                     self._pull(d0, lack0, now)
                 self._pulls.append((now + self.config.pull_delay, doc, lack))
+                self._due(now + self.config.pull_delay)
             else:
                 self._pull(doc, lack, now, shared=part)
         return [event]
@@ -419,6 +421,7 @@ class PeerSession(Session):
             return []
         if now - self._digest_answered < self.config.digest_min_interval:
             self._digest_pending = theirs  # answered from tick: a flood costs one list
+            self._due(self._digest_answered + self.config.digest_min_interval)
             return []
         self._answer_digest(theirs, now)
         return []

@@ -215,12 +215,16 @@ class Transport:
         policy: Policy | None = None,
         on_frame: Callable[[Incoming], None] | None = None,
         on_event: Callable[[ConnEvent], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
     ) -> None:
         self.node_id, self.curve_public, self._curve_secret = _keys(signing_key)
         self.config = config or TransportConfig()
         self.policy = policy
         self.on_frame = on_frame
         self.on_event = on_event
+        # called after each read of a socket that delivered frames: a host that
+        # batches frames handles the batch then, without a callback of its own
+        self.on_drained = on_drained
         self.stats: Counter[str] = Counter()
         self.endpoints: list[str] = []
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
@@ -286,7 +290,7 @@ class Transport:
             with contextlib.suppress(ValueError):
                 self._ports.add(int(self.endpoints[-1].rsplit(":", 1)[1]))
         self._router_reader = SocketReader(loop, r, self._on_router, limit=YIELD_EVERY,
-                                           copy=False)
+                                           copy=False, on_done=self._drained)
         self._readers.append(self._router_reader)
         return list(self.endpoints)
 
@@ -404,6 +408,10 @@ class Transport:
             self._queue.put_nowait(inc)
         except asyncio.QueueFull:
             self.stats["queue-full"] += 1
+
+    def _drained(self) -> None:
+        if self.on_drained is not None:
+            self.on_drained()
 
     async def recv(self) -> Incoming:
         return await self._queue.get()
@@ -540,7 +548,8 @@ class Transport:
         self._identities[curve_key] = node_id
         loop = asyncio.get_running_loop()
         out.readers = [
-            SocketReader(loop, s, lambda m: self._on_dealer(num, out, m), limit=YIELD_EVERY),
+            SocketReader(loop, s, lambda m: self._on_dealer(num, out, m), limit=YIELD_EVERY,
+                         on_done=self._drained),
             SocketReader(loop, mon, lambda m: self._on_out_monitor(num, out, m))]
         s.connect(endpoint)
         conn: ConnId = ("out", num)

@@ -215,7 +215,7 @@ class NodeNetwork:
             t = Transport(key, TransportConfig(
                 listen=attempt, max_frame_size=cfg.max_frame_size, rate=cfg.rate,
                 burst=cfg.burst), policy=policy, on_frame=self._on_frame,
-                on_event=self.dialing.on_conn_event)
+                on_event=self.dialing.on_conn_event, on_drained=self._process_inbox)
             try:
                 await t.start()
             except zmq.ZMQError as e:
@@ -374,9 +374,9 @@ class NodeNetwork:
             # A full burst is handled right here, inside the transport's receive loop:
             # a flood then waits for us (backpressure) instead of piling up in memory.
             self._process_inbox()
-        elif not self._inbox_scheduled:
-            self._inbox_scheduled = True
-            asyncio.get_running_loop().call_soon(self._process_inbox)
+        # Else the transport calls _process_inbox (its on_drained) once the socket's
+        # waiting frames are read: one batch per read, and no callback of ours per
+        # frame (that was one more loop pass for every frame received).
 
     def _process_inbox(self) -> None:
         """Handle the queued frames under one store transaction, then fire events
@@ -470,6 +470,8 @@ class NodeNetwork:
                 ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
                 handshake_timeout=cfg.handshake_timeout, announce_delay=cfg.announce))
         link = self.links[conn] = Link(conn, session, curve_key, time.monotonic())
+        session.on_due = self._due_at
+        self._due_at(session.next_due())  # its handshake timeout
         return link
 
     def _handle(self, link: Link, events: Iterable[Event]) -> None:
@@ -646,13 +648,15 @@ class NodeNetwork:
             self._tick_handle.cancel()
             self._tick_wake = None
 
-    def _plan_tick(self) -> None:
-        """Something was queued that has a timer (an announce, a delayed pull):
-        bring the sleeping timer round forward to it."""
+    def _due_at(self, at: float) -> None:
+        """A session set a timer (an announce, a delayed pull: its ``on_due``): bring
+        the sleeping timer round forward to it. Sessions report their timers, so no
+        pass over every session's ``next_due()`` is needed per frame. (While the
+        round runs, ``_nap`` reads every session's ``next_due()`` after it.)"""
         wake = self._tick_wake
-        if wake is None or wake.done():
+        if wake is None or wake.done() or at >= self._tick_at:
             return
-        due = max(self._next_due(), time.monotonic() + self.config.tick)
+        due = max(at, time.monotonic() + self.config.tick)
         if due < self._tick_at:
             assert self._tick_handle is not None
             self._tick_handle.cancel()
@@ -697,7 +701,6 @@ class NodeNetwork:
     def _flush_all(self) -> None:
         for link in list(self.links.values()):
             self.flush(link)
-        self._plan_tick()
 
     def _kick(self) -> None:
         if self._sendq and not self._sending:
