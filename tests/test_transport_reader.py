@@ -127,3 +127,22 @@ def test_handler_error_does_not_stop_reading_and_close_stops(pair: Any) -> None:
         return got
 
     assert asyncio.run(main()) == [b"one", b"bad", b"two"]
+
+
+def test_multipart_messages_arrive_whole(pair: Any) -> None:
+    from ownkernel.net.reader import send_parts
+
+    a, b = pair
+
+    async def main() -> list[list[bytes]]:
+        loop = asyncio.get_running_loop()
+        got: list[list[bytes]] = []
+        rd = SocketReader(loop, a, got.append)
+        send_parts(b, [b"1"])
+        send_parts(b, [b"a", b"b", b"c"])
+        send_parts(b, [b"x", b""])
+        await _until(lambda: len(got) == 3)
+        rd.close()
+        return got
+
+    assert asyncio.run(main()) == [[b"1"], [b"a", b"b", b"c"], [b"x", b""]]

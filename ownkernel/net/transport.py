@@ -41,7 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 from .flow import MONITOR_EVENTS, InboundWatch, SendBudgets, acked, close_probe, probe
 from .limits import SendAccount
 from .protocol import DEFAULT_MAX_FRAME, curve_key_of
-from .reader import SocketReader
+from .reader import SocketReader, send_one, send_parts
 from .wstunnel import TunnelClient, is_websocket, split_ws_url
 
 log = logging.getLogger(__name__)
@@ -633,7 +633,7 @@ class Transport:
             if conn[0] == "in":
                 assert self._router is not None and self._router_reader is not None
                 try:
-                    self._router.send_multipart([conn[1], frame], flags=zmq.NOBLOCK)
+                    send_parts(self._router, [conn[1], frame])
                 finally:
                     self._router_reader.poke()  # see net/reader.py: the FD is edge-triggered
             else:
@@ -642,7 +642,7 @@ class Transport:
                     self.stats["send-failed"] += 1
                     return False
                 try:
-                    out.sock.send(frame, flags=zmq.NOBLOCK)
+                    send_one(out.sock, frame)
                 finally:
                     out.readers[0].poke()
         except zmq.ZMQError:  # EHOSTUNREACH (peer gone) or EAGAIN (HWM full)
