@@ -623,12 +623,16 @@ class Transport:
         resends on a later anti-entropy round. So a peer that never reads holds
         at most ~2 x ``send_budget`` bytes of our memory.
         """
+        return self.send_now(conn, frame)
+
+    def send_now(self, conn: ConnId, frame: bytes) -> bool:
+        """:meth:`send` as a plain call (it never waits): for a writer on the loop."""
         if len(frame) > self.config.max_frame_size:
             self.stats["send-oversize"] += 1
             return False
-        return await self._budgets.send(conn, frame)
+        return self._budgets.send(conn, frame)
 
-    async def _put(self, conn: ConnId, frame: bytes) -> bool:
+    def _put(self, conn: ConnId, frame: bytes) -> bool:
         try:
             if conn[0] == "in":
                 assert self._router is not None and self._router_reader is not None

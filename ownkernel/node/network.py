@@ -421,6 +421,7 @@ class NodeNetwork:
         for event, args in held:
             self._emit(event, *args)
         self._flush_all()
+        self._kick()  # frames queued during the burst (a close, an error) go now
 
     def _receive(self, inc: Incoming) -> None:
         link = self.links.get(inc.conn)
@@ -703,22 +704,30 @@ class NodeNetwork:
             self.flush(link)
 
     def _kick(self) -> None:
-        if self._sendq and not self._sending:
-            self._sending = True
-            self.spawn(self._drain())
+        """Send what is queued now: the transport never waits (NOBLOCK sends, byte
+        budgets with a backlog), so no writer task per burst. Inside a burst of
+        received frames nothing leaves before the burst commits: _process_inbox
+        kicks again after it."""
+        if self._sendq and not self._sending and self._held_events is None:
+            self._send_queued()
 
-    async def _drain(self) -> None:
+    def _send_queued(self) -> None:
         """The one writer: frames leave in the order they were queued."""
-        assert self.transport is not None
+        if self.transport is None:
+            return
+        self._sending = True  # (a frame lost below must not re-enter this loop)
         try:
             while self._sendq:
                 conn, frame = self._sendq.popleft()
-                if not await self.transport.send(conn, frame):
+                if not self.transport.send_now(conn, frame):
                     link = self.links.get(conn)
                     if link is not None:  # lost: answer its next `have` in full
                         link.session.reset_sent()
         finally:
             self._sending = False
+
+    async def _drain(self) -> None:
+        self._send_queued()
 
     # ================================================================ counting
     def count(self, reason: str, n: int = 1, detail: str = "") -> None:
