@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ownkernel.node.sharing import lacking_upto
+from ownkernel.node.sharing import lacking_from_marks, lacking_upto
 
 
 def per_change(changes: list[tuple[bytes, int]], mark: dict[bytes, int]) -> dict[bytes, int]:
@@ -54,6 +54,43 @@ def test_matches_the_per_change_rule_on_random_bursts() -> None:
         rng.shuffle(changes)
         mark = {a: rng.randint(0, 12) for a in actors if rng.random() < 0.8}
         assert fast(changes, mark) == per_change(changes, mark), (changes, mark)
+
+
+def test_marks_give_the_same_decision() -> None:
+    """The announce path asks one mark per actor (PeerSession.peer_mark) instead of
+    has() per seq: the same decision on random bursts."""
+    rng = random.Random(6)
+    actors = [b"a", b"b", b"c"]
+    for _ in range(5000):
+        changes = list({(rng.choice(actors), rng.randint(1, 12))
+                        for _ in range(rng.randint(1, 8))})
+        mark = {a: rng.randint(0, 12) for a in actors if rng.random() < 0.8}
+        seqs: dict[bytes, list[int]] = {}
+        for a, q in changes:
+            seqs.setdefault(a, []).append(q)
+        for qs in seqs.values():
+            qs.sort()
+        assert lacking_from_marks(seqs, lambda a, m=mark: m.get(a, 0)) == fast(changes, mark)
+
+
+def test_peer_mark_agrees_with_peer_has() -> None:
+    from test_protocol_sync import A_ID, B_ID, connect
+
+    from ownkernel.net.sim import DOC, SetHost
+
+    ha, hb = SetHost(A_ID), SetHost(B_ID)
+    w = connect(ha, hb)
+    x, y = b"x" * 8, b"y" * 8
+    w.b.send_have(DOC, {x: 3, y: 1}, partial=True)  # what a hears (said)
+    w.pump()
+    for _ in range(2):
+        ha.make_change()
+    w.a.send_changes(DOC, [b"?"], upto={ha.actor: 2, y: 4})  # what a sent
+    mark = w.a.peer_mark(DOC)
+    for actor in (x, y, ha.actor, b"z" * 8):
+        for q in range(1, 6):
+            assert (mark(actor) >= q) == w.a.peer_has(DOC, actor, q), (actor, q)
+    assert w.a.peer_mark(b"other doc")(x) == 0
 
 
 # ---------------------------------------------------------------- timers reported (on_due)

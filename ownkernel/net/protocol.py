@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .peerstate import PeerKnowledge, PullTracker, vv_max
@@ -96,6 +96,7 @@ from .wire import (  # noqa: F401  (re-exported: part of this API)
 log = logging.getLogger(__name__)
 
 _MAX_PULLS = 10_000  # delayed pulls held per session
+_NO_VV: Mapping[bytes, int] = {}
 _VV_IN_DIGESTS = 4096  # bytes of version vectors a `digests` answer may carry
 # Answers (changes a peer lacks) are produced when frames are taken, at most
 # this many bytes per data_to_send() call: a catch-up of thousands of docs then
@@ -152,6 +153,17 @@ class PeerSession(Session):
     def peer_has(self, doc: DocId, actor: bytes, seq: int) -> bool:
         """Is the peer known to hold change (actor, seq) of doc (it said so, sent or got it)?"""
         return self.known.has(doc, actor, seq)
+
+    def peer_mark(self, doc: DocId) -> Callable[[bytes], int]:
+        """``mark(actor)``: the highest seq of ``actor`` in ``doc`` the peer is known to
+        hold (``peer_has(doc, a, q)`` is ``mark(a) >= q``): one lookup per actor for a
+        host deciding over many peers (Sharing's announce). Use it at once: it reads
+        the knowledge as it is now."""
+        said = self.known.said.get(doc, _NO_VV)
+        sent = self.known.sent.get(doc, _NO_VV)
+        if not sent:
+            return lambda a: said.get(a, 0)
+        return lambda a: max(said.get(a, 0), sent.get(a, 0))
 
     def reset_sent(self, doc: DocId | None = None) -> None:
         """Frames to the peer were lost: answer its next `have` (for doc, or all) in full."""
