@@ -224,6 +224,14 @@ class PeerSession(Session):
         if not self.is_open or not self._may_share(doc) or not blobs:
             return False
         limit = self._limit - FRAME_OVERHEAD
+        if len(blobs) == 1 and len(blobs[0]) + 16 <= limit:  # a keystroke: one message
+            msg = {"type": "changes", "doc": doc, "blobs": [bytes(blobs[0])]}
+            if upto:
+                msg["vv"] = dict(upto)
+                self.known.sent_upto(doc, upto, self._now)
+            self._queue(msg)
+            self.stats.changes_out += 1
+            return True
         fit = [bytes(b) for b in blobs if len(b) + 16 <= limit]
         # one that cannot ever fit would be dropped by the peer: do not send it
         self.errors["blob-too-large"] += len(blobs) - len(fit)

@@ -701,7 +701,8 @@ class NodeNetwork:
 
     def _flush_all(self) -> None:
         for link in list(self.links.values()):
-            self.flush(link)
+            if link.session.has_output:  # (most links have nothing: no call for them)
+                self.flush(link)
 
     def _kick(self) -> None:
         """Send what is queued now: the transport never waits (NOBLOCK sends, byte

@@ -153,11 +153,13 @@ class Sharing:
         ids: list[tuple[bytes, int]] | None = None  # decoded for the first taker only
         for peer, link in list(self.net.by_peer.items()):
             s = link.session
-            if peer == source or not s.is_open or not self.may_share(peer, doc):
+            # (whether the peer may read doc: send_changes asks the gate, once)
+            if peer == source or not s.is_open:
                 continue
             if ids is None:
                 ids = [(env.actor, env.seq) for env in map(decode_envelope, envs)]
-            lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if not s.peer_has(doc, a, q)]
+            mark = s.peer_mark(doc)  # peer_has(doc, a, q) is mark(a) >= q
+            lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if mark(a) < q]
             if not lack:
                 continue
             upto: dict[bytes, int] = {}
@@ -168,9 +170,9 @@ class Sharing:
             # Claim "it holds up to q" only where the push joins what the peer is known
             # to hold: after a gap (e.g. changes made offline, not yet sent) the claim
             # would hide the gap from the answer to its `have` for as long as we push.
-            upto = {a: q for a, q in upto.items()
-                    if first[a] <= 1 or s.peer_has(doc, a, first[a] - 1)}
-            s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None)
+            upto = {a: q for a, q in upto.items() if first[a] <= 1 or mark(a) >= first[a] - 1}
+            if not s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None):
+                continue
             self.net.counts["pushed"] += len(lack)
 
     def _announce(self, doc: Any, envs: list[bytes], source: bytes | None) -> None:
