@@ -89,6 +89,10 @@ log = logging.getLogger(__name__)
 EVENTS = ("peer_joined", "peer_left", "doc_changed", "presence")
 MAX_LINKS = 1024  # sessions in all; also per key and per address: see SessionTable
 INBOX_BURST = 64  # frames handled under one store transaction
+# The timer round's longest sleep while no dial is pending (every known peer is
+# online): the address-book round runs once a second anyway, and the sessions'
+# timers (pings, anti-entropy, announces) wake it sooner through next_due/on_due.
+QUIET_TICK = 1.0
 
 
 @dataclass(eq=False)
@@ -137,6 +141,7 @@ class NodeNetwork:
         self.presence = Presence(self, self.config.presence_ttl)
         self.calls = Calls(self)  # call signalling (node/calls.py, issue #14)
         self.dialing = Dialing(self)
+        self.dialing.planner.on_urgent = self._wake_soon
         self.sharing = Sharing(self)
         self.links: dict[ConnId, Link] = {}
         # who may hold an incoming session, and who makes room (net/limits.py)
@@ -215,7 +220,7 @@ class NodeNetwork:
             t = Transport(key, TransportConfig(
                 listen=attempt, max_frame_size=cfg.max_frame_size, rate=cfg.rate,
                 burst=cfg.burst), policy=policy, on_frame=self._on_frame,
-                on_event=self.dialing.on_conn_event, on_drained=self._process_inbox)
+                on_event=self._on_conn_event, on_drained=self._process_inbox)
             try:
                 await t.start()
             except zmq.ZMQError as e:
@@ -565,6 +570,7 @@ class NodeNetwork:
         if self.links.get(link.conn) is not link:
             return
         del self.links[link.conn]
+        self._due_at(0.0)  # its peer may need redialing: no quiet sleep (see _nap)
         if link.conn[0] == "in" and reason != "evicted":
             self.table.closed(link.conn, gone=reason == "disconnected")
         peer = link.peer
@@ -645,7 +651,8 @@ class NodeNetwork:
         second, not 20: that polling was most of an idle node's CPU)."""
         cfg = self.config
         now = time.monotonic()
-        delay = min(max(self._next_due() - now, cfg.tick), cfg.idle_tick)
+        longest = cfg.idle_tick if self._dialing_busy() else max(cfg.idle_tick, QUIET_TICK)
+        delay = min(max(self._next_due() - now, cfg.tick), longest)
         loop = asyncio.get_running_loop()
         wake = self._tick_wake = loop.create_future()
         self._tick_at = now + delay
@@ -655,6 +662,27 @@ class NodeNetwork:
         finally:
             self._tick_handle.cancel()
             self._tick_wake = None
+
+    def _dialing_busy(self) -> bool:
+        """Has the dialer anything to do (a peer it knows an address of is offline)?
+        Then the timer round keeps its ``idle_tick`` pace for redials and give-ups."""
+        online = self.online
+        return any(d.addresses and not d.never and not online(d.node_id)
+                   for d in self.dialing.planner.dials.values())
+
+    def _on_conn_event(self, ev: Any) -> None:
+        self.dialing.on_conn_event(ev)
+        self._due_at(0.0)  # a dial may have work now: a timer round at the next tick
+
+    def _wake_soon(self) -> None:
+        """A timer round at the next tick (from any thread)."""
+        if threading.current_thread() is self._thread:
+            self._due_at(0.0)
+        elif self._loop is not None and not self._closed:
+            try:
+                self._loop.call_soon_threadsafe(self._due_at, 0.0)
+            except RuntimeError:  # loop closed
+                pass
 
     def _due_at(self, at: float) -> None:
         """A session set a timer (an announce, a delayed pull: its ``on_due``): bring
