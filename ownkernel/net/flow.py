@@ -23,7 +23,7 @@ import socket
 import struct
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -224,7 +224,7 @@ class SendBudgets:
     """
 
     def __init__(self, config: BudgetConfig, stats: Counter[str],
-                 put: Callable[[Conn, bytes], Awaitable[bool]],
+                 put: Callable[[Conn, bytes], bool],
                  account: Callable[[Conn], Account | None],
                  accounts: Callable[[], Iterable[Account]]) -> None:
         self.config, self.stats = config, stats
@@ -251,20 +251,22 @@ class SendBudgets:
                 >= cfg.congested_at * cfg.send_budget_total)
 
     # ------------------------------------------------------------ sending
-    async def send(self, conn: Conn, frame: bytes) -> bool:
-        """True: handed to libzmq or waiting in the backlog ("frames-out" counts both)."""
-        ok = await self._send(conn, frame)
+    def send(self, conn: Conn, frame: bytes) -> bool:
+        """True: handed to libzmq or waiting in the backlog ("frames-out" counts both).
+        Never blocks (``put`` sends with NOBLOCK), so it is a plain call: no
+        coroutine per frame."""
+        ok = self._send(conn, frame)
         if ok:
             self.stats["frames-out"] += 1
         return ok
 
-    async def _send(self, conn: Conn, frame: bytes) -> bool:
+    def _send(self, conn: Conn, frame: bytes) -> bool:
         a = self._account(conn)
         if a is None:  # unknown or gone: libzmq says which
-            return await self._put(conn, frame)
+            return self._put(conn, frame)
         cost = wire_size(len(frame))
         if conn not in self._backlog and self._room(*a, cost, time.monotonic()):
-            if not await self._put(conn, frame):
+            if not self._put(conn, frame):
                 return False
             a[0].add(cost)
             self.in_flight_total += cost
@@ -358,7 +360,7 @@ class SendBudgets:
                     cost = wire_size(len(frame))
                     b.held -= cost
                     self.held_total -= cost
-                    if await self._put(conn, frame):
+                    if self._put(conn, frame):
                         a[0].add(cost)
                         self.in_flight_total += cost
                     progress = True

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .peerstate import PeerKnowledge, PullTracker, vv_max
@@ -96,6 +96,7 @@ from .wire import (  # noqa: F401  (re-exported: part of this API)
 log = logging.getLogger(__name__)
 
 _MAX_PULLS = 10_000  # delayed pulls held per session
+_NO_VV: Mapping[bytes, int] = {}
 _VV_IN_DIGESTS = 4096  # bytes of version vectors a `digests` answer may carry
 # Answers (changes a peer lacks) are produced when frames are taken, at most
 # this many bytes per data_to_send() call: a catch-up of thousands of docs then
@@ -153,6 +154,17 @@ class PeerSession(Session):
         """Is the peer known to hold change (actor, seq) of doc (it said so, sent or got it)?"""
         return self.known.has(doc, actor, seq)
 
+    def peer_mark(self, doc: DocId) -> Callable[[bytes], int]:
+        """``mark(actor)``: the highest seq of ``actor`` in ``doc`` the peer is known to
+        hold (``peer_has(doc, a, q)`` is ``mark(a) >= q``): one lookup per actor for a
+        host deciding over many peers (Sharing's announce). Use it at once: it reads
+        the knowledge as it is now."""
+        said = self.known.said.get(doc, _NO_VV)
+        sent = self.known.sent.get(doc, _NO_VV)
+        if not sent:
+            return lambda a: said.get(a, 0)
+        return lambda a: max(said.get(a, 0), sent.get(a, 0))
+
     def reset_sent(self, doc: DocId | None = None) -> None:
         """Frames to the peer were lost: answer its next `have` (for doc, or all) in full."""
         self.known.reset_sent(doc)
@@ -190,6 +202,7 @@ class PeerSession(Session):
         self._announces[doc] = vv_max(self._announces.get(doc, {}), news)
         if self._announce_due is None:
             self._announce_due = self._now + self.config.announce_delay
+            self._due(self._announce_due)
         return True
 
     def _flush_announces(self) -> None:
@@ -211,6 +224,14 @@ class PeerSession(Session):
         if not self.is_open or not self._may_share(doc) or not blobs:
             return False
         limit = self._limit - FRAME_OVERHEAD
+        if len(blobs) == 1 and len(blobs[0]) + 16 <= limit:  # a keystroke: one message
+            msg = {"type": "changes", "doc": doc, "blobs": [bytes(blobs[0])]}
+            if upto:
+                msg["vv"] = dict(upto)
+                self.known.sent_upto(doc, upto, self._now)
+            self._queue(msg)
+            self.stats.changes_out += 1
+            return True
         fit = [bytes(b) for b in blobs if len(b) + 16 <= limit]
         # one that cannot ever fit would be dropped by the peer: do not send it
         self.errors["blob-too-large"] += len(blobs) - len(fit)
@@ -333,6 +354,7 @@ class PeerSession(Session):
                     _, d0, lack0 = self._pulls.popleft()
                     self._pull(d0, lack0, now)
                 self._pulls.append((now + self.config.pull_delay, doc, lack))
+                self._due(now + self.config.pull_delay)
             else:
                 self._pull(doc, lack, now, shared=part)
         return [event]
@@ -419,6 +441,7 @@ class PeerSession(Session):
             return []
         if now - self._digest_answered < self.config.digest_min_interval:
             self._digest_pending = theirs  # answered from tick: a flood costs one list
+            self._due(self._digest_answered + self.config.digest_min_interval)
             return []
         self._answer_digest(theirs, now)
         return []

@@ -124,6 +124,15 @@ class Session:
         self._pings: dict[int, float] = {}
         self._nonce = 0
         self._timed_out = False
+        # Called with a time when a timer was set that may be earlier than any
+        # before (an announce, a delayed pull, a presence expiry...): a host that
+        # sleeps until ``next_due()`` wakes sooner then, instead of asking every
+        # session for its ``next_due()`` after every frame.
+        self.on_due: Callable[[float], None] | None = None
+
+    def _due(self, at: float) -> None:
+        if self.on_due is not None:
+            self.on_due(at)
 
     # ------------------------------------------------------------ properties
     @property
@@ -315,7 +324,9 @@ class Session:
         self.stats.bytes_in += len(frame)
         self._last_recv = now
         self._now = max(self._now, now)
-        self._timed_out = False
+        if self._timed_out:  # the silence timer counts again
+            self._timed_out = False
+            self._due(now + self.config.peer_timeout)
         try:
             if not isinstance(frame, (bytes, bytearray, memoryview)):
                 raise Bad("bad-frame", "frame is not bytes")
@@ -457,6 +468,7 @@ class Session:
             raise Bad("presence-overflow")
         p = _Presence(state, now + ttl)
         self.presence[doc] = p
+        self._due(p.expires_at)
         return [PresenceReceived(doc, p.state, ttl, p.expires_at)]
 
     def _on_profile(self, msg: dict[str, Any], now: float) -> list[Event]:

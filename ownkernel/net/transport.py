@@ -9,7 +9,9 @@ in its ``User-Id`` property, so each frame is reported with the key that
 authenticated it. The peer's Ed25519 node id is only reported once
 :meth:`Transport.confirm_identity` saw a hello whose id maps to that key.
 
-Everything runs on one asyncio loop (zmq.asyncio): the node's own thread.
+Everything runs on one asyncio loop: the node's own thread. The sockets are
+plain (sync) ZeroMQ sockets read with ``loop.add_reader`` on their FD and
+``NOBLOCK`` receives (net/reader.py: no Future per frame); sends are ``NOBLOCK``.
 
 Counting what never becomes a frame: the ROUTER is monitored, so a client
 without Curve, raw TCP garbage, a wrong server key, a refused key and a frame
@@ -23,17 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import socket
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 import zmq
-import zmq.asyncio
 from nacl.bindings import crypto_sign_ed25519_sk_to_curve25519
 from nacl.signing import SigningKey
 from zmq.utils.monitor import parse_monitor_message
@@ -41,18 +41,19 @@ from zmq.utils.monitor import parse_monitor_message
 from .flow import MONITOR_EVENTS, InboundWatch, SendBudgets, acked, close_probe, probe
 from .limits import SendAccount
 from .protocol import DEFAULT_MAX_FRAME, curve_key_of
+from .reader import SocketReader, send_one, send_parts
 from .wstunnel import TunnelClient, is_websocket, split_ws_url
 
 log = logging.getLogger(__name__)
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = "ownkernel"
-# zmq.asyncio hands back an already-finished future when a message is waiting,
-# so ``await sock.recv_multipart()`` does not suspend while a peer keeps the
-# socket busy: a flood would starve every other task on the loop (the node's
-# writer, its timers, calls from other threads). Receive loops give the loop
+# A drain reads until EAGAIN, so while a peer keeps the socket busy it would
+# never return: a flood would starve every other callback on the loop (the
+# node's writer, its timers, calls from other threads). A drain gives the loop
 # a turn every this many frames.
 YIELD_EVERY = 32
+MONITOR_BATCH = 256  # ROUTER monitor events handled together (see InboundWatch)
 MAX_IN_PEERS = 65536  # routing ids remembered (backstop; entries leave on disconnect)
 
 
@@ -178,15 +179,15 @@ class _InPeer:
 
 @dataclass
 class _Out:
-    sock: zmq.asyncio.Socket
-    monitor: zmq.asyncio.Socket
+    sock: zmq.Socket[bytes]
+    monitor: zmq.Socket[bytes]
     curve_key: bytes
     node_id: bytes
     endpoint: str
     acct: SendAccount
     state: str = "connecting"
     ready: asyncio.Future[str] | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    readers: list[SocketReader] = field(default_factory=list)
     probe: socket.socket | None = None
 
 
@@ -214,18 +215,24 @@ class Transport:
         policy: Policy | None = None,
         on_frame: Callable[[Incoming], None] | None = None,
         on_event: Callable[[ConnEvent], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
     ) -> None:
         self.node_id, self.curve_public, self._curve_secret = _keys(signing_key)
         self.config = config or TransportConfig()
         self.policy = policy
         self.on_frame = on_frame
         self.on_event = on_event
+        # called after each read of a socket that delivered frames: a host that
+        # batches frames handles the batch then, without a callback of its own
+        self.on_drained = on_drained
         self.stats: Counter[str] = Counter()
         self.endpoints: list[str] = []
-        self._ctx: zmq.asyncio.Context | None = None
-        self._router: zmq.asyncio.Socket | None = None
-        self._zap: zmq.asyncio.Socket | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._router: zmq.Socket[bytes] | None = None
+        self._zap: zmq.Socket[bytes] | None = None
+        self._readers: list[SocketReader] = []  # router, its monitor, ZAP
+        self._router_reader: SocketReader | None = None
+        self._mon_batch: list[dict[str, Any]] = []
         self._out: dict[bytes, _Out] = {}
         self._next_out = 0
         self._identities: dict[bytes, bytes] = {}  # curve key -> confirmed ed25519 id
@@ -236,7 +243,7 @@ class Transport:
         # dropped one by one (and counted) instead.
         self._hard_limit = max(2 * self.config.max_frame_size, self.config.max_frame_size + 65536)
         self._closed = False
-        self._router_mon: zmq.asyncio.Socket | None = None
+        self._router_mon: zmq.Socket[bytes] | None = None
         self._ports: set[int] = set()  # our listening ports (to recognise our sockets)
         self._in: OrderedDict[bytes, _InPeer] = OrderedDict()  # routing id -> peer
         self._watch = InboundWatch(self.stats, self._ports, self.config.probe_limit,
@@ -246,7 +253,7 @@ class Transport:
         self._tunnels: TunnelClient | None = None  # ws(s):// peers (net/wstunnel.py)
 
     # ------------------------------------------------------------ lifecycle
-    def _socket(self, kind: int) -> zmq.asyncio.Socket:
+    def _socket(self, kind: int) -> zmq.Socket[bytes]:
         assert self._ctx is not None
         s = self._ctx.socket(kind)
         s.setsockopt(zmq.LINGER, 0)
@@ -254,10 +261,11 @@ class Transport:
 
     async def start(self) -> list[str]:
         """Bind the ZAP handler and the ROUTER; return the actual endpoints."""
-        self._ctx = zmq.asyncio.Context()  # private: one ZAP handler per context
+        loop = asyncio.get_running_loop()
+        self._ctx = zmq.Context()  # private: one ZAP handler per context
         self._zap = self._socket(zmq.REP)
         self._zap.bind(ZAP_ENDPOINT)
-        self._tasks.append(asyncio.ensure_future(self._zap_loop()))
+        self._readers.append(SocketReader(loop, self._zap, self._on_zap))
         r = self._router = self._socket(zmq.ROUTER)
         r.curve_server = True
         r.curve_secretkey = self._curve_secret
@@ -273,13 +281,17 @@ class Transport:
             r.setsockopt(zmq.IPV6, 1)
         self._router_mon = r.get_monitor_socket(MONITOR_EVENTS)
         self._router_mon.setsockopt(zmq.LINGER, 0)
-        self._tasks.append(asyncio.ensure_future(self._router_monitor_loop()))
+        self._readers.append(SocketReader(
+            loop, self._router_mon, self._mon_batch.append, limit=MONITOR_BATCH,
+            on_done=self._router_monitor_done))
         for ep in self.config.listen:
             r.bind(ep)
             self.endpoints.append(r.getsockopt_string(zmq.LAST_ENDPOINT))
             with contextlib.suppress(ValueError):
                 self._ports.add(int(self.endpoints[-1].rsplit(":", 1)[1]))
-        self._tasks.append(asyncio.ensure_future(self._router_loop()))
+        self._router_reader = SocketReader(loop, r, self._on_router, limit=YIELD_EVERY,
+                                           copy=False, on_done=self._drained)
+        self._readers.append(self._router_reader)
         return list(self.endpoints)
 
     @property
@@ -295,12 +307,12 @@ class Transport:
             await self.disconnect(("out", conn))
         flusher = self._budgets.task()
         if flusher is not None:
-            self._tasks.append(flusher)
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+        for rd in self._readers:
+            rd.close()
+        self._readers.clear()
         self._budgets.clear()
-        self._tasks.clear()
         if self._tunnels is not None:
             await self._tunnels.close()
         self._watch.close()
@@ -348,24 +360,23 @@ class Transport:
             return False
 
     # ------------------------------------------------------------ ZAP
-    async def _zap_loop(self) -> None:
+    def _on_zap(self, msg: list[bytes]) -> None:
         assert self._zap is not None
-        while True:
-            msg = await self._zap.recv_multipart()
-            version, request_id, _domain, address, _ident, mechanism, *creds = (
-                msg + [b""] * 7)[:6] + msg[6:]
-            ok = False
-            key = b""
-            if mechanism == b"CURVE" and creds and len(creds[0]) == 32:
-                key = creds[0]
-                ok = self._allowed(key, address.decode("utf-8", "replace"))
-            if ok:
-                self.stats["auth-ok"] += 1
-                reply = [version, request_id, b"200", b"OK", key.hex().encode(), b""]
-            else:
-                self.stats["auth-denied"] += 1
-                reply = [version, request_id, b"400", b"denied", b"", b""]
-            await self._zap.send_multipart(reply)
+        version, request_id, _domain, address, _ident, mechanism, *creds = (
+            msg + [b""] * 7)[:6] + msg[6:]
+        ok = False
+        key = b""
+        if mechanism == b"CURVE" and creds and len(creds[0]) == 32:
+            key = creds[0]
+            ok = self._allowed(key, address.decode("utf-8", "replace"))
+        if ok:
+            self.stats["auth-ok"] += 1
+            reply = [version, request_id, b"200", b"OK", key.hex().encode(), b""]
+        else:
+            self.stats["auth-denied"] += 1
+            reply = [version, request_id, b"400", b"denied", b"", b""]
+        # REP: the reply goes before the next recv, which the drain does next
+        self._zap.send_multipart(reply, flags=zmq.NOBLOCK)
 
     # ------------------------------------------------------------ receiving
     def _accept(self, conn: ConnId, curve_key: bytes, data: bytes, address: str) -> None:
@@ -398,29 +409,28 @@ class Transport:
         except asyncio.QueueFull:
             self.stats["queue-full"] += 1
 
+    def _drained(self) -> None:
+        if self.on_drained is not None:
+            self.on_drained()
+
     async def recv(self) -> Incoming:
         return await self._queue.get()
 
-    async def _router_loop(self) -> None:
-        assert self._router is not None
-        for n in itertools.count(1):
-            if n % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # see YIELD_EVERY
-            parts = await self._router.recv_multipart(copy=False)
-            if len(parts) != 2:
-                self.stats["bad-multipart"] += 1
-                continue
-            rid, frame = parts
-            try:
-                curve_key = bytes.fromhex(frame.get("User-Id"))
-            except (ValueError, TypeError, zmq.ZMQError):
-                self.stats["no-user-id"] += 1  # cannot happen with our ZAP handler
-                continue
-            rid_b = rid.bytes
-            peer = self._in.get(rid_b)
-            if peer is None:
-                peer = self._new_in_peer(rid_b, frame)
-            self._accept(("in", rid_b), curve_key, frame.bytes, peer.address)
+    def _on_router(self, parts: list[zmq.Frame]) -> None:
+        if len(parts) != 2:
+            self.stats["bad-multipart"] += 1
+            return
+        rid, frame = parts
+        try:
+            curve_key = bytes.fromhex(frame.get("User-Id"))
+        except (ValueError, TypeError, zmq.ZMQError):
+            self.stats["no-user-id"] += 1  # cannot happen with our ZAP handler
+            return
+        rid_b = rid.bytes
+        peer = self._in.get(rid_b)
+        if peer is None:
+            peer = self._new_in_peer(rid_b, frame)
+        self._accept(("in", rid_b), curve_key, frame.bytes, peer.address)
 
     def _new_in_peer(self, rid: bytes, frame: zmq.Frame) -> _InPeer:
         """First frame of a routing id: note its address and TCP socket (once per peer)."""
@@ -451,59 +461,46 @@ class Transport:
             if self.on_event is not None:
                 self.on_event(ConnEvent(("in", rid), "disconnected"))
 
-    async def _router_monitor_loop(self) -> None:
+    def _router_monitor_done(self) -> None:
         """Feed the ROUTER's monitor events to the watch, in batches (see InboundWatch)."""
-        assert self._router_mon is not None
-        mon = self._router_mon
-        while True:
-            batch = [parse_monitor_message(await mon.recv_multipart())]
-            while len(batch) < 256:
-                try:
-                    batch.append(parse_monitor_message(
-                        await mon.recv_multipart(flags=zmq.NOBLOCK)))
-                except zmq.Again:
-                    break
-            self._watch.handle(batch)
+        batch = [parse_monitor_message(m) for m in self._mon_batch]
+        self._mon_batch.clear()
+        self._watch.handle(batch)
 
-    async def _dealer_loop(self, num: bytes, out: _Out) -> None:
-        for n in itertools.count(1):
-            if n % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # see YIELD_EVERY
-            parts = await out.sock.recv_multipart()
-            if len(parts) != 1:
-                self.stats["bad-multipart"] += 1
-                continue
-            # the server key was pinned by us: Curve proved the peer holds it
-            self._accept(("out", num), out.curve_key, parts[0], endpoint_host(out.endpoint))
+    def _on_dealer(self, num: bytes, out: _Out, parts: list[bytes]) -> None:
+        if len(parts) != 1:
+            self.stats["bad-multipart"] += 1
+            return
+        # the server key was pinned by us: Curve proved the peer holds it
+        self._accept(("out", num), out.curve_key, parts[0], endpoint_host(out.endpoint))
 
-    async def _monitor_loop(self, num: bytes, out: _Out) -> None:
-        while True:
-            evt = parse_monitor_message(await out.monitor.recv_multipart())
-            e = evt["event"]
-            kind = ""
-            if e == zmq.EVENT_CONNECTED:
-                kind = "connected"
-                # a new TCP connection: watch it for the send budget
-                close_probe(out.probe)
-                port = out.endpoint.rsplit(":", 1)[-1]
-                out.probe = probe(evt["value"], lambda s, p=port: str(s.getpeername()[1]) == p)
-                self._budgets.moved(out.acct, out.probe)
-            elif e == zmq.EVENT_DISCONNECTED:
-                kind = "disconnected"
-                close_probe(out.probe)
-                out.probe = None
-            elif e == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                kind = "handshake-ok"
-            elif e in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
-                kind = "refused"
-            if not kind:
-                continue
-            out.state = kind
-            if out.ready is not None and not out.ready.done() and kind in (
-                    "handshake-ok", "refused"):
-                out.ready.set_result(kind)
-            if self.on_event is not None:
-                self.on_event(ConnEvent(("out", num), kind, out.endpoint))
+    def _on_out_monitor(self, num: bytes, out: _Out, msg: list[bytes]) -> None:
+        evt = parse_monitor_message(msg)
+        e = evt["event"]
+        kind = ""
+        if e == zmq.EVENT_CONNECTED:
+            kind = "connected"
+            # a new TCP connection: watch it for the send budget
+            close_probe(out.probe)
+            port = out.endpoint.rsplit(":", 1)[-1]
+            out.probe = probe(evt["value"], lambda s, p=port: str(s.getpeername()[1]) == p)
+            self._budgets.moved(out.acct, out.probe)
+        elif e == zmq.EVENT_DISCONNECTED:
+            kind = "disconnected"
+            close_probe(out.probe)
+            out.probe = None
+        elif e == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            kind = "handshake-ok"
+        elif e in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+            kind = "refused"
+        if not kind:
+            return
+        out.state = kind
+        if out.ready is not None and not out.ready.done() and kind in (
+                "handshake-ok", "refused"):
+            out.ready.set_result(kind)
+        if self.on_event is not None:
+            self.on_event(ConnEvent(("out", num), kind, out.endpoint))
 
     # ------------------------------------------------------------ connecting
     async def connect(self, endpoint: str, node_id: bytes | None = None, *,
@@ -549,8 +546,11 @@ class Transport:
         self._out[num] = out
         # we dialed this key and Curve authenticates the server: the id is known
         self._identities[curve_key] = node_id
-        out.tasks = [asyncio.ensure_future(self._dealer_loop(num, out)),
-                     asyncio.ensure_future(self._monitor_loop(num, out))]
+        loop = asyncio.get_running_loop()
+        out.readers = [
+            SocketReader(loop, s, lambda m: self._on_dealer(num, out, m), limit=YIELD_EVERY,
+                         on_done=self._drained),
+            SocketReader(loop, mon, lambda m: self._on_out_monitor(num, out, m))]
         s.connect(endpoint)
         conn: ConnId = ("out", num)
         if timeout is None:
@@ -575,9 +575,8 @@ class Transport:
         out = self._out.pop(conn[1], None)
         if out is None:
             return
-        for t in out.tasks:
-            t.cancel()
-        await asyncio.gather(*out.tasks, return_exceptions=True)
+        for rd in out.readers:
+            rd.close()
         if out.ready is not None and not out.ready.done():
             out.ready.cancel()
         with contextlib.suppress(zmq.ZMQError):
@@ -624,22 +623,32 @@ class Transport:
         resends on a later anti-entropy round. So a peer that never reads holds
         at most ~2 x ``send_budget`` bytes of our memory.
         """
+        return self.send_now(conn, frame)
+
+    def send_now(self, conn: ConnId, frame: bytes) -> bool:
+        """:meth:`send` as a plain call (it never waits): for a writer on the loop."""
         if len(frame) > self.config.max_frame_size:
             self.stats["send-oversize"] += 1
             return False
-        return await self._budgets.send(conn, frame)
+        return self._budgets.send(conn, frame)
 
-    async def _put(self, conn: ConnId, frame: bytes) -> bool:
+    def _put(self, conn: ConnId, frame: bytes) -> bool:
         try:
             if conn[0] == "in":
-                assert self._router is not None
-                await self._router.send_multipart([conn[1], frame], flags=zmq.NOBLOCK)
+                assert self._router is not None and self._router_reader is not None
+                try:
+                    send_parts(self._router, [conn[1], frame])
+                finally:
+                    self._router_reader.poke()  # see net/reader.py: the FD is edge-triggered
             else:
                 out = self._out.get(conn[1])
                 if out is None:
                     self.stats["send-failed"] += 1
                     return False
-                await out.sock.send(frame, flags=zmq.NOBLOCK)
+                try:
+                    send_one(out.sock, frame)
+                finally:
+                    out.readers[0].poke()
         except zmq.ZMQError:  # EHOSTUNREACH (peer gone) or EAGAIN (HWM full)
             self.stats["send-failed"] += 1
             return False

@@ -49,6 +49,8 @@ class Dialer:
         self.config = config
         self.dials: dict[bytes, Dial] = {}
         self._by_conn: dict[Any, Dial] = {}
+        # called after an urgent add: the node's timer round may be in a quiet sleep
+        self.on_urgent: Callable[[], None] | None = None
 
     def add(self, node_id: bytes, addresses: list[str], *, sticky: bool,
             urgent: bool = False) -> Dial | None:
@@ -68,6 +70,8 @@ class Dialer:
         d.sticky |= sticky
         if urgent:
             d.next_at, d.attempts, d.never, d.idx = 0.0, 0, False, 0
+            if self.on_urgent is not None:
+                self.on_urgent()
         return d
 
     def by_conn(self, conn: Any) -> Dial | None:

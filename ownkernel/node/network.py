@@ -89,6 +89,10 @@ log = logging.getLogger(__name__)
 EVENTS = ("peer_joined", "peer_left", "doc_changed", "presence")
 MAX_LINKS = 1024  # sessions in all; also per key and per address: see SessionTable
 INBOX_BURST = 64  # frames handled under one store transaction
+# The timer round's longest sleep while no dial is pending (every known peer is
+# online): the address-book round runs once a second anyway, and the sessions'
+# timers (pings, anti-entropy, announces) wake it sooner through next_due/on_due.
+QUIET_TICK = 1.0
 
 
 @dataclass(eq=False)
@@ -137,6 +141,7 @@ class NodeNetwork:
         self.presence = Presence(self, self.config.presence_ttl)
         self.calls = Calls(self)  # call signalling (node/calls.py, issue #14)
         self.dialing = Dialing(self)
+        self.dialing.planner.on_urgent = self._wake_soon
         self.sharing = Sharing(self)
         self.links: dict[ConnId, Link] = {}
         # who may hold an incoming session, and who makes room (net/limits.py)
@@ -215,7 +220,7 @@ class NodeNetwork:
             t = Transport(key, TransportConfig(
                 listen=attempt, max_frame_size=cfg.max_frame_size, rate=cfg.rate,
                 burst=cfg.burst), policy=policy, on_frame=self._on_frame,
-                on_event=self.dialing.on_conn_event)
+                on_event=self._on_conn_event, on_drained=self._process_inbox)
             try:
                 await t.start()
             except zmq.ZMQError as e:
@@ -374,9 +379,9 @@ class NodeNetwork:
             # A full burst is handled right here, inside the transport's receive loop:
             # a flood then waits for us (backpressure) instead of piling up in memory.
             self._process_inbox()
-        elif not self._inbox_scheduled:
-            self._inbox_scheduled = True
-            asyncio.get_running_loop().call_soon(self._process_inbox)
+        # Else the transport calls _process_inbox (its on_drained) once the socket's
+        # waiting frames are read: one batch per read, and no callback of ours per
+        # frame (that was one more loop pass for every frame received).
 
     def _process_inbox(self) -> None:
         """Handle the queued frames under one store transaction, then fire events
@@ -421,6 +426,7 @@ class NodeNetwork:
         for event, args in held:
             self._emit(event, *args)
         self._flush_all()
+        self._kick()  # frames queued during the burst (a close, an error) go now
 
     def _receive(self, inc: Incoming) -> None:
         link = self.links.get(inc.conn)
@@ -470,6 +476,8 @@ class NodeNetwork:
                 ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
                 handshake_timeout=cfg.handshake_timeout, announce_delay=cfg.announce))
         link = self.links[conn] = Link(conn, session, curve_key, time.monotonic())
+        session.on_due = self._due_at
+        self._due_at(session.next_due())  # its handshake timeout
         return link
 
     def _handle(self, link: Link, events: Iterable[Event]) -> None:
@@ -562,6 +570,7 @@ class NodeNetwork:
         if self.links.get(link.conn) is not link:
             return
         del self.links[link.conn]
+        self._due_at(0.0)  # its peer may need redialing: no quiet sleep (see _nap)
         if link.conn[0] == "in" and reason != "evicted":
             self.table.closed(link.conn, gone=reason == "disconnected")
         peer = link.peer
@@ -598,7 +607,8 @@ class NodeNetwork:
     # ================================================================ timers
     async def _ticker(self) -> None:
         cfg = self.config
-        last_book = last_presence = 0.0
+        last_book = last_presence = last_dial = 0.0
+        dialed_at: dict[bytes, int] | None = None  # the book's version last dialed from
         while True:
             now = time.monotonic()
             try:
@@ -613,7 +623,13 @@ class NodeNetwork:
                     if blob is not None:
                         self.sharing.forward(BOOK_DOC, [blob], None, book=True)
                     self.book.save()
-                    self.dialing.dial_from_book()
+                    # Re-reading the book verifies every entry's signature (~1 ms a
+                    # second per node at idle): only when it changed (ingest dials at
+                    # once too), and every 30 s as a backstop.
+                    version = self.book.version()
+                    if version != dialed_at or now - last_dial >= 30.0:
+                        dialed_at, last_dial = version, now
+                        self.dialing.dial_from_book()
                 if now - last_presence >= cfg.presence_ttl / 3:
                     last_presence = now
                     self.presence.reseal()
@@ -635,7 +651,8 @@ class NodeNetwork:
         second, not 20: that polling was most of an idle node's CPU)."""
         cfg = self.config
         now = time.monotonic()
-        delay = min(max(self._next_due() - now, cfg.tick), cfg.idle_tick)
+        longest = cfg.idle_tick if self._dialing_busy() else max(cfg.idle_tick, QUIET_TICK)
+        delay = min(max(self._next_due() - now, cfg.tick), longest)
         loop = asyncio.get_running_loop()
         wake = self._tick_wake = loop.create_future()
         self._tick_at = now + delay
@@ -646,13 +663,36 @@ class NodeNetwork:
             self._tick_handle.cancel()
             self._tick_wake = None
 
-    def _plan_tick(self) -> None:
-        """Something was queued that has a timer (an announce, a delayed pull):
-        bring the sleeping timer round forward to it."""
+    def _dialing_busy(self) -> bool:
+        """Has the dialer anything to do (a peer it knows an address of is offline)?
+        Then the timer round keeps its ``idle_tick`` pace for redials and give-ups."""
+        online = self.online
+        return any(d.addresses and not d.never and not online(d.node_id)
+                   for d in self.dialing.planner.dials.values())
+
+    def _on_conn_event(self, ev: Any) -> None:
+        self.dialing.on_conn_event(ev)
+        self._due_at(0.0)  # a dial may have work now: a timer round at the next tick
+
+    def _wake_soon(self) -> None:
+        """A timer round at the next tick (from any thread)."""
+        if threading.current_thread() is self._thread:
+            self._due_at(0.0)
+        elif self._loop is not None and not self._closed:
+            try:
+                self._loop.call_soon_threadsafe(self._due_at, 0.0)
+            except RuntimeError:  # loop closed
+                pass
+
+    def _due_at(self, at: float) -> None:
+        """A session set a timer (an announce, a delayed pull: its ``on_due``): bring
+        the sleeping timer round forward to it. Sessions report their timers, so no
+        pass over every session's ``next_due()`` is needed per frame. (While the
+        round runs, ``_nap`` reads every session's ``next_due()`` after it.)"""
         wake = self._tick_wake
-        if wake is None or wake.done():
+        if wake is None or wake.done() or at >= self._tick_at:
             return
-        due = max(self._next_due(), time.monotonic() + self.config.tick)
+        due = max(at, time.monotonic() + self.config.tick)
         if due < self._tick_at:
             assert self._tick_handle is not None
             self._tick_handle.cancel()
@@ -696,26 +736,34 @@ class NodeNetwork:
 
     def _flush_all(self) -> None:
         for link in list(self.links.values()):
-            self.flush(link)
-        self._plan_tick()
+            if link.session.has_output:  # (most links have nothing: no call for them)
+                self.flush(link)
 
     def _kick(self) -> None:
-        if self._sendq and not self._sending:
-            self._sending = True
-            self.spawn(self._drain())
+        """Send what is queued now: the transport never waits (NOBLOCK sends, byte
+        budgets with a backlog), so no writer task per burst. Inside a burst of
+        received frames nothing leaves before the burst commits: _process_inbox
+        kicks again after it."""
+        if self._sendq and not self._sending and self._held_events is None:
+            self._send_queued()
 
-    async def _drain(self) -> None:
+    def _send_queued(self) -> None:
         """The one writer: frames leave in the order they were queued."""
-        assert self.transport is not None
+        if self.transport is None:
+            return
+        self._sending = True  # (a frame lost below must not re-enter this loop)
         try:
             while self._sendq:
                 conn, frame = self._sendq.popleft()
-                if not await self.transport.send(conn, frame):
+                if not self.transport.send_now(conn, frame):
                     link = self.links.get(conn)
                     if link is not None:  # lost: answer its next `have` in full
                         link.session.reset_sent()
         finally:
             self._sending = False
+
+    async def _drain(self) -> None:
+        self._send_queued()
 
     # ================================================================ counting
     def count(self, reason: str, n: int = 1, detail: str = "") -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import Counter
+from bisect import bisect_right
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ownkernel.net.peerstate import PullTracker
@@ -121,14 +120,17 @@ class Sharing:
                 self.forward(BOOK_DOC, [], source, book=True)
             return
         node = self.node
-        before = Counter(node.replica.rejected)
+        rejected = node.replica.rejected
+        before = dict(rejected)  # (a dict copy: no Counter arithmetic per frame)
         # Forwarding goes to open sessions other than the source's; with none (a
         # joiner catching up from its one peer) the accepted changes are neither
         # re-encoded here nor decoded again to be announced.
         others = any(p != source and lk.session.is_open for p, lk in self.net.by_peer.items())
         accepted = node.replica.ingest(doc, blobs, source, encode=others)
-        for reason, n in (Counter(node.replica.rejected) - before).items():
-            self.net.count(f"rejected:{reason}", n)
+        if rejected != before:
+            for reason, n in rejected.items():
+                if n > before.get(reason, 0):
+                    self.net.count(f"rejected:{reason}", n - before.get(reason, 0))
         if accepted:
             self.digests.pop(doc, None)
             self.net.counts["accepted"] += len(accepted)
@@ -186,11 +188,13 @@ class Sharing:
         ids: list[tuple[bytes, int]] | None = None  # decoded for the first taker only
         for peer, link in list(self.net.by_peer.items()):
             s = link.session
-            if peer == source or not s.is_open or not self.may_share(peer, doc):
+            # (whether the peer may read doc: send_changes asks the gate, once)
+            if peer == source or not s.is_open:
                 continue
             if ids is None:
                 ids = [(env.actor, env.seq) for env in map(decode_envelope, envs)]
-            lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if not s.peer_has(doc, a, q)]
+            mark = s.peer_mark(doc)  # peer_has(doc, a, q) is mark(a) >= q
+            lack = [(e, a, q) for e, (a, q) in zip(envs, ids) if mark(a) < q]
             if not lack:
                 continue
             upto: dict[bytes, int] = {}
@@ -201,9 +205,9 @@ class Sharing:
             # Claim "it holds up to q" only where the push joins what the peer is known
             # to hold: after a gap (e.g. changes made offline, not yet sent) the claim
             # would hide the gap from the answer to its `have` for as long as we push.
-            upto = {a: q for a, q in upto.items()
-                    if first[a] <= 1 or s.peer_has(doc, a, first[a] - 1)}
-            s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None)
+            upto = {a: q for a, q in upto.items() if first[a] <= 1 or mark(a) >= first[a] - 1}
+            if not s.send_changes(doc, [e for e, _a, _q in lack], upto=upto or None):
+                continue
             self.net.counts["pushed"] += len(lack)
 
     def _announce(self, doc: Any, envs: list[bytes], source: bytes | None) -> None:
@@ -221,7 +225,7 @@ class Sharing:
             s = link.session
             if peer == source or not s.is_open:
                 continue
-            upto = lacking_upto(seqs, partial(s.peer_has, doc))
+            upto = lacking_from_marks(seqs, s.peer_mark(doc))
             if upto and s.announce(doc, upto):
                 self.net.counts["announced"] += 1
 
@@ -257,6 +261,24 @@ class Sharing:
             self.forward(doc, envs, None)
             self.net._emit("doc_changed", doc, None)
         self.net._flush_all()
+
+
+def lacking_from_marks(seqs: dict[bytes, list[int]],
+                       mark: Callable[[bytes], int]) -> dict[bytes, int]:
+    """:func:`lacking_upto` where the peer's knowledge is one number per actor,
+    ``mark(actor)`` (it holds ``actor``'s seqs up to it): one lookup per actor and
+    peer instead of two or more ``has`` calls."""
+    upto: dict[bytes, int] = {}
+    for a, qs in seqs.items():
+        m = mark(a)
+        last = qs[-1]
+        if m >= last:
+            continue
+        # the first seq it lacks (qs sorted): joins what it holds if it is m + 1 or 1
+        first = qs[0] if qs[0] > m else qs[bisect_right(qs, m)]
+        if first <= 1 or m >= first - 1:
+            upto[a] = last
+    return upto
 
 
 def lacking_upto(seqs: dict[bytes, list[int]],
