@@ -84,6 +84,8 @@ class WidgetSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     async def open(self, kernel_id: str) -> None:  # type: ignore[override]
         super().open()  # WebSocketMixin's pings
+        # one small frame per key: never hold one back waiting for the last one's ACK
+        self.set_nodelay(True)
         try:
             reader, self._writer = await asyncio.open_unix_connection(self._path, limit=MAX_LINE)
         except OSError as e:
