@@ -570,10 +570,12 @@ class Editor(DirectWidget, LiveWidget):
 
     # -- life ----------------------------------------------------------------------
     def _detach(self) -> None:
-        try:
-            self._node.call_soon(self._direct_close_all)  # (their transports: node thread)
-        except RuntimeError:  # no network loop: no direct views either
-            pass
+        node = getattr(self, "_node", None)  # (None: __init__ failed early)
+        if node is not None and getattr(self, "_direct", None):
+            try:
+                node.call_soon(self._direct_close_all)  # (their transports: node thread)
+            except RuntimeError:  # the network stopped: the views went with it
+                pass
         if getattr(self, "_ready", False):
             announce(self._node, self._handle.id, "editor", self._text.name, False)
         for off in getattr(self, "_node_off", []):
