@@ -32,6 +32,7 @@ long tasks (PerformanceObserver "longtask") are recorded until both equal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -49,6 +50,9 @@ sys.path[:0] = [str(REPO / "tests" / "browser"), str(REPO / "tests"), str(REPO)]
 import lab  # noqa: E402
 
 WARMUP = 20
+MODES: list[str] = []  # the editors' road to their kernel in the run (page A, page B)
+CHANNEL_MODE = """(() => { const e = document.querySelector('[data-own-widget="editor"]');
+  return e && e.ownChannel ? e.ownChannel.mode : 'comm (old bundle)'; })()"""
 OURS = "ownkernel ui.editor (2 kernels, 2 nodes)"
 ANCHOR = "jupyter-collaboration (1 shared cell)"
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
@@ -379,6 +383,10 @@ def run_ours(root: Path, pw: Any, keys: int, rate: float, sustain: float = 0.0,
             a.wait_for_selector(sel, timeout=60_000)
             lab.open_and_run(b, server.url("b", "B.ipynb"))
             b.wait_for_selector(sel, timeout=60_000)
+            for page in (a, b):  # the direct channel attaches a moment after the snapshot
+                with contextlib.suppress(Exception):
+                    page.wait_for_function(CHANNEL_MODE + " === 'direct'", timeout=5_000)
+            MODES[:] = [a.evaluate(CHANNEL_MODE), b.evaluate(CHANNEL_MODE)]
             if trace:
                 a.evaluate(TRACE_ON)
                 b.evaluate(TRACE_ON)
@@ -493,7 +501,11 @@ def main() -> None:
                     help="edits per commit in the burst (default 100)")
     ap.add_argument("--burst-lines", type=int, default=1, choices=[0, 1],
                     help="1 (default): 1 insert in 11 is a newline; 0: no newlines")
+    ap.add_argument("--comm", action="store_true",
+                    help="ours over the kernel's comm only (no direct channel), as before")
     args = ap.parse_args()
+    if args.comm:
+        LAB_ENV["OWNKERNEL_UI_DIRECT"] = "0"
     if args.rename:
         xs = renames(args.rename)
         print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
@@ -527,6 +539,7 @@ def main() -> None:
                     root, pw, args.keys, args.rate)
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     print(f"TCP_NODELAY on the server's sockets: {'yes' if args.nodelay else 'no (default)'}")
+    print(f"ours: page A and B's editors talk to their kernels over: {' / '.join(MODES)}")
     print(f"load average before {' '.join(load_before)}, after {' '.join(load_after)}")
     print(f"keystroke page A -> visible in page B, {args.keys - WARMUP} keys at "
           f"{args.rate:g} keys/s (ms)")

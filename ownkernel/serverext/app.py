@@ -9,6 +9,7 @@ from traitlets import Bool, Float, Integer, Unicode
 
 from .handlers import RelayInfoHandler, RelaySocketHandler
 from .host import RELAY_PATH, RelayHost
+from .widgets import WIDGET_PATH, WidgetSocketHandler
 
 __all__ = ["OwnkernelRelay"]
 
@@ -33,12 +34,20 @@ class OwnkernelRelay(ExtensionApp):
     first_bytes_timeout = Float(
         10.0, config=True, help="Seconds a WebSocket may stay silent before its ZMTP greeting.")
 
+    widget_channel = Bool(
+        True, config=True,
+        help="Serve the widgets' direct channel to their kernels (ownkernel/widget/<kernel "
+        "id>); off: widgets talk over the kernel's comm only.")
+
     def initialize_settings(self) -> None:
         self.host = RelayHost(
             self.profile or None, name=self.node_name, public_url=self.public_url,
             max_connections=self.max_connections, first_bytes_timeout=self.first_bytes_timeout)
 
     def initialize_handlers(self) -> None:
+        if self.widget_channel:
+            self.handlers.append(
+                (rf"/{WIDGET_PATH}/(?P<kernel_id>[\w-]+)", WidgetSocketHandler))
         if not self.enabled:
             self.log.info("ownkernel relay disabled (OwnkernelRelay.enabled = False)")
             return

@@ -43,6 +43,7 @@ from ownkernel.ui.base import (
     node_colour,
     safe_colour,
 )
+from ownkernel.ui.channel import DirectWidget
 from ownkernel.ui.docview import _names
 from ownkernel.ui.utf16 import AstralIndex, ChangeSet
 
@@ -92,7 +93,7 @@ class Bridge:
 BLAME_EVERY = 0.3  # seconds: while blame is on, edits refresh it at most this often
 
 
-class Editor(LiveWidget):
+class Editor(DirectWidget, LiveWidget):
     _esm = STATIC / "editor.js"
     root = traitlets.Unicode("").tag(sync=True)
     language = traitlets.Unicode("").tag(sync=True)  # "markdown" or ""
@@ -111,6 +112,7 @@ class Editor(LiveWidget):
         if language is None:
             language = "markdown" if name.endswith(".md") else ""
         super().__init__(node, kind="editor", root=name, language=language)
+        self._direct_init()
         self._watch_first_sync(handle)
         self._text = text
         self._handle = handle
@@ -304,11 +306,7 @@ class Editor(LiveWidget):
         # wire) for every key typed while the node was busy, so a backlog
         # drains instead of growing.
         if isinstance(content, dict) and content.get("t") == "push":
-            if _TRACE_PATH:
-                try:
-                    _trace("recv", ChangeSet.from_json(content["updates"][-1]["ch"]).new_length)
-                except Exception:  # a bad push: the node thread will say what
-                    pass
+            self._note_push(content)
             self._pushes.append(content)
             if not self._pushes_scheduled:
                 self._pushes_scheduled = True
@@ -316,9 +314,16 @@ class Editor(LiveWidget):
         else:
             super()._on_comm_msg(_widget, content, _buffers)
 
+    def _note_push(self, content: dict[str, Any]) -> None:
+        if _TRACE_PATH:
+            try:
+                _trace("recv", ChangeSet.from_json(content["updates"][-1]["ch"]).new_length)
+            except Exception:  # a bad push: the node thread will say what
+                pass
+
     def _take_pushes(self) -> None:
         self._pushes_scheduled = False
-        if self._closed:
+        if self._closed or not self._pushes:
             return
         if _TRACE_PATH:
             _trace("take", self._idx.length16)
@@ -441,10 +446,17 @@ class Editor(LiveWidget):
             br = self._bridges.get(client)
             if br is None:
                 br = self._bridges[client] = Bridge(gen, self._snap_v)
-            if seq != br.seq:
+            if seq > br.seq:
                 raise ValueError(f"push number {seq} from {client}, expected {br.seq}")
+            if seq + len(updates) <= br.seq:
+                return  # all of it arrived already (resent after a channel switch)
             self._advance(br, v, client)
-            for upd in updates:
+            # a view that changed channel resends its unconfirmed updates: skip those
+            # we have (after _advance they are exactly br.unconfirmed, in its frame)
+            skip = br.seq - seq
+            if skip > len(br.unconfirmed):
+                raise ValueError(f"push number {seq} from {client} resends confirmed updates")
+            for upd in updates[skip:]:
                 if not isinstance(upd, dict) or upd.get("c") != client:
                     raise ValueError("update without its client's id")
                 own = ChangeSet.from_json(upd.get("ch"))
@@ -558,6 +570,12 @@ class Editor(LiveWidget):
 
     # -- life ----------------------------------------------------------------------
     def _detach(self) -> None:
+        node = getattr(self, "_node", None)  # (None: __init__ failed early)
+        if node is not None and getattr(self, "_direct", None):
+            try:
+                node.call_soon(self._direct_close_all)  # (their transports: node thread)
+            except RuntimeError:  # the network stopped: the views went with it
+                pass
         if getattr(self, "_ready", False):
             announce(self._node, self._handle.id, "editor", self._text.name, False)
         for off in getattr(self, "_node_off", []):

@@ -185,7 +185,8 @@ class Pages:
 def two_pages(root: Path, cells_a: list[str], cells_b: list[str],
               ready: Callable[[str, Any], None], *, shots: str,
               browser_args: Sequence[str] = (), init: dict[str, str] | None = None,
-              viewport: tuple[int, int] = (1100, 900)) -> Iterator[Pages]:
+              viewport: tuple[int, int] = (1100, 900),
+              lab_args: Sequence[str] = ()) -> Iterator[Pages]:
     """Two people in one JupyterLab under ``root``: notebook A on the ownkernel kernel and
     B on conftest.OTHER_PERSON's (another user, in a kernel sandbox), each opened in its
     own Chromium context with all its cells run; ``ready(name, page)`` waits until a page
@@ -203,7 +204,7 @@ def two_pages(root: Path, cells_a: list[str], cells_b: list[str],
         work.mkdir()
         notebook(work / "A.ipynb", cells_a)
         notebook(work / "B.ipynb", cells_b, OTHER_PERSON)
-        server = Lab(work, ["--YDocExtension.disable_rtc=True"])
+        server = Lab(work, ["--YDocExtension.disable_rtc=True", *lab_args])
         stack.callback(server.stop)
         browser = launch(stack.enter_context(sync_playwright()), browser_args)
         stack.callback(browser.close)

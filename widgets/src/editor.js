@@ -7,6 +7,7 @@ import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirro
 import { defaultHighlightStyle, syntaxHighlighting } from "@codemirror/language";
 import { markdown } from "@codemirror/lang-markdown";
 import { connect, h, syncingBadge } from "./common.js";
+import { link } from "./channel.js";
 
 const setCursors = StateEffect.define();
 const setBlame = StateEffect.define();
@@ -235,11 +236,23 @@ function render({ model, el }) {
   let pushed = 0;
   let seq = 0;
   let gen = 0;
+  // the road to the kernel: direct when it can, else the comm (channel.js). On a
+  // switch, whatever the kernel has not confirmed goes again from its first
+  // number: it may have been lost with the old road; the kernel skips copies.
+  const chan = link(model, clientID, {
+    version: () => (view ? getSyncedVersion(view.state) : -1),
+    switched: () => {
+      seq -= pushed;
+      pushed = 0;
+      push();
+    },
+  });
+  el.ownChannel = chan; // for tests: its mode, and drop() to fail it
   const push = () => {
     if (!view) return;
     const ups = sendableUpdates(view.state);
     if (ups.length <= pushed) return;
-    model.send({
+    chan.send({
       t: "push",
       v: getSyncedVersion(view.state),
       c: clientID,
@@ -260,7 +273,7 @@ function render({ model, el }) {
       return;
     }
     const { anchor, head } = view.state.selection.main;
-    model.send({ t: "sel", v: getSyncedVersion(view.state), anchor, head });
+    chan.send({ t: "sel", v: getSyncedVersion(view.state), anchor, head });
   };
 
   const makeState = (text, version) => EditorState.create({
@@ -292,10 +305,10 @@ function render({ model, el }) {
 
   const fail = (err) => {
     console.error("ownkernel editor:", err);
-    model.send({ t: "resync", v: -1 }); // start over from a snapshot
+    chan.send({ t: "resync", v: -1 }); // start over from a snapshot
   };
 
-  const stop = connect(model, {
+  const stop = connect(chan, {
     onSnapshot(msg) {
       const state = makeState(msg.text, msg.v);
       if (view) {
@@ -357,6 +370,7 @@ function render({ model, el }) {
   });
   return () => {
     stop();
+    chan.close();
     if (selTimer) clearTimeout(selTimer);
     if (view) view.destroy();
   };
