@@ -74,19 +74,19 @@ class DirectFront(EditorFront):
         if self.sock is not None:
             self.sock.sendall(encode(content))
             return
-        if content["t"] in ("ready", "resync"):
+        if content["t"] in ("ready", "resync", "direct?"):
             content = {**content, "c": self.client, "direct": True}
         if content["t"] == "push" and self.slow_comm:
             self.hold.append(content)
             return
         super().deliver(content)
 
+    def offers(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.comm if m.get("t") == "direct" and m["c"] == self.client]
+
     def offer(self) -> dict[str, Any]:
-        def got() -> Any:
-            with self.lock:
-                mine = [m for m in self.comm if m.get("t") == "direct" and m["c"] == self.client]
-            return mine[-1] if mine else None
-        return until(got, 10, "direct channel offered")
+        return until(lambda: (self.offers() or [None])[-1], 10, "direct channel offered")
 
     def attach(self) -> None:
         offer = self.offer()
@@ -246,6 +246,22 @@ def test_switching_roads_mid_typing_loses_and_duplicates_nothing(pair) -> None:
     until(lambda: str(da.text("body")) == str(db.text("body")) == want, 10, "nodes equal")
     assert fa.resyncs == 0 and fa.length_errors == 0
     assert not [m for _, m in fa.sent if m.get("t") == "error"]
+    # a view that lost its channel asks for a new offer; the old token is void
+    old, n = fa.offer(), len(fa.offers())
+    fa.drop()
+    fa.deliver({"t": "direct?"})
+    until(lambda: len(fa.offers()) == n + 1, 10, "a new offer")
+    new = fa.offer()
+    assert new["token"] != old["token"]
+    s = connect(runtime, old["kernel"])
+    s.sendall(encode({"t": "hello", "token": old["token"], "v": fa.version}))
+    assert read_all(s) == b""
+    s.close()
+    fa.attach()
+    fa.edit(len(fa.doc), 0, "?")
+    want += "?"
+    until(lambda: (fa.pump(), fa.push(), fb.pump(), fb.push(), fa.text, fb.text)[-2:]
+          == (want, want), 10, "both pages equal again")
     wa.close()
     wb.close()
 

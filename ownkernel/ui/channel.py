@@ -336,6 +336,10 @@ class DirectWidget:
             if known:
                 self._comm_views.discard(c)
             return
+        elif t == "direct?":  # a view that lost its channel asks for a new one
+            if known and self._ready and not self._closed:
+                self._offer_direct(c)
+            return
         self._receive(content)  # type: ignore[attr-defined]
         if t == "ready" and known and content.get("direct") is True and not self._closed:
             self._offer_direct(c)

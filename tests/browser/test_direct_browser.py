@@ -81,7 +81,7 @@ def test_both_pages_type_over_the_direct_channel(pages: lab.Pages) -> None:
     lab.keep_shot(a, "direct-A.png")
 
 
-def test_losing_the_websocket_mid_typing_ends_equal(pages: lab.Pages) -> None:
+def test_losing_the_websocket_mid_typing_ends_equal_and_reattaches(pages: lab.Pages) -> None:
     a, b = pages.a, pages.b
     start = text(a) or ""
     a.click(EDITOR)
@@ -95,8 +95,9 @@ def test_losing_the_websocket_mid_typing_ends_equal(pages: lab.Pages) -> None:
     want = start + " 1é2😀3"
     wait_text(b, want)
     wait_text(a, want)
-    assert a.evaluate(MODE) == "comm"
-    # and the other way: B (still direct) types, A (now on the comm) shows it
+    # page A asks for a new offer a second later and attaches again
+    a.wait_for_function(f"() => ({MODE})() === 'direct'", timeout=WAIT)
+    # and the other way: B types, A shows it
     b.click(EDITOR)
     b.keyboard.press("Control+End")
     b.keyboard.type(" back")

@@ -10,7 +10,11 @@
 // it holds, and from then on ignores the comm (the kernel stops posting there
 // once no view listens on it). When the WebSocket closes, the view says
 // "resync" over the comm and hooks.switched() lets it resend what the kernel
-// has not confirmed (the kernel skips what it already has).
+// has not confirmed (the kernel skips what it already has); then it asks for a
+// new offer ({t: "direct?"}) after RETRY_MS, at most RETRIES times in a row.
+
+const RETRY_MS = 1000;
+const RETRIES = 3;
 
 function pageConfig() {
   const el = typeof document !== "undefined" && document.getElementById("jupyter-config-data");
@@ -29,6 +33,8 @@ export function link(model, clientID, hooks = {}) {
   let ws = null;
   let direct = false; // messages flow over the WebSocket
   let closed = false;
+  let retries = 0; // re-attaches tried since the last one that carried a message
+  let retryTimer = null;
   const deliver = (msg) => { for (const h of handlers) h(msg); };
   const version = () => (hooks.version ? hooks.version() : -1);
 
@@ -61,6 +67,7 @@ export function link(model, clientID, hooks = {}) {
     };
     sock.onmessage = (ev) => {
       if (ws !== sock) return;
+      retries = 0; // this road works
       let msg;
       try {
         msg = JSON.parse(ev.data);
@@ -76,6 +83,13 @@ export function link(model, clientID, hooks = {}) {
       direct = false; // back to the comm: catch up from where we are, resend ours
       model.send({ t: "resync", v: version(), c: clientID });
       if (hooks.switched) hooks.switched("comm");
+      if (retries < RETRIES) { // a server restart, a dropped connection: try again later
+        retries++;
+        retryTimer = setTimeout(() => {
+          retryTimer = null;
+          if (!closed && !ws) model.send({ t: "direct?", c: clientID });
+        }, RETRY_MS);
+      }
     };
   };
 
@@ -98,6 +112,7 @@ export function link(model, clientID, hooks = {}) {
     drop() { if (ws) ws.close(); },
     close() {
       closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
       model.off("msg:custom", fromComm);
       if (ws) { const s = ws; ws = null; s.close(); }
       direct = false;
