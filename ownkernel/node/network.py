@@ -626,7 +626,7 @@ class NodeNetwork:
                     # Re-reading the book verifies every entry's signature (~1 ms a
                     # second per node at idle): only when it changed (ingest dials at
                     # once too), and every 30 s as a backstop.
-                    version = self.book.version()
+                    version = self.book.version
                     if version != dialed_at or now - last_dial >= 30.0:
                         dialed_at, last_dial = version, now
                         self.dialing.dial_from_book()
