@@ -141,3 +141,37 @@ def test_every_earlier_timer_is_reported() -> None:
     step(w.a.sync_all, 7.5)
     step(w.pump, 7.5)
     assert w.b._digest_pending is not None
+
+
+# ---------------------------------------------------------------- timer rounds (node)
+
+
+def test_timer_rounds_run_clean_with_quiet_sleeps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two connected nodes for a few address-book rounds (1 s each) and ping rounds:
+    no round fails (a failure is caught, counted as tick-error and would skip the
+    rest of that round: presence, flushes), and the peers stay connected while the
+    timer round sleeps up to QUIET_TICK."""
+    import time
+
+    from ownkernel.node import Node
+    from ownkernel.node.network import NetConfig
+
+    cfg = dict(ping_interval=0.3, peer_timeout=2.0, anti_entropy=1.0, backoff_min=0.05,
+               backoff_max=0.5, connect_timeout=1.0)
+    a = Node(tmp_path / "a", name="a", network=NetConfig(**cfg))  # type: ignore[arg-type]
+    b = Node(tmp_path / "b", name="b", network=NetConfig(**cfg))  # type: ignore[arg-type]
+    try:
+        na, nb = a.network, b.network
+        assert na is not None and nb is not None
+        peer = nb.connect(na.addresses[0], timeout=5)
+        assert peer is not None and peer.online
+        time.sleep(2.5)  # two book rounds and several pings/anti-entropy rounds
+        for net in (na, nb):
+            st = net.stats()
+            assert st["errors"].get("tick-error", 0) == 0, st["errors"]
+            assert st["peers_online"] == 1
+            assert not net._dialing_busy()  # so it slept up to QUIET_TICK
+        assert all(p.online for p in nb.peers())
+    finally:
+        for n in (a, b):
+            n.close()
