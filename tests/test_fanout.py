@@ -170,7 +170,7 @@ def test_timer_rounds_run_clean_with_quiet_sleeps(tmp_path) -> None:  # type: ig
             st = net.stats()
             assert st["errors"].get("tick-error", 0) == 0, st["errors"]
             assert st["peers_online"] == 1
-            assert not net._dialing_busy()  # so it slept up to QUIET_TICK
+            assert not net.timers.dialing_busy()  # so it slept up to QUIET_TICK
         assert all(p.online for p in nb.peers())
     finally:
         for n in (a, b):

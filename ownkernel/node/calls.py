@@ -248,7 +248,7 @@ class Calls:
         out = []
         for m in st.members:
             if m != to:
-                _name, addrs = self.net._names.get(m, ("", ()))
+                _name, addrs = self.net.directory.names.get(m, ("", ()))
                 out.append([m.hex(), list(addrs)[:4]])
         return json.dumps({"members": out[:MAX_MESH]}) if out else ""
 

@@ -184,7 +184,7 @@ def peers_with_routes(node: Node) -> list[Peer]:
     # left during this run): re-running a notebook must not pile up dead
     # "neighbours". They reappear when they connect.
     now = time.monotonic()
-    peers = [p for p in net._peers() if p.online or p.id in listed
+    peers = [p for p in net.directory.all() if p.online or p.id in listed
              or now - node._left.get(p.id, -1e18) < UNLISTED_GRACE]
     relays = [p for p in peers if p.relay and p.online]
     out = []

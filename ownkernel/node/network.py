@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import math
 import threading
 import time
 from collections import Counter, deque
@@ -75,9 +74,11 @@ from ownkernel.node.addressbook import BOOK_DOC, AddressBook
 from ownkernel.node.calls import Calls
 from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, advertised, sticky_listen
 from ownkernel.node.dialing import Dialing
+from ownkernel.node.peerdir import PeerDirectory
 from ownkernel.node.presence import Presence
 from ownkernel.node.relay import Relay
 from ownkernel.node.sharing import Sharing
+from ownkernel.node.timers import TimerRound
 
 if TYPE_CHECKING:
     from ownkernel.node.node import Node
@@ -89,10 +90,6 @@ log = logging.getLogger(__name__)
 EVENTS = ("peer_joined", "peer_left", "doc_changed", "presence")
 MAX_LINKS = 1024  # sessions in all; also per key and per address: see SessionTable
 INBOX_BURST = 64  # frames handled under one store transaction
-# The timer round's longest sleep while no dial is pending (every known peer is
-# online): the address-book round runs once a second anyway, and the sessions'
-# timers (pings, anti-entropy, announces) wake it sooner through next_due/on_due.
-QUIET_TICK = 1.0
 
 
 @dataclass(eq=False)
@@ -141,14 +138,14 @@ class NodeNetwork:
         self.presence = Presence(self, self.config.presence_ttl)
         self.calls = Calls(self)  # call signalling (node/calls.py, issue #14)
         self.dialing = Dialing(self)
-        self.dialing.planner.on_urgent = self._wake_soon
+        self.timers = TimerRound(self)  # the timer round (node/timers.py)
+        self.dialing.planner.on_urgent = self.timers.wake_soon
         self.sharing = Sharing(self)
         self.links: dict[ConnId, Link] = {}
         # who may hold an incoming session, and who makes room (net/limits.py)
         self.table = SessionTable(SessionLimits(total=MAX_LINKS))
         self.by_peer: dict[bytes, Link] = {}
-        self._names: dict[bytes, tuple[str, tuple[str, ...]]] = {}
-        self._last_seen: dict[bytes, float] = {}
+        self.directory = PeerDirectory(self)  # who we know, as Peer rows (node/peerdir.py)
         self._seen_docs: set[bytes] = set()
         self._inbox: list[Incoming] = []
         self._inbox_scheduled = False
@@ -157,10 +154,6 @@ class NodeNetwork:
         self._sendq: deque[tuple[ConnId, bytes]] = deque()
         self._sending = False
         self._more_scheduled = False
-        # the timer round sleeps until a session's next timer (at most idle_tick)
-        self._tick_wake: asyncio.Future[None] | None = None
-        self._tick_at = 0.0
-        self._tick_handle: asyncio.TimerHandle | None = None
         # peer -> (name, colour) from its `profile` messages (sent when it renames)
         self.profiles: dict[bytes, tuple[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -197,7 +190,7 @@ class NodeNetwork:
             self._ready.set()
             return
         self._ready.set()
-        ticker = asyncio.ensure_future(self._ticker())
+        ticker = asyncio.ensure_future(self.timers.run())
         await self._stop.wait()
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
@@ -220,7 +213,7 @@ class NodeNetwork:
             t = Transport(key, TransportConfig(
                 listen=attempt, max_frame_size=cfg.max_frame_size, rate=cfg.rate,
                 burst=cfg.burst), policy=policy, on_frame=self._on_frame,
-                on_event=self._on_conn_event, on_drained=self._process_inbox)
+                on_event=self.timers.on_conn_event, on_drained=self._process_inbox)
             try:
                 await t.start()
             except zmq.ZMQError as e:
@@ -476,8 +469,8 @@ class NodeNetwork:
                 ping_interval=cfg.ping_interval, peer_timeout=cfg.peer_timeout,
                 handshake_timeout=cfg.handshake_timeout, announce_delay=cfg.announce))
         link = self.links[conn] = Link(conn, session, curve_key, time.monotonic())
-        session.on_due = self._due_at
-        self._due_at(session.next_due())  # its handshake timeout
+        session.on_due = self.timers.due_at
+        self.timers.due_at(session.next_due())  # its handshake timeout
         return link
 
     def _handle(self, link: Link, events: Iterable[Event]) -> None:
@@ -498,10 +491,9 @@ class NodeNetwork:
                     self._emit("presence", ev.doc, link.peer, ev.state)
             elif isinstance(ev, ProfileReceived):
                 if link.peer is not None:
-                    _, addrs = self._names.get(link.peer, ("", ()))
-                    self._names[link.peer] = (ev.name, addrs)
+                    self.directory.renamed(link.peer, ev.name)
                     self.profiles[link.peer] = (ev.name, ev.color)
-                    self._emit("peer_joined", self._peer(link.peer))  # widgets redraw
+                    self._emit("peer_joined", self.directory.peer(link.peer))  # widgets redraw
             elif isinstance(ev, SignalReceived):
                 if link.peer is not None:
                     self.calls.received(link, ev.doc, ev.kind, ev.data)
@@ -533,8 +525,7 @@ class NodeNetwork:
             self.relay.relays.discard(peer)
         self.privilege(link)
         addrs = tuple(a for a in ev.addresses if a.endswith("#" + peer.hex()))
-        self._names[peer] = (ev.name, addrs)
-        self._last_seen[peer] = time.time()
+        self.directory.heard(peer, ev.name, addrs)
         node = self.node
         link.session.send_profile(node.name, getattr(node, "color", ""))  # the colour too
         if addrs:
@@ -564,13 +555,13 @@ class NodeNetwork:
         self.presence.send(link)
         if joined:
             self.counts["peers-joined"] += 1
-            self._emit("peer_joined", self._peer(peer))
+            self._emit("peer_joined", self.directory.peer(peer))
 
     def drop_link(self, link: Link, reason: str) -> None:
         if self.links.get(link.conn) is not link:
             return
         del self.links[link.conn]
-        self._due_at(0.0)  # its peer may need redialing: no quiet sleep (see _nap)
+        self.timers.due_at(0.0)  # its peer may need redialing: no quiet sleep (see _nap)
         if link.conn[0] == "in" and reason != "evicted":
             self.table.closed(link.conn, gone=reason == "disconnected")
         peer = link.peer
@@ -580,7 +571,7 @@ class NodeNetwork:
         if peer is None or self.by_peer.get(peer) is not link:
             return
         del self.by_peer[peer]
-        self._last_seen[peer] = time.time()
+        self.directory.last_seen[peer] = time.time()
         for other in self.links.values():
             if other.peer == peer and other.session.is_open:
                 self.by_peer[peer] = other
@@ -590,7 +581,7 @@ class NodeNetwork:
         with self.node.lock:
             self.node.gate.forget_peer(peer)
         self.counts["peers-left"] += 1
-        self._emit("peer_left", self._peer(peer))
+        self._emit("peer_left", self.directory.peer(peer))
 
     def _close_link(self, link: Link, reason: str) -> None:
         link.session.close(reason)
@@ -601,106 +592,6 @@ class NodeNetwork:
         assert self.transport is not None
         await self.transport.disconnect(conn)
         self.dialing.planner.conn_closed(conn, time.monotonic(), failed)
-
-    # ================================================================ connections
-
-    # ================================================================ timers
-    async def _ticker(self) -> None:
-        cfg = self.config
-        last_book = last_presence = last_dial = 0.0
-        dialed_at: dict[bytes, int] | None = None  # the book's version last dialed from
-        while True:
-            now = time.monotonic()
-            try:
-                for link in list(self.links.values()):
-                    self._handle(link, link.session.tick(now))
-                await self.dialing.step(now)
-                if now - last_book >= 1.0:
-                    last_book = now
-                    assert self.book is not None
-                    blob = self.book.announce(
-                        self.node.name, self.addresses if cfg.listed else [], cfg.relay)
-                    if blob is not None:
-                        self.sharing.forward(BOOK_DOC, [blob], None, book=True)
-                    self.book.save()
-                    # Re-reading the book verifies every entry's signature (~1 ms a
-                    # second per node at idle): only when it changed (ingest dials at
-                    # once too), and every 30 s as a backstop.
-                    version = self.book.version
-                    if version != dialed_at or now - last_dial >= 30.0:
-                        dialed_at, last_dial = version, now
-                        self.dialing.dial_from_book()
-                if now - last_presence >= cfg.presence_ttl / 3:
-                    last_presence = now
-                    self.presence.reseal()
-                    for link in list(self.by_peer.values()):
-                        self.presence.send(link)
-                self._flush_all()
-            except Exception:  # a bug in one round must not stop the node syncing
-                self.count("tick-error")
-                log.exception("network tick failed")
-            await self._nap()
-
-    def _next_due(self) -> float:
-        return min((link.session.next_due() for link in self.links.values()),
-                   default=math.inf)
-
-    async def _nap(self) -> None:
-        """Sleep until the next timer round: a session's earliest timer, at least
-        ``tick`` and at most ``idle_tick`` away (idle, a node wakes 4 times a
-        second, not 20: that polling was most of an idle node's CPU)."""
-        cfg = self.config
-        now = time.monotonic()
-        longest = cfg.idle_tick if self._dialing_busy() else max(cfg.idle_tick, QUIET_TICK)
-        delay = min(max(self._next_due() - now, cfg.tick), longest)
-        loop = asyncio.get_running_loop()
-        wake = self._tick_wake = loop.create_future()
-        self._tick_at = now + delay
-        self._tick_handle = loop.call_later(delay, _wake_up, wake)
-        try:
-            await wake
-        finally:
-            self._tick_handle.cancel()
-            self._tick_wake = None
-
-    def _dialing_busy(self) -> bool:
-        """Has the dialer anything to do (a peer it knows an address of is offline)?
-        Then the timer round keeps its ``idle_tick`` pace for redials and give-ups."""
-        online = self.online
-        return any(d.addresses and not d.never and not online(d.node_id)
-                   for d in self.dialing.planner.dials.values())
-
-    def _on_conn_event(self, ev: Any) -> None:
-        self.dialing.on_conn_event(ev)
-        self._due_at(0.0)  # a dial may have work now: a timer round at the next tick
-
-    def _wake_soon(self) -> None:
-        """A timer round at the next tick (from any thread)."""
-        if threading.current_thread() is self._thread:
-            self._due_at(0.0)
-        elif self._loop is not None and not self._closed:
-            try:
-                self._loop.call_soon_threadsafe(self._due_at, 0.0)
-            except RuntimeError:  # loop closed
-                pass
-
-    def _due_at(self, at: float) -> None:
-        """A session set a timer (an announce, a delayed pull: its ``on_due``): bring
-        the sleeping timer round forward to it. Sessions report their timers, so no
-        pass over every session's ``next_due()`` is needed per frame. (While the
-        round runs, ``_nap`` reads every session's ``next_due()`` after it.)"""
-        wake = self._tick_wake
-        if wake is None or wake.done() or at >= self._tick_at:
-            return
-        due = max(at, time.monotonic() + self.config.tick)
-        if due < self._tick_at:
-            assert self._tick_handle is not None
-            self._tick_handle.cancel()
-            self._tick_at = due
-            self._tick_handle = asyncio.get_running_loop().call_later(
-                due - time.monotonic(), _wake_up, wake)
-
-    # ================================================================ presence
 
     # ================================================================ sending
     def _send_raw(self, conn: ConnId, frame: bytes) -> None:
@@ -853,36 +744,8 @@ class NodeNetwork:
             link.session.send_profile(name, color)
         self._flush_all()
 
-    def _peer(self, peer: bytes) -> Peer:
-        link = self.by_peer.get(peer)
-        name, addrs = self._names.get(peer, ("", ()))
-        if self.book is not None and (not name or not addrs):
-            e = self.book.get(peer)
-            if e is not None:
-                name, addrs = name or e.name, addrs or e.addresses
-        online = link is not None and link.session.is_open
-        return Peer(peer, name, tuple(addrs), online,
-                    link.session.latency if online and link else None,
-                    time.time() if online else self._last_seen.get(peer),
-                    peer in self.relay.relays)
-
-    def _peers(self) -> list[Peer]:
-        ids: dict[bytes, None] = {}
-        for p in self.node.store.peers():
-            ids[p["id"]] = None
-            if p["id"] not in self._names and p.get("name") is not None:
-                self._names[p["id"]] = (p["name"], tuple(p.get("addresses") or ()))
-            self._last_seen.setdefault(p["id"], p.get("last_seen"))
-        assert self.book is not None
-        ids.update(dict.fromkeys(self.book.entries()))
-        ids.update(dict.fromkeys(self.by_peer))
-        ids.pop(self.id, None)
-        out = [self._peer(p) for p in ids]
-        out.sort(key=lambda p: (not p.online, p.name, p.id))
-        return out
-
     def peers(self) -> list[Peer]:
-        return self._call(self._peers)
+        return self._call(self.directory.all)
 
     def connect(self, target: str, timeout: float | None = 5.0) -> Peer | None:
         """Dial an address or a token's inviter; wait up to ``timeout`` s for the session."""
@@ -891,14 +754,10 @@ class NodeNetwork:
             return None  # (never block the network thread waiting for itself)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            p = self._call(self._peer, peer)
+            p = self._call(self.directory.peer, peer)
             if p.online:
                 return p
             time.sleep(0.01)
         raise TimeoutError(f"no session with {peer.hex()[:12]} after {timeout:.1f} s; "
                            f"still trying in the background")
 
-
-def _wake_up(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)

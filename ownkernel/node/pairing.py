@@ -276,7 +276,7 @@ class Devices:
                 if c.device == self.node.id:
                     seen = time.time()
                 else:
-                    seen = net._last_seen.get(c.device) if net is not None else None
+                    seen = net.directory.last_seen.get(c.device) if net is not None else None
                     if net is not None and net.online(c.device):
                         seen = time.time()
                 out.append(Device(c.device, c.name, seen, self.users.revoked(c.device)))
@@ -457,7 +457,7 @@ class Devices:
                 del self.pending[tid]  # single use, whatever happens next
                 self.used.add(tid)
                 reason = None
-                name = node.network._names.get(peer, ("", ()))[0] if node.network else ""
+                name = node.network.directory.name_of(peer) if node.network else ""
                 try:
                     cert = make_cert(self._require_key("pair"), dev, accept,
                                      name or f"device-{short_id(dev)}", time.time())
