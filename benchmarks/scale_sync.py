@@ -11,6 +11,10 @@ cross the pair per minute. Baseline in the same run: a loro-over-ZeroMQ server
 (ROUTER) that answers one request with a snapshot of each of its N docs,
 imported by the client (DEALER): the floor of "ship N small docs".
 Everything on 127.0.0.1; profiles under $TMPDIR.
+
+SCALE_TRACE=1: the timeline on stderr (when B's node was up and its k-th doc
+landed, each side's CPU per phase, B's RSS); SCALE_TRACE=2: also per 250 ms.
+SCALE_PROFILE=dir: yappi profiles (CPU clock, all threads) of A and B there.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ownkernel import Node
-from ownkernel.node import replica as replica_mod
+from ownkernel.node import docstate as replica_mod
 from ownkernel.store import decode_envelope, encode_envelope
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,8 +35,8 @@ from ownkernel.crdt import codec as crdt_codec
 from ownkernel.crdt.history import stamp as stamp_time
 from ownkernel.node.access import ACCESS_KEY, ACCESS_ROOT, AccessView
 from ownkernel.node.admit import admit_run
+from ownkernel.node.docstate import SNAPSHOT_AT_CLOSE, IngestedDocs, OpenDoc
 from ownkernel.node.gate import Credentials, Gate
-from ownkernel.node.grants import Grant
 from ownkernel.store import (
     ChangeRow,
     CorruptRowError,
@@ -58,7 +57,7 @@ from ownkernel.store import (
 )
 from ownkernel.store.auth import ZERO_HASH, Run, head_message
 
-__all__ = ["OpenDoc", "Replica", "SNAPSHOT_EVERY"]
+__all__ = ["OpenDoc", "Replica", "SNAPSHOT_EVERY"]  # OpenDoc: from docstate.py
 
 log = logging.getLogger(__name__)
 
@@ -67,57 +66,6 @@ Listener = Callable[[bytes, bytes], None]
 # arrives in the same batch as the new writer's first change): retried once more.
 _RETRYABLE = frozenset({"not_writer", "not_admin", "bad_capability", "revoked"})
 SNAPSHOT_EVERY = 1000  # changes since the last snapshot that trigger a new one
-# ... and at close: replaying a few changes at the next open costs less than a
-# snapshot now (closing a node that caught up with 2,000 small docs spent 0.7 s
-# saving a snapshot of each)
-SNAPSHOT_AT_CLOSE = 32
-# Docs loaded only to take in remote changes, and never handed out by ``open``,
-# stay in memory up to this many (most recent first); older ones are dropped
-# and load again from the store when opened. A catch-up of 10,000 newly shared
-# docs then holds ~this many, not 10,000, and a doc peers keep editing stays
-# loaded while it is among the most recent.
-KEEP_INGESTED = 256
-
-
-class OpenDoc:
-    """In-memory state of one loaded document."""
-
-    def __init__(self, row: DocRow, crdt: Doc | None, heads: dict[bytes, Head],
-                 grants: dict[bytes, Grant]) -> None:
-        self.row = row
-        self.crdt = crdt
-        self.heads = heads
-        self.grants = grants
-        self.users: Any = None  # the gate's device -> user registry (set by Replica)
-        # envelopes that cannot be verified yet (gap, unsigned tail), per author:
-        # actor -> seq -> (envelope, the peer it came from, its size in bytes)
-        self.waiting: dict[bytes, dict[int, tuple[Envelope, Any, int]]] = {}
-        self.since_snapshot = 0
-        self.txn = 0
-        # given out by Replica.open (a handle or the node may hold it): never dropped
-        self.handed = True
-        self.compacted: dict[bytes, tuple[int, bytes]] = {}  # actor -> (seq, chain hash)
-        self.verified: set[bytes] = set()  # actors whose compacted history re-verified
-        self.damaged: dict[bytes, int] = {}  # author -> first seq that could not be read
-        # The access map as of the last stored change. Local ops show up in the CRDT
-        # at once, so a local edit must be judged against this, not the live map
-        # (or a writer's own "make me admin" would authorise itself).
-        self.access_before: dict[str, Any] = (
-            dict(crdt.map(ACCESS_ROOT).items()) if crdt is not None else {})
-
-    def require_crdt(self) -> Doc:
-        if self.crdt is None:
-            raise PermissionError(
-                f"document {self.row.id.hex()[:8]} is encrypted and this node has no key for "
-                f"it (it only stores and forwards ciphertext); join with a token that "
-                f"carries the key")
-        return self.crdt
-
-    def access(self) -> AccessView:
-        amap: Any = self.crdt.map(ACCESS_ROOT) if self.crdt is not None else {}
-        return AccessView(self.row.owner, amap, self.grants, self.users)
-
-
 class Replica:
     """The documents of one node (see the module docstring)."""
 
@@ -134,8 +82,8 @@ class Replica:
         self.rejected: Tally[str] = Tally()
         self.closed = False
         self._versions: dict[bytes, dict[bytes, int]] = {}  # of docs not loaded
-        # loaded by ingest only (OpenDoc.handed False), oldest first: see KEEP_INGESTED
-        self._ingested: OrderedDict[bytes, None] = OrderedDict()
+        # loaded by ingest only (OpenDoc.handed False), oldest first (docstate.py)
+        self._ingested = IngestedDocs()
 
     def version(self, doc_id: bytes) -> dict[bytes, int]:
         """``{author: newest seq}`` of a doc, without loading it when it is not loaded
@@ -205,23 +153,12 @@ class Replica:
                 od = self._load(doc_id)
             if not od.handed:
                 od.handed = True
-                self._ingested.pop(doc_id, None)
+                self._ingested.forget(doc_id)
             return od
 
     def _drop_ingested(self) -> None:
-        """Drop the oldest docs loaded by ingest alone beyond KEEP_INGESTED (under the
-        lock). Only a doc with nothing in memory that the store lacks goes: no held
-        envelopes, no open transaction or pending ops, no damage noted, and few
-        changes since its snapshot (a reload replays those; more: it stays)."""
-        while len(self._ingested) > KEEP_INGESTED:
-            doc_id, _ = self._ingested.popitem(last=False)
-            od = self.docs.get(doc_id)
-            if od is None or od.handed:
-                continue
-            if (od.waiting or od.txn or od.damaged or od.since_snapshot >= SNAPSHOT_AT_CLOSE
-                    or (od.crdt is not None and od.crdt.pending_ops)):
-                od.handed = True  # keep it, and stop considering it
-                continue
+        """Drop the oldest docs loaded by ingest alone beyond ``KEEP_INGESTED``."""
+        for doc_id, od in self._ingested.excess(self.docs):
             del self.docs[doc_id]
             # its version, as version() would read it back from the store
             self._versions[doc_id] = {a: h.seq for a, h in od.heads.items()}
@@ -454,8 +391,7 @@ class Replica:
                 od = self._load(doc_id, row)
                 od.handed = False
             if not od.handed:
-                self._ingested[doc_id] = None
-                self._ingested.move_to_end(doc_id)
+                self._ingested.touch(doc_id)
                 try:
                     return self._ingest(od, blobs, source, encode)
                 finally:
