@@ -44,8 +44,8 @@ _KINDS = {"t": "text", "l": "list", "m": "map", "n": "counter", "g": "log", "s":
 class _UndoState:
     """Per Doc: which own changes were undone and by which change. Kept in
     memory and rebuilt from the ``_undo`` marks of the own changes when a Doc
-    is loaded; only an undo that found nothing left to invert (it makes no
-    change, so leaves no mark) is forgotten then.
+    is loaded; only an undo or a redo that found nothing left to invert (it
+    makes no change, so leaves no mark) is forgotten then.
     """
 
     def __init__(self) -> None:
