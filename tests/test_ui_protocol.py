@@ -195,13 +195,17 @@ def test_random_interleavings_of_two_views_and_remote_edits_converge(pair, seed)
             if rnd.random() < 0.5:
                 f.push()
         else:
-            t = rnd.choice([da, db]).text("body")
-            s = str(t)
-            p = rnd.randint(0, len(s))
-            if s and rnd.random() < 0.3:
-                t.delete(min(p, len(s) - 1), 1)
-            else:
-                t.insert(p, rnd.choice(["R", "ü", "🎉"]))
+            h = rnd.choice([da, db])
+            # read and edit in one transaction: the other node's changes arrive on
+            # the network thread and may shorten the text between two separate calls
+            with h.transaction():
+                t = h.text("body")
+                s = str(t)
+                p = rnd.randint(0, len(s))
+                if s and rnd.random() < 0.3:
+                    t.delete(min(p, len(s) - 1), 1)
+                else:
+                    t.insert(p, rnd.choice(["R", "ü", "🎉"]))
     for f in fronts:
         f.push()
 
