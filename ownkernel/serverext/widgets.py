@@ -27,7 +27,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from ownkernel.ui.channel import MAX_LINE, pointer_path
+from ownkernel.widgetpath import MAX_LINE, pointer_path
 
 log = logging.getLogger(__name__)
 

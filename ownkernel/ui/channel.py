@@ -43,24 +43,19 @@ import threading
 import weakref
 from typing import Any, Protocol
 
+from ownkernel.widgetpath import MAX_LINE, pointer_path
+
 log = logging.getLogger("ownkernel.ui")
 
 __all__ = ["Channel", "DirectView", "MAX_LINE", "encode", "kernel_identity", "pointer_path"]
 
 ENV = "OWNKERNEL_UI_DIRECT"
-MAX_LINE = 64 * 1024 * 1024  # bytes: a snapshot of a big text is one line
 MAX_BUFFERED = 16 * 1024 * 1024  # a page that stops reading is dropped past this (it resyncs)
-POINTER = "ownkernel-widget-{}.json"
 
 
 def encode(msg: Any) -> bytes:
     """One frame: compact JSON (raw UTF-8, so ``é😀`` stays short) and ``\\n``."""
     return (json.dumps(msg, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-def pointer_path(runtime_dir: str, kernel_id: str) -> str:
-    """Where a kernel says where its widget socket is (read by the server extension)."""
-    return os.path.join(runtime_dir, POINTER.format(kernel_id))
 
 
 def kernel_identity() -> tuple[str, str] | None:
