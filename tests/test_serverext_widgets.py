@@ -9,14 +9,13 @@ tests/browser/test_direct_browser.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import sys
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pytest
 pytest.importorskip("jupyterlab")
 sys.path.insert(0, str(Path(__file__).parent / "browser"))
 import lab  # noqa: E402
+from wsclient import exchange  # noqa: E402
 
 from ownkernel.ui.channel import pointer_path  # noqa: E402
 
@@ -77,36 +77,10 @@ class LineNode:
         self.done.set()
 
 
-async def _ws(url: str, sends: list[str | bytes], wait: float
-              ) -> tuple[list[str], bool, int | None]:
-    """(messages received, closed by the server, HTTP status if the upgrade was refused)."""
-    from tornado.httpclient import HTTPClientError
-    from tornado.websocket import websocket_connect
-
-    try:
-        ws = await websocket_connect(url)
-    except HTTPClientError as e:
-        return [], True, e.code
-    for m in sends:
-        await ws.write_message(m, binary=isinstance(m, bytes))
-    got: list[str] = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + wait
-    while loop.time() < end:
-        try:
-            msg = await asyncio.wait_for(ws.read_message(), max(0.01, end - loop.time()))
-        except asyncio.TimeoutError:
-            break
-        if msg is None:
-            return got, True, None
-        got.append(msg if isinstance(msg, str) else repr(msg))
-    ws.close()
-    return got, False, None
-
-
-def ws(url: str, sends: list[str | bytes] = (), wait: float = 5.0  # type: ignore[assignment]
-       ) -> tuple[list[str], bool, int | None]:
-    return asyncio.run(_ws(url, list(sends), wait))
+def ws(url: str, sends: Sequence[str | bytes] = (), wait: float = 5.0
+       ) -> tuple[list[str | bytes], bool, int | None]:
+    got = exchange(url, list(sends), wait)
+    return got.frames, got.closed, got.status
 
 
 def test_only_jupyter_users_reach_a_kernels_widget_socket(server: Any) -> None:

@@ -21,6 +21,7 @@ import pytest
 from test_attacks import attack
 from test_net_processes import Child
 from ws_relay_server import JupyterRelay, free_port
+from wsclient import exchange
 
 from ownkernel.net.transport import parse_address
 from ownkernel.net.wstunnel import split_ws_url, zmtp_signature
@@ -101,25 +102,10 @@ def test_info_is_for_jupyter_users_only(server: JupyterRelay):
 
 
 # -------------------------------------------------------------------- strangers
-async def _raw_ws(url: str, sends: list[bytes | str], wait: float) -> tuple[bytes, bool]:
+def _raw_ws(url: str, sends: list[bytes | str], wait: float) -> tuple[bytes, bool]:
     """Send ``sends`` on a raw WebSocket; (all bytes received, closed by the server)."""
-    from tornado.websocket import websocket_connect
-
-    ws = await websocket_connect(url)
-    for m in sends:
-        await ws.write_message(m, binary=isinstance(m, bytes))
-    got = b""
-    end = time.monotonic() + wait
-    while time.monotonic() < end:
-        try:
-            msg = await asyncio.wait_for(ws.read_message(), max(0.01, end - time.monotonic()))
-        except asyncio.TimeoutError:
-            break
-        if msg is None:
-            return got, True
-        got += msg if isinstance(msg, bytes) else msg.encode()
-    ws.close()
-    return got, False
+    got = exchange(url, list(sends), wait)
+    return got.data, got.closed
 
 
 def test_unauthenticated_websockets_get_nothing(server: JupyterRelay):
@@ -128,7 +114,7 @@ def test_unauthenticated_websockets_get_nothing(server: JupyterRelay):
     # an HTTP request, or any bytes that are not a ZMTP greeting: not one byte back,
     # and the server closes the socket at once
     for junk in [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00" * 64, "hello"]:
-        got, closed = asyncio.run(_raw_ws(url, [junk], wait=10.0))
+        got, closed = _raw_ws(url, [junk], wait=10.0)
         assert got == b"" and closed, (junk, got, closed)
     # half a handshake: a ZMTP greeting asking for CURVE, then a HELLO command that
     # is not a valid box for the relay's key. The relay answers with its own greeting
@@ -136,7 +122,7 @@ def test_unauthenticated_websockets_get_nothing(server: JupyterRelay):
     greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") + \
         b"\x00" + bytes(31)
     bad_hello = b"\x04\xc8\x05HELLO\x01\x00" + bytes(72) + bytes(32) + bytes(8) + bytes(80)
-    got, closed = asyncio.run(_raw_ws(url, [greeting, bad_hello], wait=10.0))
+    got, closed = _raw_ws(url, [greeting, bad_hello], wait=10.0)
     assert closed and len(got) <= 64, got
     # libzmq sends its greeting in two parts (10-byte signature, then the rest once
     # it read ours): how much of it arrives before the hang-up depends on timing

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -145,6 +146,20 @@ KERNEL_IDLE = """() => {
 }"""
 
 
+def watch_console(page: Any) -> None:
+    """Keep the page's console messages and uncaught errors (``page.own_console``,
+    written next to a failed test's screenshots), the last 500."""
+    lines: list[str] = []
+    page.own_console = lines
+
+    def keep(line: str) -> None:
+        lines.append(f"{time.strftime('%H:%M:%S')} {line}")
+        del lines[:-500]
+
+    page.on("console", lambda m: keep(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: keep(f"pageerror: {e}"))
+
+
 def open_and_run(page: Any, url: str, timeout: float = 90.0) -> None:
     """Open a notebook in Lab, wait for its kernel, run all its cells."""
     page.goto(url)
@@ -166,6 +181,11 @@ EDITOR_TEXT = """() => {
 }"""
 
 
+def wait_editor_text(page: Any, want: str, timeout_ms: float) -> None:
+    page.wait_for_function(f"() => ({EDITOR_TEXT})() === {json.dumps(want)}",
+                           timeout=timeout_ms)
+
+
 # -- two people's pages, screenshots ---------------------------------------------------------
 
 class Pages:
@@ -176,9 +196,16 @@ class Pages:
         self.a, self.b = pages["A"], pages["B"]
 
     def screenshot_all(self, directory: Path, stem: str) -> None:
-        for name, page in self.pages.items():
-            with contextlib.suppress(Exception):  # a page that crashed must not hide the failure
-                page.screenshot(path=str(directory / f"{stem}-{name}.png"), full_page=True)
+        keep_pages(self.pages, directory, stem)
+
+
+def keep_pages(pages: dict[str, Any], directory: Path, stem: str) -> None:
+    """Each page's screenshot and browser console (what the widgets logged)."""
+    for name, page in pages.items():
+        with contextlib.suppress(Exception):  # a page that crashed must not hide the failure
+            page.screenshot(path=str(directory / f"{stem}-{name}.png"), full_page=True)
+        lines = getattr(page, "own_console", [])
+        (directory / f"{stem}-{name}.console.txt").write_text("\n".join(lines) + "\n")
 
 
 @contextlib.contextmanager
@@ -215,8 +242,17 @@ def two_pages(root: Path, cells_a: list[str], cells_b: list[str],
                 viewport={"width": width, "height": height}).new_page()
             if init and name in init:
                 page.add_init_script(init[name])
-            open_and_run(page, server.url(name.lower(), f"{name}.ipynb"))
-            ready(name, page)
+            watch_console(page)
+            try:
+                open_and_run(page, server.url(name.lower(), f"{name}.ipynb"))
+                ready(name, page)
+            except BaseException:
+                where = Path(tempfile.mkdtemp(prefix=f"ownkernel-{shots}-setup-shots-"))
+                keep_pages(pages, where, "setup")
+                print(f"page {name} did not get ready: screenshots, consoles and "
+                      f"lab.log in {where}", file=sys.__stderr__)
+                shutil.copy(server.root / "lab.log", where / "lab.log")
+                raise
         yield Pages(pages, Path(tempfile.mkdtemp(prefix=f"ownkernel-{shots}-shots-")), server)
 
 
@@ -231,7 +267,10 @@ def screenshots(request: pytest.FixtureRequest, pages: Pages) -> Iterator[None]:
     keep = os.environ.get("OWNKERNEL_UI_SHOTS")
     if request.session.testsfailed > failed:
         pages.screenshot_all(pages.shots, request.node.name)
-        print(f"screenshots of the failure in {pages.shots}", file=sys.__stderr__)
+        with contextlib.suppress(OSError):
+            shutil.copy(pages.server.root / "lab.log", pages.shots / "lab.log")
+        print(f"screenshots, consoles and lab.log of the failure in {pages.shots}",
+              file=sys.__stderr__)
     elif keep:
         pages.screenshot_all(Path(keep), request.node.name)
 
@@ -242,3 +281,17 @@ def keep_shot(target: Any, name: str, **kwargs: Any) -> None:
     keep = os.environ.get("OWNKERNEL_UI_SHOTS")
     if keep:
         target.screenshot(path=os.path.join(keep, name), **kwargs)
+
+
+def type_both_ways(pages: Pages, timeout_ms: float) -> None:
+    """A types into its editor, B sees it; B types at the end, A sees it (with a
+    two-byte and a four-byte UTF-8 character, an astral one for UTF-16)."""
+    a, b = pages.a, pages.b
+    a.click(EDITOR_SEL)
+    a.keyboard.type("hi é😀")
+    wait_editor_text(b, "hi é😀", timeout_ms)
+    b.click(EDITOR_SEL)
+    b.keyboard.press("End")
+    b.keyboard.type(" ok😀")
+    wait_editor_text(a, "hi é😀 ok😀", timeout_ms)
+    assert b.evaluate(EDITOR_TEXT) == "hi é😀 ok😀"

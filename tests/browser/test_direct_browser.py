@@ -9,14 +9,12 @@ gets from the endpoint (an unauthenticated WebSocket, a wrong token: nothing).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from wsclient import exchange
 
 lab = pytest.importorskip("lab", reason="tests/browser/lab.py")
 _why = lab.missing()
@@ -61,21 +59,13 @@ def text(page: Any) -> str | None:
 
 
 def wait_text(page: Any, want: str) -> None:
-    page.wait_for_function(f"() => ({lab.EDITOR_TEXT})() === {json.dumps(want)}",
-                           timeout=WAIT)
+    lab.wait_editor_text(page, want, WAIT)
 
 
 def test_both_pages_type_over_the_direct_channel(pages: lab.Pages) -> None:
     a, b = pages.a, pages.b
     assert a.evaluate(MODE) == b.evaluate(MODE) == "direct"
-    a.click(EDITOR)
-    a.keyboard.type("hi é😀")
-    wait_text(b, "hi é😀")
-    b.click(EDITOR)
-    b.keyboard.press("End")
-    b.keyboard.type(" ok😀")
-    wait_text(a, "hi é😀 ok😀")
-    assert text(b) == "hi é😀 ok😀"
+    lab.type_both_ways(pages, WAIT)
     # still direct on both: nothing fell back to the comm on the way
     assert a.evaluate(MODE) == b.evaluate(MODE) == "direct"
     lab.keep_shot(a, "direct-A.png")
@@ -108,36 +98,11 @@ def test_losing_the_websocket_mid_typing_ends_equal_and_reattaches(pages: lab.Pa
     assert text(a) == text(b) == want + " back!"
 
 
-async def _ws(url: str, sends: list[str], wait: float) -> tuple[list[str], bool, int | None]:
+def ws_run(url: str, sends: list[str], wait: float) -> tuple[list[str | bytes], bool, int | None]:
     """Open ``url``, send ``sends``; (messages received, closed by the server, HTTP
-    status when the upgrade was refused)."""
-    from tornado.httpclient import HTTPClientError
-    from tornado.websocket import websocket_connect
-
-    try:
-        ws = await websocket_connect(url)
-    except HTTPClientError as e:
-        return [], True, e.code
-    for m in sends:
-        await ws.write_message(m)
-    got: list[str] = []
-    end = time.monotonic() + wait
-    while time.monotonic() < end:
-        try:
-            msg = await asyncio.wait_for(ws.read_message(), max(0.01, end - time.monotonic()))
-        except asyncio.TimeoutError:
-            break
-        if msg is None:
-            return got, True, None
-        got.append(msg if isinstance(msg, str) else msg.decode())
-    ws.close()
-    return got, False, None
-
-
-def ws_run(url: str, sends: list[str], wait: float) -> tuple[list[str], bool, int | None]:
-    # (Playwright's sync API runs an event loop on this thread: the client gets its own)
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(asyncio.run, _ws(url, sends, wait)).result()
+    status if the upgrade was refused)."""
+    got = exchange(url, list(sends), wait)
+    return got.frames, got.closed, got.status
 
 
 def test_strangers_get_nothing_from_the_endpoint(pages: lab.Pages) -> None:

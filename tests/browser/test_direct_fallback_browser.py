@@ -5,9 +5,7 @@ ways as before (ownkernel/ui/channel.py, widgets/src/channel.js)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -30,20 +28,9 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab.Pages]:
 screenshots = lab.screenshots
 
 
-def wait_text(page: Any, want: str) -> None:
-    page.wait_for_function(f"() => ({lab.EDITOR_TEXT})() === {json.dumps(want)}",
-                           timeout=WAIT)
-
-
 def test_without_the_endpoint_both_pages_type_over_the_comm(pages: lab.Pages) -> None:
     a, b = pages.a, pages.b
-    a.click(EDITOR)
-    a.keyboard.type("hi é😀")
-    wait_text(b, "hi é😀")
-    b.click(EDITOR)
-    b.keyboard.press("End")
-    b.keyboard.type(" ok😀")
-    wait_text(a, "hi é😀 ok😀")
+    lab.type_both_ways(pages, WAIT)
     # the kernels offered the channel (no server setting reaches them); the
     # WebSocket was refused and the views never left the comm
     assert a.evaluate(MODE) == b.evaluate(MODE) == "comm"
