@@ -63,6 +63,9 @@ class DirectFront(EditorFront):
         self.comm: list[dict[str, Any]] = []  # everything the comm carried
         self.hold: list[dict[str, Any]] = []  # comm pushes held back (a slow comm)
         self.slow_comm = False
+        self.closing = False  # ws.close() called, onclose not yet: comm sends, no reads
+        self.held_direct: list[bytes] = []  # direct frames not yet on the wire
+        self.slow_direct = False
 
     def _record(self, msg: dict[str, Any], buffers: Any = None) -> None:
         with self.lock:
@@ -71,8 +74,14 @@ class DirectFront(EditorFront):
                 self.sent.append((time.monotonic(), msg))
 
     def deliver(self, content: dict[str, Any]) -> None:
-        if self.sock is not None:
-            self.sock.sendall(encode(content))
+        if self.sock is not None and not self.closing:
+            if self.slow_direct:
+                self.held_direct.append(encode(content))
+            else:
+                self.sock.sendall(encode(content))
+            return
+        if self.closing and content["t"] == "push":  # channel.js: not OPEN -> the comm
+            super().deliver(content)
             return
         if content["t"] in ("ready", "resync", "direct?"):
             content = {**content, "c": self.client, "direct": True}
@@ -106,6 +115,8 @@ class DirectFront(EditorFront):
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
                 with self.lock:
+                    if self.closing:  # a closing WebSocket hands the page nothing more
+                        continue
                     self.sent.extend((time.monotonic(), json.loads(x)) for x in lines if x)
         except OSError:
             return
@@ -122,7 +133,7 @@ class DirectFront(EditorFront):
         s, self.sock = self.sock, None
         s.shutdown(socket.SHUT_RDWR)
         s.close()
-        self.deliver({"t": "resync", "v": self.version})
+        self.deliver({"t": "resync", "v": self.version, "g": self.gen})
         self.switched()
 
 
@@ -282,4 +293,62 @@ def test_the_socket_and_pointer_are_the_users_own(pair) -> None:
     assert ch.kernel_id == kernel
     a.network._call(ch.close)
     assert not os.path.exists(ptr) and not os.path.exists(path)
+    wa.close()
+
+
+def test_a_comm_push_overtaking_the_closing_channel_loses_nothing(pair) -> None:
+    """The page closes its WebSocket with pushes still in it; the key typed next goes
+    over the comm (the socket is CLOSING) and reaches the kernel first. That push is
+    ahead of its number: the kernel waits for the resend instead of answering with
+    an error and a snapshot (which the closing socket would swallow, leaving the view
+    on a snapshot the kernel no longer accepts pushes for)."""
+    a, b, da, db, runtime = pair
+    wa, wb = ui.editor(da.text("body")), ui.editor(db.text("body"))
+    fa, fb = both_ready(wa, wb, runtime)
+    fa.attach()
+    fa.settle()
+    fa.slow_direct = True  # "ab" sit in the WebSocket's send buffer
+    fa.edit(len(fa.doc), 0, "a")
+    fa.edit(len(fa.doc), 0, "b")
+    fa.closing = True  # ws.close(): "c" goes over the comm and overtakes them
+    fa.edit(len(fa.doc), 0, "c")
+    until(lambda: not wa._pushes and not wa._pushes_scheduled, 10, "the comm push taken")
+    assert fa.sock is not None
+    for frame in fa.held_direct:  # now the direct ones arrive
+        fa.sock.sendall(frame)
+    fa.held_direct, fa.slow_direct = [], False
+    fa.closing = False
+    fa.drop()  # onclose: resync over the comm, resend everything unconfirmed
+    want = "héllo 😀 wörldabc"
+    until(lambda: (fa.pump(), fa.push(), fb.pump(), fa.text, fb.text)[-2:] == (want, want),
+          10, "both pages have abc")
+    until(lambda: str(da.text("body")) == str(db.text("body")) == want, 10, "nodes equal")
+    assert not [m for _, m in fa.sent if m.get("t") in ("error", "snapshot")][1:], \
+        "no error, no second snapshot"
+    wa.close()
+    wb.close()
+
+
+def test_a_view_on_a_lost_snapshot_gets_it_again_on_its_next_road(pair) -> None:
+    """A snapshot sent only down a road the view was leaving never reaches it, and the
+    kernel ignores pushes built on an older one: the view's resync over the comm names
+    the snapshot it holds, and an older one gets the current snapshot."""
+    a, b, da, db, runtime = pair
+    wa = ui.editor(da.text("body"))
+    fa = DirectFront(wa, "pageA", runtime)
+    fa.deliver({"t": "ready"})
+    fa.settle()
+    fa.attach()
+    until(lambda: wa._direct, 10, "attached")  # (its hello went before the resync)
+    fa.settle()
+    g = wa._gen
+    assert fa.gen == g
+    fa.gen -= 1  # as if the current snapshot had gone down the road the view leaves
+    snaps = sum(m.get("t") == "snapshot" for _, m in fa.sent)
+    fa.drop()  # resync {v, g}: g is stale
+    until(lambda: (fa.pump(), fa.gen)[1] == wa._gen > g, 10, "the current snapshot")
+    assert sum(m.get("t") == "snapshot" for _, m in fa.sent) > snaps
+    fa.edit(0, 0, "ok ")
+    fa.settle()
+    assert str(da.text("body")) == "ok héllo 😀 wörld"
     wa.close()

@@ -171,7 +171,10 @@ class LiveWidget(anywidget.AnyWidget):
             if t == "ready":
                 self._send_snapshot()
             elif t == "resync":
-                self._resync(content.get("v"))
+                if self._stale_view(content):
+                    self._send_snapshot()
+                else:
+                    self._resync(content.get("v"))
             else:
                 self._on_message(t, content)
         except Exception as exc:
@@ -196,6 +199,13 @@ class LiveWidget(anywidget.AnyWidget):
         self._outbox.clear()  # the snapshot covers them
         self._post({"t": "snapshot", "v": self._version, **snap})
         self._ready = True
+
+    def _stale_view(self, content: dict[str, Any]) -> bool:
+        """Does a view that asks to catch up over the comm (``resync`` after it left
+        the direct channel) hold an older snapshot than ours? Then deltas cannot
+        help it: its snapshot went down with the road it was leaving. Widgets that
+        number their snapshots (the editor's ``g``) say so; others never are."""
+        return False
 
     def _resync(self, v: Any) -> None:
         hist = self._history

@@ -79,7 +79,7 @@ def kernel_identity() -> tuple[str, str] | None:
 class Target(Protocol):
     """What a widget offers to the channel (see ``editor.Editor``)."""
 
-    def _direct_attach(self, view: DirectView, client: str, version: Any) -> None: ...
+    def _direct_attach(self, view: DirectView, client: str, hello: dict[str, Any]) -> None: ...
 
     def _direct_messages(self, view: DirectView, msgs: list[Any]) -> None: ...
 
@@ -143,7 +143,7 @@ class DirectView(asyncio.Protocol):
             return False
         self.target, self.client = entry
         self.channel.stats["attached"] += 1
-        self.target._direct_attach(self, self.client, msg.get("v"))
+        self.target._direct_attach(self, self.client, msg)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -359,7 +359,7 @@ class DirectWidget:
             self.messages_sent += 1  # type: ignore[attr-defined]
 
     # -- direct side (node thread) ---------------------------------------------------
-    def _direct_attach(self, view: DirectView, client: str, version: Any) -> None:
+    def _direct_attach(self, view: DirectView, client: str, hello: dict[str, Any]) -> None:
         old = self._direct.get(client)
         if old is not None and old is not view:
             old.close()
@@ -367,7 +367,7 @@ class DirectWidget:
         self._comm_views.discard(client)
         if not self._ready:
             return  # its snapshot is on its way (to every view)
-        v = version
+        v = hello.get("v")
         first = self._version - len(self._history) + 1
         if isinstance(v, int) and not isinstance(v, bool) and first - 1 <= v <= self._version:
             # catch this view up from where it left the comm; the others need nothing
@@ -405,6 +405,10 @@ class DirectWidget:
     def _direct_closed(self, view: DirectView) -> None:
         if self._direct.get(view.client) is view:
             del self._direct[view.client]
+            # the view is back on the comm (channel.js always falls back), even when
+            # its hello reached us after its resync there (the socket path can be
+            # the slower one): keep posting to it until it attaches again or says bye
+            self._comm_views.add(view.client)
 
     def _direct_close_all(self) -> None:
         for view in list(getattr(self, "_direct", {}).values()):

@@ -293,6 +293,12 @@ class Editor(DirectWidget, LiveWidget):
         if self.blame:
             self._blame_soon(BLAME_EVERY)
 
+    def _stale_view(self, content: dict[str, Any]) -> bool:
+        # a view built on an older snapshot: its pushes would all be ignored
+        # (``_on_push``), so it gets the current one
+        g = content.get("g")
+        return isinstance(g, int) and not isinstance(g, bool) and g != self._gen
+
     def _deltas_extra(self) -> dict[str, Any]:
         # the text's length at the last delta sent: a view with nothing
         # unconfirmed checks it and asks for a snapshot if it differs
@@ -447,7 +453,13 @@ class Editor(DirectWidget, LiveWidget):
             if br is None:
                 br = self._bridges[client] = Bridge(gen, self._snap_v)
             if seq > br.seq:
-                raise ValueError(f"push number {seq} from {client}, expected {br.seq}")
+                # Its earlier pushes are still on the other road (a comm push can
+                # overtake the direct ones a closing WebSocket still carries), or
+                # were lost with it. Not an error: a view resends everything
+                # unconfirmed, in order, after every switch of road. (An error
+                # here would answer with a snapshot, which a view that is
+                # leaving the direct road may never see.)
+                return
             if seq + len(updates) <= br.seq:
                 return  # all of it arrived already (resent after a channel switch)
             self._advance(br, v, client)

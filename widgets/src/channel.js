@@ -37,6 +37,10 @@ export function link(model, clientID, hooks = {}) {
   let retryTimer = null;
   const deliver = (msg) => { for (const h of handlers) h(msg); };
   const version = () => (hooks.version ? hooks.version() : -1);
+  // the snapshot the view builds on, when it numbers them (the editor): on the
+  // resync after leaving the direct road, a kernel whose newer snapshot went down
+  // with that road sends it again
+  const gen = () => (hooks.gen ? { g: hooks.gen() } : {});
 
   const fromComm = (msg) => {
     if (!msg || typeof msg !== "object") return;
@@ -81,7 +85,7 @@ export function link(model, clientID, hooks = {}) {
       ws = null;
       if (!direct || closed) return;
       direct = false; // back to the comm: catch up from where we are, resend ours
-      model.send({ t: "resync", v: version(), c: clientID });
+      model.send({ t: "resync", v: version(), c: clientID, ...gen() });
       if (hooks.switched) hooks.switched("comm");
       if (retries < RETRIES) { // a server restart, a dropped connection: try again later
         retries++;

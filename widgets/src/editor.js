@@ -241,6 +241,7 @@ function render({ model, el }) {
   // number: it may have been lost with the old road; the kernel skips copies.
   const chan = link(model, clientID, {
     version: () => (view ? getSyncedVersion(view.state) : -1),
+    gen: () => gen,
     switched: () => {
       seq -= pushed;
       pushed = 0;
