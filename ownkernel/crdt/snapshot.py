@@ -17,8 +17,10 @@ used ``zlib``; both load: the first bytes tell them apart)::
 Integer columns (``lam_deltas``, ``origin_offsets``, ``oacts``, ``lens`` and
 every op log column) are *packed*: one byte string, a typecode byte
 (``b h i q``: 1, 2, 4 or 8 bytes per value, the smallest that fits) then
-the values little-endian (:func:`_pack`). Saves before session 7 hold CBOR
-arrays of ints there; both load (a list is the old form, bytes the new).
+the values little-endian, byte-shuffled: every value's lowest byte first,
+then every value's second byte, … (:func:`_pack`). Saves before session 7
+hold CBOR arrays of ints there; both load (a list is the old form, bytes
+the new).
 
 Columns of small deltas compress far better than rows of absolute values:
 about 40% smaller on the automerge-paper trace.
@@ -86,7 +88,14 @@ def _pack(col: Any) -> bytes:
         a = array("q", col)  # lamports and seqs stay below 2**53 (codec.MAX_INT)
     if _BIG_ENDIAN:
         a.byteswap()
-    return a.typecode.encode() + a.tobytes()
+    w = a.itemsize
+    if w == 1:
+        return a.typecode.encode() + a.tobytes()
+    # Byte planes: the high bytes of small values are runs of zeros that zstd
+    # all but drops (automerge-paper: 115 KB saved, vs 127 KB unshuffled and
+    # 121 KB as CBOR arrays); strided memoryview slices copy in C.
+    mv = memoryview(a).cast("B")
+    return b"".join([a.typecode.encode(), *(mv[k::w].tobytes() for k in range(w))])
 
 
 def _unpack(col: Any, what: str) -> Any:
@@ -97,9 +106,17 @@ def _unpack(col: Any, what: str) -> Any:
     if type(col) is not bytes or not col or col[0] not in _TYPECODES:
         raise DecodeError(f"corrupt saved document: {what} column")
     a = array(chr(col[0]))
-    if (len(col) - 1) % a.itemsize:
+    w = a.itemsize
+    n, bad = divmod(len(col) - 1, w)
+    if bad:
         raise DecodeError(f"corrupt saved document: {what} column length")
-    a.frombytes(memoryview(col)[1:])
+    if w == 1:
+        a.frombytes(memoryview(col)[1:])
+    else:
+        raw = bytearray(n * w)
+        for k in range(w):  # the byte planes back into values (see _pack)
+            raw[k::w] = memoryview(col)[1 + k * n : 1 + (k + 1) * n]
+        a.frombytes(raw)
     if _BIG_ENDIAN:
         a.byteswap()
     return a
@@ -178,6 +195,16 @@ def _runs_to_columns(seq: Sequence) -> list[Any]:
 
 
 def _ops_to_columns(ops: list[list[Any]]) -> list[Any]:
+    cols = list(zip(*ops))
+    if len(cols) >= 7 and cols[0].count(DEL) == len(ops):
+        # deletes only (a text's whole log): transposed and differenced in C
+        kinds, names, lams, d_tact, targets, d_n, d_dir = cols[:7]
+        order = dict.fromkeys(names)  # keys by first use, as below
+        kidx: Any = [0] * len(ops) if len(order) == 1 else list(
+            map({k: i for i, k in enumerate(order)}.__getitem__, names))
+        dlams = [lams[0], *map(sub, lams[1:], lams)]
+        packed = map(_pack, (kinds, kidx, dlams, d_tact, list(map(sub, targets, lams)), d_n, d_dir))
+        return [list(order), *packed, []]
     keys: dict[str, int] = {}
     kinds, kidx, dlams, rest = [], [], [], []
     d_tact, d_trel, d_n, d_dir = [], [], [], []
