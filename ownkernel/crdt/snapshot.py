@@ -53,6 +53,7 @@ except ImportError:  # the backport of the same module (a dependency before 3.14
 
 from .codec import CELL, DEL, INS, REDACT, SAVED, rle_check
 from .errors import DecodeError
+from .history import DEP_MASK, DEP_SHIFT, dep_key, dep_pairs, deps_value
 from .integrate import BIG_BATCH, gc_paused
 from .rga import MAX_RUNS, Block, Run, Sequence
 from .starts import Starts
@@ -137,9 +138,9 @@ def _save(doc: Doc) -> bytes:
             histories.append(None)
             continue
         deps = sorted(
-            [s, [x for da, ds in d for x in (da, ds)]]
-            for (da_, s), d in doc._deps.items()
-            if da_ == a
+            [k & DEP_MASK, [x for da, ds in dep_pairs(d) for x in (da, ds)]]
+            for k, d in doc._deps.items()
+            if k >> DEP_SHIFT == a
         )
         histories.append(
             [v, doc._starts[a].to_rle(), doc._end[a], deps, _ops_to_columns(doc._oplog[a])]
@@ -339,7 +340,9 @@ def _restore(cls: type[Doc], body: list[Any], actor: bytes | None) -> Doc:
         for s, flat in deps:
             if type(s) is not int or type(flat) is not list or len(flat) % 2:
                 raise DecodeError("corrupt saved document: dependencies")
-            dl = d._deps[(a, s)] = [(amap[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)]
+            dl = [(amap[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)]
+            if dl:
+                d._deps[dep_key(a, s)] = deps_value(dl)
             for x, v in dl:
                 if v > ctx.get(x, 0):
                     ctx[x] = v
