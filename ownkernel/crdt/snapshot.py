@@ -75,6 +75,9 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # keeps them as arrays until its runs are built.
 _TYPECODES = b"bhiq"
 _BIG_ENDIAN = sys.byteorder == "big"
+# the format fixes the widths (1, 2, 4, 8 bytes); C's may differ elsewhere
+if [array(chr(t)).itemsize for t in _TYPECODES] != [1, 2, 4, 8]:  # pragma: no cover
+    raise ImportError("ownkernel.crdt needs array typecodes b h i q of 1, 2, 4, 8 bytes")
 
 
 def _pack(col: Any) -> bytes:
