@@ -20,11 +20,19 @@ neighbours; all three libraries do their work in the calling thread.
  load      that loaded into a fresh document and its text read back: ms
  bytes     size of the saved document
  correct   every replica's final text equals the plain-Python model
+ keystroke_gc_us  of the keystroke time, the cyclic GC's collections that
+           ran inside the keystroke loop, per keystroke (ownkernel's runs are
+           Python objects: a full collection of the 1M-character doc lands
+           there)
+
+The libraries' runs alternate (ownkernel, loro, pycrdt, ownkernel, ...), so
+a change of machine load during the run reaches all of them alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -36,6 +44,27 @@ import time
 from typing import Any
 
 PARA = 1000
+
+
+class GCMeter:
+    """CPU time of the cyclic GC's collections while ``on`` (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.total = 0.0
+        self._t0 = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._t0 = time.process_time()
+        else:
+            self.total += time.process_time() - self._t0
+
+
+GC = GCMeter()
 
 
 def make_ops(chars: int, keys: int) -> tuple[list[tuple[int, str]], list[tuple[int, str]], str]:
@@ -81,6 +110,7 @@ def run_ownkernel(pastes: list[Any], strokes: list[Any], final: str) -> dict[str
     ins, dele, commit = t.insert, t.delete, d.commit
     changes = []
     push = changes.append
+    GC.on = True
     t0 = time.process_time()
     for pos, s in strokes:
         if s:
@@ -89,6 +119,8 @@ def run_ownkernel(pastes: list[Any], strokes: list[Any], final: str) -> dict[str
             dele(pos, 1)
         push(commit())
     out["keystroke_us"] = (time.process_time() - t0) / len(strokes) * 1e6
+    GC.on = False
+    out["keystroke_gc_us"] = GC.total / len(strokes) * 1e6
     ok = [str(t) == final]
     b = Doc.load(before)
     apply = b.apply
@@ -130,6 +162,7 @@ def run_loro(pastes: list[Any], strokes: list[Any], final: str) -> dict[str, Any
 
     sub = d.subscribe_local_update(on_update)
     ins, dele, commit = t.insert, t.delete, d.commit
+    GC.on = True
     t0 = time.process_time()
     for pos, s in strokes:
         if s:
@@ -138,6 +171,8 @@ def run_loro(pastes: list[Any], strokes: list[Any], final: str) -> dict[str, Any
             dele(pos, 1)
         commit()
     out["keystroke_us"] = (time.process_time() - t0) / len(strokes) * 1e6
+    GC.on = False
+    out["keystroke_gc_us"] = GC.total / len(strokes) * 1e6
     del sub
     ok = [t.to_string() == final, len(updates) == len(strokes)]
     b = loro.LoroDoc()
@@ -175,6 +210,7 @@ def run_pycrdt(pastes: list[Any], strokes: list[Any], final: str) -> dict[str, A
     before = d.get_update()
     updates: list[bytes] = []
     d.observe(lambda ev: updates.append(ev.update))
+    GC.on = True
     t0 = time.process_time()
     for pos, s in strokes:
         with d.transaction():
@@ -183,6 +219,8 @@ def run_pycrdt(pastes: list[Any], strokes: list[Any], final: str) -> dict[str, A
             else:
                 del t[pos : pos + 1]
     out["keystroke_us"] = (time.process_time() - t0) / len(strokes) * 1e6
+    GC.on = False
+    out["keystroke_gc_us"] = GC.total / len(strokes) * 1e6
     ok = [str(t) == final, len(updates) == len(strokes)]
     b = pycrdt.Doc()
     tb = b.get("body", type=pycrdt.Text)
@@ -207,7 +245,18 @@ def run_pycrdt(pastes: list[Any], strokes: list[Any], final: str) -> dict[str, A
 
 
 RUNNERS = {"ownkernel": run_ownkernel, "loro": run_loro, "pycrdt": run_pycrdt}
-KEYS = ["build_s", "keystroke_us", "remote_us", "save_ms", "load_ms", "bytes", "correct"]
+KEYS = [
+    "build_s", "keystroke_us", "keystroke_gc_us", "remote_us", "save_ms", "load_ms", "bytes",
+    "correct",
+]
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
 
 
 def main() -> None:
@@ -229,10 +278,12 @@ def main() -> None:
         f"python={platform.python_version()} machine={platform.machine()} "
         f"cpus={os.cpu_count()} date={time.strftime('%Y-%m-%d')}"
     )
-    results: dict[str, dict[str, Any]] = {}
-    for lib in [x for x in args.libs.split(",") if x]:
-        runs = []
-        for _ in range(args.repeat):
+    libs = [x for x in args.libs.split(",") if x]
+    runs: dict[str, list[dict[str, Any]]] = {lib: [] for lib in libs}
+    for _ in range(args.repeat):
+        for lib in libs:  # alternated: load changes during the run reach every library
+            if lib not in runs:
+                continue
             p = subprocess.run(
                 [
                     sys.executable,
@@ -249,15 +300,20 @@ def main() -> None:
             )
             if p.returncode:
                 print(f"{lib}: failed: {p.stderr.strip().splitlines()[-1:]}")
-                break
-            runs.append(json.loads(p.stdout))
-        if runs:
-            results[lib] = {
-                k: all(r[k] for r in runs)
-                if k == "correct"
-                else statistics.median(r[k] for r in runs)
-                for k in KEYS
-            }
+                del runs[lib]
+                continue
+            runs[lib].append(json.loads(p.stdout))
+            r = runs[lib][-1]
+            print(f"  {lib}: keystroke {r['keystroke_us']:.2f} us (GC {r['keystroke_gc_us']:.2f}), "
+                  f"save {r['save_ms']:.1f} ms, load {r['load_ms']:.1f} ms, "
+                  f"load average {_loadavg()}", flush=True)
+    results: dict[str, dict[str, Any]] = {
+        lib: {
+            k: all(r[k] for r in rs) if k == "correct" else statistics.median(r[k] for r in rs)
+            for k in KEYS
+        }
+        for lib, rs in runs.items()
+    }
     print(f"{'metric (median)':16s}" + "".join(f"{lib:>12s}" for lib in results))
     for k in KEYS:
         row = f"{k:16s}"

@@ -17,6 +17,10 @@ seeded edit script. Printed, per library:
    loro: its encoded oplog version vector)
  - merge_us_per_change: integrating one remote update
  - local_edit_us: mean time of one local edit including producing its update
+ - gc_in_edits_us: of that, the cyclic GC's collections that ran inside the
+   timed edits (per edit; gc_runs_in_edits: how many, by generation 0/1/2)
+ - gc_tracked_objects: ``len(gc.get_objects())`` of the child at the end
+   (the 100 replicas plus the interpreter's own, ~14,000)
  - converged: every replica ends with the same text
 
 Times are CPU time of the child process (``time.process_time``), so other
@@ -62,15 +66,36 @@ def run(lib: str, actors: int, rounds: int) -> dict[str, Any]:
     make, edit, apply_one, vv_bytes, text_of = ADAPTERS[lib]()
     reps = [make(i) for i in range(actors)]
     local_t = merge_t = 0.0
+    # CPU time of the cyclic GC's collections that ran inside timed local
+    # edits, by generation: where a collection lands moves the mean edit time
+    gc_in_edit = [0.0, 0.0, 0.0]
+    gc_runs = [0, 0, 0]
+    in_edit = False
+    gc_t0 = 0.0
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        nonlocal gc_t0
+        if not in_edit:
+            return
+        if phase == "start":
+            gc_t0 = time.process_time()
+        else:
+            g = info["generation"]
+            gc_in_edit[g] += time.process_time() - gc_t0
+            gc_runs[g] += 1
+
+    gc.callbacks.append(on_gc)
     merges = 0
     after_merge: list[int] = []
     for r in range(rounds):
         blobs = []
         for i, rep in enumerate(reps):
             kind, frac, s = move(r * actors + i)
+            in_edit = True
             t0 = time.process_time()
             blob = edit(rep, kind, frac, s)
             local_t += time.process_time() - t0
+            in_edit = False
             blobs.append(blob)
             if r > 0:
                 after_merge.append(len(blob))
@@ -81,13 +106,18 @@ def run(lib: str, actors: int, rounds: int) -> dict[str, Any]:
                     apply_one(rep, blob)
             merge_t += time.process_time() - t0
             merges += len(blobs) - 1
+    gc.callbacks.remove(on_gc)
     texts = {text_of(rep) for rep in reps}
+    gc.collect()
     return {
         "change_after_merge_B": sum(after_merge) / len(after_merge),
         "change_after_merge_max_B": max(after_merge),
         "vv_B": vv_bytes(reps[0]),
         "merge_us_per_change": merge_t / merges * 1e6,
         "local_edit_us": local_t / (actors * rounds) * 1e6,
+        "gc_in_edits_us": sum(gc_in_edit) / (actors * rounds) * 1e6,
+        "gc_runs_in_edits": "/".join(map(str, gc_runs)),
+        "gc_tracked_objects": len(gc.get_objects()),
         "converged": len(texts) == 1,
         "text_len": len(texts.pop()),
     }
@@ -204,6 +234,9 @@ KEYS = [
     "vv_B",
     "merge_us_per_change",
     "local_edit_us",
+    "gc_in_edits_us",
+    "gc_runs_in_edits",
+    "gc_tracked_objects",
     "converged",
     "text_len",
 ]
@@ -244,7 +277,7 @@ def main() -> None:
         row = f"{k:26s}"
         for lib in results:
             v = results[lib][k]
-            row += f"{v!s:>12s}" if isinstance(v, (bool, int)) else f"{v:12.1f}"
+            row += f"{v!s:>12s}" if isinstance(v, (bool, int, str)) else f"{v:12.1f}"
         print(row)
 
 

@@ -49,5 +49,5 @@ def test_a_typists_history_is_one_run() -> None:
         s.append(lam)
         if lam == 5000:
             assert s.count_le(4000) == 4000 and len(s) == 5000
-    assert len(s) == 260_000 and s.to_rle() == [1, 1, 259_999] and len(s._lam) == 1
+    assert len(s) == 260_000 and s.to_rle() == [1, 1, 259_999] and len(s._runs) == 1
     assert len(s.buf) == 0 and s[123_456] == 123_457

@@ -10,13 +10,14 @@ and import no other module's private name.
 from __future__ import annotations
 
 import ast
+import gc
 import random
 from pathlib import Path
 
 import cbor2
 import pytest
 
-from ownkernel.crdt import Doc, InvalidChangeError, change_info, codec
+from ownkernel.crdt import Doc, InvalidChangeError, change_info, codec, history
 
 CRDT = Path(__file__).resolve().parents[1] / "ownkernel" / "crdt"
 
@@ -200,6 +201,47 @@ def test_deps_declared_once_per_version() -> None:
     e.text("t").insert(5, "z")
     blob = e.commit()
     assert blob is not None and change_info(blob).deps == {}
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [[(1, 5)], [(0, 1)], [(3, 2**53 - 1)], [(1, 2), (4, 7)], [(1, 2**53)], [(1, -1)], []],
+)
+def test_deps_values_round_trip(pairs: list[tuple[int, int]]) -> None:
+    stored = history.deps_value(pairs)
+    assert list(history.dep_pairs(stored)) == pairs
+    # one in-range dep is an int (untracked by the GC), anything else a tuple
+    one = len(pairs) == 1 and 0 <= pairs[0][1] < 2**53
+    assert (type(stored) is int) == one
+    assert history.dep_key_split(history.dep_key(7, 2**53 - 1)) == (7, 2**53 - 1)
+
+
+def _named_deps(d: Doc) -> set[tuple[bytes, int, bytes, int]]:
+    """(author, seq, other actor, version) of every dep a replica holds."""
+    out = set()
+    for k, value in d._deps.items():
+        a, s = history.dep_key_split(k)
+        for x, v in history.dep_pairs(value):
+            out.add((d._actors[a], s, d._actors[x], v))
+    return out
+
+
+def test_merged_keystrokes_leave_no_gc_tracked_deps() -> None:
+    """After merging many writers' keystrokes a replica's deps are ints only:
+    no tuple per merged change, and no dict the GC must scan."""
+    docs, every = writers(6, 5, seed=3)
+    union = set().union(*map(_named_deps, docs))
+    assert len(union) > 10
+    for d in docs:
+        assert d._deps and all(type(k) is int and type(v) is int for k, v in d._deps.items())
+        assert not gc.is_tracked(d._deps)
+        assert _named_deps(d) == union  # every replica knows every change's deps
+        e = Doc.load(d.save(), d.actor)  # and they come back from a save
+        assert _named_deps(e) == union
+        assert e.changes() == d.changes()
+    fresh = Doc(actor(9))
+    fresh.apply(every)  # the general path: the same deps, the same form
+    assert _named_deps(fresh) == union and not gc.is_tracked(fresh._deps)
 
 
 # -------------------------------------------------------- module structure

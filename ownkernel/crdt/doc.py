@@ -17,7 +17,7 @@ import cbor2
 from . import codec, snapshot, undo
 from .codec import APPEND, CELL, CHANGE, DEL, INS, SET
 from .errors import DecodeError
-from .history import History, amap_index, log_delete, op_end, to_wire
+from .history import DEP_SHIFT, History, amap_index, deps_value, log_delete, op_end, to_wire
 from .integrate import Integrator, Unit
 from .log import Log
 from .map import Counter, Map
@@ -50,7 +50,7 @@ class Doc(History, Integrator):
         self._starts: list[Starts] = [Starts()]
         self._my_starts = self._starts[0]
         self._end: list[int] = [0]
-        self._deps: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._deps: dict[int, Any] = {}  # history.dep_key -> history.deps_value
         self._oplog: list[list[list[Any]]] = [[]]
         self._objs: dict[str, Any] = {}
         self._pending: list[list[Any]] = []
@@ -179,7 +179,7 @@ class Doc(History, Integrator):
                 declared = self._ctx[0]
                 if v > declared.get(x, 0):
                     declared[x] = v
-                    self._deps[(0, seq)] = ((x, v),)  # a tuple: the GC untracks it
+                    self._deps[seq] = x << DEP_SHIFT | v  # ints (history.dep_key, actor 0)
                     deps = [1, v]
                 else:
                     deps = 0
@@ -241,7 +241,7 @@ class Doc(History, Integrator):
                     dl.append((x, v))
                     deps_flat += (i, v)
             if dl:
-                self._deps[(0, seq)] = dl
+                self._deps[seq] = deps_value(dl)  # history.dep_key(0, seq)
         return codec.encode_change(actors, seq, start, deps_flat, wire)
 
     def _autocommit(self) -> None:

@@ -65,7 +65,7 @@ class History:
     _aidx: dict[bytes, int]
     _vv: list[int]
     _end: list[int]
-    _deps: dict[tuple[int, int], list[tuple[int, int]]]
+    _deps: dict[int, Any]  # see dep_key
     _oplog: list[list[list[Any]]]
     _objs: dict[str, Any]
     _starts: list[Any]
@@ -122,7 +122,7 @@ class History:
             else:
                 wire.append(to_wire(op, amap, actors, self._actors))
         deps_flat: list[int] = []
-        for da, ds in self._deps.get((a, seq), ()):
+        for da, ds in dep_pairs(self._deps.get(dep_key(a, seq))):
             deps_flat += (amap_index(amap, actors, self._actors, da), ds)
         return codec.encode_change(actors, seq, lo, deps_flat, wire)
 
@@ -150,7 +150,7 @@ class History:
             ops.append(op)
         deps: dict[int, list[int]] = {}
         for s in range(first, last + 1):
-            d = self._deps.get((a, s))
+            d = dep_pairs(self._deps.get(dep_key(a, s)))
             if d:
                 table = self._actors
                 deps[s] = [x for da, ds in d for x in (amap_index(amap, actors, table, da), ds)]
@@ -220,6 +220,43 @@ def from_wire(op: list[Any], lam: int, amap: list[int]) -> list[Any]:
     if k == REDACT:
         return [REDACT, op[1], lam, amap[op[2]], op[3]]
     return [k, op[1], lam, *op[2:]]
+
+
+# ``_deps`` (what each change declared of other actors) holds ints only, for
+# the common case of one dep: key ``actor << 53 | seq``, value ``other << 53 |
+# version`` (seqs and versions stay below 2**53, codec.MAX_INT); a change
+# declaring several holds a tuple of pairs. Tuples as keys and values made
+# every merged keystroke allocate three GC-tracked tuples, and each replica's
+# dict of them, untracked by a full collection, was re-tracked as young by
+# the next insert: the gen-0 collections that then landed in local edits
+# scanned hundreds of entries per replica (issue #15, 100 writers).
+DEP_SHIFT = 53
+DEP_MASK = (1 << DEP_SHIFT) - 1
+
+
+def dep_key(a: int, seq: int) -> int:
+    return a << DEP_SHIFT | seq
+
+
+def dep_key_split(k: int) -> tuple[int, int]:
+    """``(actor, seq)`` of a ``_deps`` key."""
+    return k >> DEP_SHIFT, k & DEP_MASK
+
+
+def deps_value(pairs: Any) -> Any:
+    """The stored form of a change's deps ``[(actor, version), ...]``."""
+    if len(pairs) == 1:
+        x, v = pairs[0]
+        if type(x) is int and type(v) is int and x >= 0 and 0 <= v <= DEP_MASK:
+            return x << DEP_SHIFT | v
+    return tuple(pairs)  # anything the int form cannot hold stays as it was
+
+
+def dep_pairs(value: Any) -> Any:
+    """``((actor, version), ...)`` of a stored deps value (``()`` for None)."""
+    if type(value) is int:
+        return ((value >> DEP_SHIFT, value & DEP_MASK),)
+    return value or ()
 
 
 def log_delete(log: list[list[Any]], op: list[Any]) -> None:

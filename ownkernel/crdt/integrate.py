@@ -19,7 +19,7 @@ from . import codec
 from .batch import build
 from .codec import APPEND, CELL, DEL, DELKEY, INC, INS, REDACT, SET, Bundle, Change
 from .errors import ConflictError, CRDTError, DecodeError, InvalidChangeError
-from .history import canon, from_wire, log_delete, op_end, slice_op
+from .history import canon, dep_key, deps_value, from_wire, log_delete, op_end, slice_op
 from .keystroke import Keystrokes
 from .rga import Sequence
 from .starts import Starts
@@ -80,7 +80,7 @@ class Integrator(Keystrokes):
     _vv: list[int]
     _end: list[int]
     _starts: list[Any]
-    _deps: dict[tuple[int, int], list[tuple[int, int]]]
+    _deps: dict[int, Any]  # history.dep_key
     _oplog: list[list[list[Any]]]
     _objs: dict[str, Any]
     _buffer: list[Unit]
@@ -455,7 +455,7 @@ class Integrator(Keystrokes):
             ctx = self._ctx[a]
             for s, d in u.deps.items():
                 if u.seq + i <= s < u.seq + j and d:
-                    self._deps[(a, s)] = d
+                    self._deps[dep_key(a, s)] = deps_value(d)
                     for x, v in d:
                         if v > ctx.get(x, 0):
                             ctx[x] = v

@@ -17,7 +17,7 @@ import cbor2
 from . import codec
 from .codec import CHANGE, DEL, INS, MAX_INT
 from .errors import CRDTError, InvalidChangeError
-from .history import log_delete
+from .history import DEP_SHIFT, log_delete
 from .text import Delta
 from .values import values_are_trees
 
@@ -32,7 +32,7 @@ class Keystrokes:
     _vv: list[int]
     _end: list[int]
     _starts: list[Any]
-    _deps: dict[tuple[int, int], list[tuple[int, int]]]
+    _deps: dict[int, Any]  # history.dep_key
     _oplog: list[list[list[Any]]]
     _objs: dict[str, Any]
     _ctx: list[dict[int, int]]
@@ -160,7 +160,7 @@ class Keystrokes:
         else:
             return False
         if dep:
-            self._deps[(a, seq)] = ((other, dep),)  # a tuple: the GC untracks it
+            self._deps[a << DEP_SHIFT | seq] = other << DEP_SHIFT | dep  # ints: history.dep_key
             ctx = self._ctx[a]
             if dep > ctx.get(other, 0):
                 ctx[other] = dep

@@ -14,6 +14,14 @@ used ``zlib``; both load: the first bytes tell them apart)::
         (and ``acts`` with up to 256 actors) may be a byte string, one byte
         per run (saves before 2026-11-30 hold arrays; both load)
 
+Integer columns (``lam_deltas``, ``origin_offsets``, ``oacts``, ``lens`` and
+every op log column) are *packed*: one byte string, a typecode byte
+(``b h i q``: 1, 2, 4 or 8 bytes per value, the smallest that fits) then
+the values little-endian, byte-shuffled: every value's lowest byte first,
+then every value's second byte, … (:func:`_pack`). Saves before session 7
+hold CBOR arrays of ints there; both load (a list is the old form, bytes
+the new).
+
 Columns of small deltas compress far better than rows of absolute values:
 about 40% smaller on the automerge-paper trace.
 
@@ -28,10 +36,12 @@ path: they arrive as changes and bundles and are integrated by the rules.
 
 from __future__ import annotations
 
+import sys
 import zlib
+from array import array
 from collections.abc import Iterator
-from itertools import accumulate, compress
-from operator import attrgetter, not_, sub
+from itertools import accumulate, compress, repeat
+from operator import add, attrgetter, not_, sub
 from typing import TYPE_CHECKING, Any
 
 import cbor2
@@ -43,6 +53,7 @@ except ImportError:  # the backport of the same module (a dependency before 3.14
 
 from .codec import CELL, DEL, INS, REDACT, SAVED, rle_check
 from .errors import DecodeError
+from .history import DEP_MASK, DEP_SHIFT, dep_key, dep_pairs, deps_value
 from .integrate import BIG_BATCH, gc_paused
 from .rga import MAX_RUNS, Block, Run, Sequence
 from .starts import Starts
@@ -55,6 +66,64 @@ if TYPE_CHECKING:
 # 32 ms; on a 1M-character text (1.5 MB) zstd 1 takes 2 ms (zlib 1: 25 ms).
 SMALL_BODY = 512 * 1024
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+# Packed integer columns (see the module docstring). A million-character text
+# has ~40,000 runs: as CBOR arrays their four int columns were ~165,000 items
+# for cbor2 to encode and, at load, to decode into int objects (~7 ms of a
+# ~18 ms load); packed they are four byte strings, and a loaded sequence
+# keeps them as arrays until its runs are built.
+_TYPECODES = b"bhiq"
+_BIG_ENDIAN = sys.byteorder == "big"
+# the format fixes the widths (1, 2, 4, 8 bytes); C's may differ elsewhere
+if [array(chr(t)).itemsize for t in _TYPECODES] != [1, 2, 4, 8]:  # pragma: no cover
+    raise ImportError("ownkernel.crdt needs array typecodes b h i q of 1, 2, 4, 8 bytes")
+
+
+def _pack(col: Any) -> bytes:
+    """An int column as a typecode byte and the values, little-endian."""
+    for tc in "bhi":  # the smallest that holds every value; a miss stops at the first misfit
+        try:
+            a = array(tc, col)
+            break
+        except OverflowError:
+            continue
+    else:
+        a = array("q", col)  # lamports and seqs stay below 2**53 (codec.MAX_INT)
+    if _BIG_ENDIAN:
+        a.byteswap()
+    w = a.itemsize
+    if w == 1:
+        return a.typecode.encode() + a.tobytes()
+    # Byte planes: the high bytes of small values are runs of zeros that zstd
+    # all but drops (automerge-paper: 115 KB saved, vs 127 KB unshuffled and
+    # 121 KB as CBOR arrays); strided memoryview slices copy in C.
+    mv = memoryview(a).cast("B")
+    return b"".join([a.typecode.encode(), *(mv[k::w].tobytes() for k in range(w))])
+
+
+def _unpack(col: Any, what: str) -> Any:
+    """A saved int column: an ``array`` from the packed form, or the CBOR
+    array of ints of a save made before packing (returned as is)."""
+    if type(col) is list:
+        return col
+    if type(col) is not bytes or not col or col[0] not in _TYPECODES:
+        raise DecodeError(f"corrupt saved document: {what} column")
+    a = array(chr(col[0]))
+    w = a.itemsize
+    n, bad = divmod(len(col) - 1, w)
+    if bad:
+        raise DecodeError(f"corrupt saved document: {what} column length")
+    if w == 1:
+        a.frombytes(memoryview(col)[1:])
+    else:
+        raw = bytearray(n * w)
+        for k in range(w):  # the byte planes back into values (see _pack)
+            raw[k::w] = memoryview(col)[1 + k * n : 1 + (k + 1) * n]
+        a.frombytes(raw)
+    if _BIG_ENDIAN:
+        a.byteswap()
+    return a
 
 
 def save(doc: Doc) -> bytes:
@@ -72,9 +141,9 @@ def _save(doc: Doc) -> bytes:
             histories.append(None)
             continue
         deps = sorted(
-            [s, [x for da, ds in d for x in (da, ds)]]
-            for (da_, s), d in doc._deps.items()
-            if da_ == a
+            [k & DEP_MASK, [x for da, ds in dep_pairs(d) for x in (da, ds)]]
+            for k, d in doc._deps.items()
+            if k >> DEP_SHIFT == a
         )
         histories.append(
             [v, doc._starts[a].to_rle(), doc._end[a], deps, _ops_to_columns(doc._oplog[a])]
@@ -113,7 +182,7 @@ def _runs_to_columns(seq: Sequence) -> list[Any]:
             lens += n
             parts += cut
     if not acts:
-        return [[], [], [], [], [], [], seq.empty]
+        return [[], *map(_pack, ([], [], [])), [], _pack([]), seq.empty]
     dlams = [lams[0], *map(sub, lams[1:], lams)]
     if isinstance(seq.empty, str):
         # visible text, then deleted text: a load reads the text back without
@@ -126,10 +195,20 @@ def _runs_to_columns(seq: Sequence) -> list[Any]:
     # the encoder instead of one per run; every reader of these columns
     # (len, min/max, compress, map, set) treats bytes as a sequence of ints
     acts_col: Any = bytes(acts) if max(acts) < 256 else acts
-    return [acts_col, dlams, offs, oacts, bytes(dead), lens, content]
+    return [acts_col, _pack(dlams), _pack(offs), _pack(oacts), bytes(dead), _pack(lens), content]
 
 
 def _ops_to_columns(ops: list[list[Any]]) -> list[Any]:
+    cols = list(zip(*ops))
+    if len(cols) >= 7 and cols[0].count(DEL) == len(ops):
+        # deletes only (a text's whole log): transposed and differenced in C
+        kinds, names, lams, d_tact, targets, d_n, d_dir = cols[:7]
+        order = dict.fromkeys(names)  # keys by first use, as below
+        kidx: Any = [0] * len(ops) if len(order) == 1 else list(
+            map({k: i for i, k in enumerate(order)}.__getitem__, names))
+        dlams = [lams[0], *map(sub, lams[1:], lams)]
+        packed = map(_pack, (kinds, kidx, dlams, d_tact, list(map(sub, targets, lams)), d_n, d_dir))
+        return [list(order), *packed, []]
     keys: dict[str, int] = {}
     kinds, kidx, dlams, rest = [], [], [], []
     d_tact, d_trel, d_n, d_dir = [], [], [], []
@@ -146,15 +225,50 @@ def _ops_to_columns(ops: list[list[Any]]) -> list[Any]:
             d_dir.append(op[6])
         else:
             rest.append(op[3:])
-    return [list(keys), kinds, kidx, dlams, d_tact, d_trel, d_n, d_dir, rest]
+    packed = map(_pack, (kinds, kidx, dlams, d_tact, d_trel, d_n, d_dir))
+    return [list(keys), *packed, rest]
 
 
-def _ops_from_columns(cols: list[Any]) -> list[list[Any]]:
-    keys, kinds, kidx, dlams, d_tact, d_trel, d_n, d_dir, rest = cols
+_INT = {int}
+
+
+def _ops_from_columns(cols: list[Any], amap: list[int]) -> list[list[Any]]:
+    """The op log of one actor; delete targets' actors mapped through ``amap``."""
+    keys, *ints, rest = cols
+    kinds, kidx, dlams, d_tact, d_trel, d_n, d_dir = ints = [
+        _unpack(c, "op log") for c in ints
+    ]
+    # packed columns hold ints by construction; old saves' lists are checked
+    # (a set of the items' types, built in C)
     if not all(type(k) is str for k in keys) or not all(
-        type(x) is int for col in (kinds, kidx, dlams, d_tact, d_trel, d_n, d_dir) for x in col
+        type(c) is not list or set(map(type, c)) <= _INT for c in ints
     ):
         raise DecodeError("corrupt saved document: op log columns")
+    n = len(kinds)
+    if (
+        n
+        and len(kidx) == len(dlams) == len(d_tact) == len(d_trel) == len(d_n) == len(d_dir) == n
+        and not rest
+        and kinds.count(DEL) == n
+        and 0 <= min(kidx) <= max(kidx) < len(keys)
+        and 0 <= min(d_tact) <= max(d_tact) < len(amap)
+    ):
+        # deletes only (a text's whole log): every op built by C-level maps
+        lams = list(accumulate(dlams))
+        return list(
+            map(
+                list,
+                zip(
+                    repeat(DEL),
+                    map(keys.__getitem__, kidx),
+                    lams,
+                    map(amap.__getitem__, d_tact),
+                    map(add, lams, d_trel),
+                    d_n,
+                    d_dir,
+                ),
+            )
+        )
     ops = []
     lam = 0
     di = ri = 0
@@ -168,6 +282,14 @@ def _ops_from_columns(cols: list[Any]) -> list[list[Any]]:
             ri += 1
     if len(ops) != len(kinds) or di != len(d_tact) or ri != len(rest):
         raise DecodeError("corrupt saved document: op log columns")
+    for op in ops:
+        k = op[0]
+        if k in (DEL, REDACT):
+            op[3] = amap[op[3]]
+        elif k == CELL:
+            op[4], op[6] = amap[op[4]], amap[op[6]]
+        elif k == INS:
+            raise DecodeError("corrupt saved document: insert in the op log")
     return ops
 
 
@@ -221,20 +343,13 @@ def _restore(cls: type[Doc], body: list[Any], actor: bytes | None) -> Doc:
         for s, flat in deps:
             if type(s) is not int or type(flat) is not list or len(flat) % 2:
                 raise DecodeError("corrupt saved document: dependencies")
-            dl = d._deps[(a, s)] = [(amap[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)]
+            dl = [(amap[flat[i]], flat[i + 1]) for i in range(0, len(flat), 2)]
+            if dl:
+                d._deps[dep_key(a, s)] = deps_value(dl)
             for x, v in dl:
                 if v > ctx.get(x, 0):
                     ctx[x] = v
-        log = d._oplog[a]
-        for op in _ops_from_columns(ops):
-            k = op[0]
-            if k in (DEL, REDACT):
-                op[3] = amap[op[3]]
-            elif k == CELL:
-                op[4], op[6] = amap[op[4]], amap[op[6]]
-            elif k == INS:
-                raise DecodeError("corrupt saved document: insert in the op log")
-            log.append(op)
+        d._oplog[a].extend(_ops_from_columns(ops, amap))
     d._my_starts = d._starts[0]
     for key in sorted(seqs, key=lambda k: k[0] not in "rc"):
         if not isinstance(key, str) or len(key) < 3 or key[0] not in "tlrc" or key[1] != ":":
@@ -255,6 +370,11 @@ def _fill(seq: Sequence, cols: list[Any], amap: list[int]) -> None:
     the runs are built at the first edit or id lookup, not at load (a million-
     character text reads back without making ~40,000 objects)."""
     acts, dlams, offs, oacts, dead, lens, content = cols
+    dlams, offs, oacts, lens = (
+        _unpack(dlams, "lamport"), _unpack(offs, "origin"), _unpack(oacts, "origin actor"),
+        _unpack(lens, "run length"),
+    )
+    cols = [acts, dlams, offs, oacts, dead, lens, content]
     n = len(acts)
     if not (len(dlams) == len(offs) == len(oacts) == len(dead) == len(lens) == n):
         raise DecodeError("corrupt saved document: sequence columns differ in length")

@@ -6,23 +6,29 @@ automerge-paper history (259,778 changes) is a single run here instead of a
 2 MB array, appends cost O(1), and saving needs no encoding pass.
 
 A run is ``(first index, first lamport, delta, count)``: starts
-``lam0, lam0 + delta, …`` for ``count`` changes.
+``lam0, lam0 + delta, …`` for ``count`` changes. The runs are one list of
+such tuples, not four parallel lists: a document holds one ``Starts`` per
+actor (a hundred writers' replicas held 400 lists each), and a tuple of ints
+is untracked by the cyclic GC after it survives one collection, so a full
+collection scans one list per actor instead of four.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
+
+_IDX = itemgetter(0)
+_LAM = itemgetter(1)
 
 
 class Starts:
-    __slots__ = ("_idx", "_lam", "_delta", "_count", "_n", "buf")
+    __slots__ = ("_runs", "_n", "buf")
 
     def __init__(self, starts: Iterable[int] = ()) -> None:
-        self._idx: list[int] = []  # index of each run's first change
-        self._lam: list[int] = []  # its lamport
-        self._delta: list[int] = []
-        self._count: list[int] = []
+        # (index of the run's first change, its lamport, delta, count)
+        self._runs: list[tuple[int, int, int, int]] = []
         self._n = 0  # changes folded into runs
         # Recent starts not yet folded into runs: the hot paths (a commit per
         # keystroke, a remote change per keystroke) append here at C speed;
@@ -46,58 +52,49 @@ class Starts:
         buf = self.buf
         if not buf:
             return
-        idx, lams, deltas, counts = self._idx, self._lam, self._delta, self._count
+        runs = self._runs
         n = self._n
         if n:
             # the usual case: the whole buffer continues the last run (checked in C)
-            c = counts[-1]
-            last = lams[-1] + deltas[-1] * (c - 1)
-            d = buf[0] - last if c == 1 else deltas[-1]
+            i0, l0, d0, c = runs[-1]
+            last = l0 + d0 * (c - 1)
+            d = buf[0] - last if c == 1 else d0
             if d > 0 and buf == list(range(last + d, last + d * (len(buf) + 1), d)):
-                deltas[-1] = d
-                counts[-1] = c + len(buf)
+                runs[-1] = (i0, l0, d, c + len(buf))
                 self._n = n + len(buf)
                 buf.clear()
                 return
         for lam in buf:  # _add, inlined: this runs once per change
             if n:
-                c = counts[-1]
-                d = lam - (lams[-1] + deltas[-1] * (c - 1))
+                i0, l0, d0, c = runs[-1]
+                d = lam - (l0 + d0 * (c - 1))
                 if c == 1:
-                    deltas[-1] = d
-                    counts[-1] = 2
+                    runs[-1] = (i0, l0, d, 2)
                     n += 1
                     continue
-                if d == deltas[-1]:
-                    counts[-1] = c + 1
+                if d == d0:
+                    runs[-1] = (i0, l0, d0, c + 1)
                     n += 1
                     continue
-            idx.append(n)
-            lams.append(lam)
-            deltas.append(1)
-            counts.append(1)
+            runs.append((n, lam, 1, 1))
             n += 1
         self._n = n
         buf.clear()
 
     def _add(self, lam: int) -> None:
+        runs = self._runs
         if self._n:
-            c = self._count[-1]
-            last = self._lam[-1] + self._delta[-1] * (c - 1)
-            d = lam - last
+            i0, l0, d0, c = runs[-1]
+            d = lam - (l0 + d0 * (c - 1))
             if c == 1:
-                self._delta[-1] = d  # a run of one adopts the first delta it meets
-                self._count[-1] = 2
+                runs[-1] = (i0, l0, d, 2)  # a run of one adopts the first delta it meets
                 self._n += 1
                 return
-            if d == self._delta[-1]:
-                self._count[-1] = c + 1
+            if d == d0:
+                runs[-1] = (i0, l0, d0, c + 1)
                 self._n += 1
                 return
-        self._idx.append(self._n)
-        self._lam.append(lam)
-        self._delta.append(1)
-        self._count.append(1)
+        runs.append((self._n, lam, 1, 1))
         self._n += 1
 
     def extend_rle(self, rle: list[int]) -> None:
@@ -106,19 +103,16 @@ class Starts:
             return
         self.fold()
         self._add(rle[0])
+        runs = self._runs
         for i in range(1, len(rle), 2):
             d, c = rle[i], rle[i + 1]
-            cnt = self._count[-1]
+            i0, l0, d0, cnt = runs[-1]
             if cnt == 1:
-                self._delta[-1] = d
-                self._count[-1] = 1 + c
-            elif self._delta[-1] == d:
-                self._count[-1] = cnt + c
+                runs[-1] = (i0, l0, d, 1 + c)
+            elif d0 == d:
+                runs[-1] = (i0, l0, d0, cnt + c)
             else:
-                self._idx.append(self._n)
-                self._lam.append(self._lam[-1] + self._delta[-1] * (cnt - 1) + d)
-                self._delta.append(d)
-                self._count.append(c)
+                runs.append((self._n, l0 + d0 * (cnt - 1) + d, d, c))
             self._n += c
 
     def extend(self, starts: Iterable[int]) -> None:
@@ -133,8 +127,9 @@ class Starts:
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError("change index out of range")
-        r = bisect_right(self._idx, i) - 1
-        return self._lam[r] + self._delta[r] * (i - self._idx[r])
+        runs = self._runs
+        i0, l0, d, _ = runs[bisect_right(runs, i, key=_IDX) - 1]
+        return l0 + d * (i - i0)
 
     def slice(self, i: int, j: int) -> list[int]:
         return [self[k] for k in range(i, j)]
@@ -143,15 +138,16 @@ class Starts:
         """How many changes start at or before ``lam`` (``bisect_right`` semantics)."""
         if self.buf:
             self.fold()
-        r = bisect_right(self._lam, lam) - 1
+        runs = self._runs
+        r = bisect_right(runs, lam, key=_LAM) - 1
         if r < 0:
             return 0
-        k = (lam - self._lam[r]) // self._delta[r] + 1
-        return self._idx[r] + min(k, self._count[r])
+        i0, l0, d, c = runs[r]
+        return i0 + min((lam - l0) // d + 1, c)
 
     def __iter__(self) -> Iterator[int]:
         self.fold()
-        for lam, d, c in zip(self._lam, self._delta, self._count):
+        for _, lam, d, c in self._runs:
             yield from range(lam, lam + d * c, d)
 
     def to_rle(self) -> list[int]:
@@ -171,16 +167,17 @@ class Starts:
             else:
                 out.extend((d, c))
 
+        runs = self._runs
         prev = out[0]
         k = i + 1
         while k < j:
-            r = bisect_right(self._idx, k) - 1
-            v = self._lam[r] + self._delta[r] * (k - self._idx[r])
+            i0, l0, d, c = runs[bisect_right(runs, k, key=_IDX) - 1]
+            v = l0 + d * (k - i0)
             add(v - prev, 1)
             prev, k = v, k + 1
-            m = min(self._idx[r] + self._count[r], j) - k  # the rest of this run
+            m = min(i0 + c, j) - k  # the rest of this run
             if m > 0:
-                add(self._delta[r], m)
-                prev += self._delta[r] * m
+                add(d, m)
+                prev += d * m
                 k += m
         return out
