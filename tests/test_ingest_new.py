@@ -189,3 +189,55 @@ def test_refused_changes_of_a_newly_shared_doc_store_nothing(tmp_path: Path) -> 
     finally:
         a.close()
         b.close()
+
+
+def _changes_msg(doc: bytes, blobs: list[bytes]) -> dict[str, Any]:
+    return {"msg": {"type": "changes", "doc": {"hex": doc.hex()},
+                    "blobs": [{"hex": b.hex()} for b in blobs]}}
+
+
+def test_through_the_transport_only_the_owners_valid_first_changes_are_stored(
+        tmp_path: Path) -> None:
+    """An attacker holding the owner's key talks to a node that joined 4 docs and
+    holds nothing of them: a forged batch, another doc's batch and a batch the
+    CRDT refuses are refused and not stored (nor forwarded: nothing accepted);
+    the genuine one lands unbuilt."""
+    from test_attacks import FAST, attack, seed_of
+    from waiting import until
+
+    from ownkernel.node.config import NetConfig
+
+    a = Node(tmp_path / "a", name="a", network=False)
+    j = Node(tmp_path / "j", name="j", network=False)  # joins offline, as at scale
+    ids = []
+    for i in range(4):
+        d = a.new_doc(f"doc {i}")
+        d.text().insert(0, f"content {i}")
+        ids.append(d.id)
+        j.join(a.invite(d, write=False, addresses=[]))
+    j.close()
+    j = Node(tmp_path / "j", name="j",
+             network=NetConfig(**{**FAST, "listen": ["tcp://127.0.0.1:0"]}))
+    try:
+        outs = [a.replica.outgoing(d, {}) for d in ids]
+        env = decode_envelope(outs[0][-1])
+        forged = outs[0][:-1] + [encode_envelope(env._replace(body=env.body + b"\x00"))]
+        bad = _signed(a.identity, a.id, ids[2],
+                      [encode_change([a.id], 1, 1, [], [[INS, "t:body", 50, 0, "x"]])])
+        attack(j.address, [{"hello": True}, {"sleep": 0.3},
+                           _changes_msg(ids[0], forged), _changes_msg(ids[1], outs[3]),
+                           _changes_msg(ids[2], bad), _changes_msg(ids[3], outs[3])],
+               seed=seed_of(a), listen=0.5)
+        until(lambda: j.replica.version(ids[3]) == {a.id: len(outs[3])})
+        rej = j.stats()["rejected"]
+        assert rej.get("bad_signature", 0) >= 1
+        assert rej.get("wrong_doc", 0) == len(outs[3])
+        assert rej.get("bad_change", 0) == 1
+        for d in ids[:3]:
+            assert j.store.heads(d) == {}
+        assert j.replica.stats["ingested_unbuilt"] == 1
+        assert j.replica.stats["accepted"] == len(outs[3])
+        assert str(j.open(ids[3]).text()) == "content 3"
+    finally:
+        j.close()
+        a.close()
