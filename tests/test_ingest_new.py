@@ -54,13 +54,14 @@ def _state(od: Any) -> dict[str, Any]:
             "version": dict(c.version)}
 
 
-def _pair(tmp_path: Path, n: int, name: str = "b") -> tuple[Node, Node, list[bytes]]:
+def _pair(tmp_path: Path, n: int, sealed: bool = False) -> tuple[Node, Node, list[bytes]]:
+    """``sealed``: every 4th doc end-to-end encrypted (its key in the token)."""
     a = Node(tmp_path / "a", name="a", network=False)
-    b = Node(tmp_path / name, name=name, network=False)
+    b = Node(tmp_path / "b", name="b", network=False)
     ids, tokens = [], []
     with a.lock, a.store.batch():
         for i in range(n):
-            d = a.new_doc(f"doc {i}")
+            d = a.new_doc(f"doc {i}", encrypted=sealed and i % 4 == 3)
             _fill(d, i)
             ids.append(d.id)
             tokens.append(a.invite(d, write=i % 2 == 0, addresses=[]))
@@ -79,7 +80,7 @@ def _stored(node: Node, doc: bytes) -> Any:
 def test_unbuilt_docs_open_to_the_senders_state_and_store_what_the_full_path_does(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     n = 18
-    a, b, ids = _pair(tmp_path, n)
+    a, b, ids = _pair(tmp_path, n, sealed=True)
     c = Node(tmp_path / "c", name="c", network=False)  # the full path, for comparison
     try:
         with c.lock, c.store.batch():
