@@ -11,7 +11,15 @@ import pytest
 
 from ownkernel import Node
 from ownkernel.node import docstate as replica_mod
+from ownkernel.node import replica as replica_py
 from ownkernel.store import decode_envelope, encode_envelope
+
+
+@pytest.fixture(autouse=True)
+def _full_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about docs *loaded* by ingest: newly shared docs otherwise
+    skip the load (newdocs.py, tested in test_ingest_new.py)."""
+    monkeypatch.setattr(replica_py, "ingest_new", lambda *_a: None)
 
 
 def _pair(tmp_path: Path, n: int) -> tuple[Node, Node, list[bytes]]:

@@ -185,6 +185,30 @@ class Integrator(Keystrokes):
         if self._observers and touched:
             self._notify(False, touched)
 
+    def check_new(self, decoded: list[Change]) -> list[Unit] | None:
+        """Would :meth:`apply_decoded` integrate every one of ``decoded`` into this
+        doc, which must be new and empty? The same conversion, duplicate check,
+        causal planning and reference checks (:meth:`_validate`), but nothing is
+        integrated: for a receiver that stores a newly shared doc's changes without
+        building it (node/newdocs.py). Returns the units (ops with their lamports),
+        or None when some change would wait for a missing dependency; raises a
+        ``ValueError`` where apply would. The doc is spent afterwards (its actor
+        table holds the authors): use a throwaway ``Doc`` per call."""
+        if self._calls or self._pending or len(self._actors) > 1:
+            raise RuntimeError("check_new() needs a new, empty doc")
+        units = [self._to_unit(c, 1) for c in decoded]
+        for u in units:
+            self._check_duplicate(u)
+        self._buffer = units
+        try:
+            plan = self._plan()
+            if sum(j - i for _u, i, j in plan) != sum(len(u.starts) for u in units):
+                return None  # something would be held for a missing dependency
+            self._validate(plan)
+        finally:
+            self._buffer = []
+        return units
+
     def _to_unit(self, c: Change | Bundle, call: int) -> Unit:
         amap = [self._actor_index(x) for x in c.actors]
         a = amap[0]

@@ -37,6 +37,7 @@ from ownkernel.node.access import ACCESS_KEY, ACCESS_ROOT, AccessView
 from ownkernel.node.admit import admit_run
 from ownkernel.node.docstate import SNAPSHOT_AT_CLOSE, IngestedDocs, OpenDoc
 from ownkernel.node.gate import Credentials, Gate
+from ownkernel.node.newdocs import ingest_new
 from ownkernel.store import (
     ChangeRow,
     CorruptRowError,
@@ -384,6 +385,10 @@ class Replica:
             blobs = list(blobs)
             od = self.docs.get(doc_id)
             if od is None:
+                # a newly shared doc nobody loaded: checked and stored, not built
+                done = ingest_new(self, doc_id, blobs, encode)
+                if done is not None:
+                    return done
                 row = self.store.document_for_write(doc_id)
                 if row is None:
                     self.reject("unknown_doc", len(blobs))
