@@ -126,7 +126,11 @@ class Sharing:
         # joiner catching up from its one peer) the accepted changes are neither
         # re-encoded here nor decoded again to be announced.
         others = any(p != source and lk.session.is_open for p, lk in self.net.by_peer.items())
-        accepted = node.replica.ingest(doc, blobs, source, encode=others)
+        # Only a relay passes the envelopes on (as bytes); a plain node announces
+        # (actor, seq) and needs the decoded tuples ingest has anyway: no
+        # re-encode there and decode again in _announce for every change.
+        relay = self.net.config.relay
+        accepted = node.replica.ingest(doc, blobs, source, encode=others and relay)
         if rejected != before:
             for reason, n in rejected.items():
                 if n > before.get(reason, 0):
@@ -210,14 +214,17 @@ class Sharing:
                 continue
             self.net.counts["pushed"] += len(lack)
 
-    def _announce(self, doc: Any, envs: list[bytes], source: bytes | None) -> None:
+    def _announce(self, doc: Any, envs: list[Any], source: bytes | None) -> None:
         """Announce others' changes to the peers that lack them: what ``forward``'s
         per-peer loop over changes gives, with the envelopes decoded once and per peer
         one or two ``peer_has`` per actor in the common case (a receiver in a mesh of n runs
         this for every change it gets, over n-1 peers). The share check is left to
-        the session's ``announce``, only for peers that lack something."""
+        the session's ``announce``, only for peers that lack something.
+        ``envs``: encoded envelopes or ``Envelope`` tuples (``ingest(encode=False)``)."""
         seqs: dict[bytes, list[int]] = {}
-        for env in map(decode_envelope, envs):
+        for env in envs:
+            if isinstance(env, (bytes, bytearray, memoryview)):
+                env = decode_envelope(env)
             seqs.setdefault(env.actor, []).append(env.seq)
         for qs in seqs.values():
             qs.sort()
