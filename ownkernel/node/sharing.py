@@ -181,10 +181,12 @@ class Sharing:
             link.session.send_have(doc)
         link.offered |= new
 
-    def forward(self, doc: Any, envs: list[bytes], source: bytes | None,
+    def forward(self, doc: Any, envs: list[Any], source: bytes | None,
                 book: bool = False) -> None:
         """Our own changes (``source`` None) go at once to every peer that may read
-        ``doc`` and lacks them; others' changes are announced (a relay pushes them)."""
+        ``doc`` and lacks them; others' changes are announced (a relay pushes them).
+        ``envs``: encoded envelopes, except others' changes on a plain node, which
+        may be ``Envelope`` tuples (only announced: ``ingest(encode=False)``)."""
         if book:
             for peer, link in list(self.net.by_peer.items()):
                 if peer != source and link.session.is_open and self.may_share(peer, doc):
