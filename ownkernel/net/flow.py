@@ -37,6 +37,9 @@ Account = tuple[SendAccount, "socket.socket | None"]
 # A full ZMTP greeting is 64 bytes: a server that sent no more than that never
 # got to the Curve handshake (the peer's greeting was garbage).
 GREETING = 64
+# A connection's acked bytes (TCP_INFO) read less than this long ago are reused:
+# the same flush asks twice (congested, then room), microseconds apart.
+REREAD_AFTER = 0.0005
 
 PROTOCOL_ERRORS = {
     zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "in-no-curve",  # NULL/PLAIN client
@@ -296,6 +299,11 @@ class SendBudgets:
 
     # ------------------------------------------------------------ internals
     def _refresh(self, acct: SendAccount, probe: socket.socket | None, now: float) -> int:
+        if now - acct.read_at < REREAD_AFTER:
+            # Read a moment ago (a flush asks congested(), then send() asks for
+            # room): TCP_INFO is a syscall per call, and a value this fresh can
+            # only over-estimate what is in flight (acks only grow), never under.
+            return acct.in_flight
         before = acct.in_flight
         acct.update(now, acked(probe))
         self.in_flight_total += acct.in_flight - before

@@ -259,13 +259,16 @@ class SendAccount:
         self.fallback_rate = fallback_rate
         self.stamp = now
         self.in_flight = 0  # last computed value (stale values only overestimate)
+        self.read_at = -1.0  # monotonic time of the last update() (see SendBudgets._refresh)
 
     def rebase(self, acked: int | None, now: float) -> None:
         """A new TCP connection under the same conn (libzmq reconnected)."""
         self.handed, self.in_flight, self.stamp = 0, 0, now
         self.base, self.has_acked = acked or 0, acked is not None
+        self.read_at = -1.0
 
     def update(self, now: float, acked: int | None) -> int:
+        self.read_at = now
         if acked is not None and self.has_acked:
             delivered = acked - self.base
             if delivered > self.handed:  # under-counted overhead: never go negative

@@ -165,6 +165,18 @@ class PeerSession(Session):
             return lambda a: said.get(a, 0)
         return lambda a: max(said.get(a, 0), sent.get(a, 0))
 
+    def peer_mark_of(self, doc: DocId, actor: bytes) -> int:
+        """``peer_mark(doc)(actor)`` without building the closure: the one lookup a
+        receiver makes per peer for a single announced change."""
+        said = self.known.said.get(doc)
+        sent = self.known.sent.get(doc)
+        m = said.get(actor, 0) if said else 0
+        if sent:
+            q = sent.get(actor, 0)
+            if q > m:
+                return q
+        return m
+
     def reset_sent(self, doc: DocId | None = None) -> None:
         """Frames to the peer were lost: answer its next `have` (for doc, or all) in full."""
         self.known.reset_sent(doc)

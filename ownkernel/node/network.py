@@ -601,14 +601,17 @@ class NodeNetwork:
     def link_of(self, peer: bytes) -> Link | None:
         return self.by_peer.get(peer)
 
-    def flush(self, link: Link) -> None:
+    def flush(self, link: Link, kick: bool = True) -> None:
+        """Queue ``link``'s frames and send them (``kick=False``: the caller sends
+        after queueing several links' frames, as _flush_all does)."""
         if not link.session.has_output:
             return
         if self.transport is not None and self.transport.congested(link.conn):
             return  # the peer is not reading: keep it in the session until it drains
         for f in link.session.data_to_send():
             self._sendq.append((link.conn, f))
-        self._kick()
+        if kick:
+            self._kick()
         if link.session.wants_send and not self._more_scheduled:
             # more answers to produce (a catch-up): after what is queued now has
             # gone, and after any frames that arrived meanwhile were handled
@@ -628,7 +631,8 @@ class NodeNetwork:
     def _flush_all(self) -> None:
         for link in list(self.links.values()):
             if link.session.has_output:  # (most links have nothing: no call for them)
-                self.flush(link)
+                self.flush(link, kick=False)
+        self._kick()  # one writer pass for all links (a keystroke goes to n-1 peers)
 
     def _kick(self) -> None:
         """Send what is queued now: the transport never waits (NOBLOCK sends, byte

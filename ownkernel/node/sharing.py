@@ -124,8 +124,11 @@ class Sharing:
         before = dict(rejected)  # (a dict copy: no Counter arithmetic per frame)
         # Forwarding goes to open sessions other than the source's; with none (a
         # joiner catching up from its one peer) the accepted changes are neither
-        # re-encoded here nor decoded again to be announced.
-        others = any(p != source and lk.session.is_open for p, lk in self.net.by_peer.items())
+        # re-encoded nor announced. Only a relay passes envelopes on (as bytes);
+        # a plain node announces (actor, seq) from the tuples ingest decoded
+        # anyway: no re-encode there and decode again in _announce per change.
+        relay = self.net.config.relay
+        others = relay and self._others_open(source)
         accepted = node.replica.ingest(doc, blobs, source, encode=others)
         if rejected != before:
             for reason, n in rejected.items():
@@ -134,9 +137,14 @@ class Sharing:
         if accepted:
             self.digests.pop(doc, None)
             self.net.counts["accepted"] += len(accepted)
-            if others:
+            # A live keystroke (one change) on a plain node: announcing it is one
+            # pass over the peers, the same pass that would look for an open one.
+            if others or (not relay and (len(accepted) == 1 or self._others_open(source))):
                 self.forward(doc, accepted, source)
             self.net._emit("doc_changed", doc, source)
+
+    def _others_open(self, source: bytes | None) -> bool:
+        return any(p != source and lk.session.is_open for p, lk in self.net.by_peer.items())
 
     # ------------------------------------------------------------ our grants out
     def show_grants(self, link: Link) -> None:
@@ -173,10 +181,12 @@ class Sharing:
             link.session.send_have(doc)
         link.offered |= new
 
-    def forward(self, doc: Any, envs: list[bytes], source: bytes | None,
+    def forward(self, doc: Any, envs: list[Any], source: bytes | None,
                 book: bool = False) -> None:
         """Our own changes (``source`` None) go at once to every peer that may read
-        ``doc`` and lacks them; others' changes are announced (a relay pushes them)."""
+        ``doc`` and lacks them; others' changes are announced (a relay pushes them).
+        ``envs``: encoded envelopes, except others' changes on a plain node, which
+        may be ``Envelope`` tuples (only announced: ``ingest(encode=False)``)."""
         if book:
             for peer, link in list(self.net.by_peer.items()):
                 if peer != source and link.session.is_open and self.may_share(peer, doc):
@@ -184,6 +194,9 @@ class Sharing:
             return
         if not (source is None or self.net.config.relay):
             self._announce(doc, envs, source)
+            return
+        if len(envs) == 1:
+            self._push_one(doc, envs[0], source)
             return
         ids: list[tuple[bytes, int]] | None = None  # decoded for the first taker only
         for peer, link in list(self.net.by_peer.items()):
@@ -210,14 +223,37 @@ class Sharing:
                 continue
             self.net.counts["pushed"] += len(lack)
 
-    def _announce(self, doc: Any, envs: list[bytes], source: bytes | None) -> None:
+    def _push_one(self, doc: Any, env: bytes, source: bytes | None) -> None:
+        """``forward``'s per-peer loop for one change (a keystroke to n-1 peers): one
+        mark lookup per peer, no per-peer lists and dicts; the same decisions."""
+        e = decode_envelope(env)
+        actor, seq = e.actor, e.seq
+        for peer, link in list(self.net.by_peer.items()):
+            s = link.session
+            if peer == source or not s.is_open:
+                continue
+            mark = s.peer_mark_of(doc, actor)
+            if mark >= seq:
+                continue
+            # claim "it holds up to seq" only where the push joins what it holds
+            upto = {actor: seq} if announce_one_to(mark, seq) else None
+            if s.send_changes(doc, [env], upto=upto):
+                self.net.counts["pushed"] += 1
+
+    def _announce(self, doc: Any, envs: list[Any], source: bytes | None) -> None:
         """Announce others' changes to the peers that lack them: what ``forward``'s
         per-peer loop over changes gives, with the envelopes decoded once and per peer
         one or two ``peer_has`` per actor in the common case (a receiver in a mesh of n runs
         this for every change it gets, over n-1 peers). The share check is left to
-        the session's ``announce``, only for peers that lack something."""
+        the session's ``announce``, only for peers that lack something.
+        ``envs``: encoded envelopes or ``Envelope`` tuples (``ingest(encode=False)``)."""
+        if len(envs) == 1:  # a live keystroke: one change, one lookup per peer
+            self._announce_one(doc, envs[0], source)
+            return
         seqs: dict[bytes, list[int]] = {}
-        for env in map(decode_envelope, envs):
+        for env in envs:
+            if isinstance(env, (bytes, bytearray, memoryview)):
+                env = decode_envelope(env)
             seqs.setdefault(env.actor, []).append(env.seq)
         for qs in seqs.values():
             qs.sort()
@@ -227,6 +263,20 @@ class Sharing:
                 continue
             upto = lacking_from_marks(seqs, s.peer_mark(doc))
             if upto and s.announce(doc, upto):
+                self.net.counts["announced"] += 1
+
+    def _announce_one(self, doc: Any, env: Any, source: bytes | None) -> None:
+        """``_announce`` of one change: where ``lacking_from_marks`` would name it
+        (``announce_one_to``), without the per-peer closure and dicts."""
+        if isinstance(env, (bytes, bytearray, memoryview)):
+            env = decode_envelope(env)
+        actor, seq = env.actor, env.seq
+        for peer, link in list(self.net.by_peer.items()):
+            s = link.session
+            if peer == source or not s.is_open:
+                continue
+            if announce_one_to(s.peer_mark_of(doc, actor), seq) and \
+                    s.announce(doc, {actor: seq}):
                 self.net.counts["announced"] += 1
 
     # ------------------------------------------------------------ our own commits
@@ -261,6 +311,12 @@ class Sharing:
             self.forward(doc, envs, None)
             self.net._emit("doc_changed", doc, None)
         self.net._flush_all()
+
+
+def announce_one_to(mark: int, seq: int) -> bool:
+    """``lacking_from_marks({a: [seq]}, lambda _a: mark)`` for one change: the peer
+    lacks it and it joins what the peer holds, i.e. it holds exactly seq - 1."""
+    return mark == seq - 1
 
 
 def lacking_from_marks(seqs: dict[bytes, list[int]],
