@@ -137,6 +137,17 @@ class DirectFront(EditorFront):
         self.switched()
 
 
+def direct_view(doc: Any, runtime: Path) -> tuple[Any, DirectFront]:
+    """An editor on ``doc``'s body with one view: ready over the comm, then attached
+    to the direct channel with the token it was offered."""
+    w = ui.editor(doc.text("body"))
+    f = DirectFront(w, "pageA", runtime)
+    f.deliver({"t": "ready"})
+    f.settle()
+    f.attach()
+    return w, f
+
+
 def both_ready(wa: Any, wb: Any, runtime: Path) -> tuple[DirectFront, DirectFront]:
     fa, fb = DirectFront(wa, "pageA", runtime), DirectFront(wb, "pageB", runtime)
     for f in (fa, fb):
@@ -195,11 +206,7 @@ def test_a_stranger_or_a_wrong_token_gets_nothing(pair) -> None:
 
 def test_bad_input_on_the_channel_closes_it_and_the_view_goes_on_over_the_comm(pair) -> None:
     a, b, da, db, runtime = pair
-    wa = ui.editor(da.text("body"))
-    fa = DirectFront(wa, "pageA", runtime)
-    fa.deliver({"t": "ready"})
-    fa.settle()
-    fa.attach()
+    wa, fa = direct_view(da, runtime)
     assert fa.sock is not None
     fa.sock.sendall(b"[1, 2]\n")  # a frame that is not an object
     until(lambda: any(m.get("t") == "error" for _, m in fa.sent), 10, "an error frame")
@@ -334,11 +341,7 @@ def test_a_view_on_a_lost_snapshot_gets_it_again_on_its_next_road(pair) -> None:
     kernel ignores pushes built on an older one: the view's resync over the comm names
     the snapshot it holds, and an older one gets the current snapshot."""
     a, b, da, db, runtime = pair
-    wa = ui.editor(da.text("body"))
-    fa = DirectFront(wa, "pageA", runtime)
-    fa.deliver({"t": "ready"})
-    fa.settle()
-    fa.attach()
+    wa, fa = direct_view(da, runtime)
     until(lambda: wa._direct, 10, "attached")  # (its hello went before the resync)
     fa.settle()
     g = wa._gen
