@@ -5,6 +5,7 @@ and a killed process loses nothing committed either way."""
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -47,7 +48,11 @@ def test_remote_changes_in_a_relaxed_batch_skip_the_fsync(tmp_path: Path,
             assert _synchronous(st) == 1  # NORMAL while the batch runs
             st.append(DOC, [ChangeRow(A, 1, b"x")], {A: Head(1, b"h" * 32)}, remote=True)
         assert calls == []
-        assert _synchronous(st) == 2  # FULL again for every other write
+        assert _synchronous(st) == 1  # left at NORMAL: the next write sets what it needs
+        st.set_setting("k", 1)  # a write of its own: FULL first
+        assert _synchronous(st) == 2
+        with st.batch(durable=False):
+            pass
         with st.batch():  # a durable batch: SQLite's own fsync, not ours
             st.append(DOC, [ChangeRow(A, 2, b"y")], {A: Head(2, b"h" * 32)}, remote=True)
             assert _synchronous(st) == 2
@@ -79,6 +84,7 @@ def test_any_other_write_in_a_relaxed_batch_is_fsynced(tmp_path: Path,
             st.set_setting("k", 2)
             raise RuntimeError("boom")
         assert calls == [] and st.get_setting("k") == 1
+        st.set_setting("k", 3)
         assert _synchronous(st) == 2
     finally:
         st.close()
@@ -123,5 +129,30 @@ def test_a_write_after_a_relaxed_batch_that_could_not_reset_is_still_fsynced(tmp
         st._set_normal(st._db, True)  # as if a batch had ended inside a transaction
         st.set_setting("k", 1)  # a write of its own: FULL again first
         assert _synchronous(st) == 2
+    finally:
+        st.close()
+
+
+def test_a_refused_first_write_of_a_batch_leaves_the_batch_usable(tmp_path: Path):
+    """The batch's first write runs without a savepoint: when it fails, it alone is
+    undone and the writes after it in the same batch are kept and committed."""
+    st = _store(tmp_path / "s.sqlite3")
+    try:
+        st.append(DOC, [ChangeRow(A, 1, b"x")], {A: Head(1, b"h" * 32)})
+        with st.batch(durable=False):
+            with pytest.raises(sqlite3.IntegrityError):  # seq 1 is stored already
+                st.append(DOC, [ChangeRow(A, 1, b"dup")], {A: Head(1, b"d" * 32)}, remote=True)
+            st.append(DOC, [ChangeRow(A, 2, b"y")], {A: Head(2, b"i" * 32)}, remote=True)
+            with pytest.raises(sqlite3.IntegrityError):  # a later one: its savepoint
+                st.append(DOC, [ChangeRow(A, 2, b"dup")], {A: Head(2, b"e" * 32)},
+                          remote=True)
+            st.set_setting("k", 1)
+        assert [(r.seq, r.blob) for r in st.changes(DOC, A)] == [(1, b"x"), (2, b"y")]
+        assert st.heads(DOC)[A].hash == b"i" * 32 and st.get_setting("k") == 1
+    finally:
+        st.close()
+    st = Store(tmp_path / "s.sqlite3")
+    try:
+        assert [r.seq for r in st.changes(DOC, A)] == [1, 2] and st.get_setting("k") == 1
     finally:
         st.close()

@@ -88,6 +88,7 @@ class Store:
         self._batch = False  # inside batch(): writes are savepoints of one transaction
         self._normal = False  # the connection is at synchronous=NORMAL (batch(durable=False))
         self._must_sync = False  # a write inside such a batch that needs an fsync was made
+        self._wrote = False  # a write was made in the open batch (later ones: savepoints)
         self._doc_n: dict[bytes, int] = {}
         self._actor_n: dict[bytes, int] = {}
         self.checked = False
@@ -228,9 +229,12 @@ class Store:
             db = self._db
             if db is None:
                 raise DatabaseError(f"database {self.path} is closed")
+            # (NORMAL stays set after the batch: every write path sets the level it
+            # needs first, and a node receiving others' changes would otherwise flip
+            # it twice per received burst, two statements of ~8 per keystroke)
             self._set_normal(db, not durable)
             db.execute("BEGIN IMMEDIATE")
-            self._batch, self._must_sync = True, False
+            self._batch, self._must_sync, self._wrote = True, False, False
             try:
                 yield
                 if db.in_transaction:  # (SQLite ends it itself after e.g. SQLITE_FULL)
@@ -243,14 +247,12 @@ class Store:
                     raise
                 raise err from e
             finally:
-                self._batch = self._must_sync = False
-                if self._normal and not db.in_transaction:
-                    self._set_normal(db, False)
+                self._batch = self._must_sync = self._wrote = False
 
     def _set_normal(self, db: sqlite3.Connection, normal: bool) -> None:
         """synchronous=NORMAL or back to FULL, outside any transaction (SQLite
-        refuses it inside one). Every write path calls this first, so a batch
-        that could not set FULL back at its end leaves no later write relaxed."""
+        refuses it inside one). Every write path calls this first (a batch leaves
+        NORMAL set when it ends), so no write is relaxed that should not be."""
         if normal != self._normal:
             db.execute(f"PRAGMA synchronous={'NORMAL' if normal else 'FULL'}")
             self._normal = normal
@@ -296,6 +298,8 @@ class Store:
             if self._batch and db.in_transaction:
                 if not remote:
                     self._must_sync = True
+                if not self._wrote:
+                    return self._first_in_batch(db, fn, args)
                 db.execute("SAVEPOINT w")
                 try:
                     out = fn(db, *args)
@@ -323,6 +327,30 @@ class Store:
                     raise
                 raise err from e
             return out
+
+    def _first_in_batch(self, db: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> Any:
+        """The batch's first write needs no savepoint: nothing is written before it,
+        so undoing it is undoing the transaction, which then begins again for the
+        batch's later writes. (A live keystroke received is one write per batch: the
+        savepoint was two of its ~8 statements.)"""
+        try:
+            out = fn(db, *args)
+        except BaseException as e:
+            if not db.in_transaction:  # SQLite rolled it back itself (e.g. disk full)
+                err = self._rolled_back(db, e)
+                if err is e:
+                    raise
+                raise err from e
+            db.execute("ROLLBACK")
+            self._doc_n.clear()  # interned ids may name rolled-back rows
+            self._actor_n.clear()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:  # later writes of the batch then commit on their own
+                pass
+            raise
+        self._wrote = True
+        return out
 
     def transact(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``fn(connection)`` in one durable transaction (for doctor.py's repairs)."""
