@@ -67,6 +67,9 @@ HANDSHAKE, OPEN, CLOSED = "handshake", "open", "closed"
 # Always a frame of their own. grants/carry too, so that one frame holds at most
 # 256 grants or 1,000 carried docs (the host verifies each: bounded work per frame).
 _NOT_BATCHED = frozenset({"hello", "error", "batch", "grants", "carry"})
+# A ping goes at least every RTT_REFRESH ping intervals, even to a peer we hear
+# from all the time (its round-trip time shows in the peers widget and paces pulls).
+RTT_REFRESH = 6
 
 MAX_PROFILE_NAME = 64  # characters of a display name in a `profile` message
 
@@ -255,6 +258,21 @@ class Session:
                      "ttl": float(min(ttl, MAX_TTL))})
         return True
 
+    def _ping_due(self) -> float:
+        """When the next ping goes. Any frame proves a peer alive, so a ping goes only
+        after ``ping_interval`` without hearing from the peer (pings and pongs were
+        nine in ten idle frames). Of the two ends, the one with the larger node id
+        waits half an interval more: the other's ping, answered, keeps both ends
+        hearing each other with one ping a round, not two. Every
+        ``RTT_REFRESH`` intervals a ping goes anyway, for a fresh round-trip time;
+        never more than one per interval."""
+        cfg = self.config
+        quiet = cfg.ping_interval
+        if self.peer is not None and self.peer.node_id < self.local.node_id:
+            quiet = max(quiet, min(1.5 * quiet, cfg.peer_timeout / 2))
+        return max(self._last_ping + cfg.ping_interval,
+                   min(self._last_recv + quiet, self._last_ping + RTT_REFRESH * cfg.ping_interval))
+
     def ping(self, now: float) -> bool:
         if not self.is_open:
             return False
@@ -284,7 +302,7 @@ class Session:
             return math.inf
         if self.state == HANDSHAKE:
             return self._started + cfg.handshake_timeout
-        due = self._last_ping + cfg.ping_interval
+        due = self._ping_due()
         if not self._timed_out:
             due = min(due, self._last_recv + cfg.peer_timeout)
         for p in self.presence.values():
@@ -301,7 +319,7 @@ class Session:
             if now - self._started >= self.config.handshake_timeout:
                 events += self._fail("handshake-timeout", "no hello from peer")
             return events
-        if now - self._last_ping >= self.config.ping_interval:
+        if now >= self._ping_due():
             self.ping(now)
         self._tick_sync(now)
         silence = now - self._last_recv
