@@ -13,7 +13,12 @@ Steps (bytes as hex strings):
                                          fields as {"hex": ...}
     {"change": doc, "text": str, "grant": hex|null, "seq": n}
                                          a change by *our* key inserting ``text`` at 0,
-                                         validly signed and chained from seq 1
+                                         validly signed and chained from seq 1;
+                                         ``"bad_sig": true``: the signature is wrong;
+                                         ``"as": hex id``: the change claims that author
+                                         (a chain we cannot sign: the signature is ours)
+                                         ``"only_last": true``: send only the change
+                                         of seq ``seq`` (the ones before went already)
     {"flood_have": doc, "n": count}      ``n`` `have {}` frames
     {"held": doc, "n": count, "size": bytes}
                                          ``n`` validly shaped envelopes beyond a gap
@@ -86,8 +91,10 @@ def _cyclic(key: SigningKey, doc: bytes, grant: bytes | None) -> bytes:
     return encode({"type": "changes", "doc": doc, "blobs": [env]})
 
 
-def _change(key: SigningKey, doc: bytes, text: str, grant: bytes | None, seq: int) -> bytes:
-    me = bytes(key.verify_key)
+def _change(key: SigningKey, doc: bytes, text: str, grant: bytes | None, seq: int,
+            bad_sig: bool = False, author: bytes | None = None,
+            only_last: bool = False) -> bytes:
+    me = author or bytes(key.verify_key)
     d = Doc(actor=me)
     prev = ZERO_HASH
     envs = []
@@ -98,9 +105,10 @@ def _change(key: SigningKey, doc: bytes, text: str, grant: bytes | None, seq: in
         cap = grant if s == 1 else None
         h = chain_hash(prev, doc, me, s, blob, cap)
         prev = h
-        sig = key.sign(head_message(h)).signature if s == seq else None
+        sig = key.sign(head_message(h) + (b"!" if bad_sig else b"")).signature \
+            if s == seq else None
         envs.append(encode_envelope(Envelope(doc, me, s, blob, sig, cap)))
-    return encode({"type": "changes", "doc": doc, "blobs": envs})
+    return encode({"type": "changes", "doc": doc, "blobs": envs[-1:] if only_last else envs})
 
 
 def _summary(frame: bytes) -> list[dict[str, Any]]:
@@ -187,8 +195,10 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                 await send(encode(_unhex(step["msg"])))
             elif "change" in step:
                 grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
+                author = bytes.fromhex(step["as"]) if step.get("as") else None
                 await send(_change(key, bytes.fromhex(step["change"]), step["text"], grant,
-                                   step.get("seq", 1)))
+                                   step.get("seq", 1), step.get("bad_sig", False), author,
+                                   step.get("only_last", False)))
             elif "cyclic" in step:
                 grant = bytes.fromhex(step["grant"]) if step.get("grant") else None
                 await send(_cyclic(key, bytes.fromhex(step["cyclic"]), grant))

@@ -40,6 +40,9 @@ class OpenDoc:
         # envelopes that cannot be verified yet (gap, unsigned tail), per author:
         # actor -> seq -> (envelope, the peer it came from, its size in bytes)
         self.waiting: dict[bytes, dict[int, tuple[Envelope, Any, int]]] = {}
+        # signatures of live changes taken from their authors' own sessions, not yet
+        # verified: actor -> (seq, chain hash at seq, signature) (see direct.py)
+        self.unchecked: dict[bytes, tuple[int, bytes, bytes]] = {}
         self.since_snapshot = 0
         self.txn = 0
         # given out by Replica.open (a handle or the node may hold it): never dropped

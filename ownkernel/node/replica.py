@@ -35,6 +35,7 @@ from ownkernel.crdt import codec as crdt_codec
 from ownkernel.crdt.history import stamp as stamp_time
 from ownkernel.node.access import ACCESS_KEY, ACCESS_ROOT, AccessView
 from ownkernel.node.admit import admit_run
+from ownkernel.node.direct import direct_run, settle, stored_head
 from ownkernel.node.docstate import SNAPSHOT_AT_CLOSE, IngestedDocs, OpenDoc
 from ownkernel.node.gate import Credentials, Gate
 from ownkernel.node.newdocs import ingest_new
@@ -85,6 +86,7 @@ class Replica:
         self._versions: dict[bytes, dict[bytes, int]] = {}  # of docs not loaded
         # loaded by ingest only (OpenDoc.handed False), oldest first (docstate.py)
         self._ingested = IngestedDocs()
+        self._unchecked: set[bytes] = set()  # docs with signatures to verify (direct.py)
 
     def version(self, doc_id: bytes) -> dict[bytes, int]:
         """``{author: newest seq}`` of a doc, without loading it when it is not loaded
@@ -126,6 +128,7 @@ class Replica:
                         self.commit(od)
                     if od.since_snapshot >= SNAPSHOT_AT_CLOSE:
                         self.snapshot(od)
+                self.settle()
                 self.sign_heads()
             finally:
                 self.closed = True
@@ -160,6 +163,7 @@ class Replica:
     def _drop_ingested(self) -> None:
         """Drop the oldest docs loaded by ingest alone beyond ``KEEP_INGESTED``."""
         for doc_id, od in self._ingested.excess(self.docs):
+            self.settle(od)  # (its waiting signatures would be lost with it)
             del self.docs[doc_id]
             # its version, as version() would read it back from the store
             self._versions[doc_id] = {a: h.seq for a, h in od.heads.items()}
@@ -243,6 +247,7 @@ class Replica:
         new = self.open(od.row.id)
         new.txn = txn
         new.waiting = od.waiting  # still unverified, still budgeted: keep holding them
+        new.unchecked = od.unchecked  # their changes are stored: verify them later still
 
     @staticmethod
     def open_body(row: DocRow, body: bytes) -> bytes:
@@ -376,12 +381,15 @@ class Replica:
         self.gate.refresh(od.row.id, od.row)
 
     def ingest(self, doc_id: bytes, blobs: Iterable[bytes],
-                source: Any = None, encode: bool = True) -> list[Any]:
+                source: Any = None, encode: bool = True, direct: bool = False) -> list[Any]:
         """Verify, check and store remote envelopes of one doc; returns the accepted ones.
 
         ``source`` (peer id or None) is informational. Accepted envelopes are
         returned re-encoded as stored, ready to forward to other peers;
         ``encode=False``: as ``Envelope`` tuples (nobody to forward them to).
+        ``direct``: ``source`` is the node id the transport authenticated the
+        sender as, and nothing accepted is passed on at once: a live change from
+        its own author may then wait for its signature check (direct.py).
         """
         with self.lock:
             self.check_open()
@@ -401,13 +409,13 @@ class Replica:
             if not od.handed:
                 self._ingested.touch(doc_id)
                 try:
-                    return self._ingest(od, blobs, source, encode)
+                    return self._ingest(od, blobs, source, encode, direct)
                 finally:
                     self._drop_ingested()
-            return self._ingest(od, blobs, source, encode)
+            return self._ingest(od, blobs, source, encode, direct)
 
     def _ingest(self, od: OpenDoc, blobs: list[bytes], source: Any,
-                encode: bool) -> list[Any]:
+                encode: bool, direct: bool = False) -> list[Any]:
         doc_id = od.row.id
         envs: list[Envelope] = []
         for b in blobs:
@@ -422,6 +430,11 @@ class Replica:
             envs.append(env)
         if not envs:
             return []
+        if direct and len(envs) == 1:  # a live change from its own author
+            run = direct_run(od, envs[0], source)
+            if run is not None:
+                self.stats["direct"] += 1
+                return self._admit_runs(od, [run], encode, direct=True)
         # Only the authors this batch touches are re-examined, together with what
         # is held for them: a full pool costs nothing for unrelated frames.
         pool: list[Envelope] = list(envs)
@@ -450,7 +463,8 @@ class Replica:
             od.waiting.setdefault(env.actor, {})[env.seq] = (env, src, size)
         return self._admit_runs(od, cc.runs, encode)
 
-    def _admit_runs(self, od: OpenDoc, runs: list[Run], encode: bool = True) -> list[Any]:
+    def _admit_runs(self, od: OpenDoc, runs: list[Run], encode: bool = True,
+                    direct: bool = False) -> list[Any]:
         doc_id = od.row.id
         accepted: list[Any] = []
         last_reason: dict[int, str] = {}
@@ -472,7 +486,7 @@ class Replica:
                     ok = run.envelopes[:n_ok]
                     rows += [ChangeRow(e.actor, e.seq, e.body, e.cap) for e in ok]
                     if n_ok == len(run.envelopes):
-                        heads[run.actor] = run.head
+                        heads[run.actor] = stored_head(od, run) if direct else run.head
                     else:  # partial: the old signature still covers what we can forward
                         old = od.heads.get(run.actor)
                         heads[run.actor] = Head(ok[-1].seq, run.hashes[n_ok - 1],
@@ -494,6 +508,11 @@ class Replica:
                     self.reload(od)  # the Doc already holds them: make memory equal disk
                     raise
                 od.heads.update(heads)
+                if direct:
+                    for a, h in heads.items():
+                        if h.sig_seq != h.seq:  # its signature waits (direct.py)
+                            od.unchecked[a] = (h.seq, h.hash, runs[0].envelopes[-1].sig)
+                            self._unchecked.add(doc_id)
                 od.since_snapshot += len(rows)
                 self.stats["accepted"] += len(rows)
                 accepted += [encode_envelope(e) for e in envs] if encode else envs
@@ -528,6 +547,25 @@ class Replica:
             return len(run.envelopes), None, False
         return admit_run(od, run, self.gate, self.open_body)
 
+    @property
+    def unsettled(self) -> bool:
+        """Are signatures waiting to be verified (direct.py)?"""
+        return bool(self._unchecked)
+
+    def settle(self, od: OpenDoc | None = None) -> None:
+        """Verify the signatures live changes left waiting (direct.py), of ``od`` or of
+        every doc; inside the caller's batch, if any."""
+        if od is not None:
+            if od.unchecked:
+                self.stats["settled"] += settle(od, self.store, self.rejected)
+            return
+        with self.lock:
+            docs, self._unchecked = self._unchecked, set()
+            for doc_id in docs:
+                o = self.docs.get(doc_id)
+                if o is not None and o.unchecked:
+                    self.stats["settled"] += settle(o, self.store, self.rejected)
+
     def sign_head(self, od: OpenDoc) -> Head:
         """Sign this node's newest change in ``od`` (if not yet signed) and keep the sig."""
         head = od.heads[self.id]
@@ -552,6 +590,7 @@ class Replica:
         with self.lock:
             self.check_open()
             od = self.open(doc_id)
+            self.settle(od)  # serve only verified signatures
             since = since or {}
             out: list[bytes] = []
             for actor, head in list(od.heads.items()):

@@ -129,7 +129,12 @@ class Sharing:
         # anyway: no re-encode there and decode again in _announce per change.
         relay = self.net.config.relay
         others = relay and self._others_open(source)
-        accepted = node.replica.ingest(doc, blobs, source, encode=others)
+        # nothing passed on at once, and the session's peer id is the one its
+        # transport key proved: a live change from its author may be taken now and
+        # its signature verified later (node/direct.py)
+        link = self.net.by_peer.get(source)
+        direct = not others and link is not None and link.session.transport_key is not None
+        accepted = node.replica.ingest(doc, blobs, source, encode=others, direct=direct)
         if rejected != before:
             for reason, n in rejected.items():
                 if n > before.get(reason, 0):

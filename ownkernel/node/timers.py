@@ -30,6 +30,9 @@ log = logging.getLogger("ownkernel.node.network")
 # online): the address-book round runs once a second anyway, and the sessions'
 # timers (pings, anti-entropy, announces) wake it sooner through next_due/on_due.
 QUIET_TICK = 1.0
+# Signatures of live changes taken from their authors (node/direct.py) are
+# verified at most this often: one verification per typing author, not per key.
+SETTLE_EVERY = 1.0
 
 
 class TimerRound:
@@ -46,7 +49,7 @@ class TimerRound:
         """The loop of timer rounds, until the network's main task cancels it."""
         net = self.net
         cfg = net.config
-        last_book = last_presence = last_dial = 0.0
+        last_book = last_presence = last_dial = last_settle = 0.0
         dialed_at: dict[bytes, int] | None = None  # the book's version last dialed from
         while True:
             now = time.monotonic()
@@ -54,6 +57,11 @@ class TimerRound:
                 for link in list(net.links.values()):
                     net._handle(link, link.session.tick(now))
                 await net.dialing.step(now)
+                if now - last_settle >= SETTLE_EVERY and net.node.replica.unsettled:
+                    last_settle = now
+                    node = net.node
+                    with node.lock, node.store.batch(durable=False):
+                        node.replica.settle()
                 if now - last_book >= 1.0:
                     last_book = now
                     assert net.book is not None

@@ -505,12 +505,14 @@ class Store:
         self._write(tx, remote=remote)
         return packed
 
-    def set_signature(self, doc_id: bytes, actor: bytes, sig_seq: int, sig: bytes) -> None:
+    def set_signature(self, doc_id: bytes, actor: bytes, sig_seq: int, sig: bytes, *,
+                      remote: bool = False) -> None:
+        """``remote``: another author's signature (see ``batch(durable=False)``)."""
         def tx(db: sqlite3.Connection) -> None:
             a = self._actor(db, actor, create=False)
             db.execute("UPDATE heads SET sig = ?, sig_seq = ? WHERE doc = ? AND actor = ?",
                        (sig, sig_seq, self._doc(doc_id), a))
-        self._write(tx)
+        self._write(tx, remote=remote)
 
     def heads(self, doc_id: bytes) -> dict[bytes, Head]:
         with self._lock:
