@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ownkernel.node import contact
+from ownkernel.node import compaction, contact
 from ownkernel.node.access import ACCESS_ROOT, META_ROOT, revoked_key, role_key, token_key
 from ownkernel.node.config import NetConfig, Peer, env_bootstrap
 from ownkernel.node.contact import JOIN_WAIT, AmbiguousDoc, JoinWarning
@@ -589,7 +589,7 @@ class Node:
             self._check_open()
             ids = [self.open(doc).id] if doc is not None else [
                 d for d, _ in self.store.doc_ids()]
-            return self.replica.compact(ids)
+            return compaction.compact(self.replica, ids)
 
     # -- network ----------------------------------------------------------------
     def _start_network(self, listen: Any, bootstrap: Any, relay: bool,

@@ -35,6 +35,7 @@ from ownkernel.crdt import codec as crdt_codec
 from ownkernel.crdt.history import stamp as stamp_time
 from ownkernel.node.access import ACCESS_KEY, ACCESS_ROOT, AccessView
 from ownkernel.node.admit import admit_run
+from ownkernel.node.compaction import verify_compacted
 from ownkernel.node.direct import direct_run, settle, stored_head
 from ownkernel.node.docstate import SNAPSHOT_AT_CLOSE, IngestedDocs, OpenDoc
 from ownkernel.node.gate import Credentials, Gate
@@ -619,60 +620,8 @@ class Replica:
             return rows
         crdt = od.require_crdt()
         if verify and actor not in od.verified:
-            self._verify_compacted(od, actor)
+            verify_compacted(self, od, actor)
         kept = {r.seq: r for r in rows}
         regen = [kept.get(s) or ChangeRow(actor, s, crdt.change(actor, s))
                  for s in range(after + 1, min(cut[0], upto) + 1)]
         return regen + [r for r in rows if r.seq > cut[0]]
-
-    def _verify_compacted(self, od: OpenDoc, actor: bytes) -> None:
-        seq, want = od.compacted[actor]
-        crdt = od.require_crdt()
-        caps = {r.seq: r.auth for r in self.store.changes(od.row.id, actor, 0, seq)}
-        h = ZERO_HASH
-        for s in range(1, seq + 1):
-            h = chain_hash(h, od.row.id, actor, s, crdt.change(actor, s), caps.get(s))
-        if h != want:
-            raise RuntimeError(
-                f"compacted history of {actor.hex()[:8]} in doc {od.row.id.hex()[:8]} no longer "
-                f"regenerates identically (was the CRDT encoding changed?); not serving it")
-        od.verified.add(actor)
-
-    def compact(self, ids: list[bytes]) -> dict[str, int]:
-        """Drop change rows the snapshot regenerates byte for byte (opt-in; saves disk).
-
-        Only for docs this node can read and that are not encrypted (ciphertext
-        cannot be regenerated). Every dropped row is first regenerated and compared,
-        and the chain hash at the cut is kept, so served history stays verifiable.
-        """
-        with self.lock:
-            self.check_open()
-            total = {"docs": 0, "rows": 0}
-            for doc_id in ids:
-                od = self.open(doc_id)
-                if od.crdt is None or od.row.encrypted or od.txn:
-                    continue
-                self.snapshot(od)
-                snap = self.store.snapshot(doc_id)
-                if snap is None:
-                    continue
-                version = snap[0]
-                cuts: dict[bytes, tuple[int, bytes]] = {}
-                for actor, head in od.heads.items():
-                    base, h = od.compacted.get(actor, (0, ZERO_HASH))
-                    upto = min(version.get(actor, 0), head.seq)
-                    last = base
-                    for r in self.store.changes(doc_id, actor, base, upto):
-                        if r.seq != last + 1 or od.crdt.change(actor, r.seq) != r.blob:
-                            break
-                        h = chain_hash(h, doc_id, actor, r.seq, r.blob, r.auth)
-                        last = r.seq
-                    if last > base:
-                        cuts[actor] = (last, h)
-                if cuts:
-                    total["rows"] += self.store.compact(doc_id, cuts)
-                    od.compacted.update(cuts)
-                    total["docs"] += 1
-            if total["rows"]:
-                self.store.reclaim()
-            return total
