@@ -38,8 +38,11 @@ Account = tuple[SendAccount, "socket.socket | None"]
 # got to the Curve handshake (the peer's greeting was garbage).
 GREETING = 64
 # A connection's acked bytes (TCP_INFO) read less than this long ago are reused:
-# the same flush asks twice (congested, then room), microseconds apart.
-REREAD_AFTER = 0.0005
+# the same flush asks twice (congested, then room). Microseconds apart when warm,
+# but a typist flushing to 7 peers after a 50 ms pause took ~1 ms from the first
+# ask to the last send, so at 0.5 ms every send read TCP_INFO again (14 reads per
+# keystroke, not 7). A stale value only over-states what is in flight.
+REREAD_AFTER = 0.005
 
 PROTOCOL_ERRORS = {
     zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "in-no-curve",  # NULL/PLAIN client

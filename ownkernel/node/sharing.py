@@ -276,12 +276,13 @@ class Sharing:
         if isinstance(env, (bytes, bytearray, memoryview)):
             env = decode_envelope(env)
         actor, seq = env.actor, env.seq
+        before = seq - 1
         for peer, link in list(self.net.by_peer.items()):
             s = link.session
             if peer == source or not s.is_open:
                 continue
-            if announce_one_to(s.peer_mark_of(doc, actor), seq) and \
-                    s.announce(doc, {actor: seq}):
+            # announce_one_to(mark, seq), inlined: every reader runs this per keystroke
+            if s.peer_mark_of(doc, actor) == before and s.announce(doc, {actor: seq}):
                 self.net.counts["announced"] += 1
 
     # ------------------------------------------------------------ our own commits
