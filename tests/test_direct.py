@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_attacks import FAST, attack, seed_of, text
+import test_attacks
+from test_attacks import attack, seed_of, text
 from waiting import until
 
 from ownkernel.node import Node
-from ownkernel.node.config import NetConfig
 from ownkernel.store import decode_envelope, encode_envelope
 from ownkernel.store.auth import audit
 
@@ -121,18 +121,7 @@ def test_close_settles_and_reopen_finds_it_signed(trio, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ through the transport
-@pytest.fixture
-def mk(tmp_path: Path) -> Iterator[object]:
-    made: list[Node] = []
-
-    def make(name: str, **kw: object) -> Node:
-        n = Node(tmp_path / name, name=name,
-                 network=NetConfig(**{**FAST, "listen": ["tcp://127.0.0.1:0"], **kw}))
-        made.append(n)
-        return n
-    yield make
-    for n in made:
-        n.close()
+mk = test_attacks.mk  # the fixture: nodes on 127.0.0.1 with fast timers
 
 
 def test_live_keystrokes_over_the_network_take_the_direct_path(mk) -> None:
