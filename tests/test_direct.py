@@ -8,6 +8,7 @@ the attacks run an attacker process with its own key through the real transport
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from test_attacks import attack, seed_of, text
 from waiting import until
 
 from ownkernel.node import Node
-from ownkernel.store import decode_envelope, encode_envelope
+from ownkernel.store import StoreFullError, decode_envelope, encode_envelope
 from ownkernel.store.auth import audit
 
 
@@ -60,6 +61,7 @@ def test_a_live_change_waits_for_its_check_and_nothing_unverified_is_stored(trio
     for ch in "xyz":
         assert b.replica.ingest(doc, keystroke(a, doc, ch), a.id, direct=True)
     assert b.replica.stats["direct"] == 3
+    assert b.store.deferring  # held a moment (store/deferred.py); any read writes them
     assert text(b, doc) == "zyxhi"
     # stored: the changes and their chain, with the last *verified* signature
     assert b.store.heads(doc)[a.id].seq == seq0 + 3
@@ -202,3 +204,23 @@ def _grant_hex(member: Node, doc: bytes) -> str:
     g = Credentials.from_bytes(member.store.document(doc).token).grant
     assert g is not None
     return g.hex()
+
+
+def test_held_changes_the_disk_cannot_take_are_reloaded_and_fetched_again(trio) -> None:
+    """A live change is held a moment before it is written (store/deferred.py). If the
+    disk cannot take it, memory must not stay ahead of the disk: the doc is reloaded
+    without it, and anti-entropy brings it back once there is room."""
+    a, b, _c, doc = trio
+    big = os.urandom(40_000).hex()  # compresses to ~40 KB: needs new pages
+    assert b.replica.ingest(doc, keystroke(a, doc, big), a.id, direct=True)
+    assert b.store.deferring
+    db = b.store._db
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(StoreFullError):
+        b.replica.settle()  # its signature lands after the held change: neither fits
+    db.execute("PRAGMA max_page_count = 1000000")
+    assert text(b, doc) == "hi" and b.replica.stats["reloaded_lost"] == 1  # memory = disk
+    assert audit(b.store, doc) == [] and b.store.heads(doc)[a.id].seq == \
+        b.replica.version(doc)[a.id]
+    assert b.replica.ingest(doc, a.replica.outgoing(doc, b.replica.version(doc)), a.id)
+    assert text(b, doc) == text(a, doc) == big + "hi" and not b.replica.rejected

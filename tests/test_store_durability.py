@@ -45,8 +45,8 @@ def test_remote_changes_in_a_relaxed_batch_skip_the_fsync(tmp_path: Path,
     try:
         calls = _spy_fsync(st, monkeypatch)
         with st.batch(durable=False):
-            assert _synchronous(st) == 1  # NORMAL while the batch runs
             st.append(DOC, [ChangeRow(A, 1, b"x")], {A: Head(1, b"h" * 32)}, remote=True)
+            assert _synchronous(st) == 1  # NORMAL while the batch runs (from its first write)
         assert calls == []
         assert _synchronous(st) == 1  # left at NORMAL: the next write sets what it needs
         st.set_setting("k", 1)  # a write of its own: FULL first

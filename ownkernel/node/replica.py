@@ -145,6 +145,8 @@ class Replica:
 
     def open(self, doc_id: bytes) -> OpenDoc:
         """Load a document: newest snapshot + the changes stored after it."""
+        if self.store.lost:
+            self.reload_lost()
         od = self.docs.get(doc_id)
         if od is not None and od.handed:  # (a handed-out doc is never dropped)
             return od
@@ -240,6 +242,24 @@ class Replica:
                     damaged.append(CorruptRowError(self.store.path, doc_id, actor, seq,
                                                    "change", f"does not decode: {e}"))
         return crdt
+
+    def reload_lost(self) -> None:
+        """Reload the docs whose held changes the store could not write (disk full,
+        store/deferred.py): memory must equal disk; anti-entropy fetches them again."""
+        with self.lock:
+            lost = self.store.lost
+            while lost:
+                doc_id = lost.pop()
+                self._versions.pop(doc_id, None)
+                od = self.docs.get(doc_id)
+                if od is None:
+                    continue
+                if od.handed:
+                    self.reload(od)
+                else:  # loaded by ingest alone: loaded again when needed
+                    del self.docs[doc_id]
+                    self._ingested.forget(doc_id)
+                self.stats["reloaded_lost"] += 1
 
     def reload(self, od: OpenDoc) -> None:
         """Drop the in-memory doc and load it again from the store (after a failure)."""
@@ -394,6 +414,8 @@ class Replica:
         """
         with self.lock:
             self.check_open()
+            if self.store.lost:
+                self.reload_lost()
             blobs = list(blobs)
             od = self.docs.get(doc_id)
             if od is None:
@@ -502,9 +524,12 @@ class Replica:
                     # other authors' changes: see Store.batch(durable=False). The access
                     # list they leave goes into the same savepoint: it is derived from
                     # them, so stored together it can never be ahead of or behind them.
+                    # (a live change from its author is held a moment and written
+                    # with the next ones: store/deferred.py)
                     stored_access = self.store.append(
                         doc_id, rows, heads, remote=True,
-                        access=od.access().snapshot() if access_changed else None)
+                        access=od.access().snapshot() if access_changed else None,
+                        defer=direct)
                 except BaseException:
                     self.reload(od)  # the Doc already holds them: make memory equal disk
                     raise

@@ -32,6 +32,7 @@ log = logging.getLogger("ownkernel.node.network")
 QUIET_TICK = 1.0
 # Signatures of live changes taken from their authors (node/direct.py) are
 # verified at most this often: one verification per typing author, not per key.
+# Such changes are also written then, if typing stopped (store/deferred.py).
 SETTLE_EVERY = 1.0
 
 
@@ -57,11 +58,13 @@ class TimerRound:
                 for link in list(net.links.values()):
                     net._handle(link, link.session.tick(now))
                 await net.dialing.step(now)
-                if now - last_settle >= SETTLE_EVERY and net.node.replica.unsettled:
+                node = net.node
+                if now - last_settle >= SETTLE_EVERY and (node.replica.unsettled
+                                                          or node.store.deferring):
                     last_settle = now
-                    node = net.node
                     with node.lock, node.store.batch(durable=False):
                         node.replica.settle()
+                        node.store.write_deferred()  # (held live changes, store/deferred.py)
                 if now - last_book >= 1.0:
                     last_book = now
                     assert net.book is not None

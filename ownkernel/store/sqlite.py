@@ -14,7 +14,10 @@ fetches them again. Measured on this project's machines, the fsync is ~4 ms a
 commit (p99 14 ms) against 0.03 ms without: paid on every hop of a keystroke, it
 was most of the fan-out latency. Our own changes never take this path (a lost own
 change that peers hold would fork our chain), and any other write inside such a
-batch makes the batch fsync the WAL before it ends.
+batch makes the batch fsync the WAL before it ends. Such changes taken live from
+their authors may even be held a moment before they are written
+(``append(defer=True)``, see deferred.py); nothing can read the store without
+them being written first.
 
 Schema (version 1; see ``MIGRATIONS`` for how later versions are added):
 
@@ -41,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -51,6 +53,7 @@ import cbor2
 
 from ownkernel.store import dbfile
 from ownkernel.store.dbfile import APPLICATION_ID
+from ownkernel.store.deferred import Deferred, WritesFirst
 from ownkernel.store.errors import CorruptRowError, DatabaseError, StoreFullError
 from ownkernel.store.rows import (
     DOC_COLS,
@@ -84,11 +87,16 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str], *, check: bool | None = None) -> None:
         self.path = Path(path)
-        self._lock = threading.RLock()
+        # Other authors' live changes held back a moment (deferred.py): the lock writes
+        # them before anything else runs under it.
+        self._deferred = Deferred()
+        self._lock = WritesFirst(self._deferred, self._write_deferred)
+        self.lost: set[bytes] = set()  # docs whose held changes could not be written
         self._batch = False  # inside batch(): writes are savepoints of one transaction
+        self._relaxed = False  # the open batch is batch(durable=False)
         self._normal = False  # the connection is at synchronous=NORMAL (batch(durable=False))
         self._must_sync = False  # a write inside such a batch that needs an fsync was made
-        self._wrote = False  # a write was made in the open batch (later ones: savepoints)
+        self._begun = False  # the open batch's transaction began (at its first write)
         self._doc_n: dict[bytes, int] = {}
         self._actor_n: dict[bytes, int] = {}
         self.checked = False
@@ -198,8 +206,12 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock.mutex:
             if self._db is not None:
+                try:
+                    self._write_deferred()
+                except (DatabaseError, sqlite3.Error):
+                    pass  # lost like a killed process's: peers hold them
                 try:
                     # Fold the WAL back so the profile is one self-contained file at rest.
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -222,23 +234,21 @@ class Store:
         ``durable=False``: other authors' changes stored inside are not fsynced
         (see the module's docstring); any other write still is, at the end.
         """
-        with self._lock:
+        # (the bare lock: the transaction begins at the batch's first write, so a
+        # burst that writes nothing, e.g. live changes held back, costs no statement)
+        with self._lock.mutex:
             if self._batch:
                 yield
                 return
             db = self._db
             if db is None:
                 raise DatabaseError(f"database {self.path} is closed")
-            # (NORMAL stays set after the batch: every write path sets the level it
-            # needs first, and a node receiving others' changes would otherwise flip
-            # it twice per received burst, two statements of ~8 per keystroke)
-            self._set_normal(db, not durable)
-            db.execute("BEGIN IMMEDIATE")
-            self._batch, self._must_sync, self._wrote = True, False, False
+            self._batch, self._relaxed, self._must_sync, self._begun = (
+                True, not durable, False, False)
             try:
                 yield
-                if db.in_transaction:  # (SQLite ends it itself after e.g. SQLITE_FULL)
-                    db.execute("COMMIT")
+                if self._begun and db.in_transaction:  # (SQLite ends it itself after
+                    db.execute("COMMIT")                # e.g. SQLITE_FULL)
                 if self._must_sync:
                     self._fsync_wal()
             except BaseException as e:
@@ -247,7 +257,7 @@ class Store:
                     raise
                 raise err from e
             finally:
-                self._batch = self._must_sync = self._wrote = False
+                self._batch = self._relaxed = self._must_sync = self._begun = False
 
     def _set_normal(self, db: sqlite3.Connection, normal: bool) -> None:
         """synchronous=NORMAL or back to FULL, outside any transaction (SQLite
@@ -287,19 +297,23 @@ class Store:
             return self._damaged(e)
         return e
 
-    def _write(self, fn: Any, *args: Any, remote: bool = False) -> Any:
+    def _write(self, fn: Any, *args: Any, remote: bool = False, relaxed: bool = False) -> Any:
         """Run ``fn(db, *args)`` in one IMMEDIATE transaction; returns after COMMIT
         (inside ``batch()``: in a savepoint, durable when the batch ends).
-        ``remote``: only other authors' changes (see ``batch(durable=False)``)."""
+        ``remote``: only other authors' changes (see ``batch(durable=False)``);
+        ``relaxed`` too, and not fsynced even outside a batch (held rows, deferred.py:
+        the durable write that often triggers them fsyncs them)."""
         with self._lock:
             db = self._db
             if db is None:
                 raise DatabaseError(f"database {self.path} is closed")
+            if self._batch and not self._begun:
+                if not remote:
+                    self._must_sync = True
+                return self._first_in_batch(db, fn, args)
             if self._batch and db.in_transaction:
                 if not remote:
                     self._must_sync = True
-                if not self._wrote:
-                    return self._first_in_batch(db, fn, args)
                 db.execute("SAVEPOINT w")
                 try:
                     out = fn(db, *args)
@@ -316,7 +330,7 @@ class Store:
                     self._actor_n.clear()
                     raise
                 return out
-            self._set_normal(db, False)  # a write of its own is always fsynced
+            self._set_normal(db, relaxed)  # a write of its own is fsynced
             db.execute("BEGIN IMMEDIATE")
             try:
                 out = fn(db, *args)
@@ -329,27 +343,23 @@ class Store:
             return out
 
     def _first_in_batch(self, db: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> Any:
-        """The batch's first write needs no savepoint: nothing is written before it,
-        so undoing it is undoing the transaction, which then begins again for the
-        batch's later writes. (A live keystroke received is one write per batch: the
-        savepoint was two of its ~8 statements.)"""
+        """The batch's first write begins its transaction, and needs no savepoint:
+        nothing is written before it, so undoing it is undoing the transaction (the
+        next write begins it again). (A live keystroke received was one write per
+        batch: the savepoint was two of its ~8 statements.)"""
+        # (NORMAL stays set after the batch: every write path sets the level it
+        # needs first, and a node receiving others' changes would otherwise flip
+        # it twice per received burst, two statements of ~8 per keystroke)
+        self._set_normal(db, self._relaxed)
+        db.execute("BEGIN IMMEDIATE")
         try:
             out = fn(db, *args)
         except BaseException as e:
-            if not db.in_transaction:  # SQLite rolled it back itself (e.g. disk full)
-                err = self._rolled_back(db, e)
-                if err is e:
-                    raise
-                raise err from e
-            db.execute("ROLLBACK")
-            self._doc_n.clear()  # interned ids may name rolled-back rows
-            self._actor_n.clear()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error:  # later writes of the batch then commit on their own
-                pass
-            raise
-        self._wrote = True
+            err = self._rolled_back(db, e)
+            if err is e:
+                raise
+            raise err from e
+        self._begun = True
         return out
 
     def transact(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -474,7 +484,8 @@ class Store:
 
     # -- changes -------------------------------------------------------------
     def append(self, doc_id: bytes, rows: Sequence[ChangeRow], heads: dict[bytes, Head],
-               *, remote: bool = False, access: Any = None) -> bytes | None:
+               *, remote: bool = False, access: Any = None, defer: bool = False
+               ) -> bytes | None:
         """Store changes and the new chain heads atomically; returns after the fsync.
 
         The caller has verified the rows (see auth.py). A row that is already stored
@@ -484,26 +495,67 @@ class Store:
         ``access``: the doc's access list as these changes leave it, written in the
         same transaction (a newly shared doc's first changes nearly always set it:
         one savepoint instead of two); returns it as stored (CBOR), else None.
+        ``defer`` (with ``remote``, without ``access``): other authors' live changes,
+        held a moment and written with the next ones (deferred.py).
         """
+        if defer and remote and access is None:
+            with self._lock.mutex:
+                if self._db is None:
+                    raise DatabaseError(f"database {self.path} is closed")
+                if self._deferred.add(doc_id, rows, heads, time.monotonic()):
+                    self._write_deferred()
+            return None
         packed = None if access is None else cbor2.dumps(access)
 
         def tx(db: sqlite3.Connection) -> None:
             if packed is not None:
                 db.execute("UPDATE documents SET access = ? WHERE id = ?", (packed, doc_id))
-            d = self._doc(doc_id)
-            db.executemany(
-                "INSERT INTO changes (doc, actor, seq, blob, auth) VALUES (?,?,?,?,?)",
-                [(d, self._actor(db, r.actor), r.seq, pack_body(r.actor, r.blob), r.auth)
-                 for r in rows],
-            )
-            for actor, h in heads.items():
-                db.execute(
-                    "INSERT OR REPLACE INTO heads (doc, actor, seq, hash, sig, sig_seq) "
-                    "VALUES (?,?,?,?,?,?)",
-                    (d, self._actor(db, actor), h.seq, h.hash, h.sig, h.sig_seq),
-                )
+            self._insert(db, doc_id, rows, heads)
         self._write(tx, remote=remote)
         return packed
+
+    def _insert(self, db: sqlite3.Connection, doc_id: bytes, rows: Sequence[ChangeRow],
+                heads: dict[bytes, Head]) -> None:
+        d = self._doc(doc_id)
+        db.executemany(
+            "INSERT INTO changes (doc, actor, seq, blob, auth) VALUES (?,?,?,?,?)",
+            [(d, self._actor(db, r.actor), r.seq, pack_body(r.actor, r.blob), r.auth)
+             for r in rows],
+        )
+        for actor, h in heads.items():
+            db.execute(
+                "INSERT OR REPLACE INTO heads (doc, actor, seq, hash, sig, sig_seq) "
+                "VALUES (?,?,?,?,?,?)",
+                (d, self._actor(db, actor), h.seq, h.hash, h.sig, h.sig_seq),
+            )
+
+    @property
+    def deferring(self) -> bool:
+        """Are changes held to be written later (deferred.py)?"""
+        return bool(self._deferred)
+
+    def write_deferred(self, *, due_only: bool = False) -> None:
+        """Write the changes ``append(defer=True)`` holds (all, or only once they are
+        due): the network's timer round calls this."""
+        with self._lock.mutex:
+            if self._deferred and (not due_only or self._deferred.due(time.monotonic())):
+                self._write_deferred()
+
+    def _write_deferred(self) -> None:
+        """Write what is held, in one transaction (inside a batch: in it). On failure
+        it is dropped and its docs named in ``lost`` (see deferred.py)."""
+        held = self._deferred.take()  # (first: the lock, re-entered below, finds none)
+        if not held:
+            return
+
+        def tx(db: sqlite3.Connection) -> None:
+            for doc_id, (rows, heads) in held.items():
+                self._insert(db, doc_id, rows, heads)
+        try:
+            self._write(tx, remote=True, relaxed=True)
+        except BaseException:
+            self.lost.update(held)
+            raise
 
     def set_signature(self, doc_id: bytes, actor: bytes, sig_seq: int, sig: bytes, *,
                       remote: bool = False) -> None:
