@@ -259,7 +259,10 @@ def fanout(sizes: list[int], rate: float, seconds: float) -> None:
 
 
 def fanout_in(where: Path, sizes: list[int], rate: float, seconds: float, cores: int) -> None:
-    print(f"{'nodes':>5s} {'p50':>9s} {'p99':>9s} {'CPU all processes':>20s} {'load avg':>9s}")
+    # p50/p99: from the keystroke's start at the typist to a reader seeing it; "after
+    # commit": from the typist's durable commit (its own keystroke, fsync included, left out)
+    print(f"{'nodes':>5s} {'p50':>9s} {'p99':>9s} {'CPU all processes':>20s} {'load avg':>9s}"
+          f"   {'after commit p50 / p99':>22s}")
     for n in sizes:
         base = Path(tempfile.mkdtemp(prefix="ownk-fan-", dir=where))
         children: list[Child] = []
@@ -278,6 +281,7 @@ def fanout_in(where: Path, sizes: list[int], rate: float, seconds: float, cores:
         assert len(r.texts) == 1 and not r.missing, "fan-out run did not converge"
         print(f"{n:>5d} {ms(pct(r.lat_t0, 50)):>9s} {ms(pct(r.lat_t0, 99)):>9s} "
               f"{100 * r.cpu_s / r.seconds:>10.1f}% of a core {os.getloadavg()[0]:>9.1f}"
+              f"   {ms(pct(r.lat_t1, 50))} / {ms(pct(r.lat_t1, 99))}"
               f"   ({cores} cores, {r.changes} keystrokes)")
 
 
