@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ownkernel.store import Store, StoreFullError
-from ownkernel.store.deferred import HOLD_ROWS, HOLD_SECONDS, Deferred
+from ownkernel.store.deferred import HOLD_BYTES, HOLD_ROWS, HOLD_SECONDS, Deferred
 from ownkernel.store.sqlite import ChangeRow, Head
 
 DOC = b"d" * 16
@@ -116,6 +116,11 @@ def test_the_buffer_keeps_the_newest_head_per_author() -> None:
     assert not d and d.docs == {}
     rows, heads = held[DOC]
     assert [r.seq for r in rows] == [1, 2] and heads[A].seq == 2
+    # a writer sending big changes fast: no more than HOLD_BYTES held
+    assert d.add(DOC, [ChangeRow(A, 3, bytes(HOLD_BYTES // 2))], {}, 7.0) is False
+    assert d.add(DOC, [ChangeRow(A, 4, bytes(HOLD_BYTES // 2))], {}, 7.0) is True
+    d.take()
+    assert d.bytes == 0 and d.rows == 0
 
 
 def test_close_writes_what_is_held(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ holds such rows here and writes them together, in one transaction:
   lands after them: a snapshot never covers changes that are not stored, a local
   change never reaches the disk before the changes it was made on top of;
 - at the latest ``HOLD_SECONDS`` after the first of them (the network's timer
-  round calls ``Store.write_deferred``), or once ``HOLD_ROWS`` are held;
+  round calls ``Store.write_deferred``), or once ``HOLD_ROWS`` rows or
+  ``HOLD_BYTES`` bytes are held (a writer sending big changes fast holds no
+  more memory than that here);
 - at close.
 
 What it costs: a process killed within that second loses the held rows (they
@@ -34,10 +36,11 @@ from typing import Any
 
 from ownkernel.store.rows import ChangeRow, Head
 
-__all__ = ["HOLD_ROWS", "HOLD_SECONDS", "Deferred", "WritesFirst"]
+__all__ = ["HOLD_BYTES", "HOLD_ROWS", "HOLD_SECONDS", "Deferred", "WritesFirst"]
 
 HOLD_SECONDS = 1.0
 HOLD_ROWS = 256
+HOLD_BYTES = 1 << 20
 
 # doc id -> (rows in arrival order, newest head per author)
 Held = dict[bytes, tuple[list[ChangeRow], dict[bytes, Head]]]
@@ -47,11 +50,12 @@ class Deferred:
     """The held rows of one store (see the module docstring). Not thread-safe: the
     store calls it under its lock."""
 
-    __slots__ = ("docs", "rows", "since")
+    __slots__ = ("bytes", "docs", "rows", "since")
 
     def __init__(self) -> None:
         self.docs: Held = {}
         self.rows = 0
+        self.bytes = 0
         self.since = 0.0  # monotonic time the oldest held row arrived
 
     def __bool__(self) -> bool:
@@ -70,14 +74,16 @@ class Deferred:
             held[0].extend(rows)
             held[1].update(heads)
         self.rows += len(rows)
-        return self.rows >= HOLD_ROWS or now - self.since >= HOLD_SECONDS
+        self.bytes += sum(len(r.blob) for r in rows)
+        return (self.rows >= HOLD_ROWS or self.bytes >= HOLD_BYTES
+                or now - self.since >= HOLD_SECONDS)
 
     def due(self, now: float) -> bool:
         return self.rows > 0 and now - self.since >= HOLD_SECONDS
 
     def take(self) -> Held:
         """Everything held, leaving nothing."""
-        docs, self.docs, self.rows = self.docs, {}, 0
+        docs, self.docs, self.rows, self.bytes = self.docs, {}, 0, 0
         return docs
 
 
