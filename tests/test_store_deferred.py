@@ -15,22 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from test_store_durability import DOC, REPO, A, _store
 
 from ownkernel.store import Store, StoreFullError
 from ownkernel.store.deferred import HOLD_BYTES, HOLD_ROWS, HOLD_SECONDS, Deferred
 from ownkernel.store.sqlite import ChangeRow, Head
 
-DOC = b"d" * 16
-A = b"a" * 32
 B = b"b" * 32
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _store(path: Path) -> Store:
-    st = Store(path)
-    if st.document(DOC) is None:
-        st.add_document(DOC, title="t", owner=B, capability="owner")
-    return st
 
 
 def _hold(st: Store, seq: int, blob: bytes = b"k") -> None:
@@ -96,8 +87,8 @@ def test_held_rows_are_written_once_due_or_many(tmp_path: Path,
         assert not st.deferring
         for seq in range(5, 5 + HOLD_ROWS):  # typing fast: at most HOLD_ROWS held
             _hold(st, seq)
-            assert st._deferred.rows < HOLD_ROWS
-        assert st._deferred.rows == 0  # the HOLD_ROWS-th wrote them
+            assert st._t.deferred.rows < HOLD_ROWS
+        assert st._t.deferred.rows == 0  # the HOLD_ROWS-th wrote them
         st.write_deferred()
         seen = _statements(st)
         assert [c.seq for c in st.changes(DOC, A)] == list(range(1, 5 + HOLD_ROWS))

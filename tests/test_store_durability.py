@@ -34,8 +34,8 @@ def _synchronous(st: Store) -> int:
 
 def _spy_fsync(st: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    real = st._fsync_wal
-    monkeypatch.setattr(st, "_fsync_wal", lambda: (calls.append(1), real())[1])
+    real = st._t.fsync_wal
+    monkeypatch.setattr(st._t, "fsync_wal", lambda: (calls.append(1), real())[1])
     return calls
 
 
@@ -126,7 +126,7 @@ def test_a_write_after_a_relaxed_batch_that_could_not_reset_is_still_fsynced(tmp
     try:
         with st.batch(durable=False):
             pass
-        st._set_normal(st._db, True)  # as if a batch had ended inside a transaction
+        st._t.set_normal(st._db, True)  # as if a batch had ended inside a transaction
         st.set_setting("k", 1)  # a write of its own: FULL again first
         assert _synchronous(st) == 2
     finally:

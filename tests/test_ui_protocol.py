@@ -287,7 +287,7 @@ def test_a_remote_key_goes_to_the_page_before_our_store_commits(pair) -> None:
 
     def spy(msg: dict[str, Any], buffers: Any = None) -> None:
         if msg.get("t") == "deltas":
-            in_batch.append(b.store._batch)  # (private: no public "inside a batch")
+            in_batch.append(b.store._t._batch)  # (private: no public "inside a batch")
         record(msg, buffers)
     w.send = spy
     da.text("body").insert(0, "k")

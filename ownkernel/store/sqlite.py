@@ -1,5 +1,8 @@
 """`Store`: the node's durable state in one SQLite file (stdlib ``sqlite3``, WAL).
 
+This module says what is stored and read, as SQL; txn.py how it reaches the disk
+(the connection, its lock, batches and fsyncs), deferred.py what waits a moment.
+
 Durability promise: a method that writes returns only after SQLite has
 committed with ``synchronous=FULL``, i.e. after the WAL has been fsynced. In
 WAL mode NORMAL would only fsync at checkpoints, so a power cut could lose the
@@ -53,7 +56,6 @@ import cbor2
 
 from ownkernel.store import dbfile
 from ownkernel.store.dbfile import APPLICATION_ID
-from ownkernel.store.deferred import Deferred, WritesFirst
 from ownkernel.store.errors import CorruptRowError, DatabaseError, StoreFullError
 from ownkernel.store.rows import (
     DOC_COLS,
@@ -62,12 +64,12 @@ from ownkernel.store.rows import (
     Head,
     decode_version,
     doc_row,
-    is_corrupt,
     is_full,
     pack_body,
     unpack_body,
 )
 from ownkernel.store.schema import MIGRATIONS, SCHEMA_VERSION
+from ownkernel.store.txn import Transactions
 
 __all__ = ["DB_FILE", "SCHEMA_VERSION", "ChangeRow", "DocRow", "Head", "Store", "pack_body",
            "unpack_body"]  # the row types live in rows.py; kept importable from here
@@ -87,18 +89,6 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str], *, check: bool | None = None) -> None:
         self.path = Path(path)
-        # Other authors' live changes held back a moment (deferred.py): the lock writes
-        # them before anything else runs under it.
-        self._deferred = Deferred()
-        self._lock = WritesFirst(self._deferred, self._write_deferred)
-        self.lost: set[bytes] = set()  # docs whose held changes could not be written
-        self._batch = False  # inside batch(): writes are savepoints of one transaction
-        self._relaxed = False  # the open batch is batch(durable=False)
-        self._normal = False  # the connection is at synchronous=NORMAL (batch(durable=False))
-        self._must_sync = False  # a write inside such a batch that needs an fsync was made
-        self._begun = False  # the open batch's transaction began (at its first write)
-        self._doc_n: dict[bytes, int] = {}
-        self._actor_n: dict[bytes, int] = {}
         self.checked = False
         if self.path.exists():
             if not os.access(self.path, os.R_OK | os.W_OK):
@@ -115,19 +105,20 @@ class Store:
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves so that "returned"
             # means "committed". check_same_thread=False: the node's network thread
-            # uses the store too, serialised by self._lock.
-            self._db = sqlite3.connect(
+            # uses the store too, serialised by the lock of txn.py.
+            db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
             )
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open database {self.path}: {e}") from e
+        self._t = Transactions(db, self.path, self._insert)
         try:
             self._setup(not clean if check is None else check)
         except DatabaseError:
-            self._db.close()
+            self._t.db.close()
             raise
         except sqlite3.DatabaseError as e:
-            self._db.close()
+            self._t.db.close()
             raise DatabaseError(
                 f"database {self.path} is corrupt or not an ownkernel database ({e}). "
                 f"It was left untouched: restore it from a backup, or move the profile "
@@ -136,7 +127,7 @@ class Store:
 
     # -- opening -------------------------------------------------------------
     def _setup(self, check: bool) -> None:
-        db = self._db
+        db = self._t.db
         if check:
             # After an unclean shutdown (or when asked): quick_check reads every page,
             # finds truncation and torn pages now, with a clear message, rather than
@@ -197,7 +188,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+        return int(self._t.db.execute("SELECT version FROM schema_version").fetchone()[0])
 
     def __enter__(self) -> Store:
         return self
@@ -206,221 +197,45 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        with self._lock.mutex:
-            if self._db is not None:
-                try:
-                    self._write_deferred()
-                except (DatabaseError, sqlite3.Error):
-                    pass  # lost like a killed process's: peers hold them
-                try:
-                    # Fold the WAL back so the profile is one self-contained file at rest.
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except sqlite3.Error:
-                    pass
-                self._db.close()
-                self._db = None  # type: ignore[assignment]
-                dbfile.write_clean_marker(self.path)
+        if self._t.close():
+            dbfile.write_clean_marker(self.path)
 
-    # -- transactions --------------------------------------------------------
-    @contextlib.contextmanager
-    def batch(self, durable: bool = True) -> Iterator[None]:
-        """Group the writes made inside into one transaction: one fsync for all.
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The SQLite connection (None once closed); for tests and doctor's repairs."""
+        return self._t.db
 
-        Each write still succeeds or fails on its own (a SAVEPOINT each); what was
-        written becomes durable at the end of the block, so nothing written inside
-        may be acknowledged or sent before the block ends (the network layer
-        ingests a burst of frames inside one batch and sends after it).
+    # -- transactions (txn.py) -----------------------------------------------
+    def batch(self, durable: bool = True) -> contextlib.AbstractContextManager[None]:
+        """Group the writes made inside into one transaction (see
+        :meth:`~ownkernel.store.txn.Transactions.batch`); ``durable=False``: other
+        authors' changes stored inside are not fsynced (the module's docstring)."""
+        return self._t.batch(durable)
 
-        ``durable=False``: other authors' changes stored inside are not fsynced
-        (see the module's docstring); any other write still is, at the end.
-        """
-        # (the bare lock: the transaction begins at the batch's first write, so a
-        # burst that writes nothing, e.g. live changes held back, costs no statement)
-        with self._lock.mutex:
-            if self._batch:
-                yield
-                return
-            db = self._db
-            if db is None:
-                raise DatabaseError(f"database {self.path} is closed")
-            self._batch, self._relaxed, self._must_sync, self._begun = (
-                True, not durable, False, False)
-            try:
-                yield
-                if self._begun and db.in_transaction:  # (SQLite ends it itself after
-                    db.execute("COMMIT")                # e.g. SQLITE_FULL)
-                if self._must_sync:
-                    self._fsync_wal()
-            except BaseException as e:
-                err = self._rolled_back(db, e)
-                if err is e:
-                    raise
-                raise err from e
-            finally:
-                self._batch = self._relaxed = self._must_sync = self._begun = False
+    @property
+    def lost(self) -> set[bytes]:
+        """Docs whose held live changes could not be written (deferred.py)."""
+        return self._t.lost
 
-    def _set_normal(self, db: sqlite3.Connection, normal: bool) -> None:
-        """synchronous=NORMAL or back to FULL, outside any transaction (SQLite
-        refuses it inside one). Every write path calls this first (a batch leaves
-        NORMAL set when it ends), so no write is relaxed that should not be."""
-        if normal != self._normal:
-            db.execute(f"PRAGMA synchronous={'NORMAL' if normal else 'FULL'}")
-            self._normal = normal
+    @property
+    def deferring(self) -> bool:
+        """Are changes held to be written later (deferred.py)?"""
+        return bool(self._t.deferred)
 
-    def _fsync_wal(self) -> None:
-        """What ``synchronous=FULL`` does at a commit: fsync the WAL (and the file,
-        in case a checkpoint just moved the frames there)."""
-        for path in (self.path.with_name(self.path.name + "-wal"), self.path):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _rolled_back(self, db: sqlite3.Connection, e: BaseException) -> BaseException:
-        """Undo the open transaction after ``e``; returns the error to raise (a store
-        error that names the file for disk full or damage, else ``e`` itself)."""
-        if db.in_transaction:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
-        # Interned ids may refer to rolled-back rows.
-        self._doc_n.clear()
-        self._actor_n.clear()
-        if isinstance(e, sqlite3.OperationalError) and is_full(e):
-            return StoreFullError(self.path, str(e))
-        if isinstance(e, sqlite3.DatabaseError) and is_corrupt(e):
-            return self._damaged(e)
-        return e
-
-    def _write(self, fn: Any, *args: Any, remote: bool = False, relaxed: bool = False) -> Any:
-        """Run ``fn(db, *args)`` in one IMMEDIATE transaction; returns after COMMIT
-        (inside ``batch()``: in a savepoint, durable when the batch ends).
-        ``remote``: only other authors' changes (see ``batch(durable=False)``);
-        ``relaxed`` too, and not fsynced even outside a batch (held rows, deferred.py:
-        the durable write that often triggers them fsyncs them)."""
-        with self._lock:
-            db = self._db
-            if db is None:
-                raise DatabaseError(f"database {self.path} is closed")
-            if self._batch and not self._begun:
-                if not remote:
-                    self._must_sync = True
-                return self._first_in_batch(db, fn, args)
-            if self._batch and db.in_transaction:
-                if not remote:
-                    self._must_sync = True
-                db.execute("SAVEPOINT w")
-                try:
-                    out = fn(db, *args)
-                    db.execute("RELEASE w")
-                except BaseException as e:
-                    if not db.in_transaction:  # SQLite rolled the whole batch back
-                        err = self._rolled_back(db, e)
-                        if err is e:
-                            raise
-                        raise err from e
-                    db.execute("ROLLBACK TO w")
-                    db.execute("RELEASE w")
-                    self._doc_n.clear()
-                    self._actor_n.clear()
-                    raise
-                return out
-            self._set_normal(db, relaxed)  # a write of its own is fsynced
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(db, *args)
-                db.execute("COMMIT")
-            except BaseException as e:
-                err = self._rolled_back(db, e)
-                if err is e:
-                    raise
-                raise err from e
-            return out
-
-    def _first_in_batch(self, db: sqlite3.Connection, fn: Any, args: tuple[Any, ...]) -> Any:
-        """The batch's first write begins its transaction, and needs no savepoint:
-        nothing is written before it, so undoing it is undoing the transaction (the
-        next write begins it again). (A live keystroke received was one write per
-        batch: the savepoint was two of its ~8 statements.)"""
-        # (NORMAL stays set after the batch: every write path sets the level it
-        # needs first, and a node receiving others' changes would otherwise flip
-        # it twice per received burst, two statements of ~8 per keystroke)
-        self._set_normal(db, self._relaxed)
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            out = fn(db, *args)
-        except BaseException as e:
-            err = self._rolled_back(db, e)
-            if err is e:
-                raise
-            raise err from e
-        self._begun = True
-        return out
+    def write_deferred(self, *, due_only: bool = False) -> None:
+        """Write the changes ``append(defer=True)`` holds (all, or only once they are
+        due): the network's timer round calls this."""
+        self._t.write_deferred(due_only=due_only)
 
     def transact(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``fn(connection)`` in one durable transaction (for doctor.py's repairs)."""
-        return self._write(fn)
+        return self._t.write(fn)
 
     def row_keys(self, doc_id: bytes, actor: bytes | None = None) -> tuple[int, int | None]:
         """The interned row numbers of a doc and an author, as the tables store them."""
-        with self._lock:
-            return self._doc(doc_id), (None if actor is None else
-                                       self._actor(self._db, actor, create=False))
-
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            if self._db is None:
-                raise DatabaseError(f"database {self.path} is closed")
-            try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.DatabaseError as e:
-                if is_corrupt(e):
-                    raise self._damaged(e) from e
-                raise
-
-    def _one(self, db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
-        try:
-            return db.execute(sql, args).fetchone()
-        except sqlite3.DatabaseError as e:
-            if is_corrupt(e):
-                raise self._damaged(e) from e
-            raise
-
-    def _damaged(self, e: sqlite3.Error) -> DatabaseError:
-        # Pages damaged while the file was closed (the open-time check runs only
-        # after an unclean shutdown): say which file and what to do.
-        return DatabaseError(
-            f"database {self.path} is damaged ({e}). Stop the node and run `ownkernel "
-            f"doctor` on the profile to see what is affected; restore it from a backup "
-            f"or move the profile directory away to start afresh.")
-
-    # -- interning -----------------------------------------------------------
-    def _doc(self, doc_id: bytes) -> int:
-        n = self._doc_n.get(doc_id)
-        if n is None:
-            row = self._one(self._db, "SELECT n FROM documents WHERE id = ?", (doc_id,))
-            if row is None:
-                raise KeyError(f"unknown document {doc_id.hex()}")
-            n = self._doc_n[doc_id] = row[0]
-        return n
-
-    def _actor(self, db: sqlite3.Connection, actor: bytes, create: bool = True) -> int | None:
-        n = self._actor_n.get(actor)
-        if n is None:
-            row = self._one(db, "SELECT n FROM actors WHERE id = ?", (actor,))
-            if row is None:
-                if not create:
-                    return None
-                n = db.execute("INSERT INTO actors (id) VALUES (?)", (actor,)).lastrowid
-            else:
-                n = row[0]
-            self._actor_n[actor] = n
-        return n
+        with self._t.lock:
+            return self._t.doc(doc_id), (None if actor is None else
+                                       self._t.actor(self._t.db, actor, create=False))
 
     # -- documents -----------------------------------------------------------
     def add_document(
@@ -436,7 +251,7 @@ class Store:
                  int(encrypted), key, cbor2.dumps(access) if access is not None else None,
                  inviter, cbor2.dumps(list(addresses)), token),
             )
-        self._write(tx)
+        self._t.write(tx)
 
     def update_document(self, doc_id: bytes, **fields: Any) -> None:
         allowed = {"title", "capability", "key", "access", "inviter", "addresses", "token",
@@ -452,35 +267,35 @@ class Store:
                 v = cbor2.dumps(list(v) if k == "addresses" else v)
             vals.append(v)
         sets = ", ".join(f"{k} = ?" for k in fields)
-        self._write(lambda db: db.execute(
+        self._t.write(lambda db: db.execute(
             f"UPDATE documents SET {sets} WHERE id = ?", (*vals, doc_id)))
 
     def document(self, doc_id: bytes) -> DocRow | None:
-        rows = self._read(f"SELECT {DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
+        rows = self._t.read(f"SELECT {DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
         return doc_row(rows[0], self.path) if rows else None
 
     def document_for_write(self, doc_id: bytes) -> DocRow | None:
         """``document()`` that also interns the doc's row number, so the writes that
         usually follow (a newly shared doc's first changes) need no second lookup."""
-        with self._lock:
-            rows = self._read(f"SELECT n, {DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
+        with self._t.lock:
+            rows = self._t.read(f"SELECT n, {DOC_COLS} FROM documents WHERE id = ?", (doc_id,))
             if not rows:
                 return None
-            self._doc_n[doc_id] = rows[0][0]
+            self._t.doc_n[doc_id] = rows[0][0]
             return doc_row(rows[0][1:], self.path)
 
     def documents(self) -> list[DocRow]:
         return [doc_row(r, self.path) for r in
-                self._read(f"SELECT {DOC_COLS} FROM documents ORDER BY created, n")]
+                self._t.read(f"SELECT {DOC_COLS} FROM documents ORDER BY created, n")]
 
     def doc_count(self) -> int:
-        return int(self._read("SELECT count(*) FROM documents")[0][0])
+        return int(self._t.read("SELECT count(*) FROM documents")[0][0])
 
     def doc_ids(self) -> list[tuple[bytes, str]]:
         """``(id, title)`` of every doc without decoding the rest: for ``doctor`` and for
         callers that need only ids (cheaper than ``documents()`` with 1,000s of docs)."""
         return [(bytes(r[0]), r[1]) for r in
-                self._read("SELECT id, title FROM documents ORDER BY created, n")]
+                self._t.read("SELECT id, title FROM documents ORDER BY created, n")]
 
     # -- changes -------------------------------------------------------------
     def append(self, doc_id: bytes, rows: Sequence[ChangeRow], heads: dict[bytes, Head],
@@ -499,11 +314,7 @@ class Store:
         held a moment and written with the next ones (deferred.py).
         """
         if defer and remote and access is None:
-            with self._lock.mutex:
-                if self._db is None:
-                    raise DatabaseError(f"database {self.path} is closed")
-                if self._deferred.add(doc_id, rows, heads, time.monotonic()):
-                    self._write_deferred()
+            self._t.hold(doc_id, rows, heads)
             return None
         packed = None if access is None else cbor2.dumps(access)
 
@@ -511,66 +322,38 @@ class Store:
             if packed is not None:
                 db.execute("UPDATE documents SET access = ? WHERE id = ?", (packed, doc_id))
             self._insert(db, doc_id, rows, heads)
-        self._write(tx, remote=remote)
+        self._t.write(tx, remote=remote)
         return packed
 
     def _insert(self, db: sqlite3.Connection, doc_id: bytes, rows: Sequence[ChangeRow],
                 heads: dict[bytes, Head]) -> None:
-        d = self._doc(doc_id)
+        d = self._t.doc(doc_id)
         db.executemany(
             "INSERT INTO changes (doc, actor, seq, blob, auth) VALUES (?,?,?,?,?)",
-            [(d, self._actor(db, r.actor), r.seq, pack_body(r.actor, r.blob), r.auth)
+            [(d, self._t.actor(db, r.actor), r.seq, pack_body(r.actor, r.blob), r.auth)
              for r in rows],
         )
         for actor, h in heads.items():
             db.execute(
                 "INSERT OR REPLACE INTO heads (doc, actor, seq, hash, sig, sig_seq) "
                 "VALUES (?,?,?,?,?,?)",
-                (d, self._actor(db, actor), h.seq, h.hash, h.sig, h.sig_seq),
+                (d, self._t.actor(db, actor), h.seq, h.hash, h.sig, h.sig_seq),
             )
-
-    @property
-    def deferring(self) -> bool:
-        """Are changes held to be written later (deferred.py)?"""
-        return bool(self._deferred)
-
-    def write_deferred(self, *, due_only: bool = False) -> None:
-        """Write the changes ``append(defer=True)`` holds (all, or only once they are
-        due): the network's timer round calls this."""
-        with self._lock.mutex:
-            if self._deferred and (not due_only or self._deferred.due(time.monotonic())):
-                self._write_deferred()
-
-    def _write_deferred(self) -> None:
-        """Write what is held, in one transaction (inside a batch: in it). On failure
-        it is dropped and its docs named in ``lost`` (see deferred.py)."""
-        held = self._deferred.take()  # (first: the lock, re-entered below, finds none)
-        if not held:
-            return
-
-        def tx(db: sqlite3.Connection) -> None:
-            for doc_id, (rows, heads) in held.items():
-                self._insert(db, doc_id, rows, heads)
-        try:
-            self._write(tx, remote=True, relaxed=True)
-        except BaseException:
-            self.lost.update(held)
-            raise
 
     def set_signature(self, doc_id: bytes, actor: bytes, sig_seq: int, sig: bytes, *,
                       remote: bool = False) -> None:
         """``remote``: another author's signature (see ``batch(durable=False)``)."""
         def tx(db: sqlite3.Connection) -> None:
-            a = self._actor(db, actor, create=False)
+            a = self._t.actor(db, actor, create=False)
             db.execute("UPDATE heads SET sig = ?, sig_seq = ? WHERE doc = ? AND actor = ?",
-                       (sig, sig_seq, self._doc(doc_id), a))
-        self._write(tx, remote=remote)
+                       (sig, sig_seq, self._t.doc(doc_id), a))
+        self._t.write(tx, remote=remote)
 
     def heads(self, doc_id: bytes) -> dict[bytes, Head]:
-        with self._lock:
-            rows = self._read(
+        with self._t.lock:
+            rows = self._t.read(
                 "SELECT a.id, h.seq, h.hash, h.sig, h.sig_seq FROM heads h "
-                "JOIN actors a ON a.n = h.actor WHERE h.doc = ?", (self._doc(doc_id),))
+                "JOIN actors a ON a.n = h.actor WHERE h.doc = ?", (self._t.doc(doc_id),))
         return {bytes(r[0]): Head(r[1], bytes(r[2]), bytes(r[3]) if r[3] else None, r[4])
                 for r in rows}
 
@@ -578,8 +361,8 @@ class Store:
         """``{doc: {author: newest seq}}`` of every doc, in one query: a node that
         shares thousands of docs needs them all for its first digest, and a
         query per doc costs 100x more."""
-        with self._lock:
-            rows = self._read(
+        with self._t.lock:
+            rows = self._t.read(
                 "SELECT d.id, a.id, h.seq FROM documents d LEFT JOIN heads h ON h.doc = d.n "
                 "LEFT JOIN actors a ON a.n = h.actor", ())
         out: dict[bytes, dict[bytes, int]] = {}
@@ -615,29 +398,29 @@ class Store:
     def raw_changes(self, doc_id: bytes, actor: bytes, after: int = 0,
                     upto: int | None = None) -> list[tuple[int, bytes, bytes | None]]:
         """``(seq, stored form, auth)`` rows as on disk (see ``unpack_body``)."""
-        with self._lock:
-            a = self._actor(self._db, actor, create=False)
+        with self._t.lock:
+            a = self._t.actor(self._t.db, actor, create=False)
             if a is None:
                 return []
-            rows = self._read(
+            rows = self._t.read(
                 "SELECT seq, blob, auth FROM changes WHERE doc = ? AND actor = ? AND seq > ? "
                 "AND seq <= ? ORDER BY seq",
-                (self._doc(doc_id), a, after, upto if upto is not None else 2**62))
+                (self._t.doc(doc_id), a, after, upto if upto is not None else 2**62))
         return [(r[0], bytes(r[1]), bytes(r[2]) if r[2] else None) for r in rows]
 
     def caps(self, doc_id: bytes) -> list[tuple[bytes, bytes]]:
         """``(actor, auth)`` of every stored change that carries authentication data."""
-        with self._lock:
-            rows = self._read(
+        with self._t.lock:
+            rows = self._t.read(
                 "SELECT a.id, c.auth FROM changes c JOIN actors a ON a.n = c.actor "
                 "WHERE c.doc = ? AND c.auth IS NOT NULL ORDER BY c.actor, c.seq",
-                (self._doc(doc_id),))
+                (self._t.doc(doc_id),))
         return [(bytes(r[0]), bytes(r[1])) for r in rows]
 
     def cap_docs(self) -> set[bytes]:
         """Ids of the docs that have any stored change carrying authentication data
         (one query over the partial index, instead of ``caps()`` per doc)."""
-        return {bytes(r[0]) for r in self._read(
+        return {bytes(r[0]) for r in self._t.read(
             "SELECT id FROM documents WHERE n IN "
             "(SELECT DISTINCT doc FROM changes WHERE auth IS NOT NULL)")}
 
@@ -646,11 +429,11 @@ class Store:
         return got[0] if got else None
 
     def change_count(self, doc_id: bytes | None = None) -> int:
-        with self._lock:
+        with self._t.lock:
             if doc_id is None:
-                return self._read("SELECT count(*) FROM changes")[0][0]
-            return self._read("SELECT count(*) FROM changes WHERE doc = ?",
-                              (self._doc(doc_id),))[0][0]
+                return self._t.read("SELECT count(*) FROM changes")[0][0]
+            return self._t.read("SELECT count(*) FROM changes WHERE doc = ?",
+                              (self._t.doc(doc_id),))[0][0]
 
     def iter_all_changes(self, doc_id: bytes) -> Iterator[ChangeRow]:
         for actor in self.heads(doc_id):
@@ -661,53 +444,53 @@ class Store:
         """Drop change rows up to each actor's cut (keeping rows with auth data);
         returns the number of rows dropped. The caller has verified regeneration."""
         def tx(db: sqlite3.Connection) -> int:
-            d = self._doc(doc_id)
+            d = self._t.doc(doc_id)
             n = 0
             for actor, (seq, h) in cuts.items():
-                a = self._actor(db, actor)
+                a = self._t.actor(db, actor)
                 n += db.execute("DELETE FROM changes WHERE doc = ? AND actor = ? AND seq <= ? "
                                 "AND auth IS NULL", (d, a, seq)).rowcount
                 db.execute("INSERT OR REPLACE INTO compacted (doc, actor, seq, hash) "
                            "VALUES (?,?,?,?)", (d, a, seq, h))
             return n
-        return self._write(tx)
+        return self._t.write(tx)
 
     def reclaim(self) -> None:
         """Return free pages to the file system (after compaction) and fold the WAL."""
-        with self._lock:
+        with self._t.lock:
             # executescript runs to completion (sqlite3_exec); execute() would free
             # only one page, as the pragma frees a page per step and yields no rows.
             try:
-                self._db.executescript("PRAGMA incremental_vacuum;")
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._t.db.executescript("PRAGMA incremental_vacuum;")
+                self._t.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.OperationalError as e:
                 if is_full(e):
                     raise StoreFullError(self.path, str(e)) from e
                 raise
 
     def compacted(self, doc_id: bytes) -> dict[bytes, tuple[int, bytes]]:
-        with self._lock:
-            rows = self._read(
+        with self._t.lock:
+            rows = self._t.read(
                 "SELECT a.id, c.seq, c.hash FROM compacted c JOIN actors a ON a.n = c.actor "
-                "WHERE c.doc = ?", (self._doc(doc_id),))
+                "WHERE c.doc = ?", (self._t.doc(doc_id),))
         return {bytes(r[0]): (r[1], bytes(r[2])) for r in rows}
 
     # -- snapshots -----------------------------------------------------------
     def put_snapshot(self, doc_id: bytes, version: dict[bytes, int], data: bytes,
                      nchanges: int) -> None:
-        self._write(lambda db: db.execute(
+        self._t.write(lambda db: db.execute(
             "INSERT OR REPLACE INTO snapshots (doc, version, data, nchanges, created) "
             "VALUES (?,?,?,?,?)",
-            (self._doc(doc_id), cbor2.dumps(version), data, nchanges, time.time())))
+            (self._t.doc(doc_id), cbor2.dumps(version), data, nchanges, time.time())))
 
     def snapshot(self, doc_id: bytes, *,
                  on_damaged: Callable[[CorruptRowError], None] | None = None,
                  ) -> tuple[dict[bytes, int], bytes, int] | None:
         """Newest snapshot: ``(version, data, nchanges)``. A damaged one raises
         CorruptRowError, or with ``on_damaged`` is reported there and None returned."""
-        with self._lock:
-            rows = self._read("SELECT version, data, nchanges FROM snapshots WHERE doc = ?",
-                              (self._doc(doc_id),))
+        with self._t.lock:
+            rows = self._t.read("SELECT version, data, nchanges FROM snapshots WHERE doc = ?",
+                              (self._t.doc(doc_id),))
         if not rows:
             return None
         try:
@@ -723,7 +506,7 @@ class Store:
     # -- peers ---------------------------------------------------------------
     def put_peer(self, peer_id: bytes, *, name: str | None = None,
                  addresses: Iterable[str] = (), last_seen: float | None = None) -> None:
-        self._write(lambda db: db.execute(
+        self._t.write(lambda db: db.execute(
             "INSERT OR REPLACE INTO peers (id, name, addresses, last_seen) VALUES (?,?,?,?)",
             (peer_id, name, cbor2.dumps(list(addresses)),
              time.time() if last_seen is None else last_seen)))
@@ -731,16 +514,16 @@ class Store:
     def peers(self) -> list[dict[str, Any]]:
         return [{"id": bytes(r[0]), "name": r[1], "addresses": cbor2.loads(r[2]) if r[2] else [],
                  "last_seen": r[3]}
-                for r in self._read("SELECT id, name, addresses, last_seen FROM peers "
+                for r in self._t.read("SELECT id, name, addresses, last_seen FROM peers "
                                     "ORDER BY last_seen DESC")]
 
     # -- settings ------------------------------------------------------------
     def get_setting(self, key: str, default: Any = None) -> Any:
-        rows = self._read("SELECT value FROM settings WHERE key = ?", (key,))
+        rows = self._t.read("SELECT value FROM settings WHERE key = ?", (key,))
         return cbor2.loads(rows[0][0]) if rows else default
 
     def set_setting(self, key: str, value: Any) -> None:
-        self._write(lambda db: db.execute(
+        self._t.write(lambda db: db.execute(
             "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
             (key, cbor2.dumps(value))))
 
@@ -758,15 +541,15 @@ class Store:
     def table_bytes(self) -> dict[str, int]:
         """Bytes per table/index (uses the dbstat virtual table when SQLite has it)."""
         try:
-            rows = self._read("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+            rows = self._t.read("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
         except sqlite3.OperationalError:
             return {}
         return {r[0]: r[1] for r in rows}
 
     def integrity_check(self) -> list[str]:
         """SQLite's full ``integrity_check`` (every page and index): ``["ok"]`` if sound."""
-        return [str(r[0]) for r in self._read("PRAGMA integrity_check")]
+        return [str(r[0]) for r in self._t.read("PRAGMA integrity_check")]
 
     def checkpoint(self) -> None:
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._t.lock:
+            self._t.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
