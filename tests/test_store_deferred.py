@@ -183,3 +183,23 @@ def test_held_rows_that_cannot_be_written_are_dropped_and_named(tmp_path: Path) 
         assert st.get_setting("k") == 1
     finally:
         st.close()
+
+
+def test_held_rows_written_in_a_batch_that_fails_are_named(tmp_path: Path) -> None:
+    """Written inside a batch, held rows are undone with it: their docs are named in
+    ``lost`` (the replica reloads them), exactly as when writing them failed."""
+    st = _store(tmp_path / "s.sqlite3")
+    try:
+        _hold(st, 1)
+        with pytest.raises(RuntimeError), st.batch(durable=False):
+            assert st.heads(DOC)[A].seq == 1  # a read: writes the held row, in the batch
+            raise RuntimeError("the burst failed")
+        assert st.lost == {DOC} and A not in st.heads(DOC)
+        assert st.changes(DOC, A) == []
+        st.lost.clear()
+        with st.batch(durable=False):  # a batch that commits names nothing
+            _hold(st, 1)
+            st.heads(DOC)
+        assert not st.lost and [c.seq for c in st.changes(DOC, A)] == [1]
+    finally:
+        st.close()

@@ -23,8 +23,8 @@ anti-entropy fetches them again, as after a power cut in ``batch(durable=False)`
 Only other authors' changes are ever held (the node's own are fsynced before
 they are sent: a lost own change that peers hold would fork its chain).
 
-If writing them fails (disk full), they are dropped and their docs are named in
-``Store.lost``: the replica reloads those docs so that memory equals the disk
+If writing them fails (disk full), or the batch they were written in is undone,
+they are dropped and their docs are named in ``Store.lost``: the replica reloads those docs so that memory equals the disk
 again (node/replica.py), and anti-entropy fetches the changes later.
 """
 

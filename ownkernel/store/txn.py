@@ -54,6 +54,7 @@ class Transactions:
         self._normal = False  # the connection is at synchronous=NORMAL (batch(durable=False))
         self._must_sync = False  # a write inside such a batch that needs an fsync was made
         self._begun = False  # the open batch's transaction began (at its first write)
+        self._held_in_batch: set[bytes] = set()  # docs whose held rows the batch wrote
         # interned row numbers of documents and actors (a rollback clears them)
         self.doc_n: dict[bytes, int] = {}
         self.actor_n: dict[bytes, int] = {}
@@ -115,12 +116,15 @@ class Transactions:
                 if self._must_sync:
                     self.fsync_wal()
             except BaseException as e:
+                # held rows it wrote are undone with it: their docs must be reloaded
+                self.lost.update(self._held_in_batch)
                 err = self.rolled_back(db, e)
                 if err is e:
                     raise
                 raise err from e
             finally:
                 self._batch = self._relaxed = self._must_sync = self._begun = False
+                self._held_in_batch.clear()
 
     def set_normal(self, db: sqlite3.Connection, normal: bool) -> None:
         """synchronous=NORMAL or back to FULL, outside any transaction (SQLite
@@ -296,3 +300,5 @@ class Transactions:
         except BaseException:
             self.lost.update(held)
             raise
+        if self._batch:  # (stored only if the batch commits)
+            self._held_in_batch.update(held)
