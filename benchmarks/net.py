@@ -283,6 +283,12 @@ def fanout_in(where: Path, sizes: list[int], rate: float, seconds: float, cores:
               f"{100 * r.cpu_s / r.seconds:>10.1f}% of a core {os.getloadavg()[0]:>9.1f}"
               f"   {ms(pct(r.lat_t1, 50))} / {ms(pct(r.lat_t1, 99))}"
               f"   ({cores} cores, {r.changes} keystrokes)")
+        # CPU per keystroke of each process: the typist's and the readers' (the
+        # run's CPU covers typing and convergence; per keystroke it is comparable)
+        per = [1e3 * c / r.changes for c in r.cpu_per_node]
+        if len(per) > 1:
+            print(f"{'':>5s} CPU per keystroke: typist {per[0]:.2f} ms, readers "
+                  f"{min(per[1:]):.2f}–{max(per[1:]):.2f} ms")
 
 
 # ------------------------------------------------------------------ --floods

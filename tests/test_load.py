@@ -82,6 +82,7 @@ class LoadResult:
     cpu_s: float  # CPU seconds of all node processes during the run
     rejected: list[int]  # inputs rejected per node during the run (honest run: 0)
     errors: list[dict[str, int]] = field(default_factory=list)  # net errors per node at end
+    cpu_per_node: list[float] = field(default_factory=list)  # CPU seconds of each node
 
     @property
     def dup_per_change_per_node(self) -> float:
@@ -165,7 +166,8 @@ def run_load(nodes: list[Child], doc: str, rate: float, seconds: float,
         cpu_s=sum(x["cpu_s"] - b["cpu_s"] for b, x in zip(before, after)),
         rejected=[x["node"]["rejected_total"] - b["node"]["rejected_total"]
                   for b, x in zip(before, after)],
-        errors=[x["net"].get("errors", {}) for x in after])
+        errors=[x["net"].get("errors", {}) for x in after],
+        cpu_per_node=[x["cpu_s"] - b["cpu_s"] for b, x in zip(before, after)])
 
 
 def check(r: LoadResult) -> None:
