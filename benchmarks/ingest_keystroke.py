@@ -4,7 +4,7 @@
 
 Node A types; node B (a reader of A's doc) takes each keystroke as the network
 layer hands it over: one signed envelope per call to ``Replica.ingest``, inside
-``Store.batch(durable=False)`` with the cyclic GC held, as ``_process_inbox``
+``Store.batch(durable=False)`` with the cyclic GC held, as ``Inbox.process``
 does. Two ways: the usual path (chain and Ed25519 signature checked at once) and
 ``direct=True`` (the change came over its author's own session: its signature is
 verified later, once, by ``Replica.settle``; node/direct.py). Process CPU per

@@ -449,7 +449,7 @@ def intruder(address: str, doc_hex: str, home: str) -> None:
                     ("offer", "x" * (MAX_SIGNAL + 1))]
             for kind, data in msgs:
                 link.session._queue({"type": "signal", "doc": doc, "kind": kind, "data": data})
-            net._flush_all()
+            net.outbox.flush_all()
             return len(msgs)
         n = net._call(send)
         print(json.dumps({"sent": n}), flush=True)

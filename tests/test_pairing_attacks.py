@@ -205,7 +205,7 @@ def test_stranger_sending_forged_records_changes_nothing(mk):
         link = net.link_of(owner.id)
         assert link is not None
         link.session.send_grants([cert, cbor2.dumps(m)])
-        net.flush(link)
+        net.outbox.flush(link)
     net._call(send)
     until(lambda: owner.stats()["rejected"].get("bad_user_record", 0) >= 2)
     with owner.lock:

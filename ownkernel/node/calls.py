@@ -315,7 +315,7 @@ class Calls:
                     self.net.counts["callback-errors"] += 1
                     log.exception("call listener failed on %r", a)
         if sent:
-            self.net._flush_all()
+            self.net.outbox.flush_all()
 
     def _show_grant(self, link: Link, doc: bytes) -> None:
         """Show ``link.peer`` our grant for ``doc`` (once per connection): a call

@@ -169,7 +169,7 @@ class Dialing:
             dial.attempts = 0
             link = self.net.new_link(ev.conn, curve_key_of(dial.node_id))
             link.session.hello()
-            self.net.flush(link)
+            self.net.outbox.flush(link)
         elif ev.kind == "disconnected":
             link = self.net.links.get(ev.conn)
             if link is not None:

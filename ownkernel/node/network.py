@@ -34,14 +34,13 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from ownkernel.crdt.integrate import gc_paused
 from ownkernel.net.limits import SessionLimits, SessionTable
 from ownkernel.net.peerstate import vv_max
 from ownkernel.net.protocol import (
@@ -61,11 +60,9 @@ from ownkernel.net.protocol import (
     SessionConfig,
     SignalReceived,
     curve_key_of,
-    decode,
 )
 from ownkernel.net.transport import (
     ConnId,
-    Incoming,
     KeyPolicy,
     Transport,
     TransportConfig,
@@ -74,6 +71,8 @@ from ownkernel.node.addressbook import BOOK_DOC, AddressBook
 from ownkernel.node.calls import Calls
 from ownkernel.node.config import DEFAULT_LISTEN, NetConfig, Peer, advertised, sticky_listen
 from ownkernel.node.dialing import Dialing
+from ownkernel.node.inbox import Inbox
+from ownkernel.node.outbox import Outbox
 from ownkernel.node.peerdir import PeerDirectory
 from ownkernel.node.presence import Presence
 from ownkernel.node.relay import Relay
@@ -89,7 +88,6 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("peer_joined", "peer_left", "doc_changed", "presence")
 MAX_LINKS = 1024  # sessions in all; also per key and per address: see SessionTable
-INBOX_BURST = 64  # frames handled under one store transaction
 
 
 @dataclass(eq=False)
@@ -104,14 +102,6 @@ class Link:
     presence_sent: set[Any] = field(default_factory=set)
     greeted: bool = False  # our grants went out (relay.py)
     offered: set[Any] = field(default_factory=set)  # docs the session has synced or offered
-
-
-def _is_hello(frame: bytes) -> bool:
-    try:
-        msg = decode(frame)
-    except Exception:
-        return False
-    return isinstance(msg, dict) and msg.get("type") == "hello"
 
 
 class NodeNetwork:
@@ -147,13 +137,8 @@ class NodeNetwork:
         self.by_peer: dict[bytes, Link] = {}
         self.directory = PeerDirectory(self)  # who we know, as Peer rows (node/peerdir.py)
         self._seen_docs: set[bytes] = set()
-        self._inbox: list[Incoming] = []
-        self._inbox_scheduled = False
-        self._cut_burst = False  # the frame just handled asks to end the burst (grants)
-        self._held_events: list[tuple[str, tuple[Any, ...]]] | None = None
-        self._sendq: deque[tuple[ConnId, bytes]] = deque()
-        self._sending = False
-        self._more_scheduled = False
+        self.inbox = Inbox(self)  # received frames, in bursts (node/inbox.py)
+        self.outbox = Outbox(self)  # the one writer (node/outbox.py)
         # peer -> (name, colour) from its `profile` messages (sent when it renames)
         self.profiles: dict[bytes, tuple[str, str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -212,8 +197,8 @@ class NodeNetwork:
         for i, attempt in enumerate(tries):
             t = Transport(key, TransportConfig(
                 listen=attempt, max_frame_size=cfg.max_frame_size, rate=cfg.rate,
-                burst=cfg.burst), policy=policy, on_frame=self._on_frame,
-                on_event=self.timers.on_conn_event, on_drained=self._process_inbox)
+                burst=cfg.burst), policy=policy, on_frame=self.inbox.on_frame,
+                on_event=self.timers.on_conn_event, on_drained=self.inbox.process)
             try:
                 await t.start()
             except zmq.ZMQError as e:
@@ -272,8 +257,8 @@ class NodeNetwork:
     async def _shutdown(self) -> None:
         for link in list(self.links.values()):
             link.session.close("shutdown")
-            self.flush(link)
-        await self._drain()
+            self.outbox.flush(link)
+        self.outbox.send_queued()
         await asyncio.sleep(0.02)  # let libzmq's I/O thread put the goodbyes on the wire
         if self.book is not None:
             try:
@@ -352,8 +337,9 @@ class NodeNetwork:
         return off
 
     def _emit(self, event: str, *args: Any) -> None:
-        if self._held_events is not None:  # inside a batch: fire once it is durable
-            self._held_events.append((event, args))
+        held = self.inbox.held_events
+        if held is not None:  # inside a burst: fire once it is stored (inbox.py)
+            held.append((event, args))
             return
         for cb in list(self._callbacks[event]):
             try:
@@ -362,90 +348,9 @@ class NodeNetwork:
                 self.counts["callback-errors"] += 1
                 log.exception("%s callback %r failed", event, cb)
 
-    # ================================================================ frames
-    def _on_frame(self, inc: Incoming) -> None:
-        """Transport callback, once per frame: queue it; a burst is handled in one go."""
-        if self._stop is None or self._stop.is_set():
-            return
-        self._inbox.append(inc)
-        if len(self._inbox) >= INBOX_BURST:
-            # A full burst is handled right here, inside the transport's receive loop:
-            # a flood then waits for us (backpressure) instead of piling up in memory.
-            self._process_inbox()
-        # Else the transport calls _process_inbox (its on_drained) once the socket's
-        # waiting frames are read: one batch per read, and no callback of ours per
-        # frame (that was one more loop pass for every frame received).
-
-    def _process_inbox(self) -> None:
-        """Handle the queued frames under one store transaction, then fire events
-        and send. Nothing received is acknowledged or passed on before it is
-        committed: sends leave after the batch commits. Other authors' changes are
-        not fsynced (see Store.batch(durable=False): peers hold them); anything
-        else written here is, once for the burst."""
-        self._inbox_scheduled = False  # (a pending call finds nothing: harmless)
-        burst, self._inbox = self._inbox, []
-        if not burst:
-            return
-        node = self.node
-        self._held_events = []
-        try:
-            # The cyclic GC is held for the (bounded) burst: a catch-up allocates
-            # many small acyclic objects, and in a process holding thousands of
-            # docs each full collection it triggers scans them all (measured:
-            # 25 % of ingest time at 2,000 docs).
-            with node.lock, node.store.batch(durable=False), gc_paused(True):
-                for i, inc in enumerate(burst):
-                    self._cut_burst = False
-                    try:
-                        self._receive(inc)
-                    except Exception:  # one frame's bug must not undo the others
-                        self.count("handler-error")
-                        log.exception("handling a frame failed")
-                    if self._cut_burst and i + 1 < len(burst):
-                        # A frame of grants opened docs to a peer and queued their
-                        # offers: send those now, and handle the frames behind it on
-                        # the next turn. A peer showing 10,000 grants (40 frames) then
-                        # gets its first docs while we still check the later grants.
-                        self._inbox[:0] = burst[i + 1:]
-                        if not self._inbox_scheduled:
-                            self._inbox_scheduled = True
-                            asyncio.get_running_loop().call_soon(self._process_inbox)
-                        break
-        except Exception:
-            self.count("batch-error")
-            log.exception("storing a burst of frames failed")
-        finally:
-            held, self._held_events = self._held_events, None
-        for event, args in held:
-            self._emit(event, *args)
-        self._flush_all()
-        self._kick()  # frames queued during the burst (a close, an error) go now
-
-    def _receive(self, inc: Incoming) -> None:
-        link = self.links.get(inc.conn)
-        if link is None:
-            if inc.conn[0] == "in" and not self._admit(inc):
-                return
-            link = self.new_link(inc.conn, inc.curve_key)
-        events = link.session.receive(inc.frame, time.monotonic())
-        self._handle(link, events)
-
-    def _admit(self, inc: Incoming) -> bool:
-        """May this incoming connection get a session? Limits per key, per address and
-        in all; when full, handshakes and peers sharing nothing make room, members never."""
-        now = time.monotonic()
-        if self.table.was_evicted(inc.conn, now) and not _is_hello(inc.frame):
-            self.count("evicted-conn-frame")
-            return False
-        adm = self.table.admit(inc.conn, inc.curve_key, inc.address, now)
-        for conn in adm.evict:
-            old = self.links.get(conn)
-            if old is not None:
-                self.drop_link(old, "evicted")
-        if not adm.ok:
-            self.count(f"refused:{adm.reason}")
-            return False
-        return True
+    # ================================================================ links
+    def link_of(self, peer: bytes) -> Link | None:
+        return self.by_peer.get(peer)
 
     def privilege(self, link: Link) -> None:
         """Tell the session table whether this peer shares a doc with us (a member)."""
@@ -480,7 +385,7 @@ class NodeNetwork:
             elif isinstance(ev, GrantsReceived):
                 if link.peer is not None:
                     self.relay.on_grants(link, ev.grants)
-                    self._cut_burst = True  # offer what they opened before the next frame
+                    self.inbox.cut_burst = True  # offer what they opened before the next frame
             elif isinstance(ev, CarryReceived):
                 if link.peer is not None:
                     self.relay.on_carry(link, ev.docs)
@@ -585,80 +490,13 @@ class NodeNetwork:
 
     def _close_link(self, link: Link, reason: str) -> None:
         link.session.close(reason)
-        self.flush(link)
+        self.outbox.flush(link)
         self.drop_link(link, reason)
 
     async def disconnect(self, conn: ConnId, failed: bool) -> None:
         assert self.transport is not None
         await self.transport.disconnect(conn)
         self.dialing.planner.conn_closed(conn, time.monotonic(), failed)
-
-    # ================================================================ sending
-    def _send_raw(self, conn: ConnId, frame: bytes) -> None:
-        self._sendq.append((conn, frame))
-        self._kick()
-
-    def link_of(self, peer: bytes) -> Link | None:
-        return self.by_peer.get(peer)
-
-    def flush(self, link: Link, kick: bool = True) -> None:
-        """Queue ``link``'s frames and send them (``kick=False``: the caller sends
-        after queueing several links' frames, as _flush_all does)."""
-        if not link.session.has_output:
-            return
-        if self.transport is not None and self.transport.congested(link.conn):
-            return  # the peer is not reading: keep it in the session until it drains
-        for f in link.session.data_to_send():
-            self._sendq.append((link.conn, f))
-        if kick:
-            self._kick()
-        if link.session.wants_send and not self._more_scheduled:
-            # more answers to produce (a catch-up): after what is queued now has
-            # gone, and after any frames that arrived meanwhile were handled
-            self._more_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_more)
-
-    def _flush_more(self) -> None:
-        self._more_scheduled = False
-        if self._sendq:  # the writer has not caught up: look again next turn
-            self._more_scheduled = True
-            asyncio.get_running_loop().call_later(0.002, self._flush_more)
-            return
-        for link in list(self.links.values()):
-            if link.session.wants_send:
-                self.flush(link)
-
-    def _flush_all(self) -> None:
-        for link in list(self.links.values()):
-            if link.session.has_output:  # (most links have nothing: no call for them)
-                self.flush(link, kick=False)
-        self._kick()  # one writer pass for all links (a keystroke goes to n-1 peers)
-
-    def _kick(self) -> None:
-        """Send what is queued now: the transport never waits (NOBLOCK sends, byte
-        budgets with a backlog), so no writer task per burst. Inside a burst of
-        received frames nothing leaves before the burst commits: _process_inbox
-        kicks again after it."""
-        if self._sendq and not self._sending and self._held_events is None:
-            self._send_queued()
-
-    def _send_queued(self) -> None:
-        """The one writer: frames leave in the order they were queued."""
-        if self.transport is None:
-            return
-        self._sending = True  # (a frame lost below must not re-enter this loop)
-        try:
-            while self._sendq:
-                conn, frame = self._sendq.popleft()
-                if not self.transport.send_now(conn, frame):
-                    link = self.links.get(conn)
-                    if link is not None:  # lost: answer its next `have` in full
-                        link.session.reset_sent()
-        finally:
-            self._sending = False
-
-    async def _drain(self) -> None:
-        self._send_queued()
 
     # ================================================================ counting
     def count(self, reason: str, n: int = 1, detail: str = "") -> None:
@@ -673,7 +511,7 @@ class NodeNetwork:
         def run() -> None:
             for link in list(self.links.values()):
                 link.session.sync_all(time.monotonic())
-            self._flush_all()
+            self.outbox.flush_all()
         self._call(run)
 
     def peers_hold(self, doc: bytes) -> dict[bytes, int]:
@@ -710,7 +548,7 @@ class NodeNetwork:
         self.presence.set_local(doc, state)
         for link in list(self.by_peer.values()):
             self.presence.send(link, [doc])
-        self._flush_all()
+        self.outbox.flush_all()
 
     def set_presence(self, doc: Any, state: Any) -> None:
         self._call(self._set_presence, doc, state)
@@ -732,7 +570,7 @@ class NodeNetwork:
         self.relay.ask_all_relays([doc])
         for link in list(self.by_peer.values()):
             self.sharing.offer_new(link)
-        self._flush_all()
+        self.outbox.flush_all()
 
     def announce_doc(self, doc: bytes) -> None:
         self._call(self.offer_doc, doc)
@@ -746,7 +584,7 @@ class NodeNetwork:
         """Node thread: tell every connected peer our new name/colour."""
         for link in list(self.by_peer.values()):
             link.session.send_profile(name, color)
-        self._flush_all()
+        self.outbox.flush_all()
 
     def peers(self) -> list[Peer]:
         return self._call(self.directory.all)

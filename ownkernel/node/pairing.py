@@ -247,7 +247,7 @@ class Devices:
             link = net.link_of(tok.node)
             if link is not None and link.session.is_open:
                 link.session.send_grants([pair_request(tok, self.node.identity)])
-                net.flush(link)
+                net.outbox.flush(link)
         net._call(send)
         with self._answered:
             while tok.node not in self._answers:
@@ -262,7 +262,7 @@ class Devices:
         def greet_all() -> None:  # what we may read and show changed: say so now
             for lk in list(net.by_peer.values()):
                 self.greet(lk, again=True)
-            net._flush_all()
+            net.outbox.flush_all()
         net._call(greet_all)
         return self.user
 
@@ -371,7 +371,7 @@ class Devices:
                 self.greet(link)
         for link in list(net.by_peer.values()):
             net.sharing.offer_new(link)
-        net._flush_all()
+        net.outbox.flush_all()
 
     # -- the user's name and colour -------------------------------------------------
     def profile_changed(self) -> None:
@@ -388,7 +388,7 @@ class Devices:
         for p, link in list(net.by_peer.items()):
             if link.session.is_open and self.users.sibling(p):
                 link.session.send_grants([blob])
-        net._flush_all()
+        net.outbox.flush_all()
 
     def _on_profile(self, peer: bytes, m: dict[str, Any]) -> None:
         n, o, t, d = m.get("n"), m.get("o"), m.get("t"), m.get("d")

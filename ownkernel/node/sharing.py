@@ -316,7 +316,7 @@ class Sharing:
                 envs = [strip_signature(e) for e in envs[:-1]] + envs[-1:]
             self.forward(doc, envs, None)
             self.net._emit("doc_changed", doc, None)
-        self.net._flush_all()
+        self.net.outbox.flush_all()
 
 
 def announce_one_to(mark: int, seq: int) -> bool:

@@ -85,7 +85,7 @@ class TimerRound:
                     net.presence.reseal()
                     for link in list(net.by_peer.values()):
                         net.presence.send(link)
-                net._flush_all()
+                net.outbox.flush_all()
             except Exception:  # a bug in one round must not stop the node syncing
                 net.count("tick-error")
                 log.exception("network tick failed")

@@ -24,8 +24,9 @@ Only other authors' changes are ever held (the node's own are fsynced before
 they are sent: a lost own change that peers hold would fork its chain).
 
 If writing them fails (disk full), or the batch they were written in is undone,
-they are dropped and their docs are named in ``Store.lost``: the replica reloads those docs so that memory equals the disk
-again (node/replica.py), and anti-entropy fetches the changes later.
+they are dropped and their docs are named in ``Store.lost``: the replica reloads
+those docs so that memory equals the disk again (node/replica.py), and
+anti-entropy fetches the changes later.
 """
 
 from __future__ import annotations
