@@ -247,9 +247,9 @@ class Replica:
         """Reload the docs whose held changes the store could not write (disk full,
         store/deferred.py): memory must equal disk; anti-entropy fetches them again."""
         with self.lock:
-            lost = self.store.lost
-            while lost:
-                doc_id = lost.pop()
+            lost = set(self.store.lost)  # (taken at once: reload reads, and may add more)
+            self.store.lost.clear()
+            for doc_id in lost:
                 self._versions.pop(doc_id, None)
                 od = self.docs.get(doc_id)
                 if od is None:
