@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from fanout_floor import run as floor_run  # noqa: E402
+from fanout_floor import wake_jitter  # noqa: E402
 from test_load import build_mesh, pct, run_load  # noqa: E402
 from test_net_processes import Child  # noqa: E402
 
@@ -252,17 +254,42 @@ def fanout(sizes: list[int], rate: float, seconds: float) -> None:
     places = [Path(tempfile.gettempdir())]
     if Path("/dev/shm").is_dir():
         places.append(Path("/dev/shm"))
+    readers: dict[int, float] = {}  # size -> our readers' mean CPU per keystroke (disk)
     for where in places:
         f50, f99 = fsync_cost(where)
         print(f"-- profiles in {where}: one fsynced commit p50 {ms(f50)}, p99 {ms(f99)}")
-        fanout_in(where, sizes, rate, seconds, cores)
+        for n, per in fanout_in(where, sizes, rate, seconds, cores).items():
+            readers.setdefault(n, per)
+    fanout_floors(readers, rate, seconds)
 
 
-def fanout_in(where: Path, sizes: list[int], rate: float, seconds: float, cores: int) -> None:
+def fanout_floors(readers: dict[int, float], rate: float, seconds: float) -> None:
+    """The same topology with none of our code (benchmarks/fanout_floor.py), in the same
+    run: readers that only wake and read, then readers that also burn as much CPU per
+    keystroke as ours took beyond that; and how slow this machine is to wake at all."""
+    w50, w99, b50, b99 = wake_jitter()
+    print(f"-- floor: ~1 ms of Python right after a 50 ms sleep p50 {ms(w50)}, p99 {ms(w99)}"
+          f" (back to back p50 {ms(b50)}, p99 {ms(b99)})")
+    print("-- floor: raw CurveZMQ fan-out, same rate, readers drain in an asyncio loop "
+          "(fanout_floor.py)")
+    print(f"{'nodes':>5s} {'work/msg':>9s} {'p50':>9s} {'p99':>9s} {'CPU all processes':>20s}"
+          f" {'load avg':>9s}")
+    for n, ours in readers.items():
+        bare = floor_run(n, rate, seconds, 0.0)
+        work = max(0.0, ours - bare["reader_per_msg"])
+        for w, r in ((0.0, bare), (work, floor_run(n, rate, seconds, 1e3 * work))):
+            print(f"{n:>5d} {1e3 * w:>6.2f} ms {ms(r['p50']):>9s} {ms(r['p99']):>9s} "
+                  f"{100 * r['cpu']:>10.1f}% of a core {os.getloadavg()[0]:>9.1f}")
+
+
+def fanout_in(where: Path, sizes: list[int], rate: float, seconds: float,
+              cores: int) -> dict[int, float]:
+    """Run each size; returns size -> the readers' mean CPU seconds per keystroke."""
     # p50/p99: from the keystroke's start at the typist to a reader seeing it; "after
     # commit": from the typist's durable commit (its own keystroke, fsync included, left out)
     print(f"{'nodes':>5s} {'p50':>9s} {'p99':>9s} {'CPU all processes':>20s} {'load avg':>9s}"
           f"   {'after commit p50 / p99':>22s}")
+    readers: dict[int, float] = {}
     for n in sizes:
         base = Path(tempfile.mkdtemp(prefix="ownk-fan-", dir=where))
         children: list[Child] = []
@@ -289,6 +316,8 @@ def fanout_in(where: Path, sizes: list[int], rate: float, seconds: float, cores:
         if len(per) > 1:
             print(f"{'':>5s} CPU per keystroke: typist {per[0]:.2f} ms, readers "
                   f"{min(per[1:]):.2f}–{max(per[1:]):.2f} ms")
+            readers[n] = sum(per[1:]) / len(per[1:]) / 1e3
+    return readers
 
 
 # ------------------------------------------------------------------ --floods
