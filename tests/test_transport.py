@@ -9,6 +9,7 @@ import threading
 import pytest
 from nacl.signing import SigningKey
 
+from ownkernel.net.address import format_address, parse_address
 from ownkernel.net.protocol import (
     HelloReceived,
     LocalInfo,
@@ -23,8 +24,6 @@ from ownkernel.net.transport import (
     KeyPolicy,
     Transport,
     TransportConfig,
-    format_address,
-    parse_address,
 )
 
 LOOPBACK = ("tcp://127.0.0.1:0",)
