@@ -34,6 +34,7 @@ import cbor2
 
 from ownkernel.node.gate import BOOK_DOC, Credentials
 from ownkernel.node.grants import Descriptor, Grant, InviteError
+from ownkernel.node.names import MAX_NAME, is_colour
 from ownkernel.node.users import (
     Cert,
     PairToken,
@@ -507,10 +508,10 @@ class Devices:
         self._learn([cert])
         # Names and colours belong to the user: take the user's, both at once here on
         # the node thread (so no half-changed profile goes out to our devices)
-        if isinstance(name, str) and 0 < len(name.strip()) <= 64:
-            self.node._set_profile("name", name.strip())
-        if isinstance(colour, str) and len(colour) == 7 and colour[0] == "#":
-            self.node._set_profile("color", colour.lower())
+        if isinstance(name, str) and 0 < len(name.strip()) <= MAX_NAME:
+            self.node._names.set("name", name.strip())
+        if isinstance(colour, str) and is_colour(colour):
+            self.node._names.set("color", colour.lower())
         self._profile = {"k": "uprof", "n": self.node.name, "o": self.node.color,
                          "t": time.time(), "d": tok.node}
         self.node.store.set_setting("user_profile", self._profile)
