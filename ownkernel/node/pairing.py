@@ -393,7 +393,7 @@ class Devices:
 
     def _on_profile(self, peer: bytes, m: dict[str, Any]) -> None:
         n, o, t, d = m.get("n"), m.get("o"), m.get("t"), m.get("d")
-        if not (self.users.sibling(peer) and isinstance(n, str) and 0 < len(n.strip()) <= 64
+        if not (self.users.sibling(peer) and isinstance(n, str) and 0 < len(n.strip()) <= MAX_NAME
                 and isinstance(o, str) and len(o) == 7 and o[0] == "#"
                 and all(c in "0123456789abcdef" for c in o[1:]) and isinstance(t, float)
                 and isinstance(d, bytes)):
