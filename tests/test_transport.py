@@ -9,7 +9,6 @@ import threading
 import pytest
 from nacl.signing import SigningKey
 
-from ownkernel.net.address import format_address, parse_address
 from ownkernel.net.protocol import (
     HelloReceived,
     LocalInfo,
@@ -24,6 +23,8 @@ from ownkernel.net.transport import (
     KeyPolicy,
     Transport,
     TransportConfig,
+    format_address,
+    parse_address,
 )
 
 LOOPBACK = ("tcp://127.0.0.1:0",)

@@ -14,7 +14,7 @@ from ui_front import FAST, Front, two_nodes, until
 from ownkernel import ui
 from ownkernel.node import Node
 from ownkernel.node.config import NetConfig
-from ownkernel.node.names import PALETTE
+from ownkernel.node.node import PALETTE
 
 
 @pytest.fixture

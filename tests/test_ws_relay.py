@@ -23,7 +23,7 @@ from test_net_processes import Child
 from ws_relay_server import JupyterRelay, free_port
 from wsclient import exchange
 
-from ownkernel.net.address import parse_address
+from ownkernel.net.transport import parse_address
 from ownkernel.net.wstunnel import split_ws_url, zmtp_signature
 from ownkernel.node import Node
 from ownkernel.node.addressbook import _valid_address

@@ -287,21 +287,5 @@ class SendAccount:
         self.in_flight += nbytes
 
 
-class TokenBucket:
-    """Frames per second per peer key, with bursts (the transport drops past it)."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = burst, now
-
-    def take(self, now: float, n: float = 1.0) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        return False
-
-
 __all__ = ["PEER", "PENDING", "PRIVILEGED", "Admission", "SendAccount", "SessionLimits",
-           "SessionTable", "TokenBucket", "wire_size"]
+           "SessionTable", "wire_size"]

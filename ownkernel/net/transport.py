@@ -38,12 +38,11 @@ from nacl.bindings import crypto_sign_ed25519_sk_to_curve25519
 from nacl.signing import SigningKey
 from zmq.utils.monitor import parse_monitor_message
 
-from .address import endpoint_host, format_address, parse_address
 from .flow import MONITOR_EVENTS, InboundWatch, SendBudgets, acked, close_probe, probe
-from .limits import SendAccount, TokenBucket
+from .limits import SendAccount
 from .protocol import DEFAULT_MAX_FRAME, curve_key_of
 from .reader import SocketReader, send_one, send_parts
-from .wstunnel import TunnelClient, is_websocket
+from .wstunnel import TunnelClient, is_websocket, split_ws_url
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +99,20 @@ class KeyPolicy:
         return self.allow is None or curve_key in self.allow
 
 
+class TokenBucket:
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, now
+
+    def take(self, now: float, n: float = 1.0) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= n:
+            self.tokens -= n
+            return True
+        return False
+
+
 @dataclass
 class TransportConfig:
     listen: Sequence[str] = ("tcp://127.0.0.1:0",)
@@ -131,6 +144,28 @@ def _keys(signing_key: SigningKeyLike) -> tuple[bytes, bytes, bytes]:
     ed_pk = sk.verify_key.encode()
     curve_sk = crypto_sign_ed25519_sk_to_curve25519(bytes(sk) + ed_pk)
     return ed_pk, curve_key_of(ed_pk), curve_sk
+
+
+def format_address(endpoint: str, node_id: bytes) -> str:
+    """``tcp://host:port#<node id hex>``: Curve clients must know the server key."""
+    return f"{endpoint}#{node_id.hex()}"
+
+
+def parse_address(address: str) -> tuple[str, bytes | None]:
+    endpoint, _, key = address.partition("#")
+    if is_websocket(endpoint):
+        split_ws_url(endpoint)  # a bad ws URL is refused here, naming the fault
+    if not key:
+        return endpoint, None
+    node_id = bytes.fromhex(key)
+    if len(node_id) != 32:
+        raise ValueError("node id must be 32 bytes")
+    return endpoint, node_id
+
+
+def endpoint_host(endpoint: str) -> str:
+    """``tcp://[::1]:5555`` -> ``::1``; ``tcp://127.0.0.1:5`` -> ``127.0.0.1``."""
+    return endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
 
 
 @dataclass
@@ -620,5 +655,5 @@ class Transport:
         return True
 
 
-__all__ = ["ConnEvent", "ConnId", "Incoming", "KeyPolicy", "Policy", "Transport",
-           "TransportConfig"]
+__all__ = ["ConnEvent", "ConnId", "Incoming", "KeyPolicy", "Policy", "TokenBucket",
+           "Transport", "TransportConfig", "endpoint_host", "format_address", "parse_address"]

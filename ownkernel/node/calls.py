@@ -254,7 +254,7 @@ class Calls:
 
     def _dial_members(self, doc: bytes, data: str) -> None:
         """Dial the members a ``present`` names (addresses pinned to their ids)."""
-        from ownkernel.net.address import parse_address
+        from ownkernel.net.transport import parse_address
         try:
             rows = json.loads(data).get("members", []) if data else []
             for mid, addrs in rows[:MAX_MESH]:

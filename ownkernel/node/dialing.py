@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from ownkernel.net.address import format_address
 from ownkernel.net.protocol import curve_key_of
+from ownkernel.net.transport import format_address
 from ownkernel.node.config import NetConfig
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class Dialing:
                 return None
             # An address naming another node (a relay the inviter uses, e.g. a
             # wss:// one: docs/relay.md) is dialed as that node: Curve pins its key.
-            from ownkernel.net.address import parse_address
+            from ownkernel.net.transport import parse_address
 
             by_node: dict[bytes, list[str]] = {}
             for addr in inv.addresses:
@@ -214,7 +214,7 @@ class Dialing:
                 if nid != self.id:
                     self.planner.add(nid, addrs, sticky=True, urgent=True)
             return inv.inviter
-        from ownkernel.net.address import parse_address
+        from ownkernel.net.transport import parse_address
 
         _, nid = parse_address(target)
         if nid is None:

@@ -45,7 +45,6 @@ from ownkernel.crdt.codec import DELKEY, SET, Change
 from ownkernel.crdt.codec import decode as decode_change
 from ownkernel.node.access import ACCESS_KEY
 from ownkernel.node.docstate import SNAPSHOT_AT_CLOSE
-from ownkernel.node.loading import open_body
 from ownkernel.store import ChangeRow, DocRow, Envelope, EnvelopeError, SealError
 from ownkernel.store.auth import check_chains, decode_envelope, encode_envelope
 
@@ -85,7 +84,7 @@ def ingest_new(rep: Any, doc_id: bytes, blobs: list[bytes], encode: bool) -> lis
     run = cc.runs[0]
     if len(run.envelopes) != len(envs):
         return None
-    changes = _decode_all(run.envelopes, row, open_body)
+    changes = _decode_all(run.envelopes, row, rep.open_body)
     if changes is None:
         return None
     try:

@@ -38,7 +38,6 @@ from ownkernel.node.grants import (
     make_invite,
 )
 from ownkernel.node.handle import DocHandle
-from ownkernel.node.names import Names
 from ownkernel.node.network import NodeNetwork
 from ownkernel.node.pairing import Device, Devices, UserInfo
 from ownkernel.node.replica import OpenDoc, Replica
@@ -61,6 +60,18 @@ __all__ = ["AmbiguousDoc", "JOIN_WAIT", "JoinWarning", "Node"]  # (the first thr
 log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
+
+
+# -- names and colours (see Node.name / Node.color) ------------------------------------
+MAX_NAME = 64
+# readable on white, distinct from each other (a first-start colour is one of these)
+PALETTE = ("#d1495b", "#e07a1f", "#c9a227", "#5a9e2f", "#2a9d8f", "#1f77b4",
+           "#4a56c4", "#8e44ad", "#c2418f", "#7f5539", "#3d7068", "#6c757d")
+
+
+def _is_colour(value: str) -> bool:
+    return (len(value) == 7 and value[0] == "#"
+            and all(c in "0123456789abcdefABCDEF" for c in value[1:]))
 
 
 class Node:
@@ -90,6 +101,7 @@ class Node:
                  advertise: str | list[str] | None = None,
                  control: bool | None = None) -> None:
         self._lock = threading.RLock()
+        self._profile_listeners: list[Callable[[], None]] = []
         self._closed = False
         self._temp = profile is None
         self.profile: Path = make_temp_profile() if profile is None else resolve_profile(profile)
@@ -104,8 +116,7 @@ class Node:
             self._identity = self._load_identity()
             self.store = Store(self.profile / DB_FILE)
             try:
-                self._check_store_identity()
-                self._names = Names(self, name)  # (before Devices: its certificates name us)
+                self._check_store_identity(name)
                 self._devices = Devices(self)  # the user key, certificates (pairing.py)
             except BaseException:
                 self.store.close()
@@ -148,7 +159,7 @@ class Node:
             raise IdentityError(f"cannot write identity key {key_path}: {e}") from e
         return ident
 
-    def _check_store_identity(self) -> None:
+    def _check_store_identity(self, name: str | None) -> None:
         stored = self.store.get_setting("node_id")
         if stored is None:
             self.store.set_setting("node_id", self.id)
@@ -157,6 +168,13 @@ class Node:
                 f"identity key {self.profile / KEY_FILE} (node {short_id(self.id)}) does not "
                 f"belong to database {self.store.path} (node {short_id(stored)}); restore the "
                 f"matching key file. Nothing was changed.")
+        if name is not None:
+            if self.store.get_setting("name") != name:  # no fsync'd write when unchanged
+                self.store.set_setting("name", name)
+            self._name = name
+        else:
+            self._name = self.store.get_setting("name") or f"node-{self.short_id}"
+        self._color = self._first_colour()
 
     # -- identity --------------------------------------------------------------
     @property
@@ -180,32 +198,71 @@ class Node:
         state = "closed" if self._closed else str(self.profile)
         return f"<Node {self.short_id} {self.name!r} {state}>"
 
-    # -- display name and colour (what peers and widgets show: names.py) ----------
+    # -- display name and colour (what peers and widgets show) ---------------------
     @property
     def name(self) -> str:
         """The display name peers see (stored in the profile). Setting it tells
         the peers present in a doc with us at once (in the signed presence
         claim, so it only ever means "this key calls itself X"), every connected
         peer in a `profile` message, and the others at the next hello."""
-        return self._names.name
+        return self._name
 
     @name.setter
     def name(self, value: str) -> None:
-        self._names.set_name(value)
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+            raise ValueError(f"a node name is 1 to {MAX_NAME} characters of text, "
+                             f"not {value!r:.80}")
+        self._set_profile("name", value.strip())
 
     @property
     def color(self) -> str:
         """The colour peers and widgets show for this node (``#rrggbb``),
         chosen at random at first start and kept in the profile."""
-        return self._names.color
+        return self._color
 
     @color.setter
     def color(self, value: str) -> None:
-        self._names.set_color(value)
+        if not (isinstance(value, str) and _is_colour(value)):
+            raise ValueError(f"a colour is '#rrggbb' (hex), not {value!r:.40}")
+        self._set_profile("color", value.lower())
+
+    def _first_colour(self) -> str:
+        stored = self.store.get_setting("color")
+        if isinstance(stored, str) and _is_colour(stored):
+            return stored
+        import secrets
+        colour = secrets.choice(PALETTE)
+        self.store.set_setting("color", colour)
+        return colour
+
+    def _set_profile(self, key: str, value: str) -> None:
+        with self._lock:
+            self._check_open()
+            if self.store.get_setting(key) != value:
+                self.store.set_setting(key, value)
+            setattr(self, "_" + key, value)
+        net = self._net
+        if net is None:
+            return
+
+        def restamp() -> None:  # node thread: every presence claim we make, re-signed
+            for doc, st in list(net.presence.local_state.items()):
+                if isinstance(st, dict):
+                    net.set_presence(doc, {**st, "name": self._name, "color": self._color})
+            net.send_profile(self._name, self._color)  # and every connected peer
+            self._devices.profile_changed()  # and our user's other devices (pairing.py)
+            for cb in list(self._profile_listeners):
+                cb()
+        try:
+            net.call_soon(restamp)
+        except RuntimeError:  # network closing: nobody to tell
+            pass
 
     def on_profile(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` on the node thread after our name or colour changed."""
-        return self._names.on_change(callback)
+        self._profile_listeners.append(callback)
+        return lambda: self._profile_listeners.remove(callback) \
+            if callback in self._profile_listeners else None
 
     def peer_profiles(self, ids: Iterable[bytes] | None = None) -> dict[bytes, tuple[str, str]]:
         """``{peer id: (name, colour)}`` as the peers last said: from their
@@ -213,7 +270,25 @@ class Node:
         of their signed address-book entry (re-announced within a second) and
         colour "". ``ids``: the peers wanted (default: those present in a doc with
         us or connected now). For display only."""
-        return self._names.of_peers(ids)
+        net = self._net
+        if net is None:
+            return {}
+        wanted = None if ids is None else list(ids)
+
+        def read() -> dict[bytes, tuple[str, str]]:
+            out = dict(net.presence.profiles())
+            for pid, prof in net.profiles.items():  # what connected peers said since
+                out.setdefault(pid, prof)
+            pids = set(out) | set(net.by_peer) if wanted is None else wanted
+            if net.book is not None:
+                for pid in pids:
+                    if pid in out or pid == self.id:
+                        continue  # presence is re-signed at once on a change: fresher
+                    e = net.book.get(pid)
+                    if e is not None and e.name:
+                        out[pid] = (e.name, "")
+            return out
+        return net._call(read)
 
     def _repr_html_(self) -> str:
         from ownkernel.node.reprs import node_html

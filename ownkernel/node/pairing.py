@@ -34,7 +34,6 @@ import cbor2
 
 from ownkernel.node.gate import BOOK_DOC, Credentials
 from ownkernel.node.grants import Descriptor, Grant, InviteError
-from ownkernel.node.names import MAX_NAME, is_colour
 from ownkernel.node.users import (
     Cert,
     PairToken,
@@ -393,7 +392,7 @@ class Devices:
 
     def _on_profile(self, peer: bytes, m: dict[str, Any]) -> None:
         n, o, t, d = m.get("n"), m.get("o"), m.get("t"), m.get("d")
-        if not (self.users.sibling(peer) and isinstance(n, str) and 0 < len(n.strip()) <= MAX_NAME
+        if not (self.users.sibling(peer) and isinstance(n, str) and 0 < len(n.strip()) <= 64
                 and isinstance(o, str) and len(o) == 7 and o[0] == "#"
                 and all(c in "0123456789abcdef" for c in o[1:]) and isinstance(t, float)
                 and isinstance(d, bytes)):
@@ -508,10 +507,10 @@ class Devices:
         self._learn([cert])
         # Names and colours belong to the user: take the user's, both at once here on
         # the node thread (so no half-changed profile goes out to our devices)
-        if isinstance(name, str) and 0 < len(name.strip()) <= MAX_NAME:
-            self.node._names.set("name", name.strip())
-        if isinstance(colour, str) and is_colour(colour):
-            self.node._names.set("color", colour.lower())
+        if isinstance(name, str) and 0 < len(name.strip()) <= 64:
+            self.node._set_profile("name", name.strip())
+        if isinstance(colour, str) and len(colour) == 7 and colour[0] == "#":
+            self.node._set_profile("color", colour.lower())
         self._profile = {"k": "uprof", "n": self.node.name, "o": self.node.color,
                          "t": time.time(), "d": tok.node}
         self.node.store.set_setting("user_profile", self._profile)

@@ -39,7 +39,6 @@ from ownkernel.node.compaction import verify_compacted
 from ownkernel.node.direct import direct_run, settle, stored_head
 from ownkernel.node.docstate import SNAPSHOT_AT_CLOSE, IngestedDocs, OpenDoc
 from ownkernel.node.gate import Credentials, Gate
-from ownkernel.node.loading import load_crdt, open_body, seal_body
 from ownkernel.node.newdocs import ingest_new
 from ownkernel.store import (
     ChangeRow,
@@ -50,11 +49,14 @@ from ownkernel.store import (
     EnvelopeError,
     Head,
     Identity,
+    SealError,
     Store,
     chain_hash,
     check_chains,
     decode_envelope,
     encode_envelope,
+    open_sealed,
+    seal,
 )
 from ownkernel.store.auth import ZERO_HASH, Run, head_message
 
@@ -181,8 +183,7 @@ class Replica:
         if not row.encrypted or row.key is not None:
             # no heads, no history: nothing stored to read (a doc joined offline,
             # then caught up with thousands of others, costs 3 queries less)
-            crdt = (load_crdt(self.store, row, heads, self.id, damaged) if heads
-                    else Doc(actor=self.id))
+            crdt = self._load_crdt(row, heads, damaged) if heads else Doc(actor=self.id)
         grants = self.gate.doc_grants(doc_id, stored=bool(heads))
         od = self.docs[doc_id] = OpenDoc(row, crdt, heads, grants)
         od.users = self.gate.users
@@ -193,6 +194,54 @@ class Replica:
             if e.actor is not None:
                 od.damaged[e.actor] = min(od.damaged.get(e.actor, e.seq or 0), e.seq or 0)
         return od
+
+    def _load_crdt(self, row: DocRow, heads: dict[bytes, Head],
+                   damaged: list[CorruptRowError]) -> Doc:
+        """Newest snapshot + the changes after it. A damaged row or snapshot affects only
+        what depends on it: a bad snapshot falls back to the full history (unless it was
+        compacted away), a bad change stops its author's chain just before it."""
+        doc_id = row.id
+        snap = self.store.snapshot(doc_id, on_damaged=damaged.append)
+        version: dict[bytes, int] = {}
+        crdt: Doc | None = None
+        if snap is not None:
+            try:
+                crdt = Doc.load(self.open_body(row, snap[1]), actor=self.id)
+                version = snap[0]
+            except (ValueError, SealError) as e:
+                damaged.append(CorruptRowError(self.store.path, doc_id, None, None,
+                                               "snapshot", f"does not decode: {e}"))
+        if crdt is None:
+            if self.store.compacted(doc_id):
+                raise DatabaseError(
+                    f"document {doc_id.hex()[:8]} in {self.store.path} has compacted "
+                    f"history but no readable snapshot; run `ownkernel doctor` and restore "
+                    f"the database from a backup")
+            crdt = Doc(actor=self.id)
+        blobs: list[tuple[bytes, int, bytes]] = []
+        for actor in heads:
+            for ch in self.store.changes(doc_id, actor, version.get(actor, 0),
+                                         on_damaged=damaged.append):
+                try:
+                    blobs.append((actor, ch.seq, self.open_body(row, ch.blob)))
+                except SealError as e:
+                    damaged.append(CorruptRowError(self.store.path, doc_id, actor, ch.seq,
+                                                   "change", f"does not decrypt: {e}"))
+                    break
+        try:
+            crdt.apply([b for _a, _s, b in blobs])
+        except ValueError:  # one by one: a bad change stops its author there
+            stopped: set[bytes] = set()
+            for actor, seq, b in blobs:
+                if actor in stopped:
+                    continue
+                try:
+                    crdt.apply([b])
+                except ValueError as e:
+                    stopped.add(actor)
+                    damaged.append(CorruptRowError(self.store.path, doc_id, actor, seq,
+                                                   "change", f"does not decode: {e}"))
+        return crdt
 
     def reload_lost(self) -> None:
         """Reload the docs whose held changes the store could not write (disk full,
@@ -220,6 +269,17 @@ class Replica:
         new.txn = txn
         new.waiting = od.waiting  # still unverified, still budgeted: keep holding them
         new.unchecked = od.unchecked  # their changes are stored: verify them later still
+
+    @staticmethod
+    def open_body(row: DocRow, body: bytes) -> bytes:
+        if row.encrypted:
+            if row.key is None:
+                raise SealError("no key")
+            return open_sealed(row.key, body)
+        return body
+
+    def seal_body(self, row: DocRow, blob: bytes) -> bytes:
+        return seal(row.key, blob) if row.encrypted and row.key is not None else blob
 
     def refresh_row(self, od: OpenDoc) -> None:
         row = self.store.document(od.row.id)
@@ -260,7 +320,7 @@ class Replica:
             mine = Credentials.from_bytes(od.row.token).grant
             if mine is not None and not self._cap_presented(od):
                 cap = mine  # first write after joining: show our grant, once, in the chain
-            body = seal_body(od.row, blob)
+            body = self.seal_body(od.row, blob)
             h = chain_hash(head.hash, doc_id, self.id, seq, body, cap)
             sig = None
             if self.listeners and self.sign_live:
@@ -320,7 +380,7 @@ class Replica:
     def snapshot(self, od: OpenDoc) -> None:
         if od.crdt is None or od.txn or od.crdt.pending_ops:
             return
-        data = seal_body(od.row, od.crdt.save())
+        data = self.seal_body(od.row, od.crdt.save())
         self.store.put_snapshot(od.row.id, dict(od.crdt.version), data,
                                 self.store.change_count(od.row.id))
         od.since_snapshot = 0
@@ -511,7 +571,7 @@ class Replica:
             # No key: authorship is verified, content and access cannot be; we only
             # store and forward ciphertext (relay / bootstrap role).
             return len(run.envelopes), None, False
-        return admit_run(od, run, self.gate, open_body)
+        return admit_run(od, run, self.gate, self.open_body)
 
     @property
     def unsettled(self) -> bool:

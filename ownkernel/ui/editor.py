@@ -5,13 +5,13 @@ version is the number of updates it has accepted, and it sends them all, in
 order, to every view. A view pushes its local updates at once (pipelined: no
 round trip per key) with the version it had received when it made them. By the
 time a push arrives the kernel may have accepted other updates (a peer's, cell
-code's, another view's), so each push goes through that client's **bridge**
-(collab.py, pure), as an OT server keeps one: a replay of what the view does with
-its own unconfirmed updates as it receives ours, from which we know the exact
-document the update was made on, and map it, with CodeMirror's own rules
-(utf16.ChangeSet, a port), over every update the view had not seen. Every push
-is applied on arrival; none is refused, so two pages typing at once never wait
-for each other.
+code's, another view's), so each push goes through that client's **bridge**, as
+an OT server keeps one: a replay of what the view does with its own unconfirmed
+updates as it receives ours (``receiveUpdates``: drop its own, rebase the rest
+over everyone else's), from which we know the exact document the update was
+made on, and map it, with CodeMirror's own rules (utf16.ChangeSet, a port),
+over every update the view had not seen. Every push is applied on arrival; none
+is refused, so two pages typing at once never wait for each other.
 Changes from elsewhere become updates with client id ``"py"``, so CodeMirror
 maps the local caret and selection through them.
 
@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import traitlets
@@ -43,7 +44,6 @@ from ownkernel.ui.base import (
     safe_colour,
 )
 from ownkernel.ui.channel import DirectWidget
-from ownkernel.ui.collab import Bridge, advance, through_bridge
 from ownkernel.ui.docview import _names
 from ownkernel.ui.utf16 import AstralIndex, ChangeSet
 
@@ -76,6 +76,18 @@ def parse_changes(spec: Any, length16: int) -> list[tuple[int, int, str]]:
     if cs.length != length16:
         raise ValueError(f"changes cover {cs.length} UTF-16 units, the text has {length16}")
     return cs.edits()
+
+
+@dataclass
+class Bridge:
+    """What the kernel knows of one view (client id): the version ``v`` it had
+    last received when it pushed, its updates not yet confirmed by then (in its
+    own frame, as it holds them), and the number of the next update it sends."""
+
+    gen: int
+    v: int
+    unconfirmed: list[ChangeSet] = field(default_factory=list)
+    seq: int = 0
 
 
 BLAME_EVERY = 0.3  # seconds: while blame is on, edits refresh it at most this often
@@ -475,11 +487,34 @@ class Editor(DirectWidget, LiveWidget):
         """Replay on the bridge what the view did on receiving our updates up to ``v``."""
         if v < br.v or v > self._version:
             raise ValueError(f"push based on version {v}: expected {br.v}..{self._version}")
-        advance(br, self._since(br.v) if br.unconfirmed else [], v, client)
+        if not br.unconfirmed:  # nothing to rebase: no need for the history
+            br.v = v
+            return
+        for c, h in self._since(br.v)[:v - br.v]:
+            if c == client:
+                br.unconfirmed.pop(0)  # confirmed (ours come back in order)
+                if not br.unconfirmed:
+                    break
+            else:
+                br.unconfirmed = _rebase(br.unconfirmed, h)
+        br.v = v
 
     def _through_bridge(self, br: Bridge, own: ChangeSet, client: str) -> ChangeSet:
-        """``own``, made on the view's document, mapped onto the document at our version."""
-        own = through_bridge(br, self._since(br.v), own, client)
+        """``own``, made on the view's document (version ``br.v`` plus its
+        unconfirmed updates), mapped onto the document at our version."""
+        pending = list(br.unconfirmed)
+        for c, h in self._since(br.v):
+            if c == client:
+                if not pending:
+                    raise ValueError(f"push from {client} does not match what it was sent")
+                pending.pop(0)
+            else:
+                # the other update as it looks after the view's pending ones;
+                # ours go after theirs at the same place (as receiveUpdates maps)
+                h = _rebase_over(pending, h)
+                own = own.map(h)
+        if pending:
+            raise ValueError(f"push from {client} skips some of its own updates")
         if own.length != self._idx.length16:
             raise ValueError(f"changes cover {own.length} UTF-16 units, "
                              f"the text has {self._idx.length16}")
@@ -569,3 +604,20 @@ class Editor(DirectWidget, LiveWidget):
     def value(self) -> str:
         return str(self._text)
 
+
+def _rebase(pending: list[ChangeSet], other: ChangeSet) -> list[ChangeSet]:
+    """A view's unconfirmed updates after it received ``other`` (receiveUpdates)."""
+    out = []
+    for u in pending:
+        out.append(u.map(other))
+        other = other.map(u, True)
+    return out
+
+
+def _rebase_over(pending: list[ChangeSet], other: ChangeSet) -> ChangeSet:
+    """``other`` as it applies after the view's unconfirmed updates; ``pending``
+    is rebased over it in place (what the view will do on receiving it)."""
+    for i, u in enumerate(pending):
+        pending[i] = u.map(other)
+        other = other.map(u, True)
+    return other
